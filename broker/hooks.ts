@@ -1,0 +1,142 @@
+import type { AedesOptions, AedesPublishPacket, Client, PublishPacket, Subscription } from 'aedes'
+import type { Logger } from 'pino'
+import { parseClientId } from '../services/auth/identity.ts'
+import type { TokenVerifier } from '../services/auth/token-verifier.ts'
+import { TokenError } from '../services/auth/token-verifier.ts'
+import { canPublish, canReceive, canSubscribe, DROPPED_TOPIC } from '../services/auth/topic-acl.ts'
+import type { ErrorNotice } from '../services/requests/envelope.ts'
+import type { Sessions } from './sessions.ts'
+
+// CONNACK return codes of MQTT 3.1.1. Numbers, not aedes' const enum, which type stripping
+// cannot erase.
+const IDENTIFIER_REJECTED = 2
+const BAD_USERNAME_OR_PASSWORD = 4
+const NOT_AUTHORIZED = 5
+
+type HookSet = Required<
+  Pick<AedesOptions, 'authenticate' | 'authorizePublish' | 'authorizeSubscribe' | 'authorizeForward'>
+>
+
+export interface HookDeps {
+  verify: TokenVerifier
+  sessions: Sessions
+  log: Logger
+  /** Sends a notice to the device's error topic. */
+  notify: (client: Client, notice: ErrorNotice) => void
+  /** Handles a publish to req/<op>; resolves once the reply has been published. */
+  handleRequest: (client: Client, packet: PublishPacket) => Promise<void>
+  /** Closes a connection whose token has expired. */
+  onTokenExpired: (client: Client) => void
+}
+
+function connectError(returnCode: number, message: string) {
+  return Object.assign(new Error(message), { returnCode })
+}
+
+/** The aedes hooks that put Natter's auth and topic rules in front of every packet. */
+export function createHooks(d: HookDeps): HookSet {
+  const authenticate: HookSet['authenticate'] = (client, _username, password, done) => {
+    const who = parseClientId(client.id)
+    if (!who) {
+      d.log.info({ event: 'connect_refused', reason: 'bad_client_id' }, 'connection refused')
+      return done(connectError(IDENTIFIER_REJECTED, 'client id must be <userId>/<deviceId>'), false)
+    }
+    d.verify(password?.toString('utf8')).then(
+      (token) => {
+        if (token.userId !== who.userId) {
+          d.log.info({ event: 'connect_refused', clientId: client.id, reason: 'client_id_of_other_user' })
+          return done(connectError(NOT_AUTHORIZED, 'client id belongs to another user'), false)
+        }
+        // aedes stores the will before authorizing it; a forbidden will must stop the CONNECT.
+        const will = (client as Client & { _will?: PublishPacket | null })._will
+        if (will) {
+          const decision = canPublish(who, will.topic, will.retain)
+          if (!decision.ok) {
+            d.log.info({ event: 'connect_refused', clientId: client.id, reason: `will_${decision.reason}` })
+            return done(connectError(NOT_AUTHORIZED, `will topic refused: ${decision.reason}`), false)
+          }
+        }
+        d.sessions.start(client, { who, tokenExpiresAt: token.expiresAt }, d.onTokenExpired)
+        done(null, true)
+      },
+      (err: unknown) => {
+        const reason = err instanceof TokenError ? err.problem : 'verify_failed'
+        d.log.info({ event: 'connect_refused', clientId: client.id, reason })
+        if (!(err instanceof TokenError)) d.log.error({ err }, 'token verification failed unexpectedly')
+        done(connectError(BAD_USERNAME_OR_PASSWORD, 'bad token'), false)
+      },
+    )
+  }
+
+  const authorizePublish: HookSet['authorizePublish'] = (client, packet, done) => {
+    const session = d.sessions.get(client)
+    if (!client || !session) {
+      // Only aedes itself publishes without a live client: a will of a node that died. Wills were
+      // checked at CONNECT, so it passes when its client id still names a user it may write to.
+      const who = parseClientId((packet as PublishPacket & { clientId?: string }).clientId ?? '')
+      return done(who && canPublish(who, packet.topic, packet.retain).ok ? null : new Error('will refused'))
+    }
+    const decision = canPublish(session.who, packet.topic, packet.retain)
+    if (!decision.ok) {
+      // MQTT 3.1.1 lets a server either acknowledge an unauthorized PUBLISH or close the
+      // connection (MQTT-3.3.5-2). Closing makes a client that retries its unacknowledged
+      // QoS 1 packet loop forever, so Natter acknowledges it, delivers it nowhere, and says why
+      // on the device's error topic (what mosquitto and EMQX do by default).
+      d.log.info({
+        event: 'publish_refused',
+        clientId: client.id,
+        topic: packet.topic,
+        reason: decision.reason,
+      })
+      d.notify(client, {
+        topic: packet.topic,
+        code: decision.reason === 'retain_not_allowed' ? 'retain_not_allowed' : 'forbidden_topic',
+        message: `publish to ${packet.topic} refused: ${decision.reason}`,
+      })
+      packet.topic = DROPPED_TOPIC
+      packet.retain = false
+      return done(null)
+    }
+    if (packet.topic.startsWith('req/')) {
+      return d.handleRequest(client, packet).then(
+        () => done(null),
+        (err: unknown) => {
+          d.log.error({ err, clientId: client.id, topic: packet.topic }, 'request failed')
+          d.notify(client, {
+            topic: packet.topic,
+            code: 'internal',
+            message: 'the request failed on the server',
+          })
+          done(null)
+        },
+      )
+    }
+    done(null)
+  }
+
+  const authorizeSubscribe: HookSet['authorizeSubscribe'] = (client, sub: Subscription, done) => {
+    const session = d.sessions.get(client)
+    const decision = session
+      ? canSubscribe(session.who, sub.topic)
+      : ({ ok: false, reason: 'no_session' } as const)
+    if (!decision.ok) {
+      d.log.info({
+        event: 'subscribe_refused',
+        clientId: client.id,
+        topic: sub.topic,
+        reason: decision.reason,
+      })
+      // A null subscription makes aedes answer 0x80 for this filter and keep the connection.
+      return done(null, null)
+    }
+    done(null, sub)
+  }
+
+  const authorizeForward: HookSet['authorizeForward'] = (client, packet: AedesPublishPacket) => {
+    const session = d.sessions.get(client)
+    if (!session || !canReceive(session.who, packet.topic)) return null
+    return packet
+  }
+
+  return { authenticate, authorizePublish, authorizeSubscribe, authorizeForward }
+}

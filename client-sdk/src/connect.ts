@@ -1,0 +1,62 @@
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
+import { clientIdOf, topics } from './topics.ts'
+
+export interface ConnectOptions {
+  /** mqtt://host:1883, mqtts://…, ws://host:8083/mqtt or wss://… */
+  url: string
+  userId: string
+  deviceId: string
+  /** A JWT whose sub is userId. */
+  token: string
+  /**
+   * Keep the session (and its queued QoS 1 messages) while the device is away. Natter's
+   * delivery relies on it; set false only for throw-away scripts.
+   */
+  persistentSession?: boolean
+  mqtt?: Omit<IClientOptions, 'clientId' | 'password' | 'clean' | 'protocolVersion'>
+}
+
+export interface NatterConnection {
+  client: MqttClient
+  clientId: string
+  close(): Promise<void>
+}
+
+/**
+ * Connects one device and subscribes to its inbox, reply and error topics; resolves at the
+ * first CONNACK and rejects with the broker's refusal (for example "Bad username or password").
+ */
+export function connect(o: ConnectOptions): Promise<NatterConnection> {
+  const clientId = clientIdOf(o.userId, o.deviceId)
+  const client = mqtt.connect(o.url, {
+    reconnectPeriod: 1000,
+    ...o.mqtt,
+    clientId,
+    username: o.userId,
+    password: o.token,
+    clean: !(o.persistentSession ?? true),
+    protocolVersion: 4,
+  })
+  return new Promise((resolve, reject) => {
+    const fail = (err: Error) => {
+      client.end(true)
+      reject(err)
+    }
+    client.once('error', fail)
+    client.once('connect', () => {
+      client.off('error', fail)
+      const own = [topics.inbox(o.userId), topics.reply(clientId), topics.errors(clientId)]
+      client.subscribe(own, { qos: 1 }, (err, granted) => {
+        if (err) return fail(err)
+        const refused = granted?.filter((g) => g.qos === 128) ?? []
+        if (refused.length)
+          return fail(new Error(`subscription refused: ${refused.map((g) => g.topic).join(', ')}`))
+        resolve({
+          client,
+          clientId,
+          close: () => new Promise<void>((done) => client.end(false, {}, () => done())),
+        })
+      })
+    })
+  })
+}

@@ -1,0 +1,62 @@
+import type { MqttClient } from 'mqtt'
+import { topics } from './topics.ts'
+
+export class NatterRequestError extends Error {
+  override name = 'NatterRequestError'
+  readonly code: string
+  constructor(code: string, message: string) {
+    super(message)
+    this.code = code
+  }
+}
+
+let counter = 0
+
+/**
+ * One operation of the request/response convention: publishes {id, params} to req/<op> and
+ * resolves with the result from the device's reply topic (it must already be subscribed, as
+ * connect() does), or rejects with the server's error code.
+ */
+export function request<T = unknown>(
+  client: MqttClient,
+  clientId: string,
+  op: string,
+  params: Record<string, unknown> = {},
+  timeoutMs = 10_000,
+): Promise<T> {
+  const id = `${Date.now().toString(36)}-${(counter++).toString(36)}`
+  const replyTopic = topics.reply(clientId)
+  return new Promise<T>((resolve, reject) => {
+    const onMessage = (topic: string, payload: Buffer) => {
+      if (topic !== replyTopic) return
+      let reply: { id?: string; ok?: boolean; result?: T; error?: { code: string; message: string } }
+      try {
+        reply = JSON.parse(payload.toString('utf8'))
+      } catch {
+        return
+      }
+      if (reply.id !== id) return
+      cleanup()
+      if (reply.ok) resolve(reply.result as T)
+      else
+        reject(
+          new NatterRequestError(reply.error?.code ?? 'internal', reply.error?.message ?? 'request failed'),
+        )
+    }
+    const timer = setTimeout(() => {
+      cleanup()
+      reject(new NatterRequestError('timeout', `no reply to ${op} within ${timeoutMs} ms`))
+    }, timeoutMs)
+    const cleanup = () => {
+      clearTimeout(timer)
+      client.off('message', onMessage)
+    }
+    client.on('message', onMessage)
+    client.publish(topics.request(op), JSON.stringify({ id, params }), { qos: 1 }, (err) => {
+      if (err) {
+        cleanup()
+        reject(err)
+      }
+    })
+  })
+}

@@ -1,0 +1,96 @@
+import { z } from 'zod'
+
+// Every setting is described once here; its environment variable, its config-file key, the
+// defaults in .env.example and the table in docs/configuration.md all derive from this object
+// (a test keeps the last two in step).
+
+const integer = (min: number, max: number) =>
+  z.preprocess(
+    (v) => (typeof v === 'string' && /^\s*-?\d+\s*$/.test(v) ? Number(v) : v),
+    z
+      .number({ error: `expected an integer from ${min} to ${max}` })
+      .int({ error: `expected an integer from ${min} to ${max}` })
+      .min(min, { error: `expected an integer from ${min} to ${max}` })
+      .max(max, { error: `expected an integer from ${min} to ${max}` }),
+  )
+
+const port = integer(0, 65535)
+const optionalText = z.preprocess((v) => (v === '' ? undefined : v), z.string().optional())
+
+export const settingsShape = {
+  host: z
+    .string()
+    .min(1)
+    .default('0.0.0.0')
+    .describe(
+      'Address every listener binds to (0.0.0.0 for all IPv4, :: for all, 127.0.0.1 for local only).',
+    ),
+  mqttPort: port.default(1883).describe('MQTT over TCP. 0 picks a free port (it is logged).'),
+  wsPort: port.default(8083).describe('MQTT over WebSocket. 0 picks a free port (it is logged).'),
+  wsPath: z
+    .string()
+    .regex(/^\/[\w\-./]*$/, { error: 'expected a URL path starting with /' })
+    .default('/mqtt')
+    .describe('HTTP path of the MQTT WebSocket endpoint.'),
+  httpPort: port.default(8080).describe('HTTP: /healthz, /readyz. 0 picks a free port (it is logged).'),
+  dataDir: z
+    .string()
+    .min(1)
+    .default('./data')
+    .describe('Directory for the embedded default: generated dev secret (later: SQLite store, media).'),
+  logLevel: z
+    .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
+    .default('info')
+    .describe('pino log level.'),
+  maxPacketBytes: integer(1024, 268_435_455)
+    .default(262_144)
+    .describe('Largest MQTT packet accepted; a client sending a larger one is disconnected.'),
+  connectTimeoutMs: integer(1000, 600_000)
+    .default(30_000)
+    .describe('A socket that sends no CONNECT within this time is closed.'),
+  drainTimeoutMs: integer(0, 600_000)
+    .default(30_000)
+    .describe(
+      'A client whose socket stays full this long is disconnected, so one stalled reader cannot stall delivery to others (0 disables).',
+    ),
+  jwtAlgorithm: z
+    .enum(['HS256', 'RS256', 'ES256'])
+    .default('HS256')
+    .describe('The only JWT algorithm accepted on CONNECT.'),
+  jwtSecret: optionalText.describe(
+    'HS256 secret (at least 32 characters). Unset: a random secret is generated in the data directory on first start.',
+  ),
+  jwtPublicKey: optionalText.describe('RS256/ES256: PEM public key (SPKI) that verifies tokens.'),
+  jwtPublicKeyFile: optionalText.describe(
+    'RS256/ES256: path of a PEM public key file (instead of jwtPublicKey).',
+  ),
+  jwtIssuer: optionalText.describe('When set, tokens must carry this iss claim.'),
+  jwtAudience: optionalText.describe('When set, tokens must carry this aud claim.'),
+  jwtClockToleranceSeconds: integer(0, 300).default(5).describe('Leeway for exp/nbf between clocks.'),
+} as const
+
+export const settingsSchema = z.object(settingsShape).superRefine((s, ctx) => {
+  if (s.jwtAlgorithm === 'HS256') {
+    if (s.jwtSecret !== undefined && s.jwtSecret.length < 32) {
+      ctx.addIssue({ code: 'custom', path: ['jwtSecret'], message: 'expected at least 32 characters' })
+    }
+  } else if (s.jwtPublicKey === undefined && s.jwtPublicKeyFile === undefined) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['jwtPublicKey'],
+      message: `${s.jwtAlgorithm} needs jwtPublicKey or jwtPublicKeyFile`,
+    })
+  }
+})
+
+export type Settings = z.infer<typeof settingsSchema>
+export type SettingKey = keyof typeof settingsShape
+
+export const settingKeys = Object.keys(settingsShape) as SettingKey[]
+
+export function envName(key: string): string {
+  return `NATTER_${key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`
+}
+
+/** Variables the launcher scripts read; they are not settings but are not unknown either. */
+export const launcherEnv = new Set(['NATTER_CONFIG_FILE', 'NATTER_NODE'])

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The one test command (npm test): installs what the tests need, then lint, typecheck and every
+# test, against real servers and real clients on free ports.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/setup-test-deps.sh
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund
+fi
+echo "test: node $(sh scripts/node.sh --version)"
+
+npm run -s lint
+npm run -s typecheck
+files=$(find test -name '*.test.ts' | sort)
+# shellcheck disable=SC2086
+exec sh scripts/node.sh --test --test-reporter=spec --test-timeout=120000 $files

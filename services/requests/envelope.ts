@@ -1,0 +1,41 @@
+import { z } from 'zod'
+
+/** Error codes a client can see on its reply and error topics (docs/protocol.md#errors). */
+export const errorCodes = [
+  'bad_request',
+  'unknown_operation',
+  'forbidden_topic',
+  'retain_not_allowed',
+  'token_expired',
+  'internal',
+] as const
+export type ErrorCode = (typeof errorCodes)[number]
+
+export class NatterError extends Error {
+  override name = 'NatterError'
+  readonly code: ErrorCode
+  constructor(code: ErrorCode, message: string) {
+    super(message)
+    this.code = code
+  }
+}
+
+export const requestSchema = z.object({
+  id: z.string().min(1).max(128),
+  params: z.record(z.string(), z.unknown()).optional(),
+})
+export type Request = z.infer<typeof requestSchema>
+
+export interface ErrorBody {
+  code: ErrorCode
+  message: string
+}
+
+export type Reply = { id: string; ok: true; result: unknown } | { id: string; ok: false; error: ErrorBody }
+
+/** What goes to d/<clientId>/err when a publish cannot be answered on the reply topic. */
+export interface ErrorNotice extends ErrorBody {
+  topic: string
+  /** The request id or client message id the error is about, when the payload had one. */
+  ref?: string
+}

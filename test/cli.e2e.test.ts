@@ -1,0 +1,192 @@
+import assert from 'node:assert/strict'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, before, describe, it } from 'node:test'
+import { logEvent, type Proc, ROOT, run, runToEnd } from './helpers/processes.ts'
+
+const MQTT_CLI = join(ROOT, 'node_modules/.bin/mqtt')
+
+describe('the natter command, as a user runs it', () => {
+  let dataDir: string
+  let env: Record<string, string>
+  let node: Proc
+  let ports: { mqtt: number; ws: number; http: number }
+
+  before(async () => {
+    dataDir = mkdtempSync(join(tmpdir(), 'natter-cli-'))
+    env = {
+      NATTER_HOST: '127.0.0.1',
+      NATTER_MQTT_PORT: '0',
+      NATTER_WS_PORT: '0',
+      NATTER_HTTP_PORT: '0',
+      NATTER_DATA_DIR: dataDir,
+    }
+    node = run('sh', ['bin/natter', 'start'], env)
+    const up = JSON.parse(await node.waitFor(logEvent('listening'), 120_000))
+    ports = up.ports
+  })
+  after(async () => {
+    await node.stop()
+    rmSync(dataDir, { recursive: true, force: true })
+  })
+
+  const token = async (user: string) => {
+    const r = await runToEnd('sh', ['bin/natter', 'token', user], env)
+    assert.equal(r.code, 0, r.stderr)
+    return r.stdout.trim()
+  }
+
+  it('generated a dev secret on first start, and dev tokens work with the mqtt CLI (sub and pub, QoS 1)', async () => {
+    const tok = await token('alice')
+    const common = ['-h', '127.0.0.1', '-p', String(ports.mqtt), '-u', 'alice', '-P', tok, '-q', '1']
+    const sub = run(MQTT_CLI, ['sub', ...common, '-i', 'alice/cli-sub', '-t', 'u/alice/self', '-v'])
+    try {
+      await node.waitFor(logEvent('subscribed', 'alice/cli-sub'))
+      const pub = await runToEnd(MQTT_CLI, [
+        'pub',
+        ...common,
+        '-i',
+        'alice/cli-pub',
+        '-t',
+        'u/alice/self',
+        '-m',
+        'hello from the CLI',
+      ])
+      assert.equal(pub.code, 0, pub.stderr)
+      assert.equal(
+        await sub.waitFor((l) => l.includes('hello from the CLI')),
+        'u/alice/self hello from the CLI',
+      )
+    } finally {
+      await sub.stop()
+    }
+  })
+
+  it('works with mosquitto_sub and mosquitto_pub', async () => {
+    const tok = await token('bob')
+    const common = [
+      '-h',
+      '127.0.0.1',
+      '-p',
+      String(ports.mqtt),
+      '-u',
+      'bob',
+      '-P',
+      tok,
+      '-q',
+      '1',
+      '-V',
+      'mqttv311',
+    ]
+    const sub = run('mosquitto_sub', [...common, '-i', 'bob/msub', '-t', 'u/bob/self', '-C', '1', '-v'])
+    try {
+      await node.waitFor(logEvent('subscribed', 'bob/msub'))
+      const pub = await runToEnd('mosquitto_pub', [
+        ...common,
+        '-i',
+        'bob/mpub',
+        '-t',
+        'u/bob/self',
+        '-m',
+        'hello from mosquitto',
+      ])
+      assert.equal(pub.code, 0, pub.stderr)
+      assert.equal(
+        await sub.waitFor((l) => l.includes('hello from mosquitto')),
+        'u/bob/self hello from mosquitto',
+      )
+      assert.equal(await sub.exited, 0)
+    } finally {
+      await sub.stop()
+    }
+  })
+
+  it('refuses a mosquitto client with a bad token, with the CONNACK reason', async () => {
+    const r = await runToEnd('mosquitto_pub', [
+      '-h',
+      '127.0.0.1',
+      '-p',
+      String(ports.mqtt),
+      '-u',
+      'bob',
+      '-P',
+      'not-a-token',
+      '-i',
+      'bob/x',
+      '-t',
+      'u/bob/self',
+      '-m',
+      'x',
+      '-V',
+      'mqttv311',
+    ])
+    assert.notEqual(r.code, 0)
+    assert.match(r.stderr, /bad user name or password|not authori[sz]ed/i)
+  })
+
+  it('serves /healthz and /readyz on the HTTP port', async () => {
+    assert.equal((await fetch(`http://127.0.0.1:${ports.http}/readyz`)).status, 200)
+  })
+
+  it('stops cleanly on SIGTERM', async () => {
+    const other = run('sh', ['bin/natter', 'start'], { ...env })
+    await other.waitFor(logEvent('listening'))
+    other.child.kill('SIGTERM')
+    assert.equal(await other.exited, 0)
+  })
+})
+
+describe('natter command errors', () => {
+  it('stops with one line and exit code 2 on a bad setting', async () => {
+    const r = await runToEnd('sh', ['bin/natter', 'start'], { NATTER_MQTT_PORT: 'nope' })
+    assert.equal(r.code, 2)
+    const lines = r.stderr
+      .trim()
+      .split('\n')
+      .filter((l) => !l.startsWith('natter: installing') && !l.includes('system node'))
+    assert.deepEqual(lines, [
+      'natter: invalid setting NATTER_MQTT_PORT="nope": expected an integer from 0 to 65535',
+    ])
+  })
+
+  it('lists the commands with --help', async () => {
+    const r = await runToEnd('sh', ['bin/natter', '--help'])
+    assert.equal(r.code, 0)
+    assert.match(r.stdout, /natter start/)
+    assert.match(r.stdout, /natter token USER/)
+  })
+
+  it('exits 2 on an unknown command or a token with no user', async () => {
+    assert.equal((await runToEnd('sh', ['bin/natter', 'launch'])).code, 2)
+    const r = await runToEnd('sh', ['bin/natter', 'token'])
+    assert.equal(r.code, 2)
+    assert.match(r.stderr, /usage: natter token USER/)
+  })
+
+  it('says which port is taken when it cannot listen', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'natter-cli-'))
+    const first = run('sh', ['bin/natter', 'start'], {
+      NATTER_HOST: '127.0.0.1',
+      NATTER_MQTT_PORT: '0',
+      NATTER_WS_PORT: '0',
+      NATTER_HTTP_PORT: '0',
+      NATTER_DATA_DIR: dataDir,
+    })
+    try {
+      const { ports } = JSON.parse(await first.waitFor(logEvent('listening')))
+      const r = await runToEnd('sh', ['bin/natter', 'start'], {
+        NATTER_HOST: '127.0.0.1',
+        NATTER_MQTT_PORT: String(ports.mqtt),
+        NATTER_WS_PORT: '0',
+        NATTER_HTTP_PORT: '0',
+        NATTER_DATA_DIR: dataDir,
+      })
+      assert.equal(r.code, 1)
+      assert.match(r.stderr, new RegExp(`EADDRINUSE.*${ports.mqtt}`))
+    } finally {
+      await first.stop()
+      rmSync(dataDir, { recursive: true, force: true })
+    }
+  })
+})

@@ -1,0 +1,85 @@
+import assert from 'node:assert/strict'
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { describe, it } from 'node:test'
+import { ConfigError, loadConfig } from '../config/load.ts'
+import { envName, settingKeys, settingsShape } from '../config/schema.ts'
+
+describe('settings', () => {
+  it('runs on defaults with no variables at all', () => {
+    const { settings, warnings } = loadConfig({ env: {} })
+    assert.equal(settings.mqttPort, 1883)
+    assert.equal(settings.wsPort, 8083)
+    assert.equal(settings.wsPath, '/mqtt')
+    assert.equal(settings.httpPort, 8080)
+    assert.equal(settings.jwtAlgorithm, 'HS256')
+    assert.deepEqual(warnings, [])
+  })
+
+  it('names the setting and the value in one line when a value is wrong', () => {
+    assert.throws(
+      () => loadConfig({ env: { NATTER_MQTT_PORT: 'abc' } }),
+      (err: Error) =>
+        err instanceof ConfigError &&
+        err.message === 'invalid setting NATTER_MQTT_PORT="abc": expected an integer from 0 to 65535',
+    )
+    assert.throws(() => loadConfig({ env: { NATTER_HTTP_PORT: '70000' } }), /NATTER_HTTP_PORT="70000"/)
+    assert.throws(() => loadConfig({ env: { NATTER_LOG_LEVEL: 'loud' } }), /NATTER_LOG_LEVEL="loud"/)
+    assert.throws(
+      () => loadConfig({ env: { NATTER_WS_PATH: 'mqtt' } }),
+      /NATTER_WS_PATH="mqtt": expected a URL path/,
+    )
+  })
+
+  it('never prints a secret, even a wrong one', () => {
+    assert.throws(
+      () => loadConfig({ env: { NATTER_JWT_SECRET: 'short-secret' } }),
+      (err: Error) => err.message === 'invalid setting NATTER_JWT_SECRET: expected at least 32 characters',
+    )
+  })
+
+  it('needs a public key for RS256 and ES256', () => {
+    assert.throws(
+      () => loadConfig({ env: { NATTER_JWT_ALGORITHM: 'ES256' } }),
+      /NATTER_JWT_PUBLIC_KEY: ES256 needs jwtPublicKey or jwtPublicKeyFile/,
+    )
+  })
+
+  it('warns about unknown NATTER_ variables and ignores others', () => {
+    const { warnings } = loadConfig({ env: { NATTER_MQT_PORT: '1', HOME: '/root', NATTER_NODE: '/x' } })
+    assert.deepEqual(warnings, ['unknown environment variable NATTER_MQT_PORT is ignored'])
+  })
+
+  it('reads a JSON file, and the environment wins over it', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'natter-config-'))
+    const file = join(dir, 'natter.json')
+    writeFileSync(file, JSON.stringify({ mqttPort: 1999, httpPort: 9000, bogus: 1 }))
+    const { settings, warnings } = loadConfig({ env: { NATTER_HTTP_PORT: '9001' }, file })
+    assert.equal(settings.mqttPort, 1999)
+    assert.equal(settings.httpPort, 9001)
+    assert.deepEqual(warnings, [`unknown key "bogus" in config file ${file} is ignored`])
+    writeFileSync(file, JSON.stringify({ mqttPort: 'x' }))
+    assert.throws(() => loadConfig({ env: {}, file }), new RegExp(`mqttPort in ${file}="x"`))
+    writeFileSync(file, '{not json')
+    assert.throws(() => loadConfig({ env: {}, file }), /cannot read config file/)
+  })
+
+  it('.env.example lists every setting with its default', () => {
+    const example = readFileSync(new URL('../.env.example', import.meta.url), 'utf8')
+    const lines = new Map(
+      example
+        .split('\n')
+        .map((l) => /^#?\s*(NATTER_[A-Z_]+)=(.*)$/.exec(l))
+        .filter((m) => m !== null)
+        .map((m) => [m[1], m[2]]),
+    )
+    for (const key of settingKeys) {
+      const name = envName(key)
+      assert.ok(lines.has(name), `${name} is missing from .env.example`)
+      const parsed = settingsShape[key].safeParse(undefined)
+      const def = parsed.success && parsed.data !== undefined ? String(parsed.data) : ''
+      assert.equal(lines.get(name), def, `${name} in .env.example should show the default "${def}"`)
+    }
+  })
+})

@@ -1,0 +1,57 @@
+import { randomBytes } from 'node:crypto'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { SignJWT } from 'jose'
+import { createLogger } from '../../broker/log.ts'
+import { type NatterNode, startNode } from '../../broker/node.ts'
+import { loadConfig } from '../../config/load.ts'
+
+export interface TestNode {
+  node: NatterNode
+  mqttUrl: string
+  wsUrl: string
+  httpUrl: string
+  secret: Uint8Array
+  /** A valid HS256 token for the node, with overrides for the negative tests. */
+  token(userId: string, o?: { expiresInSeconds?: number; alg?: string; secret?: Uint8Array }): Promise<string>
+  close(): Promise<void>
+}
+
+/** One in-process node on free ports, a fresh data directory and a random secret. */
+export async function startTestNode(env: Record<string, string> = {}): Promise<TestNode> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'natter-test-'))
+  const secretText = randomBytes(32).toString('hex')
+  const { settings } = loadConfig({
+    env: {
+      NATTER_HOST: '127.0.0.1',
+      NATTER_MQTT_PORT: '0',
+      NATTER_WS_PORT: '0',
+      NATTER_HTTP_PORT: '0',
+      NATTER_DATA_DIR: dataDir,
+      NATTER_JWT_SECRET: secretText,
+      NATTER_LOG_LEVEL: process.env.NATTER_TEST_LOG_LEVEL ?? 'silent',
+      ...env,
+    },
+  })
+  const node = await startNode(settings, createLogger(settings.logLevel))
+  const secret = new TextEncoder().encode(secretText)
+  return {
+    node,
+    mqttUrl: `mqtt://127.0.0.1:${node.ports.mqtt}`,
+    wsUrl: `ws://127.0.0.1:${node.ports.ws}${settings.wsPath}`,
+    httpUrl: `http://127.0.0.1:${node.ports.http}`,
+    secret,
+    token: (userId, o = {}) =>
+      new SignJWT({})
+        .setProtectedHeader({ alg: o.alg ?? 'HS256' })
+        .setSubject(userId)
+        .setIssuedAt()
+        .setExpirationTime(Math.floor(Date.now() / 1000) + (o.expiresInSeconds ?? 3600))
+        .sign(o.secret ?? secret),
+    close: async () => {
+      await node.close()
+      rmSync(dataDir, { recursive: true, force: true })
+    },
+  }
+}

@@ -1,0 +1,115 @@
+import { type ChildProcess, spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { createInterface } from 'node:readline'
+
+export const ROOT = new URL('../..', import.meta.url).pathname
+
+export interface Proc {
+  child: ChildProcess
+  lines: string[]
+  /** Resolves with the first output line (past or future) that matches. */
+  waitFor(match: (line: string) => boolean, ms?: number): Promise<string>
+  /** Resolves with the exit code. */
+  exited: Promise<number | null>
+  stop(): Promise<void>
+}
+
+/** Runs a command with its stdout and stderr read as lines, and kills it at stop(). */
+export function run(cmd: string, args: string[], env: Record<string, string> = {}): Proc {
+  const child = spawn(cmd, args, {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  const lines: string[] = []
+  const waiters = new Set<{ match: (l: string) => boolean; resolve: (l: string) => void }>()
+  for (const stream of [child.stdout, child.stderr]) {
+    if (!stream) continue
+    createInterface({ input: stream }).on('line', (line) => {
+      lines.push(line)
+      for (const w of waiters) {
+        if (w.match(line)) {
+          waiters.delete(w)
+          w.resolve(line)
+        }
+      }
+    })
+  }
+  const exited = once(child, 'exit').then(([code]) => code as number | null)
+  return {
+    child,
+    lines,
+    exited,
+    waitFor(match, ms = 30_000) {
+      const seen = lines.find(match)
+      if (seen !== undefined) return Promise.resolve(seen)
+      return new Promise((resolve, reject) => {
+        const w = { match, resolve }
+        waiters.add(w)
+        const timer = setTimeout(() => {
+          waiters.delete(w)
+          reject(
+            new Error(
+              `${cmd} ${args.join(' ')}: no matching line within ${ms} ms; output:\n${lines.join('\n')}`,
+            ),
+          )
+        }, ms)
+        exited.then(() =>
+          setImmediate(() => {
+            if (waiters.delete(w)) {
+              clearTimeout(timer)
+              reject(new Error(`${cmd} exited before a matching line; output:\n${lines.join('\n')}`))
+            }
+          }),
+        )
+        const done = w.resolve
+        w.resolve = (l) => {
+          clearTimeout(timer)
+          done(l)
+        }
+      })
+    },
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGTERM')
+        await exited
+      }
+    },
+  }
+}
+
+/** Runs a command to its end and returns its exit code and output. */
+export async function runToEnd(
+  cmd: string,
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(cmd, args, {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  let stdout = ''
+  let stderr = ''
+  child.stdout.on('data', (d) => {
+    stdout += d
+  })
+  child.stderr.on('data', (d) => {
+    stderr += d
+  })
+  const [code] = await once(child, 'exit')
+  return { code: code as number | null, stdout, stderr }
+}
+
+/** A line of the natter JSON log with the given event (and client id, if given). */
+export function logEvent(event: string, clientId?: string) {
+  return (line: string) => {
+    if (!line.startsWith('{')) return false
+    try {
+      const o = JSON.parse(line) as { event?: string; clientId?: string }
+      return o.event === event && (clientId === undefined || o.clientId === clientId)
+    } catch {
+      return false
+    }
+  }
+}
