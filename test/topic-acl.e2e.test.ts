@@ -99,3 +99,36 @@ describe('topic rules on a live broker', () => {
     }
   })
 })
+
+describe('persistent sessions and the topic rules', () => {
+  it('never delivers on a refused filter, even after the session is restored', async () => {
+    const t = await startTestNode()
+    try {
+      const options = { clientId: 'alice/phone', password: await t.token('alice'), clean: false }
+      const first = await connectClient(t.mqttUrl, options)
+      // One SUBSCRIBE with an allowed and a refused filter; a persistent session stores its
+      // filters, and the refused one must not come back with the session.
+      assert.deepEqual(await subscribe(first, ['u/alice/self', 'u/bob/self']), [1, REFUSED])
+      await first.endAsync()
+
+      const again = await connectClient(t.mqttUrl, options)
+      const seen = recordMessages(again)
+      const bob = await connectClient(t.mqttUrl, { clientId: 'bob/phone', password: await t.token('bob') })
+      await bob.publishAsync('u/bob/self', 'for bob only', { qos: 1 })
+      const laptop = await connectClient(t.mqttUrl, {
+        clientId: 'alice/laptop',
+        password: await t.token('alice'),
+      })
+      const marker = nextMessage(again, 'u/alice/self')
+      await laptop.publishAsync('u/alice/self', 'marker', { qos: 1 })
+      await marker
+      assert.deepEqual(
+        seen.map((m) => m.payload),
+        ['marker'],
+      )
+      await Promise.all([again.endAsync(), bob.endAsync(), laptop.endAsync()])
+    } finally {
+      await t.close()
+    }
+  })
+})
