@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
@@ -37,70 +37,59 @@ describe('the natter command, as a user runs it', () => {
     return r.stdout.trim()
   }
 
-  it('generated a dev secret on first start, and dev tokens work with the mqtt CLI (sub and pub, QoS 1)', async () => {
-    const tok = await token('alice')
-    const common = ['-h', '127.0.0.1', '-p', String(ports.mqtt), '-u', 'alice', '-P', tok, '-q', '1']
-    const sub = run(MQTT_CLI, ['sub', ...common, '-i', 'alice/cli-sub', '-t', 'u/alice/self', '-v'])
+  /**
+   * One QoS 1 exchange between two command-line clients of one user: the subscriber is started,
+   * the node logs its subscription, the publisher sends, the subscriber prints the message.
+   */
+  const exchange = async (o: {
+    sub: [string, string[]]
+    pub: [string, string[]]
+    user: string
+    text: string
+  }) => {
+    const tok = await token(o.user)
+    const common = ['-h', '127.0.0.1', '-p', String(ports.mqtt), '-u', o.user, '-P', tok, '-q', '1']
+    const topic = `u/${o.user}/self`
+    const sub = run(o.sub[0], [...o.sub[1], ...common, '-i', `${o.user}/sub`, '-t', topic, '-v'])
     try {
-      await node.waitFor(logEvent('subscribed', 'alice/cli-sub'))
-      const pub = await runToEnd(MQTT_CLI, [
-        'pub',
+      await node.waitFor(logEvent('subscribed', `${o.user}/sub`))
+      const pub = await runToEnd(o.pub[0], [
+        ...o.pub[1],
         ...common,
         '-i',
-        'alice/cli-pub',
+        `${o.user}/pub`,
         '-t',
-        'u/alice/self',
+        topic,
         '-m',
-        'hello from the CLI',
+        o.text,
       ])
       assert.equal(pub.code, 0, pub.stderr)
-      assert.equal(
-        await sub.waitFor((l) => l.includes('hello from the CLI')),
-        'u/alice/self hello from the CLI',
-      )
+      assert.equal(await sub.waitFor((l) => l.includes(o.text)), `${topic} ${o.text}`)
     } finally {
       await sub.stop()
     }
+  }
+
+  it('generates the dev secret on first start and keeps it in the data directory, readable by its owner only', () => {
+    const mode = statSync(join(dataDir, 'dev-jwt-secret')).mode & 0o777
+    assert.equal(mode, 0o600)
   })
 
-  it('works with mosquitto_sub and mosquitto_pub', async () => {
-    const tok = await token('bob')
-    const common = [
-      '-h',
-      '127.0.0.1',
-      '-p',
-      String(ports.mqtt),
-      '-u',
-      'bob',
-      '-P',
-      tok,
-      '-q',
-      '1',
-      '-V',
-      'mqttv311',
-    ]
-    const sub = run('mosquitto_sub', [...common, '-i', 'bob/msub', '-t', 'u/bob/self', '-C', '1', '-v'])
-    try {
-      await node.waitFor(logEvent('subscribed', 'bob/msub'))
-      const pub = await runToEnd('mosquitto_pub', [
-        ...common,
-        '-i',
-        'bob/mpub',
-        '-t',
-        'u/bob/self',
-        '-m',
-        'hello from mosquitto',
-      ])
-      assert.equal(pub.code, 0, pub.stderr)
-      assert.equal(
-        await sub.waitFor((l) => l.includes('hello from mosquitto')),
-        'u/bob/self hello from mosquitto',
-      )
-      assert.equal(await sub.exited, 0)
-    } finally {
-      await sub.stop()
-    }
-  })
+  it('dev tokens work with the mqtt CLI (sub and pub, QoS 1)', () =>
+    exchange({
+      user: 'alice',
+      sub: [MQTT_CLI, ['sub']],
+      pub: [MQTT_CLI, ['pub']],
+      text: 'hello from the CLI',
+    }))
+
+  it('works with mosquitto_sub and mosquitto_pub', () =>
+    exchange({
+      user: 'bob',
+      sub: ['mosquitto_sub', ['-V', 'mqttv311']],
+      pub: ['mosquitto_pub', ['-V', 'mqttv311']],
+      text: 'hello from mosquitto',
+    }))
 
   it('refuses a mosquitto client with a bad token, with the CONNACK reason', async () => {
     const r = await runToEnd('mosquitto_pub', [
