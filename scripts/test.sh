@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/setup-test-deps.sh
+bash scripts/setup-ferretdb.sh >/dev/null
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund
 fi
@@ -14,4 +15,4 @@ npm run -s lint
 npm run -s typecheck
 files=$(find test -name '*.test.ts' | sort)
 # shellcheck disable=SC2086
-exec sh scripts/node.sh --test --test-reporter=spec --test-timeout=120000 $files
+exec sh scripts/node.sh --test --test-reporter=spec --test-timeout=120000 --test-force-exit $files

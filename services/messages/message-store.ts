@@ -1,0 +1,65 @@
+/**
+ * The message store: one interface, one SQLite store (the embedded default) and one MongoDB
+ * store, held to the same contract by test/contract/message-store.contract.ts.
+ */
+
+export interface NewMessage {
+  chatId: string
+  senderId: string
+  deviceId: string
+  /** The sender's own id for the message; a second append with it returns the first. */
+  clientMsgId: string
+  kind: 'text' | 'event'
+  /** Searchable text; null for events and media-only messages. */
+  text: string | null
+  /** The rest of the payload (media ids, reply-to, event details), stored as JSON. */
+  body: Record<string, unknown>
+}
+
+export interface StoredMessage extends NewMessage {
+  /** Per-chat sequence number: 1, 2, 3… in the order the store accepted the messages. */
+  seq: number
+  /** Server time of acceptance, ms since the epoch. */
+  at: number
+  editedAt: number | null
+  /** Set when the sender deleted it for everyone; text and body are then cleared. */
+  deletedAt: number | null
+}
+
+export interface AppendResult {
+  message: StoredMessage
+  /** True when the clientMsgId was seen before and nothing new was stored. */
+  duplicate: boolean
+}
+
+export interface MessageStore {
+  /** Durable when it resolves: a crash after this loses nothing. */
+  append(m: NewMessage, at?: number): Promise<AppendResult>
+  /** Messages with seq > afterSeq, ascending (sync). */
+  after(chatId: string, afterSeq: number, limit: number): Promise<StoredMessage[]>
+  /** Messages with seq < beforeSeq (or the newest when null), newest first (history pages). */
+  before(chatId: string, beforeSeq: number | null, limit: number): Promise<StoredMessage[]>
+  get(chatId: string, seq: number): Promise<StoredMessage | null>
+  /** Replaces the text of a live message; null when there is no such message. */
+  edit(chatId: string, seq: number, text: string, at: number): Promise<StoredMessage | null>
+  /** Clears text and body and marks the message deleted; the row stays as a tombstone. */
+  tombstone(chatId: string, seq: number, at: number): Promise<StoredMessage | null>
+  /** Live messages containing every word, newest first. */
+  search(chatId: string, query: string, limit: number): Promise<StoredMessage[]>
+  /** The highest seq of a chat, 0 when it has none. */
+  lastSeq(chatId: string): Promise<number>
+  /** Removes messages accepted before the cutoff; returns how many. */
+  deleteOlderThan(cutoff: number): Promise<number>
+  close(): Promise<void>
+}
+
+/** Lower-cased words of letters and digits, once each: what search matches on, in every store. */
+export function searchTerms(text: string | null): string[] {
+  if (!text) return []
+  const words =
+    text
+      .toLocaleLowerCase('en-US')
+      .normalize('NFKC')
+      .match(/[\p{L}\p{N}]+/gu) ?? []
+  return [...new Set(words)].slice(0, 256)
+}

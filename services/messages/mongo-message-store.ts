@@ -1,0 +1,199 @@
+import {
+  type Collection,
+  type Db,
+  type Document,
+  type IndexDescription,
+  MongoClient,
+  MongoServerError,
+} from 'mongodb'
+import {
+  type AppendResult,
+  type MessageStore,
+  type NewMessage,
+  type StoredMessage,
+  searchTerms,
+} from './message-store.ts'
+
+interface MessageDoc extends StoredMessage {
+  terms: string[]
+}
+
+interface SeqDoc {
+  _id: string
+  last: number
+}
+
+const DUPLICATE_KEY = 11000
+
+/**
+ * Creates the indexes that are missing, one command each: FerretDB v1 panics on a
+ * createIndexes that names several indexes which already exist.
+ */
+async function ensureIndexes<T extends Document>(
+  collection: Collection<T>,
+  specs: IndexDescription[],
+): Promise<void> {
+  const existing = new Set(
+    (
+      await collection
+        .listIndexes()
+        .toArray()
+        .catch(() => [])
+    ).map((i) => i.name as string),
+  )
+  for (const spec of specs) {
+    if (!existing.has(spec.name as string)) await collection.createIndexes([spec])
+  }
+}
+
+/**
+ * MongoDB with only what every MongoDB-wire server has (FerretDB, DocumentDB, Cosmos DB):
+ * no multi-document transactions, change streams, $text or TTL indexes. Sequence numbers come
+ * from an atomic $inc on a per-chat counter; words are a normalized array with a multikey index.
+ */
+export class MongoMessageStore implements MessageStore {
+  readonly #client: MongoClient
+  readonly #messages: Collection<MessageDoc>
+  readonly #seqs: Collection<SeqDoc>
+  readonly #tails = new Map<string, Promise<unknown>>()
+
+  private constructor(client: MongoClient, db: Db) {
+    this.#client = client
+    this.#messages = db.collection<MessageDoc>('messages')
+    this.#seqs = db.collection<SeqDoc>('chat_seq')
+  }
+
+  static async open(uri: string): Promise<MongoMessageStore> {
+    // Every write waits for the journal, so an acknowledged append survives a crash.
+    const client = new MongoClient(uri, { writeConcern: { w: 'majority', journal: true } })
+    await client.connect()
+    const store = new MongoMessageStore(client, client.db())
+    await ensureIndexes(store.#messages, [
+      { key: { chatId: 1, seq: 1 }, name: 'chat_seq', unique: true },
+      { key: { chatId: 1, senderId: 1, clientMsgId: 1 }, name: 'client_msg_id', unique: true },
+      { key: { chatId: 1, terms: 1 }, name: 'terms' },
+      { key: { at: 1 }, name: 'at' },
+    ])
+    return store
+  }
+
+  async #byClientId(m: NewMessage): Promise<StoredMessage | null> {
+    return this.#messages.findOne(
+      { chatId: m.chatId, senderId: m.senderId, clientMsgId: m.clientMsgId },
+      { projection: { _id: 0, terms: 0 } },
+    )
+  }
+
+  /**
+   * Appends to one chat run one after another in this process, so this node never races
+   * itself for a sequence number; other nodes' races end at the unique index (see #insert).
+   */
+  append(m: NewMessage, at = Date.now()): Promise<AppendResult> {
+    const previous = this.#tails.get(m.chatId) ?? Promise.resolve()
+    const mine = previous.then(() => this.#insert(m, at))
+    const tail = mine.catch(() => {})
+    this.#tails.set(m.chatId, tail)
+    tail.then(() => {
+      if (this.#tails.get(m.chatId) === tail) this.#tails.delete(m.chatId)
+    })
+    return mine
+  }
+
+  async #insert(m: NewMessage, at: number): Promise<AppendResult> {
+    const existing = await this.#byClientId(m)
+    if (existing) return { message: existing, duplicate: true }
+    // The counter's $inc is atomic on MongoDB but not on every compatible server (FerretDB v1
+    // hands two concurrent callers the same value), so the unique (chatId, seq) index has the
+    // last word: a collision on it takes the next number.
+    for (let attempt = 0; ; attempt++) {
+      const seq = await this.#nextSeq(m.chatId)
+      const message: StoredMessage = { ...m, seq, at, editedAt: null, deletedAt: null }
+      try {
+        await this.#messages.insertOne({ ...message, terms: searchTerms(m.text) })
+        return { message, duplicate: false }
+      } catch (err) {
+        if (!(err instanceof MongoServerError && err.code === DUPLICATE_KEY)) throw err
+        // The same clientMsgId raced in twice: the other insert won and this seq stays unused.
+        const winner = await this.#byClientId(m)
+        if (winner) return { message: winner, duplicate: true }
+        if (attempt >= 20) throw err
+      }
+    }
+  }
+
+  async #nextSeq(chatId: string): Promise<number> {
+    // Two upserts of a chat's first counter can race; the loser sees a duplicate _id and
+    // retries as a plain $inc on the document the winner made.
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const counter = await this.#seqs.findOneAndUpdate(
+          { _id: chatId },
+          { $inc: { last: 1 } },
+          { upsert: true, returnDocument: 'after' },
+        )
+        if (counter) return counter.last
+        throw new Error(`no sequence number for chat ${chatId}`)
+      } catch (err) {
+        if (!(err instanceof MongoServerError && err.code === DUPLICATE_KEY) || attempt >= 5) throw err
+      }
+    }
+  }
+
+  #find(filter: Record<string, unknown>, sort: 1 | -1, limit: number): Promise<StoredMessage[]> {
+    return this.#messages
+      .find(filter, { projection: { _id: 0, terms: 0 } })
+      .sort({ seq: sort })
+      .limit(limit)
+      .toArray()
+  }
+
+  after(chatId: string, afterSeq: number, limit: number): Promise<StoredMessage[]> {
+    return this.#find({ chatId, seq: { $gt: afterSeq } }, 1, limit)
+  }
+
+  before(chatId: string, beforeSeq: number | null, limit: number): Promise<StoredMessage[]> {
+    return this.#find(beforeSeq === null ? { chatId } : { chatId, seq: { $lt: beforeSeq } }, -1, limit)
+  }
+
+  get(chatId: string, seq: number): Promise<StoredMessage | null> {
+    return this.#messages.findOne({ chatId, seq }, { projection: { _id: 0, terms: 0 } })
+  }
+
+  async edit(chatId: string, seq: number, text: string, at: number): Promise<StoredMessage | null> {
+    // No projection: FerretDB v1 does not implement findAndModify's "fields".
+    const doc = await this.#messages.findOneAndUpdate(
+      { chatId, seq, deletedAt: null },
+      { $set: { text, editedAt: at, terms: searchTerms(text) } },
+      { returnDocument: 'after' },
+    )
+    if (!doc) return null
+    const { _id, terms, ...message } = doc as MessageDoc & { _id: unknown }
+    return message
+  }
+
+  async tombstone(chatId: string, seq: number, at: number): Promise<StoredMessage | null> {
+    await this.#messages.updateOne(
+      { chatId, seq, deletedAt: null },
+      { $set: { text: null, body: {}, deletedAt: at, terms: [] } },
+    )
+    return this.get(chatId, seq)
+  }
+
+  search(chatId: string, query: string, limit: number): Promise<StoredMessage[]> {
+    const terms = searchTerms(query)
+    if (terms.length === 0) return Promise.resolve([])
+    return this.#find({ chatId, deletedAt: null, terms: { $all: terms } }, -1, limit)
+  }
+
+  async lastSeq(chatId: string): Promise<number> {
+    return (await this.#seqs.findOne({ _id: chatId }))?.last ?? 0
+  }
+
+  async deleteOlderThan(cutoff: number): Promise<number> {
+    return (await this.#messages.deleteMany({ at: { $lt: cutoff } })).deletedCount
+  }
+
+  close(): Promise<void> {
+    return this.#client.close()
+  }
+}

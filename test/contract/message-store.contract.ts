@@ -1,0 +1,196 @@
+import assert from 'node:assert/strict'
+import { after, before, describe, it } from 'node:test'
+import type { MessageStore, NewMessage } from '../../services/messages/message-store.ts'
+
+export interface StoreHarness {
+  store: MessageStore
+  /** Closes the store and opens it again on the same data, to show what survives. */
+  reopen(): Promise<MessageStore>
+  cleanup(): Promise<void>
+}
+
+let n = 0
+const uniqueChat = () => `chat-${process.pid}-${++n}`
+
+const msg = (
+  chatId: string,
+  clientMsgId: string,
+  text: string | null = 'hello',
+  senderId = 'alice',
+): NewMessage => ({
+  chatId,
+  senderId,
+  deviceId: 'phone',
+  clientMsgId,
+  kind: 'text',
+  text,
+  body: { media: ['m1'], replyTo: null },
+})
+
+/** What every message store must do, whatever holds the data (the aedes-persistence way). */
+export function messageStoreContract(name: string, open: () => Promise<StoreHarness>): void {
+  describe(`message store contract: ${name}`, () => {
+    let h: StoreHarness
+    let store: MessageStore
+    before(async () => {
+      h = await open()
+      store = h.store
+    })
+    after(() => h.cleanup())
+
+    it('numbers each chat 1, 2, 3… on its own and keeps what was sent', async () => {
+      const a = uniqueChat()
+      const b = uniqueChat()
+      const r1 = await store.append(msg(a, 'c1', 'first'), 1000)
+      const r2 = await store.append(msg(a, 'c2', 'second'))
+      const r3 = await store.append(msg(b, 'c1', 'other chat'))
+      assert.deepEqual([r1.message.seq, r2.message.seq, r3.message.seq], [1, 2, 1])
+      assert.equal(r1.duplicate, false)
+      assert.deepEqual(await store.get(a, 1), {
+        ...msg(a, 'c1', 'first'),
+        seq: 1,
+        at: 1000,
+        editedAt: null,
+        deletedAt: null,
+      })
+      assert.equal(await store.lastSeq(a), 2)
+      assert.equal(await store.lastSeq(uniqueChat()), 0)
+    })
+
+    it('stores a clientMsgId once and answers a retry with the first sequence number', async () => {
+      const c = uniqueChat()
+      const first = await store.append(msg(c, 'same', 'once'))
+      const again = await store.append(msg(c, 'same', 'changed on retry'))
+      assert.equal(again.duplicate, true)
+      assert.equal(again.message.seq, first.message.seq)
+      assert.equal(again.message.text, 'once')
+      // Another sender's id is its own namespace.
+      const bob = await store.append(msg(c, 'same', 'from bob', 'bob'))
+      assert.equal(bob.duplicate, false)
+      assert.equal((await store.after(c, 0, 10)).length, 2)
+    })
+
+    it('gives concurrent appends distinct, gap-free sequence numbers', async () => {
+      const c = uniqueChat()
+      const results = await Promise.all(
+        Array.from({ length: 100 }, (_, i) => store.append(msg(c, `c${i}`, `m${i}`))),
+      )
+      const seqs = results.map((r) => r.message.seq).sort((x, y) => x - y)
+      assert.deepEqual(
+        seqs,
+        Array.from({ length: 100 }, (_, i) => i + 1),
+      )
+      const stored = await store.after(c, 0, 1000)
+      assert.deepEqual(
+        stored.map((m) => m.seq),
+        seqs,
+      )
+    })
+
+    it('stores concurrent retries of one clientMsgId once', async () => {
+      const c = uniqueChat()
+      const results = await Promise.all(Array.from({ length: 10 }, () => store.append(msg(c, 'retry'))))
+      assert.equal(new Set(results.map((r) => r.message.seq)).size, 1)
+      assert.equal(results.filter((r) => !r.duplicate).length, 1)
+      assert.equal((await store.after(c, 0, 10)).length, 1)
+    })
+
+    it('pages forwards for sync and backwards for history', async () => {
+      const c = uniqueChat()
+      for (let i = 1; i <= 7; i++) await store.append(msg(c, `c${i}`, `m${i}`))
+      assert.deepEqual(
+        (await store.after(c, 2, 3)).map((m) => m.seq),
+        [3, 4, 5],
+      )
+      assert.deepEqual(
+        (await store.after(c, 7, 3)).map((m) => m.seq),
+        [],
+      )
+      assert.deepEqual(
+        (await store.before(c, null, 3)).map((m) => m.seq),
+        [7, 6, 5],
+      )
+      assert.deepEqual(
+        (await store.before(c, 5, 10)).map((m) => m.seq),
+        [4, 3, 2, 1],
+      )
+    })
+
+    it('edits the text of a live message, and search follows the edit', async () => {
+      const c = uniqueChat()
+      await store.append(msg(c, 'e1', 'see you at noon'))
+      const edited = await store.edit(c, 1, 'see you at one', 5000)
+      assert.equal(edited?.text, 'see you at one')
+      assert.equal(edited?.editedAt, 5000)
+      assert.deepEqual(await store.search(c, 'noon', 10), [])
+      assert.deepEqual(
+        (await store.search(c, 'ONE', 10)).map((m) => m.seq),
+        [1],
+      )
+      assert.equal(await store.edit(c, 99, 'nothing there', 5000), null)
+    })
+
+    it('leaves a tombstone when a message is deleted, kept in sync but out of search', async () => {
+      const c = uniqueChat()
+      await store.append(msg(c, 'd1', 'secret plan'))
+      await store.append(msg(c, 'd2', 'later'))
+      const gone = await store.tombstone(c, 1, 7000)
+      assert.equal(gone?.deletedAt, 7000)
+      assert.equal(gone?.text, null)
+      assert.deepEqual(gone?.body, {})
+      assert.deepEqual(
+        (await store.after(c, 0, 10)).map((m) => [m.seq, m.deletedAt]),
+        [
+          [1, 7000],
+          [2, null],
+        ],
+      )
+      assert.deepEqual(await store.search(c, 'secret', 10), [])
+      assert.equal(await store.edit(c, 1, 'revive', 8000), null)
+    })
+
+    it('finds messages that hold every word, newest first, in that chat only', async () => {
+      const c = uniqueChat()
+      await store.append(msg(c, 's1', 'Lunch at the Café?'))
+      await store.append(msg(c, 's2', 'no lunch today'))
+      await store.append(msg(c, 's3', 'café lunch, definitely'))
+      await store.append(msg(uniqueChat(), 's4', 'lunch café elsewhere'))
+      assert.deepEqual(
+        (await store.search(c, 'lunch café', 10)).map((m) => m.seq),
+        [3, 1],
+      )
+      assert.deepEqual(
+        (await store.search(c, 'lunch', 2)).map((m) => m.seq),
+        [3, 2],
+      )
+      assert.deepEqual(await store.search(c, '  ?! ', 10), [])
+    })
+
+    it('removes messages past retention without reusing their sequence numbers', async () => {
+      const c = uniqueChat()
+      await store.append(msg(c, 'r1', 'old words'), 1_000)
+      await store.append(msg(c, 'r2', 'new words'), 10_000_000_000_000)
+      assert.ok((await store.deleteOlderThan(2_000)) >= 1)
+      assert.deepEqual(
+        (await store.after(c, 0, 10)).map((m) => m.seq),
+        [2],
+      )
+      assert.deepEqual(await store.search(c, 'old', 10), [])
+      assert.equal((await store.append(msg(c, 'r3'))).message.seq, 3)
+    })
+
+    it('keeps every acknowledged append across a close and reopen', async () => {
+      const c = uniqueChat()
+      const sent = await Promise.all(
+        Array.from({ length: 20 }, (_, i) => store.append(msg(c, `k${i}`, `keep ${i}`))),
+      )
+      store = await h.reopen()
+      const kept = await store.after(c, 0, 100)
+      assert.deepEqual(
+        kept.map((m) => m.seq),
+        sent.map((r) => r.message.seq).sort((x, y) => x - y),
+      )
+      assert.equal((await store.append(msg(c, 'k-next'))).message.seq, 21)
+    })
+  })
+}
