@@ -1,0 +1,80 @@
+/**
+ * Chats, members, per-user cursors and last-seen: one interface, a SQLite store (embedded
+ * default) and a MongoDB store, held to one contract (test/contract/chat-store.contract.ts).
+ * Rules about who may do what live in the chat service, not here: a store records.
+ */
+
+export type ChatKind = 'direct' | 'group'
+export type Role = 'admin' | 'member'
+
+export interface Chat {
+  id: string
+  kind: ChatKind
+  /** Groups have a name; direct chats have null. */
+  name: string | null
+  createdBy: string
+  createdAt: number
+}
+
+export interface Member {
+  chatId: string
+  userId: string
+  role: Role
+  joinedAt: number
+}
+
+export interface Cursor {
+  chatId: string
+  userId: string
+  /** Highest seq one of the user's devices has received. */
+  deliveredSeq: number
+  /** Highest seq the user has read; read implies delivered, so deliveredSeq >= readSeq. */
+  readSeq: number
+}
+
+export interface Presence {
+  userId: string
+  online: boolean
+  /** ms since the epoch: when the user was last connected (or connected now). */
+  lastSeen: number
+}
+
+export interface ChatStore {
+  /** A group with its creator as admin and the other members as members. */
+  createGroup(g: { id: string; name: string; createdBy: string; members: string[]; at: number }): Promise<Chat>
+  /**
+   * The one direct chat of two users: created with `id` the first time (both members, role
+   * member), found again after, in either order of a and b, even when called concurrently.
+   */
+  findOrCreateDirect(d: { id: string; a: string; b: string; at: number }): Promise<{ chat: Chat; created: boolean }>
+  getChat(chatId: string): Promise<Chat | null>
+  /** Members in join order. */
+  members(chatId: string): Promise<Member[]>
+  /** Adds those not yet members (as role member); returns the ones added. */
+  addMembers(chatId: string, userIds: string[], at: number): Promise<string[]>
+  /** Removes a member and the user's cursor; false when not a member. */
+  removeMember(chatId: string, userId: string): Promise<boolean>
+  setRole(chatId: string, userId: string, role: Role): Promise<void>
+  /** The chats a user is a member of, newest first by createdAt. */
+  chatsOf(userId: string): Promise<Chat[]>
+  /** Every membership, for the in-memory index a node builds at start. */
+  allMembers(): Promise<Member[]>
+
+  /**
+   * Moves a user's delivered or read cursor forward to seq (never back); moving read also
+   * moves delivered up to it. Returns the cursor after the call, and whether it moved.
+   */
+  advanceCursor(c: {
+    chatId: string
+    userId: string
+    kind: 'delivered' | 'read'
+    seq: number
+  }): Promise<{ cursor: Cursor; moved: boolean }>
+  /** Every member's cursor of a chat (members with no cursor yet have 0 and 0). */
+  cursors(chatId: string): Promise<Cursor[]>
+
+  setPresence(p: Presence): Promise<void>
+  allPresence(): Promise<Presence[]>
+
+  close(): Promise<void>
+}
