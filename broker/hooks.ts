@@ -1,9 +1,17 @@
 import type { AedesOptions, AedesPublishPacket, Client, PublishPacket, Subscription } from 'aedes'
 import type { Logger } from 'pino'
+import type { DeviceIdentity } from '../services/auth/identity.ts'
 import { parseClientId } from '../services/auth/identity.ts'
 import type { TokenVerifier } from '../services/auth/token-verifier.ts'
 import { TokenError } from '../services/auth/token-verifier.ts'
-import { canPublish, canReceive, canSubscribe, DROPPED_TOPIC } from '../services/auth/topic-acl.ts'
+import {
+  type Access,
+  canPublish,
+  canReceive,
+  canSubscribe,
+  chatTopic,
+  DROPPED_TOPIC,
+} from '../services/auth/topic-acl.ts'
 import type { ErrorNotice } from '../services/requests/envelope.ts'
 import type { Sessions } from './sessions.ts'
 
@@ -25,6 +33,12 @@ export interface HookDeps {
   notify: (client: Client, notice: ErrorNotice) => void
   /** Handles a publish to req/<op>; resolves once the reply has been published. */
   handleRequest: (client: Client, packet: PublishPacket) => Promise<void>
+  /** Stores a chat message; resolves once it is durable (the PUBACK follows), rejects if the store failed. */
+  handleSend: (client: Client, who: DeviceIdentity, chatId: string, packet: PublishPacket) => Promise<void>
+  /** Checks a typing indicator; returns the payload to relay, or null to drop it. */
+  handleTyping: (client: Client, who: DeviceIdentity, chatId: string, packet: PublishPacket) => Buffer | null
+  /** Chat membership, for the topics that depend on it. */
+  access: Access
   /** Closes a connection whose token has expired. */
   onTokenExpired: (client: Client) => void
 }
@@ -50,7 +64,7 @@ export function createHooks(d: HookDeps): HookSet {
         // aedes stores the will before authorizing it; a forbidden will must stop the CONNECT.
         const will = (client as Client & { _will?: PublishPacket | null })._will
         if (will) {
-          const decision = canPublish(who, will.topic, will.retain)
+          const decision = canPublish(who, will.topic, will.retain, d.access)
           if (!decision.ok) {
             d.log.info({ event: 'connect_refused', clientId: client.id, reason: `will_${decision.reason}` })
             return done(connectError(NOT_AUTHORIZED, `will topic refused: ${decision.reason}`), false)
@@ -74,9 +88,11 @@ export function createHooks(d: HookDeps): HookSet {
       // Only aedes itself publishes without a live client: a will of a node that died. Wills were
       // checked at CONNECT, so it passes when its client id still names a user it may write to.
       const who = parseClientId((packet as PublishPacket & { clientId?: string }).clientId ?? '')
-      return done(who && canPublish(who, packet.topic, packet.retain).ok ? null : new Error('will refused'))
+      return done(
+        who && canPublish(who, packet.topic, packet.retain, d.access).ok ? null : new Error('will refused'),
+      )
     }
-    const decision = canPublish(session.who, packet.topic, packet.retain)
+    const decision = canPublish(session.who, packet.topic, packet.retain, d.access)
     if (!decision.ok) {
       // MQTT 3.1.1 lets a server either acknowledge an unauthorized PUBLISH or close the
       // connection (MQTT-3.3.5-2). Closing makes a client that retries its unacknowledged
@@ -95,6 +111,28 @@ export function createHooks(d: HookDeps): HookSet {
       })
       packet.topic = DROPPED_TOPIC
       packet.retain = false
+      return done(null)
+    }
+    const sendChat = chatTopic(packet.topic, 'send')
+    if (sendChat !== null) {
+      return d.handleSend(client, session.who, sendChat, packet).then(
+        () => {
+          // Stored and fanned out by the send path; the raw packet itself goes nowhere.
+          packet.topic = DROPPED_TOPIC
+          done(null)
+        },
+        (err: unknown) => {
+          // No PUBACK when the store failed: the client keeps the message and sends it again.
+          d.log.error({ err, clientId: client.id, chatId: sendChat }, 'message store write failed')
+          done(err instanceof Error ? err : new Error(String(err)))
+        },
+      )
+    }
+    const typingChat = chatTopic(packet.topic, 'typing')
+    if (typingChat !== null) {
+      const payload = d.handleTyping(client, session.who, typingChat, packet)
+      if (payload === null) packet.topic = DROPPED_TOPIC
+      else packet.payload = payload
       return done(null)
     }
     if (packet.topic.startsWith('req/')) {
@@ -117,7 +155,7 @@ export function createHooks(d: HookDeps): HookSet {
   const authorizeSubscribe: HookSet['authorizeSubscribe'] = (client, sub: Subscription, done) => {
     const session = d.sessions.get(client)
     const decision = session
-      ? canSubscribe(session.who, sub.topic)
+      ? canSubscribe(session.who, sub.topic, d.access)
       : ({ ok: false, reason: 'no_session' } as const)
     if (!decision.ok) {
       d.log.info({
@@ -134,7 +172,7 @@ export function createHooks(d: HookDeps): HookSet {
 
   const authorizeForward: HookSet['authorizeForward'] = (client, packet: AedesPublishPacket) => {
     const session = d.sessions.get(client)
-    if (!session || !canReceive(session.who, packet.topic)) return null
+    if (!session || !canReceive(session.who, packet.topic, d.access)) return null
     return packet
   }
 

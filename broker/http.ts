@@ -1,17 +1,30 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Logger } from 'pino'
 
-/** Natter's HTTP port: liveness and readiness now; REST and media arrive on it later. */
-export function createHttpHandler(isReady: () => boolean) {
+type Api = (req: IncomingMessage, res: ServerResponse, op: string) => Promise<void>
+
+/** Natter's HTTP port: liveness, readiness, and the REST face of the operations (/v1/<op>). */
+export function createHttpHandler(o: { isReady: () => boolean; api: Api; log: Logger }) {
   return (req: IncomingMessage, res: ServerResponse) => {
     const path = new URL(req.url ?? '/', 'http://x').pathname
     const json = (status: number, body: unknown) =>
       res.writeHead(status, { 'content-type': 'application/json' }).end(`${JSON.stringify(body)}\n`)
+    const api = /^\/v1\/([a-z.]+)$/.exec(path)
+    if (api?.[1]) {
+      o.api(req, res, api[1]).catch((err: unknown) => {
+        o.log.error({ err, path }, 'http request failed')
+        if (!res.headersSent)
+          json(500, { error: { code: 'internal', message: 'the request failed on the server' } })
+        else res.destroy()
+      })
+      return
+    }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       return json(405, { error: { code: 'method_not_allowed', message: 'use GET' } })
     }
     if (path === '/healthz') return json(200, { status: 'ok' })
     if (path === '/readyz') {
-      return isReady() ? json(200, { status: 'ready' }) : json(503, { status: 'not_ready' })
+      return o.isReady() ? json(200, { status: 'ready' }) : json(503, { status: 'not_ready' })
     }
     json(404, { error: { code: 'not_found', message: `no route ${path}` } })
   }

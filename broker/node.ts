@@ -8,18 +8,34 @@ import type { Settings } from '../config/schema.ts'
 import { loadVerifyKey } from '../services/auth/jwt-keys.ts'
 import { createTokenVerifier } from '../services/auth/token-verifier.ts'
 import { topics } from '../services/auth/topic-acl.ts'
+import { ChatService } from '../services/chats/chat-service.ts'
+import { MembershipIndex } from '../services/chats/membership-index.ts'
+import { MessageService } from '../services/messages/message-service.ts'
+import type { Publish } from '../services/messages/publisher.ts'
+import { startRetention } from '../services/messages/retention.ts'
+import { TypingGate } from '../services/messages/typing-gate.ts'
+import { PresenceTracker } from '../services/presence/presence-tracker.ts'
 import type { ErrorNotice } from '../services/requests/envelope.ts'
+import { createHttpApi } from '../services/requests/http-api.ts'
 import { RequestRouter } from '../services/requests/router.ts'
 import { registerSessionOps } from '../services/requests/session-ops.ts'
-import { guardConnection } from './connection.ts'
+import { ClientConnection } from './connection.ts'
 import { createHooks } from './hooks.ts'
 import { createHttpHandler } from './http.ts'
 import { Sessions } from './sessions.ts'
+import { openStores, type Stores } from './stores.ts'
+
+// Typing indicators vanish on receivers after this long without a new one.
+const TYPING_EXPIRES_MS = 6000
+const INBOX_PREFIX = 'u/'
+const INBOX_SUFFIX = '/inbox'
 
 export interface NatterNode {
   /** The ports actually bound (differs from the settings when a port was 0). */
   ports: { mqtt: number; ws: number; http: number }
   broker: Aedes
+  stores: Stores
+  presence: PresenceTracker
   close(): Promise<void>
 }
 
@@ -35,26 +51,48 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
   }
   const verify = createTokenVerifier(settings, keySource.key)
   const sessions = new Sessions()
-  const router = new RequestRouter()
-  registerSessionOps(router)
+  const stores = await openStores(settings)
+  log.info({ event: 'stores', kind: stores.kind }, 'message and chat stores open')
+  const index = new MembershipIndex()
+  index.load(await stores.chats.allMembers())
   let ready = false
 
   // The broker is created after the hooks that need it, so they reach it through this binding.
   let broker: Aedes
-  const publishTo = (topic: string, body: unknown) =>
+  const publishTo: Publish = (topic, body, o = {}) =>
     new Promise<void>((resolve, reject) =>
       broker.publish(
         {
           cmd: 'publish',
           topic,
           payload: Buffer.from(JSON.stringify(body)),
-          qos: 1,
-          retain: false,
+          qos: o.qos ?? 1,
+          retain: o.retain ?? false,
           dup: false,
         },
         (err) => (err ? reject(err) : resolve()),
       ),
     )
+  const router = new RequestRouter()
+  registerSessionOps(router)
+  const chatService = new ChatService({
+    chats: stores.chats,
+    messages: stores.messages,
+    index,
+    publish: publishTo,
+    limits: { maxGroupMembers: settings.maxGroupMembers },
+  })
+  chatService.register(router)
+  const messageService = new MessageService({
+    chats: stores.chats,
+    messages: stores.messages,
+    index,
+    publish: publishTo,
+    limits: { maxTextChars: settings.maxTextChars, maxPageSize: 200 },
+  })
+  messageService.register(router)
+  const presence = new PresenceTracker({ store: stores.chats, publish: publishTo, log })
+  const typing = new TypingGate({ minIntervalMs: settings.typingIntervalMs, expiresInMs: TYPING_EXPIRES_MS })
   const notify = (client: Client, notice: ErrorNotice) => {
     const who = sessions.get(client)?.who
     if (!who) return
@@ -79,18 +117,81 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     client.close()
   }
 
+  const payloadOf = (packet: PublishPacket) =>
+    Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload)
+  const handleSend = async (
+    client: Client,
+    who: Parameters<typeof messageService.send>[0],
+    chatId: string,
+    packet: PublishPacket,
+  ) => {
+    const outcome = await messageService.send(who, chatId, payloadOf(packet))
+    if (!outcome.ok) notify(client, outcome.notice)
+  }
+  const handleTyping = (
+    client: Client,
+    who: Parameters<typeof messageService.send>[0],
+    chatId: string,
+    packet: PublishPacket,
+  ) => {
+    const outcome = typing.check(who, chatId, payloadOf(packet))
+    if (outcome.ok) return outcome.payload
+    if (outcome.reason === 'bad_request') {
+      notify(client, {
+        topic: packet.topic,
+        code: 'bad_request',
+        message: 'typing payload must be {"state": "typing"|"stopped"}',
+      })
+    }
+    return null
+  }
+
   broker = await Aedes.createBroker({
-    ...createHooks({ verify, sessions, log, notify, handleRequest, onTokenExpired }),
+    ...createHooks({
+      verify,
+      sessions,
+      log,
+      notify,
+      handleRequest,
+      handleSend,
+      handleTyping,
+      onTokenExpired,
+      access: index,
+    }),
     connectTimeout: settings.connectTimeoutMs,
-    drainTimeout: settings.drainTimeoutMs,
+    // ClientConnection never reports a full socket, so aedes never waits for a drain: the
+    // drain timeout is enforced there, without holding up anyone else.
+    drainTimeout: 0,
+    // More deliveries in flight than aedes' default 100, so a burst to a 1,000-member group
+    // does not queue behind itself.
+    concurrency: 1000,
     // MQTT 3.1 limits client ids to 23 bytes; <userId>/<deviceId> needs up to 129.
     maxClientsIdLength: 129,
   })
-  broker.on('clientReady', (client) => log.info({ event: 'connected', clientId: client.id }))
+  await presence.start()
+  broker.on('clientReady', (client) => {
+    const who = sessions.get(client)?.who
+    if (who) presence.connected(who.userId)
+    log.info({ event: 'connected', clientId: client.id })
+  })
   broker.on('clientDisconnect', (client) => {
+    const who = sessions.get(client)?.who
     sessions.end(client)
+    if (who) presence.disconnected(who.userId)
     log.info({ event: 'disconnected', clientId: client.id })
   })
+  // A device's PUBACK of an inbox delivery is the delivered receipt.
+  broker.on('ack', (packet, client) => {
+    if (packet?.cmd !== 'publish') return
+    const topic = packet.topic
+    if (!topic.startsWith(INBOX_PREFIX) || !topic.endsWith(INBOX_SUFFIX)) return
+    const who = sessions.get(client)?.who
+    if (!who) return
+    messageService
+      .delivered(who.userId, payloadOf(packet))
+      .catch((err: unknown) => log.error({ err, clientId: client.id }, 'delivered receipt failed'))
+  })
+  const retention = startRetention({ store: stores.messages, days: settings.retentionDays, log })
   broker.on('subscribe', (subs, client) =>
     log.info({
       event: 'subscribed',
@@ -105,9 +206,14 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     log.info({ event: 'connection_error', clientId: client.id, err: err.message }),
   )
 
+  const limits = {
+    maxPacketBytes: settings.maxPacketBytes,
+    drainTimeoutMs: settings.drainTimeoutMs,
+    maxBufferedBytes: settings.maxClientBufferBytes,
+  }
   const tcp = createTcpServer((socket) => {
     const remote = `${socket.remoteAddress}:${socket.remotePort}`
-    broker.handle(guardConnection(socket, settings.maxPacketBytes, log, remote))
+    broker.handle(new ClientConnection(socket, limits, log, remote))
   })
 
   const wsHttp = createHttpServer((_req, res) => {
@@ -130,11 +236,17 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     wss.handleUpgrade(req, socket, head, (ws) => {
       const remote = `${req.socket.remoteAddress}:${req.socket.remotePort}`
       const stream = createWebSocketStream(ws)
-      broker.handle(guardConnection(stream, settings.maxPacketBytes, log, remote), req)
+      broker.handle(new ClientConnection(stream, limits, log, remote), req)
     })
   })
 
-  const http = createHttpServer(createHttpHandler(() => ready && !broker.closed))
+  const http = createHttpServer(
+    createHttpHandler({
+      isReady: () => ready && !broker.closed,
+      api: createHttpApi({ verify, router }),
+      log,
+    }),
+  )
 
   const listen = (server: TcpServer | HttpServer, port: number) =>
     new Promise<number>((resolve, reject) => {
@@ -169,11 +281,18 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     for (const ws of wss.clients) ws.terminate()
     await new Promise<void>((resolve) => broker.close(() => resolve()))
     await Promise.all(closing)
+    retention.stop()
+    presence.stop()
+    await presence.settled()
+    await stores.messages.close()
+    await stores.chats.close()
   }
 
   return {
     ports,
     broker,
+    stores,
+    presence,
     close: closeAll,
   }
 }

@@ -37,7 +37,9 @@ export const settingsShape = {
     .string()
     .min(1)
     .default('./data')
-    .describe('Directory for the embedded default: generated dev secret (later: SQLite store, media).'),
+    .describe(
+      'Directory for the embedded default: generated dev secret, SQLite databases of messages and chats.',
+    ),
   logLevel: z
     .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
     .default('info')
@@ -51,8 +53,24 @@ export const settingsShape = {
   drainTimeoutMs: integer(0, 600_000)
     .default(30_000)
     .describe(
-      'A client whose socket stays full this long is disconnected, so one stalled reader cannot stall delivery to others (0 disables).',
+      'A client whose socket stays full this long is disconnected (0: never); delivery to others never waits for it.',
     ),
+  maxClientBufferBytes: integer(65_536, 1_073_741_824)
+    .default(67_108_864)
+    .describe(
+      'Bytes that may wait to be written to one client before it is disconnected, however fast it reads.',
+    ),
+  mongodbUri: optionalText.describe(
+    'When set, messages and chats live in this MongoDB (any MongoDB-wire server); unset: SQLite in the data directory.',
+  ),
+  retentionDays: integer(1, 36_500)
+    .default(30)
+    .describe('Messages older than this many days are deleted by an hourly job.'),
+  maxTextChars: integer(1, 65_536).default(4000).describe('Longest message text, in characters.'),
+  maxGroupMembers: integer(2, 1000).default(1000).describe('Largest group, creator included.'),
+  typingIntervalMs: integer(0, 60_000)
+    .default(1000)
+    .describe('A device may send one typing indicator per chat this often; more are dropped.'),
   jwtAlgorithm: z
     .enum(['HS256', 'RS256', 'ES256'])
     .default('HS256')

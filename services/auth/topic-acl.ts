@@ -9,6 +9,15 @@ export { topics }
  * a wildcard over a level that holds user or chat ids would reach other people's data.
  */
 
+/** What the rules need to know about chats; the membership index answers in memory. */
+export interface Access {
+  isMember(chatId: string, userId: string): boolean
+  shareChat(a: string, b: string): boolean
+}
+
+/** Rules before any chat exists, for callers that have no index. */
+export const noChats: Access = { isMember: () => false, shareChat: (a, b) => a === b }
+
 /** Where refused publishes are sent so that nothing receives them (see broker/hooks.ts). */
 export const DROPPED_TOPIC = '$natter/dropped'
 
@@ -19,6 +28,8 @@ export type Refusal =
   | 'foreign_topic'
   | 'unknown_topic'
   | 'retain_not_allowed'
+  | 'not_a_member'
+  | 'no_shared_chat'
 
 export type Decision = { ok: true } | { ok: false; reason: Refusal }
 
@@ -42,33 +53,67 @@ function ownTopics(who: DeviceIdentity): ReadonlyMap<string, { publish: boolean;
   ])
 }
 
-export function canSubscribe(who: DeviceIdentity, filter: string): Decision {
+/** The chat id of c/<chatId>/<leaf> when leaf is the given one. */
+export function chatTopic(topic: string, leaf: 'send' | 'typing'): string | null {
+  const parts = topic.split('/')
+  return parts.length === 3 && parts[0] === 'c' && parts[2] === leaf && parts[1] ? parts[1] : null
+}
+
+/** The user id of u/<userId>/presence. */
+function presenceOf(topic: string): string | null {
+  const parts = topic.split('/')
+  return parts.length === 3 && parts[0] === 'u' && parts[2] === 'presence' && parts[1] ? parts[1] : null
+}
+
+export function canSubscribe(who: DeviceIdentity, filter: string, access: Access = noChats): Decision {
   const s = structural(filter)
   if (s) return s
   const own = ownTopics(who).get(filter)
   if (own?.subscribe) return allow
+  const typingChat = chatTopic(filter, 'typing')
+  if (typingChat !== null) return access.isMember(typingChat, who.userId) ? allow : refuse('not_a_member')
+  const presenceUser = presenceOf(filter)
+  if (presenceUser !== null)
+    return access.shareChat(who.userId, presenceUser) ? allow : refuse('no_shared_chat')
   return refuse(belongsToSomeoneElse(who, filter) ? 'foreign_topic' : 'unknown_topic')
 }
 
-export function canPublish(who: DeviceIdentity, topic: string, retain: boolean): Decision {
+/**
+ * Sends (c/<chatId>/send) pass here whatever the membership: the send path answers a
+ * non-member with an error that names the message, which a topic refusal could not.
+ */
+export function canPublish(
+  who: DeviceIdentity,
+  topic: string,
+  retain: boolean,
+  access: Access = noChats,
+): Decision {
   const s = structural(topic)
   if (s) return s
-  if (topic.startsWith('req/') && topic.length > 4 && topic.indexOf('/', 4) < 0) {
-    return retain ? refuse('retain_not_allowed') : allow
-  }
+  const decision = publishRule(who, topic, access)
+  if (decision.ok && retain) return refuse('retain_not_allowed')
+  return decision
+}
+
+function publishRule(who: DeviceIdentity, topic: string, access: Access): Decision {
+  if (topic.startsWith('req/') && topic.length > 4 && topic.indexOf('/', 4) < 0) return allow
+  if (chatTopic(topic, 'send') !== null) return allow
+  const typingChat = chatTopic(topic, 'typing')
+  if (typingChat !== null) return access.isMember(typingChat, who.userId) ? allow : refuse('not_a_member')
   const own = ownTopics(who).get(topic)
-  if (own?.publish) return retain ? refuse('retain_not_allowed') : allow
+  if (own?.publish) return allow
   return refuse(belongsToSomeoneElse(who, topic) ? 'foreign_topic' : 'unknown_topic')
 }
 
 /** A second check at delivery time, so that a subscription can never outlive its right. */
-export function canReceive(who: DeviceIdentity, topic: string): boolean {
-  return canSubscribe(who, topic).ok
+export function canReceive(who: DeviceIdentity, topic: string, access: Access = noChats): boolean {
+  return canSubscribe(who, topic, access).ok
 }
 
 function belongsToSomeoneElse(who: DeviceIdentity, topic: string): boolean {
   const [root, a, b] = topic.split('/')
   if (root === 'u') return a !== who.userId
+  if (root === 'c') return true
   if (root === 'd') return a !== who.userId || b !== who.deviceId
   return false
 }

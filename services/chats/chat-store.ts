@@ -41,12 +41,23 @@ export interface Presence {
 
 export interface ChatStore {
   /** A group with its creator as admin and the other members as members. */
-  createGroup(g: { id: string; name: string; createdBy: string; members: string[]; at: number }): Promise<Chat>
+  createGroup(g: {
+    id: string
+    name: string
+    createdBy: string
+    members: string[]
+    at: number
+  }): Promise<Chat>
   /**
    * The one direct chat of two users: created with `id` the first time (both members, role
    * member), found again after, in either order of a and b, even when called concurrently.
    */
-  findOrCreateDirect(d: { id: string; a: string; b: string; at: number }): Promise<{ chat: Chat; created: boolean }>
+  findOrCreateDirect(d: {
+    id: string
+    a: string
+    b: string
+    at: number
+  }): Promise<{ chat: Chat; created: boolean }>
   getChat(chatId: string): Promise<Chat | null>
   /** Members in join order. */
   members(chatId: string): Promise<Member[]>

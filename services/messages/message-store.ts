@@ -46,6 +46,10 @@ export interface MessageStore {
   tombstone(chatId: string, seq: number, at: number): Promise<StoredMessage | null>
   /** Live messages containing every word, newest first. */
   search(chatId: string, query: string, limit: number): Promise<StoredMessage[]>
+  /** Live text messages after a seq that someone other than userId sent: the unread count. */
+  countUnread(chatId: string, afterSeq: number, userId: string): Promise<number>
+  /** Distinct senders of the messages with fromSeq < seq <= toSeq, to address receipts. */
+  sendersBetween(chatId: string, fromSeq: number, toSeq: number): Promise<string[]>
   /** The highest seq of a chat, 0 when it has none. */
   lastSeq(chatId: string): Promise<number>
   /** Removes messages accepted before the cutoff; returns how many. */

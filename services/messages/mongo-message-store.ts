@@ -185,6 +185,21 @@ export class MongoMessageStore implements MessageStore {
     return this.#find({ chatId, deletedAt: null, terms: { $all: terms } }, -1, limit)
   }
 
+  countUnread(chatId: string, afterSeq: number, userId: string): Promise<number> {
+    return this.#messages.countDocuments({
+      chatId,
+      seq: { $gt: afterSeq },
+      senderId: { $ne: userId },
+      kind: 'text',
+      deletedAt: null,
+    })
+  }
+
+  async sendersBetween(chatId: string, fromSeq: number, toSeq: number): Promise<string[]> {
+    const senders = await this.#messages.distinct('senderId', { chatId, seq: { $gt: fromSeq, $lte: toSeq } })
+    return (senders as string[]).sort()
+  }
+
   async lastSeq(chatId: string): Promise<number> {
     return (await this.#seqs.findOne({ _id: chatId }))?.last ?? 0
   }

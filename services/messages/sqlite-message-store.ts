@@ -233,6 +233,22 @@ export class SqliteMessageStore implements MessageStore {
     )
   }
 
+  async countUnread(chatId: string, afterSeq: number, userId: string): Promise<number> {
+    const r = this.#db
+      .prepare(
+        "SELECT COUNT(*) AS n FROM messages WHERE chat_id = ? AND seq > ? AND sender_id <> ? AND kind = 'text' AND deleted_at IS NULL",
+      )
+      .get(chatId, afterSeq, userId) as { n: number }
+    return r.n
+  }
+
+  async sendersBetween(chatId: string, fromSeq: number, toSeq: number): Promise<string[]> {
+    const rows = this.#db
+      .prepare('SELECT DISTINCT sender_id FROM messages WHERE chat_id = ? AND seq > ? AND seq <= ?')
+      .all(chatId, fromSeq, toSeq) as unknown as Array<{ sender_id: string }>
+    return rows.map((r) => r.sender_id).sort()
+  }
+
   async lastSeq(chatId: string): Promise<number> {
     const r = this.#db.prepare('SELECT last FROM chat_seq WHERE chat_id = ?').get(chatId) as
       | { last: number }

@@ -7,6 +7,12 @@ export const errorCodes = [
   'forbidden_topic',
   'retain_not_allowed',
   'token_expired',
+  'chat_not_found',
+  'not_found',
+  'not_allowed',
+  'too_many_members',
+  'too_large',
+  'rate_limited',
   'internal',
 ] as const
 export type ErrorCode = (typeof errorCodes)[number]

@@ -166,6 +166,26 @@ export function messageStoreContract(name: string, open: () => Promise<StoreHarn
       assert.deepEqual(await store.search(c, '  ?! ', 10), [])
     })
 
+    it('counts unread messages from others and names the senders of a range', async () => {
+      const c = uniqueChat()
+      await store.append(msg(c, 'u1', 'hi', 'alice'))
+      await store.append(msg(c, 'u2', 'hey', 'bob'))
+      await store.append(msg(c, 'u3', 'news', 'carol'))
+      await store.append({
+        ...msg(c, 'u4', null, 'bob'),
+        kind: 'event',
+        body: { event: { type: 'member_added' } },
+      })
+      await store.append(msg(c, 'u5', 'gone', 'bob'))
+      await store.tombstone(c, 5, 9000)
+      assert.equal(await store.countUnread(c, 0, 'alice'), 2)
+      assert.equal(await store.countUnread(c, 2, 'alice'), 1)
+      assert.equal(await store.countUnread(c, 0, 'bob'), 2)
+      assert.deepEqual(await store.sendersBetween(c, 0, 3), ['alice', 'bob', 'carol'])
+      assert.deepEqual(await store.sendersBetween(c, 1, 2), ['bob'])
+      assert.deepEqual(await store.sendersBetween(c, 5, 9), [])
+    })
+
     it('removes messages past retention without reusing their sequence numbers', async () => {
       const c = uniqueChat()
       await store.append(msg(c, 'r1', 'old words'), 1_000)

@@ -1,0 +1,225 @@
+import { randomBytes } from 'node:crypto'
+import { z } from 'zod'
+import { topics } from '../auth/topic-acl.ts'
+import { toEvent } from '../messages/events.ts'
+import type { MessageStore } from '../messages/message-store.ts'
+import type { Publish } from '../messages/publisher.ts'
+import { idSchema } from '../messages/wire.ts'
+import { NatterError } from '../requests/envelope.ts'
+import type { RequestContext, RequestRouter } from '../requests/router.ts'
+import type { Chat, ChatStore } from './chat-store.ts'
+import type { MembershipIndex } from './membership-index.ts'
+
+export interface ChatLimits {
+  maxGroupMembers: number
+}
+
+const newChatId = (prefix: 'g' | 'd') => `${prefix}_${randomBytes(12).toString('base64url')}`
+const newEventId = () => `evt_${randomBytes(12).toString('base64url')}`
+
+/**
+ * Chats and their members: creating groups and direct chats, adding, removing, leaving. Every
+ * membership change becomes an event message in the chat's history, fanned out like any message.
+ */
+export class ChatService {
+  readonly #chats: ChatStore
+  readonly #messages: MessageStore
+  readonly #index: MembershipIndex
+  readonly #publish: Publish
+  readonly #limits: ChatLimits
+
+  constructor(d: {
+    chats: ChatStore
+    messages: MessageStore
+    index: MembershipIndex
+    publish: Publish
+    limits: ChatLimits
+  }) {
+    this.#chats = d.chats
+    this.#messages = d.messages
+    this.#index = d.index
+    this.#publish = d.publish
+    this.#limits = d.limits
+  }
+
+  /** A chat the caller belongs to, or the one error that does not tell whether it exists. */
+  async chatOf(ctx: RequestContext, chatId: string): Promise<Chat> {
+    const chat = this.#index.isMember(chatId, ctx.who.userId) ? await this.#chats.getChat(chatId) : null
+    if (!chat) throw new NatterError('chat_not_found', `no chat ${chatId}, or you are not a member`)
+    return chat
+  }
+
+  #requireAdmin(ctx: RequestContext, chat: Chat): void {
+    if (chat.kind !== 'group')
+      throw new NatterError('not_allowed', 'direct chats have no admins or member changes')
+    if (this.#index.role(chat.id, ctx.who.userId) !== 'admin') {
+      throw new NatterError('not_allowed', 'only an admin of the group can do this')
+    }
+  }
+
+  /** Records a membership change as an event message and sends it to everyone concerned. */
+  async #event(ctx: RequestContext, chatId: string, event: Record<string, unknown>, alsoTo: string[] = []) {
+    const { message } = await this.#messages.append({
+      chatId,
+      senderId: ctx.who.userId,
+      deviceId: ctx.who.deviceId,
+      clientMsgId: newEventId(),
+      kind: 'event',
+      text: null,
+      body: { event },
+    })
+    const to = new Set([...this.#index.members(chatId), ...alsoTo])
+    await Promise.all([...to].map((u) => this.#publish(topics.inbox(u), toEvent(message))))
+    return message
+  }
+
+  async describe(chat: Chat, userId: string) {
+    const members = await this.#chats.members(chat.id)
+    const cursor = (await this.#chats.cursors(chat.id)).find((c) => c.userId === userId)
+    const [last] = await this.#messages.before(chat.id, null, 1)
+    return {
+      id: chat.id,
+      kind: chat.kind,
+      name: chat.name,
+      createdBy: chat.createdBy,
+      createdAt: chat.createdAt,
+      members: members.map((m) => ({ userId: m.userId, role: m.role })),
+      lastSeq: await this.#messages.lastSeq(chat.id),
+      readSeq: cursor?.readSeq ?? 0,
+      unread: await this.#messages.countUnread(chat.id, cursor?.readSeq ?? 0, userId),
+      lastMessage: last ? toEvent(last) : null,
+    }
+  }
+
+  register(router: RequestRouter): void {
+    router.register('chat.create', {
+      params: z
+        .object({
+          name: z.string().trim().min(1).max(100),
+          members: z.array(idSchema).max(this.#limits.maxGroupMembers),
+        })
+        .strict(),
+      handle: async (ctx, p) => {
+        const members = [...new Set(p.members)].filter((u) => u !== ctx.who.userId)
+        if (members.length + 1 > this.#limits.maxGroupMembers) {
+          throw new NatterError(
+            'too_many_members',
+            `a group has at most ${this.#limits.maxGroupMembers} members`,
+          )
+        }
+        const chat = await this.#chats.createGroup({
+          id: newChatId('g'),
+          name: p.name,
+          createdBy: ctx.who.userId,
+          members,
+          at: Date.now(),
+        })
+        this.#index.add(chat.id, ctx.who.userId, 'admin')
+        for (const u of members) this.#index.add(chat.id, u, 'member')
+        await this.#event(ctx, chat.id, {
+          type: 'chat_created',
+          name: p.name,
+          members: [ctx.who.userId, ...members],
+        })
+        return this.describe(chat, ctx.who.userId)
+      },
+    })
+
+    router.register('chat.direct', {
+      params: z.object({ with: idSchema }).strict(),
+      handle: async (ctx, p) => {
+        if (p.with === ctx.who.userId)
+          throw new NatterError('bad_request', 'a direct chat needs another user')
+        const { chat, created } = await this.#chats.findOrCreateDirect({
+          id: newChatId('d'),
+          a: ctx.who.userId,
+          b: p.with,
+          at: Date.now(),
+        })
+        if (created) {
+          this.#index.add(chat.id, ctx.who.userId, 'member')
+          this.#index.add(chat.id, p.with, 'member')
+          await this.#event(ctx, chat.id, { type: 'chat_created', members: [ctx.who.userId, p.with] })
+        }
+        return this.describe(chat, ctx.who.userId)
+      },
+    })
+
+    router.register('chat.get', {
+      params: z.object({ chatId: idSchema }).strict(),
+      handle: async (ctx, p) => this.describe(await this.chatOf(ctx, p.chatId), ctx.who.userId),
+    })
+
+    router.register('chat.list', {
+      params: z.object({}).strict(),
+      handle: async (ctx) => {
+        const chats = await this.#chats.chatsOf(ctx.who.userId)
+        return { chats: await Promise.all(chats.map((c) => this.describe(c, ctx.who.userId))) }
+      },
+    })
+
+    router.register('chat.add', {
+      params: z
+        .object({ chatId: idSchema, members: z.array(idSchema).min(1).max(this.#limits.maxGroupMembers) })
+        .strict(),
+      handle: async (ctx, p) => {
+        const chat = await this.chatOf(ctx, p.chatId)
+        this.#requireAdmin(ctx, chat)
+        const fresh = [...new Set(p.members)].filter((u) => !this.#index.isMember(chat.id, u))
+        if (this.#index.members(chat.id).length + fresh.length > this.#limits.maxGroupMembers) {
+          throw new NatterError(
+            'too_many_members',
+            `a group has at most ${this.#limits.maxGroupMembers} members`,
+          )
+        }
+        const added = await this.#chats.addMembers(chat.id, fresh, Date.now())
+        for (const u of added) this.#index.add(chat.id, u, 'member')
+        if (added.length) await this.#event(ctx, chat.id, { type: 'members_added', userIds: added })
+        return { added }
+      },
+    })
+
+    router.register('chat.remove', {
+      params: z.object({ chatId: idSchema, userId: idSchema }).strict(),
+      handle: async (ctx, p) => {
+        const chat = await this.chatOf(ctx, p.chatId)
+        this.#requireAdmin(ctx, chat)
+        if (p.userId === ctx.who.userId)
+          throw new NatterError('bad_request', 'use chat.leave to leave a chat')
+        if (!this.#index.isMember(chat.id, p.userId))
+          throw new NatterError('not_found', `${p.userId} is not a member`)
+        await this.#leave(ctx, chat, p.userId, 'member_removed')
+        return { removed: p.userId }
+      },
+    })
+
+    router.register('chat.leave', {
+      params: z.object({ chatId: idSchema }).strict(),
+      handle: async (ctx, p) => {
+        const chat = await this.chatOf(ctx, p.chatId)
+        if (chat.kind !== 'group') throw new NatterError('not_allowed', 'a direct chat cannot be left')
+        await this.#leave(ctx, chat, ctx.who.userId, 'member_left')
+        return { left: chat.id }
+      },
+    })
+  }
+
+  async #leave(ctx: RequestContext, chat: Chat, userId: string, type: 'member_removed' | 'member_left') {
+    const wasAdmin = this.#index.role(chat.id, userId) === 'admin'
+    await this.#chats.removeMember(chat.id, userId)
+    this.#index.remove(chat.id, userId)
+    const event: Record<string, unknown> = { type, userId }
+    // A group is never left without an admin: the longest-standing member takes over.
+    const rest = await this.#chats.members(chat.id)
+    if (wasAdmin && rest.length > 0 && !rest.some((m) => m.role === 'admin')) {
+      const heir = rest[0]
+      if (heir) {
+        await this.#chats.setRole(chat.id, heir.userId, 'admin')
+        this.#index.add(chat.id, heir.userId, 'admin')
+        event.promoted = heir.userId
+      }
+    }
+    // The one who left hears of it too, so each of their devices drops the chat.
+    await this.#event(ctx, chat.id, event, [userId])
+  }
+}

@@ -1,0 +1,58 @@
+import type { Member, Role } from './chat-store.ts'
+
+/**
+ * Who is in which chat, in memory, so the broker's delivery check (authorizeForward, which is
+ * synchronous) can ask on every packet. Loaded from the chat store at start and updated by the
+ * chat service on every change it makes.
+ */
+export class MembershipIndex {
+  readonly #chats = new Map<string, Map<string, Role>>()
+  readonly #users = new Map<string, Set<string>>()
+
+  load(members: Iterable<Member>): void {
+    for (const m of members) this.add(m.chatId, m.userId, m.role)
+  }
+
+  add(chatId: string, userId: string, role: Role): void {
+    let chat = this.#chats.get(chatId)
+    if (!chat) {
+      chat = new Map()
+      this.#chats.set(chatId, chat)
+    }
+    chat.set(userId, role)
+    let chats = this.#users.get(userId)
+    if (!chats) {
+      chats = new Set()
+      this.#users.set(userId, chats)
+    }
+    chats.add(chatId)
+  }
+
+  remove(chatId: string, userId: string): void {
+    this.#chats.get(chatId)?.delete(userId)
+    this.#users.get(userId)?.delete(chatId)
+  }
+
+  isMember(chatId: string, userId: string): boolean {
+    return this.#chats.get(chatId)?.has(userId) ?? false
+  }
+
+  role(chatId: string, userId: string): Role | undefined {
+    return this.#chats.get(chatId)?.get(userId)
+  }
+
+  members(chatId: string): string[] {
+    return [...(this.#chats.get(chatId)?.keys() ?? [])]
+  }
+
+  /** True when the two users are members of at least one common chat. */
+  shareChat(a: string, b: string): boolean {
+    if (a === b) return true
+    const mine = this.#users.get(a)
+    const theirs = this.#users.get(b)
+    if (!mine || !theirs) return false
+    const [small, large] = mine.size <= theirs.size ? [mine, theirs] : [theirs, mine]
+    for (const chatId of small) if (large.has(chatId)) return true
+    return false
+  }
+}

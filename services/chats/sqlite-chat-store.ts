@@ -1,0 +1,294 @@
+import { mkdirSync } from 'node:fs'
+import { dirname } from 'node:path'
+import { DatabaseSync } from 'node:sqlite'
+import type { Chat, ChatStore, Cursor, Member, Presence, Role } from './chat-store.ts'
+
+interface ChatRow {
+  id: string
+  kind: string
+  name: string | null
+  created_by: string
+  created_at: number
+}
+
+interface MemberRow {
+  chat_id: string
+  user_id: string
+  role: string
+  joined_at: number
+}
+
+interface CursorRow {
+  chat_id: string
+  user_id: string
+  delivered_seq: number
+  read_seq: number
+}
+
+interface PresenceRow {
+  user_id: string
+  online: number
+  last_seen: number
+}
+
+// chats and members keep their rowid: it is the insertion order, which breaks ties between
+// chats created, and members joined, in the same millisecond.
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS chats (
+  id TEXT PRIMARY KEY,
+  kind TEXT NOT NULL,
+  name TEXT,
+  created_by TEXT NOT NULL,
+  created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS direct_pairs (
+  pair_key TEXT PRIMARY KEY,
+  chat_id TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS members (
+  chat_id TEXT NOT NULL,
+  user_id TEXT NOT NULL,
+  role TEXT NOT NULL,
+  joined_at INTEGER NOT NULL,
+  PRIMARY KEY (chat_id, user_id)
+);
+CREATE INDEX IF NOT EXISTS members_user ON members (user_id);
+CREATE TABLE IF NOT EXISTS cursors (
+  chat_id TEXT NOT NULL,
+  user_id TEXT NOT NULL,
+  delivered_seq INTEGER NOT NULL,
+  read_seq INTEGER NOT NULL,
+  PRIMARY KEY (chat_id, user_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS presence (
+  user_id TEXT PRIMARY KEY,
+  online INTEGER NOT NULL,
+  last_seen INTEGER NOT NULL
+) WITHOUT ROWID;
+`
+
+/** The two users of a direct chat in one order, whichever order they come in. */
+function directPairKey(a: string, b: string): string {
+  // User ids travel in MQTT strings, which cannot hold NUL, so ("ab", "c") and ("a", "bc") stay apart.
+  return [a, b].sort().join('\u0000')
+}
+
+const toChat = (r: ChatRow): Chat => ({
+  id: r.id,
+  kind: r.kind as Chat['kind'],
+  name: r.name,
+  createdBy: r.created_by,
+  createdAt: r.created_at,
+})
+
+const toMember = (r: MemberRow): Member => ({
+  chatId: r.chat_id,
+  userId: r.user_id,
+  role: r.role as Role,
+  joinedAt: r.joined_at,
+})
+
+const toCursor = (r: CursorRow): Cursor => ({
+  chatId: r.chat_id,
+  userId: r.user_id,
+  deliveredSeq: r.delivered_seq,
+  readSeq: r.read_seq,
+})
+
+/**
+ * SQLite in WAL mode with synchronous=FULL, like the message store. Writes that must hold
+ * together run in one BEGIN IMMEDIATE transaction, so another process on the same file
+ * cannot slip in between (two nodes creating the same direct chat, say).
+ */
+export class SqliteChatStore implements ChatStore {
+  readonly #db: DatabaseSync
+
+  constructor(path: string) {
+    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true })
+    this.#db = new DatabaseSync(path)
+    this.#db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;')
+    this.#db.exec(SCHEMA)
+  }
+
+  #transaction<T>(work: () => T): T {
+    const db = this.#db
+    db.exec('BEGIN IMMEDIATE')
+    try {
+      const result = work()
+      db.exec('COMMIT')
+      return result
+    } catch (err) {
+      if (db.isTransaction) db.exec('ROLLBACK')
+      throw err
+    }
+  }
+
+  #insertChat(chat: Chat): void {
+    this.#db
+      .prepare('INSERT INTO chats (id, kind, name, created_by, created_at) VALUES (?, ?, ?, ?, ?)')
+      .run(chat.id, chat.kind, chat.name, chat.createdBy, chat.createdAt)
+  }
+
+  /** Inserts the users not yet members, in the order given; returns those inserted. */
+  #insertMembers(chatId: string, userIds: string[], role: (userId: string) => Role, at: number): string[] {
+    const insert = this.#db.prepare(
+      'INSERT OR IGNORE INTO members (chat_id, user_id, role, joined_at) VALUES (?, ?, ?, ?)',
+    )
+    return userIds.filter((userId) => insert.run(chatId, userId, role(userId), at).changes > 0)
+  }
+
+  async createGroup(g: {
+    id: string
+    name: string
+    createdBy: string
+    members: string[]
+    at: number
+  }): Promise<Chat> {
+    const chat: Chat = { id: g.id, kind: 'group', name: g.name, createdBy: g.createdBy, createdAt: g.at }
+    this.#transaction(() => {
+      this.#insertChat(chat)
+      this.#insertMembers(
+        g.id,
+        [g.createdBy, ...g.members],
+        (userId) => (userId === g.createdBy ? 'admin' : 'member'),
+        g.at,
+      )
+    })
+    return chat
+  }
+
+  async findOrCreateDirect(d: {
+    id: string
+    a: string
+    b: string
+    at: number
+  }): Promise<{ chat: Chat; created: boolean }> {
+    const key = directPairKey(d.a, d.b)
+    return this.#transaction(() => {
+      const found = this.#db
+        .prepare('SELECT c.* FROM direct_pairs p JOIN chats c ON c.id = p.chat_id WHERE p.pair_key = ?')
+        .get(key) as ChatRow | undefined
+      if (found) return { chat: toChat(found), created: false }
+      const chat: Chat = { id: d.id, kind: 'direct', name: null, createdBy: d.a, createdAt: d.at }
+      this.#insertChat(chat)
+      this.#db.prepare('INSERT INTO direct_pairs (pair_key, chat_id) VALUES (?, ?)').run(key, d.id)
+      this.#insertMembers(d.id, [d.a, d.b], () => 'member', d.at)
+      return { chat, created: true }
+    })
+  }
+
+  async getChat(chatId: string): Promise<Chat | null> {
+    const r = this.#db.prepare('SELECT * FROM chats WHERE id = ?').get(chatId) as ChatRow | undefined
+    return r ? toChat(r) : null
+  }
+
+  async members(chatId: string): Promise<Member[]> {
+    const rows = this.#db
+      .prepare('SELECT * FROM members WHERE chat_id = ? ORDER BY joined_at, rowid')
+      .all(chatId) as unknown as MemberRow[]
+    return rows.map(toMember)
+  }
+
+  async addMembers(chatId: string, userIds: string[], at: number): Promise<string[]> {
+    return this.#transaction(() => this.#insertMembers(chatId, userIds, () => 'member', at))
+  }
+
+  async removeMember(chatId: string, userId: string): Promise<boolean> {
+    return this.#transaction(() => {
+      const removed = this.#db
+        .prepare('DELETE FROM members WHERE chat_id = ? AND user_id = ?')
+        .run(chatId, userId).changes
+      this.#db.prepare('DELETE FROM cursors WHERE chat_id = ? AND user_id = ?').run(chatId, userId)
+      return removed > 0
+    })
+  }
+
+  async setRole(chatId: string, userId: string, role: Role): Promise<void> {
+    this.#db
+      .prepare('UPDATE members SET role = ? WHERE chat_id = ? AND user_id = ?')
+      .run(role, chatId, userId)
+  }
+
+  async chatsOf(userId: string): Promise<Chat[]> {
+    const rows = this.#db
+      .prepare(
+        `SELECT c.* FROM members m JOIN chats c ON c.id = m.chat_id
+         WHERE m.user_id = ? ORDER BY c.created_at DESC, c.rowid DESC`,
+      )
+      .all(userId) as unknown as ChatRow[]
+    return rows.map(toChat)
+  }
+
+  async allMembers(): Promise<Member[]> {
+    const rows = this.#db
+      .prepare('SELECT * FROM members ORDER BY chat_id, joined_at, rowid')
+      .all() as unknown as MemberRow[]
+    return rows.map(toMember)
+  }
+
+  async advanceCursor(c: {
+    chatId: string
+    userId: string
+    kind: 'delivered' | 'read'
+    seq: number
+  }): Promise<{ cursor: Cursor; moved: boolean }> {
+    // One upsert whose update only applies when it moves forward: atomic without a
+    // transaction, and RETURNING gives a row only when something was written.
+    const sql =
+      c.kind === 'read'
+        ? `INSERT INTO cursors (chat_id, user_id, delivered_seq, read_seq) VALUES (?, ?, ?, ?)
+           ON CONFLICT (chat_id, user_id) DO UPDATE
+           SET read_seq = excluded.read_seq, delivered_seq = max(delivered_seq, excluded.read_seq)
+           WHERE excluded.read_seq > read_seq
+           RETURNING *`
+        : `INSERT INTO cursors (chat_id, user_id, delivered_seq, read_seq) VALUES (?, ?, ?, ?)
+           ON CONFLICT (chat_id, user_id) DO UPDATE
+           SET delivered_seq = excluded.delivered_seq
+           WHERE excluded.delivered_seq > delivered_seq
+           RETURNING *`
+    if (c.seq > 0) {
+      const written = this.#db.prepare(sql).get(c.chatId, c.userId, c.seq, c.kind === 'read' ? c.seq : 0) as
+        | CursorRow
+        | undefined
+      if (written) return { cursor: toCursor(written), moved: true }
+    }
+    return { cursor: this.#cursor(c.chatId, c.userId), moved: false }
+  }
+
+  #cursor(chatId: string, userId: string): Cursor {
+    const r = this.#db
+      .prepare('SELECT * FROM cursors WHERE chat_id = ? AND user_id = ?')
+      .get(chatId, userId) as CursorRow | undefined
+    return r ? toCursor(r) : { chatId, userId, deliveredSeq: 0, readSeq: 0 }
+  }
+
+  async cursors(chatId: string): Promise<Cursor[]> {
+    const rows = this.#db
+      .prepare(
+        `SELECT m.chat_id, m.user_id,
+           coalesce(c.delivered_seq, 0) AS delivered_seq, coalesce(c.read_seq, 0) AS read_seq
+         FROM members m LEFT JOIN cursors c ON c.chat_id = m.chat_id AND c.user_id = m.user_id
+         WHERE m.chat_id = ? ORDER BY m.joined_at, m.rowid`,
+      )
+      .all(chatId) as unknown as CursorRow[]
+    return rows.map(toCursor)
+  }
+
+  async setPresence(p: Presence): Promise<void> {
+    this.#db
+      .prepare(
+        `INSERT INTO presence (user_id, online, last_seen) VALUES (?, ?, ?)
+         ON CONFLICT (user_id) DO UPDATE SET online = excluded.online, last_seen = excluded.last_seen`,
+      )
+      .run(p.userId, p.online ? 1 : 0, p.lastSeen)
+  }
+
+  async allPresence(): Promise<Presence[]> {
+    const rows = this.#db.prepare('SELECT * FROM presence ORDER BY user_id').all() as unknown as PresenceRow[]
+    return rows.map((r) => ({ userId: r.user_id, online: r.online === 1, lastSeen: r.last_seen }))
+  }
+
+  async close(): Promise<void> {
+    this.#db.close()
+  }
+}

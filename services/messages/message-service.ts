@@ -1,0 +1,249 @@
+import { z } from 'zod'
+import type { DeviceIdentity } from '../auth/identity.ts'
+import { topics } from '../auth/topic-acl.ts'
+import type { ChatStore } from '../chats/chat-store.ts'
+import type { MembershipIndex } from '../chats/membership-index.ts'
+import { type ErrorNotice, NatterError } from '../requests/envelope.ts'
+import type { RequestRouter } from '../requests/router.ts'
+import { toEvent } from './events.ts'
+import type { MessageStore, StoredMessage } from './message-store.ts'
+import type { Publish } from './publisher.ts'
+import { idSchema, type ReceiptEvent, sendSchema } from './wire.ts'
+
+export interface MessageLimits {
+  maxTextChars: number
+  maxPageSize: number
+}
+
+export type SendOutcome =
+  | { ok: true; message: StoredMessage; duplicate: boolean }
+  | { ok: false; notice: ErrorNotice }
+
+/**
+ * The send path and everything about messages once sent: history, sync, read and delivered
+ * receipts, edits, deletes and search.
+ */
+export class MessageService {
+  readonly #chats: ChatStore
+  readonly #messages: MessageStore
+  readonly #index: MembershipIndex
+  readonly #publish: Publish
+  readonly #limits: MessageLimits
+  /** Highest delivered seq seen per chat and user, so most delivery acks cost no store write. */
+  readonly #delivered = new Map<string, number>()
+
+  constructor(d: {
+    chats: ChatStore
+    messages: MessageStore
+    index: MembershipIndex
+    publish: Publish
+    limits: MessageLimits
+  }) {
+    this.#chats = d.chats
+    this.#messages = d.messages
+    this.#index = d.index
+    this.#publish = d.publish
+    this.#limits = d.limits
+  }
+
+  /**
+   * Validates, stores (durably) and fans out one message. Resolves once the store has it; the
+   * caller acknowledges the PUBLISH only then. Refusals come back as a notice, never a throw.
+   */
+  async send(who: DeviceIdentity, chatId: string, payload: Buffer): Promise<SendOutcome> {
+    const topic = `c/${chatId}/send`
+    let json: unknown
+    try {
+      json = JSON.parse(payload.toString('utf8'))
+    } catch {
+      return { ok: false, notice: { topic, code: 'bad_request', message: 'payload is not JSON' } }
+    }
+    const ref =
+      typeof (json as { clientMsgId?: unknown })?.clientMsgId === 'string'
+        ? (json as { clientMsgId: string }).clientMsgId
+        : undefined
+    const refusal = (code: ErrorNotice['code'], message: string): SendOutcome => ({
+      ok: false,
+      notice: { topic, code, message, ...(ref ? { ref } : {}) },
+    })
+    const parsed = sendSchema.safeParse(json)
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0]
+      return refusal('bad_request', `${issue?.path.join('.') || 'payload'}: ${issue?.message ?? 'invalid'}`)
+    }
+    const p = parsed.data
+    if (!this.#index.isMember(chatId, who.userId)) {
+      return refusal('chat_not_found', `no chat ${chatId}, or you are not a member`)
+    }
+    if (p.text !== undefined && p.text.length > this.#limits.maxTextChars) {
+      return refusal(
+        'too_large',
+        `text has ${p.text.length} characters; the limit is ${this.#limits.maxTextChars}`,
+      )
+    }
+    const { message, duplicate } = await this.#messages.append({
+      chatId,
+      senderId: who.userId,
+      deviceId: who.deviceId,
+      clientMsgId: p.clientMsgId,
+      kind: 'text',
+      text: p.text ?? null,
+      body: {
+        ...(p.media ? { media: p.media } : {}),
+        ...(p.replyTo !== undefined ? { replyTo: p.replyTo } : {}),
+      },
+    })
+    if (duplicate) {
+      // A retry: the members have it already; the sender's devices get it again so the one that
+      // retried learns its sequence number even if the first echo was lost.
+      void this.#publish(topics.inbox(who.userId), toEvent(message)).catch(() => {})
+    } else {
+      this.#fanOut(message)
+      // One's own message is read.
+      void this.#chats
+        .advanceCursor({ chatId, userId: who.userId, kind: 'read', seq: message.seq })
+        .catch(() => {})
+    }
+    return { ok: true, message, duplicate }
+  }
+
+  #fanOut(message: StoredMessage, type: 'message' | 'edit' | 'delete' = 'message'): void {
+    const event = toEvent(message, type)
+    for (const userId of this.#index.members(message.chatId)) {
+      void this.#publish(topics.inbox(userId), event).catch(() => {})
+    }
+  }
+
+  /** A device acknowledged an inbox delivery (its PUBACK): the delivered receipt. */
+  async delivered(userId: string, payload: Buffer): Promise<void> {
+    let e: { type?: unknown; chatId?: unknown; seq?: unknown; senderId?: unknown }
+    try {
+      e = JSON.parse(payload.toString('utf8'))
+    } catch {
+      return
+    }
+    if (e.type !== 'message' || typeof e.chatId !== 'string' || typeof e.seq !== 'number') return
+    if (e.senderId === userId) return
+    const key = `${e.chatId}\u0000${userId}`
+    if ((this.#delivered.get(key) ?? 0) >= e.seq) return
+    this.#delivered.set(key, e.seq)
+    await this.#advance(e.chatId, userId, 'delivered', e.seq)
+  }
+
+  async #advance(chatId: string, userId: string, kind: 'delivered' | 'read', seq: number) {
+    const before = (await this.#chats.cursors(chatId)).find((c) => c.userId === userId)
+    const from = kind === 'read' ? (before?.readSeq ?? 0) : (before?.deliveredSeq ?? 0)
+    const { cursor, moved } = await this.#chats.advanceCursor({ chatId, userId, kind, seq })
+    if (!moved) return cursor
+    const receipt: ReceiptEvent = { type: 'receipt', chatId, userId, kind, seq }
+    const senders = (await this.#messages.sendersBetween(chatId, from, seq)).filter(
+      (u) => u !== userId && this.#index.isMember(chatId, u),
+    )
+    await Promise.all(senders.map((u) => this.#publish(topics.inbox(u), receipt)))
+    return cursor
+  }
+
+  #member(userId: string, chatId: string): void {
+    if (!this.#index.isMember(chatId, userId)) {
+      throw new NatterError('chat_not_found', `no chat ${chatId}, or you are not a member`)
+    }
+  }
+
+  register(router: RequestRouter): void {
+    const limit = z.number().int().min(1).max(this.#limits.maxPageSize).default(50)
+
+    router.register('history', {
+      params: z.object({ chatId: idSchema, before: z.number().int().positive().optional(), limit }).strict(),
+      handle: async (ctx, p) => {
+        this.#member(ctx.who.userId, p.chatId)
+        const page = await this.#messages.before(p.chatId, p.before ?? null, p.limit)
+        return { messages: page.map((m) => toEvent(m)), more: page.length === p.limit }
+      },
+    })
+
+    router.register('sync', {
+      params: z.object({ chatId: idSchema, after: z.number().int().min(0), limit }).strict(),
+      handle: async (ctx, p) => {
+        this.#member(ctx.who.userId, p.chatId)
+        const page = await this.#messages.after(p.chatId, p.after, p.limit)
+        return {
+          messages: page.map((m) => toEvent(m)),
+          lastSeq: await this.#messages.lastSeq(p.chatId),
+          more: page.length === p.limit,
+        }
+      },
+    })
+
+    router.register('read', {
+      params: z.object({ chatId: idSchema, seq: z.number().int().min(1) }).strict(),
+      handle: async (ctx, p) => {
+        this.#member(ctx.who.userId, p.chatId)
+        const last = await this.#messages.lastSeq(p.chatId)
+        const cursor = await this.#advance(p.chatId, ctx.who.userId, 'read', Math.min(p.seq, last))
+        return {
+          readSeq: cursor.readSeq,
+          unread: await this.#messages.countUnread(p.chatId, cursor.readSeq, ctx.who.userId),
+        }
+      },
+    })
+
+    router.register('receipts', {
+      params: z.object({ chatId: idSchema }).strict(),
+      handle: async (ctx, p) => {
+        this.#member(ctx.who.userId, p.chatId)
+        const cursors = await this.#chats.cursors(p.chatId)
+        return {
+          cursors: cursors.map((c) => ({
+            userId: c.userId,
+            deliveredSeq: c.deliveredSeq,
+            readSeq: c.readSeq,
+          })),
+        }
+      },
+    })
+
+    router.register('edit', {
+      params: z.object({ chatId: idSchema, seq: z.number().int().min(1), text: z.string().min(1) }).strict(),
+      handle: async (ctx, p) => {
+        const m = await this.#own(ctx.who.userId, p.chatId, p.seq)
+        if (p.text.length > this.#limits.maxTextChars) {
+          throw new NatterError(
+            'too_large',
+            `text has ${p.text.length} characters; the limit is ${this.#limits.maxTextChars}`,
+          )
+        }
+        const edited = await this.#messages.edit(m.chatId, m.seq, p.text, Date.now())
+        if (!edited) throw new NatterError('not_found', `message ${p.seq} was deleted`)
+        this.#fanOut(edited, 'edit')
+        return { message: toEvent(edited) }
+      },
+    })
+
+    router.register('delete', {
+      params: z.object({ chatId: idSchema, seq: z.number().int().min(1) }).strict(),
+      handle: async (ctx, p) => {
+        const m = await this.#own(ctx.who.userId, p.chatId, p.seq)
+        const gone = await this.#messages.tombstone(m.chatId, m.seq, Date.now())
+        if (!gone) throw new NatterError('not_found', `no message ${p.seq}`)
+        this.#fanOut(gone, 'delete')
+        return { message: toEvent(gone) }
+      },
+    })
+
+    router.register('search', {
+      params: z.object({ chatId: idSchema, query: z.string().min(1).max(200), limit }).strict(),
+      handle: async (ctx, p) => {
+        this.#member(ctx.who.userId, p.chatId)
+        return { messages: (await this.#messages.search(p.chatId, p.query, p.limit)).map((m) => toEvent(m)) }
+      },
+    })
+  }
+
+  async #own(userId: string, chatId: string, seq: number): Promise<StoredMessage> {
+    this.#member(userId, chatId)
+    const m = await this.#messages.get(chatId, seq)
+    if (m?.kind !== 'text') throw new NatterError('not_found', `no message ${seq} in ${chatId}`)
+    if (m.senderId !== userId) throw new NatterError('not_allowed', 'only the sender can change a message')
+    return m
+  }
+}
