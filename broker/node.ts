@@ -17,6 +17,7 @@ import { TypingGate } from '../services/messages/typing-gate.ts'
 import { PresenceTracker } from '../services/presence/presence-tracker.ts'
 import type { ErrorNotice } from '../services/requests/envelope.ts'
 import { createHttpApi } from '../services/requests/http-api.ts'
+import { MAX_PAGE_SIZE, operations } from '../services/requests/operations.ts'
 import { RequestRouter } from '../services/requests/router.ts'
 import { registerSessionOps } from '../services/requests/session-ops.ts'
 import { ClientConnection } from './connection.ts'
@@ -74,13 +75,15 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
       ),
     )
   const router = new RequestRouter()
-  registerSessionOps(router)
+  const ops = operations({ maxGroupMembers: settings.maxGroupMembers, maxPageSize: MAX_PAGE_SIZE })
+  registerSessionOps(router, ops)
   const chatService = new ChatService({
     chats: stores.chats,
     messages: stores.messages,
     index,
     publish: publishTo,
     limits: { maxGroupMembers: settings.maxGroupMembers },
+    ops,
   })
   chatService.register(router)
   const messageService = new MessageService({
@@ -88,7 +91,8 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     messages: stores.messages,
     index,
     publish: publishTo,
-    limits: { maxTextChars: settings.maxTextChars, maxPageSize: 200 },
+    limits: { maxTextChars: settings.maxTextChars },
+    ops,
   })
   messageService.register(router)
   const presence = new PresenceTracker({ store: stores.chats, publish: publishTo, log })

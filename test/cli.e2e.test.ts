@@ -91,6 +91,59 @@ describe('the natter command, as a user runs it', () => {
       text: 'hello from mosquitto',
     }))
 
+  it('sends and receives a chat message with the mqtt CLI, as the README shows', async () => {
+    const alice = await token('alice')
+    const bob = await token('bob')
+    const res = await fetch(`http://127.0.0.1:${ports.http}/v1/chat.direct`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${alice}` },
+      body: JSON.stringify({ with: 'bob' }),
+    })
+    assert.equal(res.status, 200)
+    const chatId = ((await res.json()) as { result: { id: string } }).result.id
+    const common = ['-h', '127.0.0.1', '-p', String(ports.mqtt), '-q', '1']
+    const sub = run(MQTT_CLI, [
+      'sub',
+      ...common,
+      '-i',
+      'bob/cli',
+      '-u',
+      'bob',
+      '-P',
+      bob,
+      '-t',
+      'u/bob/inbox',
+    ])
+    try {
+      await node.waitFor(logEvent('subscribed', 'bob/cli'))
+      const message = JSON.stringify({ clientMsgId: 'cli-1', text: 'hi bob' })
+      const pub = await runToEnd(MQTT_CLI, [
+        'pub',
+        ...common,
+        '-i',
+        'alice/cli',
+        '-u',
+        'alice',
+        '-P',
+        alice,
+        '-t',
+        `c/${chatId}/send`,
+        '-m',
+        message,
+      ])
+      assert.equal(pub.code, 0, pub.stderr)
+      const line = await sub.waitFor((l) => l.includes('hi bob'))
+      const event = JSON.parse(line)
+      assert.equal(event.type, 'message')
+      assert.equal(event.chatId, chatId)
+      assert.equal(event.senderId, 'alice')
+      assert.equal(event.clientMsgId, 'cli-1')
+      assert.equal(event.seq, 2)
+    } finally {
+      await sub.stop()
+    }
+  })
+
   it('refuses a mosquitto client with a bad token, with the CONNACK reason', async () => {
     const r = await runToEnd('mosquitto_pub', [
       '-h',

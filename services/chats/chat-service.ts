@@ -1,11 +1,10 @@
 import { randomBytes } from 'node:crypto'
-import { z } from 'zod'
 import { topics } from '../auth/topic-acl.ts'
 import { toEvent } from '../messages/events.ts'
 import type { MessageStore } from '../messages/message-store.ts'
 import type { Publish } from '../messages/publisher.ts'
-import { idSchema } from '../messages/wire.ts'
 import { NatterError } from '../requests/envelope.ts'
+import type { Operations } from '../requests/operations.ts'
 import type { RequestContext, RequestRouter } from '../requests/router.ts'
 import type { Chat, ChatStore } from './chat-store.ts'
 import type { MembershipIndex } from './membership-index.ts'
@@ -27,6 +26,7 @@ export class ChatService {
   readonly #index: MembershipIndex
   readonly #publish: Publish
   readonly #limits: ChatLimits
+  readonly #ops: Operations
 
   constructor(d: {
     chats: ChatStore
@@ -34,7 +34,9 @@ export class ChatService {
     index: MembershipIndex
     publish: Publish
     limits: ChatLimits
+    ops: Operations
   }) {
+    this.#ops = d.ops
     this.#chats = d.chats
     this.#messages = d.messages
     this.#index = d.index
@@ -92,13 +94,9 @@ export class ChatService {
   }
 
   register(router: RequestRouter): void {
+    const ops = this.#ops
     router.register('chat.create', {
-      params: z
-        .object({
-          name: z.string().trim().min(1).max(100),
-          members: z.array(idSchema).max(this.#limits.maxGroupMembers),
-        })
-        .strict(),
+      params: ops['chat.create'].params,
       handle: async (ctx, p) => {
         const members = [...new Set(p.members)].filter((u) => u !== ctx.who.userId)
         if (members.length + 1 > this.#limits.maxGroupMembers) {
@@ -126,7 +124,7 @@ export class ChatService {
     })
 
     router.register('chat.direct', {
-      params: z.object({ with: idSchema }).strict(),
+      params: ops['chat.direct'].params,
       handle: async (ctx, p) => {
         if (p.with === ctx.who.userId)
           throw new NatterError('bad_request', 'a direct chat needs another user')
@@ -146,12 +144,12 @@ export class ChatService {
     })
 
     router.register('chat.get', {
-      params: z.object({ chatId: idSchema }).strict(),
+      params: ops['chat.get'].params,
       handle: async (ctx, p) => this.describe(await this.chatOf(ctx, p.chatId), ctx.who.userId),
     })
 
     router.register('chat.list', {
-      params: z.object({}).strict(),
+      params: ops['chat.list'].params,
       handle: async (ctx) => {
         const chats = await this.#chats.chatsOf(ctx.who.userId)
         return { chats: await Promise.all(chats.map((c) => this.describe(c, ctx.who.userId))) }
@@ -159,9 +157,7 @@ export class ChatService {
     })
 
     router.register('chat.add', {
-      params: z
-        .object({ chatId: idSchema, members: z.array(idSchema).min(1).max(this.#limits.maxGroupMembers) })
-        .strict(),
+      params: ops['chat.add'].params,
       handle: async (ctx, p) => {
         const chat = await this.chatOf(ctx, p.chatId)
         this.#requireAdmin(ctx, chat)
@@ -180,7 +176,7 @@ export class ChatService {
     })
 
     router.register('chat.remove', {
-      params: z.object({ chatId: idSchema, userId: idSchema }).strict(),
+      params: ops['chat.remove'].params,
       handle: async (ctx, p) => {
         const chat = await this.chatOf(ctx, p.chatId)
         this.#requireAdmin(ctx, chat)
@@ -194,7 +190,7 @@ export class ChatService {
     })
 
     router.register('chat.leave', {
-      params: z.object({ chatId: idSchema }).strict(),
+      params: ops['chat.leave'].params,
       handle: async (ctx, p) => {
         const chat = await this.chatOf(ctx, p.chatId)
         if (chat.kind !== 'group') throw new NatterError('not_allowed', 'a direct chat cannot be left')

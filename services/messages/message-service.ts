@@ -1,18 +1,17 @@
-import { z } from 'zod'
 import type { DeviceIdentity } from '../auth/identity.ts'
 import { topics } from '../auth/topic-acl.ts'
 import type { ChatStore } from '../chats/chat-store.ts'
 import type { MembershipIndex } from '../chats/membership-index.ts'
 import { type ErrorNotice, NatterError } from '../requests/envelope.ts'
+import type { Operations } from '../requests/operations.ts'
 import type { RequestRouter } from '../requests/router.ts'
 import { toEvent } from './events.ts'
 import type { MessageStore, StoredMessage } from './message-store.ts'
 import type { Publish } from './publisher.ts'
-import { idSchema, type ReceiptEvent, sendSchema } from './wire.ts'
+import { type ReceiptEvent, sendSchema } from './wire.ts'
 
 export interface MessageLimits {
   maxTextChars: number
-  maxPageSize: number
 }
 
 export type SendOutcome =
@@ -29,6 +28,7 @@ export class MessageService {
   readonly #index: MembershipIndex
   readonly #publish: Publish
   readonly #limits: MessageLimits
+  readonly #ops: Operations
   /** Highest delivered seq seen per chat and user, so most delivery acks cost no store write. */
   readonly #delivered = new Map<string, number>()
 
@@ -38,7 +38,9 @@ export class MessageService {
     index: MembershipIndex
     publish: Publish
     limits: MessageLimits
+    ops: Operations
   }) {
+    this.#ops = d.ops
     this.#chats = d.chats
     this.#messages = d.messages
     this.#index = d.index
@@ -150,10 +152,10 @@ export class MessageService {
   }
 
   register(router: RequestRouter): void {
-    const limit = z.number().int().min(1).max(this.#limits.maxPageSize).default(50)
+    const ops = this.#ops
 
     router.register('history', {
-      params: z.object({ chatId: idSchema, before: z.number().int().positive().optional(), limit }).strict(),
+      params: ops['history'].params,
       handle: async (ctx, p) => {
         this.#member(ctx.who.userId, p.chatId)
         const page = await this.#messages.before(p.chatId, p.before ?? null, p.limit)
@@ -162,7 +164,7 @@ export class MessageService {
     })
 
     router.register('sync', {
-      params: z.object({ chatId: idSchema, after: z.number().int().min(0), limit }).strict(),
+      params: ops['sync'].params,
       handle: async (ctx, p) => {
         this.#member(ctx.who.userId, p.chatId)
         const page = await this.#messages.after(p.chatId, p.after, p.limit)
@@ -175,7 +177,7 @@ export class MessageService {
     })
 
     router.register('read', {
-      params: z.object({ chatId: idSchema, seq: z.number().int().min(1) }).strict(),
+      params: ops['read'].params,
       handle: async (ctx, p) => {
         this.#member(ctx.who.userId, p.chatId)
         const last = await this.#messages.lastSeq(p.chatId)
@@ -188,7 +190,7 @@ export class MessageService {
     })
 
     router.register('receipts', {
-      params: z.object({ chatId: idSchema }).strict(),
+      params: ops['receipts'].params,
       handle: async (ctx, p) => {
         this.#member(ctx.who.userId, p.chatId)
         const cursors = await this.#chats.cursors(p.chatId)
@@ -203,7 +205,7 @@ export class MessageService {
     })
 
     router.register('edit', {
-      params: z.object({ chatId: idSchema, seq: z.number().int().min(1), text: z.string().min(1) }).strict(),
+      params: ops['edit'].params,
       handle: async (ctx, p) => {
         const m = await this.#own(ctx.who.userId, p.chatId, p.seq)
         if (p.text.length > this.#limits.maxTextChars) {
@@ -220,7 +222,7 @@ export class MessageService {
     })
 
     router.register('delete', {
-      params: z.object({ chatId: idSchema, seq: z.number().int().min(1) }).strict(),
+      params: ops['delete'].params,
       handle: async (ctx, p) => {
         const m = await this.#own(ctx.who.userId, p.chatId, p.seq)
         const gone = await this.#messages.tombstone(m.chatId, m.seq, Date.now())
@@ -231,7 +233,7 @@ export class MessageService {
     })
 
     router.register('search', {
-      params: z.object({ chatId: idSchema, query: z.string().min(1).max(200), limit }).strict(),
+      params: ops['search'].params,
       handle: async (ctx, p) => {
         this.#member(ctx.who.userId, p.chatId)
         return { messages: (await this.#messages.search(p.chatId, p.query, p.limit)).map((m) => toEvent(m)) }

@@ -14,51 +14,69 @@ export const sendSchema = z
     replyTo: z.number().int().positive().optional(),
   })
   .strict()
+  .describe('c/<chatId>/send (QoS 1): a chat message, with text or media; PUBACK once it is stored')
   .refine((s) => s.text !== undefined || (s.media?.length ?? 0) > 0, {
     error: 'a message needs text or media',
   })
 export type SendPayload = z.infer<typeof sendSchema>
 
 /** c/<chatId>/typing, as a device sends it. */
-export const typingSchema = z.object({ state: z.enum(['typing', 'stopped']) }).strict()
+export const typingSchema = z
+  .object({ state: z.enum(['typing', 'stopped']) })
+  .strict()
+  .describe('c/<chatId>/typing (QoS 0), as a device sends it')
 
-export interface MessageEvent {
-  type: 'message' | 'edit' | 'delete'
-  chatId: string
-  seq: number
-  clientMsgId: string
-  senderId: string
-  deviceId: string
-  at: number
-  kind: 'text' | 'event'
-  text: string | null
-  media?: string[]
-  replyTo?: number
-  /** For kind "event": what happened (member_added, member_removed, member_left, …). */
-  event?: Record<string, unknown>
-  editedAt: number | null
-  deletedAt: number | null
-}
+// What the server sends. Schemas rather than bare types, so docs/schemas.md can show them.
 
-export interface ReceiptEvent {
-  type: 'receipt'
-  chatId: string
-  userId: string
-  kind: 'delivered' | 'read'
-  /** Everything up to and including this seq. */
-  seq: number
-}
+export const messageEventSchema = z
+  .object({
+    type: z.enum(['message', 'edit', 'delete']),
+    chatId: z.string(),
+    seq: z.number().int().positive().describe('Per-chat sequence number, from 1'),
+    clientMsgId: z.string(),
+    senderId: z.string(),
+    deviceId: z.string(),
+    at: z.number().int().describe('Server time of acceptance, ms since the epoch'),
+    kind: z.enum(['text', 'event']),
+    text: z.string().nullable(),
+    media: z.array(z.string()).optional(),
+    replyTo: z.number().int().positive().optional(),
+    event: z
+      .record(z.string(), z.unknown())
+      .optional()
+      .describe('For kind "event": {type: chat_created|members_added|member_removed|member_left, …}'),
+    editedAt: z.number().int().nullable(),
+    deletedAt: z.number().int().nullable().describe('Set on a tombstone: text is null and media gone'),
+  })
+  .describe('u/<userId>/inbox: a chat message, an edit of one, or its deletion')
+export type MessageEvent = z.infer<typeof messageEventSchema>
 
-export interface TypingEvent {
-  userId: string
-  deviceId: string
-  state: 'typing' | 'stopped'
-  /** Receivers drop the indicator after this long without a new one. */
-  expiresInMs: number
-}
+export const receiptEventSchema = z
+  .object({
+    type: z.literal('receipt'),
+    chatId: z.string(),
+    userId: z.string().describe('Who received or read'),
+    kind: z.enum(['delivered', 'read']),
+    seq: z.number().int().positive().describe('Everything up to and including this seq'),
+  })
+  .describe("u/<userId>/inbox: another member's delivered or read cursor moved past messages this user sent")
+export type ReceiptEvent = z.infer<typeof receiptEventSchema>
 
-export interface PresenceEvent {
-  userId: string
-  online: boolean
-  lastSeen: string
-}
+export const typingEventSchema = z
+  .object({
+    userId: z.string(),
+    deviceId: z.string(),
+    state: z.enum(['typing', 'stopped']),
+    expiresInMs: z.number().int().describe('Drop the indicator after this long without a new one'),
+  })
+  .describe('c/<chatId>/typing, as members receive it (stamped by the server)')
+export type TypingEvent = z.infer<typeof typingEventSchema>
+
+export const presenceEventSchema = z
+  .object({
+    userId: z.string(),
+    online: z.boolean(),
+    lastSeen: z.string().describe('ISO 8601: when the user was last connected (now, while online)'),
+  })
+  .describe('u/<userId>/presence, retained, written by the server only')
+export type PresenceEvent = z.infer<typeof presenceEventSchema>

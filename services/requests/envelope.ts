@@ -26,10 +26,28 @@ export class NatterError extends Error {
   }
 }
 
-export const requestSchema = z.object({
-  id: z.string().min(1).max(128),
-  params: z.record(z.string(), z.unknown()).optional(),
-})
+export const requestSchema = z
+  .object({
+    id: z.string().min(1).max(128).describe('Chosen by the client, echoed in the reply'),
+    params: z.record(z.string(), z.unknown()).optional(),
+  })
+  .describe('req/<op> (QoS 1): one operation')
+
+const errorBodySchema = z.object({ code: z.enum(errorCodes), message: z.string() })
+
+export const replySchema = z
+  .union([
+    z.object({ id: z.string(), ok: z.literal(true), result: z.unknown() }),
+    z.object({ id: z.string(), ok: z.literal(false), error: errorBodySchema }),
+  ])
+  .describe('d/<userId>/<deviceId>/res: the answer to a request')
+
+export const errorNoticeSchema = errorBodySchema
+  .extend({
+    topic: z.string().describe('The topic the device published to'),
+    ref: z.string().optional().describe('The request id or clientMsgId the notice is about'),
+  })
+  .describe('d/<userId>/<deviceId>/err: an error that no reply can carry')
 export type Request = z.infer<typeof requestSchema>
 
 export interface ErrorBody {

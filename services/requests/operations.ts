@@ -1,0 +1,83 @@
+import { z } from 'zod'
+import { idSchema } from '../messages/wire.ts'
+
+/** The largest page of history, sync or search results. */
+export const MAX_PAGE_SIZE = 200
+
+export interface OperationLimits {
+  maxGroupMembers: number
+  maxPageSize: number
+}
+
+/**
+ * Every operation of the request/response convention: what it does and its params, as the one
+ * schema that validates requests and documents them (docs/schemas.md is made from it).
+ */
+export function operations(l: OperationLimits) {
+  const chatId = idSchema
+  const seq = z.number().int().min(1)
+  const limit = z.number().int().min(1).max(l.maxPageSize).default(50)
+  return {
+    whoami: { summary: 'Who the connection is: user, device, token expiry.', params: z.object({}).strict() },
+    'chat.create': {
+      summary: 'Create a group; the caller becomes its admin.',
+      params: z
+        .object({
+          name: z.string().trim().min(1).max(100),
+          members: z.array(idSchema).max(l.maxGroupMembers),
+        })
+        .strict(),
+    },
+    'chat.direct': {
+      summary: 'The one direct chat with another user, created the first time.',
+      params: z.object({ with: idSchema }).strict(),
+    },
+    'chat.get': {
+      summary: 'One chat: members, last message, unread count.',
+      params: z.object({ chatId }).strict(),
+    },
+    'chat.list': {
+      summary: "The caller's chats with unread counts and last message.",
+      params: z.object({}).strict(),
+    },
+    'chat.add': {
+      summary: 'Add members to a group (admins only).',
+      params: z.object({ chatId, members: z.array(idSchema).min(1).max(l.maxGroupMembers) }).strict(),
+    },
+    'chat.remove': {
+      summary: 'Remove a member from a group (admins only).',
+      params: z.object({ chatId, userId: idSchema }).strict(),
+    },
+    'chat.leave': {
+      summary: 'Leave a group; if the last admin leaves, the longest-standing member becomes admin.',
+      params: z.object({ chatId }).strict(),
+    },
+    history: {
+      summary: 'A page of messages before a seq (or the newest), newest first.',
+      params: z.object({ chatId, before: seq.optional(), limit }).strict(),
+    },
+    sync: {
+      summary: 'Messages after a seq, oldest first: how a device catches up.',
+      params: z.object({ chatId, after: z.number().int().min(0), limit }).strict(),
+    },
+    read: { summary: 'Mark the chat read up to a seq.', params: z.object({ chatId, seq }).strict() },
+    receipts: {
+      summary: "Every member's delivered and read cursor in a chat.",
+      params: z.object({ chatId }).strict(),
+    },
+    edit: {
+      summary: "Replace the text of one's own message.",
+      params: z.object({ chatId, seq, text: z.string().min(1) }).strict(),
+    },
+    delete: {
+      summary: "Delete one's own message for everyone; a tombstone stays in history.",
+      params: z.object({ chatId, seq }).strict(),
+    },
+    search: {
+      summary: 'Messages of a chat that contain every word of the query, newest first.',
+      params: z.object({ chatId, query: z.string().min(1).max(200), limit }).strict(),
+    },
+  } as const
+}
+
+export type Operations = ReturnType<typeof operations>

@@ -1,0 +1,23 @@
+import assert from 'node:assert/strict'
+import { readFileSync } from 'node:fs'
+import { describe, it } from 'node:test'
+import { renderSchemasDoc } from '../scripts/schemas-doc.ts'
+import { errorCodes } from '../services/requests/envelope.ts'
+import { operations } from '../services/requests/operations.ts'
+
+const read = (path: string) => readFileSync(new URL(`../${path}`, import.meta.url), 'utf8')
+
+describe('docs stay true', () => {
+  it('docs/schemas.md is what the code validates with (npm run docs:schemas writes it)', () => {
+    assert.equal(read('docs/schemas.md'), renderSchemasDoc())
+  })
+
+  it('docs/protocol.md names every operation and every error code', () => {
+    const protocol = read('docs/protocol.md')
+    for (const op of Object.keys(operations({ maxGroupMembers: 1000, maxPageSize: 200 }))) {
+      assert.ok(protocol.includes(`\`${op}\``), `protocol.md does not mention ${op}`)
+    }
+    for (const code of errorCodes)
+      assert.ok(protocol.includes(`\`${code}\``), `protocol.md does not list ${code}`)
+  })
+})
