@@ -36,7 +36,7 @@ describe('a node killed with SIGKILL and started again (embedded default)', () =
     rmSync(dataDir, { recursive: true, force: true })
   })
 
-  it('loses no acknowledged message, and nobody stays online', async () => {
+  it('loses no acknowledged message, and nobody stays online', async (t) => {
     const first = await start()
     node = first.proc
     const alice = await Device.connect(first.url, 'alice', 'phone', await token('alice'), {
@@ -92,7 +92,7 @@ describe('a node killed with SIGKILL and started again (embedded default)', () =
     }
     const stored = new Set(messages.map((m) => m.clientMsgId))
     const lost = acknowledged.filter((id) => !stored.has(id))
-    console.log(
+    t.diagnostic(
       `crash test: sent 300, acknowledged ${acknowledged.length}, stored ${stored.size - 1}, lost ${lost.length}`,
     )
     assert.deepEqual(lost, [], 'every acknowledged message survived')

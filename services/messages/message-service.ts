@@ -155,7 +155,7 @@ export class MessageService {
     const ops = this.#ops
 
     router.register('history', {
-      params: ops['history'].params,
+      params: ops.history.params,
       handle: async (ctx, p) => {
         this.#member(ctx.who.userId, p.chatId)
         const page = await this.#messages.before(p.chatId, p.before ?? null, p.limit)
@@ -164,7 +164,7 @@ export class MessageService {
     })
 
     router.register('sync', {
-      params: ops['sync'].params,
+      params: ops.sync.params,
       handle: async (ctx, p) => {
         this.#member(ctx.who.userId, p.chatId)
         const page = await this.#messages.after(p.chatId, p.after, p.limit)
@@ -177,7 +177,7 @@ export class MessageService {
     })
 
     router.register('read', {
-      params: ops['read'].params,
+      params: ops.read.params,
       handle: async (ctx, p) => {
         this.#member(ctx.who.userId, p.chatId)
         const last = await this.#messages.lastSeq(p.chatId)
@@ -190,7 +190,7 @@ export class MessageService {
     })
 
     router.register('receipts', {
-      params: ops['receipts'].params,
+      params: ops.receipts.params,
       handle: async (ctx, p) => {
         this.#member(ctx.who.userId, p.chatId)
         const cursors = await this.#chats.cursors(p.chatId)
@@ -205,7 +205,7 @@ export class MessageService {
     })
 
     router.register('edit', {
-      params: ops['edit'].params,
+      params: ops.edit.params,
       handle: async (ctx, p) => {
         const m = await this.#own(ctx.who.userId, p.chatId, p.seq)
         if (p.text.length > this.#limits.maxTextChars) {
@@ -222,7 +222,7 @@ export class MessageService {
     })
 
     router.register('delete', {
-      params: ops['delete'].params,
+      params: ops.delete.params,
       handle: async (ctx, p) => {
         const m = await this.#own(ctx.who.userId, p.chatId, p.seq)
         const gone = await this.#messages.tombstone(m.chatId, m.seq, Date.now())
@@ -233,7 +233,7 @@ export class MessageService {
     })
 
     router.register('search', {
-      params: ops['search'].params,
+      params: ops.search.params,
       handle: async (ctx, p) => {
         this.#member(ctx.who.userId, p.chatId)
         return { messages: (await this.#messages.search(p.chatId, p.query, p.limit)).map((m) => toEvent(m)) }
