@@ -1,78 +1,101 @@
 import assert from 'node:assert/strict'
-import { createConnection } from 'node:net'
-import { after, before, describe, it } from 'node:test'
+import { createConnection, type Socket } from 'node:net'
+import { describe, it } from 'node:test'
 import mqttPacket from 'mqtt-packet'
 import { Device } from './helpers/device.ts'
 import { startTestNode, type TestNode } from './helpers/node.ts'
 
-describe('a subscriber that stops reading', () => {
-  let t: TestNode
-  before(async () => {
-    t = await startTestNode({ NATTER_DRAIN_TIMEOUT_MS: '4000', NATTER_MAX_TEXT_CHARS: '60000' })
-  })
-  after(() => t.close())
+/** A subscriber on a raw socket that reads its SUBACK and then never reads again. */
+async function stalledSubscriber(t: TestNode, userId: string): Promise<Socket> {
+  const socket = createConnection({ host: '127.0.0.1', port: t.node.ports.mqtt })
+  socket.write(
+    mqttPacket.generate({
+      cmd: 'connect',
+      protocolId: 'MQTT',
+      protocolVersion: 4,
+      clean: true,
+      keepalive: 0,
+      clientId: `${userId}/stuck`,
+      username: userId,
+      password: Buffer.from(await t.token(userId)),
+    }),
+  )
+  socket.write(
+    mqttPacket.generate({
+      cmd: 'subscribe',
+      messageId: 1,
+      subscriptions: [{ topic: `u/${userId}/inbox`, qos: 1 }],
+    }),
+  )
+  const parser = mqttPacket.parser()
+  const subscribed = new Promise<void>((resolve) =>
+    parser.on('packet', (p) => p.cmd === 'suback' && resolve()),
+  )
+  socket.on('data', (d) => parser.parse(d))
+  await subscribed
+  socket.pause()
+  return socket
+}
 
-  it('does not slow delivery to the others, and is cut at the drain timeout', async () => {
+/** Resolves when the broker drops the client (its own paused socket would not notice). */
+function cutOf(t: TestNode, clientId: string): Promise<void> {
+  return new Promise((resolve) =>
+    t.node.broker.on('clientDisconnect', (client) => {
+      if (client.id === clientId) resolve()
+    }),
+  )
+}
+
+async function burst(alice: Device, chatId: string, count: number, size: number): Promise<string[]> {
+  const text = 'z'.repeat(size)
+  return Promise.all(Array.from({ length: count }, (_, i) => alice.send(chatId, `${text} ${i}`)))
+}
+
+describe('a subscriber that stops reading', () => {
+  it('does not stall delivery to the others, and is cut when its buffer passes the limit', async () => {
+    // No drain timeout: were deliveries waiting on the stalled socket, nothing would end the wait.
+    const t = await startTestNode({
+      NATTER_DRAIN_TIMEOUT_MS: '0',
+      NATTER_MAX_CLIENT_BUFFER_BYTES: '8388608',
+      NATTER_MAX_TEXT_CHARS: '20000',
+    })
     const alice = await Device.connect(t.mqttUrl, 'alice', 'phone', await t.token('alice'))
     const carol = await Device.connect(t.mqttUrl, 'carol', 'phone', await t.token('carol'))
-    const group = (
-      await alice.request<{ id: string }>('chat.create', { name: 'Big', members: ['carol', 'erin'] })
-    ).id
-
-    // Erin subscribes over a raw socket and then never reads again.
-    const socket = createConnection({ host: '127.0.0.1', port: t.node.ports.mqtt })
-    const token = Buffer.from(await t.token('erin'))
-    socket.write(
-      mqttPacket.generate({
-        cmd: 'connect',
-        protocolId: 'MQTT',
-        protocolVersion: 4,
-        clean: true,
-        keepalive: 0,
-        clientId: 'erin/stuck',
-        username: 'erin',
-        password: token,
-      }),
-    )
-    socket.write(
-      mqttPacket.generate({
-        cmd: 'subscribe',
-        messageId: 1,
-        subscriptions: [{ topic: 'u/erin/inbox', qos: 1 }],
-      }),
-    )
-    const parser = mqttPacket.parser()
-    const subscribed = new Promise<void>((resolve) =>
-      parser.on('packet', (p) => p.cmd === 'suback' && resolve()),
-    )
-    socket.on('data', (d) => parser.parse(d))
-    await subscribed
-    socket.pause()
-    // Erin's own socket, paused, would not see the close; the broker's event says when she is cut.
-    let cutAt = 0
-    const cut = new Promise<void>((resolve) =>
-      t.node.broker.on('clientDisconnect', (client) => {
-        if (client.id !== 'erin/stuck') return
-        cutAt = Date.now()
-        resolve()
-      }),
-    )
     try {
-      // About 28 MB in 1,500 messages, more than the kernel buffers of a loopback socket hold: deliveries to erin
-      // block long before the end. Were the others waiting on her, carol would get nothing more
-      // until erin is cut.
-      const text = 'z'.repeat(19_000)
-      const ids = await Promise.all(Array.from({ length: 1500 }, (_, i) => alice.send(group, `${text} ${i}`)))
+      const group = (
+        await alice.request<{ id: string }>('chat.create', { name: 'Big', members: ['carol', 'erin'] })
+      ).id
+      const erin = await stalledSubscriber(t, 'erin')
+      const cut = cutOf(t, 'erin/stuck')
+      // About 28 MB in 1,500 messages: far more than a loopback socket's kernel buffers hold.
+      const ids = await burst(alice, group, 1500, 19_000)
       await carol.until(
         () => ids.every((id) => carol.messages(group).some((m) => m.clientMsgId === id)),
         'carol got all',
       )
-      const carolDoneAt = Date.now()
       await cut
-      assert.ok(carolDoneAt < cutAt, 'carol had every message before erin was cut')
+      erin.destroy()
     } finally {
-      socket.destroy()
       await Promise.all([alice.close(), carol.close()])
+      await t.close()
+    }
+  })
+
+  it('is cut when its socket does not drain within the drain timeout', async () => {
+    const t = await startTestNode({ NATTER_DRAIN_TIMEOUT_MS: '1000', NATTER_MAX_TEXT_CHARS: '20000' })
+    const alice = await Device.connect(t.mqttUrl, 'alice', 'phone', await t.token('alice'))
+    try {
+      const group = (await alice.request<{ id: string }>('chat.create', { name: 'Small', members: ['erin'] }))
+        .id
+      const erin = await stalledSubscriber(t, 'erin')
+      const cut = cutOf(t, 'erin/stuck')
+      // About 10 MB: enough to fill the socket, well under the 64 MiB buffer limit.
+      await burst(alice, group, 500, 19_000)
+      await cut
+      erin.destroy()
+    } finally {
+      await alice.close()
+      await t.close()
     }
   })
 })
