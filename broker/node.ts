@@ -93,6 +93,7 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     publish: publishTo,
     limits: { maxTextChars: settings.maxTextChars },
     ops,
+    log,
   })
   messageService.register(router)
   const presence = new PresenceTracker({ store: stores.chats, publish: publishTo, log })

@@ -75,6 +75,8 @@ describe('a subscriber that stops reading', () => {
       )
       await cut
       erin.destroy()
+      assert.equal(carol.client.connected, true, 'the reader that keeps up is never cut')
+      assert.equal(new Set(carol.seqs(group)).size, 1501)
     } finally {
       await Promise.all([alice.close(), carol.close()])
       await t.close()
@@ -90,9 +92,11 @@ describe('a subscriber that stops reading', () => {
       const erin = await stalledSubscriber(t, 'erin')
       const cut = cutOf(t, 'erin/stuck')
       // About 10 MB: enough to fill the socket, well under the 64 MiB buffer limit.
-      await burst(alice, group, 500, 19_000)
+      const ids = await burst(alice, group, 500, 19_000)
       await cut
       erin.destroy()
+      assert.equal(ids.length, 500, 'every send was acknowledged while erin was stuck')
+      assert.equal(alice.client.connected, true)
     } finally {
       await alice.close()
       await t.close()

@@ -1,3 +1,4 @@
+import type { Logger } from 'pino'
 import type { DeviceIdentity } from '../auth/identity.ts'
 import { topics } from '../auth/topic-acl.ts'
 import type { ChatStore } from '../chats/chat-store.ts'
@@ -27,6 +28,7 @@ export class MessageService {
   readonly #messages: MessageStore
   readonly #index: MembershipIndex
   readonly #publish: Publish
+  readonly #log: Logger
   readonly #limits: MessageLimits
   readonly #ops: Operations
   /** Highest delivered seq seen per chat and user, so most delivery acks cost no store write. */
@@ -39,8 +41,10 @@ export class MessageService {
     publish: Publish
     limits: MessageLimits
     ops: Operations
+    log: Logger
   }) {
     this.#ops = d.ops
+    this.#log = d.log
     this.#chats = d.chats
     this.#messages = d.messages
     this.#index = d.index
@@ -98,22 +102,27 @@ export class MessageService {
     if (duplicate) {
       // A retry: the members have it already; the sender's devices get it again so the one that
       // retried learns its sequence number even if the first echo was lost.
-      void this.#publish(topics.inbox(who.userId), toEvent(message)).catch(() => {})
+      this.#deliver(who.userId, toEvent(message))
     } else {
       this.#fanOut(message)
       // One's own message is read.
-      void this.#chats
+      this.#chats
         .advanceCursor({ chatId, userId: who.userId, kind: 'read', seq: message.seq })
-        .catch(() => {})
+        .catch((err: unknown) => this.#log.error({ err, chatId }, 'could not mark an own message read'))
     }
     return { ok: true, message, duplicate }
   }
 
   #fanOut(message: StoredMessage, type: 'message' | 'edit' | 'delete' = 'message'): void {
     const event = toEvent(message, type)
-    for (const userId of this.#index.members(message.chatId)) {
-      void this.#publish(topics.inbox(userId), event).catch(() => {})
-    }
+    for (const userId of this.#index.members(message.chatId)) this.#deliver(userId, event)
+  }
+
+  // The message is stored already: a failed publish loses nothing that sync cannot bring back.
+  #deliver(userId: string, event: unknown): void {
+    this.#publish(topics.inbox(userId), event).catch((err: unknown) =>
+      this.#log.error({ err, userId }, 'could not publish to an inbox'),
+    )
   }
 
   /** A device acknowledged an inbox delivery (its PUBACK): the delivered receipt. */
