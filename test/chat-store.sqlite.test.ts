@@ -1,26 +1,5 @@
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { SqliteChatStore } from '../services/chats/sqlite-chat-store.ts'
 import { chatStoreContract } from './contract/chat-store.contract.ts'
+import { sqliteHarness } from './helpers/store-harness.ts'
 
-chatStoreContract('SQLite', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'natter-sqlite-'))
-  const path = join(dir, 'chats.db')
-  let store = new SqliteChatStore(path)
-  return {
-    store,
-    reopen: async () => {
-      await store.close()
-      store = new SqliteChatStore(path)
-      return store
-    },
-    cleanup: async () => {
-      try {
-        await store.close()
-      } finally {
-        rmSync(dir, { recursive: true, force: true })
-      }
-    },
-  }
-})
+chatStoreContract('SQLite', () => sqliteHarness('chats.db', (path) => new SqliteChatStore(path)))

@@ -1,12 +1,6 @@
-import {
-  type Collection,
-  type Db,
-  type Document,
-  type IndexDescription,
-  MongoClient,
-  MongoServerError,
-  type UpdateFilter,
-} from 'mongodb'
+import type { Collection, Db, MongoClient, UpdateFilter } from 'mongodb'
+import { KeyedQueue } from '../storage/keyed-queue.ts'
+import { connectMongo, ensureIndexes, isDuplicateKey } from '../storage/mongo.ts'
 import type { Chat, ChatStore, Cursor, Member, Presence, Role } from './chat-store.ts'
 
 /** The claim on a direct chat: whoever inserts it first creates the chat. */
@@ -25,11 +19,6 @@ interface PresenceDoc {
   lastSeen: number
 }
 
-const DUPLICATE_KEY = 11000
-
-const isDuplicateKey = (err: unknown): boolean =>
-  err instanceof MongoServerError && err.code === DUPLICATE_KEY
-
 /** Resolves true when the insert went in, false when a unique index already held its key. */
 async function inserted(insert: Promise<unknown>): Promise<boolean> {
   try {
@@ -47,27 +36,6 @@ function pairKey(a: string, b: string): string {
 }
 
 /**
- * Creates the indexes that are missing, one command each: FerretDB v1 panics on a
- * createIndexes that names several indexes which already exist.
- */
-async function ensureIndexes<T extends Document>(
-  collection: Collection<T>,
-  specs: IndexDescription[],
-): Promise<void> {
-  const existing = new Set(
-    (
-      await collection
-        .listIndexes()
-        .toArray()
-        .catch(() => [])
-    ).map((i) => i.name as string),
-  )
-  for (const spec of specs) {
-    if (!existing.has(spec.name as string)) await collection.createIndexes([spec])
-  }
-}
-
-/**
  * MongoDB with only what every MongoDB-wire server has (FerretDB, DocumentDB, Cosmos DB): no
  * multi-document transactions, so writes are ordered to leave a usable state at every step,
  * and unique indexes settle races. A unique index on a field only direct chats have would need
@@ -81,7 +49,7 @@ export class MongoChatStore implements ChatStore {
   readonly #members: Collection<Member>
   readonly #cursors: Collection<Cursor>
   readonly #presence: Collection<PresenceDoc>
-  readonly #tails = new Map<string, Promise<unknown>>()
+  readonly #serial = new KeyedQueue()
 
   private constructor(client: MongoClient, db: Db) {
     this.#client = client
@@ -93,9 +61,7 @@ export class MongoChatStore implements ChatStore {
   }
 
   static async open(uri: string): Promise<MongoChatStore> {
-    // Every write waits for the journal, so an acknowledged change survives a crash.
-    const client = new MongoClient(uri, { writeConcern: { w: 'majority', journal: true } })
-    await client.connect()
+    const client = await connectMongo(uri)
     const store = new MongoChatStore(client, client.db())
     await ensureIndexes(store.#chats, [{ key: { id: 1 }, name: 'id', unique: true }])
     await ensureIndexes(store.#members, [
@@ -112,14 +78,7 @@ export class MongoChatStore implements ChatStore {
    * can both match and the later write undo the earlier; on MongoDB the filter alone suffices.
    */
   #serially<T>(key: string, work: () => Promise<T>): Promise<T> {
-    const previous = this.#tails.get(key) ?? Promise.resolve()
-    const mine = previous.then(work)
-    const tail = mine.catch(() => {})
-    this.#tails.set(key, tail)
-    tail.then(() => {
-      if (this.#tails.get(key) === tail) this.#tails.delete(key)
-    })
-    return mine
+    return this.#serial.run(key, work)
   }
 
   async createGroup(g: {

@@ -1,11 +1,6 @@
-import {
-  type Collection,
-  type Db,
-  type Document,
-  type IndexDescription,
-  MongoClient,
-  MongoServerError,
-} from 'mongodb'
+import type { Collection, Db, MongoClient } from 'mongodb'
+import { KeyedQueue } from '../storage/keyed-queue.ts'
+import { connectMongo, ensureIndexes, isDuplicateKey } from '../storage/mongo.ts'
 import {
   type AppendResult,
   type MessageStore,
@@ -23,29 +18,6 @@ interface SeqDoc {
   last: number
 }
 
-const DUPLICATE_KEY = 11000
-
-/**
- * Creates the indexes that are missing, one command each: FerretDB v1 panics on a
- * createIndexes that names several indexes which already exist.
- */
-async function ensureIndexes<T extends Document>(
-  collection: Collection<T>,
-  specs: IndexDescription[],
-): Promise<void> {
-  const existing = new Set(
-    (
-      await collection
-        .listIndexes()
-        .toArray()
-        .catch(() => [])
-    ).map((i) => i.name as string),
-  )
-  for (const spec of specs) {
-    if (!existing.has(spec.name as string)) await collection.createIndexes([spec])
-  }
-}
-
 /**
  * MongoDB with only what every MongoDB-wire server has (FerretDB, DocumentDB, Cosmos DB):
  * no multi-document transactions, change streams, $text or TTL indexes. Sequence numbers come
@@ -55,7 +27,7 @@ export class MongoMessageStore implements MessageStore {
   readonly #client: MongoClient
   readonly #messages: Collection<MessageDoc>
   readonly #seqs: Collection<SeqDoc>
-  readonly #tails = new Map<string, Promise<unknown>>()
+  readonly #perChat = new KeyedQueue()
 
   private constructor(client: MongoClient, db: Db) {
     this.#client = client
@@ -64,9 +36,7 @@ export class MongoMessageStore implements MessageStore {
   }
 
   static async open(uri: string): Promise<MongoMessageStore> {
-    // Every write waits for the journal, so an acknowledged append survives a crash.
-    const client = new MongoClient(uri, { writeConcern: { w: 'majority', journal: true } })
-    await client.connect()
+    const client = await connectMongo(uri)
     const store = new MongoMessageStore(client, client.db())
     await ensureIndexes(store.#messages, [
       { key: { chatId: 1, seq: 1 }, name: 'chat_seq', unique: true },
@@ -89,14 +59,7 @@ export class MongoMessageStore implements MessageStore {
    * itself for a sequence number; other nodes' races end at the unique index (see #insert).
    */
   append(m: NewMessage, at = Date.now()): Promise<AppendResult> {
-    const previous = this.#tails.get(m.chatId) ?? Promise.resolve()
-    const mine = previous.then(() => this.#insert(m, at))
-    const tail = mine.catch(() => {})
-    this.#tails.set(m.chatId, tail)
-    tail.then(() => {
-      if (this.#tails.get(m.chatId) === tail) this.#tails.delete(m.chatId)
-    })
-    return mine
+    return this.#perChat.run(m.chatId, () => this.#insert(m, at))
   }
 
   async #insert(m: NewMessage, at: number): Promise<AppendResult> {
@@ -112,7 +75,7 @@ export class MongoMessageStore implements MessageStore {
         await this.#messages.insertOne({ ...message, terms: searchTerms(m.text) })
         return { message, duplicate: false }
       } catch (err) {
-        if (!(err instanceof MongoServerError && err.code === DUPLICATE_KEY)) throw err
+        if (!isDuplicateKey(err)) throw err
         // The same clientMsgId raced in twice: the other insert won and this seq stays unused.
         const winner = await this.#byClientId(m)
         if (winner) return { message: winner, duplicate: true }
@@ -134,7 +97,7 @@ export class MongoMessageStore implements MessageStore {
         if (counter) return counter.last
         throw new Error(`no sequence number for chat ${chatId}`)
       } catch (err) {
-        if (!(err instanceof MongoServerError && err.code === DUPLICATE_KEY) || attempt >= 5) throw err
+        if (!isDuplicateKey(err) || attempt >= 5) throw err
       }
     }
   }

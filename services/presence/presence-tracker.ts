@@ -3,6 +3,7 @@ import { topics } from '../auth/topic-acl.ts'
 import type { ChatStore } from '../chats/chat-store.ts'
 import type { Publish } from '../messages/publisher.ts'
 import type { PresenceEvent } from '../messages/wire.ts'
+import { KeyedQueue } from '../storage/keyed-queue.ts'
 
 /**
  * Presence, written by Natter alone from connects and disconnects: a user is online while any
@@ -15,7 +16,7 @@ export class PresenceTracker {
   readonly #log: Logger
   readonly #devices = new Map<string, number>()
   // Changes of one user are applied in order, so the last retained message is the truth.
-  readonly #tails = new Map<string, Promise<void>>()
+  readonly #perUser = new KeyedQueue()
   #heartbeat?: NodeJS.Timeout
 
   constructor(d: { store: ChatStore; publish: Publish; log: Logger }) {
@@ -70,7 +71,7 @@ export class PresenceTracker {
 
   /** Resolves when every change so far is stored and published (for shutdown and tests). */
   async settled(): Promise<void> {
-    await Promise.all(this.#tails.values())
+    await this.#perUser.settled()
   }
 
   #change(userId: string, online: boolean): void {
@@ -82,13 +83,9 @@ export class PresenceTracker {
   }
 
   #enqueue(userId: string, work: () => Promise<void>): void {
-    const tail = (this.#tails.get(userId) ?? Promise.resolve())
-      .then(work)
+    this.#perUser
+      .run(userId, work)
       .catch((err: unknown) => this.#log.error({ err, userId }, 'presence update failed'))
-    this.#tails.set(userId, tail)
-    tail.then(() => {
-      if (this.#tails.get(userId) === tail) this.#tails.delete(userId)
-    })
   }
 
   #announce(userId: string, online: boolean, lastSeen: number): Promise<void> {

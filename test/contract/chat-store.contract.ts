@@ -1,13 +1,7 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import type { ChatStore, Cursor } from '../../services/chats/chat-store.ts'
-
-export interface ChatStoreHarness {
-  store: ChatStore
-  /** Closes the store and opens it again on the same data, to show what survives. */
-  reopen(): Promise<ChatStore>
-  cleanup(): Promise<void>
-}
+import type { Harness } from '../helpers/store-harness.ts'
 
 let n = 0
 const unique = (what: string) => `${what}-${process.pid}-${++n}`
@@ -25,9 +19,9 @@ function shuffled<T>(items: T[], seed = 7): T[] {
 }
 
 /** What every chat store must do, whatever holds the data. */
-export function chatStoreContract(name: string, open: () => Promise<ChatStoreHarness>): void {
+export function chatStoreContract(name: string, open: () => Promise<Harness<ChatStore>>): void {
   describe(`chat store contract: ${name}`, () => {
-    let h: ChatStoreHarness
+    let h: Harness<ChatStore>
     let store: ChatStore
     before(async () => {
       h = await open()

@@ -1,13 +1,7 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import type { MessageStore, NewMessage } from '../../services/messages/message-store.ts'
-
-export interface StoreHarness {
-  store: MessageStore
-  /** Closes the store and opens it again on the same data, to show what survives. */
-  reopen(): Promise<MessageStore>
-  cleanup(): Promise<void>
-}
+import type { Harness } from '../helpers/store-harness.ts'
 
 let n = 0
 const uniqueChat = () => `chat-${process.pid}-${++n}`
@@ -28,9 +22,9 @@ const msg = (
 })
 
 /** What every message store must do, whatever holds the data (the aedes-persistence way). */
-export function messageStoreContract(name: string, open: () => Promise<StoreHarness>): void {
+export function messageStoreContract(name: string, open: () => Promise<Harness<MessageStore>>): void {
   describe(`message store contract: ${name}`, () => {
-    let h: StoreHarness
+    let h: Harness<MessageStore>
     let store: MessageStore
     before(async () => {
       h = await open()

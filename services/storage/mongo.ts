@@ -1,0 +1,31 @@
+import { type Collection, type Document, type IndexDescription, MongoClient, MongoServerError } from 'mongodb'
+
+const DUPLICATE_KEY = 11000
+
+export const isDuplicateKey = (err: unknown): boolean =>
+  err instanceof MongoServerError && err.code === DUPLICATE_KEY
+
+/** Every write waits for the journal, so an acknowledged write survives a crash of the server. */
+export async function connectMongo(uri: string): Promise<MongoClient> {
+  const client = new MongoClient(uri, { writeConcern: { w: 'majority', journal: true } })
+  await client.connect()
+  return client
+}
+
+/**
+ * Creates the indexes that are missing, one command each: FerretDB v1 panics on a
+ * createIndexes that names several indexes which already exist.
+ */
+export async function ensureIndexes<T extends Document>(
+  collection: Collection<T>,
+  specs: IndexDescription[],
+): Promise<void> {
+  const listed = await collection
+    .listIndexes()
+    .toArray()
+    .catch(() => [])
+  const existing = new Set(listed.map((i) => i.name as string))
+  for (const spec of specs) {
+    if (!existing.has(spec.name as string)) await collection.createIndexes([spec])
+  }
+}
