@@ -77,7 +77,7 @@ export class ChatService {
 
   async describe(chat: Chat, userId: string) {
     const members = await this.#chats.members(chat.id)
-    const cursor = (await this.#chats.cursors(chat.id)).find((c) => c.userId === userId)
+    const cursor = await this.#chats.cursor(chat.id, userId)
     const [last] = await this.#messages.before(chat.id, null, 1)
     return {
       id: chat.id,
@@ -87,8 +87,8 @@ export class ChatService {
       createdAt: chat.createdAt,
       members: members.map((m) => ({ userId: m.userId, role: m.role })),
       lastSeq: await this.#messages.lastSeq(chat.id),
-      readSeq: cursor?.readSeq ?? 0,
-      unread: await this.#messages.countUnread(chat.id, cursor?.readSeq ?? 0, userId),
+      readSeq: cursor.readSeq,
+      unread: await this.#messages.countUnread(chat.id, cursor.readSeq, userId),
       lastMessage: last ? toEvent(last) : null,
     }
   }

@@ -81,6 +81,8 @@ export interface ChatStore {
     kind: 'delivered' | 'read'
     seq: number
   }): Promise<{ cursor: Cursor; moved: boolean }>
+  /** One user's cursor of a chat: 0 and 0 when it has none. */
+  cursor(chatId: string, userId: string): Promise<Cursor>
   /** Every member's cursor of a chat (members with no cursor yet have 0 and 0). */
   cursors(chatId: string): Promise<Cursor[]>
 

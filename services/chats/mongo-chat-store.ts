@@ -230,6 +230,11 @@ export class MongoChatStore implements ChatStore {
     throw new Error(`cursor of ${userId} in ${chatId} kept changing under advanceCursor`)
   }
 
+  async cursor(chatId: string, userId: string): Promise<Cursor> {
+    const c = await this.#cursors.findOne({ chatId, userId })
+    return { chatId, userId, deliveredSeq: c?.deliveredSeq ?? 0, readSeq: c?.readSeq ?? 0 }
+  }
+
   async cursors(chatId: string): Promise<Cursor[]> {
     const [members, stored] = await Promise.all([
       this.members(chatId),

@@ -262,6 +262,13 @@ export class SqliteChatStore implements ChatStore {
     return r ? toCursor(r) : { chatId, userId, deliveredSeq: 0, readSeq: 0 }
   }
 
+  async cursor(chatId: string, userId: string): Promise<Cursor> {
+    const row = this.#db
+      .prepare('SELECT delivered_seq, read_seq FROM cursors WHERE chat_id = ? AND user_id = ?')
+      .get(chatId, userId) as { delivered_seq: number; read_seq: number } | undefined
+    return { chatId, userId, deliveredSeq: row?.delivered_seq ?? 0, readSeq: row?.read_seq ?? 0 }
+  }
+
   async cursors(chatId: string): Promise<Cursor[]> {
     const rows = this.#db
       .prepare(

@@ -142,8 +142,8 @@ export class MessageService {
   }
 
   async #advance(chatId: string, userId: string, kind: 'delivered' | 'read', seq: number) {
-    const before = (await this.#chats.cursors(chatId)).find((c) => c.userId === userId)
-    const from = kind === 'read' ? (before?.readSeq ?? 0) : (before?.deliveredSeq ?? 0)
+    const before = await this.#chats.cursor(chatId, userId)
+    const from = kind === 'read' ? before.readSeq : before.deliveredSeq
     const { cursor, moved } = await this.#chats.advanceCursor({ chatId, userId, kind, seq })
     if (!moved) return cursor
     const receipt: ReceiptEvent = { type: 'receipt', chatId, userId, kind, seq }

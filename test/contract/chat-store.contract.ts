@@ -238,6 +238,14 @@ export function chatStoreContract(name: string, open: () => Promise<Harness<Chat
       assert.deepEqual(await step('delivered', 8), { cursor: at(8, 8), moved: false })
       assert.deepEqual(await step('delivered', 10), { cursor: at(10, 8), moved: true })
       assert.deepEqual(await store.cursors(id), [at(10, 8)])
+      assert.deepEqual(await store.cursor(id, alice), at(10, 8))
+      const nobody = unique('nobody')
+      assert.deepEqual(await store.cursor(id, nobody), {
+        chatId: id,
+        userId: nobody,
+        deliveredSeq: 0,
+        readSeq: 0,
+      })
       // A first read creates the cursor with delivered at the same place.
       const bob = unique('bob')
       await store.addMembers(id, [bob], 2000)
