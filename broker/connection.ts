@@ -65,6 +65,11 @@ export class ClientConnection extends Duplex {
     this.#raw.destroy()
   }
 
+  /** Bytes written but not yet taken by the socket. */
+  get buffered(): number {
+    return this.#raw.writableLength
+  }
+
   override _read(): void {
     this.#guard.resume()
   }

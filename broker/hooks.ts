@@ -12,6 +12,7 @@ import {
   chatTopic,
   DROPPED_TOPIC,
 } from '../services/auth/topic-acl.ts'
+import { type InKind, outKind, type Telemetry } from '../services/metrics/metrics.ts'
 import type { ErrorNotice } from '../services/requests/envelope.ts'
 import type { Sessions } from './sessions.ts'
 
@@ -39,8 +40,15 @@ export interface HookDeps {
   handleTyping: (client: Client, who: DeviceIdentity, chatId: string, packet: PublishPacket) => Buffer | null
   /** Chat membership, for the topics that depend on it. */
   access: Access
+  telemetry: Telemetry
   /** Closes a connection whose token has expired. */
   onTokenExpired: (client: Client) => void
+}
+
+function inKind(topic: string): InKind {
+  if (topic.startsWith('req/')) return 'request'
+  if (topic.startsWith('c/')) return topic.endsWith('/send') ? 'chat' : 'typing'
+  return 'self'
 }
 
 function connectError(returnCode: number, message: string) {
@@ -93,6 +101,7 @@ export function createHooks(d: HookDeps): HookSet {
       )
     }
     const decision = canPublish(session.who, packet.topic, packet.retain, d.access)
+    d.telemetry.messageIn(decision.ok ? inKind(packet.topic) : 'refused')
     if (!decision.ok) {
       // MQTT 3.1.1 lets a server either acknowledge an unauthorized PUBLISH or close the
       // connection (MQTT-3.3.5-2). Closing makes a client that retries its unacknowledged
@@ -173,6 +182,8 @@ export function createHooks(d: HookDeps): HookSet {
   const authorizeForward: HookSet['authorizeForward'] = (client, packet: AedesPublishPacket) => {
     const session = d.sessions.get(client)
     if (!session || !canReceive(session.who, packet.topic, d.access)) return null
+    const kind = outKind(packet.topic)
+    if (kind) d.telemetry.messageOut(kind)
     return packet
   }
 

@@ -1,10 +1,11 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Logger } from 'pino'
+import type { Registry } from 'prom-client'
 
 type Api = (req: IncomingMessage, res: ServerResponse, op: string) => Promise<void>
 
-/** Natter's HTTP port: liveness, readiness, and the REST face of the operations (/v1/<op>). */
-export function createHttpHandler(o: { isReady: () => boolean; api: Api; log: Logger }) {
+/** Natter's HTTP port: liveness, readiness, Prometheus metrics, and the operations over REST (/v1/<op>). */
+export function createHttpHandler(o: { isReady: () => boolean; api: Api; log: Logger; metrics: Registry }) {
   return (req: IncomingMessage, res: ServerResponse) => {
     const path = new URL(req.url ?? '/', 'http://x').pathname
     const json = (status: number, body: unknown) =>
@@ -23,6 +24,16 @@ export function createHttpHandler(o: { isReady: () => boolean; api: Api; log: Lo
       return json(405, { error: { code: 'method_not_allowed', message: 'use GET' } })
     }
     if (path === '/healthz') return json(200, { status: 'ok' })
+    if (path === '/metrics') {
+      o.metrics.metrics().then(
+        (text) => res.writeHead(200, { 'content-type': o.metrics.contentType }).end(text),
+        (err: unknown) => {
+          o.log.error({ err }, 'metrics failed')
+          json(500, { error: { code: 'internal', message: 'metrics failed' } })
+        },
+      )
+      return
+    }
     if (path === '/readyz') {
       return o.isReady() ? json(200, { status: 'ready' }) : json(503, { status: 'not_ready' })
     }

@@ -14,6 +14,8 @@ import { MessageService } from '../services/messages/message-service.ts'
 import type { Publish } from '../services/messages/publisher.ts'
 import { startRetention } from '../services/messages/retention.ts'
 import { TypingGate } from '../services/messages/typing-gate.ts'
+import { UndeliveredTracker } from '../services/messages/undelivered-tracker.ts'
+import { createMetrics } from '../services/metrics/metrics.ts'
 import { PresenceTracker } from '../services/presence/presence-tracker.ts'
 import type { ErrorNotice } from '../services/requests/envelope.ts'
 import { createHttpApi } from '../services/requests/http-api.ts'
@@ -74,6 +76,17 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
         (err) => (err ? reject(err) : resolve()),
       ),
     )
+  const undelivered = new UndeliveredTracker()
+  const connections = new Set<ClientConnection>()
+  const { registry, telemetry } = createMetrics({
+    oldestUndeliveredSeconds: () => undelivered.oldestAgeSeconds(),
+    bufferedBytes: () => {
+      let sum = 0
+      for (const c of connections) sum += c.buffered
+      return sum
+    },
+    undeliveredCount: () => undelivered.count(),
+  })
   const router = new RequestRouter()
   const ops = operations({ maxGroupMembers: settings.maxGroupMembers, maxPageSize: MAX_PAGE_SIZE })
   registerSessionOps(router, ops)
@@ -94,6 +107,9 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     limits: { maxTextChars: settings.maxTextChars },
     ops,
     log,
+    telemetry,
+    undelivered,
+    isOnline: (userId) => presence.isOnline(userId),
   })
   messageService.register(router)
   const presence = new PresenceTracker({ store: stores.chats, publish: publishTo, log })
@@ -162,6 +178,7 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
       handleTyping,
       onTokenExpired,
       access: index,
+      telemetry,
     }),
     connectTimeout: settings.connectTimeoutMs,
     // ClientConnection never reports a full socket, so aedes never waits for a drain: the
@@ -177,12 +194,17 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
   broker.on('clientReady', (client) => {
     const who = sessions.get(client)?.who
     if (who) presence.connected(who.userId)
+    telemetry.connected(1)
     log.info({ event: 'connected', clientId: client.id })
   })
   broker.on('clientDisconnect', (client) => {
     const who = sessions.get(client)?.who
     sessions.end(client)
-    if (who) presence.disconnected(who.userId)
+    if (who) {
+      presence.disconnected(who.userId)
+      if (!presence.isOnline(who.userId)) undelivered.offline(who.userId)
+    }
+    telemetry.connected(-1)
     log.info({ event: 'disconnected', clientId: client.id })
   })
   // A device's PUBACK of an inbox delivery is the delivered receipt.
@@ -197,6 +219,7 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
       .catch((err: unknown) => log.error({ err, clientId: client.id }, 'delivered receipt failed'))
   })
   const retention = startRetention({ store: stores.messages, days: settings.retentionDays, log })
+  broker.on('connackSent', (packet) => telemetry.connack(packet.returnCode ?? 0))
   broker.on('subscribe', (subs, client) =>
     log.info({
       event: 'subscribed',
@@ -216,9 +239,14 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     drainTimeoutMs: settings.drainTimeoutMs,
     maxBufferedBytes: settings.maxClientBufferBytes,
   }
+  const track = (c: ClientConnection) => {
+    connections.add(c)
+    c.once('close', () => connections.delete(c))
+    return c
+  }
   const tcp = createTcpServer((socket) => {
     const remote = `${socket.remoteAddress}:${socket.remotePort}`
-    broker.handle(new ClientConnection(socket, limits, log, remote))
+    broker.handle(track(new ClientConnection(socket, limits, log, remote)))
   })
 
   const wsHttp = createHttpServer((_req, res) => {
@@ -241,7 +269,7 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     wss.handleUpgrade(req, socket, head, (ws) => {
       const remote = `${req.socket.remoteAddress}:${req.socket.remotePort}`
       const stream = createWebSocketStream(ws)
-      broker.handle(new ClientConnection(stream, limits, log, remote), req)
+      broker.handle(track(new ClientConnection(stream, limits, log, remote)), req)
     })
   })
 
@@ -249,6 +277,7 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     createHttpHandler({
       isReady: () => ready && !broker.closed,
       api: createHttpApi({ verify, router }),
+      metrics: registry,
       log,
     }),
   )

@@ -139,6 +139,11 @@ describe('the natter command, as a user runs it', () => {
       assert.equal(event.senderId, 'alice')
       assert.equal(event.clientMsgId, 'cli-1')
       assert.equal(event.seq, 2)
+      // The node logs the connections, never a token or a message's text.
+      assert.ok(node.lines.some((l) => l.includes('"clientId":"alice/cli"')))
+      for (const secret of [alice, bob, 'hi bob']) {
+        assert.ok(!node.lines.some((l) => l.includes(secret)), 'a token or message text reached the log')
+      }
     } finally {
       await sub.stop()
     }

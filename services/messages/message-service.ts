@@ -3,12 +3,14 @@ import type { DeviceIdentity } from '../auth/identity.ts'
 import { topics } from '../auth/topic-acl.ts'
 import type { ChatStore } from '../chats/chat-store.ts'
 import type { MembershipIndex } from '../chats/membership-index.ts'
+import type { Telemetry } from '../metrics/metrics.ts'
 import { type ErrorNotice, NatterError } from '../requests/envelope.ts'
 import type { Operations } from '../requests/operations.ts'
 import type { RequestRouter } from '../requests/router.ts'
 import { toEvent } from './events.ts'
 import type { MessageStore, StoredMessage } from './message-store.ts'
 import type { Publish } from './publisher.ts'
+import type { UndeliveredTracker } from './undelivered-tracker.ts'
 import { type ReceiptEvent, sendSchema } from './wire.ts'
 
 export interface MessageLimits {
@@ -29,6 +31,9 @@ export class MessageService {
   readonly #index: MembershipIndex
   readonly #publish: Publish
   readonly #log: Logger
+  readonly #telemetry: Telemetry
+  readonly #undelivered: UndeliveredTracker
+  readonly #isOnline: (userId: string) => boolean
   readonly #limits: MessageLimits
   readonly #ops: Operations
   /** Highest delivered seq seen per chat and user, so most delivery acks cost no store write. */
@@ -42,7 +47,13 @@ export class MessageService {
     limits: MessageLimits
     ops: Operations
     log: Logger
+    telemetry: Telemetry
+    undelivered: UndeliveredTracker
+    isOnline: (userId: string) => boolean
   }) {
+    this.#telemetry = d.telemetry
+    this.#undelivered = d.undelivered
+    this.#isOnline = d.isOnline
     this.#ops = d.ops
     this.#log = d.log
     this.#chats = d.chats
@@ -87,6 +98,7 @@ export class MessageService {
         `text has ${p.text.length} characters; the limit is ${this.#limits.maxTextChars}`,
       )
     }
+    const started = performance.now()
     const { message, duplicate } = await this.#messages.append({
       chatId,
       senderId: who.userId,
@@ -99,6 +111,7 @@ export class MessageService {
         ...(p.replyTo !== undefined ? { replyTo: p.replyTo } : {}),
       },
     })
+    this.#telemetry.storeWrite((performance.now() - started) / 1000)
     if (duplicate) {
       // A retry: the members have it already; the sender's devices get it again so the one that
       // retried learns its sequence number even if the first echo was lost.
@@ -115,7 +128,12 @@ export class MessageService {
 
   #fanOut(message: StoredMessage, type: 'message' | 'edit' | 'delete' = 'message'): void {
     const event = toEvent(message, type)
-    for (const userId of this.#index.members(message.chatId)) this.#deliver(userId, event)
+    for (const userId of this.#index.members(message.chatId)) {
+      if (type === 'message' && userId !== message.senderId && this.#isOnline(userId)) {
+        this.#undelivered.sent(userId, message.chatId, message.seq, message.at)
+      }
+      this.#deliver(userId, event)
+    }
   }
 
   // The message is stored already: a failed publish loses nothing that sync cannot bring back.
@@ -127,7 +145,7 @@ export class MessageService {
 
   /** A device acknowledged an inbox delivery (its PUBACK): the delivered receipt. */
   async delivered(userId: string, payload: Buffer): Promise<void> {
-    let e: { type?: unknown; chatId?: unknown; seq?: unknown; senderId?: unknown }
+    let e: { type?: unknown; chatId?: unknown; seq?: unknown; senderId?: unknown; at?: unknown }
     try {
       e = JSON.parse(payload.toString('utf8'))
     } catch {
@@ -138,6 +156,8 @@ export class MessageService {
     const key = `${e.chatId}\u0000${userId}`
     if ((this.#delivered.get(key) ?? 0) >= e.seq) return
     this.#delivered.set(key, e.seq)
+    this.#undelivered.acked(userId, e.chatId, e.seq)
+    if (typeof e.at === 'number') this.#telemetry.delivered(Math.max(0, Date.now() - e.at) / 1000)
     await this.#advance(e.chatId, userId, 'delivered', e.seq)
   }
 
