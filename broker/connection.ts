@@ -75,17 +75,26 @@ export class ClientConnection extends Duplex {
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, done: (err?: Error | null) => void): void {
-    if (this.#raw.destroyed) {
-      done()
-      return
-    }
+    this.#send(chunk)
+    done()
+  }
+
+  // mqtt-packet corks the stream and writes a packet in pieces; passing them on as one write
+  // keeps a packet in one TCP segment instead of several that Nagle's algorithm would hold
+  // back for the peer's delayed ACK (about 40 ms).
+  override _writev(chunks: Array<{ chunk: Buffer }>, done: (err?: Error | null) => void): void {
+    this.#send(chunks.length === 1 ? (chunks[0]?.chunk as Buffer) : Buffer.concat(chunks.map((c) => c.chunk)))
+    done()
+  }
+
+  #send(chunk: Buffer): void {
+    if (this.#raw.destroyed) return
     const flowing = this.#raw.write(chunk)
     if (this.#raw.writableLength > this.#limits.maxBufferedBytes) this.#cut('buffer_limit')
     else if (!flowing && this.#stall === undefined && this.#limits.drainTimeoutMs > 0) {
       this.#stall = setTimeout(() => this.#cut('drain_timeout'), this.#limits.drainTimeoutMs)
       this.#stall.unref()
     }
-    done()
   }
 
   override _final(done: (err?: Error | null) => void): void {

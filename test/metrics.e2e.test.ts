@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import { readFileSync } from 'node:fs'
 import { createConnection } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import mqttPacket from 'mqtt-packet'
@@ -46,6 +47,12 @@ describe('/metrics', () => {
   it('names every metric, and each one moves with traffic', async () => {
     const first = await scrape()
     for (const name of NAMES) assert.match(first, new RegExp(`^# TYPE ${name} `, 'm'), `${name} is exported`)
+    // The Grafana dashboard in docs/ asks only for metrics that exist.
+    const dashboard = readFileSync(new URL('../docs/grafana-dashboard.json', import.meta.url), 'utf8')
+    for (const used of new Set(dashboard.match(/natter_[a-z_]+/g))) {
+      const base = used.replace(/_(bucket|sum|count)$/, '')
+      assert.match(first, new RegExp(`^# TYPE ${base} `, 'm'), `the dashboard's ${used} exists`)
+    }
     const before = parse(first)
 
     const alice = await Device.connect(t.mqttUrl, 'alice', 'phone', await t.token('alice'))

@@ -33,7 +33,7 @@ const CONNACK = [
 
 export function createMetrics(gauges: Gauges): { registry: Registry; telemetry: Telemetry } {
   const registry = new Registry()
-  collectDefaultMetrics({ register: registry, prefix: 'natter_process_' })
+  collectDefaultMetrics({ register: registry, prefix: 'natter_' })
   const connections = new Gauge({
     name: 'natter_connections',
     help: 'MQTT clients connected now',

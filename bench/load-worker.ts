@@ -1,0 +1,221 @@
+import mqtt, { type MqttClient } from 'mqtt'
+
+/**
+ * One load-generator process: it opens its share of clients, sends on a fixed schedule (or as
+ * fast as the window allows), and measures each message from its intended send time to its
+ * arrival, so a stalled broker shows as latency rather than as a slower schedule (coordinated
+ * omission). The parent sends jobs over IPC and gets results back.
+ */
+
+export interface ClientSpec {
+  url: string
+  clientId: string
+  username?: string
+  password?: string
+}
+
+export interface Pair {
+  pub: ClientSpec
+  sub: ClientSpec
+  pubTopic: string
+  subTopic: string
+  /** A topic the publishing device subscribes to as well (a chat sender's own inbox). */
+  pubSubscribe?: string
+}
+
+export type Job =
+  | {
+      kind: 'stream'
+      pairs: Pair[]
+      qos: 0 | 1
+      /** Messages per second from this worker; 0 sends as fast as the window allows. */
+      rate: number
+      durationMs: number
+      payloadBytes: number
+      /** chat: JSON chat messages in, inbox events out; raw: bytes relayed as they are. */
+      format: 'raw' | 'chat'
+      window: number
+    }
+  | { kind: 'listen'; clients: Array<ClientSpec & { topic: string }> }
+  | { kind: 'send-once'; client: ClientSpec; topic: string; text: string }
+  | { kind: 'connect'; clients: ClientSpec[] }
+  | { kind: 'arrivals' }
+  | { kind: 'close' }
+
+const now = () => performance.timeOrigin + performance.now()
+const open: MqttClient[] = []
+
+function connect(spec: ClientSpec, clean = true): Promise<MqttClient> {
+  return new Promise((resolve, reject) => {
+    const client = mqtt.connect(spec.url, {
+      clientId: spec.clientId,
+      username: spec.username,
+      password: spec.password,
+      clean,
+      reconnectPeriod: 0,
+      connectTimeout: 60_000,
+      keepalive: 300,
+      protocolVersion: 4,
+    })
+    client.once('connect', () => {
+      open.push(client)
+      resolve(client)
+    })
+    client.once('error', reject)
+  })
+}
+
+async function inBatches<T, R>(items: T[], size: number, fn: (t: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = []
+  for (let i = 0; i < items.length; i += size)
+    out.push(...(await Promise.all(items.slice(i, i + size).map(fn))))
+  return out
+}
+
+function payload(format: 'raw' | 'chat', bytes: number, intended: number, n: number): Buffer | string {
+  if (format === 'raw') {
+    const b = Buffer.alloc(bytes)
+    b.writeDoubleLE(intended, 0)
+    return b
+  }
+  const text = `${intended} ${'x'.repeat(Math.max(0, bytes - 20))}`
+  return JSON.stringify({ clientMsgId: `b${process.pid}-${n}`, text })
+}
+
+function sentAt(format: 'raw' | 'chat', body: Buffer): number | null {
+  if (format === 'raw') return body.length >= 8 ? body.readDoubleLE(0) : null
+  try {
+    const e = JSON.parse(body.toString('utf8')) as { type?: string; text?: string }
+    if (e.type !== 'message' || typeof e.text !== 'string') return null
+    return Number(e.text.slice(0, e.text.indexOf(' ')))
+  } catch {
+    return null
+  }
+}
+
+async function stream(job: Extract<Job, { kind: 'stream' }>) {
+  const latencies: number[] = []
+  let received = 0
+  let lastArrival = 0
+  const subs = await inBatches(job.pairs, 50, async (p) => {
+    const c = await connect(p.sub)
+    await c.subscribeAsync(p.subTopic, { qos: job.qos })
+    c.on('message', (_t, body) => {
+      const t = sentAt(job.format, body)
+      if (t === null) return
+      received++
+      lastArrival = now()
+      latencies.push(lastArrival - t)
+    })
+    return c
+  })
+  const pubs = await inBatches(job.pairs, 50, async (p) => {
+    const c = await connect(p.pub)
+    if (p.pubSubscribe) await c.subscribeAsync(p.pubSubscribe, { qos: job.qos })
+    return c
+  })
+  process.send?.({ event: 'ready' })
+  await new Promise<void>((resolve) => process.once('message', () => resolve()))
+
+  const cpuStart = process.cpuUsage()
+  const start = now()
+  let sent = 0
+  let acked = 0
+  let inflight = 0
+  const end = start + job.durationMs
+  await new Promise<void>((resolve) => {
+    const tick = () => {
+      const t = now()
+      if (t >= end) return resolve()
+      const due = job.rate > 0 ? Math.floor(((t - start) / 1000) * job.rate) : Number.POSITIVE_INFINITY
+      let burst = 0
+      while (sent < due && inflight < job.window && burst < 500) {
+        const intended = job.rate > 0 ? start + (sent / job.rate) * 1000 : now()
+        const i = sent % job.pairs.length
+        const pair = job.pairs[i] as Pair
+        inflight++
+        ;(pubs[i] as MqttClient).publish(
+          pair.pubTopic,
+          payload(job.format, job.payloadBytes, intended, sent),
+          { qos: job.qos },
+          () => {
+            inflight--
+            acked++
+          },
+        )
+        sent++
+        burst++
+      }
+      setImmediate(tick)
+    }
+    tick()
+  })
+  const sendEnd = now()
+  // Wait for the tail: until everything sent has arrived, or 3 s without progress.
+  await new Promise<void>((resolve) => {
+    let last = received
+    let still = 0
+    const check = () => {
+      if (received >= sent) return resolve()
+      still = received === last ? still + 1 : 0
+      last = received
+      if (still >= 30) return resolve()
+      setTimeout(check, 100)
+    }
+    check()
+  })
+  const cpu = process.cpuUsage(cpuStart)
+  for (const c of [...pubs, ...subs]) c.end(true)
+  return {
+    sent,
+    acked,
+    received,
+    latencies,
+    sendMs: sendEnd - start,
+    // Until the last arrival: a broker that falls behind delivers over a longer time than it took to send.
+    spanMs: Math.max(sendEnd, lastArrival) - start,
+    cpuUs: cpu.user + cpu.system,
+  }
+}
+
+const listeners: MqttClient[] = []
+const arrivals: number[] = []
+
+process.on('message', async (job: Job) => {
+  try {
+    if (job.kind === 'stream') process.send?.({ event: 'result', result: await stream(job) })
+    else if (job.kind === 'listen') {
+      arrivals.length = 0
+      const clients = await inBatches(job.clients, 50, async (spec) => {
+        const c = await connect(spec)
+        await c.subscribeAsync(spec.topic, { qos: 1 })
+        c.on('message', (_t, body) => {
+          if (body.includes('"fanout ')) arrivals.push(now())
+        })
+        return c
+      })
+      listeners.push(...clients)
+      process.send?.({ event: 'ready' })
+    } else if (job.kind === 'send-once') {
+      const c = await connect(job.client)
+      const at = now()
+      await c.publishAsync(job.topic, JSON.stringify({ clientMsgId: `f${at}`, text: `fanout ${job.text}` }), {
+        qos: 1,
+      })
+      process.send?.({ event: 'sent', at })
+    } else if (job.kind === 'arrivals') {
+      process.send?.({ event: 'arrivals', count: arrivals.length })
+    } else if (job.kind === 'connect') {
+      const started = now()
+      await inBatches(job.clients, 200, (spec) => connect(spec, false))
+      process.send?.({ event: 'connected', ms: now() - started })
+    } else if (job.kind === 'close') {
+      for (const c of open) c.end(true)
+      open.length = 0
+      process.send?.({ event: 'closed', arrivals: [...arrivals] })
+    }
+  } catch (err) {
+    process.send?.({ event: 'error', message: (err as Error).message })
+  }
+})
+process.send?.({ event: 'up' })

@@ -1,0 +1,396 @@
+import { randomBytes } from 'node:crypto'
+import { mkdirSync, writeFileSync } from 'node:fs'
+import { cpus, totalmem } from 'node:os'
+import { SignJWT } from 'jose'
+import { renderChart } from './chart.ts'
+import type { ClientSpec, Job, Pair } from './load-worker.ts'
+import { percentiles } from './percentiles.ts'
+import { procStats } from './proc-stats.ts'
+import { startAedes, startMosquitto, startNatter, type Target } from './targets.ts'
+import { Workers } from './workers.ts'
+
+/**
+ * npm run bench (quick, under 3 minutes) and npm run bench:full: the same scenarios against
+ * mosquitto, plain aedes and Natter in one run, targets interleaved at every step, results in
+ * bench/results/ as Markdown and a PNG chart.
+ */
+
+const full = process.argv.includes('--full')
+const only = process.argv.find((a) => a.startsWith('--only='))?.slice(7)
+// --cpu-prof=DIR: Natter's node writes a V8 CPU profile there when it stops.
+const cpuProf = process.argv.find((a) => a.startsWith('--cpu-prof='))?.slice(11)
+const P = full
+  ? {
+      pairs: 40,
+      seconds: 10,
+      rates: [1000, 5000, 10000, 20000],
+      chatRates: [1000, 2000, 5000],
+      idle: 10_000,
+      groups: [100, 1000],
+    }
+  : {
+      pairs: 20,
+      seconds: 2,
+      rates: [1000, 5000, 10000],
+      chatRates: [1000, 5000],
+      idle: 2000,
+      groups: [100, 1000],
+    }
+const WORKERS = 2
+const secret = randomBytes(32).toString('hex')
+const key = new TextEncoder().encode(secret)
+const tokens = new Map<string, string>()
+async function token(user: string): Promise<string> {
+  let t = tokens.get(user)
+  if (!t) {
+    t = await new SignJWT({})
+      .setProtectedHeader({ alg: 'HS256' })
+      .setSubject(user)
+      .setExpirationTime('2h')
+      .sign(key)
+    tokens.set(user, t)
+  }
+  return t
+}
+
+export interface Row {
+  scenario: string
+  target: string
+  offered: string
+  delivered: number
+  loss: number
+  p50: number
+  p99: number
+  p999: number
+  cpuUsPerMsg: number
+  rssMb: number
+  generatorCpu: number
+}
+
+interface StreamResult {
+  sent: number
+  received: number
+  latencies: number[]
+  sendMs: number
+  spanMs: number
+  cpuUs: number
+}
+
+const split = <T>(items: T[], n: number): T[][] =>
+  Array.from({ length: n }, (_, w) => items.filter((_, i) => i % n === w))
+
+async function stream(
+  workers: Workers,
+  target: Target,
+  jobs: Job[],
+  scenario: string,
+  offered: string,
+): Promise<Row> {
+  await workers.run(jobs, 'ready')
+  const results = workers.procs.map(
+    (p) =>
+      new Promise<StreamResult>((resolve, reject) => {
+        const on = (m: { event?: string; result?: StreamResult; message?: string }) => {
+          if (m.event === 'result') {
+            p.off('message', on)
+            resolve(m.result as StreamResult)
+          } else if (m.event === 'error') reject(new Error(m.message))
+        }
+        p.on('message', on)
+      }),
+  )
+  const before = procStats(target.pid)
+  const wall = performance.now()
+  workers.go()
+  const rs = await Promise.all(results)
+  const after = procStats(target.pid)
+  const seconds = Math.max(...rs.map((r) => r.spanMs)) / 1000
+  const sent = rs.reduce((a, r) => a + r.sent, 0)
+  const received = rs.reduce((a, r) => a + r.received, 0)
+  const [p50, p99, p999] = percentiles(
+    rs.flatMap((r) => r.latencies),
+    [50, 99, 99.9],
+  )
+  const wallS = (performance.now() - wall) / 1000
+  return {
+    scenario,
+    target: target.name,
+    offered,
+    delivered: Math.round(received / seconds),
+    loss: sent ? (sent - received) / sent : 0,
+    p50: p50 as number,
+    p99: p99 as number,
+    p999: p999 as number,
+    cpuUsPerMsg: received ? (after.cpuUs - before.cpuUs) / received : 0,
+    rssMb: after.rssBytes / 2 ** 20,
+    generatorCpu: rs.reduce((a, r) => a + r.cpuUs, 0) / 1e6 / wallS,
+  }
+}
+
+async function relayPairs(target: Target, n: number): Promise<Pair[]> {
+  const pairs: Pair[] = []
+  for (let i = 0; i < n; i++) {
+    if (target.name === 'natter') {
+      const user = `r${i}`
+      const password = await token(user)
+      const spec = (d: string): ClientSpec => ({
+        url: target.url,
+        clientId: `${user}/${d}`,
+        username: user,
+        password,
+      })
+      pairs.push({
+        pub: spec('pub'),
+        sub: spec('sub'),
+        pubTopic: `u/${user}/self`,
+        subTopic: `u/${user}/self`,
+      })
+    } else {
+      const spec = (d: string): ClientSpec => ({ url: target.url, clientId: `${d}${i}` })
+      pairs.push({ pub: spec('pub'), sub: spec('sub'), pubTopic: `bench/${i}`, subTopic: `bench/${i}` })
+    }
+  }
+  return pairs
+}
+
+async function api<T>(target: Target, user: string, op: string, params: unknown): Promise<T> {
+  const res = await fetch(`${target.httpUrl}/v1/${op}`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${await token(user)}` },
+    body: JSON.stringify(params),
+  })
+  const body = (await res.json()) as { result?: T; error?: { message: string } }
+  if (!res.ok) throw new Error(`${op}: ${body.error?.message}`)
+  return body.result as T
+}
+
+async function chatPairs(target: Target, n: number): Promise<Pair[]> {
+  const pairs: Pair[] = []
+  for (let i = 0; i < n; i++) {
+    const [a, b] = [`ca${i}`, `cb${i}`]
+    const chat = await api<{ id: string }>(target, a, 'chat.direct', { with: b })
+    pairs.push({
+      pub: { url: target.url, clientId: `${a}/phone`, username: a, password: await token(a) },
+      sub: { url: target.url, clientId: `${b}/phone`, username: b, password: await token(b) },
+      pubTopic: `c/${chat.id}/send`,
+      subTopic: `u/${b}/inbox`,
+      pubSubscribe: `u/${a}/inbox`,
+    })
+  }
+  return pairs
+}
+
+function streamJobs(pairs: Pair[], o: { qos: 0 | 1; rate: number; format: 'raw' | 'chat' }): Job[] {
+  return split(pairs, WORKERS).map((share) => ({
+    kind: 'stream',
+    pairs: share,
+    qos: o.qos,
+    rate: o.rate / WORKERS,
+    durationMs: P.seconds * 1000,
+    payloadBytes: 100,
+    format: o.format,
+    window: 2000,
+  }))
+}
+
+async function fanout(workers: Workers, target: Target, size: number): Promise<Row> {
+  const members = Array.from({ length: size }, (_, i) => `g${size}_${i}`)
+  const [owner, ...rest] = members as [string, ...string[]]
+  const group = await api<{ id: string }>(target, owner, 'chat.create', {
+    name: `fanout ${size}`,
+    members: rest,
+  })
+  const specs = await Promise.all(
+    members.map(async (u) => ({
+      url: target.url,
+      clientId: `${u}/phone`,
+      username: u,
+      password: await token(u),
+      topic: `u/${u}/inbox`,
+    })),
+  )
+  await workers.run(
+    split(specs, WORKERS).map((clients) => ({ kind: 'listen', clients })),
+    'ready',
+  )
+  const sender: ClientSpec = {
+    url: target.url,
+    clientId: `${owner}/sender`,
+    username: owner,
+    password: await token(owner),
+  }
+  const [sent] = await workers.run<{ at: number }>(
+    [{ kind: 'send-once', client: sender, topic: `c/${group.id}/send`, text: 'x' }],
+    'sent',
+  )
+  // Every member has it, or 10 s have passed.
+  const deadline = Date.now() + 10_000
+  while (Date.now() < deadline) {
+    const counts = await workers.run<{ count: number }>(
+      workers.procs.map(() => ({ kind: 'arrivals' })),
+      'arrivals',
+    )
+    if (counts.reduce((a, c) => a + c.count, 0) >= size) break
+    await new Promise((r) => setTimeout(r, 50))
+  }
+  const closed = await workers.run<{ arrivals: number[] }>(
+    workers.procs.map(() => ({ kind: 'close' })),
+    'closed',
+  )
+  const arrivals = closed.flatMap((c) => c.arrivals)
+  const last = Math.max(...arrivals) - (sent?.at ?? 0)
+  const [p50] = percentiles(
+    arrivals.map((a) => a - (sent?.at ?? 0)),
+    [50],
+  )
+  return {
+    scenario: `group fan-out, ${size} members`,
+    target: target.name,
+    offered: '1 message',
+    delivered: arrivals.length,
+    loss: (size - arrivals.length) / size,
+    p50: p50 as number,
+    p99: last,
+    p999: last,
+    cpuUsPerMsg: 0,
+    rssMb: procStats(target.pid).rssBytes / 2 ** 20,
+    generatorCpu: 0,
+  }
+}
+
+async function idle(workers: Workers, target: Target, n: number): Promise<Row> {
+  const specs = await Promise.all(
+    Array.from({ length: n }, async (_, i): Promise<ClientSpec> => {
+      if (target.name !== 'natter') return { url: target.url, clientId: `idle${i}` }
+      const u = `i${i}`
+      return { url: target.url, clientId: `${u}/phone`, username: u, password: await token(u) }
+    }),
+  )
+  const before = procStats(target.pid)
+  const answers = await workers.run<{ ms: number }>(
+    split(specs, WORKERS).map((clients) => ({ kind: 'connect', clients })),
+    'connected',
+  )
+  const after = procStats(target.pid)
+  const ms = Math.max(...answers.map((a) => a.ms))
+  await workers.run(
+    workers.procs.map(() => ({ kind: 'close' })),
+    'closed',
+  )
+  return {
+    scenario: `${n} idle connections`,
+    target: target.name,
+    offered: `${n}`,
+    delivered: Math.round(n / (ms / 1000)),
+    loss: 0,
+    p50: Number.NaN,
+    p99: Number.NaN,
+    p999: Number.NaN,
+    cpuUsPerMsg: 0,
+    rssMb: (after.rssBytes - before.rssBytes) / n / 1024,
+    generatorCpu: 0,
+  }
+}
+
+const fmt = (n: number, digits = 1) => (Number.isFinite(n) ? n.toFixed(digits) : '–')
+
+function table(rows: Row[]): string {
+  const out = [
+    '| scenario | target | offered msg/s | delivered msg/s | not delivered at the end | p50 ms | p99 ms | p99.9 ms | broker CPU µs/msg | broker RSS MB | generator CPU |',
+    '|---|---|---|---|---|---|---|---|---|---|---|',
+  ]
+  for (const r of rows) {
+    if (r.scenario.includes('idle')) {
+      out.push(
+        `| ${r.scenario} | ${r.target} | – | ${r.delivered} conn/s | – | – | – | – | – | ${fmt(r.rssMb)} KB/conn | – |`,
+      )
+    } else if (r.scenario.includes('fan-out')) {
+      out.push(
+        `| ${r.scenario} | ${r.target} | – | ${r.delivered} members reached | ${fmt(r.loss * 100)}% | ${fmt(r.p50)} | last: ${fmt(r.p99)} | – | – | ${fmt(r.rssMb, 0)} | – |`,
+      )
+    } else {
+      out.push(
+        `| ${r.scenario} | ${r.target} | ${r.offered} | ${r.delivered} | ${fmt(r.loss * 100, 2)}% | ${fmt(r.p50, 2)} | ${fmt(r.p99, 2)} | ${fmt(r.p999, 2)} | ${fmt(r.cpuUsPerMsg)} | ${fmt(r.rssMb, 0)} | ${fmt(r.generatorCpu * 100, 0)}% |`,
+      )
+    }
+  }
+  return out.join('\n')
+}
+
+async function main() {
+  const started = Date.now()
+  const natterEnv: Record<string, string> = cpuProf
+    ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${cpuProf}` }
+    : {}
+  const targets = [await startMosquitto(), await startAedes(), await startNatter({ secret, env: natterEnv })]
+  const natter = targets[2] as Target
+  const workers = await Workers.start(WORKERS)
+  const rows: Row[] = []
+  const log = (r: Row) => {
+    rows.push(r)
+    process.stderr.write(`${r.scenario} ${r.target} ${r.offered}: ${r.delivered}/s p99 ${fmt(r.p99, 2)} ms\n`)
+  }
+  try {
+    const want = (part: string) => only === undefined || only.split(',').includes(part)
+    // First, while every broker is fresh: memory per connection is then not hidden in a heap
+    // that earlier load has already grown.
+    for (const target of want('idle') ? targets : []) log(await idle(workers, target, P.idle))
+    for (const qos of want('relay') ? ([0, 1] as const) : []) {
+      for (const rate of [...P.rates, 0]) {
+        // Targets in turn at every step, so a drift of the machine hits all of them alike.
+        for (const target of targets) {
+          const pairs = await relayPairs(target, P.pairs)
+          log(
+            await stream(
+              workers,
+              target,
+              streamJobs(pairs, { qos, rate, format: 'raw' }),
+              `relay QoS ${qos}`,
+              rate ? `${rate}` : 'max',
+            ),
+          )
+        }
+      }
+    }
+    for (const rate of want('chat') ? [...P.chatRates, 0] : []) {
+      const pairs = await chatPairs(natter, P.pairs)
+      log(
+        await stream(
+          workers,
+          natter,
+          streamJobs(pairs, { qos: 1, rate, format: 'chat' }),
+          'chat 1:1 (SQLite)',
+          rate ? `${rate}` : 'max',
+        ),
+      )
+    }
+    for (const size of want('fanout') ? P.groups : []) log(await fanout(workers, natter, size))
+  } finally {
+    await workers.stop()
+    for (const t of targets) await t.stop()
+  }
+
+  const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`
+  const versions = targets.map((t) => `${t.name} ${t.version}`).join(', ')
+  const md = [
+    `# Natter benchmark (${full ? 'full' : 'quick'} profile)`,
+    '',
+    `Run ${new Date().toISOString()} in ${((Date.now() - started) / 1000).toFixed(0)} s on ${machine}. ${versions}.`,
+    `${P.pairs} publisher/subscriber pairs in ${WORKERS} load-generator processes on the same machine; 100-byte payloads; ${P.seconds} s per step, targets in turn at every step. Latency runs from each message's scheduled send time (corrected for coordinated omission) to its arrival. "max" sends as fast as a window of 2,000 unacknowledged messages per generator allows; delivered msg/s counts until the last arrival. "Not delivered at the end" is what had not arrived 3 s after arrivals stopped (for Natter's chat, stored messages that were late, not lost). Broker CPU is the broker process's user + system time per delivered message; generator CPU is the load generator's, in cores (above 100% the generator shares the 2 cores with the broker). The chat rows go through Natter's whole send path: auth, validation, a durable SQLite write before the PUBACK, and fan-out to the recipient's device and the sender's own inbox.`,
+    '',
+    table(rows),
+    '',
+    '![latency against offered load](latest.png)',
+    '',
+  ].join('\n')
+  mkdirSync(new URL('./results/', import.meta.url), { recursive: true })
+  writeFileSync(new URL('./results/latest.md', import.meta.url), md)
+  writeFileSync(
+    new URL('./results/latest.json', import.meta.url),
+    JSON.stringify({ machine, versions, rows }, null, 2),
+  )
+  await renderChart(rows, new URL('./results/latest.png', import.meta.url).pathname)
+  process.stdout.write(`${md}\n`)
+}
+
+await main()

@@ -1,0 +1,153 @@
+import { type ChildProcess, spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { createConnection, createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createInterface } from 'node:readline'
+
+export interface Target {
+  name: 'mosquitto' | 'aedes' | 'natter'
+  url: string
+  httpUrl?: string
+  pid: number
+  version: string
+  stop(): Promise<void>
+}
+
+const ROOT = new URL('..', import.meta.url).pathname
+
+async function freePort(): Promise<number> {
+  const srv = createServer()
+  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve))
+  const { port } = srv.address() as { port: number }
+  await new Promise<void>((resolve) => srv.close(() => resolve()))
+  return port
+}
+
+async function waitForPort(port: number, child: ChildProcess): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    if (child.exitCode !== null) throw new Error(`process exited with ${child.exitCode}`)
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = createConnection({ host: '127.0.0.1', port }, () => {
+        s.destroy()
+        resolve(true)
+      })
+      s.on('error', () => resolve(false))
+    })
+    if (ok) return
+    await new Promise((r) => setTimeout(r, 50))
+  }
+  throw new Error(`nothing listens on ${port}`)
+}
+
+/** Reads JSON lines until one matches; the rest of the output keeps being drained. */
+function firstJsonLine(
+  child: ChildProcess,
+  match: (o: Record<string, unknown>) => boolean,
+): Promise<Record<string, unknown>> {
+  return new Promise((resolve, reject) => {
+    const rl = createInterface({ input: child.stdout as NodeJS.ReadableStream })
+    let done = false
+    rl.on('line', (line) => {
+      if (done || !line.startsWith('{')) return
+      const o = JSON.parse(line) as Record<string, unknown>
+      if (match(o)) {
+        done = true
+        resolve(o)
+      }
+    })
+    child.once('exit', (code) => !done && reject(new Error(`exited with ${code} before it listened`)))
+  })
+}
+
+const stopper = (child: ChildProcess, cleanup: () => void) => async () => {
+  if (child.exitCode === null) {
+    child.kill('SIGTERM')
+    await once(child, 'exit')
+  }
+  cleanup()
+}
+
+export async function startMosquitto(): Promise<Target> {
+  const dir = mkdtempSync(join(tmpdir(), 'bench-mosquitto-'))
+  const port = await freePort()
+  const conf = join(dir, 'mosquitto.conf')
+  writeFileSync(
+    conf,
+    [
+      `listener ${port} 127.0.0.1`,
+      'allow_anonymous true',
+      'max_queued_messages 1000000',
+      'persistence false',
+      '',
+    ].join('\n'),
+  )
+  const child = spawn('mosquitto', ['-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] })
+  child.stderr?.resume()
+  await waitForPort(port, child)
+  const version = await new Promise<string>((resolve) => {
+    const v = spawn('mosquitto', ['-h'], { stdio: ['ignore', 'pipe', 'ignore'] })
+    let out = ''
+    v.stdout.on('data', (d) => {
+      out += d
+    })
+    v.on('exit', () => resolve(/version ([\d.]+)/.exec(out)?.[1] ?? 'unknown'))
+  })
+  return {
+    name: 'mosquitto',
+    url: `mqtt://127.0.0.1:${port}`,
+    pid: child.pid as number,
+    version,
+    stop: stopper(child, () => rmSync(dir, { recursive: true, force: true })),
+  }
+}
+
+export async function startAedes(): Promise<Target> {
+  const child = spawn('sh', [join(ROOT, 'scripts/node.sh'), join(ROOT, 'bench/aedes-server.ts')], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  })
+  const up = await firstJsonLine(child, (o) => o.event === 'listening')
+  const { version } = JSON.parse(readFileSync(join(ROOT, 'node_modules/aedes/package.json'), 'utf8')) as {
+    version: string
+  }
+  return {
+    name: 'aedes',
+    url: `mqtt://127.0.0.1:${up.port}`,
+    pid: child.pid as number,
+    version,
+    stop: stopper(child, () => {}),
+  }
+}
+
+export async function startNatter(o: { secret: string; env?: Record<string, string> }): Promise<Target> {
+  const dir = mkdtempSync(join(tmpdir(), 'bench-natter-'))
+  const child = spawn('sh', [join(ROOT, 'bin/natter'), 'start'], {
+    cwd: ROOT,
+    env: {
+      ...process.env,
+      NATTER_HOST: '127.0.0.1',
+      NATTER_MQTT_PORT: '0',
+      NATTER_WS_PORT: '0',
+      NATTER_HTTP_PORT: '0',
+      NATTER_DATA_DIR: dir,
+      NATTER_JWT_SECRET: o.secret,
+      NATTER_LOG_LEVEL: 'info',
+      ...o.env,
+    },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  })
+  const up = await firstJsonLine(child, (o) => o.event === 'listening')
+  const ports = up.ports as { mqtt: number; http: number }
+  const { version } = (await import('../package.json', { with: { type: 'json' } })).default as {
+    version: string
+  }
+  return {
+    name: 'natter',
+    url: `mqtt://127.0.0.1:${ports.mqtt}`,
+    httpUrl: `http://127.0.0.1:${ports.http}`,
+    pid: child.pid as number,
+    version,
+    stop: stopper(child, () => rmSync(dir, { recursive: true, force: true })),
+  }
+}
