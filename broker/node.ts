@@ -316,6 +316,8 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     const closing = [closeServer(tcp), closeServer(wsHttp), closeServer(http)]
     http.closeAllConnections()
     wsHttp.closeAllConnections()
+    // Gathered cursor moves are written, and their receipts sent, while the broker still runs.
+    await messageService.flushCursors()
     for (const ws of wss.clients) ws.terminate()
     await new Promise<void>((resolve) => broker.close(() => resolve()))
     await Promise.all(closing)

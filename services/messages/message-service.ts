@@ -13,6 +13,8 @@ import type { Publish } from './publisher.ts'
 import type { UndeliveredTracker } from './undelivered-tracker.ts'
 import { type ReceiptEvent, sendSchema } from './wire.ts'
 
+const CURSOR_BATCH_MS = 50
+
 export interface MessageLimits {
   maxTextChars: number
 }
@@ -36,6 +38,11 @@ export class MessageService {
   readonly #isOnline: (userId: string) => boolean
   readonly #limits: MessageLimits
   readonly #ops: Operations
+  readonly #pendingCursors = new Map<
+    string,
+    { chatId: string; userId: string; kind: 'delivered' | 'read'; seq: number }
+  >()
+  #cursorTimer: NodeJS.Timeout | undefined
   /** Highest delivered seq seen per chat and user, so most delivery acks cost no store write. */
   readonly #delivered = new Map<string, number>()
 
@@ -119,9 +126,7 @@ export class MessageService {
     } else {
       this.#fanOut(message)
       // One's own message is read.
-      this.#chats
-        .advanceCursor({ chatId, userId: who.userId, kind: 'read', seq: message.seq })
-        .catch((err: unknown) => this.#log.error({ err, chatId }, 'could not mark an own message read'))
+      this.#later(chatId, who.userId, 'read', message.seq)
     }
     return { ok: true, message, duplicate }
   }
@@ -158,7 +163,30 @@ export class MessageService {
     this.#delivered.set(key, e.seq)
     this.#undelivered.acked(userId, e.chatId, e.seq)
     if (typeof e.at === 'number') this.#telemetry.delivered(Math.max(0, Date.now() - e.at) / 1000)
-    await this.#advance(e.chatId, userId, 'delivered', e.seq)
+    this.#later(e.chatId, userId, 'delivered', e.seq)
+  }
+
+  /**
+   * Cursor moves from deliveries and sends are gathered for a short while and written once per
+   * chat and user: at chat rates a store write per acknowledged packet was the send path's
+   * largest cost (bench/). Delivered and own-read receipts are at most this much later.
+   */
+  #later(chatId: string, userId: string, kind: 'delivered' | 'read', seq: number): void {
+    const key = `${kind}\u0000${chatId}\u0000${userId}`
+    const pending = this.#pendingCursors.get(key)
+    if (!pending || pending.seq < seq) this.#pendingCursors.set(key, { chatId, userId, kind, seq })
+    this.#cursorTimer ??= setTimeout(() => {
+      this.flushCursors().catch((err: unknown) => this.#log.error({ err }, 'cursor update failed'))
+    }, CURSOR_BATCH_MS)
+  }
+
+  /** Writes the gathered cursor moves (and sends their receipts) now. */
+  async flushCursors(): Promise<void> {
+    clearTimeout(this.#cursorTimer)
+    this.#cursorTimer = undefined
+    const batch = [...this.#pendingCursors.values()]
+    this.#pendingCursors.clear()
+    for (const c of batch) await this.#advance(c.chatId, c.userId, c.kind, c.seq)
   }
 
   async #advance(chatId: string, userId: string, kind: 'delivered' | 'read', seq: number) {
@@ -170,7 +198,7 @@ export class MessageService {
     const senders = (await this.#messages.sendersBetween(chatId, from, seq)).filter(
       (u) => u !== userId && this.#index.isMember(chatId, u),
     )
-    await Promise.all(senders.map((u) => this.#publish(topics.inbox(u), receipt)))
+    for (const u of senders) this.#deliver(u, receipt)
     return cursor
   }
 
@@ -209,6 +237,8 @@ export class MessageService {
       params: ops.read.params,
       handle: async (ctx, p) => {
         this.#member(ctx.who.userId, p.chatId)
+        // Moves gathered before this one are written first, so cursors never go out of order.
+        await this.flushCursors()
         const last = await this.#messages.lastSeq(p.chatId)
         const cursor = await this.#advance(p.chatId, ctx.who.userId, 'read', Math.min(p.seq, last))
         return {
@@ -222,6 +252,7 @@ export class MessageService {
       params: ops.receipts.params,
       handle: async (ctx, p) => {
         this.#member(ctx.who.userId, p.chatId)
+        await this.flushCursors()
         const cursors = await this.#chats.cursors(p.chatId)
         return {
           cursors: cursors.map((c) => ({
