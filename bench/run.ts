@@ -364,6 +364,11 @@ async function main() {
         ),
       )
     }
+    if (want('chat')) {
+      // Natter's own view of the chat steps, for where the time went (store write, delivery).
+      const metrics = await (await fetch(`${natter.httpUrl}/metrics`)).text()
+      writeFileSync(new URL('./results/natter-metrics.txt', import.meta.url), metrics)
+    }
     for (const size of want('fanout') ? P.groups : []) log(await fanout(workers, natter, size))
   } finally {
     await workers.stop()
