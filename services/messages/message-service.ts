@@ -14,6 +14,7 @@ import type { UndeliveredTracker } from './undelivered-tracker.ts'
 import { type ReceiptEvent, sendSchema } from './wire.ts'
 
 const CURSOR_BATCH_MS = 50
+const MESSAGE_PREFIX = Buffer.from('{"type":"message"')
 
 export interface MessageLimits {
   maxTextChars: number
@@ -150,6 +151,9 @@ export class MessageService {
 
   /** A device acknowledged an inbox delivery (its PUBACK): the delivered receipt. */
   async delivered(userId: string, payload: Buffer): Promise<void> {
+    // Only chat messages carry a delivered receipt; toEvent puts "type" first, so the others
+    // (receipts, edits, deletes) are skipped without parsing them.
+    if (!payload.subarray(0, MESSAGE_PREFIX.length).equals(MESSAGE_PREFIX)) return
     let e: { type?: unknown; chatId?: unknown; seq?: unknown; senderId?: unknown; at?: unknown }
     try {
       e = JSON.parse(payload.toString('utf8'))

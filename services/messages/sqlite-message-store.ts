@@ -1,6 +1,6 @@
 import { mkdirSync } from 'node:fs'
 import { dirname } from 'node:path'
-import { DatabaseSync, type SQLInputValue } from 'node:sqlite'
+import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite'
 import {
   type AppendResult,
   type MessageStore,
@@ -81,12 +81,31 @@ export class SqliteMessageStore implements MessageStore {
   readonly #db: DatabaseSync
   #queue: Pending[] = []
   #scheduled = false
+  // Prepared once: the append path runs them for every message.
+  readonly #statements: {
+    findDup: StatementSync
+    next: StatementSync
+    insert: StatementSync
+    term: StatementSync
+  }
 
   constructor(path: string) {
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true })
     this.#db = new DatabaseSync(path)
     this.#db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;')
     this.#db.exec(SCHEMA)
+    this.#statements = {
+      findDup: this.#db.prepare(
+        'SELECT * FROM messages WHERE chat_id = ? AND sender_id = ? AND client_msg_id = ?',
+      ),
+      next: this.#db.prepare(
+        'INSERT INTO chat_seq (chat_id, last) VALUES (?, 1) ON CONFLICT (chat_id) DO UPDATE SET last = last + 1 RETURNING last',
+      ),
+      insert: this.#db.prepare(
+        'INSERT INTO messages (chat_id, seq, sender_id, device_id, client_msg_id, kind, text, body, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      ),
+      term: this.#db.prepare('INSERT OR IGNORE INTO message_terms (chat_id, term, seq) VALUES (?, ?, ?)'),
+    }
   }
 
   append(m: NewMessage, at = Date.now()): Promise<AppendResult> {
@@ -105,16 +124,7 @@ export class SqliteMessageStore implements MessageStore {
     this.#queue = []
     const results: AppendResult[] = []
     const db = this.#db
-    const findDup = db.prepare(
-      'SELECT * FROM messages WHERE chat_id = ? AND sender_id = ? AND client_msg_id = ?',
-    )
-    const next = db.prepare(
-      'INSERT INTO chat_seq (chat_id, last) VALUES (?, 1) ON CONFLICT (chat_id) DO UPDATE SET last = last + 1 RETURNING last',
-    )
-    const insert = db.prepare(
-      'INSERT INTO messages (chat_id, seq, sender_id, device_id, client_msg_id, kind, text, body, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
-    )
-    const term = db.prepare('INSERT OR IGNORE INTO message_terms (chat_id, term, seq) VALUES (?, ?, ?)')
+    const { findDup, next, insert, term } = this.#statements
     try {
       db.exec('BEGIN IMMEDIATE')
       for (const { m, at } of batch) {
