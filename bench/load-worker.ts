@@ -43,6 +43,7 @@ export type Job =
   | { kind: 'close' }
 
 const now = () => performance.timeOrigin + performance.now()
+let RUN = ''
 const open: MqttClient[] = []
 
 function connect(spec: ClientSpec, clean = true): Promise<MqttClient> {
@@ -79,7 +80,8 @@ function payload(format: 'raw' | 'chat', bytes: number, intended: number, n: num
     return b
   }
   const text = `${intended} ${'x'.repeat(Math.max(0, bytes - 20))}`
-  return JSON.stringify({ clientMsgId: `b${process.pid}-${n}`, text })
+  // Unique across steps too: a repeated clientMsgId is a retry, stored once and not fanned out.
+  return JSON.stringify({ clientMsgId: `${RUN}-${n}`, text })
 }
 
 function sentAt(format: 'raw' | 'chat', body: Buffer): number | null {
@@ -94,6 +96,7 @@ function sentAt(format: 'raw' | 'chat', body: Buffer): number | null {
 }
 
 async function stream(job: Extract<Job, { kind: 'stream' }>) {
+  RUN = `${process.pid}-${Date.now().toString(36)}`
   const latencies: number[] = []
   let received = 0
   let lastArrival = 0
