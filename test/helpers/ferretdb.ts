@@ -35,10 +35,10 @@ export async function startFerretDb(): Promise<FerretDb> {
       '--debug-addr=-',
       '--telemetry=disable',
       `--state-dir=${dir}`,
-      '--log-level=warn',
+      '--log-level=info',
     ])
     try {
-      await waitForPort(port, proc)
+      await proc.waitFor((l) => l.includes(`Listening on TCP 127.0.0.1:${port}`), 30_000)
       break
     } catch (err) {
       await proc.stop()
@@ -54,22 +54,4 @@ export async function startFerretDb(): Promise<FerretDb> {
       rmSync(dir, { recursive: true, force: true })
     },
   }
-}
-
-async function waitForPort(port: number, proc: Proc): Promise<void> {
-  const { createConnection } = await import('node:net')
-  const deadline = Date.now() + 30_000
-  while (Date.now() < deadline) {
-    if (proc.child.exitCode !== null) throw new Error(`ferretdb exited:\n${proc.lines.join('\n')}`)
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = createConnection({ host: '127.0.0.1', port }, () => {
-        s.destroy()
-        resolve(true)
-      })
-      s.on('error', () => resolve(false))
-    })
-    if (ok) return
-    await new Promise((r) => setTimeout(r, 100))
-  }
-  throw new Error(`ferretdb did not listen on ${port}`)
 }
