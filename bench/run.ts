@@ -18,6 +18,8 @@ import { Workers } from './workers.ts'
 const full = process.argv.includes('--full')
 const only = process.argv.find((a) => a.startsWith('--only='))?.slice(7)
 // --cpu-prof=DIR: Natter's node writes a V8 CPU profile there when it stops.
+// A run of some parts (--only) must not replace the whole run the README shows.
+const OUT = only === undefined ? 'latest' : 'partial'
 const cpuProf = process.argv.find((a) => a.startsWith('--cpu-prof='))?.slice(11)
 const P = full
   ? {
@@ -367,7 +369,7 @@ async function main() {
     if (want('chat')) {
       // Natter's own view of the chat steps, for where the time went (store write, delivery).
       const metrics = await (await fetch(`${natter.httpUrl}/metrics`)).text()
-      writeFileSync(new URL('./results/natter-metrics.txt', import.meta.url), metrics)
+      writeFileSync(new URL(`./results/${OUT}-natter-metrics.txt`, import.meta.url), metrics)
     }
     for (const size of want('fanout') ? P.groups : []) log(await fanout(workers, natter, size))
   } finally {
@@ -385,16 +387,16 @@ async function main() {
     '',
     table(rows),
     '',
-    '![latency against offered load](latest.png)',
+    `![latency against offered load](${OUT}.png)`,
     '',
   ].join('\n')
   mkdirSync(new URL('./results/', import.meta.url), { recursive: true })
-  writeFileSync(new URL('./results/latest.md', import.meta.url), md)
+  writeFileSync(new URL(`./results/${OUT}.md`, import.meta.url), md)
   writeFileSync(
-    new URL('./results/latest.json', import.meta.url),
+    new URL(`./results/${OUT}.json`, import.meta.url),
     JSON.stringify({ machine, versions, rows }, null, 2),
   )
-  await renderChart(rows, new URL('./results/latest.png', import.meta.url).pathname)
+  await renderChart(rows, new URL(`./results/${OUT}.png`, import.meta.url).pathname)
   process.stdout.write(`${md}\n`)
 }
 
