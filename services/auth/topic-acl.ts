@@ -43,14 +43,24 @@ function structural(topic: string): Decision | null {
   return null
 }
 
-/** The user's own topics and the device's own topics, as [topic, may publish, may retain]. */
-function ownTopics(who: DeviceIdentity): ReadonlyMap<string, { publish: boolean; subscribe: boolean }> {
-  return new Map([
-    [topics.inbox(who.userId), { publish: false, subscribe: true }],
-    [topics.self(who.userId), { publish: true, subscribe: true }],
-    [topics.reply(who.clientId), { publish: false, subscribe: true }],
-    [topics.errors(who.clientId), { publish: false, subscribe: true }],
-  ])
+type OwnTopics = ReadonlyMap<string, { publish: boolean; subscribe: boolean }>
+
+// Built once per connection: authorizeForward asks on every delivery.
+const ownTopicsCache = new WeakMap<DeviceIdentity, OwnTopics>()
+
+/** The user's own topics and the device's own topics, with what the device may do on each. */
+function ownTopics(who: DeviceIdentity): OwnTopics {
+  let own = ownTopicsCache.get(who)
+  if (!own) {
+    own = new Map([
+      [topics.inbox(who.userId), { publish: false, subscribe: true }],
+      [topics.self(who.userId), { publish: true, subscribe: true }],
+      [topics.reply(who.clientId), { publish: false, subscribe: true }],
+      [topics.errors(who.clientId), { publish: false, subscribe: true }],
+    ])
+    ownTopicsCache.set(who, own)
+  }
+  return own
 }
 
 /** The chat id of c/<chatId>/<leaf> when leaf is the given one. */
