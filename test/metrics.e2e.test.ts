@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
-import { createConnection } from 'node:net'
 import { after, before, describe, it } from 'node:test'
-import mqttPacket from 'mqtt-packet'
 import { Device } from './helpers/device.ts'
 import { startTestNode, type TestNode } from './helpers/node.ts'
+import { stalledSubscriber } from './helpers/stalled-subscriber.ts'
 
 type Samples = Map<string, number>
 
@@ -73,32 +72,7 @@ describe('/metrics', () => {
       held++
     }
     await alice.request('chat.add', { chatId: chat, members: ['mallory'] })
-    const mallory = createConnection({ host: '127.0.0.1', port: t.node.ports.mqtt })
-    mallory.write(
-      mqttPacket.generate({
-        cmd: 'connect',
-        protocolId: 'MQTT',
-        protocolVersion: 4,
-        clean: true,
-        keepalive: 0,
-        clientId: 'mallory/stuck',
-        username: 'mallory',
-        password: Buffer.from(await t.token('mallory')),
-      }),
-    )
-    mallory.write(
-      mqttPacket.generate({
-        cmd: 'subscribe',
-        messageId: 1,
-        subscriptions: [{ topic: 'u/mallory/inbox', qos: 1 }],
-      }),
-    )
-    const parser = mqttPacket.parser()
-    await new Promise<void>((resolve) => {
-      parser.on('packet', (p) => p.cmd === 'suback' && resolve())
-      mallory.on('data', (d) => parser.parse(d))
-    })
-    mallory.pause()
+    const mallory = await stalledSubscriber(t, 'mallory')
     const text = 'z'.repeat(19_000)
     await Promise.all(Array.from({ length: 400 }, (_, i) => alice.send(chat, `${text} ${i}`)))
     await carol.until(() => held > 0, 'carol is holding a message')
