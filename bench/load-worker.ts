@@ -39,7 +39,6 @@ export type Job =
   | { kind: 'listen'; clients: Array<ClientSpec & { topic: string }> }
   | { kind: 'send-once'; client: ClientSpec; topic: string; text: string }
   | { kind: 'connect'; clients: ClientSpec[] }
-  | { kind: 'arrivals' }
   | { kind: 'close' }
 
 const now = () => performance.timeOrigin + performance.now()
@@ -193,7 +192,9 @@ process.on('message', async (job: Job) => {
         const c = await connect(spec)
         await c.subscribeAsync(spec.topic, { qos: 1 })
         c.on('message', (_t, body) => {
-          if (body.includes('"fanout ')) arrivals.push(now())
+          if (!body.includes('"fanout ')) return
+          arrivals.push(now())
+          if (arrivals.length === job.clients.length) process.send?.({ event: 'arrived' })
         })
         return c
       })
@@ -206,8 +207,6 @@ process.on('message', async (job: Job) => {
         qos: 1,
       })
       process.send?.({ event: 'sent', at })
-    } else if (job.kind === 'arrivals') {
-      process.send?.({ event: 'arrivals', count: arrivals.length })
     } else if (job.kind === 'connect') {
       const started = now()
       await inBatches(job.clients, 200, (spec) => connect(spec, false))

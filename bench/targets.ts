@@ -1,10 +1,10 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { createConnection, createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
+import { freePort } from '../test/helpers/free-port.ts'
 
 export interface Target {
   name: 'mosquitto' | 'aedes' | 'natter'
@@ -16,30 +16,6 @@ export interface Target {
 }
 
 const ROOT = new URL('..', import.meta.url).pathname
-
-async function freePort(): Promise<number> {
-  const srv = createServer()
-  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve))
-  const { port } = srv.address() as { port: number }
-  await new Promise<void>((resolve) => srv.close(() => resolve()))
-  return port
-}
-
-async function waitForPort(port: number, child: ChildProcess): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    if (child.exitCode !== null) throw new Error(`process exited with ${child.exitCode}`)
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = createConnection({ host: '127.0.0.1', port }, () => {
-        s.destroy()
-        resolve(true)
-      })
-      s.on('error', () => resolve(false))
-    })
-    if (ok) return
-    await new Promise((r) => setTimeout(r, 50))
-  }
-  throw new Error(`nothing listens on ${port}`)
-}
 
 /** Reads JSON lines until one matches; the rest of the output keeps being drained. */
 function firstJsonLine(
@@ -84,8 +60,12 @@ export async function startMosquitto(): Promise<Target> {
     ].join('\n'),
   )
   const child = spawn('mosquitto', ['-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] })
-  child.stderr?.resume()
-  await waitForPort(port, child)
+  // mosquitto logs to stderr; its "running" line comes once the listener is open.
+  await new Promise<void>((resolve, reject) => {
+    const rl = createInterface({ input: child.stderr as NodeJS.ReadableStream })
+    rl.on('line', (line) => line.includes(' running') && resolve())
+    child.once('exit', (code) => reject(new Error(`mosquitto exited with ${code}: is port ${port} taken?`)))
+  })
   const version = await new Promise<string>((resolve) => {
     const v = spawn('mosquitto', ['-h'], { stdio: ['ignore', 'pipe', 'ignore'] })
     let out = ''

@@ -30,6 +30,11 @@ export class Workers {
     return Promise.all(answers)
   }
 
+  /** Resolves when every worker has sent the event. */
+  all<T>(event: string): Promise<T[]> {
+    return Promise.all(this.procs.map((p) => next<T>(p, event)))
+  }
+
   /** Sends "go" to every worker (they wait for it after their setup). */
   go(): void {
     for (const p of this.procs) p.send({ kind: 'go' })

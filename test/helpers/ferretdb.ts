@@ -1,21 +1,13 @@
 import { execFileSync } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { freePort } from './free-port.ts'
 import { type Proc, ROOT, run } from './processes.ts'
 
 export interface FerretDb {
   uri: string
   stop(): Promise<void>
-}
-
-async function freePort(): Promise<number> {
-  const srv = createServer()
-  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve))
-  const { port } = srv.address() as { port: number }
-  await new Promise<void>((resolve) => srv.close(() => resolve()))
-  return port
 }
 
 /** A real FerretDB (MongoDB wire protocol, SQLite backend) on a free port, built once by scripts/setup-ferretdb.sh. */
