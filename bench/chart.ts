@@ -1,14 +1,15 @@
 import sharp from 'sharp'
 import type { Row } from './run.ts'
 
-const W = 900
+const W = 970
 const H = 520
-const M = { left: 70, right: 200, top: 40, bottom: 60 }
+const M = { left: 70, right: 270, top: 40, bottom: 60 }
 const COLORS: Record<string, string> = {
   'relay QoS 1 mosquitto': '#2b7bb9',
   'relay QoS 1 aedes': '#e08a1e',
   'relay QoS 1 natter': '#2ca02c',
   'chat 1:1 (SQLite) natter': '#b8336a',
+  'chat 1:1 (MongoDB: FerretDB) natter': '#7b4fb8',
 }
 
 /** p50 (dashed) and p99 (solid) latency against offered load, log scale, written as PNG. */

@@ -1,8 +1,11 @@
 import { randomBytes } from 'node:crypto'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { cpus, totalmem } from 'node:os'
+import { join } from 'node:path'
 import { SignJWT } from 'jose'
+import { startFerretDb } from '../test/helpers/ferretdb.ts'
 import { renderChart } from './chart.ts'
+import { seedHistory } from './history-seed.ts'
 import type { ClientSpec, Job, Pair } from './load-worker.ts'
 import { percentiles } from './percentiles.ts'
 import { procStats } from './proc-stats.ts'
@@ -27,18 +30,30 @@ const P = full
       seconds: 10,
       rates: [1000, 5000, 10000, 20000],
       chatRates: [1000, 2000, 5000],
+      mongoChatRates: [50, 100, 200],
       idle: 10_000,
       groups: [100, 1000],
+      history: { chats: 100, perChat: 10_000, requests: 5000 },
     }
   : {
       pairs: 20,
       seconds: 2,
       rates: [1000, 5000, 10000],
       chatRates: [1000, 5000],
+      mongoChatRates: [50, 100],
       idle: 2000,
       groups: [100, 1000],
+      history: { chats: 100, perChat: 10_000, requests: 2000 },
     }
+// --chat-rates=1000,5000: only these chat steps (with --only=chat, to look at one rate).
+const chatRates = process.argv
+  .find((a) => a.startsWith('--chat-rates='))
+  ?.slice(13)
+  .split(',')
+  .map(Number)
+if (chatRates) P.chatRates = chatRates
 const WORKERS = 2
+const FERRETDB_VERSION = 'v1.24.2'
 const secret = randomBytes(32).toString('hex')
 const key = new TextEncoder().encode(secret)
 const tokens = new Map<string, string>()
@@ -289,6 +304,81 @@ async function idle(workers: Workers, target: Target, n: number): Promise<Row> {
   }
 }
 
+/**
+ * A million stored messages (100 chats of 10,000), then history pages and syncs at random
+ * places in random chats, 16 requests in flight over the HTTP API: what a device scrolling back
+ * or catching up waits for.
+ */
+async function history(
+  target: Target,
+  o: { chats: number; perChat: number; requests: number },
+): Promise<Row[]> {
+  const chats: Array<{ id: string; members: [string, string] }> = []
+  for (let i = 0; i < o.chats; i++) {
+    const members: [string, string] = [`ha${i}`, `hb${i}`]
+    const chat = await api<{ id: string }>(target, members[0], 'chat.direct', { with: members[1] })
+    chats.push({ id: chat.id, members })
+  }
+  const seeding = performance.now()
+  seedHistory(join(target.dataDir as string, 'messages.db'), chats, o.perChat)
+  process.stderr.write(
+    `history: ${o.chats * o.perChat} messages stored in ${((performance.now() - seeding) / 1000).toFixed(1)} s\n`,
+  )
+  const total = `${((o.chats * o.perChat) / 1e6).toFixed(1)}M messages`
+  const kinds: Array<{ name: string; op: string; params: (last: number) => Record<string, unknown> }> = [
+    { name: `history, newest page of 50 (${total})`, op: 'history', params: () => ({ limit: 50 }) },
+    {
+      name: `history, a page of 50 anywhere (${total})`,
+      op: 'history',
+      params: (last) => ({ before: 1 + Math.floor(Math.random() * last), limit: 50 }),
+    },
+    {
+      name: `sync, 200 after a random seq (${total})`,
+      op: 'sync',
+      params: (last) => ({ after: Math.floor(Math.random() * (last - 200)), limit: 200 }),
+    },
+  ]
+  const rows: Row[] = []
+  for (const kind of kinds) {
+    const latencies: number[] = []
+    let next = 0
+    const before = procStats(target.pid)
+    const started = performance.now()
+    await Promise.all(
+      Array.from({ length: 16 }, async () => {
+        while (next < o.requests) {
+          next++
+          const chat = chats[Math.floor(Math.random() * chats.length)] as (typeof chats)[number]
+          const t = performance.now()
+          const page = await api<{ messages: unknown[] }>(target, chat.members[0], kind.op, {
+            chatId: chat.id,
+            ...kind.params(o.perChat),
+          })
+          if (page.messages.length === 0) throw new Error(`${kind.op} returned an empty page`)
+          latencies.push(performance.now() - t)
+        }
+      }),
+    )
+    const seconds = (performance.now() - started) / 1000
+    const after = procStats(target.pid)
+    const [p50, p99, p999] = percentiles(latencies, [50, 99, 99.9])
+    rows.push({
+      scenario: kind.name,
+      target: target.name,
+      offered: '16 in flight',
+      delivered: Math.round(latencies.length / seconds),
+      loss: 0,
+      p50: p50 as number,
+      p99: p99 as number,
+      p999: p999 as number,
+      cpuUsPerMsg: (after.cpuUs - before.cpuUs) / latencies.length,
+      rssMb: after.rssBytes / 2 ** 20,
+      generatorCpu: 0,
+    })
+  }
+  return rows
+}
+
 const fmt = (n: number, digits = 1) => (Number.isFinite(n) ? n.toFixed(digits) : '–')
 
 function table(rows: Row[]): string {
@@ -300,6 +390,10 @@ function table(rows: Row[]): string {
     if (r.scenario.includes('idle')) {
       out.push(
         `| ${r.scenario} | ${r.target} | – | ${r.delivered} conn/s | – | – | – | – | – | ${fmt(r.rssMb)} KB/conn | – |`,
+      )
+    } else if (r.offered === '16 in flight') {
+      out.push(
+        `| ${r.scenario} | ${r.target} | ${r.offered} | ${r.delivered} requests/s | – | ${fmt(r.p50, 2)} | ${fmt(r.p99, 2)} | ${fmt(r.p999, 2)} | ${fmt(r.cpuUsPerMsg)} µs/request | ${fmt(r.rssMb, 0)} | – |`,
       )
     } else if (r.scenario.includes('fan-out')) {
       out.push(
@@ -323,6 +417,7 @@ async function main() {
   const natter = targets[2] as Target
   const workers = await Workers.start(WORKERS)
   const rows: Row[] = []
+  const extraVersions: string[] = []
   const log = (r: Row) => {
     rows.push(r)
     process.stderr.write(`${r.scenario} ${r.target} ${r.offered}: ${r.delivered}/s p99 ${fmt(r.p99, 2)} ms\n`)
@@ -349,7 +444,7 @@ async function main() {
         }
       }
     }
-    for (const rate of want('chat') ? [...P.chatRates, 0] : []) {
+    for (const rate of want('chat') ? (chatRates ?? [...P.chatRates, 0]) : []) {
       const pairs = await chatPairs(natter, P.pairs)
       log(
         await stream(
@@ -367,18 +462,44 @@ async function main() {
       writeFileSync(new URL(`./results/${OUT}-natter-metrics.txt`, import.meta.url), metrics)
     }
     for (const size of want('fanout') ? P.groups : []) log(await fanout(workers, natter, size))
+    if (want('history')) for (const row of await history(natter, P.history)) log(row)
+    if (want('mongo')) {
+      // The same chat pipeline on the MongoDB store: FerretDB (SQLite backend) on this machine.
+      const ferret = await startFerretDb()
+      const onMongo = await startNatter({ secret, env: { NATTER_MONGODB_URI: ferret.uri } })
+      try {
+        // Fixed rates only: FerretDB v1 on SQLite reads a whole collection for most queries
+        // (docs/decisions.md), so "as fast as it goes" would measure how long the step ran.
+        for (const rate of P.mongoChatRates) {
+          const pairs = await chatPairs(onMongo, P.pairs)
+          log(
+            await stream(
+              workers,
+              onMongo,
+              streamJobs(pairs, { qos: 1, rate, format: 'chat' }),
+              'chat 1:1 (MongoDB: FerretDB)',
+              rate ? `${rate}` : 'max',
+            ),
+          )
+        }
+      } finally {
+        await onMongo.stop()
+        await ferret.stop()
+      }
+      extraVersions.push(`FerretDB ${FERRETDB_VERSION} (SQLite backend)`)
+    }
   } finally {
     await workers.stop()
     for (const t of targets) await t.stop()
   }
 
   const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`
-  const versions = targets.map((t) => `${t.name} ${t.version}`).join(', ')
+  const versions = [...targets.map((t) => `${t.name} ${t.version}`), ...extraVersions].join(', ')
   const md = [
     `# Natter benchmark (${full ? 'full' : 'quick'} profile)`,
     '',
     `Run ${new Date().toISOString()} in ${((Date.now() - started) / 1000).toFixed(0)} s on ${machine}. ${versions}.`,
-    `${P.pairs} publisher/subscriber pairs in ${WORKERS} load-generator processes on the same machine; 100-byte payloads; ${P.seconds} s per step, targets in turn at every step. Latency runs from each message's scheduled send time (corrected for coordinated omission) to its arrival. "max" sends as fast as a window of 2,000 unacknowledged messages per generator allows; delivered msg/s counts until the last arrival. "Not delivered at the end" is what had not arrived 3 s after arrivals stopped. Broker CPU is the broker process's user + system time per delivered message; generator CPU is the load generator's, in cores (above 100% the generator shares the 2 cores with the broker). The chat rows go through Natter's whole send path: auth, validation, a durable SQLite write before the PUBACK, and fan-out to the recipient's device and the sender's own inbox.`,
+    `${P.pairs} publisher/subscriber pairs in ${WORKERS} load-generator processes on the same machine; 100-byte payloads; ${P.seconds} s per step, targets in turn at every step. Latency runs from each message's scheduled send time (corrected for coordinated omission) to its arrival. "max" sends as fast as a window of 2,000 unacknowledged messages per generator allows; delivered msg/s counts until the last arrival. "Not delivered at the end" is what had not arrived 3 s after arrivals stopped. Broker CPU is the broker process's user + system time per delivered message; generator CPU is the load generator's, in cores (above 100% the generator shares the 2 cores with the broker). The chat rows go through Natter's whole send path: auth, validation, a durable store write before the PUBACK (SQLite, or MongoDB on FerretDB), and fan-out to the recipient's device and the sender's own inbox. The history rows ask for pages of a store holding ${((P.history.chats * P.history.perChat) / 1e6).toFixed(1)} million messages, 16 requests in flight over the HTTP API; their CPU is the broker's per request.`,
     '',
     table(rows),
     '',

@@ -10,6 +10,8 @@ export interface Target {
   name: 'mosquitto' | 'aedes' | 'natter'
   url: string
   httpUrl?: string
+  /** Natter's data directory (its SQLite files). */
+  dataDir?: string
   pid: number
   version: string
   stop(): Promise<void>
@@ -126,6 +128,7 @@ export async function startNatter(o: { secret: string; env?: Record<string, stri
     name: 'natter',
     url: `mqtt://127.0.0.1:${ports.mqtt}`,
     httpUrl: `http://127.0.0.1:${ports.http}`,
+    dataDir: dir,
     pid: child.pid as number,
     version,
     stop: stopper(child, () => rmSync(dir, { recursive: true, force: true })),

@@ -10,8 +10,18 @@ import {
 } from './message-store.ts'
 
 interface MessageDoc extends StoredMessage {
+  /** chatId, senderId and clientMsgId: see clientKey. */
+  _id: string
   terms: string[]
 }
+
+/**
+ * A message's _id is its de-duplication key. The send path then looks a message up by _id
+ * only, the one filter that FerretDB v1's SQLite backend answers from an index; any other
+ * filter there reads the whole collection, and appends slowed down with every stored message.
+ */
+const clientKey = (m: Pick<NewMessage, 'chatId' | 'senderId' | 'clientMsgId'>) =>
+  JSON.stringify([m.chatId, m.senderId, m.clientMsgId])
 
 interface SeqDoc {
   _id: string
@@ -40,7 +50,6 @@ export class MongoMessageStore implements MessageStore {
     const store = new MongoMessageStore(client, client.db())
     await ensureIndexes(store.#messages, [
       { key: { chatId: 1, seq: 1 }, name: 'chat_seq', unique: true },
-      { key: { chatId: 1, senderId: 1, clientMsgId: 1 }, name: 'client_msg_id', unique: true },
       { key: { chatId: 1, terms: 1 }, name: 'terms' },
       { key: { at: 1 }, name: 'at' },
     ])
@@ -48,10 +57,7 @@ export class MongoMessageStore implements MessageStore {
   }
 
   async #byClientId(m: NewMessage): Promise<StoredMessage | null> {
-    return this.#messages.findOne(
-      { chatId: m.chatId, senderId: m.senderId, clientMsgId: m.clientMsgId },
-      { projection: { _id: 0, terms: 0 } },
-    )
+    return this.#messages.findOne({ _id: clientKey(m) }, { projection: { _id: 0, terms: 0 } })
   }
 
   /**
@@ -72,7 +78,7 @@ export class MongoMessageStore implements MessageStore {
       const seq = await this.#nextSeq(m.chatId)
       const message: StoredMessage = { ...m, seq, at, editedAt: null, deletedAt: null }
       try {
-        await this.#messages.insertOne({ ...message, terms: searchTerms(m.text) })
+        await this.#messages.insertOne({ _id: clientKey(m), ...message, terms: searchTerms(m.text) })
         return { message, duplicate: false }
       } catch (err) {
         if (!isDuplicateKey(err)) throw err

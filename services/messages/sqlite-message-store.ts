@@ -1,69 +1,14 @@
 import { mkdirSync } from 'node:fs'
 import { dirname } from 'node:path'
-import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite'
-import {
-  type AppendResult,
-  type MessageStore,
-  type NewMessage,
-  type StoredMessage,
-  searchTerms,
-} from './message-store.ts'
+import { DatabaseSync, type SQLInputValue } from 'node:sqlite'
+import { Worker } from 'node:worker_threads'
+import type { AppendResult, MessageStore, NewMessage, StoredMessage } from './message-store.ts'
+import { searchTerms } from './message-store.ts'
+import { type MessageRow, SCHEMA, toMessage } from './sqlite-message-rows.ts'
+import type { WriteReply, WriteRequest } from './sqlite-message-writer.ts'
 
-interface Row {
-  chat_id: string
-  seq: number
-  sender_id: string
-  device_id: string
-  client_msg_id: string
-  kind: string
-  text: string | null
-  body: string
-  at: number
-  edited_at: number | null
-  deleted_at: number | null
-}
-
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS messages (
-  chat_id TEXT NOT NULL,
-  seq INTEGER NOT NULL,
-  sender_id TEXT NOT NULL,
-  device_id TEXT NOT NULL,
-  client_msg_id TEXT NOT NULL,
-  kind TEXT NOT NULL,
-  text TEXT,
-  body TEXT NOT NULL,
-  at INTEGER NOT NULL,
-  edited_at INTEGER,
-  deleted_at INTEGER,
-  PRIMARY KEY (chat_id, seq)
-) WITHOUT ROWID;
-CREATE UNIQUE INDEX IF NOT EXISTS messages_client_id ON messages (chat_id, sender_id, client_msg_id);
-CREATE INDEX IF NOT EXISTS messages_at ON messages (at);
-CREATE TABLE IF NOT EXISTS message_terms (
-  chat_id TEXT NOT NULL,
-  term TEXT NOT NULL,
-  seq INTEGER NOT NULL,
-  PRIMARY KEY (chat_id, term, seq)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS chat_seq (chat_id TEXT PRIMARY KEY, last INTEGER NOT NULL) WITHOUT ROWID;
-`
-
-function toMessage(r: Row): StoredMessage {
-  return {
-    chatId: r.chat_id,
-    seq: r.seq,
-    senderId: r.sender_id,
-    deviceId: r.device_id,
-    clientMsgId: r.client_msg_id,
-    kind: r.kind as StoredMessage['kind'],
-    text: r.text,
-    body: JSON.parse(r.body) as Record<string, unknown>,
-    at: r.at,
-    editedAt: r.edited_at,
-    deletedAt: r.deleted_at,
-  }
-}
+type Request = WriteRequest extends infer R ? (R extends { id: number } ? Omit<R, 'id'> : never) : never
+type Done = Extract<WriteReply, { ok: true }>
 
 interface Pending {
   m: NewMessage
@@ -73,95 +18,112 @@ interface Pending {
 }
 
 /**
- * SQLite in WAL mode with synchronous=FULL, so a commit is on disk when it returns. Appends
- * that arrive in the same turn of the event loop share one transaction (group commit): one
- * fsync for many messages, and each caller's promise resolves only after that commit.
+ * SQLite in WAL mode. Writes go to one writer thread (sqlite-message-writer.ts) with
+ * synchronous=FULL, so an append is on disk when it resolves; queries run here on a read-only
+ * connection, which WAL lets read while the writer commits.
+ *
+ * Appends are group-committed: while one batch is being written, the next ones gather, and
+ * each caller's promise resolves only after the commit that holds its message.
  */
 export class SqliteMessageStore implements MessageStore {
   readonly #db: DatabaseSync
+  readonly #path: string
+  #worker: Worker
+  #nextId = 1
+  readonly #waiting = new Map<number, { resolve: (r: Done) => void; reject: (err: Error) => void }>()
   #queue: Pending[] = []
+  #writing: Promise<void> | null = null
   #scheduled = false
-  // Prepared once: the append path runs them for every message.
-  readonly #statements: {
-    findDup: StatementSync
-    next: StatementSync
-    insert: StatementSync
-    term: StatementSync
-  }
+  #closed = false
 
   constructor(path: string) {
-    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true })
+    mkdirSync(dirname(path), { recursive: true })
+    this.#path = path
     this.#db = new DatabaseSync(path)
-    this.#db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;')
+    this.#db.exec('PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000;')
     this.#db.exec(SCHEMA)
-    this.#statements = {
-      findDup: this.#db.prepare(
-        'SELECT * FROM messages WHERE chat_id = ? AND sender_id = ? AND client_msg_id = ?',
-      ),
-      next: this.#db.prepare(
-        'INSERT INTO chat_seq (chat_id, last) VALUES (?, 1) ON CONFLICT (chat_id) DO UPDATE SET last = last + 1 RETURNING last',
-      ),
-      insert: this.#db.prepare(
-        'INSERT INTO messages (chat_id, seq, sender_id, device_id, client_msg_id, kind, text, body, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
-      ),
-      term: this.#db.prepare('INSERT OR IGNORE INTO message_terms (chat_id, term, seq) VALUES (?, ?, ?)'),
+    this.#db.exec('PRAGMA query_only = 1')
+    this.#worker = this.#startWriter()
+  }
+
+  #startWriter(): Worker {
+    const worker = new Worker(new URL('./sqlite-message-writer.ts', import.meta.url), {
+      workerData: { path: this.#path },
+    })
+    // An idle writer must not keep the process alive; a busy one must.
+    worker.unref()
+    worker.on('message', (reply: WriteReply) => {
+      const waiter = this.#waiting.get(reply.id)
+      if (!waiter) return
+      this.#settled(reply.id)
+      if (reply.ok) waiter.resolve(reply)
+      else waiter.reject(Object.assign(new Error(reply.message), reply.code ? { code: reply.code } : {}))
+    })
+    const fail = (err: Error) => {
+      if (this.#worker !== worker) return
+      for (const [id, waiter] of this.#waiting) {
+        this.#settled(id)
+        waiter.reject(err)
+      }
+      // The next write gets a fresh writer: what was committed is on disk, the rest was refused.
+      if (!this.#closed) this.#worker = this.#startWriter()
     }
+    worker.on('error', (err) => fail(new Error(`message writer failed: ${err.message}`)))
+    worker.on('exit', (code) => fail(new Error(`message writer stopped (exit code ${code})`)))
+    return worker
+  }
+
+  #settled(id: number): void {
+    this.#waiting.delete(id)
+    if (this.#waiting.size === 0) this.#worker.unref()
+  }
+
+  #write(req: Request): Promise<Done> {
+    return new Promise((resolve, reject) => {
+      const id = this.#nextId++
+      if (this.#waiting.size === 0) this.#worker.ref()
+      this.#waiting.set(id, { resolve, reject })
+      this.#worker.postMessage({ ...req, id })
+    })
   }
 
   append(m: NewMessage, at = Date.now()): Promise<AppendResult> {
+    if (this.#closed) return Promise.reject(new Error('the message store is closed'))
     return new Promise((resolve, reject) => {
       this.#queue.push({ m, at, resolve, reject })
-      if (!this.#scheduled) {
+      if (!this.#scheduled && !this.#writing) {
         this.#scheduled = true
-        setImmediate(() => this.#flush())
+        // Appends from the same turn of the event loop go in one batch.
+        setImmediate(() => {
+          this.#scheduled = false
+          this.#flush()
+        })
       }
     })
   }
 
   #flush(): void {
-    this.#scheduled = false
+    if (this.#writing || this.#queue.length === 0) return
     const batch = this.#queue
     this.#queue = []
-    const results: AppendResult[] = []
-    const db = this.#db
-    const { findDup, next, insert, term } = this.#statements
-    try {
-      db.exec('BEGIN IMMEDIATE')
-      for (const { m, at } of batch) {
-        const dup = findDup.get(m.chatId, m.senderId, m.clientMsgId) as Row | undefined
-        if (dup) {
-          results.push({ message: toMessage(dup), duplicate: true })
-          continue
-        }
-        const { last: seq } = next.get(m.chatId) as { last: number }
-        insert.run(
-          m.chatId,
-          seq,
-          m.senderId,
-          m.deviceId,
-          m.clientMsgId,
-          m.kind,
-          m.text,
-          JSON.stringify(m.body),
-          at,
-        )
-        for (const t of searchTerms(m.text)) term.run(m.chatId, t, seq)
-        results.push({
-          message: { ...m, seq, at, editedAt: null, deletedAt: null },
-          duplicate: false,
-        })
-      }
-      db.exec('COMMIT')
-    } catch (err) {
-      if (db.isTransaction) db.exec('ROLLBACK')
-      for (const p of batch) p.reject(err)
-      return
-    }
-    for (const [i, p] of batch.entries()) p.resolve(results[i] as AppendResult)
+    this.#writing = this.#write({ op: 'append', items: batch.map(({ m, at }) => ({ m, at })) })
+      .then(
+        ({ results = [] }) => {
+          for (const [i, p] of batch.entries()) p.resolve(results[i] as AppendResult)
+        },
+        (err: unknown) => {
+          for (const p of batch) p.reject(err)
+        },
+      )
+      .finally(() => {
+        this.#writing = null
+        // What gathered meanwhile has waited long enough: it goes at once.
+        this.#flush()
+      })
   }
 
   #rows(sql: string, ...params: SQLInputValue[]): StoredMessage[] {
-    return (this.#db.prepare(sql).all(...params) as unknown as Row[]).map(toMessage)
+    return (this.#db.prepare(sql).all(...params) as unknown as MessageRow[]).map(toMessage)
   }
 
   async after(chatId: string, afterSeq: number, limit: number): Promise<StoredMessage[]> {
@@ -187,41 +149,13 @@ export class SqliteMessageStore implements MessageStore {
   }
 
   async edit(chatId: string, seq: number, text: string, at: number): Promise<StoredMessage | null> {
-    const db = this.#db
-    db.exec('BEGIN IMMEDIATE')
-    try {
-      const changed = db
-        .prepare(
-          'UPDATE messages SET text = ?, edited_at = ? WHERE chat_id = ? AND seq = ? AND deleted_at IS NULL',
-        )
-        .run(text, at, chatId, seq).changes
-      if (changed) {
-        db.prepare('DELETE FROM message_terms WHERE chat_id = ? AND seq = ?').run(chatId, seq)
-        const term = db.prepare('INSERT OR IGNORE INTO message_terms (chat_id, term, seq) VALUES (?, ?, ?)')
-        for (const t of searchTerms(text)) term.run(chatId, t, seq)
-      }
-      db.exec('COMMIT')
-    } catch (err) {
-      db.exec('ROLLBACK')
-      throw err
-    }
+    await this.#write({ op: 'edit', chatId, seq, text, at })
     const m = await this.get(chatId, seq)
     return m && m.deletedAt === null ? m : null
   }
 
   async tombstone(chatId: string, seq: number, at: number): Promise<StoredMessage | null> {
-    const db = this.#db
-    db.exec('BEGIN IMMEDIATE')
-    try {
-      db.prepare(
-        "UPDATE messages SET text = NULL, body = '{}', deleted_at = ? WHERE chat_id = ? AND seq = ? AND deleted_at IS NULL",
-      ).run(at, chatId, seq)
-      db.prepare('DELETE FROM message_terms WHERE chat_id = ? AND seq = ?').run(chatId, seq)
-      db.exec('COMMIT')
-    } catch (err) {
-      db.exec('ROLLBACK')
-      throw err
-    }
+    await this.#write({ op: 'tombstone', chatId, seq, at })
     return this.get(chatId, seq)
   }
 
@@ -267,24 +201,19 @@ export class SqliteMessageStore implements MessageStore {
   }
 
   async deleteOlderThan(cutoff: number): Promise<number> {
-    const db = this.#db
-    db.exec('BEGIN IMMEDIATE')
-    try {
-      db.prepare(
-        `DELETE FROM message_terms WHERE (chat_id, seq) IN (SELECT chat_id, seq FROM messages WHERE at < ?)`,
-      ).run(cutoff)
-      const n = Number(db.prepare('DELETE FROM messages WHERE at < ?').run(cutoff).changes)
-      db.exec('COMMIT')
-      return n
-    } catch (err) {
-      db.exec('ROLLBACK')
-      throw err
-    }
+    return (await this.#write({ op: 'deleteOlderThan', cutoff })).changes ?? 0
   }
 
   async close(): Promise<void> {
-    // Appends queued for the next flush are committed before the database closes.
-    if (this.#queue.length) this.#flush()
+    if (this.#closed) return
+    // Appends already accepted are committed before the database closes.
+    while (this.#writing || this.#queue.length) {
+      this.#flush()
+      await this.#writing
+    }
+    this.#closed = true
+    await this.#write({ op: 'close' })
+    await this.#worker.terminate()
     this.#db.close()
   }
 }

@@ -1,0 +1,47 @@
+import { randomBytes } from 'node:crypto'
+import { DatabaseSync } from 'node:sqlite'
+
+/**
+ * Writes a large history straight into a running node's messages.db (WAL lets it write beside
+ * the node), in one statement per chat: sending a million messages through MQTT first would
+ * take most of the benchmark's time budget. Rows look like what the send path writes; each
+ * chat's sequence counter moves past them so later sends continue without a gap.
+ */
+export function seedHistory(
+  dbPath: string,
+  chats: Array<{ id: string; members: [string, string] }>,
+  perChat: number,
+) {
+  const db = new DatabaseSync(dbPath)
+  db.exec('PRAGMA busy_timeout = 10000')
+  const last = db.prepare('SELECT last FROM chat_seq WHERE chat_id = ?')
+  const insert = db.prepare(`
+    WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < :count)
+    INSERT INTO messages (chat_id, seq, sender_id, device_id, client_msg_id, kind, text, body, at)
+    SELECT :chat, :from + i, CASE i % 2 WHEN 0 THEN :a ELSE :b END, 'phone', :tag || i, 'text',
+           'seeded message ' || i || ' ' || :filler, '{}', :at + i
+    FROM n`)
+  const setLast = db.prepare(
+    'INSERT INTO chat_seq (chat_id, last) VALUES (?, ?) ON CONFLICT (chat_id) DO UPDATE SET last = excluded.last',
+  )
+  const filler = 'x'.repeat(70)
+  const tag = `seed-${randomBytes(4).toString('hex')}-`
+  const at = Date.now() - perChat * 1000
+  for (const chat of chats) {
+    db.exec('BEGIN IMMEDIATE')
+    const from = (last.get(chat.id) as { last: number } | undefined)?.last ?? 0
+    insert.run({
+      count: perChat,
+      chat: chat.id,
+      from,
+      a: chat.members[0],
+      b: chat.members[1],
+      tag,
+      filler,
+      at,
+    })
+    setLast.run(chat.id, from + perChat)
+    db.exec('COMMIT')
+  }
+  db.close()
+}
