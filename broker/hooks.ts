@@ -132,7 +132,9 @@ export function createHooks(d: HookDeps): HookSet {
         },
         (err: unknown) => {
           // No PUBACK when the store failed: the client keeps the message and sends it again.
-          d.log.error({ err, clientId: client.id, chatId: sendChat }, 'message store write failed')
+          if ((err as { code?: string }).code === 'shutting_down') {
+            d.log.info({ event: 'send_refused', clientId: client.id, chatId: sendChat }, 'node shutting down')
+          } else d.log.error({ err, clientId: client.id, chatId: sendChat }, 'message store write failed')
           done(err instanceof Error ? err : new Error(String(err)))
         },
       )

@@ -16,12 +16,14 @@ import { startRetention } from '../services/messages/retention.ts'
 import { TypingGate } from '../services/messages/typing-gate.ts'
 import { UndeliveredTracker } from '../services/messages/undelivered-tracker.ts'
 import { createMetrics } from '../services/metrics/metrics.ts'
+import { RedisDeviceCounter } from '../services/presence/device-counter.ts'
 import { PresenceTracker } from '../services/presence/presence-tracker.ts'
 import type { ErrorNotice } from '../services/requests/envelope.ts'
 import { createHttpApi } from '../services/requests/http-api.ts'
 import { MAX_PAGE_SIZE, operations } from '../services/requests/operations.ts'
 import { RequestRouter } from '../services/requests/router.ts'
 import { registerSessionOps } from '../services/requests/session-ops.ts'
+import { type ClusterLink, openCluster } from './cluster.ts'
 import { ClientConnection } from './connection.ts'
 import { createHooks } from './hooks.ts'
 import { createHttpHandler } from './http.ts'
@@ -32,6 +34,13 @@ import { openStores, type Stores } from './stores.ts'
 const TYPING_EXPIRES_MS = 6000
 const INBOX_PREFIX = 'u/'
 const INBOX_SUFFIX = '/inbox'
+// Cluster: membership changes are announced to the other nodes on this (unreachable for
+// clients: no client may subscribe to $ topics) topic of the shared emitter.
+const MEMBERSHIP_TOPIC = '$natter/membership'
+// A lost announcement (Redis restarting) leaves a node's membership stale at most this long.
+const MEMBERSHIP_RESYNC_MS = 60_000
+// aedes' heartbeat: a node missing three is dead, and its clients' wills are published.
+const CLUSTER_HEARTBEAT_MS = 5000
 
 export interface NatterNode {
   /** The ports actually bound (differs from the settings when a port was 0). */
@@ -39,10 +48,15 @@ export interface NatterNode {
   broker: Aedes
   stores: Stores
   presence: PresenceTracker
+  /** This node's name in a cluster; undefined on the embedded default. */
+  nodeId: string | undefined
   close(): Promise<void>
 }
 
-/** Starts one Natter node on the embedded default: Aedes in memory, MQTT/TCP, MQTT/WS and HTTP. */
+/**
+ * Starts one Natter node: Aedes on MQTT/TCP, MQTT/WS and HTTP, in memory on the embedded default
+ * or joined to a cluster through Redis when redisUrl is set.
+ */
 export async function startNode(settings: Settings, log: Logger): Promise<NatterNode> {
   mkdirSync(settings.dataDir, { recursive: true })
   const keySource = await loadVerifyKey(settings)
@@ -59,6 +73,13 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
   const index = new MembershipIndex()
   index.load(await stores.chats.allMembers())
   let ready = false
+  const cluster: ClusterLink | undefined = settings.redisUrl
+    ? openCluster({ redisUrl: settings.redisUrl, nodeId: settings.nodeId }, log)
+    : undefined
+  // Sends between the hook and their PUBACK: a graceful stop lets them finish.
+  let sending = 0
+  let stopping = false
+  let sendsDone: (() => void) | undefined
 
   // The broker is created after the hooks that need it, so they reach it through this binding.
   let broker: Aedes
@@ -112,7 +133,14 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     isOnline: (userId) => presence.isOnline(userId),
   })
   messageService.register(router)
-  const presence = new PresenceTracker({ store: stores.chats, publish: publishTo, log })
+  const presence = new PresenceTracker({
+    store: stores.chats,
+    publish: publishTo,
+    log,
+    ...(cluster
+      ? { counter: new RedisDeviceCounter({ redis: cluster.redis, nodeId: cluster.nodeId, log }) }
+      : {}),
+  })
   const typing = new TypingGate({ minIntervalMs: settings.typingIntervalMs, expiresInMs: TYPING_EXPIRES_MS })
   const notify = (client: Client, notice: ErrorNotice) => {
     const who = sessions.get(client)?.who
@@ -146,8 +174,17 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     chatId: string,
     packet: PublishPacket,
   ) => {
-    const outcome = await messageService.send(who, chatId, payloadOf(packet))
-    if (!outcome.ok) notify(client, outcome.notice)
+    if (stopping) {
+      // The client gets no PUBACK and its connection closes: it sends again to another node.
+      throw Object.assign(new Error('this node is shutting down'), { code: 'shutting_down' })
+    }
+    sending++
+    try {
+      const outcome = await messageService.send(who, chatId, payloadOf(packet))
+      if (!outcome.ok) notify(client, outcome.notice)
+    } finally {
+      if (--sending === 0) sendsDone?.()
+    }
   }
   const handleTyping = (
     client: Client,
@@ -191,7 +228,16 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     concurrency: 0,
     // MQTT 3.1 limits client ids to 23 bytes; <userId>/<deviceId> needs up to 129.
     maxClientsIdLength: 129,
+    ...(cluster
+      ? {
+          id: cluster.nodeId,
+          persistence: cluster.persistence,
+          mq: cluster.mq,
+          heartbeatInterval: CLUSTER_HEARTBEAT_MS,
+        }
+      : {}),
   })
+  const resync = cluster ? shareMembership(cluster) : undefined
   await presence.start()
   broker.on('clientReady', (client) => {
     const who = sessions.get(client)?.who
@@ -309,21 +355,77 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
   ready = true
   log.info({ event: 'listening', host: settings.host, ports, wsPath: settings.wsPath }, 'natter is up')
 
+  /**
+   * Tells the other nodes which chats' members changed here; they reload those chats from the
+   * shared store. A full reload every minute bounds the staleness when an announcement is lost.
+   */
+  function shareMembership({ nodeId, mq: emitter }: ClusterLink): NodeJS.Timeout {
+    const changed = new Set<string>()
+    const mq = emitter as {
+      emit(m: { topic: string; payload: string }, cb?: (err?: Error) => void): void
+      on(topic: string, fn: (m: { payload: string }, done: () => void) => void): void
+    }
+    index.onChange = (chatId) => {
+      if (changed.size === 0) {
+        setImmediate(() => {
+          for (const id of changed) {
+            mq.emit({ topic: MEMBERSHIP_TOPIC, payload: JSON.stringify({ chatId: id, from: nodeId }) })
+          }
+          changed.clear()
+        })
+      }
+      changed.add(chatId)
+    }
+    mq.on(MEMBERSHIP_TOPIC, (m, done) => {
+      done()
+      const { chatId, from } = JSON.parse(m.payload) as { chatId: string; from: string }
+      if (from === nodeId) return
+      stores.chats.members(chatId).then(
+        (members) => index.replaceChat(chatId, members),
+        (err: unknown) => log.error({ err, chatId }, 'could not reload a chat’s members'),
+      )
+    })
+    const timer = setInterval(() => {
+      stores.chats.allMembers().then(
+        (members) => {
+          const byChat = new Map<string, typeof members>()
+          for (const m of members) byChat.set(m.chatId, [...(byChat.get(m.chatId) ?? []), m])
+          for (const [chatId, list] of byChat) index.replaceChat(chatId, list)
+        },
+        (err: unknown) => log.error({ err }, 'membership resync failed'),
+      )
+    }, MEMBERSHIP_RESYNC_MS)
+    timer.unref()
+    return timer
+  }
+
   async function closeAll() {
     ready = false
+    stopping = true
     const closeServer = (s: TcpServer | HttpServer) =>
       new Promise<void>((resolve) => (s.listening ? s.close(() => resolve()) : resolve()))
     const closing = [closeServer(tcp), closeServer(wsHttp), closeServer(http)]
     http.closeAllConnections()
     wsHttp.closeAllConnections()
+    // Sends already in the store's hands finish and get their PUBACK before clients are closed.
+    if (sending > 0) {
+      let timer: NodeJS.Timeout | undefined
+      await Promise.race([
+        new Promise<void>((resolve) => (sendsDone = resolve)),
+        new Promise<void>((resolve) => (timer = setTimeout(resolve, settings.shutdownGraceMs))),
+      ])
+      clearTimeout(timer)
+    }
     // Gathered cursor moves are written, and their receipts sent, while the broker still runs.
     await messageService.flushCursors()
     for (const ws of wss.clients) ws.terminate()
     await new Promise<void>((resolve) => broker.close(() => resolve()))
     await Promise.all(closing)
     retention.stop()
+    clearInterval(resync)
     presence.stop()
     await presence.settled()
+    await cluster?.close()
     await stores.messages.close()
     await stores.chats.close()
   }
@@ -333,6 +435,7 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     broker,
     stores,
     presence,
+    nodeId: cluster?.nodeId,
     close: closeAll,
   }
 }

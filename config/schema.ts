@@ -63,6 +63,17 @@ export const settingsShape = {
   mongodbUri: optionalText.describe(
     'When set, messages and chats live in this MongoDB (any MongoDB-wire server); unset: SQLite in the data directory.',
   ),
+  redisUrl: optionalText.describe(
+    'When set, this node joins a cluster on this Redis (redis:// or rediss://): sessions, subscriptions, retained messages, QoS 1 queues and presence are shared by every node. Needs mongodbUri and a shared JWT key.',
+  ),
+  nodeId: optionalText.describe(
+    "This node's name in a cluster, in logs and presence. Unset: host name and process id.",
+  ),
+  shutdownGraceMs: integer(0, 600_000)
+    .default(10_000)
+    .describe(
+      'On SIGTERM, how long in-flight sends may take to finish their store write and PUBACK before clients are disconnected.',
+    ),
   retentionDays: integer(1, 36_500)
     .default(30)
     .describe('Messages older than this many days are deleted by an hourly job.'),
@@ -88,6 +99,26 @@ export const settingsShape = {
 } as const
 
 export const settingsSchema = z.object(settingsShape).superRefine((s, ctx) => {
+  if (s.redisUrl !== undefined) {
+    if (!/^rediss?:\/\//.test(s.redisUrl)) {
+      ctx.addIssue({ code: 'custom', path: ['redisUrl'], message: 'expected a redis:// or rediss:// URL' })
+    }
+    // Every node must see the same messages and accept the same tokens.
+    if (s.mongodbUri === undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['redisUrl'],
+        message: 'a cluster needs mongodbUri: SQLite files are not shared between nodes',
+      })
+    }
+    if (s.jwtAlgorithm === 'HS256' && s.jwtSecret === undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['redisUrl'],
+        message: 'a cluster needs jwtSecret: a generated dev secret differs on every node',
+      })
+    }
+  }
   if (s.jwtAlgorithm === 'HS256') {
     if (s.jwtSecret !== undefined && s.jwtSecret.length < 32) {
       ctx.addIssue({ code: 'custom', path: ['jwtSecret'], message: 'expected at least 32 characters' })

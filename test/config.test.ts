@@ -47,6 +47,38 @@ describe('settings', () => {
     )
   })
 
+  it('refuses a cluster without a shared message store or a shared JWT secret', () => {
+    const secret = 'x'.repeat(32)
+    assert.throws(
+      () => loadConfig({ env: { NATTER_REDIS_URL: 'redis://r:6379', NATTER_JWT_SECRET: secret } }),
+      /NATTER_REDIS_URL.*needs mongodbUri/,
+    )
+    assert.throws(
+      () =>
+        loadConfig({ env: { NATTER_REDIS_URL: 'redis://r:6379', NATTER_MONGODB_URI: 'mongodb://m/natter' } }),
+      /NATTER_REDIS_URL.*needs jwtSecret/,
+    )
+    assert.throws(
+      () =>
+        loadConfig({
+          env: {
+            NATTER_REDIS_URL: 'http://r',
+            NATTER_MONGODB_URI: 'mongodb://m/n',
+            NATTER_JWT_SECRET: secret,
+          },
+        }),
+      /redis:\/\/ or rediss:\/\//,
+    )
+    const { settings } = loadConfig({
+      env: {
+        NATTER_REDIS_URL: 'redis://r:6379',
+        NATTER_MONGODB_URI: 'mongodb://m/n',
+        NATTER_JWT_SECRET: secret,
+      },
+    })
+    assert.equal(settings.redisUrl, 'redis://r:6379')
+  })
+
   it('warns about unknown NATTER_ variables and ignores others', () => {
     const { warnings } = loadConfig({ env: { NATTER_MQT_PORT: '1', HOME: '/root', NATTER_NODE: '/x' } })
     assert.deepEqual(warnings, ['unknown environment variable NATTER_MQT_PORT is ignored'])

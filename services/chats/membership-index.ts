@@ -8,12 +8,30 @@ import type { Member, Role } from './chat-store.ts'
 export class MembershipIndex {
   readonly #chats = new Map<string, Map<string, Role>>()
   readonly #users = new Map<string, Set<string>>()
+  /** Called after a local change to a chat's members (a cluster tells the other nodes). */
+  onChange: ((chatId: string) => void) | undefined
+
+  /** Replaces a chat's members with the store's list, after another node changed them. */
+  replaceChat(chatId: string, members: Iterable<Member>): void {
+    for (const userId of this.members(chatId)) this.#forget(chatId, userId)
+    for (const m of members) this.#put(m.chatId, m.userId, m.role)
+  }
 
   load(members: Iterable<Member>): void {
-    for (const m of members) this.add(m.chatId, m.userId, m.role)
+    for (const m of members) this.#put(m.chatId, m.userId, m.role)
   }
 
   add(chatId: string, userId: string, role: Role): void {
+    this.#put(chatId, userId, role)
+    this.onChange?.(chatId)
+  }
+
+  remove(chatId: string, userId: string): void {
+    this.#forget(chatId, userId)
+    this.onChange?.(chatId)
+  }
+
+  #put(chatId: string, userId: string, role: Role): void {
     let chat = this.#chats.get(chatId)
     if (!chat) {
       chat = new Map()
@@ -28,7 +46,7 @@ export class MembershipIndex {
     chats.add(chatId)
   }
 
-  remove(chatId: string, userId: string): void {
+  #forget(chatId: string, userId: string): void {
     this.#chats.get(chatId)?.delete(userId)
     this.#users.get(userId)?.delete(chatId)
   }

@@ -1,0 +1,78 @@
+import { randomBytes } from 'node:crypto'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { SignJWT } from 'jose'
+import { logEvent, type Proc, ROOT, run } from './processes.ts'
+
+export interface ClusterNode {
+  id: string
+  proc: Proc
+  mqttUrl: string
+  httpUrl: string
+  /** SIGKILL: the node dies without a goodbye. */
+  kill(): Promise<void>
+  /** SIGTERM: a graceful stop. */
+  stop(): Promise<void>
+}
+
+export interface ClusterSetup {
+  redisUrl: string
+  mongoUri: string
+  secret: string
+}
+
+/** A shared secret for every node of a test cluster, and tokens signed with it. */
+export function clusterSecret(): { secret: string; token(userId: string): Promise<string> } {
+  const secret = randomBytes(32).toString('hex')
+  const key = new TextEncoder().encode(secret)
+  return {
+    secret,
+    token: (userId) =>
+      new SignJWT({})
+        .setProtectedHeader({ alg: 'HS256' })
+        .setSubject(userId)
+        .setExpirationTime('1h')
+        .sign(key),
+  }
+}
+
+/** One node as its own process (the real `natter start`), on free ports and its own data dir. */
+export async function startClusterNode(id: string, c: ClusterSetup, env: Record<string, string> = {}) {
+  const dataDir = mkdtempSync(join(tmpdir(), `natter-node-${id}-`))
+  const proc = run('sh', [join(ROOT, 'bin/natter'), 'start'], {
+    NATTER_HOST: '127.0.0.1',
+    NATTER_MQTT_PORT: '0',
+    NATTER_WS_PORT: '0',
+    NATTER_HTTP_PORT: '0',
+    NATTER_DATA_DIR: dataDir,
+    NATTER_JWT_SECRET: c.secret,
+    NATTER_REDIS_URL: c.redisUrl,
+    NATTER_MONGODB_URI: c.mongoUri,
+    NATTER_NODE_ID: id,
+    NATTER_LOG_LEVEL: 'info',
+    ...env,
+  })
+  const up = JSON.parse(await proc.waitFor(logEvent('listening'), 60_000)) as {
+    ports: { mqtt: number; http: number }
+  }
+  const cleanup = () => rmSync(dataDir, { recursive: true, force: true })
+  const node: ClusterNode = {
+    id,
+    proc,
+    mqttUrl: `mqtt://127.0.0.1:${up.ports.mqtt}`,
+    httpUrl: `http://127.0.0.1:${up.ports.http}`,
+    kill: async () => {
+      if (proc.child.exitCode === null && proc.child.signalCode === null) {
+        proc.child.kill('SIGKILL')
+        await proc.exited
+      }
+      cleanup()
+    },
+    stop: async () => {
+      await proc.stop()
+      cleanup()
+    },
+  }
+  return node
+}

@@ -1,0 +1,66 @@
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { freePort } from './free-port.ts'
+import { type Proc, run } from './processes.ts'
+
+export interface RedisServer {
+  url: string
+  port: number
+  /** Stops the server (SIGKILL when hard) and starts it again on the same port, empty. */
+  restart(o?: { hard?: boolean }): Promise<void>
+  stop(): Promise<void>
+}
+
+/** A real redis-server (installed by scripts/setup-test-deps.sh) on a free port, in memory only. */
+export async function startRedis(): Promise<RedisServer> {
+  const dir = mkdtempSync(join(tmpdir(), 'natter-redis-'))
+  let port = 0
+  let proc: Proc | undefined
+  const start = async () => {
+    const p = run('redis-server', [
+      '--port',
+      String(port),
+      '--bind',
+      '127.0.0.1',
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+      '--dir',
+      dir,
+    ])
+    await p.waitFor((l) => l.includes('Ready to accept connections'), 15_000)
+    proc = p
+  }
+  for (let attempt = 0; ; attempt++) {
+    port = await freePort()
+    try {
+      await start()
+      break
+    } catch (err) {
+      // Another process took the port between the check and the listen.
+      if (attempt === 2) throw err
+    }
+  }
+  const stop = async (hard = false) => {
+    if (!proc) return
+    if (hard) {
+      proc.child.kill('SIGKILL')
+      await proc.exited
+    } else await proc.stop()
+    proc = undefined
+  }
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    port,
+    restart: async (o = {}) => {
+      await stop(o.hard)
+      await start()
+    },
+    stop: async () => {
+      await stop()
+      rmSync(dir, { recursive: true, force: true })
+    },
+  }
+}
