@@ -10,5 +10,8 @@ declare module 'aedes-persistence-redis' {
     /** Returns a promise when called without a callback, as aedes 1.x calls it. */
     addSubscriptions(client: { id: string }, subs: Subscription[]): Promise<void>
   }
-  export default function aedesPersistenceRedis(opts: { conn: Redis; maxSessionDelivery?: number }): RedisPersistence
+  export default function aedesPersistenceRedis(opts: {
+    conn: Redis
+    maxSessionDelivery?: number
+  }): RedisPersistence
 }
