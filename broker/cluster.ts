@@ -1,3 +1,4 @@
+import type { EventEmitter } from 'node:events'
 import { hostname } from 'node:os'
 import aedesPersistenceRedis, { type RedisPersistence } from 'aedes-persistence-redis'
 import { Redis } from 'ioredis'
@@ -69,6 +70,9 @@ export function openCluster(
   const subConn = connection(settings.redisUrl, log, 'subscribe')
   const persistence = oneStorePerSubscribe(aedesPersistenceRedis({ conn: persistenceConn }))
   const mq = mqemitterRedis({ pubConn, subConn })
+  // The emitter re-emits its connections' errors on its state emitter: unheard, a Redis restart
+  // crashed the node. The connections reconnect by themselves, and log it (see connection()).
+  ;(mq as unknown as { state: EventEmitter }).state.on('error', () => {})
   return {
     nodeId,
     persistence,

@@ -27,6 +27,7 @@ import { type ClusterLink, openCluster } from './cluster.ts'
 import { ClientConnection } from './connection.ts'
 import { createHooks } from './hooks.ts'
 import { createHttpHandler } from './http.ts'
+import { InFlight } from './in-flight.ts'
 import { Sessions } from './sessions.ts'
 import { openStores, type Stores } from './stores.ts'
 
@@ -76,25 +77,28 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
   const cluster: ClusterLink | undefined = settings.redisUrl
     ? openCluster({ redisUrl: settings.redisUrl, nodeId: settings.nodeId }, log)
     : undefined
-  // Sends between the hook and their PUBACK: a graceful stop lets them finish.
-  let sending = 0
+  // Sends between the hook and their PUBACK, and publishes on their way to the emitter: a
+  // graceful stop lets them finish.
+  const sends = new InFlight()
+  const publishes = new InFlight()
   let stopping = false
-  let sendsDone: (() => void) | undefined
 
   // The broker is created after the hooks that need it, so they reach it through this binding.
   let broker: Aedes
   const publishTo: Publish = (topic, body, o = {}) =>
-    new Promise<void>((resolve, reject) =>
-      broker.publish(
-        {
-          cmd: 'publish',
-          topic,
-          payload: Buffer.from(JSON.stringify(body)),
-          qos: o.qos ?? 1,
-          retain: o.retain ?? false,
-          dup: false,
-        },
-        (err) => (err ? reject(err) : resolve()),
+    publishes.track(
+      new Promise<void>((resolve, reject) =>
+        broker.publish(
+          {
+            cmd: 'publish',
+            topic,
+            payload: Buffer.from(JSON.stringify(body)),
+            qos: o.qos ?? 1,
+            retain: o.retain ?? false,
+            dup: false,
+          },
+          (err) => (err ? reject(err) : resolve()),
+        ),
       ),
     )
   const undelivered = new UndeliveredTracker()
@@ -178,13 +182,8 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
       // The client gets no PUBACK and its connection closes: it sends again to another node.
       throw Object.assign(new Error('this node is shutting down'), { code: 'shutting_down' })
     }
-    sending++
-    try {
-      const outcome = await messageService.send(who, chatId, payloadOf(packet))
-      if (!outcome.ok) notify(client, outcome.notice)
-    } finally {
-      if (--sending === 0) sendsDone?.()
-    }
+    const outcome = await sends.track(messageService.send(who, chatId, payloadOf(packet)))
+    if (!outcome.ok) notify(client, outcome.notice)
   }
   const handleTyping = (
     client: Client,
@@ -402,28 +401,25 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
   async function closeAll() {
     ready = false
     stopping = true
+    presence.stop()
     const closeServer = (s: TcpServer | HttpServer) =>
       new Promise<void>((resolve) => (s.listening ? s.close(() => resolve()) : resolve()))
     const closing = [closeServer(tcp), closeServer(wsHttp), closeServer(http)]
     http.closeAllConnections()
     wsHttp.closeAllConnections()
-    // Sends already in the store's hands finish and get their PUBACK before clients are closed.
-    if (sending > 0) {
-      let timer: NodeJS.Timeout | undefined
-      await Promise.race([
-        new Promise<void>((resolve) => (sendsDone = resolve)),
-        new Promise<void>((resolve) => (timer = setTimeout(resolve, settings.shutdownGraceMs))),
-      ])
-      clearTimeout(timer)
-    }
+    // Sends already in the store's hands finish and get their PUBACK before clients are closed,
+    // and what they publish (fan-out, receipts) reaches the emitter before it closes.
+    const graceEnds = Date.now() + settings.shutdownGraceMs
+    if (!(await sends.idle(settings.shutdownGraceMs)))
+      log.warn({ event: 'shutdown_grace_over' }, 'sends still running')
     // Gathered cursor moves are written, and their receipts sent, while the broker still runs.
-    await messageService.flushCursors()
+    await messageService.close()
+    await publishes.idle(Math.max(0, graceEnds - Date.now()))
     for (const ws of wss.clients) ws.terminate()
     await new Promise<void>((resolve) => broker.close(() => resolve()))
     await Promise.all(closing)
     retention.stop()
     clearInterval(resync)
-    presence.stop()
     await presence.settled()
     await cluster?.close()
     await stores.messages.close()

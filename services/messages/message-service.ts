@@ -44,6 +44,8 @@ export class MessageService {
     { chatId: string; userId: string; kind: 'delivered' | 'read'; seq: number }
   >()
   #cursorTimer: NodeJS.Timeout | undefined
+  #flushing: Promise<void> = Promise.resolve()
+  #closed = false
   /** Highest delivered seq seen per chat and user, so most delivery acks cost no store write. */
   readonly #delivered = new Map<string, number>()
 
@@ -176,6 +178,7 @@ export class MessageService {
    * largest cost (bench/). Delivered and own-read receipts are at most this much later.
    */
   #later(chatId: string, userId: string, kind: 'delivered' | 'read', seq: number): void {
+    if (this.#closed) return
     const key = `${kind}\u0000${chatId}\u0000${userId}`
     const pending = this.#pendingCursors.get(key)
     if (!pending || pending.seq < seq) this.#pendingCursors.set(key, { chatId, userId, kind, seq })
@@ -190,7 +193,23 @@ export class MessageService {
     this.#cursorTimer = undefined
     const batch = [...this.#pendingCursors.values()]
     this.#pendingCursors.clear()
-    for (const c of batch) await this.#advance(c.chatId, c.userId, c.kind, c.seq)
+    // One flush at a time, so that the last one to start is the last to write.
+    const previous = this.#flushing
+    const mine = previous.then(async () => {
+      for (const c of batch) await this.#advance(c.chatId, c.userId, c.kind, c.seq)
+    })
+    this.#flushing = mine.catch(() => {})
+    await mine
+  }
+
+  /**
+   * Writes the gathered cursor moves and takes no more: for a node that stops, before its broker
+   * and stores close. Deliveries acknowledged after this leave the delivered cursor where it
+   * was; the next delivery or read moves it on.
+   */
+  async close(): Promise<void> {
+    this.#closed = true
+    await this.flushCursors()
   }
 
   async #advance(chatId: string, userId: string, kind: 'delivered' | 'read', seq: number) {

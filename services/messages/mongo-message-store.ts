@@ -38,6 +38,8 @@ export class MongoMessageStore implements MessageStore {
   readonly #messages: Collection<MessageDoc>
   readonly #seqs: Collection<SeqDoc>
   readonly #perChat = new KeyedQueue()
+  /** The last seq this process stored per chat: the next append tries the one after. */
+  readonly #last = new Map<string, number>()
 
   private constructor(client: MongoClient, db: Db) {
     this.#client = client
@@ -71,39 +73,35 @@ export class MongoMessageStore implements MessageStore {
   async #insert(m: NewMessage, at: number): Promise<AppendResult> {
     const existing = await this.#byClientId(m)
     if (existing) return { message: existing, duplicate: true }
-    // The counter's $inc is atomic on MongoDB but not on every compatible server (FerretDB v1
-    // hands two concurrent callers the same value), so the unique (chatId, seq) index has the
-    // last word: a collision on it takes the next number.
+    // The next seq is taken by inserting the message with it: the unique (chatId, seq) index
+    // makes one writer win, across processes too, and a process that dies before its insert
+    // has taken nothing, so a chat's sequence never has a gap. (A counter bumped before the
+    // insert left one whenever a node died in between.)
+    let last = this.#last.get(m.chatId) ?? (await this.lastSeq(m.chatId))
     for (let attempt = 0; ; attempt++) {
-      const seq = await this.#nextSeq(m.chatId)
+      const seq = last + 1
       const message: StoredMessage = { ...m, seq, at, editedAt: null, deletedAt: null }
       try {
         await this.#messages.insertOne({ _id: clientKey(m), ...message, terms: searchTerms(m.text) })
+        this.#last.set(m.chatId, seq)
+        // The counter only keeps seqs from being reused once retention has deleted messages.
+        await this.#seqs
+          .updateOne({ _id: m.chatId }, { $max: { last: seq } }, { upsert: true })
+          // Two first upserts raced: the document exists now.
+          .catch((err: unknown) =>
+            isDuplicateKey(err)
+              ? this.#seqs.updateOne({ _id: m.chatId }, { $max: { last: seq } })
+              : Promise.reject(err),
+          )
         return { message, duplicate: false }
       } catch (err) {
         if (!isDuplicateKey(err)) throw err
-        // The same clientMsgId raced in twice: the other insert won and this seq stays unused.
+        // The same clientMsgId raced in from elsewhere and won: this is a retry.
         const winner = await this.#byClientId(m)
         if (winner) return { message: winner, duplicate: true }
+        // Another process took this seq.
         if (attempt >= 20) throw err
-      }
-    }
-  }
-
-  async #nextSeq(chatId: string): Promise<number> {
-    // Two upserts of a chat's first counter can race; the loser sees a duplicate _id and
-    // retries as a plain $inc on the document the winner made.
-    for (let attempt = 0; ; attempt++) {
-      try {
-        const counter = await this.#seqs.findOneAndUpdate(
-          { _id: chatId },
-          { $inc: { last: 1 } },
-          { upsert: true, returnDocument: 'after' },
-        )
-        if (counter) return counter.last
-        throw new Error(`no sequence number for chat ${chatId}`)
-      } catch (err) {
-        if (!isDuplicateKey(err) || attempt >= 5) throw err
+        last = Math.max(seq, await this.lastSeq(m.chatId))
       }
     }
   }
@@ -170,7 +168,11 @@ export class MongoMessageStore implements MessageStore {
   }
 
   async lastSeq(chatId: string): Promise<number> {
-    return (await this.#seqs.findOne({ _id: chatId }))?.last ?? 0
+    const [counter, newest] = await Promise.all([
+      this.#seqs.findOne({ _id: chatId }),
+      this.#messages.findOne({ chatId }, { sort: { seq: -1 }, projection: { seq: 1 } }),
+    ])
+    return Math.max(counter?.last ?? 0, newest?.seq ?? 0)
   }
 
   async deleteOlderThan(cutoff: number): Promise<number> {

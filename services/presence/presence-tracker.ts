@@ -21,6 +21,7 @@ export class PresenceTracker {
   // Changes of one user are applied in order, so the last retained message is the truth.
   readonly #perUser = new KeyedQueue()
   #heartbeat?: NodeJS.Timeout
+  #stopped = false
 
   constructor(d: { store: ChatStore; publish: Publish; log: Logger; counter?: DeviceCounter }) {
     this.#counter = d.counter ?? new LocalDeviceCounter()
@@ -56,12 +57,20 @@ export class PresenceTracker {
     this.#heartbeat.unref()
   }
 
+  /**
+   * Stops counting, first thing in a node's shutdown: the devices it is about to disconnect
+   * reconnect elsewhere, so they are not announced offline from here. In a cluster the node's
+   * heartbeat then lapses and a surviving node counts out whatever devices did not come back;
+   * a single node sets everyone offline when it starts again.
+   */
   stop(): void {
+    this.#stopped = true
     clearInterval(this.#heartbeat)
     this.#counter.stop()
   }
 
   connected(userId: string): void {
+    if (this.#stopped) return
     this.#devices.set(userId, (this.#devices.get(userId) ?? 0) + 1)
     const at = Date.now()
     this.#enqueue(userId, async () => {
@@ -70,6 +79,7 @@ export class PresenceTracker {
   }
 
   disconnected(userId: string): void {
+    if (this.#stopped) return
     const n = (this.#devices.get(userId) ?? 0) - 1
     if (n > 0) this.#devices.set(userId, n)
     else this.#devices.delete(userId)

@@ -7,13 +7,16 @@ import { type Proc, run } from './processes.ts'
 export interface RedisServer {
   url: string
   port: number
-  /** Stops the server (SIGKILL when hard) and starts it again on the same port, empty. */
+  /** Stops the server (SIGKILL when hard) and starts it again on the same port. */
   restart(o?: { hard?: boolean }): Promise<void>
   stop(): Promise<void>
 }
 
-/** A real redis-server (installed by scripts/setup-test-deps.sh) on a free port, in memory only. */
-export async function startRedis(): Promise<RedisServer> {
+/**
+ * A real redis-server (installed by scripts/setup-test-deps.sh) on a free port: in memory only,
+ * or with an append-only file synced on every write (persistent), as an operator would run it.
+ */
+export async function startRedis(o: { persistent?: boolean } = {}): Promise<RedisServer> {
   const dir = mkdtempSync(join(tmpdir(), 'natter-redis-'))
   let port = 0
   let proc: Proc | undefined
@@ -26,7 +29,9 @@ export async function startRedis(): Promise<RedisServer> {
       '--save',
       '',
       '--appendonly',
-      'no',
+      o.persistent ? 'yes' : 'no',
+      '--appendfsync',
+      'always',
       '--dir',
       dir,
     ])
