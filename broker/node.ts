@@ -412,9 +412,14 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     const graceEnds = Date.now() + settings.shutdownGraceMs
     if (!(await sends.idle(settings.shutdownGraceMs)))
       log.warn({ event: 'shutdown_grace_over' }, 'sends still running')
-    // Gathered cursor moves are written, and their receipts sent, while the broker still runs.
-    await messageService.close()
-    await publishes.idle(Math.max(0, graceEnds - Date.now()))
+    // Gathered cursor moves are written, and their receipts sent, while the broker still runs;
+    // past the grace period they are left (a cursor moves on with the next delivery or read).
+    const left = () => Math.max(0, graceEnds - Date.now())
+    await Promise.race([
+      messageService.close(),
+      new Promise((resolve) => setTimeout(resolve, left()).unref()),
+    ])
+    await publishes.idle(left())
     for (const ws of wss.clients) ws.terminate()
     await new Promise<void>((resolve) => broker.close(() => resolve()))
     await Promise.all(closing)
