@@ -1,0 +1,13 @@
+# One Natter node. The image runs the same command as `npm start`; settings come from NATTER_*
+# variables (see .env.example).
+FROM node:24-slim
+WORKDIR /app
+COPY package.json package-lock.json ./
+COPY client-sdk/package.json client-sdk/
+RUN npm ci --omit=dev --no-audit --no-fund
+COPY . .
+ENV NATTER_DATA_DIR=/data
+VOLUME /data
+EXPOSE 1883 8083 8080
+USER node
+CMD ["sh", "bin/natter", "start"]

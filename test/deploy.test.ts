@@ -1,0 +1,95 @@
+import assert from 'node:assert/strict'
+import { execFileSync } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { describe, it } from 'node:test'
+import { parse } from 'yaml'
+import { envName, settingKeys } from '../config/schema.ts'
+import { ROOT } from './helpers/processes.ts'
+
+interface Service {
+  image?: string
+  build?: string
+  environment?: Record<string, string>
+  depends_on?: Record<string, { condition: string }>
+  healthcheck?: { test: string[] }
+  ports?: string[]
+  volumes?: string[]
+}
+
+const composeFile = join(ROOT, 'docker-compose.yml')
+const hasCompose = (() => {
+  try {
+    execFileSync('docker', ['compose', 'version'], { stdio: 'ignore' })
+    return true
+  } catch {
+    return false
+  }
+})()
+
+describe('the docker-compose cluster', () => {
+  // YAML merge keys (<<) are resolved as docker compose resolves them.
+  const compose = parse(readFileSync(composeFile, 'utf8'), { merge: true }) as {
+    services: Record<string, Service>
+    volumes: Record<string, unknown>
+  }
+  const services = compose.services
+  const nodes = ['node1', 'node2', 'node3']
+
+  it('is valid for docker compose', {
+    skip: !hasCompose && 'no docker compose here; checked as YAML below',
+  }, () => {
+    execFileSync('docker', ['compose', '-f', composeFile, 'config', '--quiet'], {
+      env: { ...process.env, NATTER_JWT_SECRET: 'x'.repeat(32) },
+    })
+  })
+
+  it('runs three Natter nodes on one Redis and one MongoDB replica set, with a shared secret', () => {
+    const known = new Set(settingKeys.map(envName))
+    for (const name of nodes) {
+      const node = services[name] as Service
+      assert.equal(node.build, '.', `${name} is built from this repository`)
+      const env = node.environment ?? {}
+      for (const key of Object.keys(env)) assert.ok(known.has(key), `${name}: ${key} is a Natter setting`)
+      assert.equal(env.NATTER_REDIS_URL, 'redis://redis:6379')
+      assert.match(env.NATTER_MONGODB_URI ?? '', /^mongodb:\/\/mongo:27017\/\w+\?replicaSet=rs0$/)
+      assert.match(env.NATTER_JWT_SECRET ?? '', /^\$\{NATTER_JWT_SECRET:\?/)
+      assert.equal(env.NATTER_NODE_ID, name)
+      assert.ok(node.healthcheck?.test.join(' ').includes('/readyz'), `${name} is health-checked on /readyz`)
+    }
+    assert.ok((services.mongo?.healthcheck?.test ?? []).join(' ').includes('rs.initiate'))
+    assert.ok((services.redis as Service & { command: string[] }).command.includes('--appendonly'))
+    assert.match(services.s3?.image ?? '', /versitygw:v1\.7\.0$/)
+  })
+
+  it('names only services and volumes that exist', () => {
+    for (const [name, service] of Object.entries(services)) {
+      for (const dep of Object.keys(service.depends_on ?? {})) {
+        assert.ok(dep in services, `${name} depends on ${dep}, which is defined`)
+      }
+      for (const v of service.volumes ?? []) {
+        const source = v.split(':')[0] as string
+        if (!source.startsWith('.')) assert.ok(source in compose.volumes, `volume ${source} is declared`)
+        else assert.ok(readFileSync(join(ROOT, source)), `${source} exists`)
+      }
+    }
+  })
+
+  it('balances MQTT, WebSocket and HTTP over every node, taking out those not ready', () => {
+    const cfg = readFileSync(join(ROOT, 'deploy/haproxy.cfg'), 'utf8')
+    assert.deepEqual(services.haproxy?.ports, ['1883:1883', '8083:8083', '8080:8080'])
+    for (const backend of ['natter_mqtt', 'natter_ws', 'natter_http']) {
+      const section =
+        cfg.split(/\n(?=backend |frontend )/).find((s) => s.startsWith(`backend ${backend}`)) ?? ''
+      assert.match(section, /option httpchk GET \/readyz/, `${backend} checks /readyz`)
+      for (const n of nodes)
+        assert.match(section, new RegExp(`server ${n} ${n}:\\d+ check`), `${backend} has ${n}`)
+    }
+  })
+
+  it('builds an image that runs what npm start runs', () => {
+    const dockerfile = readFileSync(join(ROOT, 'Dockerfile'), 'utf8')
+    assert.match(dockerfile, /^FROM node:24/m)
+    assert.match(dockerfile, /CMD \["sh", "bin\/natter", "start"\]/)
+  })
+})
