@@ -1,9 +1,11 @@
+import { execFileSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { cpus, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { SignJWT } from 'jose'
 import { startFerretDb } from '../test/helpers/ferretdb.ts'
+import { startRedis } from '../test/helpers/redis.ts'
 import { renderChart } from './chart.ts'
 import { seedHistory } from './history-seed.ts'
 import type { ClientSpec, Job, Pair } from './load-worker.ts'
@@ -31,6 +33,7 @@ const P = full
       rates: [1000, 5000, 10000, 20000],
       chatRates: [1000, 2000, 5000],
       mongoChatRates: [50, 100, 200],
+      clusterRates: [1000, 5000, 10000],
       idle: 10_000,
       groups: [100, 1000],
       history: { chats: 100, perChat: 10_000, requests: 5000 },
@@ -41,9 +44,10 @@ const P = full
       rates: [1000, 5000, 10000],
       chatRates: [1000, 5000],
       mongoChatRates: [50, 100],
+      clusterRates: [],
       idle: 2000,
       groups: [100, 1000],
-      history: { chats: 100, perChat: 10_000, requests: 2000 },
+      history: { chats: 100, perChat: 10_000, requests: 1000 },
     }
 // --chat-rates=1000,5000: only these chat steps (with --only=chat, to look at one rate).
 const chatRates = process.argv
@@ -53,6 +57,8 @@ const chatRates = process.argv
   .map(Number)
 if (chatRates) P.chatRates = chatRates
 const WORKERS = 2
+const redisVersion = () =>
+  /v=(\S+)/.exec(execFileSync('redis-server', ['--version'], { encoding: 'utf8' }))?.[1] ?? 'unknown'
 const FERRETDB_VERSION = 'v1.24.2'
 const secret = randomBytes(32).toString('hex')
 const key = new TextEncoder().encode(secret)
@@ -93,6 +99,15 @@ interface StreamResult {
   cpuUs: number
 }
 
+/** CPU and memory of all of a target's processes. */
+function targetStats(target: Target): { cpuUs: number; rssBytes: number } {
+  const all = (target.pids ?? [target.pid]).map(procStats)
+  return {
+    cpuUs: all.reduce((a, s) => a + s.cpuUs, 0),
+    rssBytes: all.reduce((a, s) => a + s.rssBytes, 0),
+  }
+}
+
 const split = <T>(items: T[], n: number): T[][] =>
   Array.from({ length: n }, (_, w) => items.filter((_, i) => i % n === w))
 
@@ -116,11 +131,11 @@ async function stream(
         p.on('message', on)
       }),
   )
-  const before = procStats(target.pid)
+  const before = targetStats(target)
   const wall = performance.now()
   workers.go()
   const rs = await Promise.all(results)
-  const after = procStats(target.pid)
+  const after = targetStats(target)
   const seconds = Math.max(...rs.map((r) => r.spanMs)) / 1000
   const sent = rs.reduce((a, r) => a + r.sent, 0)
   const received = rs.reduce((a, r) => a + r.received, 0)
@@ -166,6 +181,29 @@ async function relayPairs(target: Target, n: number): Promise<Pair[]> {
       const spec = (d: string): ClientSpec => ({ url: target.url, clientId: `${d}${i}` })
       pairs.push({ pub: spec('pub'), sub: spec('sub'), pubTopic: `bench/${i}`, subTopic: `bench/${i}` })
     }
+  }
+  return pairs
+}
+
+/** Publisher on one node, subscriber on the next: every message crosses Redis. */
+async function crossNodePairs(cluster: Target, n: number): Promise<Pair[]> {
+  const urls = cluster.urls as string[]
+  const pairs: Pair[] = []
+  for (let i = 0; i < n; i++) {
+    const user = `x${i}`
+    const password = await token(user)
+    const spec = (d: string, url: string): ClientSpec => ({
+      url,
+      clientId: `${user}/${d}`,
+      username: user,
+      password,
+    })
+    pairs.push({
+      pub: spec('pub', urls[i % urls.length] as string),
+      sub: spec('sub', urls[(i + 1) % urls.length] as string),
+      pubTopic: `u/${user}/self`,
+      subTopic: `u/${user}/self`,
+    })
   }
   return pairs
 }
@@ -463,6 +501,49 @@ async function main() {
     }
     for (const size of want('fanout') ? P.groups : []) log(await fanout(workers, natter, size))
     if (want('history')) for (const row of await history(natter, P.history)) log(row)
+    if (want('cluster')) {
+      // Three Natter nodes on one Redis (and FerretDB, which relaying does not touch), each
+      // message published on one node and delivered from another; next to the single node.
+      const [redis, ferret] = await Promise.all([startRedis(), startFerretDb()])
+      const nodes: Target[] = []
+      try {
+        for (const id of ['n1', 'n2', 'n3']) {
+          nodes.push(
+            await startNatter({
+              secret,
+              env: { NATTER_REDIS_URL: redis.url, NATTER_MONGODB_URI: ferret.uri, NATTER_NODE_ID: id },
+            }),
+          )
+        }
+        const cluster: Target = {
+          ...(nodes[0] as Target),
+          name: 'natter ×3 on Redis',
+          pids: nodes.map((n) => n.pid),
+          urls: nodes.map((n) => n.url),
+        }
+        for (const rate of [...P.clusterRates, 0]) {
+          for (const [target, pairs] of [
+            [natter, await relayPairs(natter, P.pairs)],
+            [cluster, await crossNodePairs(cluster, P.pairs)],
+          ] as const) {
+            log(
+              await stream(
+                workers,
+                target,
+                streamJobs(pairs, { qos: 1, rate, format: 'raw' }),
+                'relay QoS 1, cluster',
+                rate ? `${rate}` : 'max',
+              ),
+            )
+          }
+        }
+      } finally {
+        for (const n of nodes) await n.stop()
+        await ferret.stop()
+        await redis.stop()
+      }
+      extraVersions.push(`Redis ${redisVersion()}`)
+    }
     if (want('mongo')) {
       // The same chat pipeline on the MongoDB store: FerretDB (SQLite backend) on this machine.
       const ferret = await startFerretDb()
@@ -499,7 +580,7 @@ async function main() {
     `# Natter benchmark (${full ? 'full' : 'quick'} profile)`,
     '',
     `Run ${new Date().toISOString()} in ${((Date.now() - started) / 1000).toFixed(0)} s on ${machine}. ${versions}.`,
-    `${P.pairs} publisher/subscriber pairs in ${WORKERS} load-generator processes on the same machine; 100-byte payloads; ${P.seconds} s per step, targets in turn at every step. Latency runs from each message's scheduled send time (corrected for coordinated omission) to its arrival. "max" sends as fast as a window of 2,000 unacknowledged messages per generator allows; delivered msg/s counts until the last arrival. "Not delivered at the end" is what had not arrived 3 s after arrivals stopped. Broker CPU is the broker process's user + system time per delivered message; generator CPU is the load generator's, in cores (above 100% the generator shares the 2 cores with the broker). The chat rows go through Natter's whole send path: auth, validation, a durable store write before the PUBACK (SQLite, or MongoDB on FerretDB), and fan-out to the recipient's device and the sender's own inbox. The history rows ask for pages of a store holding ${((P.history.chats * P.history.perChat) / 1e6).toFixed(1)} million messages, 16 requests in flight over the HTTP API; their CPU is the broker's per request.`,
+    `${P.pairs} publisher/subscriber pairs in ${WORKERS} load-generator processes on the same machine; 100-byte payloads; ${P.seconds} s per step, targets in turn at every step. Latency runs from each message's scheduled send time (corrected for coordinated omission) to its arrival. "max" sends as fast as a window of 2,000 unacknowledged messages per generator allows; delivered msg/s counts until the last arrival. "Not delivered at the end" is what had not arrived 3 s after arrivals stopped. Broker CPU is the broker process's user + system time per delivered message; generator CPU is the load generator's, in cores (above 100% the generator shares the 2 cores with the broker). The chat rows go through Natter's whole send path: auth, validation, a durable store write before the PUBACK (SQLite, or MongoDB on FerretDB), and fan-out to the recipient's device and the sender's own inbox. The cluster rows relay QoS 1 from a publisher on one of three Natter nodes to a subscriber on another, through one Redis, all on the same 2 cores (their CPU and memory are the three nodes' sum, Redis not included), next to the single node in the same part. The history rows ask for pages of a store holding ${((P.history.chats * P.history.perChat) / 1e6).toFixed(1)} million messages, 16 requests in flight over the HTTP API; their CPU is the broker's per request.`,
     '',
     table(rows),
     '',

@@ -7,12 +7,16 @@ import { createInterface } from 'node:readline'
 import { freePort } from '../test/helpers/free-port.ts'
 
 export interface Target {
-  name: 'mosquitto' | 'aedes' | 'natter'
+  name: 'mosquitto' | 'aedes' | 'natter' | 'natter ×3 on Redis'
   url: string
   httpUrl?: string
   /** Natter's data directory (its SQLite files). */
   dataDir?: string
   pid: number
+  /** Every process of the target (a cluster's nodes), for CPU and memory; pid alone otherwise. */
+  pids?: number[]
+  /** A cluster node's MQTT URLs, one per node. */
+  urls?: string[]
   version: string
   stop(): Promise<void>
 }

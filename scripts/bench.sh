@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
-# npm run bench / bench:full: installs mosquitto (Debian) when missing, then runs bench/run.ts.
+# npm run bench / bench:full: installs mosquitto and redis-server (Debian) when missing, then runs
+# bench/run.ts (which builds FerretDB into .tools/ for its MongoDB and cluster parts).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! command -v mosquitto >/dev/null 2>&1; then
+need=()
+command -v mosquitto >/dev/null 2>&1 || need+=(mosquitto)
+# The cluster part runs three Natter nodes on a real Redis.
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+if [ ${#need[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  echo "bench: installing mosquitto with apt" >&2
+  echo "bench: installing ${need[*]} with apt" >&2
   export DEBIAN_FRONTEND=noninteractive
-  $sudo apt-get install -y -qq --no-install-recommends mosquitto >/dev/null 2>&1 || {
+  $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null 2>&1 || {
     $sudo apt-get update -qq >/dev/null
-    $sudo apt-get install -y -qq --no-install-recommends mosquitto >/dev/null
+    $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
   }
 fi
 [ -d node_modules/aedes ] || npm ci --no-audit --no-fund

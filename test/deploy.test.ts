@@ -11,7 +11,7 @@ interface Service {
   image?: string
   build?: string
   environment?: Record<string, string>
-  depends_on?: Record<string, { condition: string }>
+  depends_on?: Record<string, { condition: string }> | string[]
   healthcheck?: { test: string[] }
   ports?: string[]
   volumes?: string[]
@@ -64,7 +64,10 @@ describe('the docker-compose cluster', () => {
 
   it('names only services and volumes that exist', () => {
     for (const [name, service] of Object.entries(services)) {
-      for (const dep of Object.keys(service.depends_on ?? {})) {
+      const deps = Array.isArray(service.depends_on)
+        ? service.depends_on
+        : Object.keys(service.depends_on ?? {})
+      for (const dep of deps) {
         assert.ok(dep in services, `${name} depends on ${dep}, which is defined`)
       }
       for (const v of service.volumes ?? []) {
@@ -85,6 +88,23 @@ describe('the docker-compose cluster', () => {
       for (const n of nodes)
         assert.match(section, new RegExp(`server ${n} ${n}:\\d+ check`), `${backend} has ${n}`)
     }
+  })
+
+  it('scrapes every node into Prometheus and shows the dashboard in Grafana', () => {
+    const prometheus = parse(readFileSync(join(ROOT, 'deploy/prometheus.yml'), 'utf8')) as {
+      scrape_configs: Array<{ metrics_path: string; static_configs: Array<{ targets: string[] }> }>
+    }
+    const job = prometheus.scrape_configs[0]
+    assert.equal(job?.metrics_path, '/metrics')
+    assert.deepEqual(
+      job?.static_configs.flatMap((c) => c.targets),
+      nodes.map((n) => `${n}:8080`),
+    )
+    const mounts = services.grafana?.volumes ?? []
+    assert.ok(
+      mounts.some((v) => v.startsWith('./docs/grafana-dashboard.json:')),
+      'the dashboard is provisioned',
+    )
   })
 
   it('builds an image that runs what npm start runs', () => {
