@@ -99,9 +99,11 @@ export class MongoMessageStore implements MessageStore {
         // The same clientMsgId raced in from elsewhere and won: this is a retry.
         const winner = await this.#byClientId(m)
         if (winner) return { message: winner, duplicate: true }
-        // Another process took this seq.
-        if (attempt >= 20) throw err
-        last = Math.max(seq, await this.lastSeq(m.chatId))
+        // Another process took this seq. Its counter write follows its insert, so the counter
+        // (an _id lookup) is close; lastSeq would read the chat's newest message, which FerretDB
+        // finds by reading the whole collection.
+        if (attempt >= 50) throw err
+        last = Math.max(seq, (await this.#seqs.findOne({ _id: m.chatId }))?.last ?? 0)
       }
     }
   }
