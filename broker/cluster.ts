@@ -4,6 +4,7 @@ import aedesPersistenceRedis, { type RedisPersistence } from 'aedes-persistence-
 import { Redis } from 'ioredis'
 import mqemitterRedis from 'mqemitter-redis'
 import type { Logger } from 'pino'
+import { redisOptions } from './redis-url.ts'
 
 /** What a node needs to join a cluster: aedes' shared persistence and emitter, and Redis itself. */
 export interface ClusterLink {
@@ -22,9 +23,15 @@ export interface ClusterLink {
  * holds up sends for its duration and loses none of them.
  */
 function connection(url: string, log: Logger, role: string): Redis {
-  // No auto-pipelining: on a subscriber connection it lost the reply to one of two SUBSCRIBEs
-  // sent together, and a client's SUBACK never came.
-  const redis = new Redis(url, { maxRetriesPerRequest: null })
+  const { url: plain, options } = redisOptions(url)
+  const settings = {
+    ...options,
+    maxRetriesPerRequest: null,
+    // Through a Sentinel, ioredis' ready check (INFO) on a reconnected subscriber connection is
+    // refused in subscriber mode, and the connection kept failing.
+    ...(role === 'subscribe' ? { enableReadyCheck: false } : {}),
+  }
+  const redis = plain ? new Redis(plain, settings) : new Redis(settings)
   let down = false
   redis.on('error', (err: Error) => {
     if (!down) log.warn({ event: 'redis_error', role, err: err.message }, 'Redis connection failed; retrying')

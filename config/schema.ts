@@ -64,7 +64,7 @@ export const settingsShape = {
     'When set, messages and chats live in this MongoDB (any MongoDB-wire server); unset: SQLite in the data directory.',
   ),
   redisUrl: optionalText.describe(
-    'When set, this node joins a cluster on this Redis (redis:// or rediss://): sessions, subscriptions, retained messages, QoS 1 queues and presence are shared by every node. Needs mongodbUri and a shared JWT key.',
+    'When set, this node joins a cluster on this Redis (redis://, rediss://, or redis-sentinel://host:port,…/master): sessions, subscriptions, retained messages, QoS 1 queues and presence are shared by every node. Needs mongodbUri and a shared JWT key.',
   ),
   nodeId: optionalText.describe(
     "This node's name in a cluster, in logs and presence. Unset: host name and process id.",
@@ -100,8 +100,12 @@ export const settingsShape = {
 
 export const settingsSchema = z.object(settingsShape).superRefine((s, ctx) => {
   if (s.redisUrl !== undefined) {
-    if (!/^rediss?:\/\//.test(s.redisUrl)) {
-      ctx.addIssue({ code: 'custom', path: ['redisUrl'], message: 'expected a redis:// or rediss:// URL' })
+    if (!/^rediss?(-sentinel)?:\/\//.test(s.redisUrl)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['redisUrl'],
+        message: 'expected a redis://, rediss:// or redis-sentinel:// URL',
+      })
     }
     // Every node must see the same messages and accept the same tokens.
     if (s.mongodbUri === undefined) {

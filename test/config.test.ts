@@ -67,7 +67,7 @@ describe('settings', () => {
             NATTER_JWT_SECRET: secret,
           },
         }),
-      /redis:\/\/ or rediss:\/\//,
+      /expected a redis:\/\/, rediss:\/\/ or redis-sentinel:\/\/ URL/,
     )
     const { settings } = loadConfig({
       env: {

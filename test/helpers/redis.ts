@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { freePort } from './free-port.ts'
@@ -67,5 +67,44 @@ export async function startRedis(o: { persistent?: boolean } = {}): Promise<Redi
       await stop()
       rmSync(dir, { recursive: true, force: true })
     },
+  }
+}
+
+export interface RedisSentinel {
+  /** NATTER_REDIS_URL for the monitored master. */
+  url: string
+  stop(): Promise<void>
+}
+
+/** A real Redis Sentinel (redis-server --sentinel) watching a Redis as master "natter". */
+export async function startSentinel(master: RedisServer): Promise<RedisSentinel> {
+  const dir = mkdtempSync(join(tmpdir(), 'natter-sentinel-'))
+  for (let attempt = 0; ; attempt++) {
+    const port = await freePort()
+    const conf = join(dir, 'sentinel.conf')
+    writeFileSync(
+      conf,
+      [
+        `port ${port}`,
+        'bind 127.0.0.1',
+        `dir ${dir}`,
+        `sentinel monitor natter 127.0.0.1 ${master.port} 1`,
+        'sentinel down-after-milliseconds natter 2000',
+      ].join('\n'),
+    )
+    const proc = run('redis-server', [conf, '--sentinel'])
+    try {
+      await proc.waitFor((l) => l.includes('+monitor master natter'), 15_000)
+      return {
+        url: `redis-sentinel://127.0.0.1:${port}/natter`,
+        stop: async () => {
+          await proc.stop()
+          rmSync(dir, { recursive: true, force: true })
+        },
+      }
+    } catch (err) {
+      await proc.stop()
+      if (attempt === 2) throw err
+    }
   }
 }
