@@ -7,15 +7,6 @@ need=()
 command -v mosquitto >/dev/null 2>&1 || need+=(mosquitto)
 # The cluster part runs three Natter nodes on a real Redis.
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
-if [ ${#need[@]} -gt 0 ]; then
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  echo "bench: installing ${need[*]} with apt" >&2
-  export DEBIAN_FRONTEND=noninteractive
-  $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null 2>&1 || {
-    $sudo apt-get update -qq >/dev/null
-    $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-  }
-fi
+bash scripts/apt-install.sh bench "${need[@]}"
 [ -d node_modules/aedes ] || npm ci --no-audit --no-fund
 exec sh scripts/node.sh --disable-warning=ExperimentalWarning bench/run.ts "$@"
