@@ -88,6 +88,8 @@ export interface Row {
   cpuUsPerMsg: number
   rssMb: number
   generatorCpu: number
+  /** What delivered counts: messages (the default) or requests (history pages). */
+  unit?: 'requests'
 }
 
 interface StreamResult {
@@ -404,6 +406,7 @@ async function history(
       scenario: kind.name,
       target: target.name,
       offered: '16 in flight',
+      unit: 'requests',
       delivered: Math.round(latencies.length / seconds),
       loss: 0,
       p50: p50 as number,
@@ -429,7 +432,7 @@ function table(rows: Row[]): string {
       out.push(
         `| ${r.scenario} | ${r.target} | – | ${r.delivered} conn/s | – | – | – | – | – | ${fmt(r.rssMb)} KB/conn | – |`,
       )
-    } else if (r.offered === '16 in flight') {
+    } else if (r.unit === 'requests') {
       out.push(
         `| ${r.scenario} | ${r.target} | ${r.offered} | ${r.delivered} requests/s | – | ${fmt(r.p50, 2)} | ${fmt(r.p99, 2)} | ${fmt(r.p999, 2)} | ${fmt(r.cpuUsPerMsg)} µs/request | ${fmt(r.rssMb, 0)} | – |`,
       )

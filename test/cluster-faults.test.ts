@@ -12,13 +12,12 @@ interface Page {
 }
 
 /** Rejects, naming what did not happen, when the promise has not settled within ms. */
-function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+function within<T>(p: Promise<T>, ms: number, what: string | (() => string)): Promise<T> {
   let timer: NodeJS.Timeout | undefined
+  const say = () => (typeof what === 'string' ? `${what} within ${ms} ms` : what())
   return Promise.race([
     p,
-    new Promise<T>(
-      (_, reject) => (timer = setTimeout(() => reject(new Error(`${what} within ${ms} ms`)), ms)),
-    ),
+    new Promise<T>((_, reject) => (timer = setTimeout(() => reject(new Error(say())), ms))),
   ]).finally(() => clearTimeout(timer))
 }
 
@@ -49,22 +48,23 @@ function startTraffic(senders: Device[], chatId: string) {
     acked,
     sent: () => sent,
     stop: () => clearInterval(pacing),
-    ackedAtLeast: (n: number, what: string) =>
-      new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(() => {
-          waiters.delete(check)
-          const state = senders.map((s) => `${s.userId} ${s.client.connected ? 'connected' : 'disconnected'}`)
-          reject(new Error(`${what}: ${acked.size} of ${n} acknowledged (${sent} sent); ${state.join(', ')}`))
-        }, 30_000)
-        const check = () => {
+    ackedAtLeast: (n: number, what: string) => {
+      let check = () => {}
+      const reached = new Promise<void>((resolve) => {
+        check = () => {
           if (acked.size < n) return
-          clearTimeout(timer)
           waiters.delete(check)
           resolve()
         }
         waiters.add(check)
         check()
-      }),
+      })
+      return within(reached, 30_000, () => {
+        waiters.delete(check)
+        const state = senders.map((s) => `${s.userId} ${s.client.connected ? 'connected' : 'disconnected'}`)
+        return `${what}: ${acked.size} of ${n} acknowledged (${sent} sent); ${state.join(', ')}`
+      })
+    },
   }
 }
 

@@ -7,7 +7,9 @@ import { searchTerms } from './message-store.ts'
 import { type MessageRow, SCHEMA, toMessage } from './sqlite-message-rows.ts'
 import type { WriteReply, WriteRequest } from './sqlite-message-writer.ts'
 
-type Request = WriteRequest extends infer R ? (R extends { id: number } ? Omit<R, 'id'> : never) : never
+// A write request without its id, kind by kind (a plain Omit would merge the kinds).
+type WithoutId<T> = T extends unknown ? Omit<T, 'id'> : never
+type Request = WithoutId<WriteRequest>
 type Done = Extract<WriteReply, { ok: true }>
 
 interface Pending {

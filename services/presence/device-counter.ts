@@ -79,30 +79,17 @@ export class RedisDeviceCounter implements DeviceCounter {
     this.#heartbeatMs = d.heartbeatMs ?? 2000
   }
 
-  async connected(userId: string): Promise<number> {
-    return Number(
-      await this.#redis.eval(
-        CONNECT,
-        2,
-        `natter:presence:${userId}`,
-        this.#usersKey(this.#node),
-        this.#node,
-        userId,
-      ),
-    )
+  connected(userId: string): Promise<number> {
+    return this.#count(CONNECT, userId)
   }
 
-  async disconnected(userId: string): Promise<number> {
-    return Number(
-      await this.#redis.eval(
-        DISCONNECT,
-        2,
-        `natter:presence:${userId}`,
-        this.#usersKey(this.#node),
-        this.#node,
-        userId,
-      ),
-    )
+  disconnected(userId: string): Promise<number> {
+    return this.#count(DISCONNECT, userId)
+  }
+
+  async #count(script: string, userId: string): Promise<number> {
+    const keys = [`natter:presence:${userId}`, this.#usersKey(this.#node)]
+    return Number(await this.#redis.eval(script, keys.length, ...keys, this.#node, userId))
   }
 
   async start(orphaned: (userId: string, lastSeen: number) => void): Promise<void> {
