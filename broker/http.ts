@@ -3,13 +3,32 @@ import type { Logger } from 'pino'
 import type { Registry } from 'prom-client'
 
 type Api = (req: IncomingMessage, res: ServerResponse, op: string) => Promise<void>
+type Objects = { prefix: string; serve: (req: IncomingMessage, res: ServerResponse) => Promise<void> }
 
-/** Natter's HTTP port: liveness, readiness, Prometheus metrics, and the operations over REST (/v1/<op>). */
-export function createHttpHandler(o: { isReady: () => boolean; api: Api; log: Logger; metrics: Registry }) {
+/**
+ * Natter's HTTP port: liveness, readiness, Prometheus metrics, the operations over REST
+ * (/v1/<op>), and on the embedded default the signed media URLs of the disk store.
+ */
+export function createHttpHandler(o: {
+  isReady: () => boolean
+  api: Api
+  log: Logger
+  metrics: Registry
+  objects?: Objects | undefined
+}) {
   return (req: IncomingMessage, res: ServerResponse) => {
     const path = new URL(req.url ?? '/', 'http://x').pathname
     const json = (status: number, body: unknown) =>
       res.writeHead(status, { 'content-type': 'application/json' }).end(`${JSON.stringify(body)}\n`)
+    if (o.objects && path.startsWith(o.objects.prefix)) {
+      o.objects.serve(req, res).catch((err: unknown) => {
+        o.log.error({ err, path }, 'media request failed')
+        if (!res.headersSent)
+          json(500, { error: { code: 'internal', message: 'the request failed on the server' } })
+        else res.destroy()
+      })
+      return
+    }
     const api = /^\/v1\/([a-z.]+)$/.exec(path)
     if (api?.[1]) {
       o.api(req, res, api[1]).catch((err: unknown) => {

@@ -10,6 +10,8 @@ import { createTokenVerifier } from '../services/auth/token-verifier.ts'
 import { topics } from '../services/auth/topic-acl.ts'
 import { ChatService } from '../services/chats/chat-service.ts'
 import { MembershipIndex } from '../services/chats/membership-index.ts'
+import { DISK_OBJECT_PATH, DiskObjectStore } from '../services/media/disk-object-store.ts'
+import { MediaService } from '../services/media/media-service.ts'
 import { MessageService } from '../services/messages/message-service.ts'
 import type { Publish } from '../services/messages/publisher.ts'
 import { startRetention } from '../services/messages/retention.ts'
@@ -29,7 +31,7 @@ import { createHooks } from './hooks.ts'
 import { createHttpHandler } from './http.ts'
 import { InFlight } from './in-flight.ts'
 import { Sessions } from './sessions.ts'
-import { openStores, type Stores } from './stores.ts'
+import { openObjectStore, openStores, type Stores } from './stores.ts'
 
 // Typing indicators vanish on receivers after this long without a new one.
 const TYPING_EXPIRES_MS = 6000
@@ -49,6 +51,7 @@ export interface NatterNode {
   broker: Aedes
   stores: Stores
   presence: PresenceTracker
+  media: MediaService
   /** This node's name in a cluster; undefined on the embedded default. */
   nodeId: string | undefined
   close(): Promise<void>
@@ -73,6 +76,10 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
   log.info({ event: 'stores', kind: stores.kind }, 'message and chat stores open')
   const index = new MembershipIndex()
   index.load(await stores.chats.allMembers())
+  // Known once the HTTP port is bound (it may be 0: any free port).
+  let httpPort = settings.httpPort
+  const objects = await openObjectStore(settings, () => settings.publicUrl ?? `http://localhost:${httpPort}`)
+  log.info({ event: 'media_store', kind: objects.kind }, 'media store open')
   let ready = false
   const cluster: ClusterLink | undefined = settings.redisUrl
     ? openCluster({ redisUrl: settings.redisUrl, nodeId: settings.nodeId }, log)
@@ -124,6 +131,25 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     ops,
   })
   chatService.register(router)
+  const mediaService = new MediaService({
+    catalog: stores.media,
+    objects,
+    limits: {
+      maxBytes: {
+        image: settings.mediaMaxImageBytes,
+        video: settings.mediaMaxVideoBytes,
+        audio: settings.mediaMaxAudioBytes,
+        file: settings.mediaMaxFileBytes,
+      },
+      uploadUrlSeconds: settings.mediaUploadUrlSeconds,
+      downloadUrlSeconds: settings.mediaDownloadUrlSeconds,
+      retentionDays: settings.retentionDays,
+    },
+    isMember: (chatId, userId) => index.isMember(chatId, userId),
+    ops,
+    log,
+  })
+  mediaService.register(router)
   const messageService = new MessageService({
     chats: stores.chats,
     messages: stores.messages,
@@ -135,6 +161,7 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     telemetry,
     undelivered,
     isOnline: (userId) => presence.isOnline(userId),
+    media: mediaService,
   })
   messageService.register(router)
   const presence = new PresenceTracker({
@@ -265,7 +292,12 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
       .delivered(who.userId, payloadOf(packet))
       .catch((err: unknown) => log.error({ err, clientId: client.id }, 'delivered receipt failed'))
   })
-  const retention = startRetention({ store: stores.messages, days: settings.retentionDays, log })
+  const retention = startRetention({
+    store: stores.messages,
+    days: settings.retentionDays,
+    log,
+    sweepMedia: () => mediaService.sweep(),
+  })
   broker.on('connackSent', (packet) => telemetry.connack(packet.returnCode ?? 0))
   broker.on('subscribe', (subs, client) =>
     log.info({
@@ -328,6 +360,10 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
       api: createHttpApi({ verify, router }),
       metrics: registry,
       log,
+      objects:
+        objects instanceof DiskObjectStore
+          ? { prefix: DISK_OBJECT_PATH, serve: (req, res) => objects.serve(req, res) }
+          : undefined,
     }),
   )
 
@@ -347,6 +383,7 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
       ws: await listen(wsHttp, settings.wsPort),
       http: await listen(http, settings.httpPort),
     }
+    httpPort = ports.http
   } catch (err) {
     await closeAll()
     throw err
@@ -429,6 +466,8 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     await cluster?.close()
     await stores.messages.close()
     await stores.chats.close()
+    await stores.media.close()
+    await objects.close()
   }
 
   return {
@@ -436,6 +475,7 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     broker,
     stores,
     presence,
+    media: mediaService,
     nodeId: cluster?.nodeId,
     close: closeAll,
   }

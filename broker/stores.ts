@@ -3,6 +3,12 @@ import type { Settings } from '../config/schema.ts'
 import type { ChatStore } from '../services/chats/chat-store.ts'
 import { MongoChatStore } from '../services/chats/mongo-chat-store.ts'
 import { SqliteChatStore } from '../services/chats/sqlite-chat-store.ts'
+import { DiskObjectStore } from '../services/media/disk-object-store.ts'
+import type { MediaCatalog } from '../services/media/media-catalog.ts'
+import { MongoMediaCatalog } from '../services/media/mongo-media-catalog.ts'
+import type { ObjectStore } from '../services/media/object-store.ts'
+import { S3ObjectStore } from '../services/media/s3-object-store.ts'
+import { SqliteMediaCatalog } from '../services/media/sqlite-media-catalog.ts'
 import type { MessageStore } from '../services/messages/message-store.ts'
 import { MongoMessageStore } from '../services/messages/mongo-message-store.ts'
 import { SqliteMessageStore } from '../services/messages/sqlite-message-store.ts'
@@ -10,21 +16,44 @@ import { SqliteMessageStore } from '../services/messages/sqlite-message-store.ts
 export interface Stores {
   messages: MessageStore
   chats: ChatStore
+  media: MediaCatalog
   kind: 'sqlite' | 'mongodb'
 }
 
 /** MongoDB when NATTER_MONGODB_URI is set, otherwise SQLite files in the data directory. */
 export async function openStores(settings: Settings): Promise<Stores> {
   if (settings.mongodbUri) {
-    const [messages, chats] = await Promise.all([
+    const [messages, chats, media] = await Promise.all([
       MongoMessageStore.open(settings.mongodbUri),
       MongoChatStore.open(settings.mongodbUri),
+      MongoMediaCatalog.open(settings.mongodbUri),
     ])
-    return { messages, chats, kind: 'mongodb' }
+    return { messages, chats, media, kind: 'mongodb' }
   }
   return {
     messages: new SqliteMessageStore(join(settings.dataDir, 'messages.db')),
     chats: new SqliteChatStore(join(settings.dataDir, 'chats.db')),
+    media: new SqliteMediaCatalog(join(settings.dataDir, 'media.db')),
     kind: 'sqlite',
   }
+}
+
+/**
+ * S3 when s3Bucket is set, otherwise files in the data directory served by the HTTP port;
+ * httpBase is where clients reach that port.
+ */
+export async function openObjectStore(settings: Settings, httpBase: () => string): Promise<ObjectStore> {
+  if (settings.s3Bucket) {
+    return S3ObjectStore.open({
+      bucket: settings.s3Bucket,
+      region: settings.s3Region,
+      endpoint: settings.s3Endpoint,
+      forcePathStyle: settings.s3ForcePathStyle,
+      credentials:
+        settings.s3AccessKeyId && settings.s3SecretAccessKey
+          ? { accessKeyId: settings.s3AccessKeyId, secretAccessKey: settings.s3SecretAccessKey }
+          : undefined,
+    })
+  }
+  return new DiskObjectStore({ dir: join(settings.dataDir, 'media'), baseUrl: httpBase })
 }

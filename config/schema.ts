@@ -15,6 +15,11 @@ const integer = (min: number, max: number) =>
   )
 
 const port = integer(0, 65535)
+const flag = z.preprocess(
+  (v) => (v === 'true' || v === '1' ? true : v === 'false' || v === '0' || v === '' ? false : v),
+  z.boolean({ error: 'expected true or false' }),
+)
+const MiB = 1024 * 1024
 const optionalText = z.preprocess((v) => (v === '' ? undefined : v), z.string().optional())
 
 export const settingsShape = {
@@ -74,6 +79,43 @@ export const settingsShape = {
     .describe(
       'On SIGTERM, how long in-flight sends may take to finish their store write and PUBACK before clients are disconnected.',
     ),
+  publicUrl: optionalText.describe(
+    'Base URL of the HTTP port as clients reach it (https://chat.example.com), for the media links of the disk store. Unset: http://localhost:<httpPort>.',
+  ),
+  s3Bucket: optionalText.describe(
+    'When set, media live in this S3 bucket (created if missing); unset: files in the data directory, served by the HTTP port.',
+  ),
+  s3Region: z.string().min(1).default('us-east-1').describe('S3 region.'),
+  s3Endpoint: optionalText.describe(
+    'S3-compatible server (versitygw, MinIO, R2…), e.g. http://127.0.0.1:7070. Unset: AWS.',
+  ),
+  s3ForcePathStyle: flag
+    .default(false)
+    .describe(
+      'Address buckets as endpoint/bucket rather than bucket.endpoint (most S3-compatible servers need true).',
+    ),
+  s3AccessKeyId: optionalText.describe(
+    "S3 access key; with s3SecretAccessKey. Unset: the AWS SDK's default chain (AWS_* variables, profile, instance role).",
+  ),
+  s3SecretAccessKey: optionalText.describe('S3 secret key; with s3AccessKeyId.'),
+  mediaMaxImageBytes: integer(1, 5 * 1024 * MiB)
+    .default(16 * MiB)
+    .describe('Largest image upload (JPEG, PNG, WebP, GIF, AVIF), in bytes.'),
+  mediaMaxVideoBytes: integer(1, 5 * 1024 * MiB)
+    .default(256 * MiB)
+    .describe('Largest video upload (MP4, WebM, QuickTime), in bytes.'),
+  mediaMaxAudioBytes: integer(1, 5 * 1024 * MiB)
+    .default(32 * MiB)
+    .describe('Largest audio upload (voice notes: AAC, MP3, MP4, Ogg, WebM, WAV), in bytes.'),
+  mediaMaxFileBytes: integer(1, 5 * 1024 * MiB)
+    .default(100 * MiB)
+    .describe('Largest file upload (PDF, ZIP, text, office documents, octet-stream), in bytes.'),
+  mediaUploadUrlSeconds: integer(10, 7 * 24 * 3600)
+    .default(900)
+    .describe('How long an upload URL is valid.'),
+  mediaDownloadUrlSeconds: integer(10, 7 * 24 * 3600)
+    .default(300)
+    .describe('How long a download or thumbnail URL is valid.'),
   retentionDays: integer(1, 36_500)
     .default(30)
     .describe('Messages older than this many days are deleted by an hourly job.'),
@@ -115,6 +157,13 @@ export const settingsSchema = z.object(settingsShape).superRefine((s, ctx) => {
         message: 'a cluster needs mongodbUri: SQLite files are not shared between nodes',
       })
     }
+    if (s.s3Bucket === undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['redisUrl'],
+        message: 'a cluster needs s3Bucket: media files on one node’s disk are not reachable from the others',
+      })
+    }
     if (s.jwtAlgorithm === 'HS256' && s.jwtSecret === undefined) {
       ctx.addIssue({
         code: 'custom',
@@ -122,6 +171,19 @@ export const settingsSchema = z.object(settingsShape).superRefine((s, ctx) => {
         message: 'a cluster needs jwtSecret: a generated dev secret differs on every node',
       })
     }
+  }
+  if ((s.s3AccessKeyId === undefined) !== (s.s3SecretAccessKey === undefined)) {
+    ctx.addIssue({
+      code: 'custom',
+      path: [s.s3AccessKeyId === undefined ? 's3AccessKeyId' : 's3SecretAccessKey'],
+      message: 's3AccessKeyId and s3SecretAccessKey go together',
+    })
+  }
+  if (s.publicUrl !== undefined && !/^https?:\/\/[^/]+/.test(s.publicUrl)) {
+    ctx.addIssue({ code: 'custom', path: ['publicUrl'], message: 'expected an http:// or https:// URL' })
+  }
+  if (s.s3Endpoint !== undefined && !/^https?:\/\/[^/]+/.test(s.s3Endpoint)) {
+    ctx.addIssue({ code: 'custom', path: ['s3Endpoint'], message: 'expected an http:// or https:// URL' })
   }
   if (s.jwtAlgorithm === 'HS256') {
     if (s.jwtSecret !== undefined && s.jwtSecret.length < 32) {

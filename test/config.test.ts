@@ -47,16 +47,30 @@ describe('settings', () => {
     )
   })
 
-  it('refuses a cluster without a shared message store or a shared JWT secret', () => {
+  it('refuses a cluster without a shared message store, media bucket or JWT secret', () => {
     const secret = 'x'.repeat(32)
+    const s3 = { NATTER_S3_BUCKET: 'media' }
     assert.throws(
-      () => loadConfig({ env: { NATTER_REDIS_URL: 'redis://r:6379', NATTER_JWT_SECRET: secret } }),
+      () => loadConfig({ env: { NATTER_REDIS_URL: 'redis://r:6379', NATTER_JWT_SECRET: secret, ...s3 } }),
       /NATTER_REDIS_URL.*needs mongodbUri/,
     )
     assert.throws(
       () =>
-        loadConfig({ env: { NATTER_REDIS_URL: 'redis://r:6379', NATTER_MONGODB_URI: 'mongodb://m/natter' } }),
+        loadConfig({
+          env: { NATTER_REDIS_URL: 'redis://r:6379', NATTER_MONGODB_URI: 'mongodb://m/natter', ...s3 },
+        }),
       /NATTER_REDIS_URL.*needs jwtSecret/,
+    )
+    assert.throws(
+      () =>
+        loadConfig({
+          env: {
+            NATTER_REDIS_URL: 'redis://r:6379',
+            NATTER_MONGODB_URI: 'mongodb://m/n',
+            NATTER_JWT_SECRET: secret,
+          },
+        }),
+      /NATTER_REDIS_URL.*needs s3Bucket/,
     )
     assert.throws(
       () =>
@@ -65,6 +79,7 @@ describe('settings', () => {
             NATTER_REDIS_URL: 'http://r',
             NATTER_MONGODB_URI: 'mongodb://m/n',
             NATTER_JWT_SECRET: secret,
+            ...s3,
           },
         }),
       /expected a redis:\/\/, rediss:\/\/ or redis-sentinel:\/\/ URL/,
@@ -74,9 +89,36 @@ describe('settings', () => {
         NATTER_REDIS_URL: 'redis://r:6379',
         NATTER_MONGODB_URI: 'mongodb://m/n',
         NATTER_JWT_SECRET: secret,
+        ...s3,
       },
     })
     assert.equal(settings.redisUrl, 'redis://r:6379')
+  })
+
+  it('reads the S3 settings, and keeps the secret key out of its errors', () => {
+    const { settings } = loadConfig({
+      env: {
+        NATTER_S3_BUCKET: 'media',
+        NATTER_S3_ENDPOINT: 'http://127.0.0.1:7070',
+        NATTER_S3_FORCE_PATH_STYLE: 'true',
+        NATTER_S3_ACCESS_KEY_ID: 'key',
+        NATTER_S3_SECRET_ACCESS_KEY: 'secret',
+      },
+    })
+    assert.equal(settings.s3ForcePathStyle, true)
+    assert.equal(settings.s3Region, 'us-east-1')
+    assert.equal(settings.mediaMaxImageBytes, 16 * 1024 * 1024)
+    assert.throws(
+      () => loadConfig({ env: { NATTER_S3_BUCKET: 'media', NATTER_S3_SECRET_ACCESS_KEY: 'hidden-value' } }),
+      (err: Error) =>
+        /NATTER_S3_ACCESS_KEY_ID: s3AccessKeyId and s3SecretAccessKey go together/.test(err.message) &&
+        !err.message.includes('hidden-value'),
+    )
+    assert.throws(
+      () => loadConfig({ env: { NATTER_S3_FORCE_PATH_STYLE: 'yes' } }),
+      /NATTER_S3_FORCE_PATH_STYLE="yes": expected true or false/,
+    )
+    assert.throws(() => loadConfig({ env: { NATTER_PUBLIC_URL: 'chat.example.com' } }), /expected an http/)
   })
 
   it('warns about unknown NATTER_ variables and ignores others', () => {

@@ -1,3 +1,4 @@
 export { type ConnectOptions, connect, type NatterConnection } from './connect.ts'
+export { type MediaInfo, type MediaUrls, mediaUrl, type UploadOptions, type Uploaded, uploadMedia } from './media.ts'
 export { NatterRequestError, request } from './request.ts'
 export { clientIdOf, topics } from './topics.ts'

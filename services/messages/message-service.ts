@@ -20,6 +20,12 @@ export interface MessageLimits {
   maxTextChars: number
 }
 
+/** Checks and records the media a message carries (services/media/media-service.ts). */
+export interface MediaAttacher {
+  /** The first media id the sender may not send in the chat, or null when all are recorded as sent there. */
+  attach(userId: string, chatId: string, mediaIds: string[], at: number): Promise<string | null>
+}
+
 export type SendOutcome =
   | { ok: true; message: StoredMessage; duplicate: boolean }
   | { ok: false; notice: ErrorNotice }
@@ -37,6 +43,7 @@ export class MessageService {
   readonly #telemetry: Telemetry
   readonly #undelivered: UndeliveredTracker
   readonly #isOnline: (userId: string) => boolean
+  readonly #media: MediaAttacher | undefined
   readonly #limits: MessageLimits
   readonly #ops: Operations
   readonly #pendingCursors = new Map<
@@ -60,7 +67,9 @@ export class MessageService {
     telemetry: Telemetry
     undelivered: UndeliveredTracker
     isOnline: (userId: string) => boolean
+    media?: MediaAttacher
   }) {
+    this.#media = d.media
     this.#telemetry = d.telemetry
     this.#undelivered = d.undelivered
     this.#isOnline = d.isOnline
@@ -107,6 +116,16 @@ export class MessageService {
         'too_large',
         `text has ${p.text.length} characters; the limit is ${this.#limits.maxTextChars}`,
       )
+    }
+    if (p.media?.length) {
+      // Recorded before the message is stored, so that no stored message points at media its
+      // chat's members may not download; a message that then fails to store leaves a harmless grant.
+      const refused = this.#media
+        ? await this.#media.attach(who.userId, chatId, p.media, Date.now())
+        : p.media[0]
+      if (refused) {
+        return refusal('media_not_found', `media ${refused} is not uploaded, or you may not send it`)
+      }
     }
     const started = performance.now()
     const { message, duplicate } = await this.#messages.append({

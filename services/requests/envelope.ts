@@ -13,6 +13,11 @@ export const errorCodes = [
   'too_many_members',
   'too_large',
   'rate_limited',
+  'media_not_found',
+  'unsupported_media_type',
+  'upload_incomplete',
+  'checksum_mismatch',
+  'invalid_image',
   'internal',
 ] as const
 export type ErrorCode = (typeof errorCodes)[number]

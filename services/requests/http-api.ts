@@ -18,6 +18,11 @@ const statusOf: Record<ErrorCode, number> = {
   too_many_members: 422,
   too_large: 413,
   rate_limited: 429,
+  media_not_found: 404,
+  unsupported_media_type: 415,
+  upload_incomplete: 409,
+  checksum_mismatch: 422,
+  invalid_image: 422,
   internal: 500,
 }
 

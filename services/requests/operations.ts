@@ -77,6 +77,47 @@ export function operations(l: OperationLimits) {
       summary: 'Messages of a chat that contain every word of the query, newest first.',
       params: z.object({ chatId, query: z.string().min(1).max(200), limit }).strict(),
     },
+    'media.begin': {
+      summary:
+        'Start an upload for a chat: the same bytes uploaded before come back ready; otherwise a signed URL to PUT them to.',
+      params: z
+        .object({
+          chatId,
+          sha256: z
+            .string()
+            .regex(/^[0-9a-fA-F]{64}$/, { error: 'expected the SHA-256 of the bytes as 64 hex digits' })
+            .transform((h) => h.toLowerCase()),
+          size: z.number().int().min(1),
+          contentType: z
+            .string()
+            .min(1)
+            .max(255)
+            .transform((t) => t.toLowerCase()),
+          name: z
+            .string()
+            .min(1)
+            .max(255)
+            .regex(/^[^\p{Cc}/\\]+$/u, {
+              error: 'a file name without control characters or slashes',
+            })
+            .optional(),
+          durationMs: z
+            .number()
+            .int()
+            .min(0)
+            .optional()
+            .describe('Audio and video: the length, as the uploader measured it'),
+        })
+        .strict(),
+    },
+    'media.complete': {
+      summary: 'After the PUT: the server checks the stored bytes and makes the media sendable.',
+      params: z.object({ mediaId: z.string().min(1).max(128) }).strict(),
+    },
+    'media.get': {
+      summary: 'Short-lived download URLs (and a thumbnail for images) of a media one may see.',
+      params: z.object({ mediaId: z.string().min(1).max(128) }).strict(),
+    },
   } as const
 }
 

@@ -1,0 +1,84 @@
+import type { MediaKind } from './media-kinds.ts'
+
+/**
+ * What Natter knows about each media object: who uploaded it, its checksum and metadata, its
+ * state, and the chats it was sent in (who may download it). One interface, a SQLite catalog
+ * (embedded default) and a MongoDB one, held to test/contract/media-catalog.contract.ts.
+ */
+
+export type MediaStatus = 'pending' | 'ready' | 'deleting'
+
+export interface MediaRecord {
+  id: string
+  uploaderId: string
+  /** 64 hex digits. One uploader has one record per checksum. */
+  sha256: string
+  size: number
+  contentType: string
+  kind: MediaKind
+  /** The file name the uploader gave, for downloads. */
+  name: string | null
+  status: MediaStatus
+  createdAt: number
+  /** Pending: the upload must be completed before this; past it the upload is swept. */
+  expiresAt: number
+  readyAt: number | null
+  /** When a message last referenced it; null until it is first sent. */
+  lastSentAt: number | null
+  width: number | null
+  height: number | null
+  /** As declared by the uploader, for audio and video. */
+  durationMs: number | null
+  hasThumbnail: boolean
+}
+
+export type NewMedia = Pick<
+  MediaRecord,
+  | 'id'
+  | 'uploaderId'
+  | 'sha256'
+  | 'size'
+  | 'contentType'
+  | 'kind'
+  | 'name'
+  | 'createdAt'
+  | 'expiresAt'
+  | 'durationMs'
+>
+
+export interface MediaFacts {
+  width: number | null
+  height: number | null
+  hasThumbnail: boolean
+}
+
+/** When unused media may go: never sent and ready before unsentBefore, or last sent before sentBefore. */
+export interface SweepCutoffs {
+  now: number
+  unsentBefore: number
+  sentBefore: number
+}
+
+export interface MediaCatalog {
+  /** Records a pending upload; when the uploader has a record with that checksum, returns it instead. */
+  begin(m: NewMedia): Promise<{ record: MediaRecord; created: boolean }>
+  get(id: string): Promise<MediaRecord | null>
+  /** Gives a pending upload a new deadline (its uploader asked for a new URL). */
+  extend(id: string, expiresAt: number): Promise<void>
+  /** Pending to ready, with what the server learnt; null when it was not pending. */
+  complete(id: string, facts: MediaFacts, at: number): Promise<MediaRecord | null>
+  /**
+   * Records that a message in chatId references the media; false when it is not ready (not
+   * uploaded, or being deleted), in which case nothing is recorded.
+   */
+  reference(id: string, chatId: string, at: number): Promise<boolean>
+  /** The chats a media was sent in: their members may download it for as long as it is kept. */
+  chatsOf(id: string): Promise<string[]>
+  /** Records to sweep: expired pending uploads, unused ready media, and deletions left unfinished. */
+  due(c: SweepCutoffs, limit: number): Promise<MediaRecord[]>
+  /** Marks a due record as being deleted, checked again atomically; false when it is no longer due. */
+  markDeleting(id: string, c: SweepCutoffs): Promise<boolean>
+  /** Drops the record and its references (after its objects are gone). */
+  remove(id: string): Promise<void>
+  close(): Promise<void>
+}

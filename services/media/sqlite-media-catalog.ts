@@ -1,0 +1,209 @@
+import { mkdirSync } from 'node:fs'
+import { dirname } from 'node:path'
+import { DatabaseSync, type SQLInputValue } from 'node:sqlite'
+import type { MediaCatalog, MediaFacts, MediaRecord, NewMedia, SweepCutoffs } from './media-catalog.ts'
+import type { MediaKind } from './media-kinds.ts'
+
+interface MediaRow {
+  id: string
+  uploader_id: string
+  sha256: string
+  size: number
+  content_type: string
+  kind: string
+  name: string | null
+  status: string
+  created_at: number
+  expires_at: number
+  ready_at: number | null
+  last_sent_at: number | null
+  width: number | null
+  height: number | null
+  duration_ms: number | null
+  has_thumbnail: number
+}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS media (
+  id TEXT PRIMARY KEY,
+  uploader_id TEXT NOT NULL,
+  sha256 TEXT NOT NULL,
+  size INTEGER NOT NULL,
+  content_type TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  name TEXT,
+  status TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL,
+  ready_at INTEGER,
+  last_sent_at INTEGER,
+  width INTEGER,
+  height INTEGER,
+  duration_ms INTEGER,
+  has_thumbnail INTEGER NOT NULL DEFAULT 0
+);
+CREATE UNIQUE INDEX IF NOT EXISTS media_uploader_sha ON media (uploader_id, sha256);
+CREATE INDEX IF NOT EXISTS media_status ON media (status);
+CREATE TABLE IF NOT EXISTS media_chats (
+  media_id TEXT NOT NULL,
+  chat_id TEXT NOT NULL,
+  PRIMARY KEY (media_id, chat_id)
+) WITHOUT ROWID;
+`
+
+// The same condition in due() and markDeleting(), so a record is marked only while it is due.
+const DUE = `(
+  (status = 'pending' AND expires_at < :now)
+  OR (status = 'ready' AND last_sent_at IS NULL AND ready_at < :unsentBefore)
+  OR (status = 'ready' AND last_sent_at < :sentBefore)
+  OR status = 'deleting'
+)`
+
+function toRecord(r: MediaRow): MediaRecord {
+  return {
+    id: r.id,
+    uploaderId: r.uploader_id,
+    sha256: r.sha256,
+    size: r.size,
+    contentType: r.content_type,
+    kind: r.kind as MediaKind,
+    name: r.name,
+    status: r.status as MediaRecord['status'],
+    createdAt: r.created_at,
+    expiresAt: r.expires_at,
+    readyAt: r.ready_at,
+    lastSentAt: r.last_sent_at,
+    width: r.width,
+    height: r.height,
+    durationMs: r.duration_ms,
+    hasThumbnail: r.has_thumbnail === 1,
+  }
+}
+
+const cutoffParams = (c: SweepCutoffs): Record<string, SQLInputValue> => ({
+  now: c.now,
+  unsentBefore: c.unsentBefore,
+  sentBefore: c.sentBefore,
+})
+
+/** The media catalog in a SQLite file of the data directory. Its writes are rare and small. */
+export class SqliteMediaCatalog implements MediaCatalog {
+  readonly #db: DatabaseSync
+
+  constructor(path: string) {
+    mkdirSync(dirname(path), { recursive: true })
+    this.#db = new DatabaseSync(path)
+    this.#db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;')
+    this.#db.exec(SCHEMA)
+  }
+
+  async begin(m: NewMedia): Promise<{ record: MediaRecord; created: boolean }> {
+    const inserted = this.#db
+      .prepare(
+        `INSERT INTO media (id, uploader_id, sha256, size, content_type, kind, name, status, created_at, expires_at, duration_ms)
+         VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)
+         ON CONFLICT (uploader_id, sha256) DO NOTHING`,
+      )
+      .run(
+        m.id,
+        m.uploaderId,
+        m.sha256,
+        m.size,
+        m.contentType,
+        m.kind,
+        m.name,
+        m.createdAt,
+        m.expiresAt,
+        m.durationMs,
+      )
+    const row = this.#db
+      .prepare('SELECT * FROM media WHERE uploader_id = ? AND sha256 = ?')
+      .get(m.uploaderId, m.sha256) as unknown as MediaRow
+    return { record: toRecord(row), created: Number(inserted.changes) === 1 }
+  }
+
+  async get(id: string): Promise<MediaRecord | null> {
+    const row = this.#db.prepare('SELECT * FROM media WHERE id = ?').get(id) as unknown as
+      | MediaRow
+      | undefined
+    return row ? toRecord(row) : null
+  }
+
+  async extend(id: string, expiresAt: number): Promise<void> {
+    this.#db
+      .prepare(`UPDATE media SET expires_at = max(expires_at, ?) WHERE id = ? AND status = 'pending'`)
+      .run(expiresAt, id)
+  }
+
+  async complete(id: string, f: MediaFacts, at: number): Promise<MediaRecord | null> {
+    const done = this.#db
+      .prepare(
+        `UPDATE media SET status = 'ready', ready_at = ?, width = ?, height = ?, has_thumbnail = ?
+         WHERE id = ? AND status = 'pending'`,
+      )
+      .run(at, f.width, f.height, f.hasThumbnail ? 1 : 0, id)
+    return Number(done.changes) === 1 ? this.get(id) : null
+  }
+
+  async reference(id: string, chatId: string, at: number): Promise<boolean> {
+    const db = this.#db
+    db.exec('BEGIN IMMEDIATE')
+    try {
+      const marked = db
+        .prepare(
+          `UPDATE media SET last_sent_at = max(coalesce(last_sent_at, 0), ?) WHERE id = ? AND status = 'ready'`,
+        )
+        .run(at, id)
+      if (Number(marked.changes) === 1) {
+        db.prepare('INSERT INTO media_chats (media_id, chat_id) VALUES (?, ?) ON CONFLICT DO NOTHING').run(
+          id,
+          chatId,
+        )
+      }
+      db.exec('COMMIT')
+      return Number(marked.changes) === 1
+    } catch (err) {
+      db.exec('ROLLBACK')
+      throw err
+    }
+  }
+
+  async chatsOf(id: string): Promise<string[]> {
+    const rows = this.#db
+      .prepare('SELECT chat_id FROM media_chats WHERE media_id = ?')
+      .all(id) as unknown as {
+      chat_id: string
+    }[]
+    return rows.map((r) => r.chat_id)
+  }
+
+  async due(c: SweepCutoffs, limit: number): Promise<MediaRecord[]> {
+    const rows = this.#db
+      .prepare(`SELECT * FROM media WHERE ${DUE} ORDER BY created_at LIMIT :limit`)
+      .all({ ...cutoffParams(c), limit }) as unknown as MediaRow[]
+    return rows.map(toRecord)
+  }
+
+  async markDeleting(id: string, c: SweepCutoffs): Promise<boolean> {
+    const marked = this.#db
+      .prepare(`UPDATE media SET status = 'deleting' WHERE id = :id AND ${DUE}`)
+      .run({ ...cutoffParams(c), id })
+    return Number(marked.changes) === 1
+  }
+
+  async remove(id: string): Promise<void> {
+    this.#db.exec('BEGIN IMMEDIATE')
+    try {
+      this.#db.prepare('DELETE FROM media_chats WHERE media_id = ?').run(id)
+      this.#db.prepare('DELETE FROM media WHERE id = ?').run(id)
+      this.#db.exec('COMMIT')
+    } catch (err) {
+      this.#db.exec('ROLLBACK')
+      throw err
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.#db.isOpen) this.#db.close()
+  }
+}

@@ -1,0 +1,149 @@
+import assert from 'node:assert/strict'
+import { createHash } from 'node:crypto'
+import { after, before, describe, it } from 'node:test'
+import type { MediaCatalog, NewMedia, SweepCutoffs } from '../../services/media/media-catalog.ts'
+import type { Harness } from '../helpers/store-harness.ts'
+
+let n = 0
+const unique = (what: string) => `${what}-${process.pid}-${++n}`
+const sha = (s: string) => createHash('sha256').update(s).digest('hex')
+
+function upload(o: Partial<NewMedia> = {}): NewMedia {
+  return {
+    id: unique('m'),
+    uploaderId: unique('alice'),
+    sha256: sha(unique('bytes')),
+    size: 1234,
+    contentType: 'image/png',
+    kind: 'image',
+    name: 'cat.png',
+    createdAt: 1000,
+    expiresAt: 2000,
+    durationMs: null,
+    ...o,
+  }
+}
+
+const facts = { width: 640, height: 480, hasThumbnail: true }
+
+/** What every media catalog must do, whatever holds the records. */
+export function mediaCatalogContract(name: string, open: () => Promise<Harness<MediaCatalog>>): void {
+  describe(`media catalog contract: ${name}`, () => {
+    let h: Harness<MediaCatalog>
+    let catalog: MediaCatalog
+    before(async () => {
+      h = await open()
+      catalog = h.store
+    })
+    after(() => h.cleanup())
+
+    it('records a pending upload, and gives the same record back for the same uploader and checksum', async () => {
+      const first = upload()
+      const begun = await catalog.begin(first)
+      assert.equal(begun.created, true)
+      assert.equal(begun.record.status, 'pending')
+      assert.deepEqual(begun.record, {
+        ...first,
+        status: 'pending',
+        readyAt: null,
+        lastSentAt: null,
+        width: null,
+        height: null,
+        hasThumbnail: false,
+      })
+      const again = await catalog.begin({ ...upload(), uploaderId: first.uploaderId, sha256: first.sha256 })
+      assert.equal(again.created, false)
+      assert.equal(again.record.id, first.id)
+      const someoneElse = await catalog.begin({ ...upload(), sha256: first.sha256 })
+      assert.equal(someoneElse.created, true, 'another uploader of the same bytes gets a record of their own')
+      assert.notEqual(someoneElse.record.id, first.id)
+      assert.deepEqual(await catalog.get(first.id), begun.record)
+      assert.equal(await catalog.get(unique('missing')), null)
+    })
+
+    it('completes a pending upload once, with what the server learnt', async () => {
+      const m = upload()
+      await catalog.begin(m)
+      const ready = await catalog.complete(m.id, facts, 1500)
+      assert.equal(ready?.status, 'ready')
+      assert.equal(ready?.readyAt, 1500)
+      assert.equal(ready?.width, 640)
+      assert.equal(ready?.height, 480)
+      assert.equal(ready?.hasThumbnail, true)
+      assert.equal(await catalog.complete(m.id, facts, 1600), null, 'a second completion changes nothing')
+      assert.equal((await catalog.get(m.id))?.readyAt, 1500)
+      assert.equal(await catalog.complete(unique('missing'), facts, 1600), null)
+    })
+
+    it('extends the deadline of a pending upload, never shortens it', async () => {
+      const m = upload()
+      await catalog.begin(m)
+      await catalog.extend(m.id, 5000)
+      assert.equal((await catalog.get(m.id))?.expiresAt, 5000)
+      await catalog.extend(m.id, 3000)
+      assert.equal((await catalog.get(m.id))?.expiresAt, 5000)
+    })
+
+    it('references only ready media, and remembers every chat it was sent in', async () => {
+      const m = upload()
+      await catalog.begin(m)
+      assert.equal(await catalog.reference(m.id, 'chat-a', 1700), false, 'a pending upload cannot be sent')
+      assert.deepEqual(await catalog.chatsOf(m.id), [])
+      await catalog.complete(m.id, facts, 1500)
+      assert.equal(await catalog.reference(m.id, 'chat-a', 1700), true)
+      assert.equal(await catalog.reference(m.id, 'chat-b', 1900), true)
+      assert.equal(await catalog.reference(m.id, 'chat-a', 1800), true)
+      assert.deepEqual((await catalog.chatsOf(m.id)).sort(), ['chat-a', 'chat-b'])
+      assert.equal((await catalog.get(m.id))?.lastSentAt, 1900, 'the latest reference counts')
+      assert.equal(await catalog.reference(unique('missing'), 'chat-a', 1700), false)
+    })
+
+    it('finds what is due for deletion, and marks it only while it still is', async () => {
+      const cut = (now: number): SweepCutoffs => ({ now, unsentBefore: now - 100, sentBefore: now - 1000 })
+      const expired = upload({ createdAt: 1, expiresAt: 2000 })
+      const unsent = upload({ createdAt: 2 })
+      const sent = upload({ createdAt: 3 })
+      const recent = upload({ createdAt: 4 })
+      for (const m of [expired, unsent, sent, recent]) await catalog.begin(m)
+      await catalog.complete(unsent.id, facts, 2500)
+      await catalog.complete(sent.id, facts, 2500)
+      await catalog.reference(sent.id, 'chat-a', 3000)
+      await catalog.complete(recent.id, facts, 2950)
+      const ids = async (now: number) => {
+        const mine = new Set([expired.id, unsent.id, sent.id, recent.id])
+        return (await catalog.due(cut(now), 1000)).filter((r) => mine.has(r.id)).map((r) => r.id)
+      }
+      assert.deepEqual(await ids(1999), [])
+      assert.deepEqual(await ids(2601), [expired.id, unsent.id])
+      assert.deepEqual(await ids(4001), [expired.id, unsent.id, sent.id, recent.id])
+
+      assert.equal(await catalog.markDeleting(sent.id, cut(2601)), false, 'not due yet')
+      assert.equal(await catalog.markDeleting(unsent.id, cut(2601)), true)
+      assert.equal((await catalog.get(unsent.id))?.status, 'deleting')
+      assert.equal(
+        await catalog.reference(unsent.id, 'chat-a', 2700),
+        false,
+        'media being deleted cannot be sent',
+      )
+      assert.deepEqual(await ids(2601), [expired.id, unsent.id], 'an unfinished deletion stays due')
+      assert.equal(await catalog.markDeleting(unsent.id, cut(2601)), true, 'and can be marked again')
+
+      await catalog.reference(sent.id, 'chat-b', 3900)
+      assert.equal(await catalog.markDeleting(sent.id, cut(4001)), false, 'sent again meanwhile')
+
+      await catalog.remove(unsent.id)
+      assert.equal(await catalog.get(unsent.id), null)
+      assert.deepEqual(await catalog.chatsOf(unsent.id), [])
+    })
+
+    it('keeps records across a reopen', async () => {
+      const m = upload()
+      await catalog.begin(m)
+      await catalog.complete(m.id, facts, 1500)
+      await catalog.reference(m.id, 'chat-a', 1700)
+      catalog = await h.reopen()
+      assert.equal((await catalog.get(m.id))?.status, 'ready')
+      assert.deepEqual(await catalog.chatsOf(m.id), ['chat-a'])
+    })
+  })
+}

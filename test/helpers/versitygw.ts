@@ -1,0 +1,59 @@
+import { execFileSync } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { freePort } from './free-port.ts'
+import { type Proc, ROOT, run } from './processes.ts'
+
+export interface S3Server {
+  endpoint: string
+  accessKeyId: string
+  secretAccessKey: string
+  region: string
+  stop(): Promise<void>
+}
+
+/**
+ * A real S3 server: versitygw (it checks SigV4 signatures, expiry and checksums) on a free port
+ * over a fresh directory, built once by scripts/setup-versitygw.sh.
+ */
+export async function startVersitygw(): Promise<S3Server> {
+  const bin = execFileSync('bash', [join(ROOT, 'scripts/setup-versitygw.sh')], { encoding: 'utf8' }).trim()
+  const dir = mkdtempSync(join(tmpdir(), 'natter-s3-'))
+  mkdirSync(join(dir, 'meta'))
+  mkdirSync(join(dir, 'data'))
+  const accessKeyId = `natter${randomBytes(4).toString('hex')}`
+  const secretAccessKey = randomBytes(20).toString('hex')
+  let proc: Proc | undefined
+  let port = 0
+  // versitygw cannot report a port it picked itself: a free one is chosen first, and another
+  // process could take it in between, hence a retry.
+  for (let attempt = 0; attempt < 3; attempt++) {
+    port = await freePort()
+    proc = run(
+      join(ROOT, bin),
+      ['--port', `127.0.0.1:${port}`, 'posix', '--sidecar', join(dir, 'meta'), join(dir, 'data')],
+      { ROOT_ACCESS_KEY_ID: accessKeyId, ROOT_SECRET_ACCESS_KEY: secretAccessKey },
+    )
+    try {
+      await proc.waitFor((l) => l.includes(`http://127.0.0.1:${port}`), 30_000)
+      break
+    } catch (err) {
+      await proc.stop()
+      proc = undefined
+      if (attempt === 2) throw err
+    }
+  }
+  const p = proc as Proc
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    accessKeyId,
+    secretAccessKey,
+    region: 'us-east-1',
+    stop: async () => {
+      await p.stop()
+      rmSync(dir, { recursive: true, force: true })
+    },
+  }
+}

@@ -1,0 +1,21 @@
+import { S3ObjectStore } from '../services/media/s3-object-store.ts'
+import { objectStoreContract } from './contract/object-store.contract.ts'
+import { startVersitygw } from './helpers/versitygw.ts'
+
+objectStoreContract('S3 (versitygw)', async () => {
+  const s3 = await startVersitygw()
+  const store = await S3ObjectStore.open({
+    bucket: 'natter-media',
+    region: s3.region,
+    endpoint: s3.endpoint,
+    forcePathStyle: true,
+    credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
+  })
+  return {
+    store,
+    cleanup: async () => {
+      await store.close()
+      await s3.stop()
+    },
+  }
+})
