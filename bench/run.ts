@@ -6,6 +6,7 @@ import { join } from 'node:path'
 import { SignJWT } from 'jose'
 import { startFerretDb } from '../test/helpers/ferretdb.ts'
 import { startRedis } from '../test/helpers/redis.ts'
+import { s3Env, startVersitygw } from '../test/helpers/versitygw.ts'
 import { renderChart } from './chart.ts'
 import { seedHistory } from './history-seed.ts'
 import type { ClientSpec, Job, Pair } from './load-worker.ts'
@@ -507,14 +508,19 @@ async function main() {
     if (want('cluster')) {
       // Three Natter nodes on one Redis (and FerretDB, which relaying does not touch), each
       // message published on one node and delivered from another; next to the single node.
-      const [redis, ferret] = await Promise.all([startRedis(), startFerretDb()])
+      const [redis, ferret, s3] = await Promise.all([startRedis(), startFerretDb(), startVersitygw()])
       const nodes: Target[] = []
       try {
         for (const id of ['n1', 'n2', 'n3']) {
           nodes.push(
             await startNatter({
               secret,
-              env: { NATTER_REDIS_URL: redis.url, NATTER_MONGODB_URI: ferret.uri, NATTER_NODE_ID: id },
+              env: {
+                NATTER_REDIS_URL: redis.url,
+                NATTER_MONGODB_URI: ferret.uri,
+                NATTER_NODE_ID: id,
+                ...s3Env(s3),
+              },
             }),
           )
         }
@@ -543,6 +549,7 @@ async function main() {
       } finally {
         for (const n of nodes) await n.stop()
         await ferret.stop()
+        await s3.stop()
         await redis.stop()
       }
       extraVersions.push(`Redis ${redisVersion()}`)

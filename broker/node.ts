@@ -30,6 +30,7 @@ import { ClientConnection } from './connection.ts'
 import { createHooks } from './hooks.ts'
 import { createHttpHandler } from './http.ts'
 import { InFlight } from './in-flight.ts'
+import { mediaLimits } from './media-limits.ts'
 import { Sessions } from './sessions.ts'
 import { openObjectStore, openStores, type Stores } from './stores.ts'
 
@@ -134,17 +135,7 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
   const mediaService = new MediaService({
     catalog: stores.media,
     objects,
-    limits: {
-      maxBytes: {
-        image: settings.mediaMaxImageBytes,
-        video: settings.mediaMaxVideoBytes,
-        audio: settings.mediaMaxAudioBytes,
-        file: settings.mediaMaxFileBytes,
-      },
-      uploadUrlSeconds: settings.mediaUploadUrlSeconds,
-      downloadUrlSeconds: settings.mediaDownloadUrlSeconds,
-      retentionDays: settings.retentionDays,
-    },
+    limits: mediaLimits(settings),
     isMember: (chatId, userId) => index.isMember(chatId, userId),
     ops,
     log,

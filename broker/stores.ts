@@ -38,6 +38,21 @@ export async function openStores(settings: Settings): Promise<Stores> {
   }
 }
 
+/** Only what the media service needs, for `natter media`: chats (membership) and the media catalog. */
+export async function openMediaStores(settings: Settings): Promise<Pick<Stores, 'chats' | 'media'>> {
+  if (settings.mongodbUri) {
+    const [chats, media] = await Promise.all([
+      MongoChatStore.open(settings.mongodbUri),
+      MongoMediaCatalog.open(settings.mongodbUri),
+    ])
+    return { chats, media }
+  }
+  return {
+    chats: new SqliteChatStore(join(settings.dataDir, 'chats.db')),
+    media: new SqliteMediaCatalog(join(settings.dataDir, 'media.db')),
+  }
+}
+
 /**
  * S3 when s3Bucket is set, otherwise files in the data directory served by the HTTP port;
  * httpBase is where clients reach that port.
@@ -48,6 +63,7 @@ export async function openObjectStore(settings: Settings, httpBase: () => string
       bucket: settings.s3Bucket,
       region: settings.s3Region,
       endpoint: settings.s3Endpoint,
+      publicEndpoint: settings.s3PublicEndpoint,
       forcePathStyle: settings.s3ForcePathStyle,
       credentials:
         settings.s3AccessKeyId && settings.s3SecretAccessKey

@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util'
 import { createLogger } from '../broker/log.ts'
+import { startMediaServer } from '../broker/media-server.ts'
 import { startNode } from '../broker/node.ts'
 import { ConfigError, loadConfig } from '../config/load.ts'
 import { signDevToken } from '../services/auth/dev-token.ts'
@@ -9,6 +10,8 @@ const USAGE = `natter: an MQTT-native chat backend
 
 Usage:
   natter start [--config FILE]            run one node on the embedded default (the default command)
+  natter media [--config FILE]            run only the media service's HTTP API (media.* operations),
+                                          on the same stores as the nodes
   natter token USER [--ttl 24h] [--config FILE]
                                           print a dev token (HS256) for USER
   natter --help                           this text
@@ -61,11 +64,13 @@ async function main(argv: string[]): Promise<number> {
     return 0
   }
 
-  if (command !== 'start') throw new UsageError(`unknown command "${command}"; see natter --help`)
-  if (rest.length > 0) throw new UsageError(`start takes no arguments, got "${rest.join(' ')}"`)
+  if (command !== 'start' && command !== 'media') {
+    throw new UsageError(`unknown command "${command}"; see natter --help`)
+  }
+  if (rest.length > 0) throw new UsageError(`${command} takes no arguments, got "${rest.join(' ')}"`)
   const log = createLogger(settings.logLevel)
   for (const w of warnings) log.warn({ event: 'config_warning' }, w)
-  const node = await startNode(settings, log)
+  const node = command === 'media' ? await startMediaServer(settings, log) : await startNode(settings, log)
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
       log.info({ event: 'shutdown', signal }, 'shutting down')

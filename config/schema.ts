@@ -89,6 +89,9 @@ export const settingsShape = {
   s3Endpoint: optionalText.describe(
     'S3-compatible server (versitygw, MinIO, R2…), e.g. http://127.0.0.1:7070. Unset: AWS.',
   ),
+  s3PublicEndpoint: optionalText.describe(
+    'Endpoint in the URLs handed to clients, when they reach the S3 server at another address than Natter does (behind a proxy, or in docker compose). Unset: s3Endpoint.',
+  ),
   s3ForcePathStyle: flag
     .default(false)
     .describe(
@@ -182,8 +185,11 @@ export const settingsSchema = z.object(settingsShape).superRefine((s, ctx) => {
   if (s.publicUrl !== undefined && !/^https?:\/\/[^/]+/.test(s.publicUrl)) {
     ctx.addIssue({ code: 'custom', path: ['publicUrl'], message: 'expected an http:// or https:// URL' })
   }
-  if (s.s3Endpoint !== undefined && !/^https?:\/\/[^/]+/.test(s.s3Endpoint)) {
-    ctx.addIssue({ code: 'custom', path: ['s3Endpoint'], message: 'expected an http:// or https:// URL' })
+  for (const key of ['s3Endpoint', 's3PublicEndpoint'] as const) {
+    const url = s[key]
+    if (url !== undefined && !/^https?:\/\/[^/]+/.test(url)) {
+      ctx.addIssue({ code: 'custom', path: [key], message: 'expected an http:// or https:// URL' })
+    }
   }
   if (s.jwtAlgorithm === 'HS256') {
     if (s.jwtSecret !== undefined && s.jwtSecret.length < 32) {

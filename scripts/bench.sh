@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # npm run bench / bench:full: installs mosquitto and redis-server (Debian) when missing, then runs
-# bench/run.ts (which builds FerretDB into .tools/ for its MongoDB and cluster parts).
+# bench/run.ts (which builds FerretDB and versitygw into .tools/ for its MongoDB and cluster parts).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()

@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 
 bash scripts/setup-test-deps.sh
 bash scripts/setup-ferretdb.sh >/dev/null
+bash scripts/setup-versitygw.sh >/dev/null
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund
 fi

@@ -4,6 +4,7 @@ import { type ClusterNode, clusterSecret, startClusterNode } from './helpers/clu
 import { Device } from './helpers/device.ts'
 import { type FerretDb, startFerretDb } from './helpers/ferretdb.ts'
 import { type RedisServer, startRedis } from './helpers/redis.ts'
+import { type S3Server, startVersitygw } from './helpers/versitygw.ts'
 
 interface Page {
   messages: Array<{ seq: number; clientMsgId?: string; kind?: string }>
@@ -110,13 +111,18 @@ async function verify(members: Device[], chatId: string, acked: Set<string>) {
 describe('a cluster under faults', () => {
   let redis: RedisServer
   let ferret: FerretDb
+  let s3: S3Server
   const { secret, token } = clusterSecret()
   let nodes: ClusterNode[] = []
   const devices: Device[] = []
 
   before(async () => {
-    ;[redis, ferret] = await Promise.all([startRedis({ persistent: true }), startFerretDb()])
-    const setup = { redisUrl: redis.url, mongoUri: ferret.uri, secret }
+    ;[redis, ferret, s3] = await Promise.all([
+      startRedis({ persistent: true }),
+      startFerretDb(),
+      startVersitygw(),
+    ])
+    const setup = { redisUrl: redis.url, mongoUri: ferret.uri, s3, secret }
     for (const id of ['a', 'b', 'c']) nodes.push(await startClusterNode(id, setup))
   })
   after(async () => {
@@ -124,6 +130,7 @@ describe('a cluster under faults', () => {
     // The graceful path has its own test; here the nodes only need to go.
     for (const n of nodes) await n.kill()
     await ferret?.stop()
+    await s3?.stop()
     await redis?.stop()
   })
 
@@ -188,7 +195,7 @@ describe('a cluster under faults', () => {
   })
 
   it('loses nothing and drops no in-flight send when a node stops gracefully under traffic', async () => {
-    const setup = { redisUrl: redis.url, mongoUri: ferret.uri, secret }
+    const setup = { redisUrl: redis.url, mongoUri: ferret.uri, s3, secret }
     // FerretDB under a loaded test machine can take seconds per write: the grace period covers it.
     const d = await startClusterNode('d', setup, { NATTER_SHUTDOWN_GRACE_MS: '60000' })
     const a = nodes[0] as ClusterNode

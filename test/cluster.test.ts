@@ -1,9 +1,13 @@
 import assert from 'node:assert/strict'
+import { createHash } from 'node:crypto'
 import { after, before, describe, it } from 'node:test'
-import { type ClusterNode, clusterSecret, startClusterNode } from './helpers/cluster.ts'
+import { mediaUrl, uploadMedia } from '@natter/client-sdk'
+import sharp from 'sharp'
+import { type ClusterNode, type ClusterSetup, clusterSecret, startClusterNode } from './helpers/cluster.ts'
 import { Device } from './helpers/device.ts'
 import { type FerretDb, startFerretDb } from './helpers/ferretdb.ts'
 import { type RedisServer, startRedis } from './helpers/redis.ts'
+import { type S3Server, startVersitygw } from './helpers/versitygw.ts'
 
 const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i)
 const texts = (d: Device, chatId: string) =>
@@ -15,6 +19,8 @@ const texts = (d: Device, chatId: string) =>
 describe('a cluster of three nodes on one Redis', () => {
   let redis: RedisServer
   let ferret: FerretDb
+  let s3: S3Server
+  let setup: ClusterSetup
   const { secret, token } = clusterSecret()
   let a: ClusterNode
   let b: ClusterNode
@@ -27,8 +33,8 @@ describe('a cluster of three nodes on one Redis', () => {
   }
 
   before(async () => {
-    ;[redis, ferret] = await Promise.all([startRedis(), startFerretDb()])
-    const setup = { redisUrl: redis.url, mongoUri: ferret.uri, secret }
+    ;[redis, ferret, s3] = await Promise.all([startRedis(), startFerretDb(), startVersitygw()])
+    setup = { redisUrl: redis.url, mongoUri: ferret.uri, s3, secret }
     a = await startClusterNode('a', setup)
     b = await startClusterNode('b', setup)
     c = await startClusterNode('c', setup)
@@ -37,6 +43,7 @@ describe('a cluster of three nodes on one Redis', () => {
     for (const d of devices) await d.close().catch(() => {})
     for (const n of [a, b, c]) await n?.stop()
     await ferret?.stop()
+    await s3?.stop()
     await redis?.stop()
   })
 
@@ -131,8 +138,94 @@ describe('a cluster of three nodes on one Redis', () => {
     assert.ok(!texts(ivy, group).includes('after ivy left'))
   })
 
+  it('lets a member on node B download an image uploaded through node A', async () => {
+    const maya = await device(a, 'maya', 'phone')
+    const noah = await device(b, 'noah', 'phone')
+    const chat = (await maya.request<{ id: string }>('chat.direct', { with: 'noah' })).id
+    const image = await sharp({ create: { width: 64, height: 48, channels: 3, background: '#36c' } })
+      .png()
+      .toBuffer()
+    const up = await uploadMedia({ client: maya.client, clientId: 'maya/phone' }, image, {
+      chatId: chat,
+      contentType: 'image/png',
+    })
+    await maya.client.publishAsync(
+      `c/${chat}/send`,
+      JSON.stringify({ clientMsgId: 'pic-1', text: 'a picture', media: [up.mediaId] }),
+      { qos: 1 },
+    )
+    await noah.until(
+      () => noah.messages(chat).some((m) => m.media?.includes(up.mediaId)),
+      'noah gets the message',
+    )
+    const urls = await mediaUrl({ client: noah.client, clientId: 'noah/phone' }, up.mediaId)
+    const res = await fetch(urls.url)
+    assert.equal(res.status, 200)
+    assert.deepEqual(Buffer.from(await res.arrayBuffer()), image)
+  })
+
+  it('serves uploads and downloads from `natter media`, a media service of its own', async () => {
+    const media = await startClusterNode('media', setup, {}, 'media')
+    try {
+      const olga = await device(a, 'olga', 'phone')
+      const pete = await device(c, 'pete', 'phone')
+      const group = (await olga.request<{ id: string }>('chat.create', { name: 'Docs', members: ['pete'] }))
+        .id
+      const call = async (userId: string, op: string, params: Record<string, unknown>) => {
+        const res = await fetch(`${media.httpUrl}/v1/${op}`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${await token(userId)}`, 'content-type': 'application/json' },
+          body: JSON.stringify(params),
+        })
+        return {
+          status: res.status,
+          body: (await res.json()) as {
+            result?: {
+              mediaId: string
+              url: string
+              upload: { url: string; headers: Record<string, string> }
+            }
+            error?: { code: string }
+          },
+        }
+      }
+      const pdf = Buffer.from('%PDF-1.4\n% minutes of the meeting\n')
+      const begun = await call('olga', 'media.begin', {
+        chatId: group,
+        sha256: createHash('sha256').update(pdf).digest('hex'),
+        size: pdf.length,
+        contentType: 'application/pdf',
+        name: 'minutes.pdf',
+      })
+      assert.equal(begun.status, 200)
+      const upload = begun.body.result?.upload as { url: string; headers: Record<string, string> }
+      const put = await fetch(upload.url, { method: 'PUT', headers: upload.headers, body: pdf })
+      await put.arrayBuffer()
+      assert.equal(put.status, 200)
+      const mediaId = begun.body.result?.mediaId as string
+      assert.equal((await call('olga', 'media.complete', { mediaId })).status, 200)
+      await olga.client.publishAsync(
+        `c/${group}/send`,
+        JSON.stringify({ clientMsgId: 'doc-1', media: [mediaId] }),
+        { qos: 1 },
+      )
+      await pete.until(
+        () => pete.messages(group).some((m) => m.media?.includes(mediaId)),
+        'pete gets the message',
+      )
+      const got = await call('pete', 'media.get', { mediaId })
+      assert.equal(got.status, 200)
+      const res = await fetch(got.body.result?.url as string)
+      assert.deepEqual(Buffer.from(await res.arrayBuffer()), pdf)
+      assert.equal((await call('quinn', 'media.get', { mediaId })).status, 404)
+      // Only media operations live there.
+      assert.equal((await call('olga', 'history', { chatId: group })).body.error?.code, 'unknown_operation')
+    } finally {
+      await media.stop()
+    }
+  })
+
   it('counts out the devices of a node that dies: their users go offline with a last-seen', async () => {
-    const setup = { redisUrl: redis.url, mongoUri: ferret.uri, secret }
     const d = await startClusterNode('d', setup)
     const kate = await device(d, 'kate', 'phone')
     const leo = await device(a, 'leo', 'phone')

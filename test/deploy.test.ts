@@ -62,6 +62,21 @@ describe('the docker-compose cluster', () => {
     assert.match(services.s3?.image ?? '', /versitygw:v1\.7\.0$/)
   })
 
+  it('keeps media in the S3 server, and runs the media service on its own behind /v1/media.*', () => {
+    for (const name of [...nodes, 'media']) {
+      const env = services[name]?.environment ?? {}
+      assert.equal(env.NATTER_S3_ENDPOINT, 'http://s3:7070', name)
+      assert.equal(env.NATTER_S3_FORCE_PATH_STYLE, 'true', name)
+      assert.ok(env.NATTER_S3_BUCKET, name)
+    }
+    const media = services.media as Service & { command: string[] }
+    assert.deepEqual(media.command, ['sh', 'bin/natter', 'media'])
+    assert.ok(media.healthcheck?.test.join(' ').includes('/readyz'))
+    const cfg = readFileSync(join(ROOT, 'deploy/haproxy.cfg'), 'utf8')
+    assert.match(cfg, /use_backend natter_media if \{ path_beg \/v1\/media\. \}/)
+    assert.match(cfg, /backend natter_media[\s\S]*server media media:8080 check/)
+  })
+
   it('names only services and volumes that exist', () => {
     for (const [name, service] of Object.entries(services)) {
       const deps = Array.isArray(service.depends_on)

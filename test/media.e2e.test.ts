@@ -12,7 +12,7 @@ import {
 import sharp from 'sharp'
 import { nextMessage } from './helpers/clients.ts'
 import { startTestNode, type TestNode } from './helpers/node.ts'
-import { type S3Server, startVersitygw } from './helpers/versitygw.ts'
+import { type S3Server, s3Env, startVersitygw } from './helpers/versitygw.ts'
 
 const DAY = 24 * 3600_000
 /** The status of a GET, its body read to the end (undici trips over a body left unread when the server closes). */
@@ -58,11 +58,9 @@ for (const store of ['disk', 'S3 (versitygw)'] as const) {
       t = await startTestNode(
         s3
           ? {
-              NATTER_S3_BUCKET: 'natter-media',
-              NATTER_S3_ENDPOINT: s3.endpoint,
-              NATTER_S3_FORCE_PATH_STYLE: 'true',
-              NATTER_S3_ACCESS_KEY_ID: s3.accessKeyId,
-              NATTER_S3_SECRET_ACCESS_KEY: s3.secretAccessKey,
+              ...s3Env(s3),
+              // Clients reach the S3 server by another name than Natter does, as in docker compose.
+              NATTER_S3_PUBLIC_ENDPOINT: s3.endpoint.replace('127.0.0.1', 'localhost'),
             }
           : {},
       )
@@ -112,6 +110,7 @@ for (const store of ['disk', 'S3 (versitygw)'] as const) {
 
       const urls = await mediaUrl(bob, imageId)
       assert.equal(urls.media.name, 'beach.png')
+      assert.equal(new URL(urls.url).hostname, 'localhost', 'links use the public endpoint')
       const download = await fetch(urls.url)
       assert.equal(download.status, 200)
       assert.equal(download.headers.get('content-type'), 'image/png')

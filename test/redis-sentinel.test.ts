@@ -5,6 +5,7 @@ import { type ClusterNode, clusterSecret, startClusterNode } from './helpers/clu
 import { Device } from './helpers/device.ts'
 import { type FerretDb, startFerretDb } from './helpers/ferretdb.ts'
 import { type RedisSentinel, type RedisServer, startRedis, startSentinel } from './helpers/redis.ts'
+import { type S3Server, startVersitygw } from './helpers/versitygw.ts'
 
 describe('Redis URLs', () => {
   it('passes redis:// and rediss:// to ioredis as they are', () => {
@@ -34,14 +35,15 @@ describe('a cluster on a Sentinel-managed Redis', () => {
   let redis: RedisServer
   let sentinel: RedisSentinel
   let ferret: FerretDb
+  let s3: S3Server
   const nodes: ClusterNode[] = []
   const devices: Device[] = []
   const { secret, token } = clusterSecret()
 
   before(async () => {
-    ;[redis, ferret] = await Promise.all([startRedis(), startFerretDb()])
+    ;[redis, ferret, s3] = await Promise.all([startRedis(), startFerretDb(), startVersitygw()])
     sentinel = await startSentinel(redis)
-    const setup = { redisUrl: sentinel.url, mongoUri: ferret.uri, secret }
+    const setup = { redisUrl: sentinel.url, mongoUri: ferret.uri, s3, secret }
     for (const id of ['s1', 's2']) nodes.push(await startClusterNode(id, setup))
   })
   after(async () => {
@@ -49,6 +51,7 @@ describe('a cluster on a Sentinel-managed Redis', () => {
     for (const n of nodes) await n.kill()
     await sentinel?.stop()
     await ferret?.stop()
+    await s3?.stop()
     await redis?.stop()
   })
 

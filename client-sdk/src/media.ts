@@ -67,7 +67,11 @@ async function sha256Hex(bytes: Uint8Array): Promise<string> {
  * are not sent again. Rejects with NatterRequestError: the server's code, or "upload_failed"
  * when the storage refused the PUT.
  */
-export async function uploadMedia(conn: Connection, data: Uint8Array | Blob, o: UploadOptions): Promise<Uploaded> {
+export async function uploadMedia(
+  conn: Connection,
+  data: Uint8Array | Blob,
+  o: UploadOptions,
+): Promise<Uploaded> {
   const bytes = data instanceof Uint8Array ? data : new Uint8Array(await data.arrayBuffer())
   const contentType = o.contentType ?? (data instanceof Blob ? data.type : '')
   if (!contentType) throw new NatterRequestError('bad_request', 'a content type is needed for raw bytes')
@@ -89,9 +93,14 @@ export async function uploadMedia(conn: Connection, data: Uint8Array | Blob, o: 
     const detail = (await res.text()).slice(0, 300)
     throw new NatterRequestError('upload_failed', `the storage refused the upload (${res.status}): ${detail}`)
   }
-  const done = await request<{ mediaId: string; media: MediaInfo }>(conn.client, conn.clientId, 'media.complete', {
-    mediaId: begun.mediaId,
-  })
+  const done = await request<{ mediaId: string; media: MediaInfo }>(
+    conn.client,
+    conn.clientId,
+    'media.complete',
+    {
+      mediaId: begun.mediaId,
+    },
+  )
   return { mediaId: done.mediaId, media: done.media, uploaded: true }
 }
 

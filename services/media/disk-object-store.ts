@@ -109,6 +109,19 @@ export class DiskObjectStore implements ObjectStore {
   async serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://x')
     const key = decodeURIComponent(url.pathname.slice(DISK_OBJECT_PATH.length))
+    // A signed URL is its own permission, so any web page holding one may use it.
+    res.setHeader('access-control-allow-origin', '*')
+    res.setHeader('access-control-expose-headers', 'content-length, content-range, content-disposition')
+    if (req.method === 'OPTIONS') {
+      res
+        .writeHead(204, {
+          'access-control-allow-methods': 'GET, HEAD, PUT',
+          'access-control-allow-headers': 'content-type, x-amz-checksum-sha256, range',
+          'access-control-max-age': '3600',
+        })
+        .end()
+      return
+    }
     try {
       if (!KEY.test(key)) throw new UrlError(404, 'not_found', 'no such object')
       if (req.method === 'PUT') await this.#receive(req, key, url.searchParams)

@@ -24,6 +24,8 @@ export interface S3Options {
   region: string
   /** For S3-compatible servers (versitygw, MinIO, R2…); unset: AWS. */
   endpoint?: string | undefined
+  /** Endpoint for the signed URLs clients get, when it differs from the one Natter uses. */
+  publicEndpoint?: string | undefined
   forcePathStyle: boolean
   /** Unset: the AWS SDK's default chain (environment, profile, instance role). */
   credentials?: { accessKeyId: string; secretAccessKey: string } | undefined
@@ -41,31 +43,37 @@ const notFound = (err: unknown) =>
 export class S3ObjectStore implements ObjectStore {
   readonly kind = 's3'
   readonly #s3: S3Client
+  /** Signs the URLs for clients; the same client unless a public endpoint is set. */
+  readonly #signer: S3Client
   readonly #bucket: string
 
-  private constructor(s3: S3Client, bucket: string) {
+  private constructor(s3: S3Client, signer: S3Client, bucket: string) {
     this.#s3 = s3
+    this.#signer = signer
     this.#bucket = bucket
   }
 
   /** Connects and checks the bucket; creates it when it does not exist (it may not be allowed to). */
   static async open(o: S3Options): Promise<S3ObjectStore> {
-    const s3 = new S3Client({
-      region: o.region,
-      forcePathStyle: o.forcePathStyle,
-      ...(o.endpoint ? { endpoint: o.endpoint } : {}),
-      ...(o.credentials ? { credentials: o.credentials } : {}),
-      // The SDK would otherwise add a CRC32 of its own to every request, and to presigned URLs
-      // a checksum the browser cannot compute; ours is the SHA-256 the client declared.
-      requestChecksumCalculation: 'WHEN_REQUIRED',
-      responseChecksumValidation: 'WHEN_REQUIRED',
-    })
-    const store = new S3ObjectStore(s3, o.bucket)
+    const client = (endpoint: string | undefined) =>
+      new S3Client({
+        region: o.region,
+        forcePathStyle: o.forcePathStyle,
+        ...(endpoint ? { endpoint } : {}),
+        ...(o.credentials ? { credentials: o.credentials } : {}),
+        // The SDK would otherwise add a CRC32 of its own to every request, and to presigned URLs
+        // a checksum the browser cannot compute; ours is the SHA-256 the client declared.
+        requestChecksumCalculation: 'WHEN_REQUIRED',
+        responseChecksumValidation: 'WHEN_REQUIRED',
+      })
+    const s3 = client(o.endpoint)
+    const signer = o.publicEndpoint ? client(o.publicEndpoint) : s3
+    const store = new S3ObjectStore(s3, signer, o.bucket)
     try {
       await s3.send(new HeadBucketCommand({ Bucket: o.bucket }))
     } catch (err) {
       if (!notFound(err)) {
-        s3.destroy()
+        store.close()
         throw new Error(`S3 bucket ${o.bucket}: ${(err as Error).name}: ${(err as Error).message}`)
       }
       await s3.send(new CreateBucketCommand({ Bucket: o.bucket }))
@@ -82,7 +90,7 @@ export class S3ObjectStore implements ObjectStore {
       ContentLength: t.size,
       ChecksumSHA256: checksum,
     })
-    const url = await getSignedUrl(this.#s3, command, {
+    const url = await getSignedUrl(this.#signer, command, {
       expiresIn: t.expiresInSeconds,
       ...(t.signedAt ? { signingDate: t.signedAt } : {}),
       // Kept a header (not hoisted into the query) so that S3 checks the bytes against it.
@@ -103,7 +111,7 @@ export class S3ObjectStore implements ObjectStore {
       ResponseContentType: t.contentType,
       ResponseContentDisposition: t.disposition,
     })
-    return getSignedUrl(this.#s3, command, {
+    return getSignedUrl(this.#signer, command, {
       expiresIn: t.expiresInSeconds,
       ...(t.signedAt ? { signingDate: t.signedAt } : {}),
     })
@@ -160,5 +168,6 @@ export class S3ObjectStore implements ObjectStore {
 
   async close(): Promise<void> {
     this.#s3.destroy()
+    if (this.#signer !== this.#s3) this.#signer.destroy()
   }
 }

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { SignJWT } from 'jose'
 import { logEvent, type Proc, ROOT, run } from './processes.ts'
+import { type S3Server, s3Env } from './versitygw.ts'
 
 export interface ClusterNode {
   id: string
@@ -19,6 +20,8 @@ export interface ClusterNode {
 export interface ClusterSetup {
   redisUrl: string
   mongoUri: string
+  /** Media of every node, in one bucket. */
+  s3: S3Server
   secret: string
 }
 
@@ -37,10 +40,18 @@ export function clusterSecret(): { secret: string; token(userId: string): Promis
   }
 }
 
-/** One node as its own process (the real `natter start`), on free ports and its own data dir. */
-export async function startClusterNode(id: string, c: ClusterSetup, env: Record<string, string> = {}) {
+/**
+ * One node as its own process (the real `natter start`, or `natter media` for the media service
+ * alone), on free ports and its own data dir.
+ */
+export async function startClusterNode(
+  id: string,
+  c: ClusterSetup,
+  env: Record<string, string> = {},
+  command: 'start' | 'media' = 'start',
+) {
   const dataDir = mkdtempSync(join(tmpdir(), `natter-node-${id}-`))
-  const proc = run('sh', [join(ROOT, 'bin/natter'), 'start'], {
+  const proc = run('sh', [join(ROOT, 'bin/natter'), command], {
     NATTER_HOST: '127.0.0.1',
     NATTER_MQTT_PORT: '0',
     NATTER_WS_PORT: '0',
@@ -50,11 +61,12 @@ export async function startClusterNode(id: string, c: ClusterSetup, env: Record<
     NATTER_REDIS_URL: c.redisUrl,
     NATTER_MONGODB_URI: c.mongoUri,
     NATTER_NODE_ID: id,
+    ...s3Env(c.s3),
     NATTER_LOG_LEVEL: 'info',
     ...env,
   })
   const up = JSON.parse(await proc.waitFor(logEvent('listening'), 60_000)) as {
-    ports: { mqtt: number; http: number }
+    ports: { mqtt?: number; http: number }
   }
   const cleanup = () => rmSync(dataDir, { recursive: true, force: true })
   const node: ClusterNode = {

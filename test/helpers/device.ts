@@ -8,6 +8,7 @@ export interface InboxEvent {
   clientMsgId?: string
   senderId?: string
   text?: string | null
+  media?: string[]
   kind?: string
   event?: Record<string, unknown>
   userId?: string

@@ -57,3 +57,14 @@ export async function startVersitygw(): Promise<S3Server> {
     },
   }
 }
+
+/** The settings that put a node's media in a bucket of this server. */
+export function s3Env(s3: S3Server, bucket = 'natter-media'): Record<string, string> {
+  return {
+    NATTER_S3_BUCKET: bucket,
+    NATTER_S3_ENDPOINT: s3.endpoint,
+    NATTER_S3_FORCE_PATH_STYLE: 'true',
+    NATTER_S3_ACCESS_KEY_ID: s3.accessKeyId,
+    NATTER_S3_SECRET_ACCESS_KEY: s3.secretAccessKey,
+  }
+}

@@ -1,0 +1,82 @@
+import { mkdirSync } from 'node:fs'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import type { Logger } from 'pino'
+import { collectDefaultMetrics, Registry } from 'prom-client'
+import type { Settings } from '../config/schema.ts'
+import { loadVerifyKey } from '../services/auth/jwt-keys.ts'
+import { createTokenVerifier } from '../services/auth/token-verifier.ts'
+import { DISK_OBJECT_PATH, DiskObjectStore } from '../services/media/disk-object-store.ts'
+import { MediaService } from '../services/media/media-service.ts'
+import { createHttpApi } from '../services/requests/http-api.ts'
+import { MAX_PAGE_SIZE, operations } from '../services/requests/operations.ts'
+import { RequestRouter } from '../services/requests/router.ts'
+import { createHttpHandler } from './http.ts'
+import { mediaLimits } from './media-limits.ts'
+import { openMediaStores, openObjectStore } from './stores.ts'
+
+export interface MediaServer {
+  port: number
+  close(): Promise<void>
+}
+
+/**
+ * The media service on its own (`natter media`): media.begin, media.complete and media.get over
+ * HTTP (POST /v1/media.*), on the same stores as the nodes, so media traffic can be scaled apart
+ * from MQTT. Membership is read from the chat store on each request, as this process keeps no
+ * membership index. Sweeping old media stays with the nodes.
+ */
+export async function startMediaServer(settings: Settings, log: Logger): Promise<MediaServer> {
+  mkdirSync(settings.dataDir, { recursive: true })
+  const keySource = await loadVerifyKey(settings)
+  const verify = createTokenVerifier(settings, keySource.key)
+  const stores = await openMediaStores(settings)
+  let port = settings.httpPort
+  const objects = await openObjectStore(settings, () => settings.publicUrl ?? `http://localhost:${port}`)
+  const ops = operations({ maxGroupMembers: settings.maxGroupMembers, maxPageSize: MAX_PAGE_SIZE })
+  const router = new RequestRouter()
+  new MediaService({
+    catalog: stores.media,
+    objects,
+    limits: mediaLimits(settings),
+    isMember: async (chatId, userId) => (await stores.chats.members(chatId)).some((m) => m.userId === userId),
+    ops,
+    log,
+  }).register(router)
+  const registry = new Registry()
+  collectDefaultMetrics({ register: registry, prefix: 'natter_media_' })
+  let ready = false
+  const server = createServer(
+    createHttpHandler({
+      isReady: () => ready,
+      api: createHttpApi({ verify, router }),
+      metrics: registry,
+      log,
+      objects:
+        objects instanceof DiskObjectStore
+          ? { prefix: DISK_OBJECT_PATH, serve: (req, res) => objects.serve(req, res) }
+          : undefined,
+    }),
+  )
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(settings.httpPort, settings.host, () => resolve())
+  })
+  port = (server.address() as AddressInfo).port
+  ready = true
+  log.info(
+    { event: 'listening', host: settings.host, ports: { http: port }, objects: objects.kind },
+    'natter media service is up',
+  )
+  return {
+    port,
+    close: async () => {
+      ready = false
+      server.closeAllConnections()
+      await new Promise<void>((resolve) => server.close(() => resolve()))
+      await stores.media.close()
+      await stores.chats.close()
+      await objects.close()
+    },
+  }
+}
