@@ -8,6 +8,7 @@ import { loadVerifyKey } from '../services/auth/jwt-keys.ts'
 import { createTokenVerifier } from '../services/auth/token-verifier.ts'
 import { DISK_OBJECT_PATH, DiskObjectStore } from '../services/media/disk-object-store.ts'
 import { MediaService } from '../services/media/media-service.ts'
+import { createMediaMetrics } from '../services/metrics/media-metrics.ts'
 import { createHttpApi } from '../services/requests/http-api.ts'
 import { MAX_PAGE_SIZE, operations } from '../services/requests/operations.ts'
 import { RequestRouter } from '../services/requests/router.ts'
@@ -35,6 +36,8 @@ export async function startMediaServer(settings: Settings, log: Logger): Promise
   const objects = await openObjectStore(settings, () => settings.publicUrl ?? `http://localhost:${port}`)
   const ops = operations({ maxGroupMembers: settings.maxGroupMembers, maxPageSize: MAX_PAGE_SIZE })
   const router = new RequestRouter()
+  const registry = new Registry()
+  collectDefaultMetrics({ register: registry, prefix: 'natter_media_' })
   new MediaService({
     catalog: stores.media,
     objects,
@@ -42,9 +45,8 @@ export async function startMediaServer(settings: Settings, log: Logger): Promise
     isMember: async (chatId, userId) => (await stores.chats.members(chatId)).some((m) => m.userId === userId),
     ops,
     log,
+    telemetry: createMediaMetrics(registry),
   }).register(router)
-  const registry = new Registry()
-  collectDefaultMetrics({ register: registry, prefix: 'natter_media_' })
   let ready = false
   const server = createServer(
     createHttpHandler({

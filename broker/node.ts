@@ -17,6 +17,7 @@ import type { Publish } from '../services/messages/publisher.ts'
 import { startRetention } from '../services/messages/retention.ts'
 import { TypingGate } from '../services/messages/typing-gate.ts'
 import { UndeliveredTracker } from '../services/messages/undelivered-tracker.ts'
+import { createMediaMetrics } from '../services/metrics/media-metrics.ts'
 import { createMetrics } from '../services/metrics/metrics.ts'
 import { RedisDeviceCounter } from '../services/presence/device-counter.ts'
 import { PresenceTracker } from '../services/presence/presence-tracker.ts'
@@ -139,6 +140,7 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     isMember: (chatId, userId) => index.isMember(chatId, userId),
     ops,
     log,
+    telemetry: createMediaMetrics(registry),
   })
   mediaService.register(router)
   const messageService = new MessageService({

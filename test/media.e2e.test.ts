@@ -178,6 +178,12 @@ for (const store of ['disk', 'S3 (versitygw)'] as const) {
       assert.equal(begun.status, 'ready')
       assert.equal(begun.mediaId, imageId)
       assert.equal(begun.upload, undefined, 'no upload URL: nothing to PUT')
+      const metrics = (await (await fetch(`${t.httpUrl}/metrics`)).text())
+        .split('\n')
+        .filter((l) => l.startsWith('natter_media_'))
+        .join('\n')
+      assert.match(metrics, /natter_media_uploads_total\{kind="image",result="duplicate"\} 2/)
+      assert.match(metrics, new RegExp(`natter_media_bytes_total\\{kind="image"\\} ${image.length}\\b`))
     })
 
     it('never accepts bytes that do not match their declared SHA-256', async () => {

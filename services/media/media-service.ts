@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto'
 import type { Logger } from 'pino'
+import type { MediaTelemetry } from '../metrics/media-metrics.ts'
 import { NatterError } from '../requests/envelope.ts'
 import type { Operations } from '../requests/operations.ts'
 import type { RequestContext, RequestRouter } from '../requests/router.ts'
@@ -76,6 +77,7 @@ export class MediaService {
   readonly #isMember: IsMember
   readonly #ops: Operations
   readonly #log: Logger
+  readonly #telemetry: MediaTelemetry | undefined
 
   constructor(d: {
     catalog: MediaCatalog
@@ -84,7 +86,9 @@ export class MediaService {
     isMember: IsMember
     ops: Operations
     log: Logger
+    telemetry?: MediaTelemetry
   }) {
+    this.#telemetry = d.telemetry
     this.#catalog = d.catalog
     this.#objects = d.objects
     this.#limits = d.limits
@@ -159,8 +163,10 @@ export class MediaService {
       await this.#purge(record)
       ;({ record } = await begin())
     }
-    if (record.status === 'ready')
+    if (record.status === 'ready') {
+      this.#telemetry?.upload(record.kind, 'duplicate', 0)
       return { mediaId: record.id, status: 'ready' as const, media: info(record) }
+    }
     if (record.size !== p.size || record.contentType !== p.contentType) {
       throw new NatterError(
         'bad_request',
@@ -194,6 +200,7 @@ export class MediaService {
     const ready =
       (await this.#catalog.complete(mediaId, facts, Date.now())) ?? (await this.#catalog.get(mediaId))
     if (ready?.status !== 'ready') throw notFound(mediaId)
+    this.#telemetry?.upload(ready.kind, 'ready', ready.size)
     this.#log.info({
       event: 'media_ready',
       mediaId,
@@ -211,6 +218,7 @@ export class MediaService {
   ): Promise<MediaFacts> {
     const key = objectKey(record.id)
     const refuse = async (code: 'checksum_mismatch' | 'invalid_image', message: string): Promise<never> => {
+      this.#telemetry?.upload(record.kind, code, 0)
       await this.#objects.remove(key)
       throw new NatterError(code, message)
     }
@@ -314,6 +322,7 @@ export class MediaService {
         }
       }
     }
+    if (removed > 0) this.#telemetry?.deleted(removed)
     return removed
   }
 
