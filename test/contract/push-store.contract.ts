@@ -1,0 +1,191 @@
+import assert from 'node:assert/strict'
+import { after, before, describe, it } from 'node:test'
+import type { PushStore, Registration } from '../../services/push/push-store.ts'
+import type { Harness } from '../helpers/store-harness.ts'
+
+let n = 0
+const unique = (what: string) => `${what}-${process.pid}-${++n}`
+
+function registration(o: Partial<Registration> = {}): Registration {
+  return {
+    userId: unique('bob'),
+    deviceId: 'phone',
+    platform: 'apns',
+    token: unique('token'),
+    apnsTopic: 'com.example.chat',
+    sandbox: true,
+    locale: 'en-GB',
+    hideText: false,
+    updatedAt: 1000,
+    ...o,
+  }
+}
+
+/** What every push store must do, whatever holds the data. */
+export function pushStoreContract(name: string, open: () => Promise<Harness<PushStore>>): void {
+  describe(`push store contract: ${name}`, () => {
+    let h: Harness<PushStore>
+    let store: PushStore
+    before(async () => {
+      h = await open()
+      store = h.store
+    })
+    after(() => h.cleanup())
+
+    it('registers a device, replaces its token on re-registration, and removes it', async () => {
+      const r = registration()
+      await store.register(r)
+      assert.deepEqual(await store.registration(r.userId, 'phone'), r)
+      const renewed = {
+        ...r,
+        platform: 'fcm' as const,
+        token: unique('fcm'),
+        apnsTopic: null,
+        updatedAt: 2000,
+      }
+      await store.register(renewed)
+      assert.deepEqual(await store.registrations(r.userId), [renewed])
+      assert.equal(await store.unregister(r.userId, 'phone'), true)
+      assert.equal(await store.registration(r.userId, 'phone'), null)
+      assert.equal(await store.unregister(r.userId, 'phone'), false)
+    })
+
+    it('moves a token to the device that registers it last', async () => {
+      const first = registration()
+      await store.register(first)
+      const second = registration({ token: first.token })
+      await store.register(second)
+      assert.equal(await store.registration(first.userId, 'phone'), null, 'the old owner lost the token')
+      assert.deepEqual(await store.registration(second.userId, 'phone'), second)
+    })
+
+    it('removes a refused token only while the device still has it', async () => {
+      const r = registration()
+      await store.register(r)
+      const renewed = { ...r, token: unique('fresh') }
+      await store.register(renewed)
+      assert.equal(
+        await store.unregisterToken(r.userId, 'phone', r.token),
+        false,
+        'a stale token leaves the new one',
+      )
+      assert.equal(await store.unregisterToken(r.userId, 'phone', renewed.token), true)
+      assert.equal(await store.registration(r.userId, 'phone'), null)
+    })
+
+    it('mutes and unmutes chats per user', async () => {
+      const user = unique('carol')
+      await store.setMuted(user, 'g1', true)
+      await store.setMuted(user, 'g2', true)
+      await store.setMuted(user, 'g1', true)
+      assert.deepEqual((await store.mutedChats(user)).sort(), ['g1', 'g2'])
+      await store.setMuted(user, 'g1', false)
+      assert.deepEqual(await store.mutedChats(user), ['g2'])
+    })
+
+    it('collapses a burst into one job, due when its first message came', async () => {
+      const userId = unique('dan')
+      const job = { userId, deviceId: 'phone', chatId: 'g1' }
+      await store.enqueue([{ ...job, seq: 5, dueAt: 100 }])
+      await store.enqueue([
+        { ...job, seq: 6, dueAt: 200 },
+        { ...job, seq: 7, dueAt: 300 },
+      ])
+      const j = await store.job(userId, 'phone', 'g1')
+      assert.equal(j?.state, 'pending')
+      assert.equal(j?.lastSeq, 7)
+      assert.equal(j?.dueAt, 100)
+      assert.deepEqual(
+        await store.claim(99, 'w1', 1000, 100).then((js) => js.filter((x) => x.userId === userId)),
+        [],
+      )
+    })
+
+    it('lets one worker claim a due job, sends once, and closes it', async () => {
+      const userId = unique('eve')
+      await store.enqueue([{ userId, deviceId: 'phone', chatId: 'g1', seq: 3, dueAt: 100 }])
+      const mine = (await store.claim(150, 'w1', 1000, 100)).filter((j) => j.userId === userId)
+      assert.equal(mine.length, 1)
+      const [job] = mine as [NonNullable<(typeof mine)[0]>]
+      assert.equal(job.claimedSeq, 3)
+      const theirs = (await store.claim(150, 'w2', 1000, 100)).filter((j) => j.userId === userId)
+      assert.deepEqual(theirs, [], 'a claimed job is not claimed twice')
+      assert.equal(await store.markSending(job, 'w2'), false, 'only its owner may send it')
+      assert.equal(await store.markSending(job, 'w1'), true)
+      await store.finish(job, 'w1', 3, 160)
+      const done = await store.job(userId, 'phone', 'g1')
+      assert.equal(done?.state, 'idle')
+      assert.equal(done?.coveredSeq, 3)
+      await store.enqueue([{ userId, deviceId: 'phone', chatId: 'g1', seq: 3, dueAt: 170 }])
+      assert.equal(
+        (await store.job(userId, 'phone', 'g1'))?.state,
+        'idle',
+        'a covered message is not notified again',
+      )
+    })
+
+    it('keeps messages that arrive during a send for the next push', async () => {
+      const userId = unique('fay')
+      await store.enqueue([{ userId, deviceId: 'phone', chatId: 'g1', seq: 1, dueAt: 100 }])
+      const [job] = (await store.claim(150, 'w1', 1000, 100)).filter((j) => j.userId === userId)
+      assert.ok(job)
+      await store.markSending(job, 'w1')
+      await store.enqueue([{ userId, deviceId: 'phone', chatId: 'g1', seq: 2, dueAt: 160 }])
+      await store.finish(job, 'w1', job.claimedSeq, 170)
+      const next = await store.job(userId, 'phone', 'g1')
+      assert.equal(next?.state, 'pending')
+      assert.equal(next?.coveredSeq, 1)
+      assert.equal(next?.lastSeq, 2)
+      assert.equal(next?.dueAt, 170)
+    })
+
+    it('retries later, and gives a claim whose worker died to another worker', async () => {
+      const userId = unique('gil')
+      await store.enqueue([{ userId, deviceId: 'phone', chatId: 'g1', seq: 1, dueAt: 100 }])
+      const [job] = (await store.claim(150, 'w1', 1000, 100)).filter((j) => j.userId === userId)
+      assert.ok(job)
+      await store.retryAt(job, 'w1', 500, 1)
+      const waiting = await store.job(userId, 'phone', 'g1')
+      assert.deepEqual([waiting?.state, waiting?.dueAt, waiting?.attempts], ['pending', 500, 1])
+      const [again] = (await store.claim(600, 'w1', 1000, 100)).filter((j) => j.userId === userId)
+      assert.ok(again)
+      // w1 dies before calling the provider; after its lease w2 takes the job.
+      const [taken] = (await store.claim(1700, 'w2', 1000, 100)).filter((j) => j.userId === userId)
+      assert.equal(taken?.owner, 'w2')
+      assert.equal(await store.markSending(again, 'w1'), false)
+    })
+
+    it('closes a job whose worker died during the provider call without sending it again', async () => {
+      const userId = unique('hal')
+      await store.enqueue([{ userId, deviceId: 'phone', chatId: 'g1', seq: 4, dueAt: 100 }])
+      const [job] = (await store.claim(150, 'w1', 1000, 100)).filter((j) => j.userId === userId)
+      assert.ok(job)
+      await store.markSending(job, 'w1')
+      assert.deepEqual(
+        (await store.claim(2000, 'w2', 1000, 100)).filter((j) => j.userId === userId),
+        [],
+      )
+      const recovered = (await store.recoverInDoubt(2000, 100)).filter((j) => j.userId === userId)
+      assert.equal(recovered.length, 1)
+      const closed = await store.job(userId, 'phone', 'g1')
+      assert.deepEqual([closed?.state, closed?.coveredSeq], ['idle', 4])
+    })
+
+    it('drops the jobs of a device that unregisters', async () => {
+      const r = registration()
+      await store.register(r)
+      await store.enqueue([{ userId: r.userId, deviceId: 'phone', chatId: 'g1', seq: 1, dueAt: 100 }])
+      await store.unregister(r.userId, 'phone')
+      assert.equal(await store.job(r.userId, 'phone', 'g1'), null)
+    })
+
+    it('keeps registrations and jobs across a reopen', async () => {
+      const r = registration()
+      await store.register(r)
+      await store.enqueue([{ userId: r.userId, deviceId: 'phone', chatId: 'g9', seq: 2, dueAt: 100 }])
+      store = await h.reopen()
+      assert.deepEqual(await store.registration(r.userId, 'phone'), r)
+      assert.equal((await store.job(r.userId, 'phone', 'g9'))?.state, 'pending')
+    })
+  })
+}
