@@ -1,6 +1,7 @@
 import { mkdirSync } from 'node:fs'
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http'
 import { type AddressInfo, createServer as createTcpServer, type Server as TcpServer } from 'node:net'
+import { hostname } from 'node:os'
 import { Aedes, type Client, type PublishPacket } from 'aedes'
 import type { Logger } from 'pino'
 import { createWebSocketStream, WebSocketServer } from 'ws'
@@ -19,8 +20,11 @@ import { TypingGate } from '../services/messages/typing-gate.ts'
 import { UndeliveredTracker } from '../services/messages/undelivered-tracker.ts'
 import { createMediaMetrics } from '../services/metrics/media-metrics.ts'
 import { createMetrics } from '../services/metrics/metrics.ts'
+import { createPushMetrics } from '../services/metrics/push-metrics.ts'
 import { RedisDeviceCounter } from '../services/presence/device-counter.ts'
 import { PresenceTracker } from '../services/presence/presence-tracker.ts'
+import { LocalDeviceLiveness, RedisDeviceLiveness } from '../services/push/device-liveness.ts'
+import { PushService } from '../services/push/push-service.ts'
 import type { ErrorNotice } from '../services/requests/envelope.ts'
 import { createHttpApi } from '../services/requests/http-api.ts'
 import { MAX_PAGE_SIZE, operations } from '../services/requests/operations.ts'
@@ -32,6 +36,7 @@ import { createHooks } from './hooks.ts'
 import { createHttpHandler } from './http.ts'
 import { InFlight } from './in-flight.ts'
 import { mediaLimits } from './media-limits.ts'
+import { pushProviders } from './push-providers.ts'
 import { Sessions } from './sessions.ts'
 import { openObjectStore, openStores, type Stores } from './stores.ts'
 
@@ -143,6 +148,27 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     telemetry: createMediaMetrics(registry),
   })
   mediaService.register(router)
+  const liveness = cluster
+    ? new RedisDeviceLiveness({
+        redis: cluster.redis,
+        nodeId: cluster.nodeId,
+        onError: (err) => log.warn({ err }, 'could not record a device session in Redis'),
+      })
+    : new LocalDeviceLiveness()
+  const providers = pushProviders(settings, log)
+  const pushService = new PushService({
+    store: stores.push,
+    chats: stores.chats,
+    messages: stores.messages,
+    liveness,
+    providers,
+    members: (chatId) => index.members(chatId),
+    options: { graceMs: settings.pushGraceMs, workerId: cluster?.nodeId ?? `${hostname()}:${process.pid}` },
+    ops,
+    log,
+    telemetry: createPushMetrics(registry),
+  })
+  pushService.register(router)
   const messageService = new MessageService({
     chats: stores.chats,
     messages: stores.messages,
@@ -155,6 +181,7 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     undelivered,
     isOnline: (userId) => presence.isOnline(userId),
     media: mediaService,
+    push: pushService,
   })
   messageService.register(router)
   const presence = new PresenceTracker({
@@ -258,15 +285,19 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
   })
   const resync = cluster ? shareMembership(cluster) : undefined
   await presence.start()
+  await liveness.start()
+  pushService.start()
   broker.on('clientReady', (client) => {
     const who = sessions.get(client)?.who
     if (who) presence.connected(who.userId)
+    if (who) liveness.connected(who.clientId)
     telemetry.connected(1)
     log.info({ event: 'connected', clientId: client.id })
   })
   broker.on('clientDisconnect', (client) => {
     const who = sessions.get(client)?.who
     sessions.end(client)
+    if (who) liveness.disconnected(who.clientId)
     if (who) {
       presence.disconnected(who.userId)
       if (!presence.isOnline(who.userId)) undelivered.offline(who.userId)
@@ -432,6 +463,7 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     ready = false
     stopping = true
     presence.stop()
+    const pushStopped = pushService.stop()
     const closeServer = (s: TcpServer | HttpServer) =>
       new Promise<void>((resolve) => (s.listening ? s.close(() => resolve()) : resolve()))
     const closing = [closeServer(tcp), closeServer(wsHttp), closeServer(http)]
@@ -456,11 +488,14 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     retention.stop()
     clearInterval(resync)
     await presence.settled()
+    await pushStopped
     await cluster?.close()
     await stores.messages.close()
     await stores.chats.close()
     await stores.media.close()
+    await stores.push.close()
     await objects.close()
+    await Promise.all(Object.values(providers).map((p) => p.close()))
   }
 
   return {

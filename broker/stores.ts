@@ -12,28 +12,34 @@ import { SqliteMediaCatalog } from '../services/media/sqlite-media-catalog.ts'
 import type { MessageStore } from '../services/messages/message-store.ts'
 import { MongoMessageStore } from '../services/messages/mongo-message-store.ts'
 import { SqliteMessageStore } from '../services/messages/sqlite-message-store.ts'
+import { MongoPushStore } from '../services/push/mongo-push-store.ts'
+import type { PushStore } from '../services/push/push-store.ts'
+import { SqlitePushStore } from '../services/push/sqlite-push-store.ts'
 
 export interface Stores {
   messages: MessageStore
   chats: ChatStore
   media: MediaCatalog
+  push: PushStore
   kind: 'sqlite' | 'mongodb'
 }
 
 /** MongoDB when NATTER_MONGODB_URI is set, otherwise SQLite files in the data directory. */
 export async function openStores(settings: Settings): Promise<Stores> {
   if (settings.mongodbUri) {
-    const [messages, chats, media] = await Promise.all([
+    const [messages, chats, media, push] = await Promise.all([
       MongoMessageStore.open(settings.mongodbUri),
       MongoChatStore.open(settings.mongodbUri),
       MongoMediaCatalog.open(settings.mongodbUri),
+      MongoPushStore.open(settings.mongodbUri),
     ])
-    return { messages, chats, media, kind: 'mongodb' }
+    return { messages, chats, media, push, kind: 'mongodb' }
   }
   return {
     messages: new SqliteMessageStore(join(settings.dataDir, 'messages.db')),
     chats: new SqliteChatStore(join(settings.dataDir, 'chats.db')),
     media: new SqliteMediaCatalog(join(settings.dataDir, 'media.db')),
+    push: new SqlitePushStore(join(settings.dataDir, 'push.db')),
     kind: 'sqlite',
   }
 }

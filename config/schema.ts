@@ -119,6 +119,22 @@ export const settingsShape = {
   mediaDownloadUrlSeconds: integer(10, 7 * 24 * 3600)
     .default(300)
     .describe('How long a download or thumbnail URL is valid.'),
+  pushGraceMs: integer(0, 600_000)
+    .default(3000)
+    .describe(
+      'A device without a live session is pushed this long after a message; one that reconnects meanwhile is not.',
+    ),
+  fcmCredentialsFile: optionalText.describe(
+    'Path of the Firebase service account JSON: FCM pushes on. Unset: FCM pushes go to the log.',
+  ),
+  apnsKeyFile: optionalText.describe(
+    'Path of the APNs auth key (.p8), with apnsKeyId and apnsTeamId: APNs pushes on. Unset: APNs pushes go to the log.',
+  ),
+  apnsKeyId: optionalText.describe('The APNs auth key’s id (10 characters).'),
+  apnsTeamId: optionalText.describe('The Apple developer team id (10 characters).'),
+  apnsAddress: optionalText.describe(
+    'APNs host (or host:port) instead of Apple’s (api.push.apple.com, or the sandbox per device): a gateway, or a test endpoint.',
+  ),
   retentionDays: integer(1, 36_500)
     .default(30)
     .describe('Messages older than this many days are deleted by an hourly job.'),
@@ -174,6 +190,16 @@ export const settingsSchema = z.object(settingsShape).superRefine((s, ctx) => {
         message: 'a cluster needs jwtSecret: a generated dev secret differs on every node',
       })
     }
+  }
+  const apns = [s.apnsKeyFile, s.apnsKeyId, s.apnsTeamId]
+  if (apns.some((v) => v !== undefined) && apns.some((v) => v === undefined)) {
+    ctx.addIssue({
+      code: 'custom',
+      path: [
+        s.apnsKeyFile === undefined ? 'apnsKeyFile' : s.apnsKeyId === undefined ? 'apnsKeyId' : 'apnsTeamId',
+      ],
+      message: 'apnsKeyFile, apnsKeyId and apnsTeamId go together',
+    })
   }
   if ((s.s3AccessKeyId === undefined) !== (s.s3SecretAccessKey === undefined)) {
     ctx.addIssue({

@@ -26,6 +26,11 @@ export interface MediaAttacher {
   attach(userId: string, chatId: string, mediaIds: string[], at: number): Promise<string | null>
 }
 
+/** Told of every new message once it is fanned out (push notifications). */
+export interface MessageListener {
+  onMessage(m: StoredMessage): void
+}
+
 export type SendOutcome =
   | { ok: true; message: StoredMessage; duplicate: boolean }
   | { ok: false; notice: ErrorNotice }
@@ -44,6 +49,7 @@ export class MessageService {
   readonly #undelivered: UndeliveredTracker
   readonly #isOnline: (userId: string) => boolean
   readonly #media: MediaAttacher | undefined
+  readonly #push: MessageListener | undefined
   readonly #limits: MessageLimits
   readonly #ops: Operations
   readonly #pendingCursors = new Map<
@@ -68,8 +74,10 @@ export class MessageService {
     undelivered: UndeliveredTracker
     isOnline: (userId: string) => boolean
     media?: MediaAttacher
+    push?: MessageListener
   }) {
     this.#media = d.media
+    this.#push = d.push
     this.#telemetry = d.telemetry
     this.#undelivered = d.undelivered
     this.#isOnline = d.isOnline
@@ -147,6 +155,7 @@ export class MessageService {
       this.#deliver(who.userId, toEvent(message))
     } else {
       this.#fanOut(message)
+      this.#push?.onMessage(message)
       // One's own message is read.
       this.#later(chatId, who.userId, 'read', message.seq)
     }

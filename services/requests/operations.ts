@@ -114,6 +114,36 @@ export function operations(l: OperationLimits) {
       summary: 'After the PUT: the server checks the stored bytes and makes the media sendable.',
       params: z.object({ mediaId: z.string().min(1).max(128) }).strict(),
     },
+    'push.register': {
+      summary:
+        "Register this device (or deviceId, another of the caller's) for push notifications; replaces its earlier token.",
+      params: z
+        .object({
+          platform: z.enum(['fcm', 'apns']),
+          token: z.string().min(8).max(4096),
+          apnsTopic: z
+            .string()
+            .regex(/^[A-Za-z0-9.-]{1,255}$/, { error: 'expected the app’s bundle id' })
+            .optional()
+            .describe('APNs: the bundle id (apns-topic)'),
+          sandbox: z.boolean().optional().describe('APNs: the development environment'),
+          locale: z
+            .string()
+            .regex(/^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$/, { error: 'expected a BCP 47 language tag' })
+            .optional(),
+          hideText: z.boolean().optional().describe('Notifications say "New message" instead of the text'),
+          deviceId: idSchema.optional(),
+        })
+        .strict(),
+    },
+    'push.unregister': {
+      summary: "Stop push notifications to this device (or deviceId, another of the caller's): on logout.",
+      params: z.object({ deviceId: idSchema.optional() }).strict(),
+    },
+    'push.mute': {
+      summary: 'Mute or unmute push notifications of a chat, for every device of the caller.',
+      params: z.object({ chatId, muted: z.boolean() }).strict(),
+    },
     'media.get': {
       summary: 'Short-lived download URLs (and a thumbnail for images) of a media one may see.',
       params: z.object({ mediaId: z.string().min(1).max(128) }).strict(),
