@@ -6,6 +6,7 @@ import sharp from 'sharp'
 import { type ClusterNode, type ClusterSetup, clusterSecret, startClusterNode } from './helpers/cluster.ts'
 import { Device } from './helpers/device.ts'
 import { type FerretDb, startFerretDb } from './helpers/ferretdb.ts'
+import { logEvent } from './helpers/processes.ts'
 import { type RedisServer, startRedis } from './helpers/redis.ts'
 import { type S3Server, startVersitygw } from './helpers/versitygw.ts'
 
@@ -223,6 +224,23 @@ describe('a cluster of three nodes on one Redis', () => {
     } finally {
       await media.stop()
     }
+  })
+
+  it('pushes to a device that left node B, from whichever node takes the job', async () => {
+    const pam = await device(a, 'pam', 'phone')
+    const rob = await device(b, 'rob', 'phone')
+    const chat = (await pam.request<{ id: string }>('chat.direct', { with: 'rob' })).id
+    await rob.request('push.register', { platform: 'fcm', token: 'token-of-robs-phone' })
+    await rob.close()
+    // No FCM credentials in this cluster: pushes go to the log of the node that sends them.
+    const pushed = Promise.any(
+      [a, b, c].map((n) =>
+        n.proc.waitFor((l) => logEvent('push')(l) && l.includes('"userId":"rob"'), 20_000),
+      ),
+    )
+    await pam.send(chat, 'are you on the train?')
+    const line = JSON.parse(await pushed) as { provider: string; body: string; chatId: string }
+    assert.deepEqual([line.provider, line.body, line.chatId], ['log', 'are you on the train?', chat])
   })
 
   it('counts out the devices of a node that dies: their users go offline with a last-seen', async () => {

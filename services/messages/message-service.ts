@@ -28,7 +28,7 @@ export interface MediaAttacher {
 
 /** Told of every new message once it is fanned out (push notifications). */
 export interface MessageListener {
-  onMessage(m: StoredMessage): void
+  onMessage(m: StoredMessage): unknown
 }
 
 export type SendOutcome =

@@ -9,6 +9,8 @@ export interface ApnsOptions {
   teamId: string
   /** Instead of Apple's hosts: "host" or "host:port" (a gateway, or a local endpoint in tests). */
   address?: string | undefined
+  /** Extra trusted certificates (PEM) for that host; NODE_EXTRA_CA_CERTS works too. */
+  ca?: string[]
   requestTimeoutMs?: number
 }
 
@@ -40,6 +42,7 @@ export class ApnsProvider implements PushProvider {
         production: !sandbox,
         ...(host ? { address: host } : {}),
         ...(port ? { port: Number(port) } : {}),
+        ...(this.#o.ca ? { ca: this.#o.ca } : {}),
         // Not in the library's types, but read by it: no internal retries, a bounded wait.
         ...({ connectionRetryLimit: 0, requestTimeout: this.#o.requestTimeoutMs ?? 10_000 } as object),
       })

@@ -140,10 +140,13 @@ export class PushService {
     return false
   }
 
-  /** A message was stored and fanned out: jobs for the members' devices that are away. */
-  onMessage(m: StoredMessage): void {
-    if (m.kind !== 'text' || this.#stopped) return
-    this.#enqueueFor(m).catch((err: unknown) =>
+  /**
+   * A message was stored and fanned out: jobs for the members' devices that are away. The send
+   * path does not wait for it; the promise is for tests.
+   */
+  onMessage(m: StoredMessage): Promise<void> {
+    if (m.kind !== 'text' || this.#stopped) return Promise.resolve()
+    return this.#enqueueFor(m).catch((err: unknown) =>
       this.#log.error({ err, chatId: m.chatId, seq: m.seq }, 'could not create push jobs'),
     )
   }
@@ -164,6 +167,7 @@ export class PushService {
       .map((r) => ({ userId: r.userId, deviceId: r.deviceId, chatId: m.chatId, seq: m.seq, dueAt }))
     if (jobs.length === 0) return
     await this.#store.enqueue(jobs)
+    this.#log.debug({ event: 'push_queued', chatId: m.chatId, seq: m.seq, devices: jobs.length }, 'push jobs queued')
     this.#wakeAt(dueAt)
   }
 
@@ -203,7 +207,6 @@ export class PushService {
       },
       Math.max(0, at - Date.now()),
     )
-    this.#timer.unref()
   }
 
   async #tick(): Promise<void> {

@@ -1,0 +1,152 @@
+import assert from 'node:assert/strict'
+import { randomBytes } from 'node:crypto'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, before, describe, it } from 'node:test'
+import { SignJWT } from 'jose'
+import { Device } from './helpers/device.ts'
+import { FakeApns, makeCert, type TestCert } from './helpers/fake-push.ts'
+import { logEvent, type Proc, run } from './helpers/processes.ts'
+
+/**
+ * The whole path as a phone sees it: a real node process with APNs configured against a local
+ * endpoint that checks requests as Apple does, devices on real MQTT connections.
+ */
+describe('push notifications end to end (a node process, APNs)', () => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'natter-push-e2e-'))
+  const secret = randomBytes(32).toString('hex')
+  let cert: TestCert
+  let apns: FakeApns
+  let node: Proc | undefined
+  let url = ''
+  const devices: Device[] = []
+  const token = (user: string) =>
+    new SignJWT({})
+      .setProtectedHeader({ alg: 'HS256' })
+      .setSubject(user)
+      .setExpirationTime('1h')
+      .sign(new TextEncoder().encode(secret))
+  const start = async () => {
+    node = run('sh', ['bin/natter', 'start'], {
+      NATTER_HOST: '127.0.0.1',
+      NATTER_MQTT_PORT: '0',
+      NATTER_WS_PORT: '0',
+      NATTER_HTTP_PORT: '0',
+      NATTER_DATA_DIR: dataDir,
+      NATTER_JWT_SECRET: secret,
+      NATTER_LOG_LEVEL: 'debug',
+      NATTER_PUSH_GRACE_MS: '1000',
+      NATTER_APNS_KEY_FILE: apns.keyFile,
+      NATTER_APNS_KEY_ID: apns.keyId,
+      NATTER_APNS_TEAM_ID: apns.teamId,
+      NATTER_APNS_ADDRESS: `127.0.0.1:${apns.port}`,
+      // The local endpoint's certificate, trusted as Apple's is through the system store.
+      NODE_EXTRA_CA_CERTS: cert.certFile,
+    })
+    const { ports } = JSON.parse(await node.waitFor(logEvent('listening'), 120_000))
+    url = `mqtt://127.0.0.1:${ports.mqtt}`
+  }
+  const device = async (userId: string) => {
+    const d = await Device.connect(url, userId, 'phone', await token(userId), { reconnectPeriod: 0 })
+    devices.push(d)
+    return d
+  }
+  const bobsToken = 'b0b5'.repeat(16)
+  const pushesSince = (n: number) => apns.received.slice(n)
+
+  before(async () => {
+    cert = makeCert()
+    apns = await new FakeApns(cert.dir).start(cert)
+    await start()
+  })
+  after(async () => {
+    for (const d of devices) await d.close().catch(() => {})
+    await node?.stop()
+    await apns?.close()
+    cert?.cleanup()
+    rmSync(dataDir, { recursive: true, force: true })
+  })
+
+  it('sends one collapsed notification with the unread count when Bob’s only device is away; he reconnects to all three messages', async () => {
+    const alice = await device('alice')
+    let bob = await device('bob')
+    const chat = (await alice.request<{ id: string }>('chat.direct', { with: 'bob' })).id
+    await bob.request('push.register', {
+      platform: 'apns',
+      token: bobsToken,
+      apnsTopic: 'com.example.natter',
+      sandbox: true,
+      locale: 'en-GB',
+    })
+    await bob.close()
+    const before = apns.received.length
+    for (const text of ['are you there?', 'the train is late', 'see you at 8']) await alice.send(chat, text)
+    await apns.waitFor(before + 1)
+    const [push] = pushesSince(before)
+    assert.deepEqual(push?.problems, [])
+    assert.equal(push?.path, `/3/device/${bobsToken}`)
+    assert.equal(push?.headers['apns-topic'], 'com.example.natter')
+    assert.equal(push?.headers['apns-collapse-id'], chat)
+    const aps = push?.body.aps as { alert: { title: string; body: string }; badge: number }
+    assert.deepEqual(aps.alert, { title: 'alice', body: 'see you at 8' })
+    assert.equal(aps.badge, 3)
+
+    bob = await device('bob')
+    await bob.until(
+      () => bob.messages(chat).filter((m) => m.kind === 'text').length >= 3,
+      'bob gets the three messages',
+    )
+    assert.equal(pushesSince(before).length, 1, 'one notification for the burst')
+  })
+
+  it('sends nothing for a muted chat', async () => {
+    const alice = await device('alice')
+    let bob = await device('bob')
+    const muted = (await alice.request<{ id: string }>('chat.create', { name: 'Noisy', members: ['bob'] })).id
+    const direct = (await alice.request<{ id: string }>('chat.direct', { with: 'bob' })).id
+    await bob.request('push.mute', { chatId: muted, muted: true })
+    await bob.close()
+    const before = apns.received.length
+    const queued = (chatId: string) => (l: string) => logEvent('push_queued')(l) && l.includes(`"chatId":"${chatId}"`)
+    const directQueued = node?.waitFor(queued(direct), 20_000)
+    await alice.send(muted, 'lunch anyone?')
+    await alice.send(direct, 'call me')
+    await directQueued
+    assert.ok(!node?.lines.some(queued(muted)), 'no job for the muted chat')
+    // Jobs are sent in the order they became due: had the muted chat made one, it would come first.
+    await apns.waitFor(before + 1)
+    const got = pushesSince(before)
+    assert.deepEqual(
+      got.map((p) => p.headers['apns-collapse-id']),
+      [direct],
+    )
+    bob = await device('bob')
+    await bob.request('push.mute', { chatId: muted, muted: false })
+    await bob.close()
+  })
+
+  it('still pushes once when the node is killed between the job’s creation and its send', async () => {
+    const alice = await device('alice')
+    const chat = (await alice.request<{ id: string }>('chat.direct', { with: 'bob' })).id
+    const before = apns.received.length
+    const queued = node?.waitFor(
+      (l) =>
+        logEvent('push_queued')(l) && l.includes('"seq"') && l.includes(chat) && l.includes('"devices":1'),
+      20_000,
+    )
+    await alice.send(chat, 'are you awake?')
+    await queued
+    // The push is due a second after the message: the node dies before that.
+    node?.child.kill('SIGKILL')
+    await node?.exited
+    assert.equal(apns.received.length, before, 'nothing was sent before the crash')
+    await start()
+    await apns.waitFor(before + 1)
+    const aps = pushesSince(before)[0]?.body.aps as { alert: { body: string } }
+    assert.equal(aps.alert.body, 'are you awake?')
+    // A graceful stop waits for the worker: whatever it was going to send, it has sent.
+    await node?.stop()
+    assert.equal(pushesSince(before).length, 1, 'sent once')
+  })
+})
