@@ -95,6 +95,16 @@ describe('settings', () => {
     assert.equal(settings.redisUrl, 'redis://r:6379')
   })
 
+  it('needs the APNs key file, key id and team id together', () => {
+    assert.throws(
+      () => loadConfig({ env: { NATTER_APNS_KEY_FILE: '/keys/AuthKey.p8', NATTER_APNS_TEAM_ID: 'TEAM123456' } }),
+      /NATTER_APNS_KEY_ID: apnsKeyFile, apnsKeyId and apnsTeamId go together/,
+    )
+    const { settings } = loadConfig({ env: { NATTER_PUSH_GRACE_MS: '500' } })
+    assert.equal(settings.pushGraceMs, 500)
+    assert.equal(settings.fcmCredentialsFile, undefined)
+  })
+
   it('reads the S3 settings, and keeps the secret key out of its errors', () => {
     const { settings } = loadConfig({
       env: {

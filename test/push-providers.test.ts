@@ -147,7 +147,13 @@ for (const name of ['fcm', 'apns'] as const) {
       await service?.stop()
       telemetry = new Recorder()
       chatId = `d${++n}`
-      await chats.createGroup({ id: chatId, name: `Trip ${n}`, createdBy: 'alice', members: ['bob'], at: Date.now() })
+      await chats.createGroup({
+        id: chatId,
+        name: `Trip ${n}`,
+        createdBy: 'alice',
+        members: ['bob'],
+        at: Date.now(),
+      })
       await store.register({ ...s.registration, userId: 'bob', deviceId: 'phone', updatedAt: Date.now() })
       service = new PushService({
         store,

@@ -108,7 +108,8 @@ describe('push notifications end to end (a node process, APNs)', () => {
     await bob.request('push.mute', { chatId: muted, muted: true })
     await bob.close()
     const before = apns.received.length
-    const queued = (chatId: string) => (l: string) => logEvent('push_queued')(l) && l.includes(`"chatId":"${chatId}"`)
+    const queued = (chatId: string) => (l: string) =>
+      logEvent('push_queued')(l) && l.includes(`"chatId":"${chatId}"`)
     const directQueued = node?.waitFor(queued(direct), 20_000)
     await alice.send(muted, 'lunch anyone?')
     await alice.send(direct, 'call me')

@@ -167,7 +167,10 @@ export class PushService {
       .map((r) => ({ userId: r.userId, deviceId: r.deviceId, chatId: m.chatId, seq: m.seq, dueAt }))
     if (jobs.length === 0) return
     await this.#store.enqueue(jobs)
-    this.#log.debug({ event: 'push_queued', chatId: m.chatId, seq: m.seq, devices: jobs.length }, 'push jobs queued')
+    this.#log.debug(
+      { event: 'push_queued', chatId: m.chatId, seq: m.seq, devices: jobs.length },
+      'push jobs queued',
+    )
     this.#wakeAt(dueAt)
   }
 
