@@ -463,7 +463,6 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     ready = false
     stopping = true
     presence.stop()
-    const pushStopped = pushService.stop()
     const closeServer = (s: TcpServer | HttpServer) =>
       new Promise<void>((resolve) => (s.listening ? s.close(() => resolve()) : resolve()))
     const closing = [closeServer(tcp), closeServer(wsHttp), closeServer(http)]
@@ -482,13 +481,14 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
       new Promise((resolve) => setTimeout(resolve, left()).unref()),
     ])
     await publishes.idle(left())
+    // After the last sends, so that their push jobs are written; pushes under way finish.
+    await pushService.stop()
     for (const ws of wss.clients) ws.terminate()
     await new Promise<void>((resolve) => broker.close(() => resolve()))
     await Promise.all(closing)
     retention.stop()
     clearInterval(resync)
     await presence.settled()
-    await pushStopped
     await cluster?.close()
     await stores.messages.close()
     await stores.chats.close()

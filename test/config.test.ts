@@ -97,7 +97,8 @@ describe('settings', () => {
 
   it('needs the APNs key file, key id and team id together', () => {
     assert.throws(
-      () => loadConfig({ env: { NATTER_APNS_KEY_FILE: '/keys/AuthKey.p8', NATTER_APNS_TEAM_ID: 'TEAM123456' } }),
+      () =>
+        loadConfig({ env: { NATTER_APNS_KEY_FILE: '/keys/AuthKey.p8', NATTER_APNS_TEAM_ID: 'TEAM123456' } }),
       /NATTER_APNS_KEY_ID: apnsKeyFile, apnsKeyId and apnsTeamId go together/,
     )
     const { settings } = loadConfig({ env: { NATTER_PUSH_GRACE_MS: '500' } })

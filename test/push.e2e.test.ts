@@ -100,6 +100,24 @@ describe('push notifications end to end (a node process, APNs)', () => {
     assert.equal(pushesSince(before).length, 1, 'one notification for the burst')
   })
 
+  it('sends nothing to a device that comes back within the grace period', async () => {
+    const alice = await device('alice')
+    let bob = await device('bob')
+    const chat = (await alice.request<{ id: string }>('chat.direct', { with: 'bob' })).id
+    await bob.close()
+    const before = apns.received.length
+    const skipped = node?.waitFor(
+      (l) => logEvent('push_skipped')(l) && l.includes(`"chatId":"${chat}"`) && l.includes('device_back'),
+      20_000,
+    )
+    await alice.send(chat, 'quick question')
+    bob = await device('bob')
+    await bob.until(() => bob.messages(chat).some((m) => m.text === 'quick question'), 'bob gets it live')
+    await skipped
+    assert.equal(apns.received.length, before)
+    await bob.close()
+  })
+
   it('sends nothing for a muted chat', async () => {
     const alice = await device('alice')
     let bob = await device('bob')

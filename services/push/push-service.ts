@@ -59,6 +59,7 @@ export class PushService {
   readonly #telemetry: PushTelemetry | undefined
   readonly #ops: Operations
   readonly #cache = new Map<string, Cached>()
+  readonly #enqueuing = new Set<Promise<void>>()
   readonly #owner: string
   #timer: NodeJS.Timeout | undefined
   #nextTickAt = Number.POSITIVE_INFINITY
@@ -145,10 +146,12 @@ export class PushService {
    * path does not wait for it; the promise is for tests.
    */
   onMessage(m: StoredMessage): Promise<void> {
-    if (m.kind !== 'text' || this.#stopped) return Promise.resolve()
-    return this.#enqueueFor(m).catch((err: unknown) =>
+    if (m.kind !== 'text') return Promise.resolve()
+    const writing = this.#enqueueFor(m).catch((err: unknown) =>
       this.#log.error({ err, chatId: m.chatId, seq: m.seq }, 'could not create push jobs'),
     )
+    this.#enqueuing.add(writing)
+    return writing.finally(() => this.#enqueuing.delete(writing))
   }
 
   async #enqueueFor(m: StoredMessage): Promise<void> {
@@ -192,11 +195,12 @@ export class PushService {
     this.#wakeAt(Date.now())
   }
 
-  /** Stops claiming jobs and waits for the pushes under way. */
+  /** Stops claiming jobs, and waits for the pushes under way and the jobs being written. */
   async stop(): Promise<void> {
     this.#stopped = true
     clearTimeout(this.#timer)
     await this.#ticking
+    await Promise.all(this.#enqueuing)
   }
 
   #wakeAt(at: number): void {
@@ -247,16 +251,18 @@ export class PushService {
       const to = await this.#store.registration(job.userId, job.deviceId)
       if (!to) return await done()
       if ((await this.#store.mutedChats(job.userId)).includes(job.chatId)) return await done()
-      if ((await this.#liveness.live([clientId(job)])).size > 0) {
-        // Back while the push waited: its session delivers the messages.
-        this.#telemetry?.skipped('device_back')
-        return await done()
+      const skip = async (reason: 'device_back' | 'already_read') => {
+        await done()
+        this.#telemetry?.skipped(reason)
+        this.#log.debug(
+          { event: 'push_skipped', reason, userId: job.userId, deviceId: job.deviceId, chatId: job.chatId },
+          'push not needed any more',
+        )
       }
+      // Back while the push waited: its session delivers the messages.
+      if ((await this.#liveness.live([clientId(job)])).size > 0) return await skip('device_back')
       const notification = await this.#compose(job, to)
-      if (!notification) {
-        this.#telemetry?.skipped('already_read')
-        return await done()
-      }
+      if (!notification) return await skip('already_read')
       const provider = this.#providers[to.platform]
       if (!(await this.#store.markSending(job, this.#owner))) return
       const result = await withTimeout(provider.send(to, notification), SEND_TIMEOUT_MS)
