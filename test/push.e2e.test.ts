@@ -20,6 +20,7 @@ describe('push notifications end to end (a node process, APNs)', () => {
   let apns: FakeApns
   let node: Proc | undefined
   let url = ''
+  let httpUrl = ''
   const devices: Device[] = []
   const token = (user: string) =>
     new SignJWT({})
@@ -46,6 +47,7 @@ describe('push notifications end to end (a node process, APNs)', () => {
     })
     const { ports } = JSON.parse(await node.waitFor(logEvent('listening'), 120_000))
     url = `mqtt://127.0.0.1:${ports.mqtt}`
+    httpUrl = `http://127.0.0.1:${ports.http}`
   }
   const device = async (userId: string) => {
     const d = await Device.connect(url, userId, 'phone', await token(userId), { reconnectPeriod: 0 })
@@ -98,6 +100,8 @@ describe('push notifications end to end (a node process, APNs)', () => {
       'bob gets the three messages',
     )
     assert.equal(pushesSince(before).length, 1, 'one notification for the burst')
+    const metrics = await (await fetch(`${httpUrl}/metrics`)).text()
+    assert.match(metrics, /natter_push_sent_total\{provider="apns"\} 1\n/)
   })
 
   it('sends nothing to a device that comes back within the grace period', async () => {
