@@ -1,3 +1,13 @@
+export {
+  type Chat,
+  type ClientEvents,
+  type ClientOptions,
+  type ConnectionState,
+  createClient,
+  type MessageStatus,
+  NatterClient,
+  type Sending,
+} from './client.ts'
 export { type ConnectOptions, connect, type NatterConnection } from './connect.ts'
 export {
   type MediaInfo,
@@ -7,5 +17,7 @@ export {
   type UploadOptions,
   uploadMedia,
 } from './media.ts'
+export { MemoryOutboxStorage, type OutboxItem, type OutboxStorage } from './outbox.ts'
 export { NatterRequestError, request } from './request.ts'
+export type { ChatMessage } from './timeline.ts'
 export { clientIdOf, topics } from './topics.ts'

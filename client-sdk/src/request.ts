@@ -47,11 +47,18 @@ export function request<T = unknown>(
       cleanup()
       reject(new NatterRequestError('timeout', `no reply to ${op} within ${timeoutMs} ms`))
     }, timeoutMs)
+    // A reply to a connection that closed never comes: the caller learns it at once.
+    const onClose = () => {
+      cleanup()
+      reject(new NatterRequestError('disconnected', `the connection closed before the reply to ${op}`))
+    }
     const cleanup = () => {
       clearTimeout(timer)
       client.off('message', onMessage)
+      client.off('close', onClose)
     }
     client.on('message', onMessage)
+    client.on('close', onClose)
     client.publish(topics.request(op), JSON.stringify({ id, params }), { qos: 1 }, (err) => {
       if (err) {
         cleanup()
