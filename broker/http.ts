@@ -15,6 +15,8 @@ export function createHttpHandler(o: {
   log: Logger
   metrics: Registry
   objects?: Objects | undefined
+  /** The web chat; serves the request when it is one of its own. */
+  web?: { handle(req: IncomingMessage, res: ServerResponse): boolean } | undefined
 }) {
   return (req: IncomingMessage, res: ServerResponse) => {
     const path = new URL(req.url ?? '/', 'http://x').pathname
@@ -39,6 +41,7 @@ export function createHttpHandler(o: {
       })
       return
     }
+    if (o.web?.handle(req, res)) return
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       return json(405, { error: { code: 'method_not_allowed', message: 'use GET' } })
     }

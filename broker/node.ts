@@ -39,6 +39,7 @@ import { mediaLimits } from './media-limits.ts'
 import { pushProviders } from './push-providers.ts'
 import { Sessions } from './sessions.ts'
 import { openObjectStore, openStores, type Stores } from './stores.ts'
+import { createWebApp } from './web-app.ts'
 
 // Typing indicators vanish on receivers after this long without a new one.
 const TYPING_EXPIRES_MS = 6000
@@ -83,8 +84,9 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
   log.info({ event: 'stores', kind: stores.kind }, 'message and chat stores open')
   const index = new MembershipIndex()
   index.load(await stores.chats.allMembers())
-  // Known once the HTTP port is bound (it may be 0: any free port).
+  // Known once the ports are bound (they may be 0: any free port).
   let httpPort = settings.httpPort
+  let wsPort = settings.wsPort
   const objects = await openObjectStore(settings, () => settings.publicUrl ?? `http://localhost:${httpPort}`)
   log.info({ event: 'media_store', kind: objects.kind }, 'media store open')
   let ready = false
@@ -388,6 +390,13 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
         objects instanceof DiskObjectStore
           ? { prefix: DISK_OBJECT_PATH, serve: (req, res) => objects.serve(req, res) }
           : undefined,
+      web: createWebApp({
+        wsUrl: (host) => `ws://${host}:${wsPort}${settings.wsPath}`,
+        devSecret: keySource.generated ? (keySource.key as Uint8Array) : undefined,
+        issuer: settings.jwtIssuer,
+        audience: settings.jwtAudience,
+        log,
+      }),
     }),
   )
 
@@ -408,6 +417,7 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
       http: await listen(http, settings.httpPort),
     }
     httpPort = ports.http
+    wsPort = ports.ws
   } catch (err) {
     await closeAll()
     throw err
