@@ -3,8 +3,10 @@ import { after, before, describe, it } from 'node:test'
 import {
   type ChatMessage,
   createClient,
+  MemoryOutboxStorage,
   type NatterClient,
   type NatterRequestError,
+  type OutboxStorage,
 } from '@natter/client-sdk'
 import { startTestNode, type TestNode } from './helpers/node.ts'
 
@@ -44,11 +46,15 @@ function cut(c: NatterClient): void {
 describe('client SDK against a real node', () => {
   let t: TestNode
   const clients: NatterClient[] = []
-  const client = async (userId: string, o: { ttl?: number; tokens?: string[] } = {}) => {
+  const client = async (
+    userId: string,
+    o: { ttl?: number; tokens?: string[]; outbox?: OutboxStorage } = {},
+  ) => {
     const c = await createClient({
       url: t.mqttUrl,
       userId,
       deviceId: 'phone',
+      ...(o.outbox ? { outbox: o.outbox } : {}),
       getToken: async () => {
         const token = await t.token(userId, { expiresInSeconds: o.ttl ?? 3600 })
         o.tokens?.push(token)
@@ -129,6 +135,31 @@ describe('client SDK against a real node', () => {
     await Promise.all(sends.map((s) => s.sent))
     await until(frank, () => texts(frank, chat).length >= 10, 'frank has them')
     assert.deepEqual(texts(frank, chat), offline)
+  })
+
+  it('sends, once and in order, what an earlier run of the app left in its outbox', async () => {
+    const storage = new MemoryOutboxStorage()
+    const kate = await client('kate', { outbox: storage })
+    const leo = await client('leo')
+    const chat = (await kate.direct('leo')).id
+    await leo.open(chat)
+    const down = kate.next('state', (s) => s === 'reconnecting')
+    cut(kate)
+    await down
+    const drafts = ['draft 1', 'draft 2', 'draft 3']
+    const sends = drafts.map((text) => kate.send(chat, { text }))
+    // The app quits before the connection comes back.
+    await kate.close()
+    assert.equal((await storage.load()).length, 3)
+    const again = await client('kate', { outbox: storage })
+    await until(leo, () => texts(leo, chat).length >= 3, 'leo gets the drafts')
+    assert.deepEqual(texts(leo, chat), drafts)
+    await until(
+      again,
+      () => sends.every((s) => again.statusOf(s.localId) !== 'sending'),
+      'the outbox empties',
+    )
+    assert.deepEqual(await storage.load(), [])
   })
 
   it('refreshes an expiring token without the app seeing an error', async () => {

@@ -2,7 +2,7 @@ import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
 import { Emitter } from './emitter.ts'
 import { type MediaUrls, mediaUrl, type Uploaded, type UploadOptions, uploadMedia } from './media.ts'
 import { MemoryOutboxStorage, Outbox, type OutboxItem, type OutboxStorage } from './outbox.ts'
-import { NatterRequestError, request } from './request.ts'
+import { type NatterErrorCode, NatterRequestError, request } from './request.ts'
 import { type ChatMessage, Timeline } from './timeline.ts'
 import { clientIdOf, topics } from './topics.ts'
 
@@ -562,7 +562,7 @@ export class NatterClient extends Emitter<ClientEvents> {
       else this.#add(body as unknown as ChatMessage)
     } else if (topic === topics.errors(this.clientId)) {
       const n = body as { code: string; message: string; ref?: string; topic?: string }
-      const error = new NatterRequestError(n.code, n.message)
+      const error = new NatterRequestError(n.code as NatterErrorCode, n.message)
       const chatId = /^c\/([^/]+)\/send$/.exec(n.topic ?? '')?.[1]
       if (n.ref && chatId && this.#outbox.has(n.ref)) this.#fail(n.ref, chatId, error)
       else this.emit('error', error)

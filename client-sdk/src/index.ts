@@ -18,6 +18,6 @@ export {
   uploadMedia,
 } from './media.ts'
 export { MemoryOutboxStorage, type OutboxItem, type OutboxStorage } from './outbox.ts'
-export { NatterRequestError, request } from './request.ts'
+export { type NatterErrorCode, NatterRequestError, request } from './request.ts'
 export type { ChatMessage } from './timeline.ts'
 export { clientIdOf, topics } from './topics.ts'

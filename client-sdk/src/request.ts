@@ -1,10 +1,37 @@
 import type { MqttClient } from 'mqtt'
 import { topics } from './topics.ts'
 
+/**
+ * The server's error codes (docs/protocol.md#errors), and the client's own: disconnected (the
+ * connection closed before the reply), timeout, connect_failed, upload_failed.
+ */
+export type NatterErrorCode =
+  | 'bad_request'
+  | 'unknown_operation'
+  | 'forbidden_topic'
+  | 'retain_not_allowed'
+  | 'token_expired'
+  | 'chat_not_found'
+  | 'not_found'
+  | 'not_allowed'
+  | 'too_many_members'
+  | 'too_large'
+  | 'rate_limited'
+  | 'media_not_found'
+  | 'unsupported_media_type'
+  | 'upload_incomplete'
+  | 'checksum_mismatch'
+  | 'invalid_image'
+  | 'internal'
+  | 'disconnected'
+  | 'timeout'
+  | 'connect_failed'
+  | 'upload_failed'
+
 export class NatterRequestError extends Error {
   override name = 'NatterRequestError'
-  readonly code: string
-  constructor(code: string, message: string) {
+  readonly code: NatterErrorCode
+  constructor(code: NatterErrorCode, message: string) {
     super(message)
     this.code = code
   }
@@ -40,7 +67,10 @@ export function request<T = unknown>(
       if (reply.ok) resolve(reply.result as T)
       else
         reject(
-          new NatterRequestError(reply.error?.code ?? 'internal', reply.error?.message ?? 'request failed'),
+          new NatterRequestError(
+            (reply.error?.code ?? 'internal') as NatterErrorCode,
+            reply.error?.message ?? 'request failed',
+          ),
         )
     }
     const timer = setTimeout(() => {
