@@ -103,6 +103,38 @@ describe('the web chat in a real browser', () => {
     await shot(alice, 'alice')
     await shot(bob, 'bob')
 
+    // Offline, a message waits in the outbox (IndexedDB), survives a reload, and goes out once.
+    await alice.context().setOffline(true)
+    await alice.evaluate('window.natter.mqtt.stream.destroy()')
+    await alice.waitForSelector('#connection[data-state="reconnecting"]', WAIT)
+    await send(alice, 'written offline')
+    await alice.waitForSelector('#messages li.mine[data-status="sending"]', WAIT)
+    const saved = await alice.evaluate(`new Promise((resolve) => {
+      const name = 'natter-outbox:alice/' + localStorage.getItem('natter:device:alice')
+      const check = () => {
+        const open = indexedDB.open(name)
+        open.onsuccess = () => {
+          const count = open.result.transaction('items').objectStore('items').count()
+          count.onsuccess = () => {
+            open.result.close()
+            if (count.result > 0) resolve(count.result)
+            else setTimeout(check, 20)
+          }
+        }
+      }
+      check()
+    })`)
+    assert.equal(saved, 1)
+    await alice.evaluate('window.natter.close()')
+    assert.equal(await message(bob, 'written offline').count(), 0, 'nothing left the browser while offline')
+    await alice.context().setOffline(false)
+    await alice.reload()
+    await signIn(alice, 'alice')
+    await message(bob, 'written offline').waitFor(WAIT)
+    await alice.locator('#chats li', { hasText: 'bob' }).click(WAIT)
+    await alice.waitForSelector('#messages li.mine[data-status="read"] >> text=written offline', WAIT)
+    assert.equal(await message(bob, 'written offline').count(), 1)
+
     await bob.context().close()
     await alice.waitForFunction(
       `/^last seen /.test(document.querySelector('#presence')?.textContent ?? '')`,

@@ -1,4 +1,5 @@
 import { type ChatMessage, createClient, type MessageStatus, type NatterClient } from '@natter/client-sdk'
+import { IndexedDbOutboxStorage } from '@natter/client-sdk/indexeddb'
 
 // The web chat served by `npm start`: a small app over the client SDK, signed in with dev tokens.
 
@@ -57,12 +58,17 @@ async function signIn(name: string): Promise<void> {
   const config = (await (await fetch('/web/config.json')).json()) as { wsUrl: string }
   await devToken(name)
   me = name
+  const deviceId = deviceIdFor(name)
   client = await createClient({
     url: config.wsUrl,
     userId: name,
-    deviceId: deviceIdFor(name),
+    deviceId,
     getToken: () => devToken(name),
+    // Messages not yet stored by the server survive a reload.
+    outbox: new IndexedDbOutboxStorage(`natter-outbox:${name}/${deviceId}`),
   })
+  // For the browser console (and the browser test): the app's client.
+  ;(window as unknown as { natter: NatterClient }).natter = client
   $('login').hidden = true
   $('app').hidden = false
   $('me').textContent = `Signed in as ${name}`
@@ -155,7 +161,22 @@ function onMessage(m: ChatMessage): void {
 function renderMessages(): void {
   if (!current) return
   const list = $('messages')
-  list.replaceChildren(...client.messages(current).map(renderMessage))
+  // Messages still in the outbox (offline, or on their way) come last, with a clock.
+  const pending = client.pending(current).map((p) => {
+    const li = document.createElement('li')
+    li.className = 'mine'
+    li.dataset.status = 'sending'
+    const text = document.createElement('span')
+    text.className = 'text'
+    text.textContent = p.text ?? ''
+    const ticks = document.createElement('span')
+    ticks.className = 'ticks'
+    ticks.textContent = TICKS.sending
+    ticks.title = 'sending'
+    li.append(text, ticks)
+    return li
+  })
+  list.replaceChildren(...client.messages(current).map(renderMessage), ...pending)
   list.scrollTop = list.scrollHeight
 }
 

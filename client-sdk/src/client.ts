@@ -355,6 +355,11 @@ export class NatterClient extends Emitter<ClientEvents> {
     return this.#timelines.get(chatId)?.messages() ?? []
   }
 
+  /** This user's messages to a chat that the server has not stored yet, in the order sent. */
+  pending(chatId: string): OutboxItem[] {
+    return this.#outbox.items.filter((i) => i.chatId === chatId)
+  }
+
   /** Where one of this user's messages stands, by its local id. */
   statusOf(localId: string): MessageStatus | undefined {
     if (this.#outbox.has(localId)) return 'sending'
