@@ -181,6 +181,41 @@ describe('client SDK against a real node', () => {
     assert.ok(!states.includes('closed'))
   })
 
+  it('follows edits and deletes, pages back through history, and searches', async () => {
+    const nina = await client('nina')
+    const otto = await client('otto')
+    const chat = (await nina.direct('otto')).id
+    await Promise.all([nina.open(chat), otto.open(chat)])
+    const seqs: number[] = []
+    for (const text of ['one', 'two', 'three', 'four', 'five'])
+      seqs.push((await nina.send(chat, { text }).sent).seq)
+    await nina.edit(chat, seqs[1] as number, 'two (edited)')
+    await nina.deleteMessage(chat, seqs[2] as number)
+    await until(
+      otto,
+      () =>
+        texts(otto, chat).includes('two (edited)') && otto.messages(chat).some((m) => m.deletedAt !== null),
+      'otto sees the edit and the delete',
+    )
+    assert.deepEqual(texts(otto, chat), ['one', 'two (edited)', null, 'four', 'five'])
+    assert.deepEqual(
+      (await otto.search(chat, 'edited')).map((m) => m.seq),
+      [seqs[1]],
+    )
+    // A new device of otto's starts from the newest page and pages back.
+    const tablet = await createClient({
+      url: t.mqttUrl,
+      userId: 'otto',
+      deviceId: 'tablet',
+      getToken: () => t.token('otto'),
+    })
+    clients.push(tablet)
+    await tablet.open(chat, 2)
+    assert.deepEqual(texts(tablet, chat), ['four', 'five'])
+    while ((await tablet.loadOlder(chat, 2)) > 0) {}
+    assert.deepEqual(texts(tablet, chat), ['one', 'two (edited)', null, 'four', 'five'])
+  })
+
   it('reports a refused send as failed, with the server’s code', async () => {
     const ivy = await client('ivy')
     const sending = ivy.send('g_not_a_chat', { text: 'anyone?' })
