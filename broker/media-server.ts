@@ -6,7 +6,7 @@ import { collectDefaultMetrics, Registry } from 'prom-client'
 import type { Settings } from '../config/schema.ts'
 import { loadVerifyKey } from '../services/auth/jwt-keys.ts'
 import { createTokenVerifier } from '../services/auth/token-verifier.ts'
-import { DISK_OBJECT_PATH, DiskObjectStore } from '../services/media/disk-object-store.ts'
+import { diskObjectRoute } from '../services/media/disk-object-store.ts'
 import { MediaService } from '../services/media/media-service.ts'
 import { createMediaMetrics } from '../services/metrics/media-metrics.ts'
 import { createHttpApi } from '../services/requests/http-api.ts'
@@ -54,10 +54,7 @@ export async function startMediaServer(settings: Settings, log: Logger): Promise
       api: createHttpApi({ verify, router }),
       metrics: registry,
       log,
-      objects:
-        objects instanceof DiskObjectStore
-          ? { prefix: DISK_OBJECT_PATH, serve: (req, res) => objects.serve(req, res) }
-          : undefined,
+      objects: diskObjectRoute(objects),
     }),
   )
   await new Promise<void>((resolve, reject) => {

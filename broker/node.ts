@@ -11,7 +11,7 @@ import { createTokenVerifier } from '../services/auth/token-verifier.ts'
 import { topics } from '../services/auth/topic-acl.ts'
 import { ChatService } from '../services/chats/chat-service.ts'
 import { MembershipIndex } from '../services/chats/membership-index.ts'
-import { DISK_OBJECT_PATH, DiskObjectStore } from '../services/media/disk-object-store.ts'
+import { diskObjectRoute } from '../services/media/disk-object-store.ts'
 import { MediaService } from '../services/media/media-service.ts'
 import { MessageService } from '../services/messages/message-service.ts'
 import type { Publish } from '../services/messages/publisher.ts'
@@ -386,10 +386,7 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
       api: createHttpApi({ verify, router }),
       metrics: registry,
       log,
-      objects:
-        objects instanceof DiskObjectStore
-          ? { prefix: DISK_OBJECT_PATH, serve: (req, res) => objects.serve(req, res) }
-          : undefined,
+      objects: diskObjectRoute(objects),
       web: createWebApp({
         wsUrl: (host) => `ws://${host}:${wsPort}${settings.wsPath}`,
         devSecret: keySource.generated ? (keySource.key as Uint8Array) : undefined,

@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict'
-import { randomBytes } from 'node:crypto'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
-import { SignJWT } from 'jose'
+import { clusterSecret } from './helpers/cluster.ts'
 import { Device } from './helpers/device.ts'
 import { FakeApns, makeCert, type TestCert } from './helpers/fake-push.ts'
 import { logEvent, type Proc, run } from './helpers/processes.ts'
@@ -15,19 +14,13 @@ import { logEvent, type Proc, run } from './helpers/processes.ts'
  */
 describe('push notifications end to end (a node process, APNs)', () => {
   const dataDir = mkdtempSync(join(tmpdir(), 'natter-push-e2e-'))
-  const secret = randomBytes(32).toString('hex')
+  const { secret, token } = clusterSecret()
   let cert: TestCert
   let apns: FakeApns
   let node: Proc | undefined
   let url = ''
   let httpUrl = ''
   const devices: Device[] = []
-  const token = (user: string) =>
-    new SignJWT({})
-      .setProtectedHeader({ alg: 'HS256' })
-      .setSubject(user)
-      .setExpirationTime('1h')
-      .sign(new TextEncoder().encode(secret))
   const start = async () => {
     node = run('sh', ['bin/natter', 'start'], {
       NATTER_HOST: '127.0.0.1',

@@ -68,13 +68,13 @@ describe('the web chat in a real browser', () => {
     await alice.waitForSelector('#presence.online', WAIT)
     assert.equal(await alice.textContent('#presence'), 'online')
 
-    await bob.locator('#text').pressSequentially('hi al', { delay: 30 })
+    await bob.locator('#text').pressSequentially('hi al')
     await alice.waitForFunction(
       `document.querySelector('#typing')?.textContent === 'bob is typing…'`,
       null,
       WAIT,
     )
-    await bob.locator('#text').pressSequentially('ice', { delay: 30 })
+    await bob.locator('#text').pressSequentially('ice')
     await bob.press('#text', 'Enter')
     await message(alice, 'hi alice').waitFor(WAIT)
     await alice.waitForFunction(`document.querySelector('#typing')?.textContent === ''`, null, WAIT)
@@ -107,22 +107,18 @@ describe('the web chat in a real browser', () => {
     await alice.context().setOffline(true)
     await alice.evaluate('window.natter.mqtt.stream.destroy()')
     await alice.waitForSelector('#connection[data-state="reconnecting"]', WAIT)
-    await send(alice, 'written offline')
-    await alice.waitForSelector('#messages li.mine[data-status="sending"]', WAIT)
-    const saved = await alice.evaluate(`new Promise((resolve) => {
-      const name = 'natter-outbox:alice/' + localStorage.getItem('natter:device:alice')
-      const check = () => {
-        const open = indexedDB.open(name)
-        open.onsuccess = () => {
-          const count = open.result.transaction('items').objectStore('items').count()
-          count.onsuccess = () => {
-            open.result.close()
-            if (count.result > 0) resolve(count.result)
-            else setTimeout(check, 20)
-          }
-        }
+    // Sent through the page's client, to wait until the outbox has it in IndexedDB.
+    await alice.evaluate(`window.natter
+      .send(document.querySelector('#chats li.active').dataset.chatId, { text: 'written offline' })
+      .queued`)
+    await alice.waitForSelector('#messages li.mine[data-status="sending"] >> text=written offline', WAIT)
+    const saved = await alice.evaluate(`new Promise((resolve, reject) => {
+      const open = indexedDB.open('natter-outbox:alice/' + localStorage.getItem('natter:device:alice'))
+      open.onerror = () => reject(open.error)
+      open.onsuccess = () => {
+        const count = open.result.transaction('items').objectStore('items').count()
+        count.onsuccess = () => resolve(count.result)
       }
-      check()
     })`)
     assert.equal(saved, 1)
     await alice.evaluate('window.natter.close()')

@@ -53,6 +53,8 @@ export interface ClientEvents extends Record<string, unknown> {
 
 export interface Sending {
   localId: string
+  /** Resolves once the message is in the outbox storage: from then on it survives a restart. */
+  queued: Promise<void>
   /** Resolves with the seq once the server stored it; rejects with the server's refusal. */
   sent: Promise<{ seq: number }>
 }
@@ -459,12 +461,13 @@ export class NatterClient extends Emitter<ClientEvents> {
     )
     // An unhandled refusal would crash a Node app that only listens to events.
     sent.catch(() => {})
-    this.#outbox.add(item).then(
+    const queued = this.#outbox.add(item)
+    queued.then(
       () => this.#publish(item),
       (err: unknown) => this.#fail(item.localId, chatId, asError(err)),
     )
     this.emit('status', { chatId, localId: item.localId, status: 'sending' })
-    return { localId: item.localId, sent }
+    return { localId: item.localId, queued, sent }
   }
 
   #publish(item: OutboxItem): void {

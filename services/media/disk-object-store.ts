@@ -284,3 +284,12 @@ function parseRange(header: string | undefined, size: number): [number, number] 
   if (start > end || start >= size) return 'unsatisfiable'
   return [start, end]
 }
+
+/** The HTTP route that serves a disk store's signed URLs; none for other stores (S3 serves its own). */
+export function diskObjectRoute(
+  objects: ObjectStore,
+): { prefix: string; serve: (req: IncomingMessage, res: ServerResponse) => Promise<void> } | undefined {
+  return objects instanceof DiskObjectStore
+    ? { prefix: DISK_OBJECT_PATH, serve: (req, res) => objects.serve(req, res) }
+    : undefined
+}

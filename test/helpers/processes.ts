@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { createInterface } from 'node:readline'
+import { freePort } from './free-port.ts'
 
 export const ROOT = new URL('../..', import.meta.url).pathname
 
@@ -110,6 +111,28 @@ export function logEvent(event: string, clientId?: string) {
       return o.event === event && (clientId === undefined || o.clientId === clientId)
     } catch {
       return false
+    }
+  }
+}
+
+/**
+ * Starts a server that cannot report a port it picked itself (FerretDB, versitygw): a free port
+ * is chosen first, and as another process could take it in between, it is tried up to 3 times.
+ */
+export async function runOnFreePort(
+  launch: (port: number) => Proc,
+  ready: (line: string, port: number) => boolean,
+  ms = 30_000,
+): Promise<{ proc: Proc; port: number }> {
+  for (let attempt = 0; ; attempt++) {
+    const port = await freePort()
+    const proc = launch(port)
+    try {
+      await proc.waitFor((line) => ready(line, port), ms)
+      return { proc, port }
+    } catch (err) {
+      await proc.stop()
+      if (attempt === 2) throw err
     }
   }
 }

@@ -3,8 +3,7 @@ import { randomBytes } from 'node:crypto'
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { freePort } from './free-port.ts'
-import { type Proc, ROOT, run } from './processes.ts'
+import { ROOT, run, runOnFreePort } from './processes.ts'
 
 export interface S3Server {
   endpoint: string
@@ -25,27 +24,15 @@ export async function startVersitygw(): Promise<S3Server> {
   mkdirSync(join(dir, 'data'))
   const accessKeyId = `natter${randomBytes(4).toString('hex')}`
   const secretAccessKey = randomBytes(20).toString('hex')
-  let proc: Proc | undefined
-  let port = 0
-  // versitygw cannot report a port it picked itself: a free one is chosen first, and another
-  // process could take it in between, hence a retry.
-  for (let attempt = 0; attempt < 3; attempt++) {
-    port = await freePort()
-    proc = run(
-      join(ROOT, bin),
-      ['--port', `127.0.0.1:${port}`, 'posix', '--sidecar', join(dir, 'meta'), join(dir, 'data')],
-      { ROOT_ACCESS_KEY_ID: accessKeyId, ROOT_SECRET_ACCESS_KEY: secretAccessKey },
-    )
-    try {
-      await proc.waitFor((l) => l.includes(`http://127.0.0.1:${port}`), 30_000)
-      break
-    } catch (err) {
-      await proc.stop()
-      proc = undefined
-      if (attempt === 2) throw err
-    }
-  }
-  const p = proc as Proc
+  const { proc: p, port } = await runOnFreePort(
+    (port) =>
+      run(
+        join(ROOT, bin),
+        ['--port', `127.0.0.1:${port}`, 'posix', '--sidecar', join(dir, 'meta'), join(dir, 'data')],
+        { ROOT_ACCESS_KEY_ID: accessKeyId, ROOT_SECRET_ACCESS_KEY: secretAccessKey },
+      ),
+    (line, port) => line.includes(`http://127.0.0.1:${port}`),
+  )
   return {
     endpoint: `http://127.0.0.1:${port}`,
     accessKeyId,
