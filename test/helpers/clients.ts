@@ -12,7 +12,12 @@ const emitter = (client: MqttClient) => client as unknown as EventEmitter
  * Rejects with the CONNACK refusal (err.code is the return code) instead of reconnecting.
  * MQTT 3.1.1 sends a password only with a username, so one is always set.
  */
-export async function connectClient(url: string, options: IClientOptions): Promise<MqttClient> {
+export async function connectClient(
+  url: string,
+  options: IClientOptions,
+  /** Called with the client before it connects: a persistent session's queued messages can come with the CONNACK. */
+  prepare?: (client: MqttClient) => void,
+): Promise<MqttClient> {
   const client = mqtt.connect(url, {
     reconnectPeriod: 0,
     connectTimeout: WAIT_MS,
@@ -20,6 +25,7 @@ export async function connectClient(url: string, options: IClientOptions): Promi
     username: String(options.clientId ?? '').split('/')[0] || 'anyone',
     ...options,
   })
+  prepare?.(client)
   try {
     await Promise.race([
       once(emitter(client), 'connect', { signal: AbortSignal.timeout(WAIT_MS) }),

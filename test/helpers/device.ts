@@ -55,13 +55,16 @@ export class Device {
     token: string,
     o: Partial<IClientOptions> & { subscribe?: boolean } = {},
   ): Promise<Device> {
-    const client = await connectClient(url, {
-      clientId: `${userId}/${deviceId}`,
-      password: token,
-      clean: false,
-      ...o,
-    })
-    const device = new Device(client, userId, deviceId)
+    let device: Device | undefined
+    const client = await connectClient(
+      url,
+      { clientId: `${userId}/${deviceId}`, password: token, clean: false, ...o },
+      // Listening before the CONNACK: queued messages may arrive right behind it.
+      (c) => {
+        device = new Device(c, userId, deviceId)
+      },
+    )
+    if (!device) throw new Error('the device was not prepared')
     if (o.subscribe !== false) {
       const own = [`u/${userId}/inbox`, `d/${userId}/${deviceId}/res`, `d/${userId}/${deviceId}/err`]
       await client.subscribeAsync(own, { qos: 1 })
