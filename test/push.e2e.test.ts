@@ -30,7 +30,8 @@ describe('push notifications end to end (a node process, APNs)', () => {
       NATTER_DATA_DIR: dataDir,
       NATTER_JWT_SECRET: secret,
       NATTER_LOG_LEVEL: 'debug',
-      NATTER_PUSH_GRACE_MS: '1000',
+      // Long enough for a device to reconnect on a loaded test machine.
+      NATTER_PUSH_GRACE_MS: '2000',
       NATTER_APNS_KEY_FILE: apns.keyFile,
       NATTER_APNS_KEY_ID: apns.keyId,
       NATTER_APNS_TEAM_ID: apns.teamId,
@@ -153,7 +154,7 @@ describe('push notifications end to end (a node process, APNs)', () => {
     )
     await alice.send(chat, 'are you awake?')
     await queued
-    // The push is due a second after the message: the node dies before that.
+    // The push is due two seconds after the message: the node dies before that.
     node?.child.kill('SIGKILL')
     await node?.exited
     assert.equal(apns.received.length, before, 'nothing was sent before the crash')

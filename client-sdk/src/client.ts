@@ -255,10 +255,10 @@ export class NatterClient extends Emitter<ClientEvents> {
         .then((token) => {
           this.#token = token
           this.#client.options.password = token
-          // A clean reconnect with the new token; the session and its queue stay on the server.
-          this.#client.end(false, {}, () => {
-            if (!this.#closing) this.#client.reconnect()
-          })
+          // A clean DISCONNECT; the close starts the usual reconnect, now with the new token.
+          // The session and its queue stay on the server meanwhile.
+          this.#setState('reconnecting')
+          this.#client.end(false)
         })
         .catch(() => this.#scheduleRefresh())
     }, at)
@@ -597,9 +597,13 @@ export class NatterClient extends Emitter<ClientEvents> {
   }
 }
 
+// mqtt.js's words for a call made while the connection is closing or closed.
+const CONNECTION_GONE = /client disconnecting|connection closed|client disconnected/i
+
 function asError(err: unknown): NatterRequestError {
   if (err instanceof NatterRequestError) return err
-  return new NatterRequestError('internal', err instanceof Error ? err.message : String(err))
+  const message = err instanceof Error ? err.message : String(err)
+  return new NatterRequestError(CONNECTION_GONE.test(message) ? 'disconnected' : 'internal', message)
 }
 
 /** Connects a device (see NatterClient). */
