@@ -1,7 +1,7 @@
 import type { MqttClient } from 'mqtt'
 import { NatterRequestError, request } from './request.ts'
 
-/** What the server tells about a media (docs/protocol.md#media). */
+/** What the server tells about a media (docs/protocol.md#media); the server builds it with this very type. */
 export interface MediaInfo {
   id: string
   kind: 'image' | 'video' | 'audio' | 'file'

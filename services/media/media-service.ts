@@ -1,4 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto'
+import type { MediaInfo } from '@natter/client-sdk'
 import type { Logger } from 'pino'
 import type { MediaTelemetry } from '../metrics/media-metrics.ts'
 import { NatterError } from '../requests/envelope.ts'
@@ -27,21 +28,6 @@ export interface MediaLimits {
 
 /** Whether a user is a member of a chat now. */
 export type IsMember = (chatId: string, userId: string) => boolean | Promise<boolean>
-
-/** What clients see of a media record. */
-export interface MediaInfo {
-  id: string
-  kind: MediaKind
-  contentType: string
-  size: number
-  sha256: string
-  name: string | null
-  width: number | null
-  height: number | null
-  durationMs: number | null
-  uploaderId: string
-  createdAt: number
-}
 
 const newMediaId = () => `m_${randomBytes(16).toString('base64url')}`
 const objectKey = (id: string) => `m/${id}`

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
 import { after, before, describe, it } from 'node:test'
-import type { ObjectStore, PutTerms } from '../../services/media/object-store.ts'
+import type { GetTerms, ObjectStore, PutTerms } from '../../services/media/object-store.ts'
 
 export interface ObjectStoreHarness {
   store: ObjectStore
@@ -44,6 +44,8 @@ export function objectStoreContract(name: string, open: () => Promise<ObjectStor
       contentType,
       expiresInSeconds: 60,
     })
+    const getUrl = (k: string, o: Partial<GetTerms> = {}) =>
+      store.signGet(k, { expiresInSeconds: 60, contentType: 'image/png', disposition: 'inline', ...o })
     const put = async (url: string, headers: Record<string, string>, body: Buffer) => {
       const res = await fetch(url, { method: 'PUT', headers, body })
       await res.arrayBuffer()
@@ -57,11 +59,7 @@ export function objectStoreContract(name: string, open: () => Promise<ObjectStor
       assert.equal(up.method, 'PUT')
       assert.equal(await put(up.url, up.headers, bytes), 200)
       assert.deepEqual(await store.head(k), { size: 5000, contentType: 'image/png', sha256: sha(bytes) })
-      const url = await store.signGet(k, {
-        expiresInSeconds: 60,
-        contentType: 'image/png',
-        disposition: 'inline; filename="photo.png"',
-      })
+      const url = await getUrl(k, { disposition: 'inline; filename="photo.png"' })
       const res = await fetch(url)
       assert.equal(res.status, 200)
       assert.equal(res.headers.get('content-type'), 'image/png')
@@ -73,11 +71,7 @@ export function objectStoreContract(name: string, open: () => Promise<ObjectStor
       const k = key('video')
       const bytes = randomBytes(1000)
       await store.write(k, bytes, 'video/mp4')
-      const url = await store.signGet(k, {
-        expiresInSeconds: 60,
-        contentType: 'video/mp4',
-        disposition: 'inline',
-      })
+      const url = await getUrl(k, { contentType: 'video/mp4' })
       const res = await fetch(url, { headers: { range: 'bytes=100-199' } })
       assert.equal(res.status, 206)
       assert.deepEqual(Buffer.from(await res.arrayBuffer()), bytes.subarray(100, 200))
@@ -112,11 +106,7 @@ export function objectStoreContract(name: string, open: () => Promise<ObjectStor
       assert.equal(await put(tampered(up.url), up.headers, bytes), 403)
       assert.equal(await store.head(k), null)
       await store.write(k, bytes, 'image/png')
-      const url = await store.signGet(k, {
-        expiresInSeconds: 60,
-        contentType: 'image/png',
-        disposition: 'inline',
-      })
+      const url = await getUrl(k)
       assert.equal(await statusOf(tampered(url)), 403)
       const otherKey = url.replace(k.split('/')[1] as string, key('elsewhere').split('/')[1] as string)
       assert.equal(await statusOf(otherKey), 403)
@@ -130,12 +120,7 @@ export function objectStoreContract(name: string, open: () => Promise<ObjectStor
       assert.equal(await put(up.url, up.headers, bytes), 403)
       assert.equal(await store.head(k), null)
       await store.write(k, bytes, 'image/png')
-      const url = await store.signGet(k, {
-        expiresInSeconds: 60,
-        contentType: 'image/png',
-        disposition: 'inline',
-        signedAt: longAgo,
-      })
+      const url = await getUrl(k, { signedAt: longAgo })
       assert.equal(await statusOf(url), 403)
     })
 
@@ -150,11 +135,7 @@ export function objectStoreContract(name: string, open: () => Promise<ObjectStor
       await store.remove(k)
       assert.equal(await store.head(k), null)
       await store.remove(k)
-      const url = await store.signGet(k, {
-        expiresInSeconds: 60,
-        contentType: 'image/webp',
-        disposition: 'inline',
-      })
+      const url = await getUrl(k, { contentType: 'image/webp' })
       assert.equal(await statusOf(url), 404)
     })
   })
