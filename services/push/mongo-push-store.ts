@@ -69,8 +69,12 @@ export class MongoPushStore implements PushStore {
     return doc ? fromDoc(doc) : null
   }
 
-  async registrations(userId: string): Promise<Registration[]> {
-    const docs = await this.#devices.find({ userId }).sort({ deviceId: 1 }).toArray()
+  async registrations(userIds: string[]): Promise<Registration[]> {
+    if (userIds.length === 0) return []
+    const docs = await this.#devices
+      .find({ userId: { $in: userIds } })
+      .sort({ userId: 1, deviceId: 1 })
+      .toArray()
     return docs.map(fromDoc)
   }
 
@@ -92,37 +96,27 @@ export class MongoPushStore implements PushStore {
     else await this.#mutes.deleteOne({ _id })
   }
 
-  async mutedChats(userId: string): Promise<string[]> {
-    return (await this.#mutes.find({ userId }).toArray()).map((m) => m.chatId)
+  async mutes(userIds: string[]): Promise<{ userId: string; chatId: string }[]> {
+    if (userIds.length === 0) return []
+    const docs = await this.#mutes.find({ userId: { $in: userIds } }).toArray()
+    return docs.map((m) => ({ userId: m.userId, chatId: m.chatId }))
   }
 
+  /**
+   * Two round trips whatever the number of jobs (a message to a large group makes many): new
+   * jobs are inserted, then every job, new or not, gets the same two conditional updates in
+   * order. Inserting first means a job another node creates meanwhile still gets the updates.
+   */
   async enqueue(jobs: NewJob[]): Promise<void> {
-    for (const j of jobs) await this.#enqueueOne(j)
-  }
-
-  async #enqueueOne(j: NewJob): Promise<void> {
-    const _id = jobKey(j)
-    for (let attempt = 0; attempt < 3; attempt++) {
-      // An idle job wakes up, due at dueAt.
-      const woke = await this.#jobs.updateOne(
-        { _id, state: 'idle', coveredSeq: { $lt: j.seq } },
-        { $set: { state: 'pending', dueAt: j.dueAt }, $max: { lastSeq: j.seq } },
-      )
-      if (woke.matchedCount === 1) return
-      // A job under way takes the newer message into its burst.
-      const joined = await this.#jobs.updateOne(
-        { _id, state: { $in: ['pending', 'claimed', 'sending'] } },
-        { $max: { lastSeq: j.seq } },
-      )
-      if (joined.matchedCount === 1) return
-      if (await this.#jobs.countDocuments({ _id }, { limit: 1 })) return // idle, seq already covered
-      try {
-        await this.#jobs.insertOne({
-          _id,
+    if (jobs.length === 0) return
+    try {
+      await this.#jobs.insertMany(
+        jobs.map((j) => ({
+          _id: jobKey(j),
           userId: j.userId,
           deviceId: j.deviceId,
           chatId: j.chatId,
-          state: 'pending',
+          state: 'pending' as const,
           lastSeq: j.seq,
           coveredSeq: 0,
           claimedSeq: 0,
@@ -130,12 +124,37 @@ export class MongoPushStore implements PushStore {
           attempts: 0,
           owner: null,
           leaseUntil: 0,
-        })
-        return
-      } catch (err) {
-        if (!isDuplicateKey(err)) throw err
-      }
+        })),
+        { ordered: false },
+      )
+    } catch (err) {
+      // Jobs that existed already are updated below.
+      const errors = (err as { writeErrors?: { code?: number }[] | { code?: number } }).writeErrors
+      const list = Array.isArray(errors) ? errors : errors ? [errors] : []
+      if (!isDuplicateKey(err) && (list.length === 0 || list.some((e) => e.code !== 11000))) throw err
     }
+    await this.#jobs.bulkWrite(
+      jobs.flatMap((j) => [
+        // An idle job wakes up, due at dueAt…
+        {
+          updateOne: {
+            filter: { _id: jobKey(j), state: 'idle' as const, coveredSeq: { $lt: j.seq } },
+            update: { $set: { state: 'pending' as const, dueAt: j.dueAt }, $max: { lastSeq: j.seq } },
+          },
+        },
+        // …and one under way takes the newer message into its burst.
+        {
+          updateOne: {
+            filter: {
+              _id: jobKey(j),
+              state: { $in: ['pending', 'claimed', 'sending'] as PushJob['state'][] },
+            },
+            update: { $max: { lastSeq: j.seq } },
+          },
+        },
+      ]),
+      { ordered: true },
+    )
   }
 
   async claim(now: number, owner: string, leaseMs: number, limit: number): Promise<PushJob[]> {

@@ -155,13 +155,12 @@ export class PushService {
   }
 
   async #enqueueFor(m: StoredMessage): Promise<void> {
-    const candidates: Registration[] = []
-    for (const userId of this.#members(m.chatId)) {
-      if (userId === m.senderId) continue
-      const known = await this.#known(userId)
-      if (known.muted.has(m.chatId)) continue
-      candidates.push(...known.devices)
-    }
+    const recipients = [...this.#members(m.chatId)].filter((u) => u !== m.senderId)
+    const known = await this.#known(recipients)
+    const candidates = recipients.flatMap((u) => {
+      const k = known.get(u)
+      return k && !k.muted.has(m.chatId) ? k.devices : []
+    })
     if (candidates.length === 0) return
     const live = await this.#liveness.live(candidates.map(clientId))
     const dueAt = Date.now() + this.#o.graceMs
@@ -177,17 +176,29 @@ export class PushService {
     this.#wakeAt(dueAt)
   }
 
-  async #known(userId: string): Promise<Cached> {
-    const hit = this.#cache.get(userId)
-    if (hit && Date.now() - hit.at < CACHE_MS) return hit
-    const [devices, muted] = await Promise.all([
-      this.#store.registrations(userId),
-      this.#store.mutedChats(userId),
+  /** Devices and mutes of these users: from the cache, the rest in one query each (a group's members at once). */
+  async #known(userIds: string[]): Promise<Map<string, Cached>> {
+    const now = Date.now()
+    const out = new Map<string, Cached>()
+    const missing: string[] = []
+    for (const u of userIds) {
+      const hit = this.#cache.get(u)
+      if (hit && now - hit.at < CACHE_MS) out.set(u, hit)
+      else missing.push(u)
+    }
+    if (missing.length === 0) return out
+    const [devices, mutes] = await Promise.all([
+      this.#store.registrations(missing),
+      this.#store.mutes(missing),
     ])
-    const fresh = { devices, muted: new Set(muted), at: Date.now() }
-    this.#cache.set(userId, fresh)
-    if (this.#cache.size > 100_000) this.#cache.delete(this.#cache.keys().next().value as string)
-    return fresh
+    for (const u of missing) out.set(u, { devices: [], muted: new Set(), at: now })
+    for (const d of devices) out.get(d.userId)?.devices.push(d)
+    for (const x of mutes) out.get(x.userId)?.muted.add(x.chatId)
+    for (const u of missing) {
+      this.#cache.set(u, out.get(u) as Cached)
+      if (this.#cache.size > 100_000) this.#cache.delete(this.#cache.keys().next().value as string)
+    }
+    return out
   }
 
   start(): void {
@@ -250,7 +261,7 @@ export class PushService {
     try {
       const to = await this.#store.registration(job.userId, job.deviceId)
       if (!to) return await done()
-      if ((await this.#store.mutedChats(job.userId)).includes(job.chatId)) return await done()
+      if ((await this.#store.mutes([job.userId])).some((x) => x.chatId === job.chatId)) return await done()
       const skip = async (reason: 'device_back' | 'already_read') => {
         await done()
         this.#telemetry?.skipped(reason)

@@ -60,14 +60,16 @@ export interface PushStore {
   /** Adds or replaces the device's registration; the token leaves any other device it was on. */
   register(r: Registration): Promise<void>
   registration(userId: string, deviceId: string): Promise<Registration | null>
-  registrations(userId: string): Promise<Registration[]>
+  /** The registered devices of these users (one query for all: a group's members at once), by user and device. */
+  registrations(userIds: string[]): Promise<Registration[]>
   /** Removes the device's registration and its jobs; false when it had none. */
   unregister(userId: string, deviceId: string): Promise<boolean>
   /** Removes the registration only while it still holds this token (the provider refused it). */
   unregisterToken(userId: string, deviceId: string, token: string): Promise<boolean>
 
   setMuted(userId: string, chatId: string, muted: boolean): Promise<void>
-  mutedChats(userId: string): Promise<string[]>
+  /** The chats these users muted. */
+  mutes(userIds: string[]): Promise<{ userId: string; chatId: string }[]>
 
   /**
    * Records messages for devices: a device and chat with a push pending gets its lastSeq moved

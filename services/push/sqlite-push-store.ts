@@ -164,10 +164,13 @@ export class SqlitePushStore implements PushStore {
     return row ? toRegistration(row) : null
   }
 
-  async registrations(userId: string): Promise<Registration[]> {
+  async registrations(userIds: string[]): Promise<Registration[]> {
+    if (userIds.length === 0) return []
     const rows = this.#db
-      .prepare('SELECT * FROM push_devices WHERE user_id = ? ORDER BY device_id')
-      .all(userId) as unknown as RegistrationRow[]
+      .prepare(
+        `SELECT * FROM push_devices WHERE user_id IN (SELECT value FROM json_each(?)) ORDER BY user_id, device_id`,
+      )
+      .all(JSON.stringify(userIds)) as unknown as RegistrationRow[]
     return rows.map(toRegistration)
   }
 
@@ -202,13 +205,12 @@ export class SqlitePushStore implements PushStore {
     }
   }
 
-  async mutedChats(userId: string): Promise<string[]> {
+  async mutes(userIds: string[]): Promise<{ userId: string; chatId: string }[]> {
+    if (userIds.length === 0) return []
     const rows = this.#db
-      .prepare('SELECT chat_id FROM push_mutes WHERE user_id = ?')
-      .all(userId) as unknown as {
-      chat_id: string
-    }[]
-    return rows.map((r) => r.chat_id)
+      .prepare('SELECT user_id, chat_id FROM push_mutes WHERE user_id IN (SELECT value FROM json_each(?))')
+      .all(JSON.stringify(userIds)) as unknown as { user_id: string; chat_id: string }[]
+    return rows.map((r) => ({ userId: r.user_id, chatId: r.chat_id }))
   }
 
   async enqueue(jobs: NewJob[]): Promise<void> {

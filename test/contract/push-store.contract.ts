@@ -44,7 +44,7 @@ export function pushStoreContract(name: string, open: () => Promise<Harness<Push
         updatedAt: 2000,
       }
       await store.register(renewed)
-      assert.deepEqual(await store.registrations(r.userId), [renewed])
+      assert.deepEqual(await store.registrations([r.userId]), [renewed])
       assert.equal(await store.unregister(r.userId, 'phone'), true)
       assert.equal(await store.registration(r.userId, 'phone'), null)
       assert.equal(await store.unregister(r.userId, 'phone'), false)
@@ -78,9 +78,61 @@ export function pushStoreContract(name: string, open: () => Promise<Harness<Push
       await store.setMuted(user, 'g1', true)
       await store.setMuted(user, 'g2', true)
       await store.setMuted(user, 'g1', true)
-      assert.deepEqual((await store.mutedChats(user)).sort(), ['g1', 'g2'])
+      const chats = async (u: string) => (await store.mutes([u])).map((m) => m.chatId).sort()
+      assert.deepEqual(await chats(user), ['g1', 'g2'])
       await store.setMuted(user, 'g1', false)
-      assert.deepEqual(await store.mutedChats(user), ['g2'])
+      assert.deepEqual(await chats(user), ['g2'])
+    })
+
+    it('reads the devices and mutes of many users at once', async () => {
+      const [a, b, c] = [registration(), registration({ deviceId: 'laptop' }), registration()]
+      const b2 = { ...b, deviceId: 'phone', token: unique('token') }
+      for (const r of [a, b, b2, c]) await store.register(r)
+      await store.setMuted(a.userId, 'g1', true)
+      await store.setMuted(b.userId, 'g2', true)
+      const got = await store.registrations([b.userId, a.userId, unique('nobody')])
+      assert.deepEqual(
+        got.map((r) => `${r.userId}/${r.deviceId}`).sort(),
+        [`${a.userId}/phone`, `${b.userId}/laptop`, `${b.userId}/phone`].sort(),
+      )
+      assert.deepEqual(
+        (await store.mutes([a.userId, b.userId, c.userId])).map((m) => `${m.userId}:${m.chatId}`).sort(),
+        [`${a.userId}:g1`, `${b.userId}:g2`].sort(),
+      )
+      assert.deepEqual(await store.registrations([]), [])
+    })
+
+    it('handles a batch of new, idle, covered and pending jobs in one call', async () => {
+      const u = unique('ida')
+      const job = (chatId: string, seq: number, dueAt: number) => ({
+        userId: u,
+        deviceId: 'phone',
+        chatId,
+        seq,
+        dueAt,
+      })
+      await store.enqueue([job('idle', 1, 100), job('covered', 5, 100), job('pending', 1, 10_000)])
+      const claimed = (await store.claim(150, 'w1', 1000, 100)).filter((j) => j.userId === u)
+      assert.deepEqual(claimed.map((j) => j.chatId).sort(), ['covered', 'idle'])
+      for (const j of claimed) await store.finish(j, 'w1', j.claimedSeq, 160)
+      await store.enqueue([
+        job('new', 7, 500),
+        job('idle', 2, 500),
+        job('covered', 4, 500),
+        job('pending', 3, 500),
+      ])
+      const state = async (chatId: string) => {
+        const j = await store.job(u, 'phone', chatId)
+        return [j?.state, j?.lastSeq, j?.dueAt]
+      }
+      assert.deepEqual(await state('new'), ['pending', 7, 500])
+      assert.deepEqual(await state('idle'), ['pending', 2, 500], 'an idle job wakes for a newer message')
+      assert.deepEqual(
+        await state('covered'),
+        ['idle', 5, 160],
+        'an older message than the one notified is ignored',
+      )
+      assert.deepEqual(await state('pending'), ['pending', 3, 10_000], 'a pending job keeps its due time')
     })
 
     it('collapses a burst into one job, due when its first message came', async () => {
