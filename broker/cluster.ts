@@ -15,6 +15,8 @@ export interface ClusterLink {
   mq: unknown
   /** Natter's own shared state (presence counts). */
   redis: Redis
+  /** Calls fn each time the pub/sub connection is back after Redis was away (what was published meanwhile is lost). */
+  onResubscribed(fn: () => void): void
   close(): Promise<void>
 }
 
@@ -80,11 +82,22 @@ export function openCluster(
   // The emitter re-emits its connections' errors on its state emitter: unheard, a Redis restart
   // crashed the node. The connections reconnect by themselves, and log it (see connection()).
   ;(mq as unknown as { state: EventEmitter }).state.on('error', () => {})
+  let subDown = false
+  const resubscribed: Array<() => void> = []
+  subConn.on('close', () => {
+    subDown = true
+  })
+  subConn.on('ready', () => {
+    if (!subDown) return
+    subDown = false
+    for (const fn of resubscribed) fn()
+  })
   return {
     nodeId,
     persistence,
     mq,
     redis,
+    onResubscribed: (fn) => resubscribed.push(fn),
     // After aedes has closed (which closes the emitter).
     close: async () => {
       await Promise.allSettled([redis.quit(), persistenceConn.quit(), pubConn.quit(), subConn.quit()])

@@ -3,6 +3,7 @@ import { createServer as createHttpServer, type Server as HttpServer } from 'nod
 import { type AddressInfo, createServer as createTcpServer, type Server as TcpServer } from 'node:net'
 import { hostname } from 'node:os'
 import { Aedes, type Client, type PublishPacket } from 'aedes'
+import memoryPersistence from 'aedes-persistence'
 import type { Logger } from 'pino'
 import { createWebSocketStream, WebSocketServer } from 'ws'
 import type { Settings } from '../config/schema.ts'
@@ -11,9 +12,11 @@ import { createTokenVerifier } from '../services/auth/token-verifier.ts'
 import { topics } from '../services/auth/topic-acl.ts'
 import { ChatService } from '../services/chats/chat-service.ts'
 import { MembershipIndex } from '../services/chats/membership-index.ts'
+import { type InboxClient, InboxDelivery, type InboxNotice } from '../services/delivery/inbox-delivery.ts'
 import { diskObjectRoute } from '../services/media/disk-object-store.ts'
 import { MediaService } from '../services/media/media-service.ts'
-import { MessageService } from '../services/messages/message-service.ts'
+import { toEvent } from '../services/messages/events.ts'
+import { type InboxSink, MessageService } from '../services/messages/message-service.ts'
 import type { Publish } from '../services/messages/publisher.ts'
 import { startRetention } from '../services/messages/retention.ts'
 import { TypingGate } from '../services/messages/typing-gate.ts'
@@ -37,19 +40,31 @@ import { createHttpHandler } from './http.ts'
 import { InFlight } from './in-flight.ts'
 import { mediaLimits } from './media-limits.ts'
 import { pushProviders } from './push-providers.ts'
+import { type AedesPersistenceLike, sessionPersistence } from './session-persistence.ts'
 import { Sessions } from './sessions.ts'
 import { openObjectStore, openStores, type Stores } from './stores.ts'
 import { createWebApp } from './web-app.ts'
 
+/** What Natter reads of aedes' Client beyond its declarations (aedes 1.2, lib/client.js). */
+type AedesClient = Client & {
+  subscriptions: Record<string, { qos: number }>
+  deliverQoS(packet: PublishPacket, done: () => void): void
+}
+
 // Typing indicators vanish on receivers after this long without a new one.
 const TYPING_EXPIRES_MS = 6000
-const INBOX_PREFIX = 'u/'
-const INBOX_SUFFIX = '/inbox'
 // Cluster: membership changes are announced to the other nodes on this (unreachable for
 // clients: no client may subscribe to $ topics) topic of the shared emitter.
 const MEMBERSHIP_TOPIC = '$natter/membership'
 // A lost announcement (Redis restarting) leaves a node's membership stale at most this long.
 const MEMBERSHIP_RESYNC_MS = 60_000
+// Cluster: inbox events (a message stored, edited, a receipt) are announced to every node here.
+const INBOX_TOPIC = '$natter/inbox'
+// A lost announcement (Redis restarting) delays a delivery at most this long: every node then
+// compares its devices' feeds with the store.
+const INBOX_RECHECK_MS = 10_000
+// Inactive sessions are removed, and connected devices' last-seen refreshed, this often.
+const SESSION_SWEEP_MS = 3_600_000
 // aedes' heartbeat: a node missing three is dead, and its clients' wills are published.
 const CLUSTER_HEARTBEAT_MS = 5000
 
@@ -60,6 +75,8 @@ export interface NatterNode {
   stores: Stores
   presence: PresenceTracker
   media: MediaService
+  /** Inbox delivery from the message store (expireSessions takes a clock in tests). */
+  inbox: InboxDelivery
   /** This node's name in a cluster; undefined on the embedded default. */
   nodeId: string | undefined
   close(): Promise<void>
@@ -131,11 +148,42 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
   const router = new RequestRouter()
   const ops = operations({ maxGroupMembers: settings.maxGroupMembers, maxPageSize: MAX_PAGE_SIZE })
   registerSessionOps(router, ops)
+  // Inbox events go to this node's devices at once and, in a cluster, to every other node.
+  const announce = (n: InboxNotice) => {
+    inbox.notify(n)
+    if (cluster) {
+      const mq = cluster.mq as {
+        emit(m: { topic: string; payload: string }, cb?: (err?: Error) => void): void
+      }
+      mq.emit({ topic: INBOX_TOPIC, payload: JSON.stringify({ from: cluster.nodeId, n }) }, (err) => {
+        if (err) log.warn({ err: err.message }, 'could not announce an inbox event; the recheck delivers it')
+      })
+    }
+  }
+  const inboxSink: InboxSink = {
+    message: (m, alsoTo) =>
+      announce({
+        kind: 'message',
+        chatId: m.chatId,
+        seq: m.seq,
+        senderId: m.senderId,
+        at: m.at,
+        payload: JSON.stringify(toEvent(m)),
+        ...(alsoTo?.length ? { alsoTo } : {}),
+      }),
+    retried: (m, clientId) => {
+      inboxSink.message(m)
+      inbox.echo(clientId, m.chatId, m.seq, JSON.stringify(toEvent(m)))
+    },
+    update: (m, type) =>
+      announce({ kind: 'update', chatId: m.chatId, seq: m.seq, payload: JSON.stringify(toEvent(m, type)) }),
+    receipt: (e, to) => announce({ kind: 'receipt', chatId: e.chatId, to, payload: JSON.stringify(e) }),
+  }
   const chatService = new ChatService({
     chats: stores.chats,
     messages: stores.messages,
     index,
-    publish: publishTo,
+    inbox: inboxSink,
     limits: { maxGroupMembers: settings.maxGroupMembers },
     ops,
   })
@@ -175,7 +223,8 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     chats: stores.chats,
     messages: stores.messages,
     index,
-    publish: publishTo,
+    inbox: inboxSink,
+    deviceCursors: (chatId) => stores.delivery.chatCursors(chatId),
     limits: { maxTextChars: settings.maxTextChars },
     ops,
     log,
@@ -186,6 +235,30 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     push: pushService,
   })
   messageService.register(router)
+  // aedes keeps sessions, subscriptions, wills and retained messages; inbox messages are not
+  // queued there but read from the message store by the inbox delivery.
+  // aedes-persistence is ESM, but its declarations read as CommonJS: its default export is the factory.
+  const memory = memoryPersistence as unknown as () => object
+  const persistence = sessionPersistence(cluster ? (cluster.persistence as object) : memory(), {
+    liveOnly: (topic) =>
+      topic.startsWith('u/') &&
+      (topic.endsWith('/inbox') || topic.endsWith('/presence') || topic.endsWith('/self')),
+    puback: (client, messageId) => inbox.puback(client as unknown as InboxClient, messageId),
+  })
+  const inbox: InboxDelivery = new InboxDelivery({
+    messages: stores.messages,
+    store: stores.delivery,
+    index,
+    log,
+    maxInflight: settings.maxInflight,
+    sessionExpiryDays: settings.sessionExpiryDays,
+    onDelivered: (userId, chatId, seq, at) => messageService.delivered(userId, chatId, seq, at),
+    onWritten: () => telemetry.messageOut('inbox'),
+    onExpired: async (devices) => {
+      const p = persistence as unknown as AedesPersistenceLike
+      for (const d of devices) await p.cleanSubscriptions({ id: `${d.userId}/${d.deviceId}` })
+    },
+  })
   const presence = new PresenceTracker({
     store: stores.chats,
     publish: publishTo,
@@ -276,16 +349,17 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     concurrency: 0,
     // MQTT 3.1 limits client ids to 23 bytes; <userId>/<deviceId> needs up to 129.
     maxClientsIdLength: 129,
+    persistence,
     ...(cluster
       ? {
           id: cluster.nodeId,
-          persistence: cluster.persistence,
           mq: cluster.mq,
           heartbeatInterval: CLUSTER_HEARTBEAT_MS,
         }
       : {}),
   })
   const resync = cluster ? shareMembership(cluster) : undefined
+  const inboxRecheck = cluster ? shareInbox(cluster) : undefined
   await presence.start()
   await liveness.start()
   pushService.start()
@@ -293,12 +367,19 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     const who = sessions.get(client)?.who
     if (who) presence.connected(who.userId)
     if (who) liveness.connected(who.clientId)
+    if (who) {
+      inbox.connected(client as unknown as InboxClient, who, client.clean)
+      const sub = (client as AedesClient).subscriptions[topics.inbox(who.userId)]
+      if (sub) inbox.subscribed(client as unknown as InboxClient, sub.qos)
+      if (!client.clean) resendPresence(client as AedesClient)
+    }
     telemetry.connected(1)
     log.info({ event: 'connected', clientId: client.id })
   })
   broker.on('clientDisconnect', (client) => {
     const who = sessions.get(client)?.who
     sessions.end(client)
+    inbox.disconnected(client as unknown as InboxClient)
     if (who) liveness.disconnected(who.clientId)
     if (who) {
       presence.disconnected(who.userId)
@@ -307,17 +388,44 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     telemetry.connected(-1)
     log.info({ event: 'disconnected', clientId: client.id })
   })
-  // A device's PUBACK of an inbox delivery is the delivered receipt.
-  broker.on('ack', (packet, client) => {
-    if (packet?.cmd !== 'publish') return
-    const topic = packet.topic
-    if (!topic.startsWith(INBOX_PREFIX) || !topic.endsWith(INBOX_SUFFIX)) return
+  broker.on('subscribe', (subs, client) => {
     const who = sessions.get(client)?.who
-    if (!who) return
-    messageService
-      .delivered(who.userId, payloadOf(packet))
-      .catch((err: unknown) => log.error({ err, clientId: client.id }, 'delivered receipt failed'))
+    const mine = who && subs.find((s) => s.topic === topics.inbox(who.userId) && (s.qos as number) !== 128)
+    if (mine) inbox.subscribed(client as unknown as InboxClient, mine.qos)
   })
+  broker.on('unsubscribe', (unsubs, client) => {
+    const who = sessions.get(client)?.who
+    if (who && unsubs.includes(topics.inbox(who.userId))) inbox.unsubscribed(client as unknown as InboxClient)
+  })
+  /**
+   * Presence is retained and not queued per session: a resumed session gets the current
+   * presence of every user it follows, as a new subscription would [MQTT-3.3.1-6].
+   */
+  function resendPresence(client: AedesClient) {
+    const filters = Object.keys(client.subscriptions).filter(
+      (t) => t.startsWith('u/') && t.endsWith('/presence'),
+    )
+    if (!filters.length) return
+    const stream = (persistence as unknown as AedesPersistenceLike).createRetainedStreamCombi(filters)
+    stream.on('data', (packet: PublishPacket) => {
+      client.deliverQoS(
+        {
+          cmd: 'publish',
+          topic: packet.topic,
+          payload: packet.payload,
+          qos: packet.qos,
+          retain: true,
+          dup: false,
+        },
+        () => {},
+      )
+    })
+    stream.on('error', (err: Error) => log.warn({ err: err.message }, 'could not read retained presence'))
+  }
+  const sessionSweep = setInterval(() => {
+    inbox.expireSessions().catch((err: unknown) => log.error({ err }, 'session expiry failed'))
+  }, SESSION_SWEEP_MS)
+  sessionSweep.unref()
   const retention = startRetention({
     store: stores.messages,
     days: settings.retentionDays,
@@ -448,7 +556,10 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
       const { chatId, from } = JSON.parse(m.payload) as { chatId: string; from: string }
       if (from === nodeId) return
       stores.chats.members(chatId).then(
-        (members) => index.replaceChat(chatId, members),
+        (members) => {
+          index.replaceChat(chatId, members)
+          inbox.membersChanged(chatId)
+        },
         (err: unknown) => log.error({ err, chatId }, 'could not reload a chat’s members'),
       )
     })
@@ -457,11 +568,36 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
         (members) => {
           const byChat = new Map<string, typeof members>()
           for (const m of members) byChat.set(m.chatId, [...(byChat.get(m.chatId) ?? []), m])
-          for (const [chatId, list] of byChat) index.replaceChat(chatId, list)
+          for (const [chatId, list] of byChat) {
+            index.replaceChat(chatId, list)
+            inbox.membersChanged(chatId)
+          }
         },
         (err: unknown) => log.error({ err }, 'membership resync failed'),
       )
     }, MEMBERSHIP_RESYNC_MS)
+    timer.unref()
+    return timer
+  }
+
+  /**
+   * Hears the other nodes' inbox events. Pub/sub loses what is published while a node's
+   * subscriber connection is down: when it is back, and every INBOX_RECHECK_MS anyway, each
+   * device's feed is compared with the store and catches up.
+   */
+  function shareInbox({ nodeId, mq: emitter, onResubscribed }: ClusterLink): NodeJS.Timeout {
+    const mq = emitter as { on(topic: string, fn: (m: { payload: string }, done: () => void) => void): void }
+    mq.on(INBOX_TOPIC, (m, done) => {
+      done()
+      const { from, n } = JSON.parse(m.payload) as { from: string; n: InboxNotice }
+      if (from !== nodeId) inbox.notify(n)
+    })
+    const recheck = () => inbox.recheck().catch((err: unknown) => log.warn({ err }, 'inbox recheck failed'))
+    onResubscribed(() => {
+      log.info({ event: 'inbox_recheck' }, 'pub/sub back: devices catch up from the store')
+      recheck()
+    })
+    const timer = setInterval(recheck, INBOX_RECHECK_MS)
     timer.unref()
     return timer
   }
@@ -493,14 +629,19 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     for (const ws of wss.clients) ws.terminate()
     await new Promise<void>((resolve) => broker.close(() => resolve()))
     await Promise.all(closing)
+    // Disconnects and acknowledged cursors are written before the stores close.
+    await Promise.race([inbox.close(), new Promise((resolve) => setTimeout(resolve, left()).unref())])
     retention.stop()
     clearInterval(resync)
+    clearInterval(inboxRecheck)
+    clearInterval(sessionSweep)
     await presence.settled()
     await cluster?.close()
     await stores.messages.close()
     await stores.chats.close()
     await stores.media.close()
     await stores.push.close()
+    await stores.delivery.close()
     await objects.close()
     await Promise.all(Object.values(providers).map((p) => p.close()))
   }
@@ -511,6 +652,7 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     stores,
     presence,
     media: mediaService,
+    inbox,
     nodeId: cluster?.nodeId,
     close: closeAll,
   }

@@ -3,6 +3,9 @@ import type { Settings } from '../config/schema.ts'
 import type { ChatStore } from '../services/chats/chat-store.ts'
 import { MongoChatStore } from '../services/chats/mongo-chat-store.ts'
 import { SqliteChatStore } from '../services/chats/sqlite-chat-store.ts'
+import type { DeliveryStore } from '../services/delivery/delivery-store.ts'
+import { MongoDeliveryStore } from '../services/delivery/mongo-delivery-store.ts'
+import { SqliteDeliveryStore } from '../services/delivery/sqlite-delivery-store.ts'
 import { DiskObjectStore } from '../services/media/disk-object-store.ts'
 import type { MediaCatalog } from '../services/media/media-catalog.ts'
 import { MongoMediaCatalog } from '../services/media/mongo-media-catalog.ts'
@@ -21,25 +24,29 @@ export interface Stores {
   chats: ChatStore
   media: MediaCatalog
   push: PushStore
+  /** Per-device MQTT sessions and delivery cursors. */
+  delivery: DeliveryStore
   kind: 'sqlite' | 'mongodb'
 }
 
 /** MongoDB when NATTER_MONGODB_URI is set, otherwise SQLite files in the data directory. */
 export async function openStores(settings: Settings): Promise<Stores> {
   if (settings.mongodbUri) {
-    const [messages, chats, media, push] = await Promise.all([
+    const [messages, chats, media, push, delivery] = await Promise.all([
       MongoMessageStore.open(settings.mongodbUri),
       MongoChatStore.open(settings.mongodbUri),
       MongoMediaCatalog.open(settings.mongodbUri),
       MongoPushStore.open(settings.mongodbUri),
+      MongoDeliveryStore.open(settings.mongodbUri),
     ])
-    return { messages, chats, media, push, kind: 'mongodb' }
+    return { messages, chats, media, push, delivery, kind: 'mongodb' }
   }
   return {
     messages: new SqliteMessageStore(join(settings.dataDir, 'messages.db')),
     chats: new SqliteChatStore(join(settings.dataDir, 'chats.db')),
     media: new SqliteMediaCatalog(join(settings.dataDir, 'media.db')),
     push: new SqlitePushStore(join(settings.dataDir, 'push.db')),
+    delivery: new SqliteDeliveryStore(join(settings.dataDir, 'delivery.db')),
     kind: 'sqlite',
   }
 }

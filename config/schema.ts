@@ -138,6 +138,16 @@ export const settingsShape = {
   retentionDays: integer(1, 36_500)
     .default(30)
     .describe('Messages older than this many days are deleted by an hourly job.'),
+  sessionExpiryDays: integer(1, 36_500)
+    .default(30)
+    .describe(
+      'A persistent session (clean=false) not seen for this many days is removed with its delivery state by the hourly job.',
+    ),
+  maxInflight: integer(1, 65_535)
+    .default(100)
+    .describe(
+      'Inbox deliveries sent to one device and not yet acknowledged (PUBACK); the rest wait in the message store.',
+    ),
   maxTextChars: integer(1, 65_536).default(4000).describe('Longest message text, in characters.'),
   maxGroupMembers: integer(2, 1000).default(1000).describe('Largest group, creator included.'),
   typingIntervalMs: integer(0, 60_000)

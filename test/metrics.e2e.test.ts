@@ -39,7 +39,12 @@ describe('/metrics', () => {
     return res.text()
   }
   before(async () => {
-    t = await startTestNode({ NATTER_DRAIN_TIMEOUT_MS: '0', NATTER_MAX_TEXT_CHARS: '20000' })
+    // A window wide enough that the stalled subscriber's socket fills (buffered bytes move).
+    t = await startTestNode({
+      NATTER_DRAIN_TIMEOUT_MS: '0',
+      NATTER_MAX_TEXT_CHARS: '20000',
+      NATTER_MAX_INFLIGHT: '65535',
+    })
   })
   after(() => t.close())
 

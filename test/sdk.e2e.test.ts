@@ -6,6 +6,7 @@ import {
   MemoryOutboxStorage,
   type NatterClient,
   type NatterRequestError,
+  type OutboxItem,
   type OutboxStorage,
 } from '@natter/client-sdk'
 import { startTestNode, type TestNode } from './helpers/node.ts'
@@ -138,7 +139,20 @@ describe('client SDK against a real node', () => {
   })
 
   it('sends, once and in order, what an earlier run of the app left in its outbox', async () => {
-    const storage = new MemoryOutboxStorage()
+    // Resolves when the outbox is written empty after having held messages: the write follows
+    // the in-memory status by a few microtasks.
+    let emptied = () => {}
+    const empty = new Promise<void>((resolve) => {
+      emptied = resolve
+    })
+    const storage = new (class extends MemoryOutboxStorage {
+      #held = false
+      override async save(items: OutboxItem[]): Promise<void> {
+        await super.save(items)
+        if (items.length) this.#held = true
+        else if (this.#held) emptied()
+      }
+    })()
     const kate = await client('kate', { outbox: storage })
     const leo = await client('leo')
     const chat = (await kate.direct('leo')).id
@@ -159,6 +173,7 @@ describe('client SDK against a real node', () => {
       () => sends.every((s) => again.statusOf(s.localId) !== 'sending'),
       'the outbox empties',
     )
+    await empty
     assert.deepEqual(await storage.load(), [])
   })
 

@@ -25,6 +25,9 @@ describe('a subscriber that stops reading', () => {
       NATTER_DRAIN_TIMEOUT_MS: '0',
       NATTER_MAX_CLIENT_BUFFER_BYTES: '8388608',
       NATTER_MAX_TEXT_CHARS: '20000',
+      // The in-flight window alone bounds what a stalled inbox holds (delivery.e2e.test.ts); it is
+      // opened here so that the connection's own limits are what cut the client.
+      NATTER_MAX_INFLIGHT: '65535',
     })
     const alice = await Device.connect(t.mqttUrl, 'alice', 'phone', await t.token('alice'))
     const carol = await Device.connect(t.mqttUrl, 'carol', 'phone', await t.token('carol'))
@@ -51,7 +54,11 @@ describe('a subscriber that stops reading', () => {
   })
 
   it('is cut when its socket does not drain within the drain timeout', async () => {
-    const t = await startTestNode({ NATTER_DRAIN_TIMEOUT_MS: '1000', NATTER_MAX_TEXT_CHARS: '20000' })
+    const t = await startTestNode({
+      NATTER_DRAIN_TIMEOUT_MS: '1000',
+      NATTER_MAX_TEXT_CHARS: '20000',
+      NATTER_MAX_INFLIGHT: '65535',
+    })
     const alice = await Device.connect(t.mqttUrl, 'alice', 'phone', await t.token('alice'))
     try {
       const group = (await alice.request<{ id: string }>('chat.create', { name: 'Small', members: ['erin'] }))

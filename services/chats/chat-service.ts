@@ -1,8 +1,7 @@
 import { randomBytes } from 'node:crypto'
-import { topics } from '../auth/topic-acl.ts'
 import { toEvent } from '../messages/events.ts'
+import type { InboxSink } from '../messages/message-service.ts'
 import type { MessageStore } from '../messages/message-store.ts'
-import type { Publish } from '../messages/publisher.ts'
 import { NatterError } from '../requests/envelope.ts'
 import type { Operations } from '../requests/operations.ts'
 import type { RequestContext, RequestRouter } from '../requests/router.ts'
@@ -24,7 +23,7 @@ export class ChatService {
   readonly #chats: ChatStore
   readonly #messages: MessageStore
   readonly #index: MembershipIndex
-  readonly #publish: Publish
+  readonly #inbox: InboxSink
   readonly #limits: ChatLimits
   readonly #ops: Operations
 
@@ -32,7 +31,7 @@ export class ChatService {
     chats: ChatStore
     messages: MessageStore
     index: MembershipIndex
-    publish: Publish
+    inbox: InboxSink
     limits: ChatLimits
     ops: Operations
   }) {
@@ -40,7 +39,7 @@ export class ChatService {
     this.#chats = d.chats
     this.#messages = d.messages
     this.#index = d.index
-    this.#publish = d.publish
+    this.#inbox = d.inbox
     this.#limits = d.limits
   }
 
@@ -70,8 +69,7 @@ export class ChatService {
       text: null,
       body: { event },
     })
-    const to = new Set([...this.#index.members(chatId), ...alsoTo])
-    await Promise.all([...to].map((u) => this.#publish(topics.inbox(u), toEvent(message))))
+    this.#inbox.message(message, alsoTo)
     return message
   }
 

@@ -6,7 +6,7 @@ import type { Member, Role } from './chat-store.ts'
  * chat service on every change it makes.
  */
 export class MembershipIndex {
-  readonly #chats = new Map<string, Map<string, Role>>()
+  readonly #chats = new Map<string, Map<string, { role: Role; joinedAt: number }>>()
   readonly #users = new Map<string, Set<string>>()
   /** Called after a local change to a chat's members (a cluster tells the other nodes). */
   onChange: ((chatId: string) => void) | undefined
@@ -14,15 +14,16 @@ export class MembershipIndex {
   /** Replaces a chat's members with the store's list, after another node changed them. */
   replaceChat(chatId: string, members: Iterable<Member>): void {
     for (const userId of this.members(chatId)) this.#forget(chatId, userId)
-    for (const m of members) this.#put(m.chatId, m.userId, m.role)
+    for (const m of members) this.#put(m.chatId, m.userId, m.role, m.joinedAt)
   }
 
   load(members: Iterable<Member>): void {
-    for (const m of members) this.#put(m.chatId, m.userId, m.role)
+    for (const m of members) this.#put(m.chatId, m.userId, m.role, m.joinedAt)
   }
 
-  add(chatId: string, userId: string, role: Role): void {
-    this.#put(chatId, userId, role)
+  /** Adds a member, or changes a member's role (keeping when they joined); joinedAt in ms. */
+  add(chatId: string, userId: string, role: Role, joinedAt = Date.now()): void {
+    this.#put(chatId, userId, role, this.joinedAt(chatId, userId) ?? joinedAt)
     this.onChange?.(chatId)
   }
 
@@ -31,13 +32,13 @@ export class MembershipIndex {
     this.onChange?.(chatId)
   }
 
-  #put(chatId: string, userId: string, role: Role): void {
+  #put(chatId: string, userId: string, role: Role, joinedAt: number): void {
     let chat = this.#chats.get(chatId)
     if (!chat) {
       chat = new Map()
       this.#chats.set(chatId, chat)
     }
-    chat.set(userId, role)
+    chat.set(userId, { role, joinedAt })
     let chats = this.#users.get(userId)
     if (!chats) {
       chats = new Set()
@@ -56,7 +57,17 @@ export class MembershipIndex {
   }
 
   role(chatId: string, userId: string): Role | undefined {
-    return this.#chats.get(chatId)?.get(userId)
+    return this.#chats.get(chatId)?.get(userId)?.role
+  }
+
+  /** When the user joined the chat (ms since the epoch), or undefined when not a member. */
+  joinedAt(chatId: string, userId: string): number | undefined {
+    return this.#chats.get(chatId)?.get(userId)?.joinedAt
+  }
+
+  /** The chats a user is a member of. */
+  chatsOf(userId: string): string[] {
+    return [...(this.#users.get(userId) ?? [])]
   }
 
   members(chatId: string): string[] {

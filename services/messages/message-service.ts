@@ -1,20 +1,18 @@
 import type { Logger } from 'pino'
 import type { DeviceIdentity } from '../auth/identity.ts'
-import { topics } from '../auth/topic-acl.ts'
 import type { ChatStore } from '../chats/chat-store.ts'
 import type { MembershipIndex } from '../chats/membership-index.ts'
+import type { DeviceCursor } from '../delivery/delivery-store.ts'
 import type { Telemetry } from '../metrics/metrics.ts'
 import { type ErrorNotice, NatterError } from '../requests/envelope.ts'
 import type { Operations } from '../requests/operations.ts'
 import type { RequestRouter } from '../requests/router.ts'
 import { toEvent } from './events.ts'
 import type { MessageStore, StoredMessage } from './message-store.ts'
-import type { Publish } from './publisher.ts'
 import type { UndeliveredTracker } from './undelivered-tracker.ts'
 import { type ReceiptEvent, sendSchema } from './wire.ts'
 
 const CURSOR_BATCH_MS = 50
-const MESSAGE_PREFIX = Buffer.from('{"type":"message"')
 
 export interface MessageLimits {
   maxTextChars: number
@@ -24,6 +22,25 @@ export interface MessageLimits {
 export interface MediaAttacher {
   /** The first media id the sender may not send in the chat, or null when all are recorded as sent there. */
   attach(userId: string, chatId: string, mediaIds: string[], at: number): Promise<string | null>
+}
+
+/**
+ * Where inbox events go: to every member device, from the message store (the store is the
+ * queue, services/delivery/inbox-delivery.ts), on this node and every other.
+ */
+export interface InboxSink {
+  /** A stored message (or membership event) for every member, and for `alsoTo` who just left. */
+  message(m: StoredMessage, alsoTo?: string[]): void
+  /**
+   * A send retried by device `clientId` that the store already had: fanned out again (its first
+   * fan-out may not have happened), and the device that retried is answered with the stored
+   * message, DUP=1, if its feed is past it.
+   */
+  retried(m: StoredMessage, clientId: string): void
+  /** An edit or delete of a stored message, for the members' devices that have it. */
+  update(m: StoredMessage, type: 'edit' | 'delete'): void
+  /** A receipt for the senders it concerns. */
+  receipt(e: ReceiptEvent, to: string[]): void
 }
 
 /** Told of every new message once it is fanned out (push notifications). */
@@ -43,7 +60,8 @@ export class MessageService {
   readonly #chats: ChatStore
   readonly #messages: MessageStore
   readonly #index: MembershipIndex
-  readonly #publish: Publish
+  readonly #inbox: InboxSink
+  readonly #deviceCursors: ((chatId: string) => Promise<DeviceCursor[]>) | undefined
   readonly #log: Logger
   readonly #telemetry: Telemetry
   readonly #undelivered: UndeliveredTracker
@@ -66,7 +84,9 @@ export class MessageService {
     chats: ChatStore
     messages: MessageStore
     index: MembershipIndex
-    publish: Publish
+    inbox: InboxSink
+    /** Every device's delivered cursor of a chat, for `receipts`. */
+    deviceCursors?: (chatId: string) => Promise<DeviceCursor[]>
     limits: MessageLimits
     ops: Operations
     log: Logger
@@ -86,7 +106,8 @@ export class MessageService {
     this.#chats = d.chats
     this.#messages = d.messages
     this.#index = d.index
-    this.#publish = d.publish
+    this.#inbox = d.inbox
+    this.#deviceCursors = d.deviceCursors
     this.#limits = d.limits
   }
 
@@ -149,55 +170,47 @@ export class MessageService {
       },
     })
     this.#telemetry.storeWrite((performance.now() - started) / 1000)
+    // A retry whose first attempt was stored may not have been fanned out (its node died between
+    // the store and the fan-out): it is fanned out again. Devices that have it skip it (their
+    // feed is past its seq), push jobs collapse by seq, and cursors only move forward.
     if (duplicate) {
-      // A retry: the members have it already; the sender's devices get it again so the one that
-      // retried learns its sequence number even if the first echo was lost.
-      this.#deliver(who.userId, toEvent(message))
-    } else {
-      this.#fanOut(message)
-      this.#push?.onMessage(message)
-      // One's own message is read.
-      this.#later(chatId, who.userId, 'read', message.seq)
-    }
+      this.#inbox.retried(message, who.clientId)
+      this.#trackUndelivered(message)
+    } else this.#fanOut(message)
+    this.#push?.onMessage(message)
+    // One's own message is read.
+    this.#later(chatId, who.userId, 'read', message.seq)
     return { ok: true, message, duplicate }
   }
 
   #fanOut(message: StoredMessage, type: 'message' | 'edit' | 'delete' = 'message'): void {
-    const event = toEvent(message, type)
-    for (const userId of this.#index.members(message.chatId)) {
-      if (type === 'message' && userId !== message.senderId && this.#isOnline(userId)) {
-        this.#undelivered.sent(userId, message.chatId, message.seq, message.at)
-      }
-      this.#deliver(userId, event)
-    }
-  }
-
-  // The message is stored already: a failed publish loses nothing that sync cannot bring back.
-  #deliver(userId: string, event: unknown): void {
-    this.#publish(topics.inbox(userId), event).catch((err: unknown) =>
-      this.#log.error({ err, userId }, 'could not publish to an inbox'),
-    )
-  }
-
-  /** A device acknowledged an inbox delivery (its PUBACK): the delivered receipt. */
-  async delivered(userId: string, payload: Buffer): Promise<void> {
-    // Only chat messages carry a delivered receipt; toEvent puts "type" first, so the others
-    // (receipts, edits, deletes) are skipped without parsing them.
-    if (!payload.subarray(0, MESSAGE_PREFIX.length).equals(MESSAGE_PREFIX)) return
-    let e: { type?: unknown; chatId?: unknown; seq?: unknown; senderId?: unknown; at?: unknown }
-    try {
-      e = JSON.parse(payload.toString('utf8'))
-    } catch {
+    if (type !== 'message') {
+      this.#inbox.update(message, type)
       return
     }
-    if (e.type !== 'message' || typeof e.chatId !== 'string' || typeof e.seq !== 'number') return
-    if (e.senderId === userId) return
-    const key = `${e.chatId}\u0000${userId}`
-    if ((this.#delivered.get(key) ?? 0) >= e.seq) return
-    this.#delivered.set(key, e.seq)
-    this.#undelivered.acked(userId, e.chatId, e.seq)
-    if (typeof e.at === 'number') this.#telemetry.delivered(Math.max(0, Date.now() - e.at) / 1000)
-    this.#later(e.chatId, userId, 'delivered', e.seq)
+    this.#trackUndelivered(message)
+    this.#inbox.message(message)
+  }
+
+  #trackUndelivered(message: StoredMessage): void {
+    for (const userId of this.#index.members(message.chatId)) {
+      if (userId !== message.senderId && this.#isOnline(userId)) {
+        this.#undelivered.sent(userId, message.chatId, message.seq, message.at)
+      }
+    }
+  }
+
+  /**
+   * A device of userId acknowledged (PUBACK) message seq of a chat, sent by someone else and
+   * stored at `at` (ms): the user's delivered receipt, when it is the user's first device to.
+   */
+  delivered(userId: string, chatId: string, seq: number, at: number): void {
+    const key = `${chatId}\u0000${userId}`
+    if ((this.#delivered.get(key) ?? 0) >= seq) return
+    this.#delivered.set(key, seq)
+    this.#undelivered.acked(userId, chatId, seq)
+    this.#telemetry.delivered(Math.max(0, Date.now() - at) / 1000)
+    this.#later(chatId, userId, 'delivered', seq)
   }
 
   /**
@@ -256,7 +269,7 @@ export class MessageService {
     const senders = (await this.#messages.sendersBetween(chatId, from, seq)).filter(
       (u) => u !== userId && this.#index.isMember(chatId, u),
     )
-    for (const u of senders) this.#deliver(u, receipt)
+    if (senders.length) this.#inbox.receipt(receipt, senders)
     return cursor
   }
 
@@ -311,13 +324,19 @@ export class MessageService {
       handle: async (ctx, p) => {
         this.#member(ctx.who.userId, p.chatId)
         await this.flushCursors()
-        const cursors = await this.#chats.cursors(p.chatId)
+        const [cursors, devices] = await Promise.all([
+          this.#chats.cursors(p.chatId),
+          this.#deviceCursors?.(p.chatId) ?? [],
+        ])
         return {
           cursors: cursors.map((c) => ({
             userId: c.userId,
             deliveredSeq: c.deliveredSeq,
             readSeq: c.readSeq,
           })),
+          devices: devices
+            .filter((d) => this.#index.isMember(p.chatId, d.userId))
+            .map((d) => ({ userId: d.userId, deviceId: d.deviceId, deliveredSeq: d.seq })),
         }
       },
     })

@@ -52,6 +52,12 @@ export interface MessageStore {
   sendersBetween(chatId: string, fromSeq: number, toSeq: number): Promise<string[]>
   /** The highest seq of a chat, 0 when it has none. */
   lastSeq(chatId: string): Promise<number>
+  /**
+   * The highest seq of the chat among its messages accepted before `at` (ms since the epoch;
+   * a message accepted exactly at `at` is not before it), 0 when there is none: where a session
+   * that began at `at` starts reading the chat.
+   */
+  seqBefore(chatId: string, at: number): Promise<number>
   /** Removes messages accepted before the cutoff; returns how many. */
   deleteOlderThan(cutoff: number): Promise<number>
   close(): Promise<void>

@@ -54,6 +54,7 @@ export class MongoMessageStore implements MessageStore {
       { key: { chatId: 1, seq: 1 }, name: 'chat_seq', unique: true },
       { key: { chatId: 1, terms: 1 }, name: 'terms' },
       { key: { at: 1 }, name: 'at' },
+      { key: { chatId: 1, at: 1 }, name: 'chat_at' },
     ])
     return store
   }
@@ -175,6 +176,14 @@ export class MongoMessageStore implements MessageStore {
       this.#messages.findOne({ chatId }, { sort: { seq: -1 }, projection: { seq: 1 } }),
     ])
     return Math.max(counter?.last ?? 0, newest?.seq ?? 0)
+  }
+
+  async seqBefore(chatId: string, at: number): Promise<number> {
+    const newest = await this.#messages.findOne(
+      { chatId, at: { $lt: at } },
+      { sort: { seq: -1 }, projection: { _id: 0, seq: 1 } },
+    )
+    return newest?.seq ?? 0
   }
 
   async deleteOlderThan(cutoff: number): Promise<number> {

@@ -18,6 +18,7 @@ CREATE TABLE IF NOT EXISTS messages (
 ) WITHOUT ROWID;
 CREATE UNIQUE INDEX IF NOT EXISTS messages_client_id ON messages (chat_id, sender_id, client_msg_id);
 CREATE INDEX IF NOT EXISTS messages_at ON messages (at);
+CREATE INDEX IF NOT EXISTS messages_chat_at ON messages (chat_id, at);
 CREATE TABLE IF NOT EXISTS message_terms (
   chat_id TEXT NOT NULL,
   term TEXT NOT NULL,

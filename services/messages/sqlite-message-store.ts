@@ -202,6 +202,22 @@ export class SqliteMessageStore implements MessageStore {
     return r?.last ?? 0
   }
 
+  async seqBefore(chatId: string, at: number): Promise<number> {
+    // The newest message before `at` by time comes from messages_chat_at; a higher seq still
+    // before `at` (a clock that stepped back) can only follow it, so the primary key is read
+    // from that seq on (the + keeps the planner off the time index): the messages since about
+    // `at`, not the chat's whole history before it, which max(seq) over the index would read.
+    const r = this.#db
+      .prepare(
+        `SELECT max(seq) AS seq FROM messages
+         WHERE chat_id = :chatId AND +at < :at AND seq >= coalesce((
+           SELECT seq FROM messages WHERE chat_id = :chatId AND at < :at ORDER BY at DESC, seq DESC LIMIT 1
+         ), 0)`,
+      )
+      .get({ chatId, at }) as { seq: number | null }
+    return r.seq ?? 0
+  }
+
   async deleteOlderThan(cutoff: number): Promise<number> {
     return (await this.#write({ op: 'deleteOlderThan', cutoff })).changes ?? 0
   }

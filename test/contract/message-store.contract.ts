@@ -193,6 +193,25 @@ export function messageStoreContract(name: string, open: () => Promise<Harness<M
       assert.equal((await store.append(msg(c, 'r3'))).message.seq, 3)
     })
 
+    it('finds the highest seq accepted before a time, a message exactly at it not included', async () => {
+      const c = uniqueChat()
+      assert.equal(await store.seqBefore(c, 5_000), 0, 'a chat without messages')
+      await store.append(msg(c, 'b1'), 1_000)
+      await store.append(msg(c, 'b2'), 2_000)
+      await store.append(msg(c, 'b3'), 2_000)
+      await store.append(msg(c, 'b4'), 3_000)
+      await store.append(msg(uniqueChat(), 'elsewhere'), 1_500)
+      assert.equal(await store.seqBefore(c, 1_000), 0, 'exactly at is not before')
+      assert.equal(await store.seqBefore(c, 1_001), 1)
+      assert.equal(await store.seqBefore(c, 2_000), 1)
+      assert.equal(await store.seqBefore(c, 2_001), 3, 'the highest of messages with the same time')
+      assert.equal(await store.seqBefore(c, 10_000), 4)
+      // A clock that stepped back: seq 5 is accepted with an earlier time than seq 4.
+      await store.append(msg(c, 'b5'), 2_500)
+      assert.equal(await store.seqBefore(c, 2_600), 5, 'the highest seq, not the newest time')
+      assert.equal(await store.seqBefore(c, 2_500), 3)
+    })
+
     it('keeps every acknowledged append across a close and reopen', async () => {
       const c = uniqueChat()
       const sent = await Promise.all(

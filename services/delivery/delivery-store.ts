@@ -1,0 +1,89 @@
+/**
+ * Per-device delivery state: the store is the queue. For each device (a client id
+ * `<userId>/<deviceId>`) it records its MQTT session (when it began, when it was last seen,
+ * whether a connection is open) and, per chat, the highest seq the device has acknowledged.
+ * A device's queue is "the messages of its chats after its cursor", read from the message
+ * store; nothing else is kept per message. One interface, a SQLite store (embedded default) and
+ * a MongoDB store, held to one contract (test/contract/delivery-store.contract.ts).
+ */
+
+/** A device's MQTT session as Natter records it. Times are ms since the epoch. */
+export interface DeviceSession {
+  userId: string
+  deviceId: string
+  /** When this session began: the CONNECT that created it. */
+  since: number
+  /** The last time a connection of this device was seen (connect, disconnect, periodic refresh). */
+  lastSeen: number
+  /** True from a CONNECT until its disconnect was recorded; a node that dies leaves it true. */
+  connected: boolean
+  /** The connection that last connected (an opaque id): a late disconnect of an older one is ignored. */
+  conn: string
+  /** A clean session (clean=true) ends at disconnect: the next CONNECT starts a new one. */
+  clean: boolean
+}
+
+/** The highest seq of a chat one device has acknowledged (PUBACK, or written at QoS 0). */
+export interface DeviceCursor {
+  userId: string
+  deviceId: string
+  chatId: string
+  seq: number
+}
+
+export interface DeviceRef {
+  userId: string
+  deviceId: string
+}
+
+export interface ConnectResult {
+  /** The session after the call. */
+  session: DeviceSession
+  /** The record before the call, or null when the device had none. */
+  previous: DeviceSession | null
+  /** True when a new session began (and every cursor of the device was removed). */
+  fresh: boolean
+}
+
+export interface DeliveryStore {
+  /**
+   * Records a CONNECT. A new session begins (since = at, every cursor of the device removed)
+   * when clean is true [MQTT-3.1.2-6], when the device has no session, or when its previous
+   * session was clean [MQTT-3.1.2-5]; otherwise the session resumes (since kept). Either way the
+   * session is marked connected by `conn` with lastSeen = at.
+   */
+  connect(d: DeviceRef & { clean: boolean; conn: string; at: number }): Promise<ConnectResult>
+  /**
+   * Records a disconnect of connection `conn`: connected = false, lastSeen = at. Ignored when
+   * another connection has connected since (a takeover on another node).
+   */
+  disconnect(d: DeviceRef & { conn: string; at: number }): Promise<void>
+  /**
+   * Moves lastSeen of these devices to at (devices connected for a long time stay unexpired);
+   * devices without a session are skipped.
+   */
+  touch(devices: DeviceRef[], at: number): Promise<void>
+  /** The device's session, or null. */
+  session(d: DeviceRef): Promise<DeviceSession | null>
+  /** Every cursor of one device, chatId → seq. */
+  cursors(d: DeviceRef): Promise<Map<string, number>>
+  /**
+   * Moves each cursor forward to its seq, never back; creates the ones that do not exist yet.
+   * Moves for a device without a session are ignored (it expired, or a clean one reconnected).
+   */
+  advance(moves: DeviceCursor[]): Promise<void>
+  /**
+   * Every device cursor of a chat, ordered by userId then deviceId (the `receipts` operation says
+   * which devices received what).
+   */
+  chatCursors(chatId: string): Promise<DeviceCursor[]>
+  /** Removes one cursor (the user is no longer a member of the chat). */
+  forgetCursor(d: DeviceRef & { chatId: string }): Promise<void>
+  /**
+   * Removes every session whose lastSeen is before cutoff (ms; one seen exactly at it stays),
+   * connected or not, with its cursors, and returns the devices removed
+   * (`NATTER_SESSION_EXPIRY_DAYS`).
+   */
+  expire(cutoff: number): Promise<DeviceRef[]>
+  close(): Promise<void>
+}

@@ -1,0 +1,625 @@
+import { randomUUID } from 'node:crypto'
+import mqttPacket from 'mqtt-packet'
+import type { Logger } from 'pino'
+import type { DeviceIdentity } from '../auth/identity.ts'
+import { topics } from '../auth/topic-acl.ts'
+import type { MembershipIndex } from '../chats/membership-index.ts'
+import { toEvent } from '../messages/events.ts'
+import type { MessageStore } from '../messages/message-store.ts'
+import type { ConnectResult, DeliveryStore, DeviceCursor, DeviceRef } from './delivery-store.ts'
+import { type Deliverable, DeviceFeed, type InFlight } from './device-feed.ts'
+
+/** Acknowledged cursors are gathered this long and written in one batch. */
+const CURSOR_FLUSH_MS = 50
+/** Messages read from the store per query while a device catches up. */
+const PAGE = 100
+/** At QoS 0 nothing is acknowledged: a catch-up pauses while this much waits in the socket. */
+const QOS0_BUFFER_BYTES = 256 * 1024
+const QOS0_RESUME_MS = 20
+/** A failed store read or write is tried again after this, doubling up to the maximum. */
+const RETRY_MS = 250
+const RETRY_MAX_MS = 5000
+/** Edits, deletes and receipts may pass the window by this factor before they are dropped. */
+const LIVE_OVERSHOOT = 2
+const DAY_MS = 86_400_000
+
+/**
+ * What one node tells every node (itself included) about an inbox event. `payload` is the
+ * event's JSON, serialized once for every device.
+ */
+export type InboxNotice =
+  | {
+      kind: 'message'
+      chatId: string
+      seq: number
+      senderId: string
+      /** When the message was stored, ms. */
+      at: number
+      payload: string
+      /** Users who get it although no longer members (the member removed, or who left). */
+      alsoTo?: string[]
+    }
+  | { kind: 'update'; chatId: string; seq: number; payload: string }
+  | { kind: 'receipt'; chatId: string; to: string[]; payload: string }
+
+/** What the delivery needs of an aedes client (aedes' own Client satisfies it). */
+export interface InboxClient {
+  id: string
+  connected: boolean
+  closed: boolean
+  conn: NodeJS.WritableStream
+  /** aedes' packet identifier counter; shared so that Natter's ids never collide with aedes'. */
+  _nextId: number
+}
+
+interface ClientState {
+  client: InboxClient
+  who: DeviceIdentity
+  clean: boolean
+  /** This connection's id in the delivery store (a late disconnect of an older one is ignored). */
+  conn: string
+  /** The QoS of the device's inbox subscription; undefined until it has one. */
+  qos: 0 | 1 | undefined
+  session: ConnectResult | undefined
+  feed: DeviceFeed | undefined
+  gone: boolean
+}
+
+export interface InboxDeliveryDeps {
+  messages: Pick<MessageStore, 'after' | 'seqBefore' | 'lastSeq'>
+  store: DeliveryStore
+  index: MembershipIndex
+  log: Logger
+  /** Unacknowledged QoS 1 inbox deliveries per device (NATTER_MAX_INFLIGHT). */
+  maxInflight: number
+  /** Sessions not seen for this many days are removed (NATTER_SESSION_EXPIRY_DAYS). */
+  sessionExpiryDays: number
+  /** A device acknowledged a message another user sent: the delivered receipt. at in ms. */
+  onDelivered: (userId: string, chatId: string, seq: number, at: number) => void
+  /** An inbox PUBLISH was written (metrics). */
+  onWritten?: () => void
+  /** Expired sessions, for the broker to drop their MQTT state too. */
+  onExpired?: (devices: DeviceRef[]) => Promise<void>
+  now?: () => number
+}
+
+/**
+ * Inbox delivery from the message store: the store is the queue. Each connected device that
+ * subscribed to `u/<userId>/inbox` gets, per chat and strictly in seq order, every message
+ * after its acknowledged cursor: first what it missed (read from the store), then the live
+ * stream, with no gap and no repeat at the seam, because one feed per device decides what is
+ * written next. A live message is written straight away when it is the next one the device
+ * needs and the in-flight window has room; otherwise the store is read. Acknowledged cursors
+ * are written to the delivery store in batches; a device that reconnects anywhere resumes
+ * from them, and a message that an earlier connection may have written goes out with DUP=1
+ * [MQTT-3.3.1-1]. Nothing here grows with offline messages or offline sessions.
+ */
+export class InboxDelivery {
+  readonly #d: InboxDeliveryDeps
+  readonly #now: () => number
+  readonly #clients = new Map<InboxClient, ClientState>()
+  /** Subscriptions seen before the connection was recorded (a resumed session's restore). */
+  readonly #earlyQos = new WeakMap<InboxClient, 0 | 1>()
+  readonly #byUser = new Map<string, Set<ClientState>>()
+  readonly #moves = new Map<string, DeviceCursor>()
+  readonly #pending = new Set<Promise<unknown>>()
+  #flushTimer: NodeJS.Timeout | undefined
+  #closed = false
+
+  constructor(d: InboxDeliveryDeps) {
+    this.#d = d
+    this.#now = d.now ?? Date.now
+  }
+
+  /** A client finished its CONNECT (aedes clientReady). */
+  connected(client: InboxClient, who: DeviceIdentity, clean: boolean): void {
+    if (this.#closed) return
+    const state: ClientState = {
+      client,
+      who,
+      clean,
+      conn: randomUUID(),
+      qos: this.#earlyQos.get(client),
+      session: undefined,
+      feed: undefined,
+      gone: false,
+    }
+    this.#clients.set(client, state)
+    const at = this.#now()
+    this.#track(
+      this.#retry(
+        () =>
+          this.#d.store.connect({ userId: who.userId, deviceId: who.deviceId, clean, conn: state.conn, at }),
+        () => state.gone,
+        'record a session',
+      ).then((session) => {
+        if (!session) return
+        state.session = session
+        this.#maybeStart(state)
+      }),
+    )
+  }
+
+  /** The client subscribed to its own inbox with this QoS (also when aedes restores a session). */
+  subscribed(client: InboxClient, qos: number): void {
+    const q: 0 | 1 = qos === 0 ? 0 : 1
+    const state = this.#clients.get(client)
+    if (!state) {
+      this.#earlyQos.set(client, q)
+      return
+    }
+    state.qos = q
+    if (state.feed) state.feed.qos = q
+    else this.#maybeStart(state)
+  }
+
+  /** The client unsubscribed from its inbox: nothing more is written to it. */
+  unsubscribed(client: InboxClient): void {
+    this.#earlyQos.delete(client)
+    const state = this.#clients.get(client)
+    if (!state) return
+    state.qos = undefined
+    this.#stopFeed(state)
+  }
+
+  /** The client's connection closed (aedes clientDisconnect). */
+  disconnected(client: InboxClient): void {
+    const state = this.#clients.get(client)
+    if (!state) return
+    state.gone = true
+    this.#clients.delete(client)
+    this.#stopFeed(state)
+    const { userId, deviceId } = state.who
+    const at = this.#now()
+    this.#track(
+      this.#retry(
+        () => this.#d.store.disconnect({ userId, deviceId, conn: state.conn, at }),
+        () => false,
+        'record a disconnect',
+        3,
+      ),
+    )
+  }
+
+  /** An inbox event, from this node or another: written to every local device that needs it. */
+  notify(n: InboxNotice): void {
+    if (this.#closed) return
+    if (n.kind === 'receipt') {
+      for (const userId of n.to) this.#live(userId, n.chatId, null, n.payload)
+      return
+    }
+    if (n.kind === 'update') {
+      for (const userId of this.#d.index.members(n.chatId)) this.#live(userId, n.chatId, n.seq, n.payload)
+      return
+    }
+    for (const userId of this.#d.index.members(n.chatId)) {
+      for (const state of this.#byUser.get(userId) ?? []) this.#offer(state, n)
+    }
+    for (const userId of n.alsoTo ?? []) {
+      if (this.#d.index.isMember(n.chatId, userId)) continue
+      for (const state of this.#byUser.get(userId) ?? []) {
+        if (!state.feed || state.feed.loading) continue
+        // Their last message of the chat: nothing after it is theirs.
+        state.feed.chats.delete(n.chatId)
+        this.#write(state, n.payload, false, { chatId: n.chatId, seq: null, senderId: n.senderId, at: n.at })
+      }
+    }
+  }
+
+  /**
+   * Answers a device that retried a send the store already had: when its feed is past the
+   * message (it may have it already, or its session began after it), the message is written to
+   * it again with DUP=1, so the device learns the seq; otherwise the feed brings it in order.
+   */
+  echo(clientId: string, chatId: string, seq: number, payload: string): void {
+    const userId = clientId.slice(0, clientId.indexOf('/'))
+    for (const state of this.#byUser.get(userId) ?? []) {
+      const cs = state.feed?.chats.get(chatId)
+      if (state.feed?.clientId !== clientId || !cs || cs.loading || cs.sent < seq) continue
+      this.#write(state, payload, true, { chatId, seq: null, senderId: userId, at: 0 })
+    }
+  }
+
+  /** A chat's members changed on another node: local devices of new members start on it. */
+  membersChanged(chatId: string): void {
+    for (const userId of this.#d.index.members(chatId)) {
+      for (const state of this.#byUser.get(userId) ?? []) {
+        const feed = state.feed
+        if (feed && !feed.loading && !feed.chats.has(chatId)) this.#startChat(state, chatId, undefined)
+      }
+    }
+  }
+
+  /**
+   * A PUBACK from a client. True when it acknowledged one of these inbox deliveries: the
+   * device's cursor moves and, for someone else's message, the delivered receipt follows.
+   */
+  puback(client: InboxClient, messageId: number): boolean {
+    const state = this.#clients.get(client)
+    const feed = state?.feed
+    const sent = feed?.inflight.get(messageId)
+    if (!state || !feed || !sent) return false
+    feed.inflight.delete(messageId)
+    if (sent.seq !== null) this.#acked(state, feed, sent.chatId, sent.seq, sent.senderId, sent.at)
+    this.#resume(state)
+    return true
+  }
+
+  /**
+   * Reads the store for every chat of every local device whose feed may be behind: after a
+   * cluster's notices may have been lost (Redis restarting). One lastSeq read per chat.
+   */
+  async recheck(): Promise<void> {
+    const chats = new Map<string, ClientState[]>()
+    for (const state of this.#clients.values()) {
+      if (!state.feed || state.feed.loading) continue
+      for (const chatId of state.feed.chats.keys()) {
+        const list = chats.get(chatId)
+        if (list) list.push(state)
+        else chats.set(chatId, [state])
+      }
+    }
+    for (const [chatId, states] of chats) {
+      if (this.#closed) return
+      const last = await this.#d.messages.lastSeq(chatId)
+      for (const state of states) {
+        const cs = state.feed?.chats.get(chatId)
+        if (cs && cs.sent < last) this.#pump(state, chatId)
+      }
+    }
+  }
+
+  /** Moves lastSeen of every device connected here to now, so that connected devices never expire. */
+  async touchConnected(now = this.#now()): Promise<void> {
+    const devices = [...this.#clients.values()].map((s) => ({
+      userId: s.who.userId,
+      deviceId: s.who.deviceId,
+    }))
+    if (devices.length) await this.#d.store.touch(devices, now)
+  }
+
+  /**
+   * Removes sessions not seen for NATTER_SESSION_EXPIRY_DAYS before `now` (ms), with their
+   * delivery state, and returns them. The hourly job calls it; tests pass their own clock.
+   */
+  async expireSessions(now = this.#now()): Promise<DeviceRef[]> {
+    await this.touchConnected(now)
+    const removed = await this.#d.store.expire(now - this.#d.sessionExpiryDays * DAY_MS)
+    if (removed.length) {
+      this.#d.log.info({ event: 'sessions_expired', count: removed.length }, 'inactive sessions removed')
+      await this.#d.onExpired?.(removed)
+    }
+    return removed
+  }
+
+  /**
+   * Devices connected here with an inbox feed, and messages in flight to them (metrics, tests);
+   * only those of one client id when given.
+   */
+  stats(clientId?: string): { devices: number; inflight: number } {
+    let devices = 0
+    let inflight = 0
+    for (const s of this.#clients.values()) {
+      if (!s.feed || (clientId !== undefined && s.feed.clientId !== clientId)) continue
+      devices++
+      inflight += s.feed.inflight.size
+    }
+    return { devices, inflight }
+  }
+
+  /** Writes the gathered cursor moves now. */
+  async flush(): Promise<void> {
+    clearTimeout(this.#flushTimer)
+    this.#flushTimer = undefined
+    const batch = [...this.#moves.values()]
+    if (!batch.length) return
+    this.#moves.clear()
+    try {
+      await this.#d.store.advance(batch)
+    } catch (err) {
+      // Kept, not lost: a later flush writes them (a newer move of the same cursor wins).
+      for (const m of batch) this.#move(m, false)
+      this.#d.log.warn({ err, cursors: batch.length }, 'could not write delivery cursors; retrying')
+      if (!this.#closed) this.#scheduleFlush(RETRY_MS * 4)
+      else throw err
+    }
+  }
+
+  /**
+   * For a node that stops, after its broker closed: the session records and cursor moves
+   * under way are written. Resolves within the caller's grace period or not at all.
+   */
+  async close(): Promise<void> {
+    this.#closed = true
+    for (const state of [...this.#clients.values()]) this.disconnected(state.client)
+    await Promise.allSettled([...this.#pending])
+    await this.flush().catch((err: unknown) => this.#d.log.warn({ err }, 'delivery cursors left unwritten'))
+  }
+
+  #track<T>(p: Promise<T>): void {
+    const tracked = p
+      .catch((err: unknown) => this.#d.log.error({ err }, 'inbox delivery failed'))
+      .finally(() => this.#pending.delete(tracked))
+    this.#pending.add(tracked)
+  }
+
+  /** Runs a store call until it succeeds, the caller gives up, or `tries` runs out; null then. */
+  async #retry<T>(
+    work: () => Promise<T>,
+    giveUp: () => boolean,
+    what: string,
+    tries = Infinity,
+  ): Promise<T | null> {
+    let wait = RETRY_MS
+    for (let n = 1; ; n++) {
+      try {
+        return await work()
+      } catch (err) {
+        if (giveUp() || n >= tries) {
+          this.#d.log.warn({ err, what }, 'delivery store call failed; giving up')
+          return null
+        }
+        this.#d.log.warn({ err: (err as Error).message, what, retryInMs: wait }, 'delivery store call failed')
+        await new Promise((resolve) => setTimeout(resolve, wait).unref())
+        wait = Math.min(wait * 2, RETRY_MAX_MS)
+      }
+    }
+  }
+
+  #maybeStart(state: ClientState): void {
+    if (this.#closed || state.gone || state.feed || state.qos === undefined || !state.session) return
+    const { session, previous, fresh } = state.session
+    // A connection still recorded as open was cut without a goodbye (a node died, or this is a
+    // takeover): anything stored before this CONNECT may have been written to it.
+    const resendBefore =
+      fresh || !previous
+        ? Number.NEGATIVE_INFINITY
+        : previous.connected
+          ? session.lastSeen
+          : previous.lastSeen
+    const feed = new DeviceFeed({
+      userId: state.who.userId,
+      deviceId: state.who.deviceId,
+      qos: state.qos,
+      since: session.since,
+      resendBefore,
+    })
+    state.feed = feed
+    let users = this.#byUser.get(feed.userId)
+    if (!users) {
+      users = new Set()
+      this.#byUser.set(feed.userId, users)
+    }
+    users.add(state)
+    this.#track(this.#load(state, feed))
+  }
+
+  async #load(state: ClientState, feed: DeviceFeed): Promise<void> {
+    const ref = { userId: feed.userId, deviceId: feed.deviceId }
+    const cursors = await this.#retry(
+      () => this.#d.store.cursors(ref),
+      () => feed.closed,
+      'read delivery cursors',
+    )
+    if (!cursors || feed.closed) return
+    feed.loading = false
+    const chats = new Set(this.#d.index.chatsOf(feed.userId))
+    for (const chatId of cursors.keys()) {
+      if (!chats.has(chatId)) this.#track(this.#d.store.forgetCursor({ ...ref, chatId }))
+    }
+    for (const chatId of chats) this.#startChat(state, chatId, cursors.get(chatId))
+  }
+
+  /** Starts a chat for a device at its cursor, or where its session (or membership) began. */
+  #startChat(state: ClientState, chatId: string, cursor: number | undefined): void {
+    const feed = state.feed
+    if (!feed || feed.chats.has(chatId)) return
+    if (cursor !== undefined) {
+      feed.start(chatId, cursor)
+      this.#pump(state, chatId)
+      return
+    }
+    const cs = feed.start(chatId, 0, true)
+    const from = Math.max(feed.since, this.#d.index.joinedAt(chatId, feed.userId) ?? 0)
+    this.#track(
+      this.#retry(
+        () => this.#d.messages.seqBefore(chatId, from),
+        () => feed.closed,
+        'find where a chat starts',
+      ).then((base) => {
+        if (base === null || feed.closed || feed.chats.get(chatId) !== cs) return
+        cs.acked = base
+        cs.sent = base
+        cs.loading = false
+        this.#pump(state, chatId)
+      }),
+    )
+  }
+
+  /** A new message for one device: written at once when it is next in line, else read from the store. */
+  #offer(state: ClientState, n: Extract<InboxNotice, { kind: 'message' }>): void {
+    const feed = state.feed
+    if (!feed || feed.loading) return
+    const cs = feed.chats.get(n.chatId)
+    if (!cs) {
+      this.#startChat(state, n.chatId, undefined)
+      return
+    }
+    if (cs.loading || cs.pumping) {
+      cs.dirty = true
+      return
+    }
+    if (n.seq <= cs.sent) return
+    if (n.seq === cs.sent + 1 && !feed.waiting.has(n.chatId) && this.#room(state, feed) > 0) {
+      this.#writeMessage(state, feed, n, n.payload)
+      return
+    }
+    this.#pump(state, n.chatId)
+  }
+
+  /** An edit, delete or receipt: live only, to devices that already have what it is about. */
+  #live(userId: string, chatId: string, seq: number | null, payload: string): void {
+    for (const state of this.#byUser.get(userId) ?? []) {
+      const feed = state.feed
+      if (!feed || feed.loading) continue
+      if (seq !== null) {
+        const cs = feed.chats.get(chatId)
+        // A device that has not got the message yet gets it as it is now, edit included.
+        if (!cs || cs.loading || cs.sent < seq) continue
+      }
+      if (feed.qos === 1 && feed.inflight.size >= this.#d.maxInflight * LIVE_OVERSHOOT) {
+        this.#d.log.info(
+          { event: 'live_event_dropped', clientId: feed.clientId, chatId },
+          'device not acknowledging',
+        )
+        continue
+      }
+      this.#write(state, payload, false, { chatId, seq: null, senderId: '', at: 0 })
+    }
+  }
+
+  #room(state: ClientState, feed: DeviceFeed): number {
+    if (feed.qos === 1) return feed.room(this.#d.maxInflight)
+    const buffered = (state.client.conn as unknown as { buffered?: number }).buffered ?? 0
+    return buffered < QOS0_BUFFER_BYTES ? PAGE : 0
+  }
+
+  /** Reads what a device lacks of a chat from the store and writes it, page by page, while the window has room. */
+  #pump(state: ClientState, chatId: string): void {
+    const feed = state.feed
+    const cs = feed?.chats.get(chatId)
+    if (!feed || !cs || cs.loading || feed.closed) return
+    if (cs.pumping) {
+      cs.dirty = true
+      return
+    }
+    cs.pumping = true
+    const run = async () => {
+      do {
+        cs.dirty = false
+        for (;;) {
+          const room = this.#room(state, feed)
+          if (room === 0) {
+            feed.waiting.add(chatId)
+            if (feed.qos === 0) setTimeout(() => this.#resume(state), QOS0_RESUME_MS).unref()
+            return
+          }
+          const want = Math.min(room, PAGE)
+          const page = await this.#d.messages.after(chatId, cs.sent, want)
+          if (feed.closed || feed.chats.get(chatId) !== cs) return
+          for (const m of page) {
+            if (m.seq > cs.sent) this.#writeMessage(state, feed, m, JSON.stringify(toEvent(m)))
+          }
+          if (page.length < want) break
+        }
+      } while (cs.dirty)
+    }
+    run()
+      .catch((err: unknown) => {
+        this.#d.log.warn(
+          { err: (err as Error).message, chatId, clientId: feed.clientId },
+          'catch-up read failed; retrying',
+        )
+        setTimeout(() => this.#pump(state, chatId), RETRY_MS * 4).unref()
+      })
+      .finally(() => {
+        cs.pumping = false
+      })
+  }
+
+  /** Gives waiting chats the window's free room, oldest first. */
+  #resume(state: ClientState): void {
+    const feed = state.feed
+    if (!feed || feed.closed) return
+    for (const chatId of [...feed.waiting]) {
+      if (this.#room(state, feed) === 0) return
+      feed.waiting.delete(chatId)
+      this.#pump(state, chatId)
+    }
+  }
+
+  #writeMessage(state: ClientState, feed: DeviceFeed, m: Deliverable, payload: string): void {
+    const cs = feed.chats.get(m.chatId)
+    if (!cs) return
+    cs.sent = m.seq
+    const meta: InFlight = { chatId: m.chatId, seq: m.seq, senderId: m.senderId, at: m.at }
+    const written = this.#write(state, payload, m.at <= feed.resendBefore, meta)
+    // At QoS 0 nothing comes back: written is as far as delivery goes (no delivered receipt).
+    if (written && feed.qos === 0 && m.seq > cs.acked) {
+      cs.acked = m.seq
+      this.#move({ userId: feed.userId, deviceId: feed.deviceId, chatId: m.chatId, seq: m.seq })
+    }
+  }
+
+  /** Writes one inbox PUBLISH to the device's socket; false when the connection is gone. */
+  #write(state: ClientState, payload: string, dup: boolean, meta: InFlight): boolean {
+    const feed = state.feed
+    const client = state.client
+    if (!feed || feed.closed || client.closed || !client.connected) return false
+    let messageId: number | undefined
+    if (feed.qos === 1) {
+      messageId = this.#nextId(client, feed)
+      feed.inflight.set(messageId, meta)
+    }
+    mqttPacket.writeToStream(
+      {
+        cmd: 'publish',
+        topic: topics.inbox(feed.userId),
+        payload: Buffer.from(payload),
+        qos: feed.qos,
+        dup: feed.qos === 1 && dup,
+        retain: false,
+        ...(messageId !== undefined ? { messageId } : {}),
+      },
+      client.conn,
+    )
+    this.#d.onWritten?.()
+    return true
+  }
+
+  #nextId(client: InboxClient, feed: DeviceFeed): number {
+    for (;;) {
+      const id = client._nextId
+      client._nextId = id >= 65535 ? 1 : id + 1
+      if (!feed.inflight.has(id)) return id
+    }
+  }
+
+  #acked(
+    state: ClientState,
+    feed: DeviceFeed,
+    chatId: string,
+    seq: number,
+    senderId: string,
+    at: number,
+  ): void {
+    const cs = feed.chats.get(chatId)
+    if (cs && seq > cs.acked) cs.acked = seq
+    this.#move({ userId: feed.userId, deviceId: feed.deviceId, chatId, seq })
+    if (senderId !== state.who.userId) this.#d.onDelivered(state.who.userId, chatId, seq, at)
+  }
+
+  #move(m: DeviceCursor, schedule = true): void {
+    const key = `${m.userId}\u0000${m.deviceId}\u0000${m.chatId}`
+    const had = this.#moves.get(key)
+    if (!had || had.seq < m.seq) this.#moves.set(key, m)
+    if (schedule) this.#scheduleFlush(CURSOR_FLUSH_MS)
+  }
+
+  #scheduleFlush(ms: number): void {
+    this.#flushTimer ??= setTimeout(() => {
+      this.#flushTimer = undefined
+      this.flush().catch(() => {})
+    }, ms)
+  }
+
+  #stopFeed(state: ClientState): void {
+    const feed = state.feed
+    if (!feed) return
+    feed.closed = true
+    state.feed = undefined
+    const users = this.#byUser.get(feed.userId)
+    users?.delete(state)
+    if (users?.size === 0) this.#byUser.delete(feed.userId)
+  }
+}

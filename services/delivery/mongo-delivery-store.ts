@@ -1,0 +1,244 @@
+import { type AnyBulkWriteOperation, type Collection, MongoBulkWriteError, type MongoClient } from 'mongodb'
+import { KeyedQueue } from '../storage/keyed-queue.ts'
+import { connectMongo, ensureIndexes, isDuplicateKey } from '../storage/mongo.ts'
+import type {
+  ConnectResult,
+  DeliveryStore,
+  DeviceCursor,
+  DeviceRef,
+  DeviceSession,
+} from './delivery-store.ts'
+
+interface SessionDoc extends DeviceSession {
+  /** JSON of [userId, deviceId]: every lookup of a device's session is by _id. */
+  _id: string
+}
+
+interface CursorDoc extends DeviceCursor {
+  /** JSON of [userId, deviceId, chatId]. */
+  _id: string
+}
+
+const sessionKey = (d: DeviceRef) => JSON.stringify([d.userId, d.deviceId])
+const cursorKey = (c: DeviceRef & { chatId: string }) => JSON.stringify([c.userId, c.deviceId, c.chatId])
+
+function toSession(doc: SessionDoc): DeviceSession {
+  return {
+    userId: doc.userId,
+    deviceId: doc.deviceId,
+    since: doc.since,
+    lastSeen: doc.lastSeen,
+    connected: doc.connected,
+    conn: doc.conn,
+    clean: doc.clean,
+  }
+}
+
+/** The write errors of a bulk write (the driver gives one error or a list). */
+function writeErrors(err: unknown): { index: number; code?: number }[] {
+  if (!(err instanceof MongoBulkWriteError)) return []
+  const errors = err.writeErrors as unknown as
+    | { index: number; code?: number }[]
+    | { index: number; code?: number }
+  return Array.isArray(errors) ? errors : [errors]
+}
+
+/**
+ * Delivery state in MongoDB with single-document writes only (no transactions, as on every
+ * MongoDB-wire server). Where several writes make one change, they are ordered so that a crash
+ * between them leaves more to deliver, never less: a fresh session removes the old cursors
+ * before it records itself, and an expired device loses its cursors before its session.
+ *
+ * Every write about a device runs after the previous ones about it in this process. FerretDB v1
+ * applies an update by reading the document and writing it back whole, so two concurrent writes
+ * of one document can undo each other (a touch could revive a disconnected session, a $max move
+ * a cursor back); across nodes that remains possible on FerretDB, as docs/decisions.md says.
+ */
+export class MongoDeliveryStore implements DeliveryStore {
+  readonly #client: MongoClient
+  readonly #sessions: Collection<SessionDoc>
+  readonly #cursors: Collection<CursorDoc>
+  readonly #serial = new KeyedQueue()
+
+  private constructor(client: MongoClient) {
+    this.#client = client
+    const db = client.db()
+    this.#sessions = db.collection<SessionDoc>('device_sessions')
+    this.#cursors = db.collection<CursorDoc>('device_cursors')
+  }
+
+  static async open(uri: string): Promise<MongoDeliveryStore> {
+    const store = new MongoDeliveryStore(await connectMongo(uri))
+    await ensureIndexes(store.#sessions, [{ key: { lastSeen: 1 }, name: 'last_seen' }])
+    await ensureIndexes(store.#cursors, [
+      { key: { chatId: 1 }, name: 'chat' },
+      { key: { userId: 1, deviceId: 1 }, name: 'device' },
+    ])
+    return store
+  }
+
+  /**
+   * Runs work once the earlier work about each of these devices has finished, and holds them
+   * until it has. Each call queues behind every key at once, in call order, so two calls that
+   * share devices never wait for each other in a circle.
+   */
+  #holding<T>(devices: DeviceRef[], work: () => Promise<T>): Promise<T> {
+    const keys = [...new Set(devices.map(sessionKey))]
+    if (keys.length === 1) return this.#serial.run(keys[0] as string, work)
+    let release = () => {}
+    const released = new Promise<void>((resolve) => {
+      release = resolve
+    })
+    const turns = keys.map(
+      (key) =>
+        new Promise<void>((ready) => {
+          void this.#serial.run(key, () => {
+            ready()
+            return released
+          })
+        }),
+    )
+    return Promise.all(turns).then(work).finally(release)
+  }
+
+  connect(d: DeviceRef & { clean: boolean; conn: string; at: number }): Promise<ConnectResult> {
+    return this.#holding([d], async () => {
+      const _id = sessionKey(d)
+      const doc = await this.#sessions.findOne({ _id })
+      const previous = doc ? toSession(doc) : null
+      const fresh = d.clean || previous === null || previous.clean
+      if (fresh) await this.#cursors.deleteMany({ userId: d.userId, deviceId: d.deviceId })
+      const session: DeviceSession = {
+        userId: d.userId,
+        deviceId: d.deviceId,
+        since: fresh || previous === null ? d.at : previous.since,
+        lastSeen: d.at,
+        connected: true,
+        conn: d.conn,
+        clean: d.clean,
+      }
+      await this.#upsertSession(_id, session)
+      return { session, previous, fresh }
+    })
+  }
+
+  async #upsertSession(_id: string, session: DeviceSession): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.#sessions.replaceOne({ _id }, { ...session }, { upsert: true })
+        return
+      } catch (err) {
+        // Another node's first connect of this device inserted it meanwhile: replace that one.
+        if (!isDuplicateKey(err) || attempt >= 5) throw err
+      }
+    }
+  }
+
+  disconnect(d: DeviceRef & { conn: string; at: number }): Promise<void> {
+    return this.#holding([d], async () => {
+      await this.#sessions.updateOne(
+        { _id: sessionKey(d), conn: d.conn },
+        { $set: { connected: false, lastSeen: d.at } },
+      )
+    })
+  }
+
+  touch(devices: DeviceRef[], at: number): Promise<void> {
+    if (devices.length === 0) return Promise.resolve()
+    return this.#holding(devices, async () => {
+      await this.#sessions.updateMany({ _id: { $in: devices.map(sessionKey) } }, { $set: { lastSeen: at } })
+    })
+  }
+
+  async session(d: DeviceRef): Promise<DeviceSession | null> {
+    const doc = await this.#sessions.findOne({ _id: sessionKey(d) })
+    return doc ? toSession(doc) : null
+  }
+
+  async cursors(d: DeviceRef): Promise<Map<string, number>> {
+    const docs = await this.#cursors
+      .find({ userId: d.userId, deviceId: d.deviceId }, { projection: { _id: 0, chatId: 1, seq: 1 } })
+      .toArray()
+    return new Map(docs.map((c) => [c.chatId, c.seq]))
+  }
+
+  /**
+   * Two round trips whatever the number of moves: one query for which devices have a session,
+   * one unordered bulk write of upserts that only ever raise seq ($max).
+   */
+  advance(moves: DeviceCursor[]): Promise<void> {
+    if (moves.length === 0) return Promise.resolve()
+    return this.#holding(moves, async () => {
+      const devices = [...new Set(moves.map(sessionKey))]
+      const live = await this.#sessions.find({ _id: { $in: devices } }, { projection: { _id: 1 } }).toArray()
+      const withSession = new Set(live.map((s) => s._id))
+      // One write per cursor: two updates of one document in a batch could race on FerretDB.
+      const highest = new Map<string, DeviceCursor>()
+      for (const m of moves) {
+        if (!withSession.has(sessionKey(m))) continue
+        const key = cursorKey(m)
+        if ((highest.get(key)?.seq ?? Number.NEGATIVE_INFINITY) < m.seq) highest.set(key, m)
+      }
+      let ops: AnyBulkWriteOperation<CursorDoc>[] = [...highest].map(([_id, m]) => ({
+        updateOne: {
+          filter: { _id },
+          update: {
+            $max: { seq: m.seq },
+            $setOnInsert: { userId: m.userId, deviceId: m.deviceId, chatId: m.chatId },
+          },
+          upsert: true,
+        },
+      }))
+      for (let attempt = 0; ops.length > 0; attempt++) {
+        try {
+          await this.#cursors.bulkWrite(ops, { ordered: false })
+          return
+        } catch (err) {
+          // Another node created some of these cursors meanwhile: those upserts go again, as updates now.
+          const failed = writeErrors(err)
+          if (attempt >= 5 || failed.length === 0 || failed.some((e) => e.code !== 11000)) throw err
+          const retry = new Set(failed.map((e) => e.index))
+          ops = ops.filter((_, i) => retry.has(i))
+        }
+      }
+    })
+  }
+
+  async chatCursors(chatId: string): Promise<DeviceCursor[]> {
+    const docs = await this.#cursors
+      .find({ chatId }, { projection: { _id: 0 } })
+      .sort({ userId: 1, deviceId: 1 })
+      .toArray()
+    return docs.map((c) => ({ userId: c.userId, deviceId: c.deviceId, chatId: c.chatId, seq: c.seq }))
+  }
+
+  forgetCursor(d: DeviceRef & { chatId: string }): Promise<void> {
+    return this.#holding([d], async () => {
+      await this.#cursors.deleteOne({ _id: cursorKey(d) })
+    })
+  }
+
+  async expire(cutoff: number): Promise<DeviceRef[]> {
+    const stale = await this.#sessions
+      .find({ lastSeen: { $lt: cutoff } }, { projection: { _id: 0, userId: 1, deviceId: 1 } })
+      .sort({ userId: 1, deviceId: 1 })
+      .toArray()
+    const removed: DeviceRef[] = []
+    for (const s of stale) {
+      const d = { userId: s.userId, deviceId: s.deviceId }
+      await this.#holding([d], async () => {
+        await this.#cursors.deleteMany(d)
+        // Only if it was not seen since it was read: a device that came back keeps its session
+        // (and, having lost its cursors, is sent its messages again rather than none).
+        const gone = await this.#sessions.deleteOne({ _id: sessionKey(d), lastSeen: { $lt: cutoff } })
+        if (gone.deletedCount === 1) removed.push(d)
+      })
+    }
+    return removed
+  }
+
+  async close(): Promise<void> {
+    await this.#serial.settled()
+    await this.#client.close()
+  }
+}

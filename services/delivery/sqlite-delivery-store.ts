@@ -1,0 +1,219 @@
+import { mkdirSync } from 'node:fs'
+import { dirname } from 'node:path'
+import { DatabaseSync, type StatementSync } from 'node:sqlite'
+import type {
+  ConnectResult,
+  DeliveryStore,
+  DeviceCursor,
+  DeviceRef,
+  DeviceSession,
+} from './delivery-store.ts'
+
+interface SessionRow {
+  user_id: string
+  device_id: string
+  since: number
+  last_seen: number
+  connected: number
+  conn: string
+  clean: number
+}
+
+interface CursorRow {
+  user_id: string
+  device_id: string
+  chat_id: string
+  seq: number
+}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS sessions (
+  user_id TEXT NOT NULL,
+  device_id TEXT NOT NULL,
+  since INTEGER NOT NULL,
+  last_seen INTEGER NOT NULL,
+  connected INTEGER NOT NULL,
+  conn TEXT NOT NULL,
+  clean INTEGER NOT NULL,
+  PRIMARY KEY (user_id, device_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS sessions_last_seen ON sessions (last_seen);
+CREATE TABLE IF NOT EXISTS cursors (
+  user_id TEXT NOT NULL,
+  device_id TEXT NOT NULL,
+  chat_id TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  PRIMARY KEY (user_id, device_id, chat_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS cursors_chat ON cursors (chat_id);
+`
+
+const toSession = (r: SessionRow): DeviceSession => ({
+  userId: r.user_id,
+  deviceId: r.device_id,
+  since: r.since,
+  lastSeen: r.last_seen,
+  connected: r.connected === 1,
+  conn: r.conn,
+  clean: r.clean === 1,
+})
+
+/**
+ * Delivery state in a SQLite file of the data directory (`delivery.db`), on the main thread:
+ * every call is a few index lookups. synchronous=NORMAL: a crash of the process loses nothing
+ * committed; a power cut can lose the last acknowledgements, and then a message is delivered
+ * again (marked DUP), never lost.
+ */
+export class SqliteDeliveryStore implements DeliveryStore {
+  readonly #db: DatabaseSync
+  readonly #statements = new Map<string, StatementSync>()
+
+  constructor(path: string) {
+    mkdirSync(dirname(path), { recursive: true })
+    this.#db = new DatabaseSync(path)
+    this.#db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;')
+    this.#db.exec(SCHEMA)
+  }
+
+  /** One prepared statement per SQL text, for the life of the connection. */
+  #sql(sql: string): StatementSync {
+    let statement = this.#statements.get(sql)
+    if (!statement) {
+      statement = this.#db.prepare(sql)
+      this.#statements.set(sql, statement)
+    }
+    return statement
+  }
+
+  // IMMEDIATE: another process on the same file (the CLI) waits for the write lock up front
+  // rather than failing halfway through with SQLITE_BUSY.
+  #tx<T>(fn: () => T): T {
+    this.#db.exec('BEGIN IMMEDIATE')
+    try {
+      const out = fn()
+      this.#db.exec('COMMIT')
+      return out
+    } catch (err) {
+      this.#db.exec('ROLLBACK')
+      throw err
+    }
+  }
+
+  #session(userId: string, deviceId: string): DeviceSession | null {
+    const row = this.#sql('SELECT * FROM sessions WHERE user_id = ? AND device_id = ?').get(
+      userId,
+      deviceId,
+    ) as SessionRow | undefined
+    return row ? toSession(row) : null
+  }
+
+  #dropCursors(userId: string, deviceId: string): void {
+    this.#sql('DELETE FROM cursors WHERE user_id = ? AND device_id = ?').run(userId, deviceId)
+  }
+
+  async connect(d: DeviceRef & { clean: boolean; conn: string; at: number }): Promise<ConnectResult> {
+    return this.#tx(() => {
+      const previous = this.#session(d.userId, d.deviceId)
+      const fresh = d.clean || previous === null || previous.clean
+      if (fresh) this.#dropCursors(d.userId, d.deviceId)
+      const session: DeviceSession = {
+        userId: d.userId,
+        deviceId: d.deviceId,
+        since: fresh || previous === null ? d.at : previous.since,
+        lastSeen: d.at,
+        connected: true,
+        conn: d.conn,
+        clean: d.clean,
+      }
+      this.#sql(
+        `INSERT INTO sessions (user_id, device_id, since, last_seen, connected, conn, clean)
+         VALUES (:userId, :deviceId, :since, :lastSeen, 1, :conn, :clean)
+         ON CONFLICT (user_id, device_id) DO UPDATE SET since = excluded.since, last_seen = excluded.last_seen,
+           connected = 1, conn = excluded.conn, clean = excluded.clean`,
+      ).run({
+        userId: session.userId,
+        deviceId: session.deviceId,
+        since: session.since,
+        lastSeen: session.lastSeen,
+        conn: session.conn,
+        clean: session.clean ? 1 : 0,
+      })
+      return { session, previous, fresh }
+    })
+  }
+
+  async disconnect(d: DeviceRef & { conn: string; at: number }): Promise<void> {
+    this.#sql(
+      'UPDATE sessions SET connected = 0, last_seen = ? WHERE user_id = ? AND device_id = ? AND conn = ?',
+    ).run(d.at, d.userId, d.deviceId, d.conn)
+  }
+
+  async touch(devices: DeviceRef[], at: number): Promise<void> {
+    if (devices.length === 0) return
+    const move = this.#sql('UPDATE sessions SET last_seen = ? WHERE user_id = ? AND device_id = ?')
+    this.#tx(() => {
+      for (const d of devices) move.run(at, d.userId, d.deviceId)
+    })
+  }
+
+  async session(d: DeviceRef): Promise<DeviceSession | null> {
+    return this.#session(d.userId, d.deviceId)
+  }
+
+  async cursors(d: DeviceRef): Promise<Map<string, number>> {
+    const rows = this.#sql('SELECT chat_id, seq FROM cursors WHERE user_id = ? AND device_id = ?').all(
+      d.userId,
+      d.deviceId,
+    ) as unknown as Pick<CursorRow, 'chat_id' | 'seq'>[]
+    return new Map(rows.map((r) => [r.chat_id, r.seq]))
+  }
+
+  async advance(moves: DeviceCursor[]): Promise<void> {
+    if (moves.length === 0) return
+    // The WHERE on the SELECT also keeps SQLite from reading ON CONFLICT as a join constraint.
+    const upsert = this.#sql(
+      `INSERT INTO cursors (user_id, device_id, chat_id, seq)
+       SELECT :userId, :deviceId, :chatId, :seq
+       WHERE EXISTS (SELECT 1 FROM sessions WHERE user_id = :userId AND device_id = :deviceId)
+       ON CONFLICT (user_id, device_id, chat_id) DO UPDATE SET seq = excluded.seq WHERE excluded.seq > cursors.seq`,
+    )
+    this.#tx(() => {
+      for (const m of moves) {
+        upsert.run({ userId: m.userId, deviceId: m.deviceId, chatId: m.chatId, seq: m.seq })
+      }
+    })
+  }
+
+  async chatCursors(chatId: string): Promise<DeviceCursor[]> {
+    const rows = this.#sql(
+      'SELECT user_id, device_id, chat_id, seq FROM cursors WHERE chat_id = ? ORDER BY user_id, device_id',
+    ).all(chatId) as unknown as CursorRow[]
+    return rows.map((r) => ({ userId: r.user_id, deviceId: r.device_id, chatId: r.chat_id, seq: r.seq }))
+  }
+
+  async forgetCursor(d: DeviceRef & { chatId: string }): Promise<void> {
+    this.#sql('DELETE FROM cursors WHERE user_id = ? AND device_id = ? AND chat_id = ?').run(
+      d.userId,
+      d.deviceId,
+      d.chatId,
+    )
+  }
+
+  async expire(cutoff: number): Promise<DeviceRef[]> {
+    return this.#tx(() => {
+      const gone = this.#sql(
+        'SELECT user_id, device_id FROM sessions WHERE last_seen < ? ORDER BY user_id, device_id',
+      ).all(cutoff) as unknown as Pick<SessionRow, 'user_id' | 'device_id'>[]
+      const drop = this.#sql('DELETE FROM sessions WHERE user_id = ? AND device_id = ?')
+      for (const g of gone) {
+        this.#dropCursors(g.user_id, g.device_id)
+        drop.run(g.user_id, g.device_id)
+      }
+      return gone.map((g) => ({ userId: g.user_id, deviceId: g.device_id }))
+    })
+  }
+
+  async close(): Promise<void> {
+    if (this.#db.isOpen) this.#db.close()
+  }
+}
