@@ -102,8 +102,11 @@ async function stream(job: Extract<Job, { kind: 'stream' }>) {
   const latencies: number[] = []
   let received = 0
   let lastArrival = 0
+  // Chat devices keep persistent sessions, as apps do: their inbox is delivered from the store
+  // with delivered receipts from every PUBACK.
+  const persistent = job.format === 'chat'
   const subs = await inBatches(job.pairs, 50, async (p) => {
-    const c = await connect(p.sub)
+    const c = await connect(p.sub, !persistent)
     await c.subscribeAsync(p.subTopic, { qos: job.qos })
     c.on('message', (_t, body) => {
       const t = sentAt(job.format, body)
@@ -115,7 +118,7 @@ async function stream(job: Extract<Job, { kind: 'stream' }>) {
     return c
   })
   const pubs = await inBatches(job.pairs, 50, async (p) => {
-    const c = await connect(p.pub)
+    const c = await connect(p.pub, !persistent)
     if (p.pubSubscribe) await c.subscribeAsync(p.pubSubscribe, { qos: job.qos })
     return c
   })

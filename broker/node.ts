@@ -224,7 +224,11 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     messages: stores.messages,
     index,
     inbox: inboxSink,
-    deviceCursors: (chatId) => stores.delivery.chatCursors(chatId),
+    // This node's gathered acknowledgements first (other nodes' are at most 50 ms behind).
+    deviceCursors: async (chatId) => {
+      await inbox.flush()
+      return stores.delivery.chatCursors(chatId)
+    },
     limits: { maxTextChars: settings.maxTextChars },
     ops,
     log,

@@ -257,6 +257,26 @@ describe('inbox delivery from the message store', () => {
     await p.exited
   })
 
+  it('a resumed session gets the current presence of those it follows, not a queue of changes', async () => {
+    const grace = await Device.connect(t.mqttUrl, 'grace', 'phone', await t.token('grace'))
+    await grace.request('chat.direct', { with: 'hank' })
+    const hankToken = await t.token('hank')
+    const hank = await Device.connect(t.mqttUrl, 'hank', 'phone', hankToken)
+    await hank.client.subscribeAsync('u/grace/presence', { qos: 1 })
+    await hank.until(() => hank.other.some((o) => o.topic === 'u/grace/presence'), 'grace’s presence')
+    await hank.close()
+    // Grace goes away and comes back while hank is away: two changes, one current value.
+    await grace.close()
+    const back = await Device.connect(t.mqttUrl, 'grace', 'phone', await t.token('grace'))
+    await t.node.presence.settled()
+    const resumed = await Device.connect(t.mqttUrl, 'hank', 'phone', hankToken, { subscribe: false })
+    await resumed.until(() => resumed.other.some((o) => o.topic === 'u/grace/presence'), 'grace’s presence')
+    const updates = resumed.other.filter((o) => o.topic === 'u/grace/presence')
+    assert.equal(updates.length, 1)
+    assert.equal((updates[0]?.body as { online: boolean }).online, true)
+    await Promise.all([back.close(), resumed.close()])
+  })
+
   it('removes sessions not seen for NATTER_SESSION_EXPIRY_DAYS, with their delivery state (clock passed in)', async () => {
     const token = await t.token('frank')
     const old = await Device.connect(t.mqttUrl, 'frank', 'old', token)

@@ -104,6 +104,7 @@ export class InboxDelivery {
   readonly #moves = new Map<string, DeviceCursor>()
   readonly #pending = new Set<Promise<unknown>>()
   #flushTimer: NodeJS.Timeout | undefined
+  #flushing: Promise<void> = Promise.resolve()
   #closed = false
 
   constructor(d: InboxDeliveryDeps) {
@@ -307,13 +308,19 @@ export class InboxDelivery {
     return { devices, inflight }
   }
 
-  /** Writes the gathered cursor moves now. */
+  /** Writes the gathered cursor moves now; resolves when they and every earlier batch are written. */
   async flush(): Promise<void> {
     clearTimeout(this.#flushTimer)
     this.#flushTimer = undefined
     const batch = [...this.#moves.values()]
-    if (!batch.length) return
     this.#moves.clear()
+    const previous = this.#flushing
+    const mine = previous.then(() => (batch.length ? this.#writeCursors(batch) : undefined))
+    this.#flushing = mine.catch(() => {})
+    await mine
+  }
+
+  async #writeCursors(batch: DeviceCursor[]): Promise<void> {
     try {
       await this.#d.store.advance(batch)
     } catch (err) {
