@@ -1,22 +1,16 @@
 import { mkdirSync } from 'node:fs'
-import { createServer as createHttpServer, type Server as HttpServer } from 'node:http'
-import { type AddressInfo, createServer as createTcpServer, type Server as TcpServer } from 'node:net'
 import { hostname } from 'node:os'
 import { Aedes, type Client, type PublishPacket } from 'aedes'
-import memoryPersistence from 'aedes-persistence'
 import type { Logger } from 'pino'
-import { createWebSocketStream, WebSocketServer } from 'ws'
 import type { Settings } from '../config/schema.ts'
 import { loadVerifyKey } from '../services/auth/jwt-keys.ts'
 import { createTokenVerifier } from '../services/auth/token-verifier.ts'
 import { topics } from '../services/auth/topic-acl.ts'
 import { ChatService } from '../services/chats/chat-service.ts'
 import { MembershipIndex } from '../services/chats/membership-index.ts'
-import { type InboxClient, InboxDelivery, type InboxNotice } from '../services/delivery/inbox-delivery.ts'
 import { diskObjectRoute } from '../services/media/disk-object-store.ts'
 import { MediaService } from '../services/media/media-service.ts'
-import { toEvent } from '../services/messages/events.ts'
-import { type InboxSink, MessageService } from '../services/messages/message-service.ts'
+import { MessageService } from '../services/messages/message-service.ts'
 import type { Publish } from '../services/messages/publisher.ts'
 import { startRetention } from '../services/messages/retention.ts'
 import { TypingGate } from '../services/messages/typing-gate.ts'
@@ -34,22 +28,16 @@ import { MAX_PAGE_SIZE, operations } from '../services/requests/operations.ts'
 import { RequestRouter } from '../services/requests/router.ts'
 import { registerSessionOps } from '../services/requests/session-ops.ts'
 import { type ClusterLink, openCluster } from './cluster.ts'
-import { ClientConnection } from './connection.ts'
 import { createHooks } from './hooks.ts'
 import { createHttpHandler } from './http.ts'
 import { InFlight } from './in-flight.ts'
+import { type InboxWiring, wireInbox } from './inbox-wiring.ts'
+import { createListeners } from './listeners.ts'
 import { mediaLimits } from './media-limits.ts'
 import { pushProviders } from './push-providers.ts'
-import { type AedesPersistenceLike, sessionPersistence } from './session-persistence.ts'
 import { Sessions } from './sessions.ts'
 import { openObjectStore, openStores, type Stores } from './stores.ts'
 import { createWebApp } from './web-app.ts'
-
-/** What Natter reads of aedes' Client beyond its declarations (aedes 1.2, lib/client.js). */
-type AedesClient = Client & {
-  subscriptions: Record<string, { qos: number }>
-  deliverQoS(packet: PublishPacket, done: () => void): void
-}
 
 // Typing indicators vanish on receivers after this long without a new one.
 const TYPING_EXPIRES_MS = 6000
@@ -58,13 +46,6 @@ const TYPING_EXPIRES_MS = 6000
 const MEMBERSHIP_TOPIC = '$natter/membership'
 // A lost announcement (Redis restarting) leaves a node's membership stale at most this long.
 const MEMBERSHIP_RESYNC_MS = 60_000
-// Cluster: inbox events (a message stored, edited, a receipt) are announced to every node here.
-const INBOX_TOPIC = '$natter/inbox'
-// A lost announcement (Redis restarting) delays a delivery at most this long: every node then
-// compares its devices' feeds with the store.
-const INBOX_RECHECK_MS = 10_000
-// Inactive sessions are removed, and connected devices' last-seen refreshed, this often.
-const SESSION_SWEEP_MS = 3_600_000
 // aedes' heartbeat: a node missing three is dead, and its clients' wills are published.
 const CLUSTER_HEARTBEAT_MS = 5000
 
@@ -76,7 +57,7 @@ export interface NatterNode {
   presence: PresenceTracker
   media: MediaService
   /** Inbox delivery from the message store (expireSessions takes a clock in tests). */
-  inbox: InboxDelivery
+  inbox: InboxWiring['inbox']
   /** This node's name in a cluster; undefined on the embedded default. */
   nodeId: string | undefined
   close(): Promise<void>
@@ -135,55 +116,30 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
       ),
     )
   const undelivered = new UndeliveredTracker()
-  const connections = new Set<ClientConnection>()
   const { registry, telemetry } = createMetrics({
     oldestUndeliveredSeconds: () => undelivered.oldestAgeSeconds(),
-    bufferedBytes: () => {
-      let sum = 0
-      for (const c of connections) sum += c.buffered
-      return sum
-    },
+    bufferedBytes: () => listeners.buffered(),
     undeliveredCount: () => undelivered.count(),
   })
   const router = new RequestRouter()
   const ops = operations({ maxGroupMembers: settings.maxGroupMembers, maxPageSize: MAX_PAGE_SIZE })
   registerSessionOps(router, ops)
-  // Inbox events go to this node's devices at once and, in a cluster, to every other node.
-  const announce = (n: InboxNotice) => {
-    inbox.notify(n)
-    if (cluster) {
-      const mq = cluster.mq as {
-        emit(m: { topic: string; payload: string }, cb?: (err?: Error) => void): void
-      }
-      mq.emit({ topic: INBOX_TOPIC, payload: JSON.stringify({ from: cluster.nodeId, n }) }, (err) => {
-        if (err) log.warn({ err: err.message }, 'could not announce an inbox event; the recheck delivers it')
-      })
-    }
-  }
-  const inboxSink: InboxSink = {
-    message: (m, alsoTo) =>
-      announce({
-        kind: 'message',
-        chatId: m.chatId,
-        seq: m.seq,
-        senderId: m.senderId,
-        at: m.at,
-        payload: JSON.stringify(toEvent(m)),
-        ...(alsoTo?.length ? { alsoTo } : {}),
-      }),
-    retried: (m, clientId) => {
-      inboxSink.message(m)
-      inbox.echo(clientId, m.chatId, m.seq, JSON.stringify(toEvent(m)))
-    },
-    update: (m, type) =>
-      announce({ kind: 'update', chatId: m.chatId, seq: m.seq, payload: JSON.stringify(toEvent(m, type)) }),
-    receipt: (e, to) => announce({ kind: 'receipt', chatId: e.chatId, to, payload: JSON.stringify(e) }),
-  }
+  const wiring = wireInbox({
+    settings,
+    stores,
+    index,
+    sessions,
+    cluster,
+    log,
+    onDelivered: (userId, chatId, seq, at) => messageService.delivered(userId, chatId, seq, at),
+    onWritten: () => telemetry.messageOut('inbox'),
+  })
+  const { inbox } = wiring
   const chatService = new ChatService({
     chats: stores.chats,
     messages: stores.messages,
     index,
-    inbox: inboxSink,
+    inbox: wiring.sink,
     limits: { maxGroupMembers: settings.maxGroupMembers },
     ops,
   })
@@ -223,7 +179,7 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     chats: stores.chats,
     messages: stores.messages,
     index,
-    inbox: inboxSink,
+    inbox: wiring.sink,
     // This node's gathered acknowledgements first (other nodes' are at most 50 ms behind).
     deviceCursors: async (chatId) => {
       await inbox.flush()
@@ -239,30 +195,6 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     push: pushService,
   })
   messageService.register(router)
-  // aedes keeps sessions, subscriptions, wills and retained messages; inbox messages are not
-  // queued there but read from the message store by the inbox delivery.
-  // aedes-persistence is ESM, but its declarations read as CommonJS: its default export is the factory.
-  const memory = memoryPersistence as unknown as () => object
-  const persistence = sessionPersistence(cluster ? (cluster.persistence as object) : memory(), {
-    liveOnly: (topic) =>
-      topic.startsWith('u/') &&
-      (topic.endsWith('/inbox') || topic.endsWith('/presence') || topic.endsWith('/self')),
-    puback: (client, messageId) => inbox.puback(client as unknown as InboxClient, messageId),
-  })
-  const inbox: InboxDelivery = new InboxDelivery({
-    messages: stores.messages,
-    store: stores.delivery,
-    index,
-    log,
-    maxInflight: settings.maxInflight,
-    sessionExpiryDays: settings.sessionExpiryDays,
-    onDelivered: (userId, chatId, seq, at) => messageService.delivered(userId, chatId, seq, at),
-    onWritten: () => telemetry.messageOut('inbox'),
-    onExpired: async (devices) => {
-      const p = persistence as unknown as AedesPersistenceLike
-      for (const d of devices) await p.cleanSubscriptions({ id: `${d.userId}/${d.deviceId}` })
-    },
-  })
   const presence = new PresenceTracker({
     store: stores.chats,
     publish: publishTo,
@@ -353,7 +285,9 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     concurrency: 0,
     // MQTT 3.1 limits client ids to 23 bytes; <userId>/<deviceId> needs up to 129.
     maxClientsIdLength: 129,
-    persistence,
+    // aedes keeps sessions, subscriptions, wills and retained messages; inbox messages are not
+    // queued there but read from the message store (broker/inbox-wiring.ts).
+    persistence: wiring.persistence,
     ...(cluster
       ? {
           id: cluster.nodeId,
@@ -363,7 +297,7 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
       : {}),
   })
   const resync = cluster ? shareMembership(cluster) : undefined
-  const inboxRecheck = cluster ? shareInbox(cluster) : undefined
+  wiring.attach(broker)
   await presence.start()
   await liveness.start()
   pushService.start()
@@ -371,19 +305,12 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     const who = sessions.get(client)?.who
     if (who) presence.connected(who.userId)
     if (who) liveness.connected(who.clientId)
-    if (who) {
-      inbox.connected(client as unknown as InboxClient, who, client.clean)
-      const sub = (client as AedesClient).subscriptions[topics.inbox(who.userId)]
-      if (sub) inbox.subscribed(client as unknown as InboxClient, sub.qos)
-      if (!client.clean) resendPresence(client as AedesClient)
-    }
     telemetry.connected(1)
     log.info({ event: 'connected', clientId: client.id })
   })
   broker.on('clientDisconnect', (client) => {
     const who = sessions.get(client)?.who
     sessions.end(client)
-    inbox.disconnected(client as unknown as InboxClient)
     if (who) liveness.disconnected(who.clientId)
     if (who) {
       presence.disconnected(who.userId)
@@ -392,44 +319,6 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     telemetry.connected(-1)
     log.info({ event: 'disconnected', clientId: client.id })
   })
-  broker.on('subscribe', (subs, client) => {
-    const who = sessions.get(client)?.who
-    const mine = who && subs.find((s) => s.topic === topics.inbox(who.userId) && (s.qos as number) !== 128)
-    if (mine) inbox.subscribed(client as unknown as InboxClient, mine.qos)
-  })
-  broker.on('unsubscribe', (unsubs, client) => {
-    const who = sessions.get(client)?.who
-    if (who && unsubs.includes(topics.inbox(who.userId))) inbox.unsubscribed(client as unknown as InboxClient)
-  })
-  /**
-   * Presence is retained and not queued per session: a resumed session gets the current
-   * presence of every user it follows, as a new subscription would [MQTT-3.3.1-6].
-   */
-  function resendPresence(client: AedesClient) {
-    const filters = Object.keys(client.subscriptions).filter(
-      (t) => t.startsWith('u/') && t.endsWith('/presence'),
-    )
-    if (!filters.length) return
-    const stream = (persistence as unknown as AedesPersistenceLike).createRetainedStreamCombi(filters)
-    stream.on('data', (packet: PublishPacket) => {
-      client.deliverQoS(
-        {
-          cmd: 'publish',
-          topic: packet.topic,
-          payload: packet.payload,
-          qos: packet.qos,
-          retain: true,
-          dup: false,
-        },
-        () => {},
-      )
-    })
-    stream.on('error', (err: Error) => log.warn({ err: err.message }, 'could not read retained presence'))
-  }
-  const sessionSweep = setInterval(() => {
-    inbox.expireSessions().catch((err: unknown) => log.error({ err }, 'session expiry failed'))
-  }, SESSION_SWEEP_MS)
-  sessionSweep.unref()
   const retention = startRetention({
     store: stores.messages,
     days: settings.retentionDays,
@@ -451,49 +340,11 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     log.info({ event: 'connection_error', clientId: client.id, err: err.message }),
   )
 
-  const limits = {
-    maxPacketBytes: settings.maxPacketBytes,
-    drainTimeoutMs: settings.drainTimeoutMs,
-    maxBufferedBytes: settings.maxClientBufferBytes,
-  }
-  const track = (c: ClientConnection) => {
-    connections.add(c)
-    c.once('close', () => connections.delete(c))
-    return c
-  }
-  const tcp = createTcpServer((socket) => {
-    const remote = `${socket.remoteAddress}:${socket.remotePort}`
-    // Chat is small messages where latency matters more than packet count.
-    socket.setNoDelay(true)
-    broker.handle(track(new ClientConnection(socket, limits, log, remote)))
-  })
-
-  const wsHttp = createHttpServer((_req, res) => {
-    res
-      .writeHead(426, { 'content-type': 'text/plain' })
-      .end(`MQTT over WebSocket: connect to ${settings.wsPath}\n`)
-  })
-  const wss = new WebSocketServer({
-    noServer: true,
-    // A frame larger than the largest packet cannot be valid.
-    maxPayload: settings.maxPacketBytes + 8,
-    handleProtocols: (offered) => ['mqtt', 'mqttv3.1'].find((p) => offered.has(p)) ?? false,
-  })
-  wsHttp.on('upgrade', (req, socket, head) => {
-    const path = new URL(req.url ?? '/', 'http://x').pathname
-    if (path !== settings.wsPath) {
-      socket.end('HTTP/1.1 404 Not Found\r\nconnection: close\r\n\r\n')
-      return
-    }
-    wss.handleUpgrade(req, socket, head, (ws) => {
-      const remote = `${req.socket.remoteAddress}:${req.socket.remotePort}`
-      const stream = createWebSocketStream(ws)
-      broker.handle(track(new ClientConnection(stream, limits, log, remote)), req)
-    })
-  })
-
-  const http = createHttpServer(
-    createHttpHandler({
+  const listeners = createListeners({
+    settings,
+    log,
+    handle: (stream, req) => broker.handle(stream, req),
+    http: createHttpHandler({
       isReady: () => ready && !broker.closed,
       api: createHttpApi({ verify, router }),
       metrics: registry,
@@ -507,24 +358,11 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
         log,
       }),
     }),
-  )
-
-  const listen = (server: TcpServer | HttpServer, port: number) =>
-    new Promise<number>((resolve, reject) => {
-      server.once('error', reject)
-      server.listen(port, settings.host, () => {
-        server.off('error', reject)
-        resolve((server.address() as AddressInfo).port)
-      })
-    })
+  })
 
   let ports: NatterNode['ports']
   try {
-    ports = {
-      mqtt: await listen(tcp, settings.mqttPort),
-      ws: await listen(wsHttp, settings.wsPort),
-      http: await listen(http, settings.httpPort),
-    }
+    ports = await listeners.listen()
     httpPort = ports.http
     wsPort = ports.ws
   } catch (err) {
@@ -584,37 +422,11 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     return timer
   }
 
-  /**
-   * Hears the other nodes' inbox events. Pub/sub loses what is published while a node's
-   * subscriber connection is down: when it is back, and every INBOX_RECHECK_MS anyway, each
-   * device's feed is compared with the store and catches up.
-   */
-  function shareInbox({ nodeId, mq: emitter, onResubscribed }: ClusterLink): NodeJS.Timeout {
-    const mq = emitter as { on(topic: string, fn: (m: { payload: string }, done: () => void) => void): void }
-    mq.on(INBOX_TOPIC, (m, done) => {
-      done()
-      const { from, n } = JSON.parse(m.payload) as { from: string; n: InboxNotice }
-      if (from !== nodeId) inbox.notify(n)
-    })
-    const recheck = () => inbox.recheck().catch((err: unknown) => log.warn({ err }, 'inbox recheck failed'))
-    onResubscribed(() => {
-      log.info({ event: 'inbox_recheck' }, 'pub/sub back: devices catch up from the store')
-      recheck()
-    })
-    const timer = setInterval(recheck, INBOX_RECHECK_MS)
-    timer.unref()
-    return timer
-  }
-
   async function closeAll() {
     ready = false
     stopping = true
     presence.stop()
-    const closeServer = (s: TcpServer | HttpServer) =>
-      new Promise<void>((resolve) => (s.listening ? s.close(() => resolve()) : resolve()))
-    const closing = [closeServer(tcp), closeServer(wsHttp), closeServer(http)]
-    http.closeAllConnections()
-    wsHttp.closeAllConnections()
+    const closing = listeners.stopAccepting()
     // Sends already in the store's hands finish and get their PUBACK before clients are closed,
     // and what they publish (fan-out, receipts) reaches the emitter before it closes.
     const graceEnds = Date.now() + settings.shutdownGraceMs
@@ -630,15 +442,14 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     await publishes.idle(left())
     // After the last sends, so that their push jobs are written; pushes under way finish.
     await pushService.stop()
-    for (const ws of wss.clients) ws.terminate()
+    listeners.terminateWebSockets()
     await new Promise<void>((resolve) => broker.close(() => resolve()))
-    await Promise.all(closing)
-    // Disconnects and acknowledged cursors are written before the stores close.
-    await Promise.race([inbox.close(), new Promise((resolve) => setTimeout(resolve, left()).unref())])
+    await closing
+    // Disconnects and acknowledged cursors are written before the stores close; a little time is
+    // kept for them even past the grace period (else resends would all be marked DUP).
+    await wiring.close(Math.max(left(), 2000))
     retention.stop()
     clearInterval(resync)
-    clearInterval(inboxRecheck)
-    clearInterval(sessionSweep)
     await presence.settled()
     await cluster?.close()
     await stores.messages.close()
