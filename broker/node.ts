@@ -303,7 +303,7 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
   pushService.start()
   broker.on('clientReady', (client) => {
     const who = sessions.get(client)?.who
-    if (who) presence.connected(who.userId)
+    if (who) presence.connected(who.userId, client)
     if (who) liveness.connected(who.clientId)
     telemetry.connected(1)
     log.info({ event: 'connected', clientId: client.id })
@@ -313,7 +313,7 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     sessions.end(client)
     if (who) liveness.disconnected(who.clientId)
     if (who) {
-      presence.disconnected(who.userId)
+      presence.disconnected(who.userId, client)
       if (!presence.isOnline(who.userId)) undelivered.offline(who.userId)
     }
     telemetry.connected(-1)

@@ -273,7 +273,7 @@ describe('inbox delivery from the message store', () => {
     await resumed.until(() => resumed.other.some((o) => o.topic === 'u/grace/presence'), 'grace’s presence')
     const updates = resumed.other.filter((o) => o.topic === 'u/grace/presence')
     assert.equal(updates.length, 1)
-    assert.equal((updates[0]?.body as { online: boolean }).online, true)
+    assert.equal((updates[0]?.body as { online?: boolean } | undefined)?.online, true)
     await Promise.all([back.close(), resumed.close()])
   })
 

@@ -65,10 +65,19 @@ export async function startClusterNode(
     NATTER_LOG_LEVEL: 'info',
     ...env,
   })
-  const up = JSON.parse(await proc.waitFor(logEvent('listening'), 60_000)) as {
-    ports: { mqtt?: number; http: number }
-  }
   const cleanup = () => rmSync(dataDir, { recursive: true, force: true })
+  let up: { ports: { mqtt?: number; http: number } }
+  try {
+    up = JSON.parse(await proc.waitFor(logEvent('listening'), 60_000))
+  } catch (err) {
+    // A node that did not come up leaves neither a process nor its data dir behind.
+    if (proc.child.exitCode === null && proc.child.signalCode === null) {
+      proc.child.kill('SIGKILL')
+      await proc.exited
+    }
+    cleanup()
+    throw err
+  }
   const node: ClusterNode = {
     id,
     proc,

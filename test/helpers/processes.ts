@@ -13,6 +13,8 @@ export interface Proc {
   /** Resolves with the exit code. */
   exited: Promise<number | null>
   stop(): Promise<void>
+  /** Calls listener with every output line from now on, as it is read. */
+  onLine(listener: (line: string) => void): void
 }
 
 /** Runs a command with its stdout and stderr read as lines, and kills it at stop(). */
@@ -24,10 +26,12 @@ export function run(cmd: string, args: string[], env: Record<string, string> = {
   })
   const lines: string[] = []
   const waiters = new Set<{ match: (l: string) => boolean; resolve: (l: string) => void }>()
+  const listeners: Array<(line: string) => void> = []
   for (const stream of [child.stdout, child.stderr]) {
     if (!stream) continue
     createInterface({ input: stream }).on('line', (line) => {
       lines.push(line)
+      for (const l of listeners) l(line)
       for (const w of waiters) {
         if (w.match(line)) {
           waiters.delete(w)
@@ -41,6 +45,9 @@ export function run(cmd: string, args: string[], env: Record<string, string> = {
     child,
     lines,
     exited,
+    onLine: (listener) => {
+      listeners.push(listener)
+    },
     waitFor(match, ms = 30_000) {
       const seen = lines.find(match)
       if (seen !== undefined) return Promise.resolve(seen)

@@ -9,6 +9,10 @@ export interface RedisServer {
   port: number
   /** Stops the server (SIGKILL when hard) and starts it again on the same port. */
   restart(o?: { hard?: boolean }): Promise<void>
+  /** Stops the server (SIGKILL when hard), keeping its port and data for up(). */
+  down(o?: { hard?: boolean }): Promise<void>
+  /** Starts a server that is down again, on the same port and data directory. */
+  up(): Promise<void>
   stop(): Promise<void>
 }
 
@@ -20,6 +24,7 @@ export async function startRedis(o: { persistent?: boolean } = {}): Promise<Redi
   const dir = mkdtempSync(join(tmpdir(), 'natter-redis-'))
   let port = 0
   let proc: Proc | undefined
+  let removed = false
   const start = async () => {
     const p = run('redis-server', [
       '--port',
@@ -63,7 +68,13 @@ export async function startRedis(o: { persistent?: boolean } = {}): Promise<Redi
       await stop(o.hard)
       await start()
     },
+    down: (o = {}) => stop(o.hard),
+    up: async () => {
+      // Up after stop() (a fault still under way when its run was cleaned up) starts nothing.
+      if (!proc && !removed) await start()
+    },
     stop: async () => {
+      removed = true
       await stop()
       rmSync(dir, { recursive: true, force: true })
     },
