@@ -114,5 +114,29 @@ describe('a node killed with SIGKILL and started again (embedded default)', () =
     assert.equal(presence?.retain, true)
     assert.ok(Date.now() - Date.parse(body.lastSeen) < 120_000)
     await carol.close()
+
+    // Bob's phone comes back as a device that subscribed once and relies on its session would:
+    // a new client, clean=false, no SUBSCRIBE. The broker's subscriptions died with the process;
+    // the delivery state did not, and every message from bob's cursor on arrives, in order.
+    const phone = await Device.connect(second.url, 'bob', 'phone', await token('bob'), { subscribe: false })
+    const last = synced.lastSeq
+    await phone.until(
+      () => phone.messages(chat).some((m) => m.seq === last),
+      'every message up to the last',
+      30_000,
+    )
+    const seqs = phone.messages(chat).map((m) => m.seq)
+    assert.deepEqual(
+      seqs,
+      [...seqs].sort((a, b) => a - b),
+      'in seq order',
+    )
+    assert.equal(new Set(seqs).size, seqs.length, 'each once')
+    const before = bob.messages(chat).map((m) => m.seq)
+    const missing = Array.from({ length: last }, (_, i) => i + 1).filter(
+      (seq) => !before.includes(seq) && !seqs.includes(seq),
+    )
+    assert.deepEqual(missing, [], 'bob has every message across the crash')
+    await phone.close()
   })
 })

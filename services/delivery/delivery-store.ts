@@ -21,6 +21,12 @@ export interface DeviceSession {
   conn: string
   /** A clean session (clean=true) ends at disconnect: the next CONNECT starts a new one. */
   clean: boolean
+  /**
+   * The QoS the device subscribed to its inbox with, or null when it has no inbox subscription.
+   * Kept with the session, so that delivery resumes even where the broker lost its own record
+   * of subscriptions (the embedded default keeps those in memory).
+   */
+  inboxQos: 0 | 1 | null
 }
 
 /** The highest seq of a chat one device has acknowledged (PUBACK, or written at QoS 0). */
@@ -49,7 +55,7 @@ export interface DeliveryStore {
   /**
    * Records a CONNECT. A new session begins (since = at, every cursor of the device removed)
    * when clean is true [MQTT-3.1.2-6], when the device has no session, or when its previous
-   * session was clean [MQTT-3.1.2-5]; otherwise the session resumes (since kept). Either way the
+   * session was clean [MQTT-3.1.2-5]; otherwise the session resumes (since and inboxQos kept; a new one has inboxQos null). Either way the
    * session is marked connected by `conn` with lastSeen = at.
    */
   connect(d: DeviceRef & { clean: boolean; conn: string; at: number }): Promise<ConnectResult>
@@ -58,6 +64,8 @@ export interface DeliveryStore {
    * another connection has connected since (a takeover on another node).
    */
   disconnect(d: DeviceRef & { conn: string; at: number }): Promise<void>
+  /** Records the device's inbox subscription (its QoS), or its removal (null); ignored without a session. */
+  subscribe(d: DeviceRef & { qos: 0 | 1 | null }): Promise<void>
   /**
    * Moves lastSeen of these devices to at (devices connected for a long time stay unexpired);
    * devices without a session are skipped.

@@ -136,6 +136,12 @@ export class InboxDelivery {
       ).then((session) => {
         if (!session) return
         state.session = session
+        // The broker may have lost the subscription its session had (the embedded default keeps
+        // subscriptions in memory): the delivery state remembers it.
+        if (state.qos === undefined && !clean && session.session.inboxQos !== null) {
+          state.qos = session.session.inboxQos
+        }
+        this.#recordSubscription(state)
         this.#maybeStart(state)
       }),
     )
@@ -150,6 +156,7 @@ export class InboxDelivery {
       return
     }
     state.qos = q
+    this.#recordSubscription(state)
     if (state.feed) state.feed.qos = q
     else this.#maybeStart(state)
   }
@@ -160,7 +167,24 @@ export class InboxDelivery {
     const state = this.#clients.get(client)
     if (!state) return
     state.qos = undefined
+    this.#recordSubscription(state)
     this.#stopFeed(state)
+  }
+
+  /** Writes the device's inbox subscription with its session when it changed. */
+  #recordSubscription(state: ClientState): void {
+    const session = state.session?.session
+    const qos = state.qos ?? null
+    if (!session || session.inboxQos === qos) return
+    session.inboxQos = qos
+    const { userId, deviceId } = state.who
+    this.#track(
+      this.#retry(
+        () => this.#d.store.subscribe({ userId, deviceId, qos }),
+        () => state.gone,
+        'record an inbox subscription',
+      ),
+    )
   }
 
   /** The client's connection closed (aedes clientDisconnect). */

@@ -31,6 +31,7 @@ function toSession(doc: SessionDoc): DeviceSession {
     connected: doc.connected,
     conn: doc.conn,
     clean: doc.clean,
+    inboxQos: doc.inboxQos === 0 || doc.inboxQos === 1 ? doc.inboxQos : null,
   }
 }
 
@@ -116,6 +117,7 @@ export class MongoDeliveryStore implements DeliveryStore {
         connected: true,
         conn: d.conn,
         clean: d.clean,
+        inboxQos: fresh || previous === null ? null : previous.inboxQos,
       }
       await this.#upsertSession(_id, session)
       return { session, previous, fresh }
@@ -140,6 +142,12 @@ export class MongoDeliveryStore implements DeliveryStore {
         { _id: sessionKey(d), conn: d.conn },
         { $set: { connected: false, lastSeen: d.at } },
       )
+    })
+  }
+
+  subscribe(d: DeviceRef & { qos: 0 | 1 | null }): Promise<void> {
+    return this.#holding([d], async () => {
+      await this.#sessions.updateOne({ _id: sessionKey(d) }, { $set: { inboxQos: d.qos } })
     })
   }
 

@@ -17,6 +17,7 @@ interface SessionRow {
   connected: number
   conn: string
   clean: number
+  inbox_qos: number | null
 }
 
 interface CursorRow {
@@ -35,6 +36,7 @@ CREATE TABLE IF NOT EXISTS sessions (
   connected INTEGER NOT NULL,
   conn TEXT NOT NULL,
   clean INTEGER NOT NULL,
+  inbox_qos INTEGER,
   PRIMARY KEY (user_id, device_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS sessions_last_seen ON sessions (last_seen);
@@ -56,6 +58,7 @@ const toSession = (r: SessionRow): DeviceSession => ({
   connected: r.connected === 1,
   conn: r.conn,
   clean: r.clean === 1,
+  inboxQos: r.inbox_qos === 0 || r.inbox_qos === 1 ? r.inbox_qos : null,
 })
 
 /**
@@ -124,13 +127,15 @@ export class SqliteDeliveryStore implements DeliveryStore {
         connected: true,
         conn: d.conn,
         clean: d.clean,
+        inboxQos: fresh || previous === null ? null : previous.inboxQos,
       }
       this.#sql(
-        `INSERT INTO sessions (user_id, device_id, since, last_seen, connected, conn, clean)
-         VALUES (:userId, :deviceId, :since, :lastSeen, 1, :conn, :clean)
+        `INSERT INTO sessions (user_id, device_id, since, last_seen, connected, conn, clean, inbox_qos)
+         VALUES (:userId, :deviceId, :since, :lastSeen, 1, :conn, :clean, :inboxQos)
          ON CONFLICT (user_id, device_id) DO UPDATE SET since = excluded.since, last_seen = excluded.last_seen,
-           connected = 1, conn = excluded.conn, clean = excluded.clean`,
+           connected = 1, conn = excluded.conn, clean = excluded.clean, inbox_qos = excluded.inbox_qos`,
       ).run({
+        inboxQos: session.inboxQos,
         userId: session.userId,
         deviceId: session.deviceId,
         since: session.since,
@@ -146,6 +151,14 @@ export class SqliteDeliveryStore implements DeliveryStore {
     this.#sql(
       'UPDATE sessions SET connected = 0, last_seen = ? WHERE user_id = ? AND device_id = ? AND conn = ?',
     ).run(d.at, d.userId, d.deviceId, d.conn)
+  }
+
+  async subscribe(d: DeviceRef & { qos: 0 | 1 | null }): Promise<void> {
+    this.#sql('UPDATE sessions SET inbox_qos = ? WHERE user_id = ? AND device_id = ?').run(
+      d.qos,
+      d.userId,
+      d.deviceId,
+    )
   }
 
   async touch(devices: DeviceRef[], at: number): Promise<void> {

@@ -24,7 +24,15 @@ export function deliveryStoreContract(name: string, open: () => Promise<Harness<
       const d = device()
       assert.equal(await store.session(d), null)
       const r = await store.connect({ ...d, clean: false, conn: 'c1', at: 1000 })
-      const session = { ...d, since: 1000, lastSeen: 1000, connected: true, conn: 'c1', clean: false }
+      const session = {
+        ...d,
+        since: 1000,
+        lastSeen: 1000,
+        connected: true,
+        conn: 'c1',
+        clean: false,
+        inboxQos: null,
+      }
       assert.deepEqual(r, { session, previous: null, fresh: true })
       assert.deepEqual(await store.session(d), session)
       assert.deepEqual(await seqs(d), {})
@@ -44,6 +52,7 @@ export function deliveryStoreContract(name: string, open: () => Promise<Harness<
         connected: false,
         conn: 'c1',
         clean: false,
+        inboxQos: null,
       })
       assert.deepEqual(r.session, {
         ...d,
@@ -52,9 +61,27 @@ export function deliveryStoreContract(name: string, open: () => Promise<Harness<
         connected: true,
         conn: 'c2',
         clean: false,
+        inboxQos: null,
       })
       assert.deepEqual(await store.session(d), r.session)
       assert.deepEqual(await seqs(d), { g1: 4 })
+    })
+
+    it('keeps the inbox subscription with a resumed session, and drops it with a new one', async () => {
+      const d = device()
+      await store.subscribe({ ...d, qos: 1 })
+      assert.equal(await store.session(d), null, 'no session: nothing recorded')
+      await store.connect({ ...d, clean: false, conn: 'c1', at: 1000 })
+      await store.subscribe({ ...d, qos: 1 })
+      const resumed = await store.connect({ ...d, clean: false, conn: 'c2', at: 2000 })
+      assert.equal(resumed.session.inboxQos, 1)
+      assert.equal((await store.session(d))?.inboxQos, 1)
+      await store.subscribe({ ...d, qos: null })
+      assert.equal((await store.session(d))?.inboxQos, null)
+      await store.subscribe({ ...d, qos: 0 })
+      const clean = await store.connect({ ...d, clean: true, conn: 'c3', at: 3000 })
+      assert.equal(clean.session.inboxQos, null)
+      assert.equal(clean.previous?.inboxQos, 0)
     })
 
     it('resumes a session whose node died without recording the disconnect', async () => {
@@ -86,6 +113,7 @@ export function deliveryStoreContract(name: string, open: () => Promise<Harness<
         connected: true,
         conn: 'c2',
         clean: true,
+        inboxQos: null,
       })
       assert.deepEqual(await seqs(d), {})
       assert.deepEqual(await seqs(other), { g1: 2 }, 'another device of the user keeps its own')
@@ -106,6 +134,7 @@ export function deliveryStoreContract(name: string, open: () => Promise<Harness<
         connected: true,
         conn: 'c2',
         clean: false,
+        inboxQos: null,
       })
       assert.deepEqual(await seqs(d), {})
       const again = await store.connect({ ...d, clean: false, conn: 'c3', at: 3000 })
@@ -125,6 +154,7 @@ export function deliveryStoreContract(name: string, open: () => Promise<Harness<
         connected: true,
         conn: 'node-b',
         clean: false,
+        inboxQos: null,
       })
       await store.disconnect({ ...d, conn: 'node-b', at: 3000 })
       const s = await store.session(d)
@@ -278,6 +308,7 @@ export function deliveryStoreContract(name: string, open: () => Promise<Harness<
         connected: false,
         conn: 'c1',
         clean: false,
+        inboxQos: null,
       })
       assert.deepEqual(await seqs(d), { [chatId]: 12, g2: 1 })
       assert.deepEqual(await store.chatCursors(chatId), [{ ...d, chatId, seq: 12 }])
