@@ -190,7 +190,9 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     log,
     telemetry,
     undelivered,
-    isOnline: (userId) => presence.isOnline(userId),
+    // Only a device that receives its inbox acknowledges: a user connected without one would
+    // count every message as undelivered.
+    isOnline: (userId) => inbox.hasFeed(userId),
     media: mediaService,
     push: pushService,
   })
@@ -314,7 +316,7 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     if (who) liveness.disconnected(who.clientId)
     if (who) {
       presence.disconnected(who.userId, client)
-      if (!presence.isOnline(who.userId)) undelivered.offline(who.userId)
+      if (!inbox.hasFeed(who.userId)) undelivered.offline(who.userId)
     }
     telemetry.connected(-1)
     log.info({ event: 'disconnected', clientId: client.id })

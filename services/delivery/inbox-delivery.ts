@@ -317,6 +317,12 @@ export class InboxDelivery {
     return removed
   }
 
+  /** Whether a device of the user is connected here with its inbox subscribed (it will acknowledge). */
+  hasFeed(userId: string): boolean {
+    for (const state of this.#byUser.get(userId) ?? []) if (state.feed) return true
+    return false
+  }
+
   /**
    * Devices connected here with an inbox feed, and messages in flight to them (metrics, tests);
    * only those of one client id when given.

@@ -20,9 +20,10 @@ export class UndeliveredTracker {
       list = []
       chats.set(chatId, list)
     }
+    // A bound on memory for a user whose device never acknowledges (summed over their chats):
+    // the oldest stay, and they are what the age signal needs.
+    if (this.#countOf(chats) >= MAX_PER_USER) return
     list.push({ seq, at })
-    // A bound on memory for a user whose device never acknowledges: the oldest stay.
-    if (list.length > MAX_PER_USER) list.pop()
   }
 
   acked(userId: string, chatId: string, seq: number): void {
@@ -34,6 +35,12 @@ export class UndeliveredTracker {
     list.splice(0, n)
     if (list.length === 0) chats.delete(chatId)
     if (chats.size === 0) this.#pending.delete(userId)
+  }
+
+  #countOf(chats: Map<string, Array<{ seq: number; at: number }>>): number {
+    let n = 0
+    for (const list of chats.values()) n += list.length
+    return n
   }
 
   offline(userId: string): void {
