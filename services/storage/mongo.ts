@@ -5,9 +5,18 @@ const DUPLICATE_KEY = 11000
 export const isDuplicateKey = (err: unknown): boolean =>
   err instanceof MongoServerError && err.code === DUPLICATE_KEY
 
-/** Every write waits for the journal, so an acknowledged write survives a crash of the server. */
+/**
+ * Every write waits for the journal, so an acknowledged write survives a crash of the server.
+ * The server is checked by polling every 2 s: after FerretDB was stopped and started again, a
+ * node's driver (streaming checks, every 10 s) kept failing server selection for minutes in
+ * one fault run of three (test/faults, mongo-stop-5s).
+ */
 export async function connectMongo(uri: string): Promise<MongoClient> {
-  const client = new MongoClient(uri, { writeConcern: { w: 'majority', journal: true } })
+  const client = new MongoClient(uri, {
+    writeConcern: { w: 'majority', journal: true },
+    serverMonitoringMode: 'poll',
+    heartbeatFrequencyMS: 2000,
+  })
   await client.connect()
   return client
 }
