@@ -28,6 +28,7 @@ import { parseArgs } from 'node:util'
 import { SignJWT } from 'jose'
 import mqttPacket from 'mqtt-packet'
 import WebSocket from 'ws'
+import { abortable } from '../test/helpers/abortable.ts'
 import { logEvent, type Proc, run } from '../test/helpers/processes.ts'
 
 /**
@@ -388,26 +389,6 @@ function nodePid(pid: number): number {
     p = next
   }
   throw new Error(`no node process under pid ${pid}`)
-}
-
-/** Rejects when the signal aborts; the promise itself goes on, its result dropped. */
-function abortable<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (!signal) return p
-  if (signal.aborted) return Promise.reject(new Error(`run aborted: ${String(signal.reason)}`))
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(new Error(`run aborted: ${String(signal.reason)}`))
-    signal.addEventListener('abort', onAbort, { once: true })
-    p.then(
-      (v) => {
-        signal.removeEventListener('abort', onAbort)
-        resolve(v)
-      },
-      (err: unknown) => {
-        signal.removeEventListener('abort', onAbort)
-        reject(err)
-      },
-    )
-  })
 }
 
 /** Runs fn over items, at most `limit` at once. */

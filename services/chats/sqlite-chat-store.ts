@@ -1,6 +1,7 @@
 import { mkdirSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
+import { inTransaction } from '../storage/sqlite.ts'
 import type { Chat, ChatStore, Cursor, Member, Presence, Role } from './chat-store.ts'
 
 interface ChatRow {
@@ -114,16 +115,7 @@ export class SqliteChatStore implements ChatStore {
   }
 
   #transaction<T>(work: () => T): T {
-    const db = this.#db
-    db.exec('BEGIN IMMEDIATE')
-    try {
-      const result = work()
-      db.exec('COMMIT')
-      return result
-    } catch (err) {
-      if (db.isTransaction) db.exec('ROLLBACK')
-      throw err
-    }
+    return inTransaction(this.#db, work)
   }
 
   #insertChat(chat: Chat): void {

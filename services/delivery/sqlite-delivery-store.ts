@@ -1,6 +1,7 @@
 import { mkdirSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { DatabaseSync, type StatementSync } from 'node:sqlite'
+import { inTransaction } from '../storage/sqlite.ts'
 import type {
   ConnectResult,
   DeliveryStore,
@@ -88,18 +89,8 @@ export class SqliteDeliveryStore implements DeliveryStore {
     return statement
   }
 
-  // IMMEDIATE: another process on the same file (the CLI) waits for the write lock up front
-  // rather than failing halfway through with SQLITE_BUSY.
   #tx<T>(fn: () => T): T {
-    this.#db.exec('BEGIN IMMEDIATE')
-    try {
-      const out = fn()
-      this.#db.exec('COMMIT')
-      return out
-    } catch (err) {
-      this.#db.exec('ROLLBACK')
-      throw err
-    }
+    return inTransaction(this.#db, fn)
   }
 
   #session(userId: string, deviceId: string): DeviceSession | null {

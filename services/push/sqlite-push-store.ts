@@ -1,6 +1,7 @@
 import { mkdirSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
+import { inTransaction } from '../storage/sqlite.ts'
 import {
   type JobState,
   jobKey,
@@ -116,15 +117,7 @@ export class SqlitePushStore implements PushStore {
   }
 
   #tx<T>(fn: () => T): T {
-    this.#db.exec('BEGIN IMMEDIATE')
-    try {
-      const out = fn()
-      this.#db.exec('COMMIT')
-      return out
-    } catch (err) {
-      this.#db.exec('ROLLBACK')
-      throw err
-    }
+    return inTransaction(this.#db, fn)
   }
 
   async register(r: Registration): Promise<void> {

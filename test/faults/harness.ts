@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { abortable } from '../helpers/abortable.ts'
 import {
   checkPresence,
   type DeviceReport,
@@ -336,26 +337,6 @@ async function storeOnAnyNode(
   }
   problems.push(`the store could not be read: sync failed on every live node (${failures.join('; ')})`)
   return undefined
-}
-
-/** Rejects as soon as the signal aborts; the promise itself goes on, and its result is dropped. */
-function abortable<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (!signal) return p
-  if (signal.aborted) return Promise.reject(new Error(`run aborted: ${String(signal.reason)}`))
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(new Error(`run aborted: ${String(signal.reason)}`))
-    signal.addEventListener('abort', onAbort, { once: true })
-    p.then(
-      (v) => {
-        signal.removeEventListener('abort', onAbort)
-        resolve(v)
-      },
-      (err: unknown) => {
-        signal.removeEventListener('abort', onAbort)
-        reject(err)
-      },
-    )
-  })
 }
 
 /** True when a run found anything wrong (what the CI test asserts to be zero). */
