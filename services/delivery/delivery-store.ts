@@ -95,3 +95,29 @@ export interface DeliveryStore {
   expire(cutoff: number): Promise<DeviceRef[]>
   close(): Promise<void>
 }
+
+/**
+ * The session a CONNECT leaves, from the one before it (the rule every store applies): new when
+ * clean is set [MQTT-3.1.2-6], when there was none, or when the previous one was clean
+ * [MQTT-3.1.2-5]; otherwise resumed, keeping since and the inbox subscription. `fresh` says
+ * which; a store removes the device's cursors when it is true.
+ */
+export function sessionAfterConnect(
+  previous: DeviceSession | null,
+  d: DeviceRef & { clean: boolean; conn: string; at: number },
+): { session: DeviceSession; fresh: boolean } {
+  const resumed = !d.clean && previous !== null && !previous.clean ? previous : null
+  return {
+    fresh: resumed === null,
+    session: {
+      userId: d.userId,
+      deviceId: d.deviceId,
+      since: resumed ? resumed.since : d.at,
+      lastSeen: d.at,
+      connected: true,
+      conn: d.conn,
+      clean: d.clean,
+      inboxQos: resumed ? resumed.inboxQos : null,
+    },
+  }
+}

@@ -1,12 +1,13 @@
 import { type AnyBulkWriteOperation, type Collection, MongoBulkWriteError, type MongoClient } from 'mongodb'
 import { KeyedQueue } from '../storage/keyed-queue.ts'
 import { connectMongo, ensureIndexes, isDuplicateKey } from '../storage/mongo.ts'
-import type {
-  ConnectResult,
-  DeliveryStore,
-  DeviceCursor,
-  DeviceRef,
-  DeviceSession,
+import {
+  type ConnectResult,
+  type DeliveryStore,
+  type DeviceCursor,
+  type DeviceRef,
+  type DeviceSession,
+  sessionAfterConnect,
 } from './delivery-store.ts'
 
 interface SessionDoc extends DeviceSession {
@@ -107,18 +108,8 @@ export class MongoDeliveryStore implements DeliveryStore {
       const _id = sessionKey(d)
       const doc = await this.#sessions.findOne({ _id })
       const previous = doc ? toSession(doc) : null
-      const fresh = d.clean || previous === null || previous.clean
+      const { session, fresh } = sessionAfterConnect(previous, d)
       if (fresh) await this.#cursors.deleteMany({ userId: d.userId, deviceId: d.deviceId })
-      const session: DeviceSession = {
-        userId: d.userId,
-        deviceId: d.deviceId,
-        since: fresh || previous === null ? d.at : previous.since,
-        lastSeen: d.at,
-        connected: true,
-        conn: d.conn,
-        clean: d.clean,
-        inboxQos: fresh || previous === null ? null : previous.inboxQos,
-      }
       await this.#upsertSession(_id, session)
       return { session, previous, fresh }
     })

@@ -2,12 +2,13 @@ import { mkdirSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { DatabaseSync, type StatementSync } from 'node:sqlite'
 import { inTransaction } from '../storage/sqlite.ts'
-import type {
-  ConnectResult,
-  DeliveryStore,
-  DeviceCursor,
-  DeviceRef,
-  DeviceSession,
+import {
+  type ConnectResult,
+  type DeliveryStore,
+  type DeviceCursor,
+  type DeviceRef,
+  type DeviceSession,
+  sessionAfterConnect,
 } from './delivery-store.ts'
 
 interface SessionRow {
@@ -108,18 +109,8 @@ export class SqliteDeliveryStore implements DeliveryStore {
   async connect(d: DeviceRef & { clean: boolean; conn: string; at: number }): Promise<ConnectResult> {
     return this.#tx(() => {
       const previous = this.#session(d.userId, d.deviceId)
-      const fresh = d.clean || previous === null || previous.clean
+      const { session, fresh } = sessionAfterConnect(previous, d)
       if (fresh) this.#dropCursors(d.userId, d.deviceId)
-      const session: DeviceSession = {
-        userId: d.userId,
-        deviceId: d.deviceId,
-        since: fresh || previous === null ? d.at : previous.since,
-        lastSeen: d.at,
-        connected: true,
-        conn: d.conn,
-        clean: d.clean,
-        inboxQos: fresh || previous === null ? null : previous.inboxQos,
-      }
       this.#sql(
         `INSERT INTO sessions (user_id, device_id, since, last_seen, connected, conn, clean, inbox_qos)
          VALUES (:userId, :deviceId, :since, :lastSeen, 1, :conn, :clean, :inboxQos)
