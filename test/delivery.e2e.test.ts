@@ -257,6 +257,32 @@ describe('inbox delivery from the message store', () => {
     await p.exited
   })
 
+  it('a device away while messages it had were edited or deleted gets the changes when it returns', async () => {
+    const token = await t.token('bob')
+    const bob = await Device.connect(t.mqttUrl, 'bob', 'tablet', token)
+    const ids = [await alice.send(direct, 'to edit'), await alice.send(direct, 'to delete')]
+    await bob.until(() => ids.every((id) => bob.messages(direct).some((m) => m.clientMsgId === id)), 'both')
+    const [edited, deleted] = ids.map(
+      (id) => bob.messages(direct).find((m) => m.clientMsgId === id)?.seq ?? 0,
+    )
+    await t.node.inbox.flush()
+    await bob.close()
+    await alice.request('edit', { chatId: direct, seq: edited, text: 'edited while bob was away' })
+    await alice.request('delete', { chatId: direct, seq: deleted })
+    const back = await Device.connect(t.mqttUrl, 'bob', 'tablet', token, { subscribe: false })
+    await back.until(
+      () => back.inbox.some((e) => e.type === 'edit') && back.inbox.some((e) => e.type === 'delete'),
+      'the edit and the delete',
+    )
+    const edit = back.inbox.find((e) => e.type === 'edit')
+    assert.equal(edit?.seq, edited)
+    assert.equal(edit?.text, 'edited while bob was away')
+    assert.equal(back.inbox.find((e) => e.type === 'delete')?.seq, deleted)
+    // The messages themselves are not sent again: bob had acknowledged them.
+    assert.equal(back.messages(direct).length, 0)
+    await back.close()
+  })
+
   it('a resumed session gets the current presence of those it follows, not a queue of changes', async () => {
     const grace = await Device.connect(t.mqttUrl, 'grace', 'phone', await t.token('grace'))
     await grace.request('chat.direct', { with: 'hank' })

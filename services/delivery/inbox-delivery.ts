@@ -66,7 +66,7 @@ interface ClientState {
 }
 
 export interface InboxDeliveryDeps {
-  messages: Pick<MessageStore, 'after' | 'seqBefore' | 'lastSeq'>
+  messages: Pick<MessageStore, 'after' | 'seqBefore' | 'lastSeq' | 'changedAfter'>
   store: DeliveryStore
   index: MembershipIndex
   log: Logger
@@ -444,7 +444,36 @@ export class InboxDelivery {
     for (const chatId of cursors.keys()) {
       if (!chats.has(chatId)) this.#track(this.#d.store.forgetCursor({ ...ref, chatId }))
     }
-    for (const chatId of chats) this.#startChat(state, chatId, cursors.get(chatId))
+    // Edits and deletes of messages the device had, made while it was away, are sent once.
+    const previous = state.session?.fresh ? null : state.session?.previous
+    for (const chatId of chats) {
+      const cursor = cursors.get(chatId)
+      this.#startChat(state, chatId, cursor)
+      if (previous && cursor !== undefined) {
+        this.#track(this.#replayChanges(state, feed, chatId, cursor, previous.lastSeen))
+      }
+    }
+  }
+
+  /** Writes an edit or delete event for each message up to `upto` changed after `since` (ms). */
+  async #replayChanges(state: ClientState, feed: DeviceFeed, chatId: string, upto: number, since: number) {
+    const limit = this.#d.maxInflight
+    const changed = await this.#retry(
+      () => this.#d.messages.changedAfter(chatId, upto, since, limit),
+      () => feed.closed,
+      'read changes made while away',
+    )
+    if (!changed || feed.closed) return
+    if (changed.length === limit) {
+      this.#d.log.info(
+        { event: 'changes_capped', clientId: feed.clientId, chatId, limit },
+        'more messages changed while the device was away than are replayed; history has them',
+      )
+    }
+    for (const m of changed) {
+      const payload = JSON.stringify(toEvent(m, m.deletedAt !== null ? 'delete' : 'edit'))
+      this.#write(state, payload, false, { chatId, seq: null, senderId: m.senderId, at: m.at })
+    }
   }
 
   /** Starts a chat for a device at its cursor, or where its session (or membership) began. */

@@ -58,6 +58,11 @@ export interface MessageStore {
    * that began at `at` starts reading the chat.
    */
   seqBefore(chatId: string, at: number): Promise<number>
+  /**
+   * Messages with seq <= uptoSeq edited or deleted after `since` (ms), ascending by seq, at most
+   * limit: what a device that had them and was away has not seen change.
+   */
+  changedAfter(chatId: string, uptoSeq: number, since: number, limit: number): Promise<StoredMessage[]>
   /** Removes messages accepted before the cutoff; returns how many. */
   deleteOlderThan(cutoff: number): Promise<number>
   close(): Promise<void>

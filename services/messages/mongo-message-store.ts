@@ -55,6 +55,8 @@ export class MongoMessageStore implements MessageStore {
       { key: { chatId: 1, terms: 1 }, name: 'terms' },
       { key: { at: 1 }, name: 'at' },
       { key: { chatId: 1, at: 1 }, name: 'chat_at' },
+      { key: { chatId: 1, editedAt: 1 }, name: 'chat_edited' },
+      { key: { chatId: 1, deletedAt: 1 }, name: 'chat_deleted' },
     ])
     return store
   }
@@ -184,6 +186,14 @@ export class MongoMessageStore implements MessageStore {
       { sort: { seq: -1 }, projection: { _id: 0, seq: 1 } },
     )
     return newest?.seq ?? 0
+  }
+
+  changedAfter(chatId: string, uptoSeq: number, since: number, limit: number): Promise<StoredMessage[]> {
+    return this.#find(
+      { chatId, seq: { $lte: uptoSeq }, $or: [{ editedAt: { $gt: since } }, { deletedAt: { $gt: since } }] },
+      1,
+      limit,
+    )
   }
 
   async deleteOlderThan(cutoff: number): Promise<number> {

@@ -19,6 +19,8 @@ CREATE TABLE IF NOT EXISTS messages (
 CREATE UNIQUE INDEX IF NOT EXISTS messages_client_id ON messages (chat_id, sender_id, client_msg_id);
 CREATE INDEX IF NOT EXISTS messages_at ON messages (at);
 CREATE INDEX IF NOT EXISTS messages_chat_at ON messages (chat_id, at);
+CREATE INDEX IF NOT EXISTS messages_changed ON messages (chat_id, coalesce(deleted_at, edited_at))
+  WHERE deleted_at IS NOT NULL OR edited_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS message_terms (
   chat_id TEXT NOT NULL,
   term TEXT NOT NULL,

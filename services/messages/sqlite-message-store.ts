@@ -218,6 +218,25 @@ export class SqliteMessageStore implements MessageStore {
     return r.seq ?? 0
   }
 
+  async changedAfter(
+    chatId: string,
+    uptoSeq: number,
+    since: number,
+    limit: number,
+  ): Promise<StoredMessage[]> {
+    // Matches the partial index messages_changed: only changed messages are read.
+    return this.#rows(
+      `SELECT * FROM messages
+       WHERE chat_id = ? AND (deleted_at IS NOT NULL OR edited_at IS NOT NULL)
+         AND coalesce(deleted_at, edited_at) > ? AND seq <= ?
+       ORDER BY seq LIMIT ?`,
+      chatId,
+      since,
+      uptoSeq,
+      limit,
+    )
+  }
+
   async deleteOlderThan(cutoff: number): Promise<number> {
     return (await this.#write({ op: 'deleteOlderThan', cutoff })).changes ?? 0
   }
