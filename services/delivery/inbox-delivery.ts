@@ -66,7 +66,7 @@ interface ClientState {
 }
 
 export interface InboxDeliveryDeps {
-  messages: Pick<MessageStore, 'after' | 'seqBefore' | 'lastSeq' | 'changedAfter'>
+  messages: Pick<MessageStore, 'after' | 'seqBefore' | 'lastSeq' | 'changedSince'>
   store: DeliveryStore
   index: MembershipIndex
   log: Logger
@@ -459,7 +459,7 @@ export class InboxDelivery {
   async #replayChanges(state: ClientState, feed: DeviceFeed, chatId: string, upto: number, since: number) {
     const limit = this.#d.maxInflight
     const changed = await this.#retry(
-      () => this.#d.messages.changedAfter(chatId, upto, since, limit),
+      () => this.#d.messages.changedSince(chatId, upto, since, limit),
       () => feed.closed,
       'read changes made while away',
     )

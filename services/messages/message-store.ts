@@ -59,10 +59,11 @@ export interface MessageStore {
    */
   seqBefore(chatId: string, at: number): Promise<number>
   /**
-   * Messages with seq <= uptoSeq edited or deleted after `since` (ms), ascending by seq, at most
-   * limit: what a device that had them and was away has not seen change.
+   * Messages with seq <= uptoSeq edited or deleted at or after `since` (ms), ascending by seq, at
+   * most limit: what a device that had them and was away has not seen change (a change in the
+   * same ms as the device left is included: sending it twice does no harm, missing it would).
    */
-  changedAfter(chatId: string, uptoSeq: number, since: number, limit: number): Promise<StoredMessage[]>
+  changedSince(chatId: string, uptoSeq: number, since: number, limit: number): Promise<StoredMessage[]>
   /** Removes messages accepted before the cutoff; returns how many. */
   deleteOlderThan(cutoff: number): Promise<number>
   close(): Promise<void>

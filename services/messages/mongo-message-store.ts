@@ -188,9 +188,13 @@ export class MongoMessageStore implements MessageStore {
     return newest?.seq ?? 0
   }
 
-  changedAfter(chatId: string, uptoSeq: number, since: number, limit: number): Promise<StoredMessage[]> {
+  changedSince(chatId: string, uptoSeq: number, since: number, limit: number): Promise<StoredMessage[]> {
     return this.#find(
-      { chatId, seq: { $lte: uptoSeq }, $or: [{ editedAt: { $gt: since } }, { deletedAt: { $gt: since } }] },
+      {
+        chatId,
+        seq: { $lte: uptoSeq },
+        $or: [{ editedAt: { $gte: since } }, { deletedAt: { $gte: since } }],
+      },
       1,
       limit,
     )

@@ -218,7 +218,7 @@ export class SqliteMessageStore implements MessageStore {
     return r.seq ?? 0
   }
 
-  async changedAfter(
+  async changedSince(
     chatId: string,
     uptoSeq: number,
     since: number,
@@ -228,7 +228,7 @@ export class SqliteMessageStore implements MessageStore {
     return this.#rows(
       `SELECT * FROM messages
        WHERE chat_id = ? AND (deleted_at IS NOT NULL OR edited_at IS NOT NULL)
-         AND coalesce(deleted_at, edited_at) > ? AND seq <= ?
+         AND coalesce(deleted_at, edited_at) >= ? AND seq <= ?
        ORDER BY seq LIMIT ?`,
       chatId,
       since,

@@ -212,15 +212,15 @@ export function messageStoreContract(name: string, open: () => Promise<Harness<M
       assert.equal(await store.seqBefore(c, 2_500), 3)
     })
 
-    it('lists the messages up to a seq edited or deleted after a time, in seq order', async () => {
+    it('lists the messages up to a seq edited or deleted at or after a time, in seq order', async () => {
       const c = uniqueChat()
       for (let i = 1; i <= 5; i++) await store.append(msg(c, `e${i}`, `text ${i}`), 1_000)
       await store.edit(c, 2, 'edited early', 2_000)
       await store.edit(c, 4, 'edited late', 5_000)
       await store.tombstone(c, 1, 6_000)
       await store.tombstone(c, 5, 7_000)
-      assert.deepEqual(await store.changedAfter(uniqueChat(), 10, 0, 10), [], 'another chat')
-      const changed = await store.changedAfter(c, 4, 3_000, 10)
+      assert.deepEqual(await store.changedSince(uniqueChat(), 10, 0, 10), [], 'another chat')
+      const changed = await store.changedSince(c, 4, 5_000, 10)
       assert.deepEqual(
         changed.map((m) => [m.seq, m.text, m.deletedAt]),
         [
@@ -230,11 +230,16 @@ export function messageStoreContract(name: string, open: () => Promise<Harness<M
         'seq 2 changed before the time, seq 5 is past uptoSeq',
       )
       assert.deepEqual(
-        (await store.changedAfter(c, 10, 0, 2)).map((m) => m.seq),
+        (await store.changedSince(c, 10, 0, 2)).map((m) => m.seq),
         [1, 2],
         'at most limit',
       )
-      assert.deepEqual(await store.changedAfter(c, 10, 7_000, 10), [], 'nothing after the last change')
+      assert.deepEqual(
+        (await store.changedSince(c, 10, 7_000, 10)).map((m) => m.seq),
+        [5],
+        'a change exactly at the time is included',
+      )
+      assert.deepEqual(await store.changedSince(c, 10, 7_001, 10), [], 'nothing after the last change')
     })
 
     it('keeps every acknowledged append across a close and reopen', async () => {
