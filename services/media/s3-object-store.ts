@@ -76,7 +76,15 @@ export class S3ObjectStore implements ObjectStore {
         store.close()
         throw new Error(`S3 bucket ${o.bucket}: ${(err as Error).name}: ${(err as Error).message}`)
       }
-      await s3.send(new CreateBucketCommand({ Bucket: o.bucket }))
+      try {
+        await s3.send(new CreateBucketCommand({ Bucket: o.bucket }))
+      } catch (created) {
+        // Nodes of a cluster that start together race to create it: the loser finds it made.
+        if ((created as Error).name !== 'BucketAlreadyOwnedByYou') {
+          store.close()
+          throw new Error(`S3 bucket ${o.bucket}: ${(created as Error).name}: ${(created as Error).message}`)
+        }
+      }
     }
     return store
   }
