@@ -6,11 +6,10 @@ import { topics } from '../auth/topic-acl.ts'
 import type { MembershipIndex } from '../chats/membership-index.ts'
 import { toEvent } from '../messages/events.ts'
 import type { MessageStore } from '../messages/message-store.ts'
-import type { ConnectResult, DeliveryStore, DeviceCursor, DeviceRef } from './delivery-store.ts'
+import { CursorBatch } from './cursor-batch.ts'
+import type { ConnectResult, DeliveryStore, DeviceRef } from './delivery-store.ts'
 import { type Deliverable, DeviceFeed, type InFlight } from './device-feed.ts'
 
-/** Acknowledged cursors are gathered this long and written in one batch. */
-const CURSOR_FLUSH_MS = 50
 /** Messages read from the store per query while a device catches up. */
 const PAGE = 100
 /** At QoS 0 nothing is acknowledged: a catch-up pauses while this much waits in the socket. */
@@ -101,15 +100,14 @@ export class InboxDelivery {
   /** Subscriptions seen before the connection was recorded (a resumed session's restore). */
   readonly #earlyQos = new WeakMap<InboxClient, 0 | 1>()
   readonly #byUser = new Map<string, Set<ClientState>>()
-  readonly #moves = new Map<string, DeviceCursor>()
+  readonly #cursors: CursorBatch
   readonly #pending = new Set<Promise<unknown>>()
-  #flushTimer: NodeJS.Timeout | undefined
-  #flushing: Promise<void> = Promise.resolve()
   #closed = false
 
   constructor(d: InboxDeliveryDeps) {
     this.#d = d
     this.#now = d.now ?? Date.now
+    this.#cursors = new CursorBatch(d.store, d.log)
   }
 
   /** A client finished its CONNECT (aedes clientReady). */
@@ -339,27 +337,8 @@ export class InboxDelivery {
   }
 
   /** Writes the gathered cursor moves now; resolves when they and every earlier batch are written. */
-  async flush(): Promise<void> {
-    clearTimeout(this.#flushTimer)
-    this.#flushTimer = undefined
-    const batch = [...this.#moves.values()]
-    this.#moves.clear()
-    const previous = this.#flushing
-    const mine = previous.then(() => (batch.length ? this.#writeCursors(batch) : undefined))
-    this.#flushing = mine.catch(() => {})
-    await mine
-  }
-
-  async #writeCursors(batch: DeviceCursor[]): Promise<void> {
-    try {
-      await this.#d.store.advance(batch)
-    } catch (err) {
-      // Kept, not lost: a later flush writes them (a newer move of the same cursor wins).
-      for (const m of batch) this.#move(m, false)
-      this.#d.log.warn({ err, cursors: batch.length }, 'could not write delivery cursors; retrying')
-      if (!this.#closed) this.#scheduleFlush(RETRY_MS * 4)
-      else throw err
-    }
+  flush(): Promise<void> {
+    return this.#cursors.flush()
   }
 
   /**
@@ -370,7 +349,9 @@ export class InboxDelivery {
     this.#closed = true
     for (const state of [...this.#clients.values()]) this.disconnected(state.client)
     await Promise.allSettled([...this.#pending])
-    await this.flush().catch((err: unknown) => this.#d.log.warn({ err }, 'delivery cursors left unwritten'))
+    await this.#cursors
+      .close()
+      .catch((err: unknown) => this.#d.log.warn({ err }, 'delivery cursors left unwritten'))
   }
 
   #track<T>(p: Promise<T>): void {
@@ -613,7 +594,7 @@ export class InboxDelivery {
     // At QoS 0 nothing comes back: written is as far as delivery goes (no delivered receipt).
     if (written && feed.qos === 0 && m.seq > cs.acked) {
       cs.acked = m.seq
-      this.#move({ userId: feed.userId, deviceId: feed.deviceId, chatId: m.chatId, seq: m.seq })
+      this.#cursors.move({ userId: feed.userId, deviceId: feed.deviceId, chatId: m.chatId, seq: m.seq })
     }
   }
 
@@ -661,22 +642,8 @@ export class InboxDelivery {
   ): void {
     const cs = feed.chats.get(chatId)
     if (cs && seq > cs.acked) cs.acked = seq
-    this.#move({ userId: feed.userId, deviceId: feed.deviceId, chatId, seq })
+    this.#cursors.move({ userId: feed.userId, deviceId: feed.deviceId, chatId, seq })
     if (senderId !== state.who.userId) this.#d.onDelivered(state.who.userId, chatId, seq, at)
-  }
-
-  #move(m: DeviceCursor, schedule = true): void {
-    const key = `${m.userId}\u0000${m.deviceId}\u0000${m.chatId}`
-    const had = this.#moves.get(key)
-    if (!had || had.seq < m.seq) this.#moves.set(key, m)
-    if (schedule) this.#scheduleFlush(CURSOR_FLUSH_MS)
-  }
-
-  #scheduleFlush(ms: number): void {
-    this.#flushTimer ??= setTimeout(() => {
-      this.#flushTimer = undefined
-      this.flush().catch(() => {})
-    }, ms)
   }
 
   #stopFeed(state: ClientState): void {

@@ -1,0 +1,74 @@
+import type { Logger } from 'pino'
+import type { DeliveryStore, DeviceCursor } from './delivery-store.ts'
+
+/** Acknowledged cursors are gathered this long and written in one batch. */
+const FLUSH_MS = 50
+/** A batch that failed to be written is tried again after this. */
+const RETRY_MS = 1000
+
+/**
+ * Device cursor moves gathered for FLUSH_MS and written in one `advance`: one store write per
+ * acknowledged packet was the chat path's largest cost. A batch whose write fails is kept and
+ * written later (a newer move of the same cursor wins), never dropped; batches are written one
+ * after another, so a flush resolves only once every earlier move is stored.
+ */
+export class CursorBatch {
+  readonly #store: Pick<DeliveryStore, 'advance'>
+  readonly #log: Logger
+  readonly #moves = new Map<string, DeviceCursor>()
+  #timer: NodeJS.Timeout | undefined
+  #writing: Promise<void> = Promise.resolve()
+  #closed = false
+
+  constructor(store: Pick<DeliveryStore, 'advance'>, log: Logger) {
+    this.#store = store
+    this.#log = log
+  }
+
+  /** Gathers a cursor move (to the highest seq seen for that device and chat). */
+  move(m: DeviceCursor): void {
+    this.#keep(m)
+    this.#schedule(FLUSH_MS)
+  }
+
+  /** Writes the gathered moves now; resolves when they and every earlier batch are written. */
+  async flush(): Promise<void> {
+    clearTimeout(this.#timer)
+    this.#timer = undefined
+    const batch = [...this.#moves.values()]
+    this.#moves.clear()
+    const mine = this.#writing.then(() => (batch.length ? this.#write(batch) : undefined))
+    this.#writing = mine.catch(() => {})
+    await mine
+  }
+
+  /** No more retries after this: the last flush's failure is the caller's to report. */
+  close(): Promise<void> {
+    this.#closed = true
+    return this.flush()
+  }
+
+  #keep(m: DeviceCursor): void {
+    const key = `${m.userId}\u0000${m.deviceId}\u0000${m.chatId}`
+    const had = this.#moves.get(key)
+    if (!had || had.seq < m.seq) this.#moves.set(key, m)
+  }
+
+  async #write(batch: DeviceCursor[]): Promise<void> {
+    try {
+      await this.#store.advance(batch)
+    } catch (err) {
+      for (const m of batch) this.#keep(m)
+      if (this.#closed) throw err
+      this.#log.warn({ err, cursors: batch.length }, 'could not write delivery cursors; retrying')
+      this.#schedule(RETRY_MS)
+    }
+  }
+
+  #schedule(ms: number): void {
+    this.#timer ??= setTimeout(() => {
+      this.#timer = undefined
+      this.flush().catch(() => {})
+    }, ms)
+  }
+}
