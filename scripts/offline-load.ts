@@ -29,7 +29,7 @@ import { SignJWT } from 'jose'
 import mqttPacket from 'mqtt-packet'
 import WebSocket from 'ws'
 import { abortable } from '../test/helpers/abortable.ts'
-import { logEvent, type Proc, run } from '../test/helpers/processes.ts'
+import { localNodeEnv, logEvent, type Proc, run } from '../test/helpers/processes.ts'
 
 /**
  * The default RSS bound of the full run, MB: 1.5x the highest peak of three full runs on a
@@ -553,12 +553,7 @@ export async function offlineLoad(
   emergency.add(abandon)
   try {
     node = run('sh', ['bin/natter', 'start'], {
-      NATTER_HOST: '127.0.0.1',
-      NATTER_MQTT_PORT: '0',
-      NATTER_WS_PORT: '0',
-      NATTER_HTTP_PORT: '0',
-      NATTER_DATA_DIR: dataDir,
-      NATTER_JWT_SECRET: secretText,
+      ...localNodeEnv(dataDir, secretText),
       NATTER_LOG_LEVEL: 'info',
       ...(o.gc ? { NODE_OPTIONS: '--inspect=127.0.0.1:0' } : {}),
     })

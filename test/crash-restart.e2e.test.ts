@@ -6,18 +6,13 @@ import { join } from 'node:path'
 import { after, describe, it } from 'node:test'
 import { SignJWT } from 'jose'
 import { Device } from './helpers/device.ts'
-import { logEvent, type Proc, run } from './helpers/processes.ts'
+import { localNodeEnv, logEvent, type Proc, run } from './helpers/processes.ts'
 
 describe('a node killed with SIGKILL and started again (embedded default)', () => {
   const dataDir = mkdtempSync(join(tmpdir(), 'natter-crash-'))
   const secret = randomBytes(32).toString('hex')
   const env = {
-    NATTER_HOST: '127.0.0.1',
-    NATTER_MQTT_PORT: '0',
-    NATTER_WS_PORT: '0',
-    NATTER_HTTP_PORT: '0',
-    NATTER_DATA_DIR: dataDir,
-    NATTER_JWT_SECRET: secret,
+    ...localNodeEnv(dataDir, secret),
   }
   const token = (user: string) =>
     new SignJWT({})

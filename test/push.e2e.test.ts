@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test'
 import { clusterSecret } from './helpers/cluster.ts'
 import { Device } from './helpers/device.ts'
 import { FakeApns, makeCert, type TestCert } from './helpers/fake-push.ts'
-import { logEvent, type Proc, run } from './helpers/processes.ts'
+import { localNodeEnv, logEvent, type Proc, run } from './helpers/processes.ts'
 
 /**
  * The whole path as a phone sees it: a real node process with APNs configured against a local
@@ -23,12 +23,7 @@ describe('push notifications end to end (a node process, APNs)', () => {
   const devices: Device[] = []
   const start = async () => {
     node = run('sh', ['bin/natter', 'start'], {
-      NATTER_HOST: '127.0.0.1',
-      NATTER_MQTT_PORT: '0',
-      NATTER_WS_PORT: '0',
-      NATTER_HTTP_PORT: '0',
-      NATTER_DATA_DIR: dataDir,
-      NATTER_JWT_SECRET: secret,
+      ...localNodeEnv(dataDir, secret),
       NATTER_LOG_LEVEL: 'debug',
       // Long enough for a device to reconnect on a loaded test machine.
       NATTER_PUSH_GRACE_MS: '2000',

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { SignJWT } from 'jose'
-import { logEvent, type Proc, ROOT, run } from './processes.ts'
+import { localNodeEnv, logEvent, type Proc, ROOT, run } from './processes.ts'
 import { type S3Server, s3Env } from './versitygw.ts'
 
 export interface ClusterNode {
@@ -52,12 +52,7 @@ export async function startClusterNode(
 ) {
   const dataDir = mkdtempSync(join(tmpdir(), `natter-node-${id}-`))
   const proc = run('sh', [join(ROOT, 'bin/natter'), command], {
-    NATTER_HOST: '127.0.0.1',
-    NATTER_MQTT_PORT: '0',
-    NATTER_WS_PORT: '0',
-    NATTER_HTTP_PORT: '0',
-    NATTER_DATA_DIR: dataDir,
-    NATTER_JWT_SECRET: c.secret,
+    ...localNodeEnv(dataDir, c.secret),
     NATTER_REDIS_URL: c.redisUrl,
     NATTER_MONGODB_URI: c.mongoUri,
     NATTER_NODE_ID: id,

@@ -6,6 +6,7 @@ import { SignJWT } from 'jose'
 import { createLogger } from '../../broker/log.ts'
 import { type NatterNode, startNode } from '../../broker/node.ts'
 import { loadConfig } from '../../config/load.ts'
+import { localNodeEnv } from './processes.ts'
 
 export interface TestNode {
   node: NatterNode
@@ -24,12 +25,7 @@ export async function startTestNode(env: Record<string, string> = {}): Promise<T
   const secretText = randomBytes(32).toString('hex')
   const { settings } = loadConfig({
     env: {
-      NATTER_HOST: '127.0.0.1',
-      NATTER_MQTT_PORT: '0',
-      NATTER_WS_PORT: '0',
-      NATTER_HTTP_PORT: '0',
-      NATTER_DATA_DIR: dataDir,
-      NATTER_JWT_SECRET: secretText,
+      ...localNodeEnv(dataDir, secretText),
       NATTER_LOG_LEVEL: process.env.NATTER_TEST_LOG_LEVEL ?? 'silent',
       ...env,
     },

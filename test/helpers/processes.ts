@@ -143,3 +143,18 @@ export async function runOnFreePort(
     }
   }
 }
+
+/**
+ * The settings of a node for tests: loopback only, every port 0 (free ports, read from the
+ * "listening" log line), its own data directory, and a shared JWT secret.
+ */
+export function localNodeEnv(dataDir: string, secret: string): Record<string, string> {
+  return {
+    NATTER_HOST: '127.0.0.1',
+    NATTER_MQTT_PORT: '0',
+    NATTER_WS_PORT: '0',
+    NATTER_HTTP_PORT: '0',
+    NATTER_DATA_DIR: dataDir,
+    NATTER_JWT_SECRET: secret,
+  }
+}
