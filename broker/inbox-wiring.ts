@@ -7,6 +7,7 @@ import type { MembershipIndex } from '../services/chats/membership-index.ts'
 import { type InboxClient, InboxDelivery, type InboxNotice } from '../services/delivery/inbox-delivery.ts'
 import { toEvent } from '../services/messages/events.ts'
 import type { InboxSink } from '../services/messages/message-service.ts'
+import type { StoredMessage } from '../services/messages/message-store.ts'
 import type { ClusterLink } from './cluster.ts'
 import { type AedesPersistenceLike, sessionPersistence } from './session-persistence.ts'
 import type { Sessions } from './sessions.ts'
@@ -95,20 +96,23 @@ export function wireInbox(d: {
       if (err) log.warn({ err: err.message }, 'could not announce an inbox event; the recheck delivers it')
     })
   }
+  // The event is serialized once, for every device on every node.
+  const announceMessage = (m: StoredMessage, payload: string, alsoTo?: string[]) =>
+    announce({
+      kind: 'message',
+      chatId: m.chatId,
+      seq: m.seq,
+      senderId: m.senderId,
+      at: m.at,
+      payload,
+      ...(alsoTo?.length ? { alsoTo } : {}),
+    })
   const sink: InboxSink = {
-    message: (m, alsoTo) =>
-      announce({
-        kind: 'message',
-        chatId: m.chatId,
-        seq: m.seq,
-        senderId: m.senderId,
-        at: m.at,
-        payload: JSON.stringify(toEvent(m)),
-        ...(alsoTo?.length ? { alsoTo } : {}),
-      }),
+    message: (m, alsoTo) => announceMessage(m, JSON.stringify(toEvent(m)), alsoTo),
     retried: (m, clientId) => {
-      sink.message(m)
-      inbox.echo(clientId, m.chatId, m.seq, JSON.stringify(toEvent(m)))
+      const payload = JSON.stringify(toEvent(m))
+      announceMessage(m, payload)
+      inbox.echo(clientId, m.chatId, m.seq, payload)
     },
     update: (m, type) =>
       announce({ kind: 'update', chatId: m.chatId, seq: m.seq, payload: JSON.stringify(toEvent(m, type)) }),
