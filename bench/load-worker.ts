@@ -30,6 +30,9 @@ export type Job =
       qos: 0 | 1
       /** Messages per second from this worker; 0 sends as fast as the window allows. */
       rate: number
+      /** Sent before the measured part and left out of every figure (JIT, first queries). */
+      warmupMs: number
+      /** The measured part, after the warm-up. */
       durationMs: number
       payloadBytes: number
       /** chat: JSON chat messages in, inbox events out; raw: bytes relayed as they are. */
@@ -101,7 +104,10 @@ async function stream(job: Extract<Job, { kind: 'stream' }>) {
   RUN = `${process.pid}-${Date.now().toString(36)}`
   const latencies: number[] = []
   let received = 0
+  let measured = 0
   let lastArrival = 0
+  // Set when the warm-up ends: only what arrives after it counts towards rates and latencies.
+  let measureFrom = Number.POSITIVE_INFINITY
   // Chat devices keep persistent sessions, as apps do: their inbox is delivered from the store
   // with delivered receipts from every PUBACK.
   const persistent = job.format === 'chat'
@@ -113,7 +119,8 @@ async function stream(job: Extract<Job, { kind: 'stream' }>) {
       if (t === null) return
       received++
       lastArrival = now()
-      latencies.push(lastArrival - t)
+      if (lastArrival >= measureFrom) measured++
+      if (t >= measureFrom) latencies.push(lastArrival - t)
     })
     return c
   })
@@ -125,12 +132,16 @@ async function stream(job: Extract<Job, { kind: 'stream' }>) {
   process.send?.({ event: 'ready' })
   await new Promise<void>((resolve) => process.once('message', () => resolve()))
 
-  const cpuStart = process.cpuUsage()
   const start = now()
+  let cpuStart = process.cpuUsage()
+  const warmup = setTimeout(() => {
+    measureFrom = now()
+    cpuStart = process.cpuUsage()
+  }, job.warmupMs)
   let sent = 0
   let acked = 0
   let inflight = 0
-  const end = start + job.durationMs
+  const end = start + job.warmupMs + job.durationMs
   await new Promise<void>((resolve) => {
     // Sleeps between sends instead of spinning: a generator that busy-waits takes the CPU the
     // broker under test needs on a small machine, and its latency would be the generator's.
@@ -142,7 +153,7 @@ async function stream(job: Extract<Job, { kind: 'stream' }>) {
       clearTimeout(endTimer)
       resolve()
     }
-    const endTimer = setTimeout(finish, job.durationMs)
+    const endTimer = setTimeout(finish, job.warmupMs + job.durationMs)
     const tick = () => {
       if (done) return
       const t = now()
@@ -190,16 +201,19 @@ async function stream(job: Extract<Job, { kind: 'stream' }>) {
     }
     check()
   })
+  clearTimeout(warmup)
   const cpu = process.cpuUsage(cpuStart)
   for (const c of [...pubs, ...subs]) c.end(true)
+  const from = Number.isFinite(measureFrom) ? measureFrom : start
   return {
     sent,
     acked,
     received,
+    measured,
     latencies,
-    sendMs: sendEnd - start,
+    sendMs: sendEnd - from,
     // Until the last arrival: a broker that falls behind delivers over a longer time than it took to send.
-    spanMs: Math.max(sendEnd, lastArrival) - start,
+    spanMs: Math.max(sendEnd, lastArrival) - from,
     cpuUs: cpu.user + cpu.system,
   }
 }

@@ -31,6 +31,7 @@ const P = full
   ? {
       pairs: 40,
       seconds: 10,
+      warmup: 3,
       rates: [1000, 5000, 10000, 20000],
       chatRates: [1000, 2000, 5000],
       mongoChatRates: [50, 100, 200],
@@ -41,7 +42,8 @@ const P = full
     }
   : {
       pairs: 20,
-      seconds: 2,
+      seconds: 10,
+      warmup: 2,
       rates: [1000, 5000, 10000],
       chatRates: [1000, 5000],
       mongoChatRates: [50, 100],
@@ -57,6 +59,9 @@ const chatRates = process.argv
   .split(',')
   .map(Number)
 if (chatRates) P.chatRates = chatRates
+// --seconds=N: the measured part of each step (after the warm-up).
+const seconds = process.argv.find((a) => a.startsWith('--seconds='))?.slice(10)
+if (seconds) P.seconds = Number(seconds)
 const WORKERS = 2
 const redisVersion = () =>
   /v=(\S+)/.exec(execFileSync('redis-server', ['--version'], { encoding: 'utf8' }))?.[1] ?? 'unknown'
@@ -96,6 +101,8 @@ export interface Row {
 interface StreamResult {
   sent: number
   received: number
+  /** Arrivals after the warm-up. */
+  measured: number
   latencies: number[]
   sendMs: number
   spanMs: number
@@ -134,29 +141,33 @@ async function stream(
         p.on('message', on)
       }),
   )
-  const before = targetStats(target)
   const wall = performance.now()
   workers.go()
+  // The broker's CPU counts from the end of the warm-up, as the generators' figures do.
+  const before = await new Promise<{ cpuUs: number }>((resolve) =>
+    setTimeout(() => resolve(targetStats(target)), P.warmup * 1000),
+  )
   const rs = await Promise.all(results)
   const after = targetStats(target)
   const seconds = Math.max(...rs.map((r) => r.spanMs)) / 1000
   const sent = rs.reduce((a, r) => a + r.sent, 0)
   const received = rs.reduce((a, r) => a + r.received, 0)
+  const measured = rs.reduce((a, r) => a + r.measured, 0)
   const [p50, p99, p999] = percentiles(
     rs.flatMap((r) => r.latencies),
     [50, 99, 99.9],
   )
-  const wallS = (performance.now() - wall) / 1000
+  const wallS = (performance.now() - wall) / 1000 - P.warmup
   return {
     scenario,
     target: target.name,
     offered,
-    delivered: Math.round(received / seconds),
+    delivered: Math.round(measured / seconds),
     loss: sent ? (sent - received) / sent : 0,
     p50: p50 as number,
     p99: p99 as number,
     p999: p999 as number,
-    cpuUsPerMsg: received ? (after.cpuUs - before.cpuUs) / received : 0,
+    cpuUsPerMsg: measured ? (after.cpuUs - before.cpuUs) / measured : 0,
     rssMb: after.rssBytes / 2 ** 20,
     generatorCpu: rs.reduce((a, r) => a + r.cpuUs, 0) / 1e6 / wallS,
   }
@@ -244,6 +255,7 @@ function streamJobs(pairs: Pair[], o: { qos: 0 | 1; rate: number; format: 'raw' 
     pairs: share,
     qos: o.qos,
     rate: o.rate / WORKERS,
+    warmupMs: P.warmup * 1000,
     durationMs: P.seconds * 1000,
     payloadBytes: 100,
     format: o.format,
