@@ -1,5 +1,3 @@
-import { Transform, type TransformCallback } from 'node:stream'
-
 export class PacketTooLargeError extends Error {
   override name = 'PacketTooLargeError'
   readonly size: number
@@ -10,11 +8,12 @@ export class PacketTooLargeError extends Error {
 }
 
 /**
- * Passes bytes through while reading each MQTT fixed header, and fails as soon as a packet
+ * Reads each MQTT fixed header in the bytes a client sends and fails as soon as a packet
  * announces a remaining length over the limit, before its body is buffered: aedes 1.x has no
- * maximum packet size of its own, and a 256 MB PUBLISH would otherwise sit in memory.
+ * maximum packet size of its own, and a 256 MB PUBLISH would otherwise sit in memory. A plain
+ * object with no stream of its own: one per connection, fed every chunk as it arrives.
  */
-export class PacketSizeGuard extends Transform {
+export class PacketSizeGuard {
   readonly #limit: number
   // Bytes of the current packet body still to pass; -1 while reading a fixed header.
   #remaining = -1
@@ -22,12 +21,16 @@ export class PacketSizeGuard extends Transform {
   #length = 0
   #multiplier = 1
 
+  /** @param limit the largest remaining length allowed, bytes */
   constructor(limit: number) {
-    super()
     this.#limit = limit
   }
 
-  override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
+  /**
+   * Follows the packets in the next chunk of the byte stream.
+   * @throws PacketTooLargeError once a fixed header announces more than the limit
+   */
+  check(chunk: Buffer): void {
     let i = 0
     while (i < chunk.length) {
       if (this.#remaining > 0) {
@@ -46,10 +49,7 @@ export class PacketSizeGuard extends Transform {
       this.#length += (byte & 0x7f) * this.#multiplier
       this.#multiplier *= 128
       this.#headerBytes++
-      if (this.#length > this.#limit) {
-        done(new PacketTooLargeError(this.#length, this.#limit))
-        return
-      }
+      if (this.#length > this.#limit) throw new PacketTooLargeError(this.#length, this.#limit)
       // A malformed length longer than four bytes is left to the MQTT parser to refuse.
       if ((byte & 0x80) === 0 || this.#headerBytes > 5) {
         this.#remaining = this.#length > 0 ? this.#length : -1
@@ -58,6 +58,5 @@ export class PacketSizeGuard extends Transform {
         this.#multiplier = 1
       }
     }
-    done(null, chunk)
   }
 }

@@ -1,3 +1,4 @@
+import { topics } from '../auth/topic-acl.ts'
 import type { StoredMessage } from '../messages/message-store.ts'
 
 /** Where one chat's delivery to one device stands. Seqs are the chat's message seqs. */
@@ -35,6 +36,8 @@ export class DeviceFeed {
   readonly userId: string
   readonly deviceId: string
   readonly clientId: string
+  /** The device's inbox topic, encoded once for every packet written to it. */
+  readonly topic: Buffer
   /** The QoS the device subscribed to its inbox with. */
   qos: 0 | 1
   /** When this device's session began (ms): the starting point of chats it has no cursor for. */
@@ -48,6 +51,12 @@ export class DeviceFeed {
   readonly inflight = new Map<number, InFlight>()
   /** Chats with more to send once the in-flight window has room, oldest first. */
   readonly waiting = new Set<string>()
+  /**
+   * The QoS 1 window filled: chats wait until half of it is free again. Resuming at every
+   * acknowledgement read the store once per message for a device at the window's edge, which
+   * made a saturated node slower still (bench/).
+   */
+  full = false
   /** True until the device's cursors are read: live messages wait for the store read after. */
   loading = true
   closed = false
@@ -62,6 +71,7 @@ export class DeviceFeed {
     this.userId = d.userId
     this.deviceId = d.deviceId
     this.clientId = `${d.userId}/${d.deviceId}`
+    this.topic = Buffer.from(topics.inbox(d.userId))
     this.qos = d.qos
     this.since = d.since
     this.resendBefore = d.resendBefore

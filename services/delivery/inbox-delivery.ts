@@ -1,14 +1,13 @@
 import { randomUUID } from 'node:crypto'
-import mqttPacket from 'mqtt-packet'
 import type { Logger } from 'pino'
 import type { DeviceIdentity } from '../auth/identity.ts'
-import { topics } from '../auth/topic-acl.ts'
 import type { MembershipIndex } from '../chats/membership-index.ts'
 import { toEvent } from '../messages/events.ts'
 import type { MessageStore } from '../messages/message-store.ts'
 import { CursorBatch } from './cursor-batch.ts'
 import type { ConnectResult, DeliveryStore, DeviceRef } from './delivery-store.ts'
 import { type Deliverable, DeviceFeed, type InFlight } from './device-feed.ts'
+import { encodePublish } from './publish-packet.ts'
 
 /** Messages read from the store per query while a device catches up. */
 const PAGE = 100
@@ -207,16 +206,18 @@ export class InboxDelivery {
   /** An inbox event, from this node or another: written to every local device that needs it. */
   notify(n: InboxNotice): void {
     if (this.#closed) return
+    // Serialized once for every device; each packet copies it once.
+    const body = Buffer.from(n.payload)
     if (n.kind === 'receipt') {
-      for (const userId of n.to) this.#live(userId, n.chatId, null, n.payload)
+      for (const userId of n.to) this.#live(userId, n.chatId, null, body)
       return
     }
     if (n.kind === 'update') {
-      for (const userId of this.#d.index.members(n.chatId)) this.#live(userId, n.chatId, n.seq, n.payload)
+      for (const userId of this.#d.index.members(n.chatId)) this.#live(userId, n.chatId, n.seq, body)
       return
     }
     for (const userId of this.#d.index.members(n.chatId)) {
-      for (const state of this.#byUser.get(userId) ?? []) this.#offer(state, n)
+      for (const state of this.#byUser.get(userId) ?? []) this.#offer(state, n, body)
     }
     for (const userId of n.alsoTo ?? []) {
       if (this.#d.index.isMember(n.chatId, userId)) continue
@@ -224,7 +225,7 @@ export class InboxDelivery {
         if (!state.feed || state.feed.loading) continue
         // Their last message of the chat: nothing after it is theirs.
         state.feed.chats.delete(n.chatId)
-        this.#write(state, n.payload, false, { chatId: n.chatId, seq: null, senderId: n.senderId, at: n.at })
+        this.#write(state, body, false, { chatId: n.chatId, seq: null, senderId: n.senderId, at: n.at })
       }
     }
   }
@@ -239,7 +240,7 @@ export class InboxDelivery {
     for (const state of this.#byUser.get(userId) ?? []) {
       const cs = state.feed?.chats.get(chatId)
       if (state.feed?.clientId !== clientId || !cs || cs.loading || cs.sent < seq) continue
-      this.#write(state, payload, true, { chatId, seq: null, senderId: userId, at: 0 })
+      this.#write(state, Buffer.from(payload), true, { chatId, seq: null, senderId: userId, at: 0 })
     }
   }
 
@@ -452,7 +453,7 @@ export class InboxDelivery {
       )
     }
     for (const m of changed) {
-      const payload = JSON.stringify(toEvent(m, m.deletedAt !== null ? 'delete' : 'edit'))
+      const payload = Buffer.from(JSON.stringify(toEvent(m, m.deletedAt !== null ? 'delete' : 'edit')))
       this.#write(state, payload, false, { chatId, seq: null, senderId: m.senderId, at: m.at })
     }
   }
@@ -484,7 +485,7 @@ export class InboxDelivery {
   }
 
   /** A new message for one device: written at once when it is next in line, else read from the store. */
-  #offer(state: ClientState, n: Extract<InboxNotice, { kind: 'message' }>): void {
+  #offer(state: ClientState, n: Extract<InboxNotice, { kind: 'message' }>, body: Buffer): void {
     const feed = state.feed
     if (!feed || feed.loading) return
     const cs = feed.chats.get(n.chatId)
@@ -498,14 +499,14 @@ export class InboxDelivery {
     }
     if (n.seq <= cs.sent) return
     if (n.seq === cs.sent + 1 && !feed.waiting.has(n.chatId) && this.#room(state, feed) > 0) {
-      this.#writeMessage(state, feed, n, n.payload)
+      this.#writeMessage(state, feed, n, body)
       return
     }
     this.#pump(state, n.chatId)
   }
 
   /** An edit, delete or receipt: live only, to devices that already have what it is about. */
-  #live(userId: string, chatId: string, seq: number | null, payload: string): void {
+  #live(userId: string, chatId: string, seq: number | null, payload: Buffer): void {
     for (const state of this.#byUser.get(userId) ?? []) {
       const feed = state.feed
       if (!feed || feed.loading) continue
@@ -526,7 +527,7 @@ export class InboxDelivery {
   }
 
   #room(state: ClientState, feed: DeviceFeed): number {
-    if (feed.qos === 1) return feed.room(this.#d.maxInflight)
+    if (feed.qos === 1) return feed.full ? 0 : feed.room(this.#d.maxInflight)
     const buffered = (state.client.conn as unknown as { buffered?: number }).buffered ?? 0
     return buffered < QOS0_BUFFER_BYTES ? PAGE : 0
   }
@@ -548,6 +549,7 @@ export class InboxDelivery {
           const room = this.#room(state, feed)
           if (room === 0) {
             feed.waiting.add(chatId)
+            if (feed.qos === 1) feed.full = true
             if (feed.qos === 0) setTimeout(() => this.#resume(state), QOS0_RESUME_MS).unref()
             return
           }
@@ -555,7 +557,7 @@ export class InboxDelivery {
           const page = await this.#d.messages.after(chatId, cs.sent, want)
           if (feed.closed || feed.chats.get(chatId) !== cs) return
           for (const m of page) {
-            if (m.seq > cs.sent) this.#writeMessage(state, feed, m, JSON.stringify(toEvent(m)))
+            if (m.seq > cs.sent) this.#writeMessage(state, feed, m, Buffer.from(JSON.stringify(toEvent(m))))
           }
           if (page.length < want) break
         }
@@ -574,10 +576,14 @@ export class InboxDelivery {
       })
   }
 
-  /** Gives waiting chats the window's free room, oldest first. */
+  /** Gives waiting chats the window's free room, oldest first (once half of a full window is free). */
   #resume(state: ClientState): void {
     const feed = state.feed
     if (!feed || feed.closed) return
+    if (feed.full) {
+      if (feed.qos === 1 && feed.room(this.#d.maxInflight) < Math.ceil(this.#d.maxInflight / 2)) return
+      feed.full = false
+    }
     for (const chatId of [...feed.waiting]) {
       if (this.#room(state, feed) === 0) return
       feed.waiting.delete(chatId)
@@ -585,7 +591,7 @@ export class InboxDelivery {
     }
   }
 
-  #writeMessage(state: ClientState, feed: DeviceFeed, m: Deliverable, payload: string): void {
+  #writeMessage(state: ClientState, feed: DeviceFeed, m: Deliverable, payload: Buffer): void {
     const cs = feed.chats.get(m.chatId)
     if (!cs) return
     cs.sent = m.seq
@@ -599,7 +605,7 @@ export class InboxDelivery {
   }
 
   /** Writes one inbox PUBLISH to the device's socket; false when the connection is gone. */
-  #write(state: ClientState, payload: string, dup: boolean, meta: InFlight): boolean {
+  #write(state: ClientState, payload: Buffer, dup: boolean, meta: InFlight): boolean {
     const feed = state.feed
     const client = state.client
     if (!feed || feed.closed || client.closed || !client.connected) return false
@@ -608,17 +614,12 @@ export class InboxDelivery {
       messageId = this.#nextId(client, feed)
       feed.inflight.set(messageId, meta)
     }
-    mqttPacket.writeToStream(
-      {
-        cmd: 'publish',
-        topic: topics.inbox(feed.userId),
-        payload: Buffer.from(payload),
+    client.conn.write(
+      encodePublish(feed.topic, payload, {
         qos: feed.qos,
-        dup: feed.qos === 1 && dup,
-        retain: false,
+        dup,
         ...(messageId !== undefined ? { messageId } : {}),
-      },
-      client.conn,
+      }),
     )
     this.#d.onWritten?.()
     return true

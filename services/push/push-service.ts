@@ -59,6 +59,8 @@ export class PushService {
   readonly #telemetry: PushTelemetry | undefined
   readonly #ops: Operations
   readonly #cache = new Map<string, Cached>()
+  /** Lookups under way, by user. */
+  readonly #lookups = new Map<string, Promise<void>>()
   readonly #enqueuing = new Set<Promise<void>>()
   readonly #owner: string
   #timer: NodeJS.Timeout | undefined
@@ -176,29 +178,55 @@ export class PushService {
     this.#wakeAt(dueAt)
   }
 
-  /** Devices and mutes of these users: from the cache, the rest in one query each (a group's members at once). */
+  /**
+   * Devices and mutes of these users: from the cache, the rest in one query each (a group's
+   * members at once). Messages that arrive while a user's lookup runs wait for it rather than
+   * query again: after the cache expires, a busy chat would otherwise query once per message.
+   */
   async #known(userIds: string[]): Promise<Map<string, Cached>> {
     const now = Date.now()
     const out = new Map<string, Cached>()
     const missing: string[] = []
+    const running = new Set<Promise<void>>()
     for (const u of userIds) {
       const hit = this.#cache.get(u)
       if (hit && now - hit.at < CACHE_MS) out.set(u, hit)
-      else missing.push(u)
+      else {
+        const lookup = this.#lookups.get(u)
+        if (lookup) running.add(lookup)
+        else missing.push(u)
+      }
     }
-    if (missing.length === 0) return out
-    const [devices, mutes] = await Promise.all([
-      this.#store.registrations(missing),
-      this.#store.mutes(missing),
-    ])
-    for (const u of missing) out.set(u, { devices: [], muted: new Set(), at: now })
-    for (const d of devices) out.get(d.userId)?.devices.push(d)
-    for (const x of mutes) out.get(x.userId)?.muted.add(x.chatId)
-    for (const u of missing) {
-      this.#cache.set(u, out.get(u) as Cached)
-      if (this.#cache.size > 100_000) this.#cache.delete(this.#cache.keys().next().value as string)
+    if (missing.length) running.add(this.#lookup(missing, now))
+    if (running.size === 0) return out
+    await Promise.all(running)
+    for (const u of userIds) {
+      const known = out.has(u) ? undefined : this.#cache.get(u)
+      if (known) out.set(u, known)
     }
     return out
+  }
+
+  #lookup(userIds: string[], now: number): Promise<void> {
+    const lookup = (async () => {
+      const [devices, mutes] = await Promise.all([
+        this.#store.registrations(userIds),
+        this.#store.mutes(userIds),
+      ])
+      const found = new Map<string, Cached>(
+        userIds.map((u) => [u, { devices: [], muted: new Set(), at: now }]),
+      )
+      for (const d of devices) found.get(d.userId)?.devices.push(d)
+      for (const x of mutes) found.get(x.userId)?.muted.add(x.chatId)
+      for (const [u, known] of found) {
+        this.#cache.set(u, known)
+        if (this.#cache.size > 100_000) this.#cache.delete(this.#cache.keys().next().value as string)
+      }
+    })().finally(() => {
+      for (const u of userIds) if (this.#lookups.get(u) === lookup) this.#lookups.delete(u)
+    })
+    for (const u of userIds) this.#lookups.set(u, lookup)
+    return lookup
   }
 
   start(): void {
