@@ -13,6 +13,12 @@ export interface ChatFeedState {
   pumping: boolean
   /** Something newer than `sent` may exist: read the store again after the current read. */
   dirty: boolean
+  /**
+   * Live messages that arrived while a store read was under way, in arrival order (at most a
+   * page): written after it when they follow on, so that a busy chat is read from the store
+   * once to catch up rather than once per message that arrives during each read.
+   */
+  held?: Array<{ m: Deliverable; payload: Buffer }>
 }
 
 /** One unacknowledged QoS 1 inbox delivery. */

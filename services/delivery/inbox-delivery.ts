@@ -6,8 +6,9 @@ import { toEvent } from '../messages/events.ts'
 import type { MessageStore } from '../messages/message-store.ts'
 import { CursorBatch } from './cursor-batch.ts'
 import type { ConnectResult, DeliveryStore, DeviceRef } from './delivery-store.ts'
-import { type Deliverable, DeviceFeed, type InFlight } from './device-feed.ts'
+import { type ChatFeedState, type Deliverable, DeviceFeed, type InFlight } from './device-feed.ts'
 import { encodePublish } from './publish-packet.ts'
+import { RecentMessages } from './recent-messages.ts'
 
 /** Messages read from the store per query while a device catches up. */
 const PAGE = 100
@@ -100,6 +101,7 @@ export class InboxDelivery {
   readonly #earlyQos = new WeakMap<InboxClient, 0 | 1>()
   readonly #byUser = new Map<string, Set<ClientState>>()
   readonly #cursors: CursorBatch
+  readonly #recent = new RecentMessages()
   readonly #pending = new Set<Promise<unknown>>()
   #closed = false
 
@@ -213,9 +215,11 @@ export class InboxDelivery {
       return
     }
     if (n.kind === 'update') {
+      this.#recent.forget(n.chatId)
       for (const userId of this.#d.index.members(n.chatId)) this.#live(userId, n.chatId, n.seq, body)
       return
     }
+    this.#recent.add({ chatId: n.chatId, seq: n.seq, senderId: n.senderId, at: n.at }, body)
     for (const userId of this.#d.index.members(n.chatId)) {
       for (const state of this.#byUser.get(userId) ?? []) this.#offer(state, n, body)
     }
@@ -274,6 +278,7 @@ export class InboxDelivery {
    * cluster's notices may have been lost (Redis restarting). One lastSeq read per chat.
    */
   async recheck(): Promise<void> {
+    this.#recent.clear()
     const chats = new Map<string, ClientState[]>()
     for (const state of this.#clients.values()) {
       if (!state.feed || state.feed.loading) continue
@@ -493,6 +498,11 @@ export class InboxDelivery {
       this.#startChat(state, n.chatId, undefined)
       return
     }
+    if (cs.pumping && !cs.loading && (cs.held?.length ?? 0) < PAGE) {
+      cs.held ??= []
+      cs.held.push({ m: n, payload: body })
+      return
+    }
     if (cs.loading || cs.pumping) {
       cs.dirty = true
       return
@@ -542,38 +552,61 @@ export class InboxDelivery {
       return
     }
     cs.pumping = true
-    const run = async () => {
+    this.#pumpPages(state, feed, cs, chatId).catch((err: unknown) => {
+      this.#d.log.warn(
+        { err: (err as Error).message, chatId, clientId: feed.clientId },
+        'catch-up read failed; retrying',
+      )
+      setTimeout(() => this.#pump(state, chatId), RETRY_MS * 4).unref()
+    })
+  }
+
+  /** The body of #pump: pages from the cache or the store while the window has room. */
+  async #pumpPages(state: ClientState, feed: DeviceFeed, cs: ChatFeedState, chatId: string): Promise<void> {
+    // The finally runs synchronously when nothing was awaited (the cache had it all): a PUBACK
+    // parsed in the same turn must find the chat no longer pumping, or its resume would be lost.
+    try {
       do {
         cs.dirty = false
         for (;;) {
           const room = this.#room(state, feed)
           if (room === 0) {
+            // What was held is read from the store when the window has room again.
+            cs.held = undefined
             feed.waiting.add(chatId)
             if (feed.qos === 1) feed.full = true
             if (feed.qos === 0) setTimeout(() => this.#resume(state), QOS0_RESUME_MS).unref()
             return
           }
           const want = Math.min(room, PAGE)
-          const page = await this.#d.messages.after(chatId, cs.sent, want)
+          const recent = this.#recent.after(chatId, cs.sent, want)
+          for (const r of recent) this.#writeMessage(state, feed, r.m, r.payload)
+          if (recent.length === want) continue
+          // The store has the rest, if any: the cache may lack notices this node never heard.
+          const page = await this.#d.messages.after(chatId, cs.sent, want - recent.length)
           if (feed.closed || feed.chats.get(chatId) !== cs) return
           for (const m of page) {
             if (m.seq > cs.sent) this.#writeMessage(state, feed, m, Buffer.from(JSON.stringify(toEvent(m))))
           }
-          if (page.length < want) break
+          if (page.length < want - recent.length) break
+        }
+        // Caught up with the store: what arrived during the read follows on, unless a notice
+        // was missed (a gap) or the window filled; then the store is read again.
+        const held = cs.held
+        cs.held = undefined
+        for (const h of held ?? []) {
+          if (h.m.seq <= cs.sent) continue
+          if (h.m.seq !== cs.sent + 1 || this.#room(state, feed) === 0) {
+            cs.dirty = true
+            break
+          }
+          this.#writeMessage(state, feed, h.m, h.payload)
         }
       } while (cs.dirty)
+    } finally {
+      cs.pumping = false
+      cs.held = undefined
     }
-    run()
-      .catch((err: unknown) => {
-        this.#d.log.warn(
-          { err: (err as Error).message, chatId, clientId: feed.clientId },
-          'catch-up read failed; retrying',
-        )
-        setTimeout(() => this.#pump(state, chatId), RETRY_MS * 4).unref()
-      })
-      .finally(() => {
-        cs.pumping = false
-      })
   }
 
   /** Gives waiting chats the window's free room, oldest first (once half of a full window is free). */
