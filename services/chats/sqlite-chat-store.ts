@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs'
 import { dirname } from 'node:path'
-import { DatabaseSync } from 'node:sqlite'
-import { inTransaction } from '../storage/sqlite.ts'
+import { DatabaseSync, type StatementSync } from 'node:sqlite'
+import { inTransaction, statementCache } from '../storage/sqlite.ts'
 import type { Chat, ChatStore, Cursor, Member, Presence, Role } from './chat-store.ts'
 
 interface ChatRow {
@@ -103,10 +103,12 @@ const toCursor = (r: CursorRow): Cursor => ({
  */
 export class SqliteChatStore implements ChatStore {
   readonly #db: DatabaseSync
+  readonly #sql: (sql: string) => StatementSync
 
   constructor(path: string) {
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true })
     this.#db = new DatabaseSync(path)
+    this.#sql = statementCache(this.#db)
     // NORMAL, unlike the message store's FULL: in WAL mode a commit still survives a crash of the
     // process; only a power loss can undo the last ones. Cursors move on every delivery, and an
     // fsync each would cap the whole send path at the disk's fsync rate (measured in bench/).
@@ -119,14 +121,18 @@ export class SqliteChatStore implements ChatStore {
   }
 
   #insertChat(chat: Chat): void {
-    this.#db
-      .prepare('INSERT INTO chats (id, kind, name, created_by, created_at) VALUES (?, ?, ?, ?, ?)')
-      .run(chat.id, chat.kind, chat.name, chat.createdBy, chat.createdAt)
+    this.#sql('INSERT INTO chats (id, kind, name, created_by, created_at) VALUES (?, ?, ?, ?, ?)').run(
+      chat.id,
+      chat.kind,
+      chat.name,
+      chat.createdBy,
+      chat.createdAt,
+    )
   }
 
   /** Inserts the users not yet members, in the order given; returns those inserted. */
   #insertMembers(chatId: string, userIds: string[], role: (userId: string) => Role, at: number): string[] {
-    const insert = this.#db.prepare(
+    const insert = this.#sql(
       'INSERT OR IGNORE INTO members (chat_id, user_id, role, joined_at) VALUES (?, ?, ?, ?)',
     )
     return userIds.filter((userId) => insert.run(chatId, userId, role(userId), at).changes > 0)
@@ -160,27 +166,27 @@ export class SqliteChatStore implements ChatStore {
   }): Promise<{ chat: Chat; created: boolean }> {
     const key = directPairKey(d.a, d.b)
     return this.#transaction(() => {
-      const found = this.#db
-        .prepare('SELECT c.* FROM direct_pairs p JOIN chats c ON c.id = p.chat_id WHERE p.pair_key = ?')
-        .get(key) as ChatRow | undefined
+      const found = this.#sql(
+        'SELECT c.* FROM direct_pairs p JOIN chats c ON c.id = p.chat_id WHERE p.pair_key = ?',
+      ).get(key) as ChatRow | undefined
       if (found) return { chat: toChat(found), created: false }
       const chat: Chat = { id: d.id, kind: 'direct', name: null, createdBy: d.a, createdAt: d.at }
       this.#insertChat(chat)
-      this.#db.prepare('INSERT INTO direct_pairs (pair_key, chat_id) VALUES (?, ?)').run(key, d.id)
+      this.#sql('INSERT INTO direct_pairs (pair_key, chat_id) VALUES (?, ?)').run(key, d.id)
       this.#insertMembers(d.id, [d.a, d.b], () => 'member', d.at)
       return { chat, created: true }
     })
   }
 
   async getChat(chatId: string): Promise<Chat | null> {
-    const r = this.#db.prepare('SELECT * FROM chats WHERE id = ?').get(chatId) as ChatRow | undefined
+    const r = this.#sql('SELECT * FROM chats WHERE id = ?').get(chatId) as ChatRow | undefined
     return r ? toChat(r) : null
   }
 
   async members(chatId: string): Promise<Member[]> {
-    const rows = this.#db
-      .prepare('SELECT * FROM members WHERE chat_id = ? ORDER BY joined_at, rowid')
-      .all(chatId) as unknown as MemberRow[]
+    const rows = this.#sql('SELECT * FROM members WHERE chat_id = ? ORDER BY joined_at, rowid').all(
+      chatId,
+    ) as unknown as MemberRow[]
     return rows.map(toMember)
   }
 
@@ -190,34 +196,31 @@ export class SqliteChatStore implements ChatStore {
 
   async removeMember(chatId: string, userId: string): Promise<boolean> {
     return this.#transaction(() => {
-      const removed = this.#db
-        .prepare('DELETE FROM members WHERE chat_id = ? AND user_id = ?')
-        .run(chatId, userId).changes
-      this.#db.prepare('DELETE FROM cursors WHERE chat_id = ? AND user_id = ?').run(chatId, userId)
+      const removed = this.#sql('DELETE FROM members WHERE chat_id = ? AND user_id = ?').run(
+        chatId,
+        userId,
+      ).changes
+      this.#sql('DELETE FROM cursors WHERE chat_id = ? AND user_id = ?').run(chatId, userId)
       return removed > 0
     })
   }
 
   async setRole(chatId: string, userId: string, role: Role): Promise<void> {
-    this.#db
-      .prepare('UPDATE members SET role = ? WHERE chat_id = ? AND user_id = ?')
-      .run(role, chatId, userId)
+    this.#sql('UPDATE members SET role = ? WHERE chat_id = ? AND user_id = ?').run(role, chatId, userId)
   }
 
   async chatsOf(userId: string): Promise<Chat[]> {
-    const rows = this.#db
-      .prepare(
-        `SELECT c.* FROM members m JOIN chats c ON c.id = m.chat_id
+    const rows = this.#sql(
+      `SELECT c.* FROM members m JOIN chats c ON c.id = m.chat_id
          WHERE m.user_id = ? ORDER BY c.created_at DESC, c.rowid DESC`,
-      )
-      .all(userId) as unknown as ChatRow[]
+    ).all(userId) as unknown as ChatRow[]
     return rows.map(toChat)
   }
 
   async allMembers(): Promise<Member[]> {
-    const rows = this.#db
-      .prepare('SELECT * FROM members ORDER BY chat_id, joined_at, rowid')
-      .all() as unknown as MemberRow[]
+    const rows = this.#sql(
+      'SELECT * FROM members ORDER BY chat_id, joined_at, rowid',
+    ).all() as unknown as MemberRow[]
     return rows.map(toMember)
   }
 
@@ -242,7 +245,7 @@ export class SqliteChatStore implements ChatStore {
            WHERE excluded.delivered_seq > delivered_seq
            RETURNING *`
     if (c.seq > 0) {
-      const written = this.#db.prepare(sql).get(c.chatId, c.userId, c.seq, c.kind === 'read' ? c.seq : 0) as
+      const written = this.#sql(sql).get(c.chatId, c.userId, c.seq, c.kind === 'read' ? c.seq : 0) as
         | CursorRow
         | undefined
       if (written) return { cursor: toCursor(written), moved: true }
@@ -251,42 +254,38 @@ export class SqliteChatStore implements ChatStore {
   }
 
   #cursor(chatId: string, userId: string): Cursor {
-    const r = this.#db
-      .prepare('SELECT * FROM cursors WHERE chat_id = ? AND user_id = ?')
-      .get(chatId, userId) as CursorRow | undefined
+    const r = this.#sql('SELECT * FROM cursors WHERE chat_id = ? AND user_id = ?').get(chatId, userId) as
+      | CursorRow
+      | undefined
     return r ? toCursor(r) : { chatId, userId, deliveredSeq: 0, readSeq: 0 }
   }
 
   async cursor(chatId: string, userId: string): Promise<Cursor> {
-    const row = this.#db
-      .prepare('SELECT delivered_seq, read_seq FROM cursors WHERE chat_id = ? AND user_id = ?')
-      .get(chatId, userId) as { delivered_seq: number; read_seq: number } | undefined
+    const row = this.#sql(
+      'SELECT delivered_seq, read_seq FROM cursors WHERE chat_id = ? AND user_id = ?',
+    ).get(chatId, userId) as { delivered_seq: number; read_seq: number } | undefined
     return { chatId, userId, deliveredSeq: row?.delivered_seq ?? 0, readSeq: row?.read_seq ?? 0 }
   }
 
   async cursors(chatId: string): Promise<Cursor[]> {
-    const rows = this.#db
-      .prepare(
-        `SELECT m.chat_id, m.user_id,
+    const rows = this.#sql(
+      `SELECT m.chat_id, m.user_id,
            coalesce(c.delivered_seq, 0) AS delivered_seq, coalesce(c.read_seq, 0) AS read_seq
          FROM members m LEFT JOIN cursors c ON c.chat_id = m.chat_id AND c.user_id = m.user_id
          WHERE m.chat_id = ? ORDER BY m.joined_at, m.rowid`,
-      )
-      .all(chatId) as unknown as CursorRow[]
+    ).all(chatId) as unknown as CursorRow[]
     return rows.map(toCursor)
   }
 
   async setPresence(p: Presence): Promise<void> {
-    this.#db
-      .prepare(
-        `INSERT INTO presence (user_id, online, last_seen) VALUES (?, ?, ?)
+    this.#sql(
+      `INSERT INTO presence (user_id, online, last_seen) VALUES (?, ?, ?)
          ON CONFLICT (user_id) DO UPDATE SET online = excluded.online, last_seen = excluded.last_seen`,
-      )
-      .run(p.userId, p.online ? 1 : 0, p.lastSeen)
+    ).run(p.userId, p.online ? 1 : 0, p.lastSeen)
   }
 
   async allPresence(): Promise<Presence[]> {
-    const rows = this.#db.prepare('SELECT * FROM presence ORDER BY user_id').all() as unknown as PresenceRow[]
+    const rows = this.#sql('SELECT * FROM presence ORDER BY user_id').all() as unknown as PresenceRow[]
     return rows.map((r) => ({ userId: r.user_id, online: r.online === 1, lastSeen: r.last_seen }))
   }
 

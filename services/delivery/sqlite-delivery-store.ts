@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { DatabaseSync, type StatementSync } from 'node:sqlite'
-import { inTransaction } from '../storage/sqlite.ts'
+import { inTransaction, statementCache } from '../storage/sqlite.ts'
 import {
   type ConnectResult,
   type DeliveryStore,
@@ -71,23 +71,14 @@ const toSession = (r: SessionRow): DeviceSession => ({
  */
 export class SqliteDeliveryStore implements DeliveryStore {
   readonly #db: DatabaseSync
-  readonly #statements = new Map<string, StatementSync>()
+  readonly #sql: (sql: string) => StatementSync
 
   constructor(path: string) {
     mkdirSync(dirname(path), { recursive: true })
     this.#db = new DatabaseSync(path)
     this.#db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;')
     this.#db.exec(SCHEMA)
-  }
-
-  /** One prepared statement per SQL text, for the life of the connection. */
-  #sql(sql: string): StatementSync {
-    let statement = this.#statements.get(sql)
-    if (!statement) {
-      statement = this.#db.prepare(sql)
-      this.#statements.set(sql, statement)
-    }
-    return statement
+    this.#sql = statementCache(this.#db)
   }
 
   #tx<T>(fn: () => T): T {

@@ -1,6 +1,7 @@
 import { mkdirSync } from 'node:fs'
 import { dirname } from 'node:path'
-import { DatabaseSync, type SQLInputValue } from 'node:sqlite'
+import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite'
+import { inTransaction, statementCache } from '../storage/sqlite.ts'
 import type { MediaCatalog, MediaFacts, MediaRecord, NewMedia, SweepCutoffs } from './media-catalog.ts'
 import type { MediaKind } from './media-kinds.ts'
 
@@ -58,6 +59,9 @@ const DUE = `(
   OR (status = 'ready' AND last_sent_at < :sentBefore)
   OR status = 'deleting'
 )`
+// Built once: the statement cache is keyed by the text.
+const SELECT_DUE = `SELECT * FROM media WHERE ${DUE} ORDER BY created_at LIMIT :limit`
+const MARK_DELETING = `UPDATE media SET status = 'deleting' WHERE id = :id AND ${DUE}`
 
 function toRecord(r: MediaRow): MediaRecord {
   return {
@@ -89,118 +93,97 @@ const cutoffParams = (c: SweepCutoffs): Record<string, SQLInputValue> => ({
 /** The media catalog in a SQLite file of the data directory. Its writes are rare and small. */
 export class SqliteMediaCatalog implements MediaCatalog {
   readonly #db: DatabaseSync
+  readonly #sql: (sql: string) => StatementSync
 
   constructor(path: string) {
     mkdirSync(dirname(path), { recursive: true })
     this.#db = new DatabaseSync(path)
+    this.#sql = statementCache(this.#db)
     this.#db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;')
     this.#db.exec(SCHEMA)
   }
 
   async begin(m: NewMedia): Promise<{ record: MediaRecord; created: boolean }> {
-    const inserted = this.#db
-      .prepare(
-        `INSERT INTO media (id, uploader_id, sha256, size, content_type, kind, name, status, created_at, expires_at, duration_ms)
+    const inserted = this.#sql(
+      `INSERT INTO media (id, uploader_id, sha256, size, content_type, kind, name, status, created_at, expires_at, duration_ms)
          VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)
          ON CONFLICT (uploader_id, sha256) DO NOTHING`,
-      )
-      .run(
-        m.id,
-        m.uploaderId,
-        m.sha256,
-        m.size,
-        m.contentType,
-        m.kind,
-        m.name,
-        m.createdAt,
-        m.expiresAt,
-        m.durationMs,
-      )
-    const row = this.#db
-      .prepare('SELECT * FROM media WHERE uploader_id = ? AND sha256 = ?')
-      .get(m.uploaderId, m.sha256) as unknown as MediaRow
+    ).run(
+      m.id,
+      m.uploaderId,
+      m.sha256,
+      m.size,
+      m.contentType,
+      m.kind,
+      m.name,
+      m.createdAt,
+      m.expiresAt,
+      m.durationMs,
+    )
+    const row = this.#sql('SELECT * FROM media WHERE uploader_id = ? AND sha256 = ?').get(
+      m.uploaderId,
+      m.sha256,
+    ) as unknown as MediaRow
     return { record: toRecord(row), created: Number(inserted.changes) === 1 }
   }
 
   async get(id: string): Promise<MediaRecord | null> {
-    const row = this.#db.prepare('SELECT * FROM media WHERE id = ?').get(id) as unknown as
-      | MediaRow
-      | undefined
+    const row = this.#sql('SELECT * FROM media WHERE id = ?').get(id) as unknown as MediaRow | undefined
     return row ? toRecord(row) : null
   }
 
   async extend(id: string, expiresAt: number): Promise<void> {
-    this.#db
-      .prepare(`UPDATE media SET expires_at = max(expires_at, ?) WHERE id = ? AND status = 'pending'`)
-      .run(expiresAt, id)
+    this.#sql(`UPDATE media SET expires_at = max(expires_at, ?) WHERE id = ? AND status = 'pending'`).run(
+      expiresAt,
+      id,
+    )
   }
 
   async complete(id: string, f: MediaFacts, at: number): Promise<MediaRecord | null> {
-    const done = this.#db
-      .prepare(
-        `UPDATE media SET status = 'ready', ready_at = ?, width = ?, height = ?, has_thumbnail = ?
+    const done = this.#sql(
+      `UPDATE media SET status = 'ready', ready_at = ?, width = ?, height = ?, has_thumbnail = ?
          WHERE id = ? AND status = 'pending'`,
-      )
-      .run(at, f.width, f.height, f.hasThumbnail ? 1 : 0, id)
+    ).run(at, f.width, f.height, f.hasThumbnail ? 1 : 0, id)
     return Number(done.changes) === 1 ? this.get(id) : null
   }
 
   async reference(id: string, chatId: string, at: number): Promise<boolean> {
-    const db = this.#db
-    db.exec('BEGIN IMMEDIATE')
-    try {
-      const marked = db
-        .prepare(
-          `UPDATE media SET last_sent_at = max(coalesce(last_sent_at, 0), ?) WHERE id = ? AND status = 'ready'`,
-        )
-        .run(at, id)
+    return inTransaction(this.#db, () => {
+      const marked = this.#sql(
+        `UPDATE media SET last_sent_at = max(coalesce(last_sent_at, 0), ?) WHERE id = ? AND status = 'ready'`,
+      ).run(at, id)
       if (Number(marked.changes) === 1) {
-        db.prepare('INSERT INTO media_chats (media_id, chat_id) VALUES (?, ?) ON CONFLICT DO NOTHING').run(
+        this.#sql('INSERT INTO media_chats (media_id, chat_id) VALUES (?, ?) ON CONFLICT DO NOTHING').run(
           id,
           chatId,
         )
       }
-      db.exec('COMMIT')
       return Number(marked.changes) === 1
-    } catch (err) {
-      db.exec('ROLLBACK')
-      throw err
-    }
+    })
   }
 
   async chatsOf(id: string): Promise<string[]> {
-    const rows = this.#db
-      .prepare('SELECT chat_id FROM media_chats WHERE media_id = ?')
-      .all(id) as unknown as {
+    const rows = this.#sql('SELECT chat_id FROM media_chats WHERE media_id = ?').all(id) as unknown as {
       chat_id: string
     }[]
     return rows.map((r) => r.chat_id)
   }
 
   async due(c: SweepCutoffs, limit: number): Promise<MediaRecord[]> {
-    const rows = this.#db
-      .prepare(`SELECT * FROM media WHERE ${DUE} ORDER BY created_at LIMIT :limit`)
-      .all({ ...cutoffParams(c), limit }) as unknown as MediaRow[]
+    const rows = this.#sql(SELECT_DUE).all({ ...cutoffParams(c), limit }) as unknown as MediaRow[]
     return rows.map(toRecord)
   }
 
   async markDeleting(id: string, c: SweepCutoffs): Promise<boolean> {
-    const marked = this.#db
-      .prepare(`UPDATE media SET status = 'deleting' WHERE id = :id AND ${DUE}`)
-      .run({ ...cutoffParams(c), id })
+    const marked = this.#sql(MARK_DELETING).run({ ...cutoffParams(c), id })
     return Number(marked.changes) === 1
   }
 
   async remove(id: string): Promise<void> {
-    this.#db.exec('BEGIN IMMEDIATE')
-    try {
-      this.#db.prepare('DELETE FROM media_chats WHERE media_id = ?').run(id)
-      this.#db.prepare('DELETE FROM media WHERE id = ?').run(id)
-      this.#db.exec('COMMIT')
-    } catch (err) {
-      this.#db.exec('ROLLBACK')
-      throw err
-    }
+    inTransaction(this.#db, () => {
+      this.#sql('DELETE FROM media_chats WHERE media_id = ?').run(id)
+      this.#sql('DELETE FROM media WHERE id = ?').run(id)
+    })
   }
 
   async close(): Promise<void> {

@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs'
 import { dirname } from 'node:path'
-import { DatabaseSync } from 'node:sqlite'
-import { inTransaction } from '../storage/sqlite.ts'
+import { DatabaseSync, type StatementSync } from 'node:sqlite'
+import { inTransaction, statementCache } from '../storage/sqlite.ts'
 import {
   type JobState,
   jobKey,
@@ -108,10 +108,12 @@ const toJob = (r: JobRow): PushJob => ({
  */
 export class SqlitePushStore implements PushStore {
   readonly #db: DatabaseSync
+  readonly #sql: (sql: string) => StatementSync
 
   constructor(path: string) {
     mkdirSync(dirname(path), { recursive: true })
     this.#db = new DatabaseSync(path)
+    this.#sql = statementCache(this.#db)
     this.#db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;')
     this.#db.exec(SCHEMA)
   }
@@ -122,56 +124,52 @@ export class SqlitePushStore implements PushStore {
 
   async register(r: Registration): Promise<void> {
     this.#tx(() => {
-      const others = this.#db
-        .prepare(
-          'SELECT user_id, device_id FROM push_devices WHERE token = ? AND NOT (user_id = ? AND device_id = ?)',
-        )
-        .all(r.token, r.userId, r.deviceId) as unknown as { user_id: string; device_id: string }[]
+      const others = this.#sql(
+        'SELECT user_id, device_id FROM push_devices WHERE token = ? AND NOT (user_id = ? AND device_id = ?)',
+      ).all(r.token, r.userId, r.deviceId) as unknown as { user_id: string; device_id: string }[]
       for (const o of others) this.#remove(o.user_id, o.device_id)
-      this.#db
-        .prepare(
-          `INSERT INTO push_devices (user_id, device_id, platform, token, apns_topic, sandbox, locale, hide_text, updated_at)
+      this.#sql(
+        `INSERT INTO push_devices (user_id, device_id, platform, token, apns_topic, sandbox, locale, hide_text, updated_at)
            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
            ON CONFLICT (user_id, device_id) DO UPDATE SET platform = excluded.platform, token = excluded.token,
              apns_topic = excluded.apns_topic, sandbox = excluded.sandbox, locale = excluded.locale,
              hide_text = excluded.hide_text, updated_at = excluded.updated_at`,
-        )
-        .run(
-          r.userId,
-          r.deviceId,
-          r.platform,
-          r.token,
-          r.apnsTopic,
-          r.sandbox ? 1 : 0,
-          r.locale,
-          r.hideText ? 1 : 0,
-          r.updatedAt,
-        )
+      ).run(
+        r.userId,
+        r.deviceId,
+        r.platform,
+        r.token,
+        r.apnsTopic,
+        r.sandbox ? 1 : 0,
+        r.locale,
+        r.hideText ? 1 : 0,
+        r.updatedAt,
+      )
     })
   }
 
   async registration(userId: string, deviceId: string): Promise<Registration | null> {
-    const row = this.#db
-      .prepare('SELECT * FROM push_devices WHERE user_id = ? AND device_id = ?')
-      .get(userId, deviceId) as unknown as RegistrationRow | undefined
+    const row = this.#sql('SELECT * FROM push_devices WHERE user_id = ? AND device_id = ?').get(
+      userId,
+      deviceId,
+    ) as unknown as RegistrationRow | undefined
     return row ? toRegistration(row) : null
   }
 
   async registrations(userIds: string[]): Promise<Registration[]> {
     if (userIds.length === 0) return []
-    const rows = this.#db
-      .prepare(
-        `SELECT * FROM push_devices WHERE user_id IN (SELECT value FROM json_each(?)) ORDER BY user_id, device_id`,
-      )
-      .all(JSON.stringify(userIds)) as unknown as RegistrationRow[]
+    const rows = this.#sql(
+      `SELECT * FROM push_devices WHERE user_id IN (SELECT value FROM json_each(?)) ORDER BY user_id, device_id`,
+    ).all(JSON.stringify(userIds)) as unknown as RegistrationRow[]
     return rows.map(toRegistration)
   }
 
   #remove(userId: string, deviceId: string): boolean {
-    this.#db.prepare('DELETE FROM push_jobs WHERE user_id = ? AND device_id = ?').run(userId, deviceId)
-    const gone = this.#db
-      .prepare('DELETE FROM push_devices WHERE user_id = ? AND device_id = ?')
-      .run(userId, deviceId)
+    this.#sql('DELETE FROM push_jobs WHERE user_id = ? AND device_id = ?').run(userId, deviceId)
+    const gone = this.#sql('DELETE FROM push_devices WHERE user_id = ? AND device_id = ?').run(
+      userId,
+      deviceId,
+    )
     return Number(gone.changes) === 1
   }
 
@@ -181,34 +179,36 @@ export class SqlitePushStore implements PushStore {
 
   async unregisterToken(userId: string, deviceId: string, token: string): Promise<boolean> {
     return this.#tx(() => {
-      const current = this.#db
-        .prepare('SELECT token FROM push_devices WHERE user_id = ? AND device_id = ?')
-        .get(userId, deviceId) as { token: string } | undefined
+      const current = this.#sql('SELECT token FROM push_devices WHERE user_id = ? AND device_id = ?').get(
+        userId,
+        deviceId,
+      ) as { token: string } | undefined
       return current?.token === token ? this.#remove(userId, deviceId) : false
     })
   }
 
   async setMuted(userId: string, chatId: string, muted: boolean): Promise<void> {
     if (muted) {
-      this.#db
-        .prepare('INSERT INTO push_mutes (user_id, chat_id) VALUES (?, ?) ON CONFLICT DO NOTHING')
-        .run(userId, chatId)
+      this.#sql('INSERT INTO push_mutes (user_id, chat_id) VALUES (?, ?) ON CONFLICT DO NOTHING').run(
+        userId,
+        chatId,
+      )
     } else {
-      this.#db.prepare('DELETE FROM push_mutes WHERE user_id = ? AND chat_id = ?').run(userId, chatId)
+      this.#sql('DELETE FROM push_mutes WHERE user_id = ? AND chat_id = ?').run(userId, chatId)
     }
   }
 
   async mutes(userIds: string[]): Promise<{ userId: string; chatId: string }[]> {
     if (userIds.length === 0) return []
-    const rows = this.#db
-      .prepare('SELECT user_id, chat_id FROM push_mutes WHERE user_id IN (SELECT value FROM json_each(?))')
-      .all(JSON.stringify(userIds)) as unknown as { user_id: string; chat_id: string }[]
+    const rows = this.#sql(
+      'SELECT user_id, chat_id FROM push_mutes WHERE user_id IN (SELECT value FROM json_each(?))',
+    ).all(JSON.stringify(userIds)) as unknown as { user_id: string; chat_id: string }[]
     return rows.map((r) => ({ userId: r.user_id, chatId: r.chat_id }))
   }
 
   async enqueue(jobs: NewJob[]): Promise<void> {
     if (jobs.length === 0) return
-    const upsert = this.#db.prepare(
+    const upsert = this.#sql(
       `INSERT INTO push_jobs (key, user_id, device_id, chat_id, state, last_seq, covered_seq, claimed_seq, due_at, attempts, owner, lease_until)
        VALUES (:key, :userId, :deviceId, :chatId, 'pending', :seq, 0, 0, :dueAt, 0, NULL, 0)
        ON CONFLICT (key) DO UPDATE SET
@@ -233,14 +233,12 @@ export class SqlitePushStore implements PushStore {
 
   async claim(now: number, owner: string, leaseMs: number, limit: number): Promise<PushJob[]> {
     return this.#tx(() => {
-      const rows = this.#db
-        .prepare(
-          `SELECT * FROM push_jobs
+      const rows = this.#sql(
+        `SELECT * FROM push_jobs
            WHERE (state = 'pending' AND due_at <= :now) OR (state = 'claimed' AND lease_until < :now)
            ORDER BY due_at LIMIT :limit`,
-        )
-        .all({ now, limit }) as unknown as JobRow[]
-      const take = this.#db.prepare(
+      ).all({ now, limit }) as unknown as JobRow[]
+      const take = this.#sql(
         `UPDATE push_jobs SET state = 'claimed', owner = ?, lease_until = ?, claimed_seq = last_seq WHERE key = ?`,
       )
       for (const r of rows) take.run(owner, now + leaseMs, jobKey(toJob(r)))
@@ -255,39 +253,35 @@ export class SqlitePushStore implements PushStore {
   }
 
   async markSending(job: PushJob, owner: string): Promise<boolean> {
-    const done = this.#db
-      .prepare(`UPDATE push_jobs SET state = 'sending' WHERE key = ? AND state = 'claimed' AND owner = ?`)
-      .run(jobKey(job), owner)
+    const done = this.#sql(
+      `UPDATE push_jobs SET state = 'sending' WHERE key = ? AND state = 'claimed' AND owner = ?`,
+    ).run(jobKey(job), owner)
     return Number(done.changes) === 1
   }
 
   async finish(job: PushJob, owner: string, coveredSeq: number, nextDueAt: number): Promise<void> {
-    this.#db
-      .prepare(
-        `UPDATE push_jobs SET
+    this.#sql(
+      `UPDATE push_jobs SET
            covered_seq = max(covered_seq, :covered),
            state = CASE WHEN last_seq > max(covered_seq, :covered) THEN 'pending' ELSE 'idle' END,
            due_at = :next, attempts = 0, owner = NULL, lease_until = 0
          WHERE key = :key AND state IN ('claimed', 'sending') AND owner = :owner`,
-      )
-      .run({ key: jobKey(job), owner, covered: coveredSeq, next: nextDueAt })
+    ).run({ key: jobKey(job), owner, covered: coveredSeq, next: nextDueAt })
   }
 
   async retryAt(job: PushJob, owner: string, dueAt: number, attempts: number): Promise<void> {
-    this.#db
-      .prepare(
-        `UPDATE push_jobs SET state = 'pending', due_at = ?, attempts = ?, owner = NULL, lease_until = 0
+    this.#sql(
+      `UPDATE push_jobs SET state = 'pending', due_at = ?, attempts = ?, owner = NULL, lease_until = 0
          WHERE key = ? AND state IN ('claimed', 'sending') AND owner = ?`,
-      )
-      .run(dueAt, attempts, jobKey(job), owner)
+    ).run(dueAt, attempts, jobKey(job), owner)
   }
 
   async recoverInDoubt(now: number, limit: number): Promise<PushJob[]> {
     return this.#tx(() => {
-      const rows = this.#db
-        .prepare(`SELECT * FROM push_jobs WHERE state = 'sending' AND lease_until < ? LIMIT ?`)
-        .all(now, limit) as unknown as JobRow[]
-      const close = this.#db.prepare(
+      const rows = this.#sql(
+        `SELECT * FROM push_jobs WHERE state = 'sending' AND lease_until < ? LIMIT ?`,
+      ).all(now, limit) as unknown as JobRow[]
+      const close = this.#sql(
         `UPDATE push_jobs SET covered_seq = max(covered_seq, claimed_seq),
            state = CASE WHEN last_seq > max(covered_seq, claimed_seq) THEN 'pending' ELSE 'idle' END,
            due_at = ?, attempts = 0, owner = NULL, lease_until = 0
@@ -299,9 +293,9 @@ export class SqlitePushStore implements PushStore {
   }
 
   async job(userId: string, deviceId: string, chatId: string): Promise<PushJob | null> {
-    const row = this.#db
-      .prepare('SELECT * FROM push_jobs WHERE key = ?')
-      .get(jobKey({ userId, deviceId, chatId })) as unknown | undefined
+    const row = this.#sql('SELECT * FROM push_jobs WHERE key = ?').get(
+      jobKey({ userId, deviceId, chatId }),
+    ) as unknown | undefined
     return row ? toJob(row as JobRow) : null
   }
 
