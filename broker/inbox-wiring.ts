@@ -117,6 +117,7 @@ export function wireInbox(d: {
     update: (m, type) =>
       announce({ kind: 'update', chatId: m.chatId, seq: m.seq, payload: JSON.stringify(toEvent(m, type)) }),
     receipt: (e, to) => announce({ kind: 'receipt', chatId: e.chatId, to, payload: JSON.stringify(e) }),
+    recentSenders: (chatId, fromSeq, toSeq) => inbox.recentSenders(chatId, fromSeq, toSeq),
   }
 
   const timers: NodeJS.Timeout[] = []

@@ -265,6 +265,15 @@ describe('inbox delivery from the message store', () => {
     const [edited, deleted] = ids.map(
       (id) => bob.messages(direct).find((m) => m.clientMsgId === id)?.seq ?? 0,
     )
+    // Bob's PUBACKs reached the node (its only connected device acknowledged): its cursor is past both.
+    await alice.until(
+      () =>
+        alice.inbox.some(
+          (e) =>
+            e.type === 'receipt' && e.userId === 'bob' && e.kind === 'delivered' && e.seq >= (deleted ?? 0),
+        ),
+      'bob’s delivered receipt',
+    )
     await t.node.inbox.flush()
     await bob.close()
     await alice.request('edit', { chatId: direct, seq: edited, text: 'edited while bob was away' })

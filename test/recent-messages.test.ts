@@ -28,8 +28,8 @@ describe('RecentMessages', () => {
     assert.deepEqual(seqs(r.after('c', 4, 10)), [5])
   })
 
-  it('keeps the newest messages per chat and a bounded number of chats', () => {
-    const r = new RecentMessages(4, 2)
+  it('keeps the newest messages per chat, within a memory bound', () => {
+    const r = new RecentMessages(4, 900)
     for (let s = 1; s <= 20; s++) r.add(m('c', s), Buffer.from(`${s}`))
     assert.deepEqual(r.after('c', 0, 100), [])
     assert.deepEqual(seqs(r.after('c', 16, 100)), [17, 18, 19, 20])
@@ -37,6 +37,10 @@ describe('RecentMessages', () => {
     r.add(m('e', 1), Buffer.from('1'))
     assert.deepEqual(r.after('c', 16, 100), [], 'the oldest chat went first')
     assert.deepEqual(seqs(r.after('e', 0, 100)), [1])
+    assert.ok(r.bytes <= 900)
+    r.forget('e')
+    r.forget('d')
+    assert.equal(r.bytes, 0)
   })
 
   it('forgets a chat whose messages changed, and everything on clear', () => {
@@ -48,5 +52,19 @@ describe('RecentMessages', () => {
     assert.deepEqual(seqs(r.after('d', 0, 1)), [1])
     r.clear()
     assert.deepEqual(r.after('d', 0, 1), [])
+  })
+
+  it('names the senders of a range it holds, and only then', () => {
+    const r = new RecentMessages()
+    const from = (senderId: string, seq: number) => ({ chatId: 'c', seq, senderId, at: seq })
+    r.add(from('bob', 3), Buffer.from('3'))
+    r.add(from('alice', 4), Buffer.from('4'))
+    r.add(from('bob', 5), Buffer.from('5'))
+    assert.deepEqual(r.senders('c', 2, 5), ['alice', 'bob'])
+    assert.deepEqual(r.senders('c', 4, 5), ['bob'])
+    assert.deepEqual(r.senders('c', 5, 5), [])
+    assert.equal(r.senders('c', 1, 5), null, 'seq 2 is not held')
+    assert.equal(r.senders('c', 2, 6), null, 'seq 6 is not held')
+    assert.equal(r.senders('d', 0, 1), null)
   })
 })

@@ -248,6 +248,14 @@ export class InboxDelivery {
     }
   }
 
+  /**
+   * The distinct senders of a chat's messages after `fromSeq` up to `toSeq`, when this node
+   * heard of all of them lately; null otherwise (the message store knows). For receipts.
+   */
+  recentSenders(chatId: string, fromSeq: number, toSeq: number): string[] | null {
+    return this.#recent.senders(chatId, fromSeq, toSeq)
+  }
+
   /** A chat's members changed on another node: local devices of new members start on it. */
   membersChanged(chatId: string): void {
     for (const userId of this.#d.index.members(chatId)) {

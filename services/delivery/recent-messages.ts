@@ -11,7 +11,13 @@ interface ChatTail {
   /** Seq of entries[0]; entries hold consecutive seqs. */
   first: number
   entries: RecentMessage[]
+  /** What the entries hold, bytes (payloads plus an estimate of each entry's own size). */
+  bytes: number
 }
+
+/** Bytes an entry holds beside its payload (the objects and the array slot), roughly. */
+const ENTRY_BYTES = 160
+const sizeOf = (r: RecentMessage) => r.payload.length + ENTRY_BYTES
 
 /**
  * The newest messages of each chat, as their inbox events: a read cache in front of the message
@@ -23,35 +29,56 @@ interface ChatTail {
  */
 export class RecentMessages {
   readonly #perChat: number
-  readonly #maxChats: number
+  readonly #maxBytes: number
   readonly #chats = new Map<string, ChatTail>()
+  #bytes = 0
 
   /**
-   * @param perChat messages kept per chat (the newest)
-   * @param maxChats chats kept; the chat whose tail was started longest ago goes first
+   * @param perChat messages kept per chat (the newest); a saturated node's devices fall behind
+   *   by a few hundred messages per chat (bench/)
+   * @param maxBytes memory the cache may hold, bytes (estimated); past it, the chat whose tail
+   *   was started longest ago goes first
    */
-  constructor(perChat = 256, maxChats = 2000) {
+  constructor(perChat = 1024, maxBytes = 32 * 2 ** 20) {
     this.#perChat = perChat
-    this.#maxChats = maxChats
+    this.#maxBytes = maxBytes
+  }
+
+  /** Estimated bytes held. */
+  get bytes(): number {
+    return this.#bytes
   }
 
   /** A message was stored: kept when it follows the chat's tail, else the tail restarts at it. */
   add(m: Deliverable, payload: Buffer): void {
-    const tail = this.#chats.get(m.chatId)
+    const entry = { m, payload }
+    let tail = this.#chats.get(m.chatId)
+    if (tail && m.seq < tail.first + tail.entries.length) return
     if (tail && m.seq === tail.first + tail.entries.length) {
-      tail.entries.push({ m, payload })
+      tail.entries.push(entry)
+      tail.bytes += sizeOf(entry)
+      this.#bytes += sizeOf(entry)
       // Trimmed in steps, so that the array is not shifted for every message.
       if (tail.entries.length >= this.#perChat * 2) {
-        tail.entries = tail.entries.slice(-this.#perChat)
-        tail.first = m.seq - this.#perChat + 1
+        const dropped = tail.entries.length - this.#perChat
+        let freed = 0
+        for (let i = 0; i < dropped; i++) freed += sizeOf(tail.entries[i] as RecentMessage)
+        tail.entries = tail.entries.slice(dropped)
+        tail.first += dropped
+        tail.bytes -= freed
+        this.#bytes -= freed
       }
-      return
+    } else {
+      if (tail) this.forget(m.chatId)
+      tail = { first: m.seq, entries: [entry], bytes: sizeOf(entry) }
+      this.#chats.set(m.chatId, tail)
+      this.#bytes += tail.bytes
     }
-    if (tail && m.seq < tail.first + tail.entries.length) return
-    if (!tail && this.#chats.size >= this.#maxChats) {
-      this.#chats.delete(this.#chats.keys().next().value as string)
+    while (this.#bytes > this.#maxBytes && this.#chats.size > 1) {
+      const oldest = this.#chats.keys().next().value as string
+      if (oldest === m.chatId) break
+      this.forget(oldest)
     }
-    this.#chats.set(m.chatId, { first: m.seq, entries: [{ m, payload }] })
   }
 
   /**
@@ -66,13 +93,32 @@ export class RecentMessages {
     return tail.entries.slice(start, start + limit)
   }
 
+  /**
+   * The distinct senders of the chat's messages after `fromSeq` up to `toSeq`, sorted; null
+   * when the cache does not hold all of them (the store knows).
+   */
+  senders(chatId: string, fromSeq: number, toSeq: number): string[] | null {
+    if (toSeq <= fromSeq) return []
+    const tail = this.#chats.get(chatId)
+    if (!tail || fromSeq + 1 < tail.first || toSeq >= tail.first + tail.entries.length) return null
+    const found = new Set<string>()
+    for (let i = fromSeq + 1 - tail.first; i <= toSeq - tail.first; i++) {
+      found.add((tail.entries[i] as RecentMessage).m.senderId)
+    }
+    return [...found].sort()
+  }
+
   /** A message of the chat changed: its tail may hold the old version. */
   forget(chatId: string): void {
+    const tail = this.#chats.get(chatId)
+    if (!tail) return
+    this.#bytes -= tail.bytes
     this.#chats.delete(chatId)
   }
 
   /** Notices may have been lost (a cluster's pub/sub came back): everything is forgotten. */
   clear(): void {
     this.#chats.clear()
+    this.#bytes = 0
   }
 }

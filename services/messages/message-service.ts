@@ -13,6 +13,8 @@ import type { UndeliveredTracker } from './undelivered-tracker.ts'
 import { type ReceiptEvent, sendSchema } from './wire.ts'
 
 const CURSOR_BATCH_MS = 50
+/** Cursors remembered per chat and user (the least recently written go first). */
+const KNOWN_CURSORS = 100_000
 
 export interface MessageLimits {
   maxTextChars: number
@@ -41,6 +43,11 @@ export interface InboxSink {
   update(m: StoredMessage, type: 'edit' | 'delete'): void
   /** A receipt for the senders it concerns. */
   receipt(e: ReceiptEvent, to: string[]): void
+  /**
+   * The distinct senders of a chat's messages after `fromSeq` up to `toSeq`, when the sink
+   * holds them all (recent messages); null when the store must be asked.
+   */
+  recentSenders?(chatId: string, fromSeq: number, toSeq: number): string[] | null
 }
 
 /** Told of every new message once it is fanned out (push notifications). */
@@ -79,6 +86,12 @@ export class MessageService {
   #closed = false
   /** Highest delivered seq seen per chat and user, so most delivery acks cost no store write. */
   readonly #delivered = new Map<string, number>()
+  /**
+   * Cursors as this node last wrote or read them, per chat, user and membership. Only ever behind the
+   * store (cursors move forward only, and other nodes may move them), so a receipt computed
+   * from one may name a sender twice, never miss one.
+   */
+  readonly #knownCursors = new Map<string, { deliveredSeq: number; readSeq: number }>()
 
   constructor(d: {
     chats: ChatStore
@@ -261,14 +274,22 @@ export class MessageService {
   }
 
   async #advance(chatId: string, userId: string, kind: 'delivered' | 'read', seq: number) {
-    const before = await this.#chats.cursor(chatId, userId)
+    // A member removed and added again starts with fresh cursors: the key names the membership.
+    const key = `${chatId}\u0000${userId}\u0000${this.#index.joinedAt(chatId, userId) ?? 0}`
+    const before = this.#knownCursors.get(key) ?? (await this.#chats.cursor(chatId, userId))
     const from = kind === 'read' ? before.readSeq : before.deliveredSeq
     const { cursor, moved } = await this.#chats.advanceCursor({ chatId, userId, kind, seq })
+    this.#knownCursors.delete(key)
+    this.#knownCursors.set(key, { deliveredSeq: cursor.deliveredSeq, readSeq: cursor.readSeq })
+    if (this.#knownCursors.size > KNOWN_CURSORS) {
+      this.#knownCursors.delete(this.#knownCursors.keys().next().value as string)
+    }
     if (!moved) return cursor
     const receipt: ReceiptEvent = { type: 'receipt', chatId, userId, kind, seq }
-    const senders = (await this.#messages.sendersBetween(chatId, from, seq)).filter(
-      (u) => u !== userId && this.#index.isMember(chatId, u),
-    )
+    const senders = (
+      this.#inbox.recentSenders?.(chatId, from, seq) ??
+      (await this.#messages.sendersBetween(chatId, from, seq))
+    ).filter((u) => u !== userId && this.#index.isMember(chatId, u))
     if (senders.length) this.#inbox.receipt(receipt, senders)
     return cursor
   }

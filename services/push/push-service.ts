@@ -148,12 +148,27 @@ export class PushService {
    * path does not wait for it; the promise is for tests.
    */
   onMessage(m: StoredMessage): Promise<void> {
-    if (m.kind !== 'text') return Promise.resolve()
+    if (m.kind !== 'text' || this.#nobodyToPush(m)) return Promise.resolve()
     const writing = this.#enqueueFor(m).catch((err: unknown) =>
       this.#log.error({ err, chatId: m.chatId, seq: m.seq }, 'could not create push jobs'),
     )
     this.#enqueuing.add(writing)
     return writing.finally(() => this.#enqueuing.delete(writing))
+  }
+
+  /**
+   * True when the cache already says no recipient has a device to push to for this chat: the
+   * common case (apps that do not register for push), decided without a promise per message.
+   */
+  #nobodyToPush(m: StoredMessage): boolean {
+    const now = Date.now()
+    for (const u of this.#members(m.chatId)) {
+      if (u === m.senderId) continue
+      const hit = this.#cache.get(u)
+      if (!hit || now - hit.at >= CACHE_MS) return false
+      if (hit.devices.length > 0 && !hit.muted.has(m.chatId)) return false
+    }
+    return true
   }
 
   async #enqueueFor(m: StoredMessage): Promise<void> {
