@@ -1,4 +1,4 @@
-import type { AedesOptions, AedesPublishPacket, Client, PublishPacket, Subscription } from 'aedes'
+import type { Aedes, AedesOptions, AedesPublishPacket, Client, PublishPacket, Subscription } from 'aedes'
 import type { Logger } from 'pino'
 import type { DeviceIdentity } from '../services/auth/identity.ts'
 import { parseClientId } from '../services/auth/identity.ts'
@@ -190,4 +190,23 @@ export function createHooks(d: HookDeps): HookSet {
   }
 
   return { authenticate, authorizePublish, authorizeSubscribe, authorizeForward }
+}
+
+/**
+ * Packets the hooks send to DROPPED_TOPIC (refused publishes, and chat sends the send path has
+ * already stored and fanned out) leave aedes right after their PUBACK: nothing subscribes to
+ * that topic, and aedes' publish pipeline (persistence lookups, the emitter, Redis in a
+ * cluster) cost about 9 µs per chat message for nothing (bench/).
+ */
+export function skipDroppedPublishes(broker: Aedes): void {
+  // aedes 1.2 calls publish(packet, client, done) from its handlers; its declarations name
+  // only publish(packet, done).
+  type Done = (err?: Error) => void
+  const target = broker as unknown as { publish(packet: PublishPacket, client: unknown, done?: Done): void }
+  const publish = target.publish.bind(target)
+  target.publish = (packet, client, done) => {
+    if (packet.topic !== DROPPED_TOPIC) return publish(packet, client, done)
+    const callback = typeof client === 'function' ? (client as Done) : done
+    callback?.()
+  }
 }

@@ -28,7 +28,7 @@ import { MAX_PAGE_SIZE, operations } from '../services/requests/operations.ts'
 import { RequestRouter } from '../services/requests/router.ts'
 import { registerSessionOps } from '../services/requests/session-ops.ts'
 import { type ClusterLink, openCluster } from './cluster.ts'
-import { createHooks } from './hooks.ts'
+import { createHooks, skipDroppedPublishes } from './hooks.ts'
 import { createHttpHandler } from './http.ts'
 import { InFlight } from './in-flight.ts'
 import { type InboxWiring, wireInbox } from './inbox-wiring.ts'
@@ -298,6 +298,7 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
         }
       : {}),
   })
+  skipDroppedPublishes(broker)
   const resync = cluster ? shareMembership(cluster) : undefined
   wiring.attach(broker)
   await presence.start()
