@@ -15,7 +15,8 @@ const RETRY_MS = 1000
 export class CursorBatch {
   readonly #store: Pick<DeliveryStore, 'advance'>
   readonly #log: Logger
-  readonly #moves = new Map<string, DeviceCursor>()
+  /** Gathered moves by device (`<userId>/<deviceId>`), then chat; entries are updated in place. */
+  readonly #moves = new Map<string, Map<string, DeviceCursor>>()
   #timer: NodeJS.Timeout | undefined
   #writing: Promise<void> = Promise.resolve()
   #closed = false
@@ -25,9 +26,13 @@ export class CursorBatch {
     this.#log = log
   }
 
-  /** Gathers a cursor move (to the highest seq seen for that device and chat). */
-  move(m: DeviceCursor): void {
-    this.#keep(m)
+  /**
+   * Gathers a cursor move (to the highest seq seen for that device and chat). Called for every
+   * acknowledged packet, so a cursor already gathered is moved without allocating.
+   * @param device the device, with its client id `<userId>/<deviceId>` as key
+   */
+  move(device: { userId: string; deviceId: string; clientId: string }, chatId: string, seq: number): void {
+    this.#gather(device, chatId, seq)
     this.#schedule(FLUSH_MS)
   }
 
@@ -35,7 +40,8 @@ export class CursorBatch {
   async flush(): Promise<void> {
     clearTimeout(this.#timer)
     this.#timer = undefined
-    const batch = [...this.#moves.values()]
+    const batch: DeviceCursor[] = []
+    for (const chats of this.#moves.values()) for (const m of chats.values()) batch.push(m)
     this.#moves.clear()
     const mine = this.#writing.then(() => (batch.length ? this.#write(batch) : undefined))
     this.#writing = mine.catch(() => {})
@@ -48,17 +54,22 @@ export class CursorBatch {
     return this.flush()
   }
 
-  #keep(m: DeviceCursor): void {
-    const key = `${m.userId}\u0000${m.deviceId}\u0000${m.chatId}`
-    const had = this.#moves.get(key)
-    if (!had || had.seq < m.seq) this.#moves.set(key, m)
+  #gather(device: { userId: string; deviceId: string; clientId: string }, chatId: string, seq: number): void {
+    let chats = this.#moves.get(device.clientId)
+    if (!chats) {
+      chats = new Map()
+      this.#moves.set(device.clientId, chats)
+    }
+    const had = chats.get(chatId)
+    if (!had) chats.set(chatId, { userId: device.userId, deviceId: device.deviceId, chatId, seq })
+    else if (had.seq < seq) had.seq = seq
   }
 
   async #write(batch: DeviceCursor[]): Promise<void> {
     try {
       await this.#store.advance(batch)
     } catch (err) {
-      for (const m of batch) this.#keep(m)
+      for (const m of batch) this.#gather({ ...m, clientId: `${m.userId}/${m.deviceId}` }, m.chatId, m.seq)
       if (this.#closed) throw err
       this.#log.warn({ err, cursors: batch.length }, 'could not write delivery cursors; retrying')
       this.#schedule(RETRY_MS)

@@ -641,7 +641,7 @@ export class InboxDelivery {
     // At QoS 0 nothing comes back: written is as far as delivery goes (no delivered receipt).
     if (written && feed.qos === 0 && m.seq > cs.acked) {
       cs.acked = m.seq
-      this.#cursors.move({ userId: feed.userId, deviceId: feed.deviceId, chatId: m.chatId, seq: m.seq })
+      this.#cursors.move(feed, m.chatId, m.seq)
     }
   }
 
@@ -684,7 +684,7 @@ export class InboxDelivery {
   ): void {
     const cs = feed.chats.get(chatId)
     if (cs && seq > cs.acked) cs.acked = seq
-    this.#cursors.move({ userId: feed.userId, deviceId: feed.deviceId, chatId, seq })
+    this.#cursors.move(feed, chatId, seq)
     if (senderId !== state.who.userId) this.#d.onDelivered(state.who.userId, chatId, seq, at)
   }
 
