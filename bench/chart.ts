@@ -1,5 +1,5 @@
 import sharp from 'sharp'
-import type { Row } from './run.ts'
+import type { Row } from './report.ts'
 
 const W = 970
 const H = 520

@@ -39,9 +39,19 @@ export type Job =
       format: 'raw' | 'chat'
       window: number
     }
-  | { kind: 'listen'; clients: Array<ClientSpec & { topic: string }> }
+  | {
+      kind: 'listen'
+      /** Persistent sessions (clean=false), as apps keep; ids unique to the run. */
+      clients: Array<ClientSpec & { topic: string }>
+      /** The text of the chat message waited for. */
+      text: string
+    }
   | { kind: 'send-once'; client: ClientSpec; topic: string; text: string }
-  | { kind: 'connect'; clients: ClientSpec[] }
+  | {
+      kind: 'connect'
+      /** Persistent sessions, each subscribed to its topic at QoS 1 (a device's inbox). */
+      clients: Array<ClientSpec & { topic: string }>
+    }
   | { kind: 'close' }
 
 const now = () => performance.timeOrigin + performance.now()
@@ -227,10 +237,19 @@ process.on('message', async (job: Job) => {
     else if (job.kind === 'listen') {
       arrivals.length = 0
       const clients = await inBatches(job.clients, 50, async (spec) => {
-        const c = await connect(spec)
+        const c = await connect(spec, false)
         await c.subscribeAsync(spec.topic, { qos: 1 })
+        // The first arrival of this message only: not the group's other events, not a redelivery.
+        let arrived = false
         c.on('message', (_t, body) => {
-          if (!body.includes('"fanout ')) return
+          if (arrived) return
+          try {
+            const e = JSON.parse(body.toString('utf8')) as { type?: string; text?: string }
+            if (e.type !== 'message' || e.text !== job.text) return
+          } catch {
+            return
+          }
+          arrived = true
           arrivals.push(now())
           if (arrivals.length === job.clients.length) process.send?.({ event: 'arrived' })
         })
@@ -241,13 +260,14 @@ process.on('message', async (job: Job) => {
     } else if (job.kind === 'send-once') {
       const c = await connect(job.client)
       const at = now()
-      await c.publishAsync(job.topic, JSON.stringify({ clientMsgId: `f${at}`, text: `fanout ${job.text}` }), {
-        qos: 1,
-      })
+      await c.publishAsync(job.topic, JSON.stringify({ clientMsgId: `f${at}`, text: job.text }), { qos: 1 })
       process.send?.({ event: 'sent', at })
     } else if (job.kind === 'connect') {
       const started = now()
-      await inBatches(job.clients, 200, (spec) => connect(spec, false))
+      await inBatches(job.clients, 200, async (spec) => {
+        const c = await connect(spec, false)
+        await c.subscribeAsync(spec.topic, { qos: 1 })
+      })
       process.send?.({ event: 'connected', ms: now() - started })
     } else if (job.kind === 'close') {
       for (const c of open) c.end(true)

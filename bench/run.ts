@@ -8,17 +8,21 @@ import { startFerretDb } from '../test/helpers/ferretdb.ts'
 import { startRedis } from '../test/helpers/redis.ts'
 import { s3Env, startVersitygw } from '../test/helpers/versitygw.ts'
 import { renderChart } from './chart.ts'
+import { type MemoryUsage, memoryAfterGc } from './heap.ts'
 import { seedHistory } from './history-seed.ts'
 import type { ClientSpec, Job, Pair } from './load-worker.ts'
 import { percentiles } from './percentiles.ts'
-import { procStats } from './proc-stats.ts'
+import { machineBusyUs, mainThreadCpuUs, procStats } from './proc-stats.ts'
+import { anchors, fmt, type Row, table } from './report.ts'
 import { startAedes, startMosquitto, startNatter, type Target } from './targets.ts'
 import { Workers } from './workers.ts'
 
 /**
- * npm run bench (quick, under 3 minutes) and npm run bench:full: the same scenarios against
- * mosquitto, plain aedes and Natter in one run, targets interleaved at every step, results in
- * bench/results/ as Markdown and a PNG chart.
+ * npm run bench (quick) and npm run bench:full (more pairs, rates and history requests): the same
+ * scenarios against mosquitto, plain aedes and Natter in one run, targets interleaved at every
+ * step, results in bench/results/ as Markdown, JSON and a PNG chart. Options: --only=idle,relay,…
+ * (some parts, into partial.*), --seconds=N (measured part of a step), --idle=N (idle
+ * connections), --rates=1000,0 (relay steps; 0 is "max"), --chat-rates=…, --cpu-prof=DIR.
  */
 
 const full = process.argv.includes('--full')
@@ -48,7 +52,7 @@ const P = full
       chatRates: [1000, 5000],
       mongoChatRates: [50, 100],
       clusterRates: [],
-      idle: 2000,
+      idle: 10_000,
       groups: [100, 1000],
       history: { chats: 100, perChat: 10_000, requests: 1000 },
     }
@@ -59,9 +63,21 @@ const chatRates = process.argv
   .split(',')
   .map(Number)
 if (chatRates) P.chatRates = chatRates
+// --rates=1000,0: only these relay steps (0 is "max").
+const rates = process.argv
+  .find((a) => a.startsWith('--rates='))
+  ?.slice(8)
+  .split(',')
+  .map(Number)
 // --seconds=N: the measured part of each step (after the warm-up).
 const seconds = process.argv.find((a) => a.startsWith('--seconds='))?.slice(10)
 if (seconds) P.seconds = Number(seconds)
+// --idle=N: how many idle connections the idle part opens.
+const idleArg = process.argv.find((a) => a.startsWith('--idle='))?.slice(7)
+if (idleArg) P.idle = Number(idleArg)
+const want = (part: string) => only === undefined || only.split(',').includes(part)
+// Tells this run's users and devices apart from an earlier run's, should a target outlive one.
+const RUN = Date.now().toString(36)
 const WORKERS = 2
 const redisVersion = () =>
   /v=(\S+)/.exec(execFileSync('redis-server', ['--version'], { encoding: 'utf8' }))?.[1] ?? 'unknown'
@@ -82,22 +98,6 @@ async function token(user: string): Promise<string> {
   return t
 }
 
-export interface Row {
-  scenario: string
-  target: string
-  offered: string
-  delivered: number
-  loss: number
-  p50: number
-  p99: number
-  p999: number
-  cpuUsPerMsg: number
-  rssMb: number
-  generatorCpu: number
-  /** What delivered counts: messages (the default) or requests (history pages). */
-  unit?: 'requests'
-}
-
 interface StreamResult {
   sent: number
   received: number
@@ -110,10 +110,12 @@ interface StreamResult {
 }
 
 /** CPU and memory of all of a target's processes. */
-function targetStats(target: Target): { cpuUs: number; rssBytes: number } {
-  const all = (target.pids ?? [target.pid]).map(procStats)
+function targetStats(target: Target): { cpuUs: number; mainUs: number; rssBytes: number } {
+  const pids = target.pids ?? [target.pid]
+  const all = pids.map(procStats)
   return {
     cpuUs: all.reduce((a, s) => a + s.cpuUs, 0),
+    mainUs: pids.reduce((a, pid) => a + mainThreadCpuUs(pid), 0),
     rssBytes: all.reduce((a, s) => a + s.rssBytes, 0),
   }
 }
@@ -144,11 +146,11 @@ async function stream(
   const wall = performance.now()
   workers.go()
   // The broker's CPU counts from the end of the warm-up, as the generators' figures do.
-  const before = await new Promise<{ cpuUs: number }>((resolve) =>
-    setTimeout(() => resolve(targetStats(target)), P.warmup * 1000),
+  const before = await new Promise<{ cpuUs: number; mainUs: number; machineUs: number }>((resolve) =>
+    setTimeout(() => resolve({ ...targetStats(target), machineUs: machineBusyUs() }), P.warmup * 1000),
   )
   const rs = await Promise.all(results)
-  const after = targetStats(target)
+  const after = { ...targetStats(target), machineUs: machineBusyUs() }
   const seconds = Math.max(...rs.map((r) => r.spanMs)) / 1000
   const sent = rs.reduce((a, r) => a + r.sent, 0)
   const received = rs.reduce((a, r) => a + r.received, 0)
@@ -170,6 +172,9 @@ async function stream(
     cpuUsPerMsg: measured ? (after.cpuUs - before.cpuUs) / measured : 0,
     rssMb: after.rssBytes / 2 ** 20,
     generatorCpu: rs.reduce((a, r) => a + r.cpuUs, 0) / 1e6 / wallS,
+    brokerCores: (after.cpuUs - before.cpuUs) / 1e6 / seconds,
+    mainThreadCores: (after.mainUs - before.mainUs) / 1e6 / seconds,
+    machineCores: (after.machineUs - before.machineUs) / 1e6 / seconds,
   }
 }
 
@@ -263,8 +268,14 @@ function streamJobs(pairs: Pair[], o: { qos: 0 | 1; rate: number; format: 'raw' 
   }))
 }
 
+/**
+ * One message to a group of `size` members, each on one device with a persistent session
+ * subscribed to its inbox at QoS 1, as apps are: the median and the last member's arrival after
+ * the send. The members are users of this run only, so no session of an earlier run (offline,
+ * with its inbox subscription) is delivered to or counted.
+ */
 async function fanout(workers: Workers, target: Target, size: number): Promise<Row> {
-  const members = Array.from({ length: size }, (_, i) => `g${size}_${i}`)
+  const members = Array.from({ length: size }, (_, i) => `g${size}-${RUN}-${i}`)
   const [owner, ...rest] = members as [string, ...string[]]
   const group = await api<{ id: string }>(target, owner, 'chat.create', {
     name: `fanout ${size}`,
@@ -279,8 +290,9 @@ async function fanout(workers: Workers, target: Target, size: number): Promise<R
       topic: `u/${u}/inbox`,
     })),
   )
+  const text = `fanout ${size} ${RUN}`
   await workers.run(
-    split(specs, WORKERS).map((clients) => ({ kind: 'listen', clients })),
+    split(specs, WORKERS).map((clients) => ({ kind: 'listen', clients, text })),
     'ready',
   )
   const sender: ClientSpec = {
@@ -291,7 +303,7 @@ async function fanout(workers: Workers, target: Target, size: number): Promise<R
   }
   const everyone = workers.all('arrived')
   const [sent] = await workers.run<{ at: number }>(
-    [{ kind: 'send-once', client: sender, topic: `c/${group.id}/send`, text: 'x' }],
+    [{ kind: 'send-once', client: sender, topic: `c/${group.id}/send`, text }],
     'sent',
   )
   // Every member has it, or 10 s have passed (then the missing ones count as not delivered).
@@ -302,12 +314,11 @@ async function fanout(workers: Workers, target: Target, size: number): Promise<R
     workers.procs.map(() => ({ kind: 'close' })),
     'closed',
   )
-  const arrivals = closed.flatMap((c) => c.arrivals)
-  const last = Math.max(...arrivals) - (sent?.at ?? 0)
-  const [p50] = percentiles(
-    arrivals.map((a) => a - (sent?.at ?? 0)),
-    [50],
-  )
+  // Arrival times are each worker's clock (performance.timeOrigin + now: the wall clock at its
+  // start, then the monotonic clock), the send time the sending worker's.
+  const arrivals = closed.flatMap((c) => c.arrivals).map((a) => a - (sent?.at ?? 0))
+  const last = arrivals.length ? Math.max(...arrivals) : Number.NaN
+  const [p50] = percentiles(arrivals, [50])
   return {
     scenario: `group fan-out, ${size} members`,
     target: target.name,
@@ -323,25 +334,52 @@ async function fanout(workers: Workers, target: Target, size: number): Promise<R
   }
 }
 
+/**
+ * n idle connections, opened while the broker is fresh: persistent sessions, each subscribed to
+ * one topic at QoS 1 (a Natter device, with its own JWT, to its inbox, as an app is). Memory per
+ * connection is the growth from before they open to after, divided by n: for the Node targets the
+ * live memory after two full GCs (heapUsed + external; external holds every Buffer, arrayBuffers
+ * is part of it), read through the inspector, and the RSS at the same moments; for mosquitto the
+ * RSS only.
+ */
 async function idle(workers: Workers, target: Target, n: number): Promise<Row> {
   const specs = await Promise.all(
-    Array.from({ length: n }, async (_, i): Promise<ClientSpec> => {
-      if (target.name !== 'natter') return { url: target.url, clientId: `idle${i}` }
+    Array.from({ length: n }, async (_, i): Promise<ClientSpec & { topic: string }> => {
+      if (target.name !== 'natter') return { url: target.url, clientId: `idle${i}`, topic: `idle/${i}` }
       const u = `i${i}`
-      return { url: target.url, clientId: `${u}/phone`, username: u, password: await token(u) }
+      return {
+        url: target.url,
+        clientId: `${u}/phone`,
+        username: u,
+        password: await token(u),
+        topic: `u/${u}/inbox`,
+      }
     }),
   )
+  // Without the inspector (its port taken by another process since it was found free), RSS only.
+  const heap = (port: number | undefined) =>
+    port === undefined
+      ? undefined
+      : memoryAfterGc(port).catch((err: Error) => {
+          process.stderr.write(`${target.name}: no live heap reading: ${err.message}\n`)
+          return undefined
+        })
+  const heapBefore = await heap(target.inspectPort)
   const before = procStats(target.pid)
   const answers = await workers.run<{ ms: number }>(
     split(specs, WORKERS).map((clients) => ({ kind: 'connect', clients })),
     'connected',
   )
-  const after = procStats(target.pid)
   const ms = Math.max(...answers.map((a) => a.ms))
+  // What a connection starts after its SUBACK (session and delivery state) settles first.
+  await new Promise((resolve) => setTimeout(resolve, 1000))
+  const heapAfter = heapBefore && (await heap(target.inspectPort))
+  const after = procStats(target.pid)
   await workers.run(
     workers.procs.map(() => ({ kind: 'close' })),
     'closed',
   )
+  const live = (m: MemoryUsage) => m.heapUsed + m.external
   return {
     scenario: `${n} idle connections`,
     target: target.name,
@@ -352,8 +390,15 @@ async function idle(workers: Workers, target: Target, n: number): Promise<Row> {
     p99: Number.NaN,
     p999: Number.NaN,
     cpuUsPerMsg: 0,
-    rssMb: (after.rssBytes - before.rssBytes) / n / 1024,
+    rssMb: after.rssBytes / 2 ** 20,
     generatorCpu: 0,
+    rssKbPerConn: (after.rssBytes - before.rssBytes) / n / 1024,
+    ...(heapBefore && heapAfter
+      ? {
+          heapKbPerConn: (live(heapAfter) - live(heapBefore)) / n / 1024,
+          memory: { before: heapBefore, after: heapAfter },
+        }
+      : {}),
   }
 }
 
@@ -433,41 +478,19 @@ async function history(
   return rows
 }
 
-const fmt = (n: number, digits = 1) => (Number.isFinite(n) ? n.toFixed(digits) : '–')
-
-function table(rows: Row[]): string {
-  const out = [
-    '| scenario | target | offered msg/s | delivered msg/s | not delivered at the end | p50 ms | p99 ms | p99.9 ms | broker CPU µs/msg | broker RSS MB | generator CPU |',
-    '|---|---|---|---|---|---|---|---|---|---|---|',
-  ]
-  for (const r of rows) {
-    if (r.scenario.includes('idle')) {
-      out.push(
-        `| ${r.scenario} | ${r.target} | – | ${r.delivered} conn/s | – | – | – | – | – | ${fmt(r.rssMb)} KB/conn | – |`,
-      )
-    } else if (r.unit === 'requests') {
-      out.push(
-        `| ${r.scenario} | ${r.target} | ${r.offered} | ${r.delivered} requests/s | – | ${fmt(r.p50, 2)} | ${fmt(r.p99, 2)} | ${fmt(r.p999, 2)} | ${fmt(r.cpuUsPerMsg)} µs/request | ${fmt(r.rssMb, 0)} | – |`,
-      )
-    } else if (r.scenario.includes('fan-out')) {
-      out.push(
-        `| ${r.scenario} | ${r.target} | – | ${r.delivered} members reached | ${fmt(r.loss * 100)}% | ${fmt(r.p50)} | last: ${fmt(r.p99)} | – | – | ${fmt(r.rssMb, 0)} | – |`,
-      )
-    } else {
-      out.push(
-        `| ${r.scenario} | ${r.target} | ${r.offered} | ${r.delivered} | ${fmt(r.loss * 100, 2)}% | ${fmt(r.p50, 2)} | ${fmt(r.p99, 2)} | ${fmt(r.p999, 2)} | ${fmt(r.cpuUsPerMsg)} | ${fmt(r.rssMb, 0)} | ${fmt(r.generatorCpu * 100, 0)}% |`,
-      )
-    }
-  }
-  return out.join('\n')
-}
-
 async function main() {
   const started = Date.now()
   const natterEnv: Record<string, string> = cpuProf
     ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${cpuProf}` }
     : {}
-  const targets = [await startMosquitto(), await startAedes(), await startNatter({ secret, env: natterEnv })]
+  // The Node targets' inspector listens for the idle part's memory readings only; no session
+  // stays attached (bench/heap.ts).
+  const inspect = want('idle')
+  const targets = [
+    await startMosquitto(),
+    await startAedes({ inspect }),
+    await startNatter({ secret, env: natterEnv, inspect }),
+  ]
   const natter = targets[2] as Target
   const workers = await Workers.start(WORKERS)
   const rows: Row[] = []
@@ -477,12 +500,11 @@ async function main() {
     process.stderr.write(`${r.scenario} ${r.target} ${r.offered}: ${r.delivered}/s p99 ${fmt(r.p99, 2)} ms\n`)
   }
   try {
-    const want = (part: string) => only === undefined || only.split(',').includes(part)
     // First, while every broker is fresh: memory per connection is then not hidden in a heap
     // that earlier load has already grown.
     for (const target of want('idle') ? targets : []) log(await idle(workers, target, P.idle))
     for (const qos of want('relay') ? ([0, 1] as const) : []) {
-      for (const rate of [...P.rates, 0]) {
+      for (const rate of rates ?? [...P.rates, 0]) {
         // Targets in turn at every step, so a drift of the machine hits all of them alike.
         for (const target of targets) {
           const pairs = await relayPairs(target, P.pairs)
@@ -598,14 +620,16 @@ async function main() {
 
   const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`
   const versions = [...targets.map((t) => `${t.name} ${t.version}`), ...extraVersions].join(', ')
+  const against = anchors(rows)
   const md = [
     `# Natter benchmark (${full ? 'full' : 'quick'} profile)`,
     '',
     `Run ${new Date().toISOString()} in ${((Date.now() - started) / 1000).toFixed(0)} s on ${machine}. ${versions}.`,
-    `${P.pairs} publisher/subscriber pairs in ${WORKERS} load-generator processes on the same machine; 100-byte payloads; ${P.seconds} s per step, targets in turn at every step. Latency runs from each message's scheduled send time (corrected for coordinated omission) to its arrival. "max" sends as fast as a window of 2,000 unacknowledged messages per generator allows; delivered msg/s counts until the last arrival. "Not delivered at the end" is what had not arrived 3 s after arrivals stopped. Broker CPU is the broker process's user + system time per delivered message; generator CPU is the load generator's, in cores (above 100% the generator shares the 2 cores with the broker). The chat rows go through Natter's whole send path: auth, validation, a durable store write before the PUBACK (SQLite, or MongoDB on FerretDB), and fan-out to the recipient's device and the sender's own inbox; the chat devices keep persistent sessions (clean=false) and acknowledge every delivery, which the server turns into delivered receipts. The cluster rows relay QoS 1 from a publisher on one of three Natter nodes to a subscriber on another, through one Redis, all on the same 2 cores (their CPU and memory are the three nodes' sum, Redis not included), next to the single node in the same part. The history rows ask for pages of a store holding ${((P.history.chats * P.history.perChat) / 1e6).toFixed(1)} million messages, 16 requests in flight over the HTTP API; their CPU is the broker's per request.`,
+    `${P.pairs} publisher/subscriber pairs in ${WORKERS} load-generator processes on the same machine; 100-byte payloads; targets in turn at every step. Every stream step sends for ${P.warmup} s of warm-up, then for ${P.seconds} s that are measured: the warm-up counts in no figure but "not delivered at the end". Latency runs from each message's scheduled send time (corrected for coordinated omission) to its arrival, for the messages sent after the warm-up. "max" sends as fast as a window of 2,000 unacknowledged messages per generator allows (at QoS 0 nothing is acknowledged: the window holds only what waits for a full socket, so "max" offers more than a broker takes and its latency is the backlog that grows over the step); delivered msg/s counts the arrivals from the end of the warm-up to the last one, over that time; broker and generator CPU count from the end of the warm-up too. "Not delivered at the end" is what had not arrived, of all that was sent, 3 s after arrivals stopped. Broker CPU is the broker process's user + system time per delivered message; generator CPU is the load generator's, in cores (above 100% the generator shares the 2 cores with the broker). The table after this one gives the "max" steps' CPU in cores too: the broker's, its main thread's (where a Node broker's JavaScript runs, and all of mosquitto), and the whole machine's (every process, this run's or not: the machine is shared; near ${cpus().length} it is the machine that is full). Plain aedes (in memory, no hooks) is configured as Natter configures its aedes: no cap on deliveries in flight (concurrency 0), no drain timeout; every broker sets TCP_NODELAY on its clients' sockets, as Natter does (set_tcp_nodelay for mosquitto). Relay clients have clean sessions. The chat rows go through Natter's whole send path: auth, validation, a durable store write before the PUBACK (SQLite, or MongoDB on FerretDB), and fan-out to the recipient's device and the sender's own inbox; the chat devices keep persistent sessions (clean=false), as apps do, and acknowledge every delivery, which the server turns into delivered receipts. The fan-out rows send one chat message to a group whose members (users of this run only) are each connected on a persistent session subscribed to their inbox at QoS 1: the median and the last member's arrival after the send. The idle rows open ${P.idle} connections on a fresh broker, persistent sessions each subscribed to one topic at QoS 1 (a Natter device with its own JWT, to its inbox u/<userId>/inbox); conn/s counts connecting and subscribing. Their memory is the growth from before they open to after, per connection: for Natter and aedes the live memory (V8 heapUsed + external, which holds the Buffers) after two full garbage collections, read through the Node inspector (a DevTools Protocol session opened for the reading and closed after it; none is attached during any other step), and the RSS read at the same moments; for mosquitto the RSS only. The cluster rows relay QoS 1 from a publisher on one of three Natter nodes to a subscriber on another, through one Redis, all on the same 2 cores (their CPU and memory are the three nodes' sum, Redis not included), next to the single node in the same part. The history rows ask for pages of a store holding ${((P.history.chats * P.history.perChat) / 1e6).toFixed(1)} million messages, 16 requests in flight over the HTTP API; their CPU is the broker's per request.`,
     '',
     table(rows),
     '',
+    ...(against.md ? ['## Natter against the anchors', '', against.md, ''] : []),
     `![latency against offered load](${OUT}.png)`,
     '',
   ].join('\n')
@@ -613,7 +637,7 @@ async function main() {
   writeFileSync(new URL(`./results/${OUT}.md`, import.meta.url), md)
   writeFileSync(
     new URL(`./results/${OUT}.json`, import.meta.url),
-    JSON.stringify({ machine, versions, rows }, null, 2),
+    JSON.stringify({ machine, versions, rows, anchors: against.json }, null, 2),
   )
   await renderChart(rows, new URL(`./results/${OUT}.png`, import.meta.url).pathname)
   process.stdout.write(`${md}\n`)

@@ -18,10 +18,25 @@ export interface Target {
   /** A cluster node's MQTT URLs, one per node. */
   urls?: string[]
   version: string
+  /** The inspector's port of a Node target started with one (memory after GC, bench/heap.ts). */
+  inspectPort?: number
   stop(): Promise<void>
 }
 
 const ROOT = new URL('..', import.meta.url).pathname
+
+/**
+ * NODE_OPTIONS with the inspector listening on a free port of 127.0.0.1, for a Node target whose
+ * live heap is measured. Nothing attaches to it but the short sessions of bench/heap.ts. Its
+ * "Debugger listening" line is not printed (the port is known, the URL is read from /json/list).
+ */
+async function withInspector(
+  nodeOptions: string | undefined,
+): Promise<{ NODE_OPTIONS: string; port: number }> {
+  const port = await freePort()
+  const inspect = `--inspect=127.0.0.1:${port} --inspect-publish-uid=http`
+  return { NODE_OPTIONS: nodeOptions ? `${nodeOptions} ${inspect}` : inspect, port }
+}
 
 /** Reads JSON lines until one matches; the rest of the output keeps being drained. */
 function firstJsonLine(
@@ -62,6 +77,9 @@ export async function startMosquitto(): Promise<Target> {
       'allow_anonymous true',
       'max_queued_messages 1000000',
       'persistence false',
+      // TCP_NODELAY on client sockets, as Natter and the benchmark's aedes set it (mosquitto's
+      // default is off): Nagle's algorithm would hold small packets back for delayed ACKs.
+      'set_tcp_nodelay true',
       '',
     ].join('\n'),
   )
@@ -89,8 +107,11 @@ export async function startMosquitto(): Promise<Target> {
   }
 }
 
-export async function startAedes(): Promise<Target> {
+export async function startAedes(o: { inspect?: boolean } = {}): Promise<Target> {
+  const inspector = o.inspect ? await withInspector(process.env.NODE_OPTIONS) : undefined
+  // scripts/node.sh ends in exec: the child's pid is node's.
   const child = spawn('sh', [join(ROOT, 'scripts/node.sh'), join(ROOT, 'bench/aedes-server.ts')], {
+    env: inspector ? { ...process.env, NODE_OPTIONS: inspector.NODE_OPTIONS } : process.env,
     stdio: ['ignore', 'pipe', 'inherit'],
   })
   const up = await firstJsonLine(child, (o) => o.event === 'listening')
@@ -102,12 +123,21 @@ export async function startAedes(): Promise<Target> {
     url: `mqtt://127.0.0.1:${up.port}`,
     pid: child.pid as number,
     version,
+    inspectPort: inspector?.port,
     stop: stopper(child, () => {}),
   }
 }
 
-export async function startNatter(o: { secret: string; env?: Record<string, string> }): Promise<Target> {
+export async function startNatter(o: {
+  secret: string
+  env?: Record<string, string>
+  inspect?: boolean
+}): Promise<Target> {
   const dir = mkdtempSync(join(tmpdir(), 'bench-natter-'))
+  const inspector = o.inspect
+    ? await withInspector(o.env?.NODE_OPTIONS ?? process.env.NODE_OPTIONS)
+    : undefined
+  // bin/natter and scripts/node.sh end in exec: the child's pid is node's.
   const child = spawn('sh', [join(ROOT, 'bin/natter'), 'start'], {
     cwd: ROOT,
     env: {
@@ -120,6 +150,7 @@ export async function startNatter(o: { secret: string; env?: Record<string, stri
       NATTER_JWT_SECRET: o.secret,
       NATTER_LOG_LEVEL: 'info',
       ...o.env,
+      ...(inspector ? { NODE_OPTIONS: inspector.NODE_OPTIONS } : {}),
     },
     stdio: ['ignore', 'pipe', 'inherit'],
   })
@@ -135,6 +166,7 @@ export async function startNatter(o: { secret: string; env?: Record<string, stri
     dataDir: dir,
     pid: child.pid as number,
     version,
+    inspectPort: inspector?.port,
     stop: stopper(child, () => rmSync(dir, { recursive: true, force: true })),
   }
 }
