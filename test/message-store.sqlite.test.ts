@@ -1,5 +1,211 @@
+import assert from 'node:assert/strict'
+import { spawnSync } from 'node:child_process'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { DatabaseSync } from 'node:sqlite'
+import { after, before, describe, it } from 'node:test'
+import type { NewMessage } from '../services/messages/message-store.ts'
+import { searchTerms } from '../services/messages/message-store.ts'
 import { SqliteMessageStore } from '../services/messages/sqlite-message-store.ts'
 import { messageStoreContract } from './contract/message-store.contract.ts'
 import { sqliteHarness } from './helpers/store-harness.ts'
 
 messageStoreContract('SQLite', () => sqliteHarness('messages.db', (path) => new SqliteMessageStore(path)))
+
+const msg = (chatId: string, clientMsgId: string, text: string | null = 'hello'): NewMessage => ({
+  chatId,
+  senderId: 'alice',
+  deviceId: 'phone',
+  clientMsgId,
+  kind: 'text',
+  text,
+  body: {},
+})
+
+/** Writes messages the way another connection would: rows and the chat's counter, no search terms. */
+function writeRaw(path: string, chatId: string, texts: string[], withTerms = false): void {
+  const db = new DatabaseSync(path)
+  try {
+    db.exec('PRAGMA busy_timeout = 5000')
+    db.exec('BEGIN IMMEDIATE')
+    const last =
+      (db.prepare('SELECT last FROM chat_seq WHERE chat_id = ?').get(chatId) as { last: number } | undefined)
+        ?.last ?? 0
+    const insert = db.prepare(
+      `INSERT INTO messages (chat_id, seq, sender_id, device_id, client_msg_id, kind, text, body, at)
+       VALUES (?, ?, 'bob', 'laptop', ?, 'text', ?, '{}', ?)`,
+    )
+    const term = db.prepare('INSERT INTO message_terms (chat_id, term, seq) VALUES (?, ?, ?)')
+    for (const [i, text] of texts.entries()) {
+      insert.run(chatId, last + i + 1, `raw-${last + i + 1}`, text, Date.now())
+      if (withTerms) for (const t of searchTerms(text)) term.run(chatId, t, last + i + 1)
+    }
+    db.prepare(
+      'INSERT INTO chat_seq (chat_id, last) VALUES (?, ?) ON CONFLICT (chat_id) DO UPDATE SET last = excluded.last',
+    ).run(chatId, last + texts.length)
+    db.exec('COMMIT')
+  } finally {
+    db.close()
+  }
+}
+
+describe('SQLite message store: search terms written after the commit', () => {
+  let dir: string
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'natter-sqlite-terms-'))
+  })
+  after(() => rmSync(dir, { recursive: true, force: true }))
+
+  it('indexes at start what a crash left without terms', async () => {
+    const path = join(dir, 'crash.db')
+    const store = new SqliteMessageStore(path)
+    await store.append(msg('c', 'm1', 'indexed before'))
+    await store.close()
+    // As if the process died between the commit of these messages and the one of their terms.
+    writeRaw(path, 'c', ['lost words one', 'lost words two'])
+    const reopened = new SqliteMessageStore(path)
+    try {
+      const db = new DatabaseSync(path, { readOnly: true })
+      // The writer indexes before its first request; a write round-trip waits for it.
+      await reopened.deleteOlderThan(0)
+      assert.deepEqual(
+        { ...db.prepare("SELECT seq FROM search_indexed WHERE chat_id = 'c'").get() },
+        { seq: 3 },
+      )
+      assert.equal(
+        (
+          db
+            .prepare("SELECT count(*) AS n FROM message_terms WHERE chat_id = 'c' AND term = 'lost'")
+            .get() as {
+            n: number
+          }
+        ).n,
+        2,
+      )
+      db.close()
+      assert.deepEqual(
+        (await reopened.search('c', 'lost words', 10)).map((m) => m.seq),
+        [3, 2],
+      )
+      assert.equal((await reopened.append(msg('c', 'm4'))).message.seq, 4)
+    } finally {
+      await reopened.close()
+    }
+  })
+
+  it('keeps acknowledged messages searchable after the process is killed before their terms', async () => {
+    const path = join(dir, 'killed.db')
+    const storeUrl = new URL('../services/messages/sqlite-message-store.ts', import.meta.url).href
+    // The child appends, then dies at once: the terms commit waits for a timer that never fires.
+    const script = join(dir, 'append-and-die.mjs')
+    writeFileSync(
+      script,
+      `const { SqliteMessageStore } = await import(${JSON.stringify(storeUrl)})
+       const store = new SqliteMessageStore(${JSON.stringify(path)})
+       const base = { chatId: 'k', senderId: 'alice', deviceId: 'phone', kind: 'text', body: {} }
+       await Promise.all(Array.from({ length: 20 }, (_, i) =>
+         store.append({ ...base, clientMsgId: 'k' + i, text: 'acknowledged words ' + i })))
+       process.kill(process.pid, 'SIGKILL')`,
+    )
+    const child = spawnSync(process.execPath, [script], { encoding: 'utf8' })
+    assert.equal(child.signal, 'SIGKILL', child.stderr)
+    const store = new SqliteMessageStore(path)
+    try {
+      assert.equal((await store.search('k', 'acknowledged', 100)).length, 20)
+      assert.deepEqual(
+        (await store.search('k', 'words 7', 10)).map((m) => m.clientMsgId),
+        ['k7'],
+      )
+    } finally {
+      await store.close()
+    }
+  })
+
+  it('finds messages another connection added while it runs, and numbers its next append after them', async () => {
+    const path = join(dir, 'other-writer.db')
+    const store = new SqliteMessageStore(path)
+    try {
+      await store.append(msg('o', 'm1', 'mine'))
+      writeRaw(path, 'o', ['seeded history', 'more seeded history'])
+      assert.deepEqual(
+        (await store.search('o', 'seeded', 10)).map((m) => m.seq),
+        [3, 2],
+      )
+      // The writer knew seq 1 as the last: the insert of seq 2 fails and it reads the table again.
+      const next = await store.append(msg('o', 'm4', 'after the seeding'))
+      assert.equal(next.message.seq, 4)
+      assert.equal(await store.lastSeq('o'), 4)
+      assert.deepEqual(
+        (await store.after('o', 0, 10)).map((m) => m.seq),
+        [1, 2, 3, 4],
+      )
+    } finally {
+      await store.close()
+    }
+  })
+
+  it('refuses a whole batch that fails and leaves no gap in the seqs', async () => {
+    const path = join(dir, 'failed-batch.db')
+    const store = new SqliteMessageStore(path)
+    try {
+      await store.append(msg('f', 'm1'))
+      const results = await Promise.allSettled([
+        store.append(msg('f', 'm2')),
+        // kind is NOT NULL: the insert fails with something other than a duplicate.
+        store.append({ ...msg('f', 'bad'), kind: null as unknown as 'text' }),
+        store.append(msg('f', 'm3')),
+      ])
+      assert.deepEqual(
+        results.map((r) => r.status),
+        ['rejected', 'rejected', 'rejected'],
+      )
+      assert.equal(await store.lastSeq('f'), 1)
+      assert.equal((await store.append(msg('f', 'm2'))).message.seq, 2)
+      assert.deepEqual(
+        (await store.after('f', 0, 10)).map((m) => m.seq),
+        [1, 2],
+      )
+    } finally {
+      await store.close()
+    }
+  })
+
+  it('opens a data directory written before terms moved out of the commit', async () => {
+    const path = join(dir, 'old.db')
+    // The previous schema: messages_at, no search_indexed; every message's terms in its commit.
+    const db = new DatabaseSync(path)
+    db.exec(`
+      PRAGMA journal_mode = WAL;
+      CREATE TABLE messages (chat_id TEXT NOT NULL, seq INTEGER NOT NULL, sender_id TEXT NOT NULL,
+        device_id TEXT NOT NULL, client_msg_id TEXT NOT NULL, kind TEXT NOT NULL, text TEXT, body TEXT NOT NULL,
+        at INTEGER NOT NULL, edited_at INTEGER, deleted_at INTEGER, PRIMARY KEY (chat_id, seq)) WITHOUT ROWID;
+      CREATE UNIQUE INDEX messages_client_id ON messages (chat_id, sender_id, client_msg_id);
+      CREATE INDEX messages_at ON messages (at);
+      CREATE INDEX messages_chat_at ON messages (chat_id, at);
+      CREATE TABLE message_terms (chat_id TEXT NOT NULL, term TEXT NOT NULL, seq INTEGER NOT NULL,
+        PRIMARY KEY (chat_id, term, seq)) WITHOUT ROWID;
+      CREATE TABLE chat_seq (chat_id TEXT PRIMARY KEY, last INTEGER NOT NULL) WITHOUT ROWID;
+    `)
+    db.close()
+    writeRaw(path, 'old', ['from the old days', 'old but gold'], true)
+    const store = new SqliteMessageStore(path)
+    try {
+      await store.deleteOlderThan(0)
+      const check = new DatabaseSync(path, { readOnly: true })
+      assert.equal(check.prepare("SELECT 1 FROM sqlite_schema WHERE name = 'messages_at'").get(), undefined)
+      assert.deepEqual(
+        { ...check.prepare("SELECT seq FROM search_indexed WHERE chat_id = 'old'").get() },
+        { seq: 2 },
+      )
+      check.close()
+      assert.deepEqual(
+        (await store.search('old', 'old', 10)).map((m) => m.seq),
+        [2, 1],
+      )
+      assert.equal((await store.append(msg('old', 'new'))).message.seq, 3)
+    } finally {
+      await store.close()
+    }
+  })
+})

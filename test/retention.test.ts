@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { DatabaseSync } from 'node:sqlite'
 import { describe, it } from 'node:test'
 import pino from 'pino'
 import { startRetention } from '../services/messages/retention.ts'
@@ -24,6 +25,43 @@ describe('retention job', () => {
         (await store.after('c', 0, 10)).map((m) => m.clientMsgId),
         ['recent'],
       )
+    } finally {
+      await store.close()
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+  it('deletes old messages of every chat with their search terms, written or still pending', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'natter-retention-'))
+    const path = join(dir, 'm.db')
+    const store = new SqliteMessageStore(path)
+    try {
+      const day = 24 * 3600_000
+      const old = Date.now() - 31 * day
+      const base = { senderId: 'a', deviceId: 'd', kind: 'text' as const, body: {} }
+      for (const chatId of ['c1', 'c2', 'c3']) {
+        await store.append({ ...base, chatId, clientMsgId: 'old', text: 'ancient words' }, old)
+        await store.append({ ...base, chatId, clientMsgId: 'new', text: 'fresh words' })
+      }
+      // A search writes the terms of every message so far; those of 'ancient too' are still pending.
+      assert.equal((await store.search('c1', 'ancient', 10)).length, 1)
+      await store.append({ ...base, chatId: 'c2', clientMsgId: 'old2', text: 'ancient too' }, old)
+      const job = startRetention({ store, days: 30, log: pino({ level: 'silent' }) })
+      job.stop()
+      await job.runOnce()
+      for (const chatId of ['c1', 'c2', 'c3']) {
+        assert.deepEqual(
+          (await store.after(chatId, 0, 10)).map((m) => m.clientMsgId),
+          ['new'],
+        )
+        assert.deepEqual(await store.search(chatId, 'ancient', 10), [])
+        assert.equal((await store.search(chatId, 'words', 10)).length, 1)
+      }
+      const db = new DatabaseSync(path, { readOnly: true })
+      const terms = db
+        .prepare("SELECT count(*) AS n FROM message_terms WHERE term IN ('ancient', 'too')")
+        .get() as { n: number }
+      db.close()
+      assert.equal(terms.n, 0)
     } finally {
       await store.close()
       rmSync(dir, { recursive: true, force: true })

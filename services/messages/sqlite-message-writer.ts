@@ -1,44 +1,103 @@
-import { DatabaseSync, type StatementSync } from 'node:sqlite'
+import { DatabaseSync } from 'node:sqlite'
 import { parentPort, workerData } from 'node:worker_threads'
-import { type AppendResult, type NewMessage, searchTerms } from './message-store.ts'
-import { type MessageRow, toMessage } from './sqlite-message-rows.ts'
+import { inTransaction } from '../storage/sqlite.ts'
+import { searchTerms } from './message-store.ts'
+import { APPEND_FIELDS, type AppendRows, type MessageRow } from './sqlite-message-rows.ts'
 
 /**
  * The one connection that writes messages.db, on its own thread: a commit with
  * synchronous=FULL waits for the disk, and on the main thread that wait stalled every client
  * of the node (bench/). The main thread keeps a read-only connection for queries.
+ *
+ * An append's commit holds the messages and their chats' new last seqs (chat_seq, once per chat
+ * and batch), nothing else. Being the only writer, this thread keeps each chat's last seq in
+ * memory and inserts without looking for a duplicate first: the unique index on (chat, sender,
+ * clientMsgId) refuses one, and the stored row is returned instead.
+ *
+ * The search terms of the messages (message_terms) follow in transactions of their own, many
+ * commits' messages at a time: a terms commit dirties about one page per chat and word, so the
+ * fewer of them, the less is written per message. Their commits skip the fsync
+ * (synchronous=NORMAL): a power cut may undo them (never the messages, whose later FULL commit
+ * syncs the whole WAL), and then search_indexed, undone with them, sends the writer back over
+ * those messages when it starts. A search first asks for the chat's terms ('indexed').
  */
 
 export type WriteRequest =
-  | { id: number; op: 'append'; items: Array<{ m: NewMessage; at: number }> }
+  | { id: number; op: 'append'; rows: AppendRows }
+  | { id: number; op: 'indexed'; chatId: string }
   | { id: number; op: 'edit'; chatId: string; seq: number; text: string; at: number }
   | { id: number; op: 'tombstone'; chatId: string; seq: number; at: number }
   | { id: number; op: 'deleteOlderThan'; cutoff: number }
   | { id: number; op: 'close' }
 
+/**
+ * An append's reply: seqs[i] is the seq given to the i-th message, or 0 when its clientMsgId was
+ * stored before; dups holds the stored rows of those, in order. Other writes give `changes`.
+ */
 export type WriteReply =
-  | { id: number; ok: true; results?: AppendResult[]; changes?: number }
+  | { id: number; ok: true; seqs?: number[]; dups?: MessageRow[]; changes?: number }
   | { id: number; ok: false; message: string; code?: string }
+
+/**
+ * Messages whose terms wait for a terms commit; at this many it happens at once. At 256 per
+ * commit the terms cost ~1.5x the CPU per message of 1,024; more saves little, and the commit
+ * (~20 ms at 1,024) holds up the appends that arrive meanwhile.
+ */
+const INDEX_BATCH = 1024
+/** How long, in ms, terms may wait for more messages before their commit. */
+const INDEX_DELAY_MS = 50
+/** Chats whose last seq is kept in memory; past this many the map starts over (one lookup each to reload). */
+const MAX_KNOWN_CHATS = 100_000
+// node:sqlite's extended result codes for a constraint failure.
+const SQLITE_CONSTRAINT_PRIMARYKEY = 1555
+const SQLITE_CONSTRAINT_UNIQUE = 2067
 
 const port = parentPort
 if (!port) throw new Error('sqlite-message-writer runs as a worker thread')
 
 const db = new DatabaseSync((workerData as { path: string }).path)
-db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;')
+// A terms commit of a thousand messages dirties thousands of pages of message_terms: with
+// SQLite's default 2 MB cache it spilled them to the WAL mid-transaction and read them back.
+db.exec(
+  'PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000; PRAGMA cache_size = -32768;',
+)
 
 // Prepared once: the append path runs them for every message.
-const statements: Record<
-  'findDup' | 'next' | 'insert' | 'term' | 'edit' | 'untermOne' | 'tombstone' | 'untermOld' | 'deleteOld',
-  StatementSync
-> = {
-  findDup: db.prepare('SELECT * FROM messages WHERE chat_id = ? AND sender_id = ? AND client_msg_id = ?'),
-  next: db.prepare(
-    'INSERT INTO chat_seq (chat_id, last) VALUES (?, 1) ON CONFLICT (chat_id) DO UPDATE SET last = last + 1 RETURNING last',
-  ),
+const statements = {
   insert: db.prepare(
     'INSERT INTO messages (chat_id, seq, sender_id, device_id, client_msg_id, kind, text, body, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
   ),
-  term: db.prepare('INSERT OR IGNORE INTO message_terms (chat_id, term, seq) VALUES (?, ?, ?)'),
+  byClientId: db.prepare('SELECT * FROM messages WHERE chat_id = ? AND sender_id = ? AND client_msg_id = ?'),
+  // chat_seq is the chat's last seq; max(seq) too, in case another connection (a script seeding
+  // history, say) added messages and its counter disagrees.
+  lastSeq: db.prepare(
+    `SELECT max(coalesce((SELECT last FROM chat_seq WHERE chat_id = ?1), 0),
+                coalesce((SELECT max(seq) FROM messages WHERE chat_id = ?1), 0)) AS last`,
+  ),
+  setLast: db.prepare(
+    'INSERT INTO chat_seq (chat_id, last) VALUES (?, ?) ON CONFLICT (chat_id) DO UPDATE SET last = max(last, excluded.last)',
+  ),
+  terms: db.prepare(
+    'INSERT OR IGNORE INTO message_terms (chat_id, term, seq) SELECT ?1, value, ?2 FROM json_each(?3)',
+  ),
+  // Moves a chat's mark only from where these messages begin: had another connection added
+  // messages below them (and so without terms), the mark stays put and a catch-up indexes those.
+  markIndexed: db.prepare(
+    `INSERT INTO search_indexed (chat_id, seq) SELECT :chatId, :to WHERE :from = 1
+     ON CONFLICT (chat_id) DO UPDATE SET seq = max(seq, excluded.seq) WHERE seq >= :from - 1`,
+  ),
+  setIndexed: db.prepare(
+    'INSERT INTO search_indexed (chat_id, seq) VALUES (?, ?) ON CONFLICT (chat_id) DO UPDATE SET seq = max(seq, excluded.seq)',
+  ),
+  indexState: db.prepare(
+    `SELECT coalesce((SELECT seq FROM search_indexed WHERE chat_id = ?1), 0) AS indexed,
+            coalesce((SELECT last FROM chat_seq WHERE chat_id = ?1), 0) AS last`,
+  ),
+  unindexed: db.prepare('SELECT seq, text FROM messages WHERE chat_id = ? AND seq > ? ORDER BY seq'),
+  behindChats: db.prepare(
+    `SELECT c.chat_id FROM chat_seq c LEFT JOIN search_indexed i ON i.chat_id = c.chat_id
+     WHERE c.last > coalesce(i.seq, 0)`,
+  ),
   edit: db.prepare(
     'UPDATE messages SET text = ?, edited_at = ? WHERE chat_id = ? AND seq = ? AND deleted_at IS NULL',
   ),
@@ -46,90 +105,230 @@ const statements: Record<
   tombstone: db.prepare(
     "UPDATE messages SET text = NULL, body = '{}', deleted_at = ? WHERE chat_id = ? AND seq = ? AND deleted_at IS NULL",
   ),
+  // Per chat, on messages_chat_at (every chat with messages has a chat_seq row): no index on
+  // `at` alone is kept for the hourly retention run.
   untermOld: db.prepare(
-    'DELETE FROM message_terms WHERE (chat_id, seq) IN (SELECT chat_id, seq FROM messages WHERE at < ?)',
+    `DELETE FROM message_terms WHERE (chat_id, seq) IN (
+       SELECT chat_id, seq FROM messages WHERE chat_id IN (SELECT chat_id FROM chat_seq) AND at < ?)`,
   ),
-  deleteOld: db.prepare('DELETE FROM messages WHERE at < ?'),
+  deleteOld: db.prepare('DELETE FROM messages WHERE chat_id IN (SELECT chat_id FROM chat_seq) AND at < ?'),
 }
 
-function transaction<T>(work: () => T): T {
-  db.exec('BEGIN IMMEDIATE')
+/**
+ * Each chat's last committed seq, loaded on first use. This connection is the one that appends;
+ * messages another one added (a script seeding history) make an insert fail on the primary key,
+ * and the chat is read again.
+ */
+const lastSeqs = new Map<string, number>()
+
+function loadLast(chatId: string): number {
+  return (statements.lastSeq.get(chatId) as { last: number }).last
+}
+
+/** Messages committed whose terms are not written yet, in commit order (so per chat in seq order). */
+let pendingChats: string[] = []
+let pendingSeqs: number[] = []
+let pendingTexts: Array<string | null> = []
+let indexTimer: NodeJS.Timeout | null = null
+
+/**
+ * Every append in the batch shares one transaction: one fsync for all of them (group commit).
+ * A message is inserted with the chat's next seq straight away; a clientMsgId stored before
+ * fails the unique index, which undoes that statement only, and the stored row is returned.
+ */
+function append(rows: AppendRows): { seqs: number[]; dups?: MessageRow[] } {
+  const { insert, byClientId, setLast } = statements
+  const count = rows.length / APPEND_FIELDS
+  const seqs = new Array<number>(count)
+  const dups: MessageRow[] = []
+  // The chats this batch moves, with their new last seq: lastSeqs changes only once committed.
+  const moved = new Map<string, number>()
   try {
-    const out = work()
-    db.exec('COMMIT')
-    return out
+    inTransaction(db, () => {
+      for (let i = 0, o = 0; i < count; i++, o += APPEND_FIELDS) {
+        const chatId = rows[o] as string
+        let seq = (moved.get(chatId) ?? lastSeqs.get(chatId) ?? loadLast(chatId)) + 1
+        for (;;) {
+          try {
+            insert.run(
+              chatId,
+              seq,
+              rows[o + 1] as string,
+              rows[o + 2] as string,
+              rows[o + 3] as string,
+              rows[o + 4] as string,
+              rows[o + 5] as string | null,
+              rows[o + 6] as string,
+              rows[o + 7] as number,
+            )
+            moved.set(chatId, seq)
+            break
+          } catch (err) {
+            const code = (err as { errcode?: number }).errcode
+            if (code === SQLITE_CONSTRAINT_UNIQUE) {
+              dups.push(
+                byClientId.get(chatId, rows[o + 1] as string, rows[o + 3] as string) as unknown as MessageRow,
+              )
+              seq = 0
+              break
+            }
+            // Another connection took this seq: start again after what the table holds now.
+            const last = code === SQLITE_CONSTRAINT_PRIMARYKEY ? loadLast(chatId) : 0
+            if (last < seq) throw err
+            seq = last + 1
+          }
+        }
+        seqs[i] = seq
+      }
+      for (const [chatId, last] of moved) setLast.run(chatId, last)
+    })
   } catch (err) {
-    if (db.isTransaction) db.exec('ROLLBACK')
+    // A failed COMMIT may still have reached the disk: these chats are read again.
+    for (const chatId of moved.keys()) lastSeqs.delete(chatId)
     throw err
+  }
+  if (lastSeqs.size + moved.size > MAX_KNOWN_CHATS) lastSeqs.clear()
+  for (const [chatId, last] of moved) lastSeqs.set(chatId, last)
+  for (let i = 0, o = 0; i < count; i++, o += APPEND_FIELDS) {
+    const seq = seqs[i] as number
+    if (seq === 0) continue
+    pendingChats.push(rows[o] as string)
+    pendingSeqs.push(seq)
+    pendingTexts.push(rows[o + 5] as string | null)
+  }
+  if (pendingSeqs.length >= INDEX_BATCH) setImmediate(indexPendingQuietly)
+  else indexTimer ??= setTimeout(indexPendingQuietly, INDEX_DELAY_MS)
+  return dups.length ? { seqs, dups } : { seqs }
+}
+
+/** A transaction that may be undone by a power cut (not by a crash of the process): no fsync. */
+function unsynced<T>(work: () => T): T {
+  // exec, not a prepared statement: SQLite applies this pragma when it compiles it.
+  db.exec('PRAGMA synchronous = NORMAL')
+  try {
+    return inTransaction(db, work)
+  } finally {
+    db.exec('PRAGMA synchronous = FULL')
   }
 }
 
-/** Every append in the batch shares one transaction: one fsync for all of them (group commit). */
-function append(items: Array<{ m: NewMessage; at: number }>): AppendResult[] {
-  const { findDup, next, insert, term } = statements
-  return transaction(() =>
-    items.map(({ m, at }): AppendResult => {
-      const dup = findDup.get(m.chatId, m.senderId, m.clientMsgId) as MessageRow | undefined
-      if (dup) return { message: toMessage(dup), duplicate: true }
-      const { last: seq } = next.get(m.chatId) as { last: number }
-      insert.run(
-        m.chatId,
-        seq,
-        m.senderId,
-        m.deviceId,
-        m.clientMsgId,
-        m.kind,
-        m.text,
-        JSON.stringify(m.body),
-        at,
-      )
-      for (const t of searchTerms(m.text)) term.run(m.chatId, t, seq)
-      return { message: { ...m, seq, at, editedAt: null, deletedAt: null }, duplicate: false }
-    }),
-  )
+/** Writes the terms of the pending messages and moves their chats' marks, in one commit. */
+function indexPending(): void {
+  if (indexTimer) {
+    clearTimeout(indexTimer)
+    indexTimer = null
+  }
+  const count = pendingSeqs.length
+  if (count === 0) return
+  const marks = new Map<string, { from: number; to: number }>()
+  unsynced(() => {
+    for (let i = 0; i < count; i++) {
+      const chatId = pendingChats[i] as string
+      const seq = pendingSeqs[i] as number
+      addTerms(chatId, seq, pendingTexts[i] as string | null)
+      const mark = marks.get(chatId)
+      if (mark) mark.to = seq
+      else marks.set(chatId, { from: seq, to: seq })
+    }
+    for (const [chatId, { from, to }] of marks) statements.markIndexed.run({ chatId, from, to })
+  })
+  pendingChats = []
+  pendingSeqs = []
+  pendingTexts = []
+}
+
+/** One statement per message rather than per word: each call into SQLite costs about a µs. */
+function addTerms(chatId: string, seq: number, text: string | null): void {
+  const terms = searchTerms(text)
+  if (terms.length) statements.terms.run(chatId, seq, JSON.stringify(terms))
+}
+
+/** On a timer, nobody waits for the answer: a failure leaves the terms pending for the next try. */
+function indexPendingQuietly(): void {
+  try {
+    indexPending()
+  } catch {
+    indexTimer ??= setTimeout(indexPendingQuietly, INDEX_DELAY_MS)
+  }
+}
+
+/**
+ * Writes the terms of a chat's messages after its mark, read from the table: what a crash or
+ * another connection left unindexed. Then the chat is indexed up to its last seq.
+ */
+function catchUp(chatId: string): void {
+  const { indexed, last } = statements.indexState.get(chatId) as { indexed: number; last: number }
+  if (indexed >= last) return
+  unsynced(() => {
+    let upto = last
+    for (const row of statements.unindexed.iterate(chatId, indexed)) {
+      const { seq, text } = row as { seq: number; text: string | null }
+      addTerms(chatId, seq, text)
+      upto = Math.max(upto, seq)
+    }
+    statements.setIndexed.run(chatId, upto)
+  })
+}
+
+/** The terms of every message stored in the chat are written once this returns. */
+function indexed(chatId: string): void {
+  indexPending()
+  catchUp(chatId)
 }
 
 function handle(req: WriteRequest): WriteReply {
   switch (req.op) {
     case 'append':
-      return { id: req.id, ok: true, results: append(req.items) }
+      return { id: req.id, ok: true, ...append(req.rows) }
+    case 'indexed':
+      indexed(req.chatId)
+      return { id: req.id, ok: true }
     case 'edit':
+      // Pending terms hold the text as sent: written after the edit, they would bring it back.
+      indexPending()
       return {
         id: req.id,
         ok: true,
-        changes: transaction(() => {
+        changes: inTransaction(db, () => {
           const changed = Number(statements.edit.run(req.text, req.at, req.chatId, req.seq).changes)
           if (changed) {
             statements.untermOne.run(req.chatId, req.seq)
-            for (const t of searchTerms(req.text)) statements.term.run(req.chatId, t, req.seq)
+            addTerms(req.chatId, req.seq, req.text)
           }
           return changed
         }),
       }
     case 'tombstone':
+      indexPending()
       return {
         id: req.id,
         ok: true,
-        changes: transaction(() => {
+        changes: inTransaction(db, () => {
           const changed = Number(statements.tombstone.run(req.at, req.chatId, req.seq).changes)
           statements.untermOne.run(req.chatId, req.seq)
           return changed
         }),
       }
     case 'deleteOlderThan':
+      // Pending terms of deleted messages would outlive them.
+      indexPending()
       return {
         id: req.id,
         ok: true,
-        changes: transaction(() => {
+        changes: inTransaction(db, () => {
           statements.untermOld.run(req.cutoff)
           return Number(statements.deleteOld.run(req.cutoff).changes)
         }),
       }
     case 'close':
+      indexPending()
       db.close()
       return { id: req.id, ok: true }
   }
 }
+
+// What the last run left unindexed (it crashed, or the power went) is indexed before any write.
+for (const row of statements.behindChats.all()) catchUp((row as { chat_id: string }).chat_id)
 
 port.on('message', (req: WriteRequest) => {
   let reply: WriteReply

@@ -89,6 +89,42 @@ export function messageStoreContract(name: string, open: () => Promise<Harness<M
       assert.equal((await store.after(c, 0, 10)).length, 1)
     })
 
+    it('answers a retry sent together with its first attempt, and numbers the rest without a gap', async () => {
+      const c = uniqueChat()
+      const [first, retry, next] = await Promise.all([
+        store.append(msg(c, 'b1', 'first try')),
+        store.append(msg(c, 'b1', 'second try')),
+        store.append(msg(c, 'b2', 'next')),
+      ])
+      assert.deepEqual(
+        [first, retry, next].map((r) => [r?.message.seq, r?.duplicate]),
+        [
+          [1, false],
+          [1, true],
+          [2, false],
+        ],
+      )
+      assert.equal(retry?.message.text, 'first try')
+      assert.deepEqual(retry?.message, first?.message)
+      assert.equal((await store.append(msg(c, 'b3'))).message.seq, 3)
+    })
+
+    it('finds a message as soon as its append has resolved', async () => {
+      const c = uniqueChat()
+      const sent = await Promise.all(
+        Array.from({ length: 50 }, (_, i) => store.append(msg(c, `f${i}`, `needle number ${i}`))),
+      )
+      assert.deepEqual(
+        (await store.search(c, 'needle', 100)).map((m) => m.seq),
+        sent.map((r) => r.message.seq).sort((x, y) => y - x),
+      )
+      await store.append(msg(c, 'f-last', 'haystack'))
+      assert.deepEqual(
+        (await store.search(c, 'haystack', 10)).map((m) => m.seq),
+        [51],
+      )
+    })
+
     it('pages forwards for sync and backwards for history', async () => {
       const c = uniqueChat()
       for (let i = 1; i <= 7; i++) await store.append(msg(c, `c${i}`, `m${i}`))
