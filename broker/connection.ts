@@ -1,4 +1,4 @@
-import { Duplex } from 'node:stream'
+import type { Duplex } from 'node:stream'
 import type { Logger } from 'pino'
 import { PacketSizeGuard, PacketTooLargeError } from './packet-size-guard.ts'
 
@@ -12,158 +12,198 @@ export interface ConnectionLimits {
 
 type WriteCallback = (err?: Error | null) => void
 
+/** What Natter keeps beside one client's socket. */
+interface ConnectionState {
+  guard: PacketSizeGuard
+  limits: ConnectionLimits
+  log: Logger
+  remote: string
+  /** Bytes aedes or the inbox wrote this turn, not yet handed to the socket. */
+  out: Buffer[]
+  outBytes: number
+  stall: NodeJS.Timeout | undefined
+}
+
+const STATE = Symbol('natter.connection')
+
+/** A client's socket (TCP socket or WebSocket stream) as aedes gets it: the same object, fitted. */
+export type ClientSocket = Duplex & {
+  [STATE]: ConnectionState
+  /** Bytes written but not yet taken by the kernel: gathered this turn plus the socket's buffer. */
+  readonly buffered: number
+}
+
+/** Sockets with gathered bytes, written out by one shared setImmediate. */
+const gathered = new Set<ClientSocket>()
+let scheduled = false
+
 /**
- * What aedes sees of one client's socket (TCP or WebSocket stream).
+ * Fits one client's socket for aedes, in place: a wrapper stream per connection cost about
+ * 1.5 KB on every idle connection and a pass through the stream machinery on every read and
+ * write (bench/). The socket's own `read`, `write`, `cork`, `uncork`, `end` and `destroy` are
+ * replaced on this object only, by functions shared by every connection.
  *
- * Reads pass a packet-size guard.
- *
- * Writes never report back-pressure: aedes waits for a full socket to drain before it completes
- * a delivery, and mqemitter runs a bounded number of deliveries at once, so one client that
- * stops reading would otherwise stall delivery to every other client. Instead its bytes wait
- * here, and a client whose socket does not drain within the drain timeout (or whose buffer
- * passes the memory bound) is disconnected; QoS 1 messages it had not acknowledged are sent
- * again from the store or its session when it reconnects.
- *
- * Writes are gathered and reach the socket once per event-loop turn, for every connection
- * written to in that turn: a chat message makes a PUBACK, an echo and receipts for the same
- * connection in different callbacks of one turn, and a socket write each cost a system call
- * and often a TCP segment.
+ * - Reads pass a packet-size guard: a packet announcing more than the limit closes the
+ *   connection before its body is buffered.
+ * - Writes never report back-pressure: aedes waits for a full socket to drain before it
+ *   completes a delivery, so one client that stops reading would otherwise stall delivery to
+ *   others. Its bytes wait instead, and a client whose socket does not drain within the drain
+ *   timeout (or whose buffer passes the memory bound) is disconnected; what it had not
+ *   acknowledged is sent again from the store or its session when it reconnects.
+ * - Writes are gathered and reach the socket once per event-loop turn, for every connection
+ *   written to in that turn: a chat message makes a PUBACK, an echo and receipts for the same
+ *   connection in different callbacks of one turn, and each socket write costs a system call
+ *   and often a TCP segment. Bytes gathered when aedes closes a connection (a refused CONNACK)
+ *   are written before it closes.
  */
-export class ClientConnection extends Duplex {
-  /** Connections with gathered bytes, written out by one shared setImmediate. */
-  static readonly #gathered = new Set<ClientConnection>()
-  static #scheduled = false
-
-  readonly #raw: Duplex
-  readonly #guard: PacketSizeGuard
-  readonly #limits: ConnectionLimits
-  readonly #log: Logger
-  readonly #remote: string
-  #stall?: NodeJS.Timeout
-  #out: Buffer[] = []
-  #outBytes = 0
-
-  constructor(raw: Duplex, limits: ConnectionLimits, log: Logger, remote: string) {
-    super({ allowHalfOpen: false })
-    this.#raw = raw
-    this.#limits = limits
-    this.#log = log
-    this.#remote = remote
-    this.#guard = new PacketSizeGuard(limits.maxPacketBytes)
-    raw.on('data', (chunk: Buffer) => {
-      try {
-        this.#guard.check(chunk)
-      } catch (err) {
-        if (err instanceof PacketTooLargeError) {
-          log.info(
-            { event: 'packet_too_large', remote, size: err.size, limit: limits.maxPacketBytes },
-            'connection closed',
-          )
-        }
-        this.destroy()
-        return
-      }
-      if (!this.push(chunk)) raw.pause()
-    })
-    raw.on('end', () => this.push(null))
-    // A socket error is the peer's problem, not the broker's: aedes sees the close and cleans up.
-    raw.on('error', () => {})
-    raw.on('close', () => this.destroy())
-    raw.on('drain', () => {
-      clearTimeout(this.#stall)
-      this.#stall = undefined
-    })
+export function fitClientSocket(
+  raw: Duplex,
+  limits: ConnectionLimits,
+  log: Logger,
+  remote: string,
+): ClientSocket {
+  const socket = raw as ClientSocket
+  socket[STATE] = {
+    guard: new PacketSizeGuard(limits.maxPacketBytes),
+    limits,
+    log,
+    remote,
+    out: [],
+    outBytes: 0,
+    stall: undefined,
   }
+  Object.defineProperty(socket, 'buffered', { get: buffered })
+  socket.read = guardedRead
+  socket.write = gatheredWrite as Duplex['write']
+  socket.cork = noop
+  socket.uncork = noop
+  socket.end = flushedEnd as ClientSocket['end']
+  socket.destroy = flushedDestroy as ClientSocket['destroy']
+  // A socket error is the peer's problem, not the broker's: aedes sees the close and cleans up.
+  socket.on('error', noop)
+  socket.on('drain', drained)
+  socket.on('close', forget)
+  return socket
+}
 
-  static #writeGathered = (): void => {
-    ClientConnection.#scheduled = false
-    for (const c of ClientConnection.#gathered) c.#flush()
-    ClientConnection.#gathered.clear()
-  }
+function noop(): void {}
 
-  #cut(reason: 'drain_timeout' | 'buffer_limit'): void {
-    this.#log.info(
-      { event: 'slow_consumer', remote: this.#remote, reason, buffered: this.buffered },
-      'connection closed: the client stopped reading',
-    )
-    this.#out = []
-    this.#outBytes = 0
-    this.#raw.destroy()
-  }
+function proto(socket: ClientSocket): Duplex {
+  return Object.getPrototypeOf(socket) as Duplex
+}
 
-  /** Bytes written but not yet taken by the socket. */
-  get buffered(): number {
-    return this.#raw.writableLength + this.#outBytes
-  }
+function buffered(this: ClientSocket): number {
+  return this.writableLength + this[STATE].outBytes
+}
 
-  override _read(): void {
-    this.#raw.resume()
-  }
-
-  /**
-   * Takes a packet (or a piece of one: mqtt-packet writes a packet in pieces) for the socket.
-   * Always true: back-pressure is this class's business (see above). Writing after the
-   * connection closed drops the bytes, as a socket would.
-   */
-  override write(chunk: unknown, encoding?: BufferEncoding | WriteCallback, cb?: WriteCallback): boolean {
-    const done = typeof encoding === 'function' ? encoding : cb
-    if (this.destroyed || this.#raw.destroyed) {
-      if (done) process.nextTick(done, new Error('connection closed'))
-      return true
+function guardedRead(this: ClientSocket, size?: number): Buffer | null {
+  const chunk = proto(this).read.call(this, size) as Buffer | null
+  if (chunk === null) return null
+  const s = this[STATE]
+  try {
+    s.guard.check(chunk)
+  } catch (err) {
+    if (err instanceof PacketTooLargeError) {
+      s.log.info(
+        { event: 'packet_too_large', remote: s.remote, size: err.size, limit: s.limits.maxPacketBytes },
+        'connection closed',
+      )
     }
-    const bytes =
-      typeof chunk === 'string'
-        ? Buffer.from(chunk, typeof encoding === 'string' ? encoding : 'utf8')
-        : (chunk as Buffer)
-    if (this.#outBytes === 0) {
-      ClientConnection.#gathered.add(this)
-      if (!ClientConnection.#scheduled) {
-        ClientConnection.#scheduled = true
-        setImmediate(ClientConnection.#writeGathered)
-      }
-    }
-    this.#out.push(bytes)
-    this.#outBytes += bytes.length
-    if (this.buffered > this.#limits.maxBufferedBytes) this.#cut('buffer_limit')
-    if (done) process.nextTick(done)
+    this.destroy()
+    return null
+  }
+  return chunk
+}
+
+function gatheredWrite(
+  this: ClientSocket,
+  chunk: unknown,
+  encoding?: BufferEncoding | WriteCallback,
+  cb?: WriteCallback,
+): boolean {
+  const done = typeof encoding === 'function' ? encoding : cb
+  if (this.destroyed) {
+    if (done) process.nextTick(done, new Error('connection closed'))
     return true
   }
-
-  // Writes are gathered anyway; mqtt-packet corks around every packet.
-  override cork(): void {}
-  override uncork(): void {}
-
-  override _write(chunk: Buffer, encoding: BufferEncoding, done: WriteCallback): void {
-    this.write(chunk, encoding, done)
-  }
-
-  #flush(): void {
-    const out = this.#out
-    const bytes = this.#outBytes
-    if (bytes === 0) return
-    this.#out = []
-    this.#outBytes = 0
-    if (this.#raw.destroyed) return
-    const flowing = this.#raw.write(out.length === 1 ? (out[0] as Buffer) : Buffer.concat(out, bytes))
-    if (!flowing && this.#stall === undefined && this.#limits.drainTimeoutMs > 0) {
-      this.#stall = setTimeout(() => this.#cut('drain_timeout'), this.#limits.drainTimeoutMs)
-      this.#stall.unref()
+  const bytes =
+    typeof chunk === 'string'
+      ? Buffer.from(chunk, typeof encoding === 'string' ? encoding : 'utf8')
+      : (chunk as Buffer)
+  const s = this[STATE]
+  if (s.outBytes === 0) {
+    gathered.add(this)
+    if (!scheduled) {
+      scheduled = true
+      setImmediate(writeGathered)
     }
   }
+  s.out.push(bytes)
+  s.outBytes += bytes.length
+  if (this.buffered > s.limits.maxBufferedBytes) cut(this, 'buffer_limit')
+  if (done) process.nextTick(done)
+  return true
+}
 
-  override _final(done: (err?: Error | null) => void): void {
-    ClientConnection.#gathered.delete(this)
-    this.#flush()
-    this.#raw.end()
-    done()
-  }
+function writeGathered(): void {
+  scheduled = false
+  for (const socket of gathered) flush(socket)
+  gathered.clear()
+}
 
-  override _destroy(err: Error | null, done: (err?: Error | null) => void): void {
-    // What aedes wrote just before closing (a refused CONNACK) still goes out.
-    ClientConnection.#gathered.delete(this)
-    this.#flush()
-    clearTimeout(this.#stall)
-    this.#raw.destroy()
-    done(err)
+function flush(socket: ClientSocket): void {
+  const s = socket[STATE]
+  const bytes = s.outBytes
+  if (bytes === 0) return
+  const out = s.out
+  s.out = []
+  s.outBytes = 0
+  if (socket.destroyed) return
+  const whole = out.length === 1 ? (out[0] as Buffer) : Buffer.concat(out, bytes)
+  const flowing = (proto(socket).write as (chunk: Buffer) => boolean).call(socket, whole)
+  if (!flowing && s.stall === undefined && s.limits.drainTimeoutMs > 0) {
+    s.stall = setTimeout(cut, s.limits.drainTimeoutMs, socket, 'drain_timeout')
+    s.stall.unref()
   }
+}
+
+function cut(socket: ClientSocket, reason: 'drain_timeout' | 'buffer_limit'): void {
+  const s = socket[STATE]
+  s.log.info(
+    { event: 'slow_consumer', remote: s.remote, reason, buffered: socket.buffered },
+    'connection closed: the client stopped reading',
+  )
+  s.out = []
+  s.outBytes = 0
+  gathered.delete(socket)
+  proto(socket).destroy.call(socket)
+}
+
+function drained(this: ClientSocket): void {
+  const s = this[STATE]
+  clearTimeout(s.stall)
+  s.stall = undefined
+}
+
+function forget(this: ClientSocket): void {
+  const s = this[STATE]
+  clearTimeout(s.stall)
+  s.stall = undefined
+  s.out = []
+  s.outBytes = 0
+  gathered.delete(this)
+}
+
+function flushedEnd(this: ClientSocket, ...args: unknown[]): ClientSocket {
+  gathered.delete(this)
+  flush(this)
+  ;(proto(this).end as (...a: unknown[]) => unknown).apply(this, args)
+  return this
+}
+
+function flushedDestroy(this: ClientSocket, err?: Error): ClientSocket {
+  gathered.delete(this)
+  flush(this)
+  proto(this).destroy.call(this, err)
+  return this
 }

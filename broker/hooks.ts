@@ -51,6 +51,16 @@ function inKind(topic: string): InKind {
   return 'self'
 }
 
+/**
+ * mqtt-packet's parser keeps the CONNECT packet as its settings for the connection's life: the
+ * token (password) and every field, on every idle connection. It needs only the protocol
+ * version from it (aedes 1.2, mqtt-packet 9).
+ */
+function releaseConnectPacket(client: Client): void {
+  const c = client as Client & { version?: number; _parser?: { settings?: object } }
+  if (c._parser) c._parser.settings = { protocolVersion: c.version ?? 4 }
+}
+
 function connectError(returnCode: number, message: string) {
   return Object.assign(new Error(message), { returnCode })
 }
@@ -79,6 +89,7 @@ export function createHooks(d: HookDeps): HookSet {
           }
         }
         d.sessions.start(client, { who, tokenExpiresAt: token.expiresAt }, d.onTokenExpired)
+        releaseConnectPacket(client)
         done(null, true)
       },
       (err: unknown) => {

@@ -9,7 +9,7 @@ import type { Duplex } from 'node:stream'
 import type { Logger } from 'pino'
 import { createWebSocketStream, WebSocketServer } from 'ws'
 import type { Settings } from '../config/schema.ts'
-import { ClientConnection } from './connection.ts'
+import { type ClientSocket, fitClientSocket } from './connection.ts'
 
 /** The ports a node listens on (they differ from the settings when a setting was 0). */
 export interface Ports {
@@ -35,7 +35,7 @@ export interface Listeners {
 
 /**
  * The transports of one node, apart from what runs on them (broker/node.ts). Each MQTT
- * connection goes through a ClientConnection (packet-size guard, slow-consumer limits) before
+ * connection's socket is fitted (fitClientSocket: packet-size guard, slow-consumer limits) before
  * aedes' `handle`.
  */
 export function createListeners(d: {
@@ -47,13 +47,13 @@ export function createListeners(d: {
   http: RequestListener
 }): Listeners {
   const { settings, log } = d
-  const connections = new Set<ClientConnection>()
+  const connections = new Set<ClientSocket>()
   const limits = {
     maxPacketBytes: settings.maxPacketBytes,
     drainTimeoutMs: settings.drainTimeoutMs,
     maxBufferedBytes: settings.maxClientBufferBytes,
   }
-  const track = (c: ClientConnection) => {
+  const track = (c: ClientSocket) => {
     connections.add(c)
     c.once('close', () => connections.delete(c))
     return c
@@ -62,7 +62,7 @@ export function createListeners(d: {
     const remote = `${socket.remoteAddress}:${socket.remotePort}`
     // Chat is small messages where latency matters more than packet count.
     socket.setNoDelay(true)
-    d.handle(track(new ClientConnection(socket, limits, log, remote)))
+    d.handle(track(fitClientSocket(socket, limits, log, remote)))
   })
 
   const wsHttp = createHttpServer((_req, res) => {
@@ -85,7 +85,7 @@ export function createListeners(d: {
     wss.handleUpgrade(req, socket, head, (ws) => {
       const remote = `${req.socket.remoteAddress}:${req.socket.remotePort}`
       const stream = createWebSocketStream(ws)
-      d.handle(track(new ClientConnection(stream, limits, log, remote)), req)
+      d.handle(track(fitClientSocket(stream, limits, log, remote)), req)
     })
   })
 

@@ -42,8 +42,8 @@ export class DeviceFeed {
   readonly userId: string
   readonly deviceId: string
   readonly clientId: string
-  /** The device's inbox topic, encoded once for every packet written to it. */
-  readonly topic: Buffer
+  /** The device's inbox topic. */
+  readonly topic: string
   /** The QoS the device subscribed to its inbox with. */
   qos: 0 | 1
   /** When this device's session began (ms): the starting point of chats it has no cursor for. */
@@ -77,7 +77,7 @@ export class DeviceFeed {
     this.userId = d.userId
     this.deviceId = d.deviceId
     this.clientId = `${d.userId}/${d.deviceId}`
-    this.topic = Buffer.from(topics.inbox(d.userId))
+    this.topic = topics.inbox(d.userId)
     this.qos = d.qos
     this.since = d.since
     this.resendBefore = d.resendBefore
