@@ -238,10 +238,13 @@ async function api<T>(target: Target, user: string, op: string, params: unknown)
   return body.result as T
 }
 
+let chatStep = 0
 async function chatPairs(target: Target, n: number): Promise<Pair[]> {
   const pairs: Pair[] = []
+  // Users of this step only: a backlog one step leaves on a persistent session is not delivered in the next.
+  chatStep++
   for (let i = 0; i < n; i++) {
-    const [a, b] = [`ca${i}`, `cb${i}`]
+    const [a, b] = [`c${chatStep}a${i}`, `c${chatStep}b${i}`]
     const chat = await api<{ id: string }>(target, a, 'chat.direct', { with: b })
     pairs.push({
       pub: { url: target.url, clientId: `${a}/phone`, username: a, password: await token(a) },
@@ -364,6 +367,11 @@ async function idle(workers: Workers, target: Target, n: number): Promise<Row> {
           process.stderr.write(`${target.name}: no live heap reading: ${err.message}\n`)
           return undefined
         })
+  // One connection first, so that what a broker builds once on its first packets (mqtt-packet's
+  // cache of 65,536 packet identifiers, about 7 MB) is in the "before" reading, not counted per
+  // connection.
+  const [first] = specs.splice(0, 1)
+  await workers.run([{ kind: 'connect', clients: [first as ClientSpec & { topic: string }] }], 'connected')
   const heapBefore = await heap(target.inspectPort)
   const before = procStats(target.pid)
   const answers = await workers.run<{ ms: number }>(
@@ -392,10 +400,10 @@ async function idle(workers: Workers, target: Target, n: number): Promise<Row> {
     cpuUsPerMsg: 0,
     rssMb: after.rssBytes / 2 ** 20,
     generatorCpu: 0,
-    rssKbPerConn: (after.rssBytes - before.rssBytes) / n / 1024,
+    rssKbPerConn: (after.rssBytes - before.rssBytes) / specs.length / 1024,
     ...(heapBefore && heapAfter
       ? {
-          heapKbPerConn: (live(heapAfter) - live(heapBefore)) / n / 1024,
+          heapKbPerConn: (live(heapAfter) - live(heapBefore)) / specs.length / 1024,
           memory: { before: heapBefore, after: heapAfter },
         }
       : {}),
@@ -625,7 +633,7 @@ async function main() {
     `# Natter benchmark (${full ? 'full' : 'quick'} profile)`,
     '',
     `Run ${new Date().toISOString()} in ${((Date.now() - started) / 1000).toFixed(0)} s on ${machine}. ${versions}.`,
-    `${P.pairs} publisher/subscriber pairs in ${WORKERS} load-generator processes on the same machine; 100-byte payloads; targets in turn at every step. Every stream step sends for ${P.warmup} s of warm-up, then for ${P.seconds} s that are measured: the warm-up counts in no figure but "not delivered at the end". Latency runs from each message's scheduled send time (corrected for coordinated omission) to its arrival, for the messages sent after the warm-up. "max" sends as fast as a window of 2,000 unacknowledged messages per generator allows (at QoS 0 nothing is acknowledged: the window holds only what waits for a full socket, so "max" offers more than a broker takes and its latency is the backlog that grows over the step); delivered msg/s counts the arrivals from the end of the warm-up to the last one, over that time; broker and generator CPU count from the end of the warm-up too. "Not delivered at the end" is what had not arrived, of all that was sent, 3 s after arrivals stopped. Broker CPU is the broker process's user + system time per delivered message; generator CPU is the load generator's, in cores (above 100% the generator shares the 2 cores with the broker). The table after this one gives the "max" steps' CPU in cores too: the broker's, its main thread's (where a Node broker's JavaScript runs, and all of mosquitto), and the whole machine's (every process, this run's or not: the machine is shared; near ${cpus().length} it is the machine that is full). Plain aedes (in memory, no hooks) is configured as Natter configures its aedes: no cap on deliveries in flight (concurrency 0), no drain timeout; every broker sets TCP_NODELAY on its clients' sockets, as Natter does (set_tcp_nodelay for mosquitto). Relay clients have clean sessions. The chat rows go through Natter's whole send path: auth, validation, a durable store write before the PUBACK (SQLite, or MongoDB on FerretDB), and fan-out to the recipient's device and the sender's own inbox; the chat devices keep persistent sessions (clean=false), as apps do, and acknowledge every delivery, which the server turns into delivered receipts. The fan-out rows send one chat message to a group whose members (users of this run only) are each connected on a persistent session subscribed to their inbox at QoS 1: the median and the last member's arrival after the send. The idle rows open ${P.idle} connections on a fresh broker, persistent sessions each subscribed to one topic at QoS 1 (a Natter device with its own JWT, to its inbox u/<userId>/inbox); conn/s counts connecting and subscribing. Their memory is the growth from before they open to after, per connection: for Natter and aedes the live memory (V8 heapUsed + external, which holds the Buffers) after two full garbage collections, read through the Node inspector (a DevTools Protocol session opened for the reading and closed after it; none is attached during any other step), and the RSS read at the same moments; for mosquitto the RSS only. The cluster rows relay QoS 1 from a publisher on one of three Natter nodes to a subscriber on another, through one Redis, all on the same 2 cores (their CPU and memory are the three nodes' sum, Redis not included), next to the single node in the same part. The history rows ask for pages of a store holding ${((P.history.chats * P.history.perChat) / 1e6).toFixed(1)} million messages, 16 requests in flight over the HTTP API; their CPU is the broker's per request.`,
+    `${P.pairs} publisher/subscriber pairs in ${WORKERS} load-generator processes on the same machine; 100-byte payloads; targets in turn at every step. Every stream step sends for ${P.warmup} s of warm-up, then for ${P.seconds} s that are measured: the warm-up counts in no figure but "not delivered at the end". Latency runs from each message's scheduled send time (corrected for coordinated omission) to its arrival, for the messages sent after the warm-up. "max" sends as fast as a window of 2,000 unacknowledged messages per generator allows (at QoS 0 nothing is acknowledged: the window holds only what waits for a full socket, so "max" offers more than a broker takes and its latency is the backlog that grows over the step); delivered msg/s counts the arrivals from the end of the warm-up to the last one, over that time; broker and generator CPU count from the end of the warm-up too. "Not delivered at the end" is what had not arrived, of all that was sent, 3 s after arrivals stopped. Broker CPU is the broker process's user + system time per delivered message; generator CPU is the load generator's, in cores (above 100% the generator shares the 2 cores with the broker). The table after this one gives the "max" steps' CPU in cores too: the broker's, its main thread's (where a Node broker's JavaScript runs, and all of mosquitto), and the whole machine's (every process, this run's or not: the machine is shared; near ${cpus().length} it is the machine that is full). Plain aedes (in memory, no hooks) is configured as Natter configures its aedes: no cap on deliveries in flight (concurrency 0), no drain timeout; every broker sets TCP_NODELAY on its clients' sockets, as Natter does (set_tcp_nodelay for mosquitto). Relay clients have clean sessions. The chat rows go through Natter's whole send path: auth, validation, a durable store write before the PUBACK (SQLite, or MongoDB on FerretDB), and fan-out to the recipient's device and the sender's own inbox; the chat devices keep persistent sessions (clean=false), as apps do, and acknowledge every delivery, which the server turns into delivered receipts. The fan-out rows send one chat message to a group whose members (users of this run only) are each connected on a persistent session subscribed to their inbox at QoS 1: the median and the last member's arrival after the send. The idle rows open ${P.idle} connections on a fresh broker, persistent sessions each subscribed to one topic at QoS 1 (a Natter device with its own JWT, to its inbox u/<userId>/inbox); conn/s counts connecting and subscribing. Their memory is the growth from before they open (one connection was opened first, so that what a broker builds once on its first packets is not counted per connection) to after, per connection: for Natter and aedes the live memory (V8 heapUsed + external, which holds the Buffers) after two full garbage collections, read through the Node inspector (a DevTools Protocol session opened for the reading and closed after it; none is attached during any other step), and the RSS read at the same moments; for mosquitto the RSS only. The cluster rows relay QoS 1 from a publisher on one of three Natter nodes to a subscriber on another, through one Redis, all on the same 2 cores (their CPU and memory are the three nodes' sum, Redis not included), next to the single node in the same part. The history rows ask for pages of a store holding ${((P.history.chats * P.history.perChat) / 1e6).toFixed(1)} million messages, 16 requests in flight over the HTTP API; their CPU is the broker's per request.`,
     '',
     table(rows),
     '',
