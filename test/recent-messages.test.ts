@@ -13,6 +13,8 @@ describe('RecentMessages', () => {
     assert.deepEqual(seqs(r.after('c', 6, 2)), [7, 8])
     assert.equal(r.after('c', 6, 2)[0]?.payload.toString(), '7')
     assert.deepEqual(r.after('c', 9, 10), [], 'nothing newer is known')
+    assert.equal(r.last('c'), 9)
+    assert.equal(r.last('other'), undefined)
     assert.deepEqual(r.after('c', 2, 10), [], 'seq 3 is not held: the store has it')
     assert.deepEqual(r.after('other', 0, 10), [])
   })

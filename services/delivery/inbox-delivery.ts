@@ -590,6 +590,10 @@ export class InboxDelivery {
           const recent = this.#recent.after(chatId, cs.sent, want)
           for (const r of recent) this.#writeMessage(state, feed, r.m, r.payload)
           if (recent.length === want) continue
+          // The cache heard of every message up to here and the device has them: what comes
+          // next arrives as a notice. (A notice this node missed shows as a gap at the next one,
+          // or at the cluster's recheck, which empties the cache; both read the store.)
+          if (this.#recent.last(chatId) === cs.sent) break
           // The store has the rest, if any: the cache may lack notices this node never heard.
           const page = await this.#d.messages.after(chatId, cs.sent, want - recent.length)
           if (feed.closed || feed.chats.get(chatId) !== cs) return

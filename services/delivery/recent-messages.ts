@@ -108,6 +108,12 @@ export class RecentMessages {
     return [...found].sort()
   }
 
+  /** The newest seq of the chat this cache heard of, or undefined. */
+  last(chatId: string): number | undefined {
+    const tail = this.#chats.get(chatId)
+    return tail ? tail.first + tail.entries.length - 1 : undefined
+  }
+
   /** A message of the chat changed: its tail may hold the old version. */
   forget(chatId: string): void {
     const tail = this.#chats.get(chatId)
