@@ -67,4 +67,30 @@ describe('retention job', () => {
       rmSync(dir, { recursive: true, force: true })
     }
   })
+  it('goes through chats a slice at a time and reaches all of them', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'natter-retention-'))
+    const store = new SqliteMessageStore(join(dir, 'm.db'))
+    try {
+      const old = Date.now() - 31 * 24 * 3600_000
+      const base = { senderId: 'a', deviceId: 'd', kind: 'text' as const, body: {} }
+      const chats = Array.from({ length: 2_500 }, (_, i) => `chat-${i}`)
+      await Promise.all(
+        chats.flatMap((chatId) => [
+          store.append({ ...base, chatId, clientMsgId: 'old', text: 'old words' }, old),
+          store.append({ ...base, chatId, clientMsgId: 'new', text: 'new words' }),
+        ]),
+      )
+      assert.equal(await store.deleteOlderThan(Date.now() - 30 * 24 * 3600_000), 2_500)
+      for (const chatId of [chats[0], chats[999], chats[1_000], chats[2_499]] as string[]) {
+        assert.deepEqual(
+          (await store.after(chatId, 0, 10)).map((m) => m.clientMsgId),
+          ['new'],
+        )
+        assert.deepEqual(await store.search(chatId, 'old', 10), [])
+      }
+    } finally {
+      await store.close()
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
 })

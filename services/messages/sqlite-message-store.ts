@@ -45,7 +45,8 @@ interface Pending {
  * Appends are group-committed: while one batch is being written, the next ones gather and go
  * as soon as it ends; when no commit runs, an append waits up to GATHER_MS (2 ms) or until
  * MAX_GATHER (256) have gathered. Each caller's promise resolves only after the commit that holds
- * its message. To the writer a batch travels as one flat array, and the reply holds the seqs
+ * its message; a batch that fails (a disk error, a row SQLite refuses) rejects every append in
+ * it with SQLite's error, and stores none of them. To the writer a batch travels as one flat array, and the reply holds the seqs
  * (and the stored row of a duplicate only): the stored message is built here from what was sent.
  *
  * How soon a message is searchable: at once, for a search. Its search terms are not in the commit
