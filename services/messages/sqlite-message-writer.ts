@@ -263,27 +263,31 @@ function indexPendingQuietly(): void {
 }
 
 /**
- * Writes the terms of a chat's messages after its mark, read from the table: what a crash or
- * another connection left unindexed. Then the chat is indexed up to its last seq.
+ * Writes the terms of the chats' messages after their marks, read from the table: what a crash
+ * or another connection left unindexed. Then each chat is indexed up to its last seq. One
+ * transaction for them all: at start, after an older version wrote the file, they may be many.
  */
-function catchUp(chatId: string): void {
-  const { indexed, last } = statements.indexState.get(chatId) as { indexed: number; last: number }
-  if (indexed >= last) return
+function catchUp(chatIds: string[]): void {
   unsynced(() => {
-    let upto = last
-    for (const row of statements.unindexed.iterate(chatId, indexed)) {
-      const { seq, text } = row as { seq: number; text: string | null }
-      addTerms(chatId, seq, text)
-      upto = Math.max(upto, seq)
+    for (const chatId of chatIds) {
+      const { indexed, last } = statements.indexState.get(chatId) as { indexed: number; last: number }
+      if (indexed >= last) continue
+      let upto = last
+      for (const row of statements.unindexed.iterate(chatId, indexed)) {
+        const { seq, text } = row as { seq: number; text: string | null }
+        addTerms(chatId, seq, text)
+        upto = Math.max(upto, seq)
+      }
+      statements.setIndexed.run(chatId, upto)
     }
-    statements.setIndexed.run(chatId, upto)
   })
 }
 
 /** The terms of every message stored in the chat are written once this returns. */
 function indexed(chatId: string): void {
   indexPending()
-  catchUp(chatId)
+  const { indexed, last } = statements.indexState.get(chatId) as { indexed: number; last: number }
+  if (indexed < last) catchUp([chatId])
 }
 
 /**
@@ -367,7 +371,7 @@ function handle(req: WriteRequest): WriteReply | Promise<WriteReply> {
 }
 
 // What the last run left unindexed (it crashed, or the power went) is indexed before any write.
-for (const row of statements.behindChats.all()) catchUp((row as { chat_id: string }).chat_id)
+catchUp((statements.behindChats.all() as unknown as Array<{ chat_id: string }>).map((r) => r.chat_id))
 
 function failed(id: number, err: unknown): WriteReply {
   const e = err as Error & { code?: string }
