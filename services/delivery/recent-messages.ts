@@ -34,12 +34,12 @@ export class RecentMessages {
   #bytes = 0
 
   /**
-   * @param perChat messages kept per chat (the newest); a saturated node's devices fall behind
-   *   by a few hundred messages per chat (bench/)
+   * @param perChat messages kept per chat (the newest, up to twice as many between trims); at
+   *   saturation a device falls behind by hundreds to a few thousand messages per chat (bench/)
    * @param maxBytes memory the cache may hold, bytes (estimated); past it, the chat whose tail
    *   was started longest ago goes first
    */
-  constructor(perChat = 1024, maxBytes = 32 * 2 ** 20) {
+  constructor(perChat = 2048, maxBytes = 64 * 2 ** 20) {
     this.#perChat = perChat
     this.#maxBytes = maxBytes
   }
