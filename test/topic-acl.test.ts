@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { parseClientId } from '../services/auth/identity.ts'
-import { canPublish, canReceive, canSubscribe } from '../services/auth/topic-acl.ts'
+import { canPublish, canReceive, canSubscribe, chatTopic } from '../services/auth/topic-acl.ts'
 
 const alice = { userId: 'alice', deviceId: 'phone', clientId: 'alice/phone' }
 
@@ -69,5 +69,24 @@ describe('topic rules', () => {
     assert.equal(canReceive(alice, 'u/alice/inbox'), true)
     assert.equal(canReceive(alice, 'u/bob/inbox'), false)
     assert.equal(canReceive(alice, '$natter/dropped'), false)
+  })
+})
+
+describe('chatTopic', () => {
+  it('names the chat of c/<chatId>/<leaf> and nothing else', () => {
+    assert.equal(chatTopic('c/abc/send', 'send'), 'abc')
+    assert.equal(chatTopic('c/abc/typing', 'typing'), 'abc')
+    for (const [topic, leaf] of [
+      ['c//send', 'send'],
+      ['c/abc/send/x', 'send'],
+      ['c/a/b/send', 'send'],
+      ['c/abc/typing', 'send'],
+      ['d/abc/send', 'send'],
+      ['c/abc/xsend', 'send'],
+      ['c/abc/', 'send'],
+      ['c/abc', 'send'],
+    ] as const) {
+      assert.equal(chatTopic(topic, leaf), null, topic)
+    }
   })
 })

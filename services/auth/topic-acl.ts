@@ -65,8 +65,11 @@ function ownTopics(who: DeviceIdentity): OwnTopics {
 
 /** The chat id of c/<chatId>/<leaf> when leaf is the given one. */
 export function chatTopic(topic: string, leaf: 'send' | 'typing'): string | null {
-  const parts = topic.split('/')
-  return parts.length === 3 && parts[0] === 'c' && parts[2] === leaf && parts[1] ? parts[1] : null
+  // Asked several times for every PUBLISH: no split, no array.
+  if (!topic.startsWith('c/')) return null
+  const slash = topic.indexOf('/', 2)
+  if (slash <= 2 || topic.length !== slash + 1 + leaf.length || !topic.endsWith(leaf)) return null
+  return topic.slice(2, slash)
 }
 
 /** The user id of u/<userId>/presence. */
