@@ -230,15 +230,18 @@ function indexPending(): void {
   }
   const count = pendingSeqs.length
   if (count === 0) return
-  const marks = new Map<string, { from: number; to: number }>()
+  // Per chat, the run of seqs from its first pending one without a gap: another connection's
+  // messages in a gap have no terms, so the mark stops before them and a catch-up indexes them.
+  const marks = new Map<string, { from: number; to: number; gap: boolean }>()
   unsynced(() => {
     for (let i = 0; i < count; i++) {
       const chatId = pendingChats[i] as string
       const seq = pendingSeqs[i] as number
       addTerms(chatId, seq, pendingTexts[i] as string | null)
       const mark = marks.get(chatId)
-      if (mark) mark.to = seq
-      else marks.set(chatId, { from: seq, to: seq })
+      if (!mark) marks.set(chatId, { from: seq, to: seq, gap: false })
+      else if (!mark.gap && seq === mark.to + 1) mark.to = seq
+      else mark.gap = true
     }
     for (const [chatId, { from, to }] of marks) statements.markIndexed.run({ chatId, from, to })
   })
@@ -371,7 +374,11 @@ function handle(req: WriteRequest): WriteReply | Promise<WriteReply> {
 }
 
 // What the last run left unindexed (it crashed, or the power went) is indexed before any write.
-catchUp((statements.behindChats.all() as unknown as Array<{ chat_id: string }>).map((r) => r.chat_id))
+// Should that fail, appends still go on (a writer that throws here is started again and again);
+// a search in a chat still behind asks for it once more.
+try {
+  catchUp((statements.behindChats.all() as unknown as Array<{ chat_id: string }>).map((r) => r.chat_id))
+} catch {}
 
 function failed(id: number, err: unknown): WriteReply {
   const e = err as Error & { code?: string }
