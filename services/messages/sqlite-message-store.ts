@@ -22,11 +22,12 @@ type Done = Extract<WriteReply, { ok: true }>
 /**
  * How long, in ms, an append waits for others before its commit when none is running. Each
  * commit costs an fsync and three thread wake-ups whatever it holds: at 1,000 appends a second a
- * commit held about one message; gathering for 2 ms puts ~2.5 in each (bench/sqlite-append.ts),
- * and adds under 2 ms to an append's latency. While a commit runs, what gathers goes right after
- * it instead.
+ * commit held about one message; gathering for 2 ms put ~2.5 in each (bench/sqlite-append.ts).
+ * The chat benchmark's p99 at 1,000 msg/s was 11–14 ms with 2 ms and 10–11 ms with 1 ms (a
+ * timer's least wait): 1 ms it is. While a commit runs, what gathers goes right after it
+ * instead.
  */
-const GATHER_MS = 2
+const GATHER_MS = 1
 /** A batch this large goes at once, window or not. */
 const MAX_GATHER = 256
 
@@ -43,7 +44,7 @@ interface Pending {
  * connection, which WAL lets read while the writer commits.
  *
  * Appends are group-committed: while one batch is being written, the next ones gather and go
- * as soon as it ends; when no commit runs, an append waits up to GATHER_MS (2 ms) or until
+ * as soon as it ends; when no commit runs, an append waits up to GATHER_MS (1 ms) or until
  * MAX_GATHER (256) have gathered. Each caller's promise resolves only after the commit that holds
  * its message; a batch that fails (a disk error, a row SQLite refuses) rejects every append in
  * it with SQLite's error, and stores none of them. To the writer a batch travels as one flat array, and the reply holds the seqs
