@@ -4,8 +4,11 @@ import { DatabaseSync } from 'node:sqlite'
 /**
  * Writes a large history straight into a running node's messages.db (WAL lets it write beside
  * the node), in one statement per chat: sending a million messages through MQTT first would
- * take most of the benchmark's time budget. Rows look like what the send path writes; each
- * chat's sequence counter moves past them so later sends continue without a gap.
+ * take most of the benchmark's time budget. Rows look like what the send path writes, search
+ * terms included (searchTerms of each text), and each chat's search mark and sequence counter
+ * move past them: later sends continue without a gap, and no search or restart has to index
+ * them first. The node's writer keeps each chat's next seq in memory and re-reads a chat that
+ * another connection wrote to, so seeded chats must be new to the running node or quiet.
  */
 export function seedHistory(
   dbPath: string,
@@ -21,6 +24,17 @@ export function seedHistory(
     SELECT :chat, :from + i, CASE i % 2 WHEN 0 THEN :a ELSE :b END, 'phone', :tag || i, 'text',
            'seeded message ' || i || ' ' || :filler, '{}', :at + i
     FROM n`)
+  // The terms searchTerms gives for 'seeded message <i> <filler>': the words and the number.
+  const terms = db.prepare(`
+    WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < :count)
+    INSERT INTO message_terms (chat_id, term, seq)
+    SELECT :chat, w.term, :from + n.i
+    FROM n, (SELECT 'seeded' AS term UNION ALL SELECT 'message' UNION ALL SELECT :filler) w
+    UNION ALL
+    SELECT :chat, CAST(i AS TEXT), :from + i FROM n`)
+  const setIndexed = db.prepare(
+    'INSERT INTO search_indexed (chat_id, seq) VALUES (?, ?) ON CONFLICT (chat_id) DO UPDATE SET seq = max(seq, excluded.seq)',
+  )
   const setLast = db.prepare(
     'INSERT INTO chat_seq (chat_id, last) VALUES (?, ?) ON CONFLICT (chat_id) DO UPDATE SET last = excluded.last',
   )
@@ -40,6 +54,8 @@ export function seedHistory(
       filler,
       at,
     })
+    terms.run({ count: perChat, chat: chat.id, from, filler })
+    setIndexed.run(chat.id, from + perChat)
     setLast.run(chat.id, from + perChat)
     db.exec('COMMIT')
   }
