@@ -26,6 +26,7 @@ const sizeOf = (r: RecentMessage) => r.payload.length + ENTRY_BYTES
  * cannot give, and a chat's tail is forgotten when one of its messages changes (edit, delete)
  * or notices may have been lost. At saturation every device's in-flight window fills and is
  * refilled from here rather than by a store read and a re-serialization per message (bench/).
+ * InboxDelivery keeps a chat here only while one of its devices is behind in it.
  */
 export class RecentMessages {
   readonly #perChat: number
