@@ -436,7 +436,8 @@ async function history(
     {
       name: `history, a page of 50 anywhere (${total})`,
       op: 'history',
-      params: (last) => ({ before: 1 + Math.floor(Math.random() * last), limit: 50 }),
+      // Before 2 at least: seq 1 is the oldest, and a page before it is empty.
+      params: (last) => ({ before: 2 + Math.floor(Math.random() * last), limit: 50 }),
     },
     {
       name: `sync, 200 after a random seq (${total})`,
