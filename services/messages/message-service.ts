@@ -77,15 +77,13 @@ export class MessageService {
   readonly #push: MessageListener | undefined
   readonly #limits: MessageLimits
   readonly #ops: Operations
-  readonly #pendingCursors = new Map<
-    string,
-    { chatId: string; userId: string; kind: 'delivered' | 'read'; seq: number }
-  >()
+  /** Cursor moves gathered for the next flush, by chat and user; 0 where a kind did not move. */
+  readonly #pendingCursors = new Map<string, Map<string, { delivered: number; read: number }>>()
   #cursorTimer: NodeJS.Timeout | undefined
   #flushing: Promise<void> = Promise.resolve()
   #closed = false
   /** Highest delivered seq seen per chat and user, so most delivery acks cost no store write. */
-  readonly #delivered = new Map<string, number>()
+  readonly #delivered = new Map<string, Map<string, number>>()
   /**
    * Cursors as this node last wrote or read them, per chat, user and membership. Only ever behind the
    * store (cursors move forward only, and other nodes may move them), so a receipt computed
@@ -218,9 +216,14 @@ export class MessageService {
    * stored at `at` (ms): the user's delivered receipt, when it is the user's first device to.
    */
   delivered(userId: string, chatId: string, seq: number, at: number): void {
-    const key = `${chatId}\u0000${userId}`
-    if ((this.#delivered.get(key) ?? 0) >= seq) return
-    this.#delivered.set(key, seq)
+    // Called for every acknowledged delivery: nested maps, no key string per call.
+    let users = this.#delivered.get(chatId)
+    if (!users) {
+      users = new Map()
+      this.#delivered.set(chatId, users)
+    }
+    if ((users.get(userId) ?? 0) >= seq) return
+    users.set(userId, seq)
     this.#undelivered.acked(userId, chatId, seq)
     this.#telemetry.delivered(Math.max(0, Date.now() - at) / 1000)
     this.#later(chatId, userId, 'delivered', seq)
@@ -233,9 +236,15 @@ export class MessageService {
    */
   #later(chatId: string, userId: string, kind: 'delivered' | 'read', seq: number): void {
     if (this.#closed) return
-    const key = `${kind}\u0000${chatId}\u0000${userId}`
-    const pending = this.#pendingCursors.get(key)
-    if (!pending || pending.seq < seq) this.#pendingCursors.set(key, { chatId, userId, kind, seq })
+    let users = this.#pendingCursors.get(chatId)
+    if (!users) {
+      users = new Map()
+      this.#pendingCursors.set(chatId, users)
+    }
+    const pending = users.get(userId)
+    if (!pending)
+      users.set(userId, kind === 'read' ? { delivered: 0, read: seq } : { delivered: seq, read: 0 })
+    else if (pending[kind] < seq) pending[kind] = seq
     this.#cursorTimer ??= setTimeout(() => {
       this.flushCursors().catch((err: unknown) => this.#flushFailed(err))
     }, CURSOR_BATCH_MS)
@@ -245,7 +254,13 @@ export class MessageService {
   async flushCursors(): Promise<void> {
     clearTimeout(this.#cursorTimer)
     this.#cursorTimer = undefined
-    const batch = [...this.#pendingCursors.values()]
+    const batch: Array<{ chatId: string; userId: string; kind: 'delivered' | 'read'; seq: number }> = []
+    for (const [chatId, users] of this.#pendingCursors) {
+      for (const [userId, p] of users) {
+        if (p.delivered) batch.push({ chatId, userId, kind: 'delivered', seq: p.delivered })
+        if (p.read) batch.push({ chatId, userId, kind: 'read', seq: p.read })
+      }
+    }
     this.#pendingCursors.clear()
     // One flush at a time, so that the last one to start is the last to write.
     const previous = this.#flushing
