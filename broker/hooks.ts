@@ -41,8 +41,6 @@ export interface HookDeps {
   /** Chat membership, for the topics that depend on it. */
   access: Access
   telemetry: Telemetry
-  /** Closes a connection whose token has expired. */
-  onTokenExpired: (client: Client) => void
 }
 
 function inKind(topic: string): InKind {
@@ -88,7 +86,7 @@ export function createHooks(d: HookDeps): HookSet {
             return done(connectError(NOT_AUTHORIZED, `will topic refused: ${decision.reason}`), false)
           }
         }
-        d.sessions.start(client, { who, tokenExpiresAt: token.expiresAt }, d.onTokenExpired)
+        d.sessions.start(client, { who, tokenExpiresAt: token.expiresAt })
         releaseConnectPacket(client)
         done(null, true)
       },

@@ -2,7 +2,7 @@ import type { Aedes, Client, PublishPacket } from 'aedes'
 import memoryPersistence from 'aedes-persistence'
 import type { Logger } from 'pino'
 import type { Settings } from '../config/schema.ts'
-import { topics } from '../services/auth/topic-acl.ts'
+import { clientIdOf, topics } from '../services/auth/topic-acl.ts'
 import type { MembershipIndex } from '../services/chats/membership-index.ts'
 import { type InboxClient, InboxDelivery, type InboxNotice } from '../services/delivery/inbox-delivery.ts'
 import { toEvent } from '../services/messages/events.ts'
@@ -78,7 +78,7 @@ export function wireInbox(d: {
     onWritten: d.onWritten,
     onExpired: async (devices) => {
       for (const dev of devices)
-        await aedesPersistence.cleanSubscriptions({ id: `${dev.userId}/${dev.deviceId}` })
+        await aedesPersistence.cleanSubscriptions({ id: clientIdOf(dev.userId, dev.deviceId) })
     },
   })
 

@@ -77,7 +77,8 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     )
   }
   const verify = createTokenVerifier(settings, keySource.key)
-  const sessions = new Sessions()
+  // Closes a connection whose token has expired (onTokenExpired is defined with the hooks below).
+  const sessions = new Sessions((client) => onTokenExpired(client))
   const stores = await openStores(settings)
   log.info({ event: 'stores', kind: stores.kind }, 'message and chat stores open')
   const index = new MembershipIndex()
@@ -272,7 +273,6 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
       handleRequest,
       handleSend,
       handleTyping,
-      onTokenExpired,
       access: index,
       telemetry,
     }),

@@ -21,7 +21,12 @@ export class Sessions {
   readonly #expiring = new Map<number, Set<Client>>()
   #checkedUpTo = Math.floor(Date.now() / TICK_MS)
   #ticker: NodeJS.Timeout | undefined
-  #onExpiry: ((client: Client) => void) | undefined
+  readonly #onExpiry: (client: Client) => void
+
+  /** @param onExpiry called with a client once its token has expired (within a second) */
+  constructor(onExpiry: (client: Client) => void) {
+    this.#onExpiry = onExpiry
+  }
 
   /** The session of a connected client, undefined before it authenticated or after it left. */
   get(client: Client | null | undefined): Session | undefined {
@@ -29,15 +34,14 @@ export class Sessions {
   }
 
   /**
-   * Records an authenticated client; `onExpiry` is called with it once its token has expired
-   * (within a second), unless it ended before. A token already expired calls it at once.
+   * Records an authenticated client; the expiry callback is called with it once its token has
+   * expired (within a second), unless it ended before. A token already expired calls it at once.
    */
-  start(client: Client, session: Session, onExpiry: (client: Client) => void): void {
+  start(client: Client, session: Session): void {
     this.end(client)
-    this.#onExpiry = onExpiry
     this.#byClient.set(client, session)
     if (session.tokenExpiresAt <= Date.now()) {
-      onExpiry(client)
+      this.#onExpiry(client)
       return
     }
     const second = Math.ceil(session.tokenExpiresAt / TICK_MS)
@@ -79,7 +83,7 @@ export class Sessions {
       const due = this.#expiring.get(s)
       if (!due) continue
       this.#expiring.delete(s)
-      for (const client of due) this.#onExpiry?.(client)
+      for (const client of due) this.#onExpiry(client)
     }
     this.#checkedUpTo = Math.max(this.#checkedUpTo, now)
     if (this.#expiring.size === 0) this.#stop()

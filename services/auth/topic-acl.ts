@@ -1,7 +1,7 @@
-import { topics } from '@natter/client-sdk/topics'
+import { clientIdOf, topics } from '@natter/client-sdk/topics'
 import type { DeviceIdentity } from './identity.ts'
 
-export { topics }
+export { clientIdOf, topics }
 
 /**
  * Natter's topic namespace (docs/protocol.md) as rules: which topics a device may subscribe to,

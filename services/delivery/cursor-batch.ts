@@ -1,4 +1,5 @@
 import type { Logger } from 'pino'
+import { clientIdOf } from '../auth/topic-acl.ts'
 import type { DeliveryStore, DeviceCursor } from './delivery-store.ts'
 
 /** Acknowledged cursors are gathered this long and written in one batch. */
@@ -69,7 +70,8 @@ export class CursorBatch {
     try {
       await this.#store.advance(batch)
     } catch (err) {
-      for (const m of batch) this.#gather({ ...m, clientId: `${m.userId}/${m.deviceId}` }, m.chatId, m.seq)
+      for (const m of batch)
+        this.#gather({ ...m, clientId: clientIdOf(m.userId, m.deviceId) }, m.chatId, m.seq)
       if (this.#closed) throw err
       this.#log.warn({ err, cursors: batch.length }, 'could not write delivery cursors; retrying')
       this.#schedule(RETRY_MS)

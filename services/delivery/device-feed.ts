@@ -1,4 +1,4 @@
-import { topics } from '../auth/topic-acl.ts'
+import { clientIdOf, topics } from '../auth/topic-acl.ts'
 import type { StoredMessage } from '../messages/message-store.ts'
 
 /** Where one chat's delivery to one device stands. Seqs are the chat's message seqs. */
@@ -76,7 +76,7 @@ export class DeviceFeed {
   }) {
     this.userId = d.userId
     this.deviceId = d.deviceId
-    this.clientId = `${d.userId}/${d.deviceId}`
+    this.clientId = clientIdOf(d.userId, d.deviceId)
     this.topic = topics.inbox(d.userId)
     this.qos = d.qos
     this.since = d.since

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import type { Logger } from 'pino'
+import { clientIdOf } from '../auth/topic-acl.ts'
 import type { ChatStore } from '../chats/chat-store.ts'
 import type { MessageStore, StoredMessage } from '../messages/message-store.ts'
 import type { PushTelemetry } from '../metrics/push-metrics.ts'
@@ -36,7 +37,7 @@ interface Cached {
   at: number
 }
 
-const clientId = (r: { userId: string; deviceId: string }) => `${r.userId}/${r.deviceId}`
+const clientId = (r: { userId: string; deviceId: string }) => clientIdOf(r.userId, r.deviceId)
 
 /**
  * Push notifications for devices without a live session. A message creates (or joins) one job
