@@ -24,17 +24,16 @@ export function seedHistory(
     SELECT :chat, :from + i, CASE i % 2 WHEN 0 THEN :a ELSE :b END, 'phone', :tag || i, 'text',
            'seeded message ' || i || ' ' || :filler, '{}', :at + i
     FROM n`)
-  // The terms searchTerms gives for 'seeded message <i> <filler>': the words and the number.
+  // The search document of 'seeded message <i> <filler>' is that text: searchTerms gives its
+  // words, lower case already, once each, joined by spaces (sqlite-message-rows.ts).
   const terms = db.prepare(`
     WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < :count)
-    INSERT INTO message_terms (chat_id, term, seq)
-    SELECT :chat, w.term, :from + n.i
-    FROM n, (SELECT 'seeded' AS term UNION ALL SELECT 'message' UNION ALL SELECT :filler) w
-    UNION ALL
-    SELECT :chat, CAST(i AS TEXT), :from + i FROM n`)
-  const setIndexed = db.prepare(
-    'INSERT INTO search_indexed (chat_id, seq) VALUES (?, ?) ON CONFLICT (chat_id) DO UPDATE SET seq = max(seq, excluded.seq)',
+    INSERT INTO message_search (rowid, terms)
+    SELECT (:num << 32) | (:from + i), 'seeded message ' || i || ' ' || :filler FROM n`)
+  const chatNum = db.prepare(
+    'INSERT INTO search_chats (chat_id) VALUES (?) ON CONFLICT (chat_id) DO UPDATE SET chat_id = excluded.chat_id RETURNING num',
   )
+  const setIndexed = db.prepare('UPDATE search_chats SET indexed = max(indexed, ?) WHERE num = ?')
   const setLast = db.prepare(
     'INSERT INTO chat_seq (chat_id, last) VALUES (?, ?) ON CONFLICT (chat_id) DO UPDATE SET last = excluded.last',
   )
@@ -54,8 +53,9 @@ export function seedHistory(
       filler,
       at,
     })
-    terms.run({ count: perChat, chat: chat.id, from, filler })
-    setIndexed.run(chat.id, from + perChat)
+    const { num } = chatNum.get(chat.id) as { num: number }
+    terms.run({ count: perChat, num, from, filler })
+    setIndexed.run(from + perChat, num)
     setLast.run(chat.id, from + perChat)
     db.exec('COMMIT')
   }

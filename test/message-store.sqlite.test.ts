@@ -36,10 +36,13 @@ function writeRaw(path: string, chatId: string, texts: string[], withTerms = fal
       `INSERT INTO messages (chat_id, seq, sender_id, device_id, client_msg_id, kind, text, body, at)
        VALUES (?, ?, 'bob', 'laptop', ?, 'text', ?, '{}', ?)`,
     )
-    const term = db.prepare('INSERT INTO message_terms (chat_id, term, seq) VALUES (?, ?, ?)')
+    // withTerms: a file of the schema before FTS5, which kept a row per chat, term and message.
+    const term = withTerms
+      ? db.prepare('INSERT INTO message_terms (chat_id, term, seq) VALUES (?, ?, ?)')
+      : null
     for (const [i, text] of texts.entries()) {
       insert.run(chatId, last + i + 1, `raw-${last + i + 1}`, text, Date.now())
-      if (withTerms) for (const t of searchTerms(text)) term.run(chatId, t, last + i + 1)
+      if (term) for (const t of searchTerms(text)) term.run(chatId, t, last + i + 1)
     }
     db.prepare(
       'INSERT INTO chat_seq (chat_id, last) VALUES (?, ?) ON CONFLICT (chat_id) DO UPDATE SET last = excluded.last',
@@ -70,14 +73,12 @@ describe('SQLite message store: search terms written after the commit', () => {
       // The writer indexes before its first request; a write round-trip waits for it.
       await reopened.deleteOlderThan(0)
       assert.deepEqual(
-        { ...db.prepare("SELECT seq FROM search_indexed WHERE chat_id = 'c'").get() },
-        { seq: 3 },
+        { ...db.prepare("SELECT indexed FROM search_chats WHERE chat_id = 'c'").get() },
+        { indexed: 3 },
       )
       assert.equal(
         (
-          db
-            .prepare("SELECT count(*) AS n FROM message_terms WHERE chat_id = 'c' AND term = 'lost'")
-            .get() as {
+          db.prepare("SELECT count(*) AS n FROM message_search WHERE message_search MATCH 'lost'").get() as {
             n: number
           }
         ).n,
@@ -140,11 +141,47 @@ describe('SQLite message store: search terms written after the commit', () => {
         (await store.search('o', 'after', 10)).map((m) => m.seq),
         [4],
       )
+      // The catch-up indexed 4 again: had its first terms stayed in the index, the edit would
+      // leave 'after' found.
+      await store.edit('o', 4, 'changed words', Date.now())
+      assert.deepEqual(await store.search('o', 'after', 10), [])
+      assert.deepEqual(
+        (await store.search('o', 'changed', 10)).map((m) => m.seq),
+        [4],
+      )
       assert.equal(await store.lastSeq('o'), 4)
       assert.deepEqual(
         (await store.after('o', 0, 10)).map((m) => m.seq),
         [1, 2, 3, 4],
       )
+    } finally {
+      await store.close()
+    }
+  })
+
+  it('takes FTS5 keywords and punctuation in a query as words, and searches one chat only', async () => {
+    const path = join(dir, 'fts-words.db')
+    const store = new SqliteMessageStore(path)
+    try {
+      await store.append(msg('w1', 'a', 'cats AND dogs, NOT birds: near "the" zoo*'))
+      await store.append(msg('w1', 'b', 'cats only'))
+      await store.append(msg('w2', 'c', 'cats and dogs in another chat'))
+      for (const query of ['and', 'NOT', 'near', '"the"', 'zoo*', 'DOGS,', '(birds)']) {
+        assert.deepEqual(
+          (await store.search('w1', query, 10)).map((m) => m.clientMsgId),
+          ['a'],
+          query,
+        )
+      }
+      assert.deepEqual(
+        (await store.search('w1', 'cats', 10)).map((m) => m.clientMsgId),
+        ['b', 'a'],
+      )
+      assert.deepEqual(
+        (await store.search('w2', 'cats', 10)).map((m) => m.clientMsgId),
+        ['c'],
+      )
+      assert.deepEqual(await store.search('w3', 'cats', 10), [])
     } finally {
       await store.close()
     }
@@ -176,9 +213,9 @@ describe('SQLite message store: search terms written after the commit', () => {
     }
   })
 
-  it('opens a data directory written before terms moved out of the commit', async () => {
+  it('opens a data directory written before search moved to FTS5, and indexes it again', async () => {
     const path = join(dir, 'old.db')
-    // The previous schema: messages_at, no search_indexed; every message's terms in its commit.
+    // An older schema: messages_at, search terms as rows of message_terms written in the commit.
     const db = new DatabaseSync(path)
     db.exec(`
       PRAGMA journal_mode = WAL;
@@ -199,9 +236,10 @@ describe('SQLite message store: search terms written after the commit', () => {
       await store.deleteOlderThan(0)
       const check = new DatabaseSync(path, { readOnly: true })
       assert.equal(check.prepare("SELECT 1 FROM sqlite_schema WHERE name = 'messages_at'").get(), undefined)
+      assert.equal(check.prepare("SELECT 1 FROM sqlite_schema WHERE name = 'message_terms'").get(), undefined)
       assert.deepEqual(
-        { ...check.prepare("SELECT seq FROM search_indexed WHERE chat_id = 'old'").get() },
-        { seq: 2 },
+        { ...check.prepare("SELECT indexed FROM search_chats WHERE chat_id = 'old'").get() },
+        { indexed: 2 },
       )
       check.close()
       assert.deepEqual(

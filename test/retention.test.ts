@@ -58,7 +58,7 @@ describe('retention job', () => {
       }
       const db = new DatabaseSync(path, { readOnly: true })
       const terms = db
-        .prepare("SELECT count(*) AS n FROM message_terms WHERE term IN ('ancient', 'too')")
+        .prepare("SELECT count(*) AS n FROM message_search WHERE message_search MATCH 'ancient OR too'")
         .get() as { n: number }
       db.close()
       assert.equal(terms.n, 0)

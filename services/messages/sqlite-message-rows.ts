@@ -6,9 +6,17 @@ import type { StoredMessage } from './message-store.ts'
  *
  * messages_at is gone: retention finds old messages per chat on messages_chat_at (every chat
  * with messages has a chat_seq row), and the send path saves a B-tree insert per message.
- * search_indexed holds, per chat, the seq up to which every message has its message_terms rows:
- * terms are written after the commit that stores a message (sqlite-message-writer.ts), and what
- * a crash left behind the mark is indexed again when the writer starts.
+ * Search is an FTS5 index of each message's searchTerms (message_search), written after the
+ * commit that stores the message (sqlite-message-writer.ts). FTS5 because a terms commit then
+ * writes one new segment of sorted term lists, where a B-tree row per chat, term and message
+ * dirtied a page per chat and word: the search index went from about 12 µs of CPU per message
+ * to a few (docs/performance.md). Its rowid is the chat's number (search_chats.num) in the high
+ * 32 bits and the seq in the low 32, so a search reads one chat's range of each term's list,
+ * newest first. The terms are pre-segmented and joined by spaces: the 'ascii' tokenizer only
+ * splits them there (a term holds letters and digits only, and none of ASCII's separators).
+ * detail=none: a search asks for messages holding every word, never for positions or phrases.
+ * search_chats.indexed is the seq up to which every message of the chat has its terms; what a
+ * crash left behind the mark is indexed again when the writer starts.
  */
 export const SCHEMA = `
 CREATE TABLE IF NOT EXISTS messages (
@@ -30,28 +38,42 @@ DROP INDEX IF EXISTS messages_at;
 CREATE INDEX IF NOT EXISTS messages_chat_at ON messages (chat_id, at);
 CREATE INDEX IF NOT EXISTS messages_changed ON messages (chat_id, coalesce(deleted_at, edited_at))
   WHERE deleted_at IS NOT NULL OR edited_at IS NOT NULL;
-CREATE TABLE IF NOT EXISTS message_terms (
-  chat_id TEXT NOT NULL,
-  term TEXT NOT NULL,
-  seq INTEGER NOT NULL,
-  PRIMARY KEY (chat_id, term, seq)
-) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS chat_seq (chat_id TEXT PRIMARY KEY, last INTEGER NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS search_indexed (chat_id TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS search_chats (
+  num INTEGER PRIMARY KEY,
+  chat_id TEXT NOT NULL UNIQUE,
+  indexed INTEGER NOT NULL DEFAULT 0
+);
+CREATE VIRTUAL TABLE IF NOT EXISTS message_search USING fts5(
+  terms, content = '', contentless_delete = 1, detail = none, tokenize = 'ascii'
+);
 `
 
+/** Search terms of a message as message_search stores them (sqlite-message-rows.ts, SCHEMA). */
+export function searchDocument(terms: readonly string[]): string {
+  return terms.join(' ')
+}
+
 /**
- * Creates or upgrades the schema in one transaction. A file written before search_indexed
- * existed had every message's terms written in the commit that stored it, so its chats start
- * indexed up to their last seq rather than being indexed again.
+ * An FTS5 query for messages holding every one of the terms: each quoted, so that a term that
+ * is an FTS5 keyword (AND, OR, NOT, NEAR) is a word. Terms hold letters and digits only, never
+ * a quote.
+ */
+export function searchQuery(terms: readonly string[]): string {
+  return terms.map((t) => `"${t}"`).join(' ')
+}
+
+/**
+ * Creates or upgrades the schema in one transaction. A file written before message_search
+ * existed kept its search terms in message_terms rows: those go, and its chats start with
+ * nothing indexed, so the writer indexes every message again when it starts (about 10 s per
+ * million messages, before its first write; searches wait for it).
  */
 export function openSchema(db: DatabaseSync): void {
   db.exec('BEGIN IMMEDIATE')
   try {
-    const upgrading = !db.prepare("SELECT 1 FROM sqlite_schema WHERE name = 'search_indexed'").get()
+    db.exec('DROP TABLE IF EXISTS message_terms; DROP TABLE IF EXISTS search_indexed;')
     db.exec(SCHEMA)
-    if (upgrading)
-      db.exec('INSERT OR IGNORE INTO search_indexed (chat_id, seq) SELECT chat_id, last FROM chat_seq')
     db.exec('COMMIT')
   } catch (err) {
     if (db.isTransaction) db.exec('ROLLBACK')

@@ -10,6 +10,7 @@ import {
   type AppendRows,
   type MessageRow,
   openSchema,
+  searchQuery,
   toMessage,
 } from './sqlite-message-rows.ts'
 import type { WriteReply, WriteRequest } from './sqlite-message-writer.ts'
@@ -217,21 +218,28 @@ export class SqliteMessageStore implements MessageStore {
     const terms = searchTerms(query)
     if (terms.length === 0) return []
     // One read, one snapshot: every message of the chat stored so far has its terms.
-    const { behind } = this.#sql(
-      `SELECT coalesce((SELECT seq FROM search_indexed WHERE chat_id = ?1), 0)
-            < coalesce((SELECT last FROM chat_seq WHERE chat_id = ?1), 0) AS behind`,
-    ).get(chatId) as { behind: number }
-    if (behind) await this.#write({ op: 'indexed', chatId })
+    const read = () =>
+      this.#sql(
+        `SELECT (SELECT num FROM search_chats WHERE chat_id = ?1) AS num,
+                coalesce((SELECT indexed FROM search_chats WHERE chat_id = ?1), 0)
+                  < coalesce((SELECT last FROM chat_seq WHERE chat_id = ?1), 0) AS behind`,
+      ).get(chatId) as { num: number | null; behind: number }
+    let state = read()
+    if (state.behind) {
+      await this.#write({ op: 'indexed', chatId })
+      state = read()
+    }
+    if (state.num === null) return []
+    // The chat's rowids run from num << 32 (sqlite-message-rows.ts); FTS5 reads that range of
+    // each term's list, newest first, and stops at the limit.
     return this.#rows(
-      `SELECT m.* FROM messages m JOIN (
-         SELECT seq FROM message_terms WHERE chat_id = ? AND term IN (SELECT value FROM json_each(?))
-         GROUP BY seq HAVING COUNT(*) = ?
-       ) hit ON hit.seq = m.seq
-       WHERE m.chat_id = ? AND m.deleted_at IS NULL ORDER BY m.seq DESC LIMIT ?`,
+      `SELECT m.* FROM message_search s JOIN messages m ON m.chat_id = ?1 AND m.seq = (s.rowid & 0xFFFFFFFF)
+       WHERE message_search MATCH ?2 AND s.rowid >= (?3 << 32) AND s.rowid < ((?3 + 1) << 32)
+         AND m.deleted_at IS NULL
+       ORDER BY s.rowid DESC LIMIT ?4`,
       chatId,
-      JSON.stringify(terms),
-      terms.length,
-      chatId,
+      searchQuery(terms),
+      state.num,
       limit,
     )
   }

@@ -2,7 +2,7 @@ import { DatabaseSync } from 'node:sqlite'
 import { parentPort, workerData } from 'node:worker_threads'
 import { inTransaction } from '../storage/sqlite.ts'
 import { searchTerms } from './message-store.ts'
-import { APPEND_FIELDS, type AppendRows, type MessageRow } from './sqlite-message-rows.ts'
+import { APPEND_FIELDS, type AppendRows, type MessageRow, searchDocument } from './sqlite-message-rows.ts'
 
 /**
  * The one connection that writes messages.db, on its own thread: a commit with
@@ -14,11 +14,11 @@ import { APPEND_FIELDS, type AppendRows, type MessageRow } from './sqlite-messag
  * memory and inserts without looking for a duplicate first: the unique index on (chat, sender,
  * clientMsgId) refuses one, and the stored row is returned instead.
  *
- * The search terms of the messages (message_terms) follow in transactions of their own, many
- * commits' messages at a time: a terms commit dirties about one page per chat and word, so the
- * fewer of them, the less is written per message. Their commits skip the fsync
+ * The search terms of the messages (message_search, an FTS5 index) follow in transactions of
+ * their own, many commits' messages at a time: each terms commit adds one FTS5 segment, so the
+ * fewer of them, the less is written and merged per message. Their commits skip the fsync
  * (synchronous=NORMAL): a power cut may undo them (never the messages, whose later FULL commit
- * syncs the whole WAL), and then search_indexed, undone with them, sends the writer back over
+ * syncs the whole WAL), and then search_chats.indexed, undone with them, sends the writer back over
  * those messages when it starts. A search first asks for the chat's terms ('indexed').
  */
 
@@ -62,8 +62,8 @@ const port = parentPort
 if (!port) throw new Error('sqlite-message-writer runs as a worker thread')
 
 const db = new DatabaseSync((workerData as { path: string }).path)
-// A terms commit of a thousand messages dirties thousands of pages of message_terms: with
-// SQLite's default 2 MB cache it spilled them to the WAL mid-transaction and read them back.
+// Appends to many chats and FTS5's segment merges dirty many pages per transaction: with
+// SQLite's default 2 MB cache they spilled to the WAL mid-transaction and were read back.
 db.exec(
   'PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000; PRAGMA cache_size = -32768;',
 )
@@ -83,40 +83,35 @@ const statements = {
   setLast: db.prepare(
     'INSERT INTO chat_seq (chat_id, last) VALUES (?, ?) ON CONFLICT (chat_id) DO UPDATE SET last = max(last, excluded.last)',
   ),
-  terms: db.prepare(
-    'INSERT OR IGNORE INTO message_terms (chat_id, term, seq) SELECT ?1, value, ?2 FROM json_each(?3)',
-  ),
+  // A message's FTS5 row: the chat's number in the high 32 bits of the rowid, the seq below.
+  terms: db.prepare('INSERT INTO message_search (rowid, terms) VALUES ((?1 << 32) | ?2, ?3)'),
+  // Inserting a rowid twice would leave the first terms behind in the index, matched forever:
+  // where a message may have terms already, they go first.
+  unterm: db.prepare('DELETE FROM message_search WHERE rowid = (?1 << 32) | ?2'),
+  chatNum: db.prepare('SELECT num FROM search_chats WHERE chat_id = ?'),
+  newChatNum: db.prepare('INSERT INTO search_chats (chat_id) VALUES (?) RETURNING num'),
   // Moves a chat's mark only from where these messages begin: had another connection added
   // messages below them (and so without terms), the mark stays put and a catch-up indexes those.
-  markIndexed: db.prepare(
-    `INSERT INTO search_indexed (chat_id, seq) SELECT :chatId, :to WHERE :from = 1
-     ON CONFLICT (chat_id) DO UPDATE SET seq = max(seq, excluded.seq) WHERE seq >= :from - 1`,
-  ),
-  setIndexed: db.prepare(
-    'INSERT INTO search_indexed (chat_id, seq) VALUES (?, ?) ON CONFLICT (chat_id) DO UPDATE SET seq = max(seq, excluded.seq)',
-  ),
+  markIndexed: db.prepare('UPDATE search_chats SET indexed = :to WHERE num = :num AND indexed >= :from - 1'),
+  setIndexed: db.prepare('UPDATE search_chats SET indexed = max(indexed, ?) WHERE num = ?'),
   indexState: db.prepare(
-    `SELECT coalesce((SELECT seq FROM search_indexed WHERE chat_id = ?1), 0) AS indexed,
+    `SELECT coalesce((SELECT indexed FROM search_chats WHERE chat_id = ?1), 0) AS indexed,
             coalesce((SELECT last FROM chat_seq WHERE chat_id = ?1), 0) AS last`,
   ),
   unindexed: db.prepare('SELECT seq, text FROM messages WHERE chat_id = ? AND seq > ? ORDER BY seq'),
   behindChats: db.prepare(
-    `SELECT c.chat_id FROM chat_seq c LEFT JOIN search_indexed i ON i.chat_id = c.chat_id
-     WHERE c.last > coalesce(i.seq, 0)`,
+    `SELECT c.chat_id FROM chat_seq c LEFT JOIN search_chats i ON i.chat_id = c.chat_id
+     WHERE c.last > coalesce(i.indexed, 0)`,
   ),
   edit: db.prepare(
     'UPDATE messages SET text = ?, edited_at = ? WHERE chat_id = ? AND seq = ? AND deleted_at IS NULL',
   ),
-  untermOne: db.prepare('DELETE FROM message_terms WHERE chat_id = ? AND seq = ?'),
   tombstone: db.prepare(
     "UPDATE messages SET text = NULL, body = '{}', deleted_at = ? WHERE chat_id = ? AND seq = ? AND deleted_at IS NULL",
   ),
   // Retention, a chat at a time on messages_chat_at: no index on `at` alone is kept for it.
   chatsAfter: db.prepare('SELECT chat_id FROM chat_seq WHERE chat_id > ? ORDER BY chat_id LIMIT ?'),
-  oldOfChat: db.prepare('SELECT seq, text FROM messages WHERE chat_id = ? AND at < ?'),
-  untermSome: db.prepare(
-    'DELETE FROM message_terms WHERE chat_id = ?1 AND term IN (SELECT value FROM json_each(?3)) AND seq = ?2',
-  ),
+  oldOfChat: db.prepare('SELECT seq FROM messages WHERE chat_id = ? AND at < ?'),
   deleteOldOfChat: db.prepare('DELETE FROM messages WHERE chat_id = ? AND at < ?'),
 }
 
@@ -129,6 +124,29 @@ const lastSeqs = new Map<string, number>()
 
 function loadLast(chatId: string): number {
   return (statements.lastSeq.get(chatId) as { last: number }).last
+}
+
+/**
+ * Each chat's number in message_search rowids (search_chats.num), loaded or given on first use.
+ * Only numbers committed are kept: a terms transaction that fails forgets them all.
+ */
+const chatNums = new Map<string, number>()
+
+/** The chat's number, given it (in the running transaction) if it has none. */
+function chatNum(chatId: string): number {
+  let num = chatNums.get(chatId)
+  if (num === undefined) {
+    const row = (statements.chatNum.get(chatId) ?? statements.newChatNum.get(chatId)) as { num: number }
+    num = row.num
+    if (chatNums.size >= MAX_KNOWN_CHATS) chatNums.clear()
+    chatNums.set(chatId, num)
+  }
+  return num
+}
+
+/** The chat's number if it has one, without giving one. */
+function knownChatNum(chatId: string): number | undefined {
+  return chatNums.get(chatId) ?? (statements.chatNum.get(chatId) as { num: number } | undefined)?.num
 }
 
 /** Messages committed whose terms are not written yet, in commit order (so per chat in seq order). */
@@ -217,6 +235,10 @@ function unsynced<T>(work: () => T): T {
   db.exec('PRAGMA synchronous = NORMAL')
   try {
     return inTransaction(db, work)
+  } catch (err) {
+    // Chat numbers given in the transaction are undone with it.
+    chatNums.clear()
+    throw err
   } finally {
     db.exec('PRAGMA synchronous = FULL')
   }
@@ -232,28 +254,31 @@ function indexPending(): void {
   if (count === 0) return
   // Per chat, the run of seqs from its first pending one without a gap: another connection's
   // messages in a gap have no terms, so the mark stops before them and a catch-up indexes them.
-  const marks = new Map<string, { from: number; to: number; gap: boolean }>()
+  const marks = new Map<string, { num: number; from: number; to: number; gap: boolean }>()
   unsynced(() => {
     for (let i = 0; i < count; i++) {
       const chatId = pendingChats[i] as string
       const seq = pendingSeqs[i] as number
-      addTerms(chatId, seq, pendingTexts[i] as string | null)
-      const mark = marks.get(chatId)
-      if (!mark) marks.set(chatId, { from: seq, to: seq, gap: false })
-      else if (!mark.gap && seq === mark.to + 1) mark.to = seq
+      let mark = marks.get(chatId)
+      if (!mark) {
+        mark = { num: chatNum(chatId), from: seq, to: seq, gap: false }
+        marks.set(chatId, mark)
+      } else if (!mark.gap && seq === mark.to + 1) mark.to = seq
       else mark.gap = true
+      // Fresh seqs: nothing of theirs is in the index yet.
+      addTerms(mark.num, seq, pendingTexts[i] as string | null)
     }
-    for (const [chatId, { from, to }] of marks) statements.markIndexed.run({ chatId, from, to })
+    for (const { num, from, to } of marks.values()) statements.markIndexed.run({ num, from, to })
   })
   pendingChats = []
   pendingSeqs = []
   pendingTexts = []
 }
 
-/** One statement per message rather than per word: each call into SQLite costs about a µs. */
-function addTerms(chatId: string, seq: number, text: string | null): void {
+/** Indexes a message that has no terms in message_search yet (see statements.unterm). */
+function addTerms(num: number, seq: number, text: string | null): void {
   const terms = searchTerms(text)
-  if (terms.length) statements.terms.run(chatId, seq, JSON.stringify(terms))
+  if (terms.length) statements.terms.run(num, seq, searchDocument(terms))
 }
 
 /** On a timer, nobody waits for the answer: a failure leaves the terms pending for the next try. */
@@ -275,13 +300,16 @@ function catchUp(chatIds: string[]): void {
     for (const chatId of chatIds) {
       const { indexed, last } = statements.indexState.get(chatId) as { indexed: number; last: number }
       if (indexed >= last) continue
+      const num = chatNum(chatId)
       let upto = last
       for (const row of statements.unindexed.iterate(chatId, indexed)) {
         const { seq, text } = row as { seq: number; text: string | null }
-        addTerms(chatId, seq, text)
+        // Past a gap another connection left, this writer's own messages have terms already.
+        statements.unterm.run(num, seq)
+        addTerms(num, seq, text)
         upto = Math.max(upto, seq)
       }
-      statements.setIndexed.run(chatId, upto)
+      statements.setIndexed.run(upto, num)
     }
   })
 }
@@ -308,18 +336,10 @@ async function deleteOlderThan(cutoff: number): Promise<number> {
     removed += inTransaction(db, () => {
       let n = 0
       for (const { chat_id } of chats) {
-        const old = statements.oldOfChat.all(chat_id, cutoff) as unknown as Array<{
-          seq: number
-          text: string | null
-        }>
+        const old = statements.oldOfChat.all(chat_id, cutoff) as unknown as Array<{ seq: number }>
         if (old.length === 0) continue
-        // A message's terms are searchTerms of its text (an edit writes them again, a tombstone
-        // drops them): deleting those is a seek each, where a delete by seq reads all the chat's.
-        // A row this missed would point at no message, and seqs are never given again.
-        for (const { seq, text } of old) {
-          const terms = searchTerms(text)
-          if (terms.length) statements.untermSome.run(chat_id, seq, JSON.stringify(terms))
-        }
+        const num = knownChatNum(chat_id)
+        if (num !== undefined) for (const { seq } of old) statements.unterm.run(num, seq)
         n += Number(statements.deleteOldOfChat.run(chat_id, cutoff).changes)
       }
       return n
@@ -328,6 +348,16 @@ async function deleteOlderThan(cutoff: number): Promise<number> {
     if (!last || chats.length < RETENTION_CHATS) return removed
     after = last.chat_id
     await new Promise((resolve) => setImmediate(resolve))
+  }
+}
+
+/** A synced transaction that may give chat numbers: those are forgotten if it fails. */
+function unterming<T>(work: () => T): T {
+  try {
+    return inTransaction(db, work)
+  } catch (err) {
+    chatNums.clear()
+    throw err
   }
 }
 
@@ -344,11 +374,14 @@ function handle(req: WriteRequest): WriteReply | Promise<WriteReply> {
       return {
         id: req.id,
         ok: true,
-        changes: inTransaction(db, () => {
+        changes: unterming(() => {
           const changed = Number(statements.edit.run(req.text, req.at, req.chatId, req.seq).changes)
-          if (changed) {
-            statements.untermOne.run(req.chatId, req.seq)
-            addTerms(req.chatId, req.seq, req.text)
+          // A message past the chat's mark gets its terms, the edited text's, from a catch-up.
+          const { indexed } = statements.indexState.get(req.chatId) as { indexed: number }
+          if (changed && req.seq <= indexed) {
+            const num = chatNum(req.chatId)
+            statements.unterm.run(num, req.seq)
+            addTerms(num, req.seq, req.text)
           }
           return changed
         }),
@@ -358,9 +391,10 @@ function handle(req: WriteRequest): WriteReply | Promise<WriteReply> {
       return {
         id: req.id,
         ok: true,
-        changes: inTransaction(db, () => {
+        changes: unterming(() => {
           const changed = Number(statements.tombstone.run(req.at, req.chatId, req.seq).changes)
-          statements.untermOne.run(req.chatId, req.seq)
+          const num = knownChatNum(req.chatId)
+          if (num !== undefined) statements.unterm.run(num, req.seq)
           return changed
         }),
       }
