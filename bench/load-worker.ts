@@ -53,6 +53,15 @@ export type Job =
       clients: Array<ClientSpec & { topic: string }>
     }
   | { kind: 'close' }
+  | {
+      kind: 'flood'
+      /** One device sending chat messages as fast as `window` unacknowledged ones allow, until told to stop. */
+      client: ClientSpec
+      topic: string
+      /** Its error topic: the rate_limited notices are counted there. */
+      errTopic: string
+      window: number
+    }
 
 const now = () => performance.timeOrigin + performance.now()
 let RUN = ''
@@ -228,12 +237,75 @@ async function stream(job: Extract<Job, { kind: 'stream' }>) {
   }
 }
 
+/**
+ * The flooding device of the flood part: QoS 1 chat sends with up to `window` unacknowledged,
+ * from "go" until "stop"; counts what it sent, what was acknowledged, and the rate_limited
+ * notices it got.
+ */
+async function flood(job: Extract<Job, { kind: 'flood' }>) {
+  const c = await connect(job.client)
+  const notices = new Map<string, number>()
+  c.on('message', (topic, body) => {
+    if (topic !== job.errTopic) return
+    try {
+      const code = (JSON.parse(body.toString('utf8')) as { code?: string }).code ?? 'none'
+      notices.set(code, (notices.get(code) ?? 0) + 1)
+    } catch {}
+  })
+  await c.subscribeAsync(job.errTopic, { qos: 1 })
+  process.send?.({ event: 'ready' })
+  await new Promise<void>((resolve) => process.once('message', () => resolve()))
+  let sent = 0
+  let acked = 0
+  let stopped = false
+  const run = `${process.pid}-${Date.now().toString(36)}`
+  const pump = () => {
+    while (!stopped && sent - acked < job.window) {
+      const n = sent++
+      c.publish(
+        job.topic,
+        JSON.stringify({ clientMsgId: `${run}-${n}`, text: `flood ${n}` }),
+        { qos: 1 },
+        (err) => {
+          // Called with an error for what is still unacknowledged when the client ends.
+          if (err) return
+          acked++
+          if (sent - acked === job.window - 1) setImmediate(pump)
+        },
+      )
+    }
+  }
+  const started = performance.now()
+  pump()
+  await new Promise<void>((resolve) => {
+    const onStop = (m: { kind?: string }) => {
+      if (m.kind !== 'stop') return
+      process.off('message', onStop)
+      resolve()
+    }
+    process.on('message', onStop)
+  })
+  stopped = true
+  const ms = performance.now() - started
+  // The notices of the last refusals come after their PUBACKs: counted until 500 ms pass without one.
+  let seen = -1
+  for (let total = 0; total !== seen; ) {
+    seen = total
+    await new Promise((resolve) => setTimeout(resolve, 500))
+    total = [...notices.values()].reduce((a, n) => a + n, 0)
+  }
+  const result = { sent, acked, ms, notices: Object.fromEntries(notices) }
+  c.end(true)
+  return result
+}
+
 const listeners: MqttClient[] = []
 const arrivals: number[] = []
 
 process.on('message', async (job: Job) => {
   try {
     if (job.kind === 'stream') process.send?.({ event: 'result', result: await stream(job) })
+    else if (job.kind === 'flood') process.send?.({ event: 'result', result: await flood(job) })
     else if (job.kind === 'listen') {
       arrivals.length = 0
       const clients = await inBatches(job.clients, 50, async (spec) => {

@@ -4,6 +4,7 @@ import { mkdirSync, writeFileSync } from 'node:fs'
 import { cpus, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { SignJWT } from 'jose'
+import { envName, settingKeys, settingsShape } from '../config/schema.ts'
 import { startFerretDb } from '../test/helpers/ferretdb.ts'
 import { startRedis } from '../test/helpers/redis.ts'
 import { s3Env, startVersitygw } from '../test/helpers/versitygw.ts'
@@ -487,6 +488,78 @@ async function history(
   return rows
 }
 
+/**
+ * --only=flood: one device floods chat sends (up to 5,000 unacknowledged, sent as fast as they are
+ * acknowledged) while 50 users chat at 200 msg/s in all, each waiting for nothing but its own
+ * schedule; the same chat step without the flood first, on the same node, for the p99 to compare.
+ * The node runs the default rate limits, except CONNECTs per IP: every client of the benchmark
+ * connects from 127.0.0.1.
+ */
+async function floodPart(workers: Workers): Promise<{ rows: Row[]; note: string }> {
+  const defaults = Object.fromEntries(
+    settingKeys
+      .filter((k) => k.startsWith('limit'))
+      .map((k) => [envName(k), String(settingsShape[k].parse(undefined))]),
+  )
+  const target = await startNatter({
+    secret,
+    env: { ...defaults, NATTER_LIMIT_CONNECTS_PER_IP: '10000/10s' },
+  })
+  const flooder = await Workers.start(1)
+  try {
+    const scenario = 'chat 1:1, 50 users, default limits'
+    const quiet = await stream(
+      workers,
+      target,
+      streamJobs(await chatPairs(target, 50), { qos: 1, rate: 200, format: 'chat' }),
+      scenario,
+      '200',
+    )
+    const user = `flooder-${RUN}`
+    const chat = await api<{ id: string }>(target, user, 'chat.direct', { with: `${user}-peer` })
+    const client: ClientSpec = {
+      url: target.url,
+      clientId: `${user}/bot`,
+      username: user,
+      password: await token(user),
+    }
+    await flooder.run(
+      [{ kind: 'flood', client, topic: `c/${chat.id}/send`, errTopic: `d/${user}/bot/err`, window: 5000 }],
+      'ready',
+    )
+    const result = flooder.all<{ sent: number; acked: number; ms: number; notices: Record<string, number> }>(
+      'result',
+    )
+    flooder.go()
+    const flooded = await stream(
+      workers,
+      target,
+      streamJobs(await chatPairs(target, 50), { qos: 1, rate: 200, format: 'chat' }),
+      `${scenario}, one device flooding`,
+      '200',
+    )
+    for (const p of flooder.procs) p.send({ kind: 'stop' })
+    const [f] = await result
+    // The chat's first seq is its creation event.
+    const stored = (await api<{ lastSeq: number }>(target, user, 'chat.get', { chatId: chat.id })).lastSeq - 1
+    const told = f?.notices.rate_limited ?? 0
+    // The node's own count of refused sends, per limit.
+    const metrics = await (await fetch(`${target.httpUrl}/metrics`)).text()
+    const refusedBy = [
+      ...metrics.matchAll(/^natter_rate_limit_refused_total\{limit="(sends_per_\w+)"\} (\d+)/gm),
+    ]
+      .filter((m) => m[2] !== '0')
+      .map((m) => `${m[2]} by ${m[1]}`)
+      .join(', ')
+    const note = `Flood part: in ${fmt((f?.ms ?? 0) / 1000, 0)} s the flooding device sent ${f?.sent} chat messages, ${f?.acked} were acknowledged, ${stored} stored, and it was told rate_limited ${told} times (the node counted ${refusedBy || 'none'}). The 50 users' p99: ${fmt(quiet.p99, 2)} ms without the flood, ${fmt(flooded.p99, 2)} ms with it (${fmt(flooded.p99 / quiet.p99, 2)}×; the goal is at most 1.5×).`
+    process.stderr.write(`${note}\n`)
+    return { rows: [quiet, flooded], note }
+  } finally {
+    await flooder.stop()
+    await target.stop()
+  }
+}
+
 async function main() {
   const started = Date.now()
   const natterEnv: Record<string, string> = cpuProf
@@ -503,6 +576,7 @@ async function main() {
   const natter = targets[2] as Target
   const workers = await Workers.start(WORKERS)
   const rows: Row[] = []
+  const notes: string[] = []
   const extraVersions: string[] = []
   const log = (r: Row) => {
     rows.push(r)
@@ -545,6 +619,11 @@ async function main() {
       // Natter's own view of the chat steps, for where the time went (store write, delivery).
       const metrics = await (await fetch(`${natter.httpUrl}/metrics`)).text()
       writeFileSync(new URL(`./results/${OUT}-natter-metrics.txt`, import.meta.url), metrics)
+    }
+    if (want('flood')) {
+      const flood = await floodPart(workers)
+      for (const row of flood.rows) log(row)
+      notes.push(flood.note, '')
     }
     for (const size of want('fanout') ? P.groups : []) log(await fanout(workers, natter, size))
     if (want('history')) for (const row of await history(natter, P.history)) log(row)
@@ -638,6 +717,7 @@ async function main() {
     '',
     table(rows),
     '',
+    ...notes,
     ...(against.md ? ['## Natter against the anchors', '', against.md, ''] : []),
     `![latency against offered load](${OUT}.png)`,
     '',
@@ -646,7 +726,7 @@ async function main() {
   writeFileSync(new URL(`./results/${OUT}.md`, import.meta.url), md)
   writeFileSync(
     new URL(`./results/${OUT}.json`, import.meta.url),
-    JSON.stringify({ machine, versions, rows, anchors: against.json }, null, 2),
+    JSON.stringify({ machine, versions, rows, notes, anchors: against.json }, null, 2),
   )
   await renderChart(rows, new URL(`./results/${OUT}.png`, import.meta.url).pathname)
   process.stdout.write(`${md}\n`)

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { freePort } from '../test/helpers/free-port.ts'
+import { LOAD_LIMITS } from '../test/helpers/processes.ts'
 
 export interface Target {
   name: 'mosquitto' | 'aedes' | 'natter' | 'natter ×3 on Redis'
@@ -149,6 +150,9 @@ export async function startNatter(o: {
       NATTER_DATA_DIR: dir,
       NATTER_JWT_SECRET: o.secret,
       NATTER_LOG_LEVEL: 'info',
+      // Throughput steps measure the send path with its limiters running, not the limits
+      // themselves (one device sends hundreds of messages a second); the flood part sets its own.
+      ...LOAD_LIMITS,
       ...o.env,
       ...(inspector ? { NODE_OPTIONS: inspector.NODE_OPTIONS } : {}),
     },

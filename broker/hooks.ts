@@ -14,11 +14,14 @@ import {
 } from '../services/auth/topic-acl.ts'
 import { type InKind, outKind, type Telemetry } from '../services/metrics/metrics.ts'
 import type { ErrorNotice } from '../services/requests/envelope.ts'
+import { PubackOrder } from './puback-order.ts'
+import type { RateLimitWiring } from './rate-limit-wiring.ts'
 import type { Sessions } from './sessions.ts'
 
 // CONNACK return codes of MQTT 3.1.1. Numbers, not aedes' const enum, which type stripping
 // cannot erase.
 const IDENTIFIER_REJECTED = 2
+const SERVER_UNAVAILABLE = 3
 const BAD_USERNAME_OR_PASSWORD = 4
 const NOT_AUTHORIZED = 5
 
@@ -41,6 +44,17 @@ export interface HookDeps {
   /** Chat membership, for the topics that depend on it. */
   access: Access
   telemetry: Telemetry
+  /** Rate limits of CONNECTs and typing (services/limits/); sends and requests are limited in their handlers. */
+  limits: Pick<RateLimitWiring, 'connectFrom' | 'connectOf' | 'typing'>
+}
+
+/** A CONNECT over a rate limit, passed down the verification chain. */
+class ConnectLimited extends Error {
+  readonly limit: string
+  constructor(v: { limit: string; waitMs: number }) {
+    super(`too many connections (${v.limit.replace(/_/g, ' ')}); try again in ${v.waitMs} ms`)
+    this.limit = v.limit
+  }
 }
 
 function inKind(topic: string): InKind {
@@ -52,11 +66,24 @@ function inKind(topic: string): InKind {
 /**
  * mqtt-packet's parser keeps the CONNECT packet as its settings for the connection's life: the
  * token (password) and every field, on every idle connection. It needs only the protocol
- * version from it (aedes 1.2, mqtt-packet 9).
+ * version from it (aedes 1.2, mqtt-packet 9), and only reads it: every connection of one
+ * version shares one frozen settings object.
  */
 function releaseConnectPacket(client: Client): void {
   const c = client as Client & { version?: number; _parser?: { settings?: object } }
-  if (c._parser) c._parser.settings = { protocolVersion: c.version ?? 4 }
+  if (c._parser) c._parser.settings = parserSettings(c.version ?? 4)
+}
+
+const sharedParserSettings = new Map<number, Readonly<{ protocolVersion: number }>>()
+
+/** The parser settings of one protocol version (3, 4 or 5), the same object every time. */
+function parserSettings(protocolVersion: number): Readonly<{ protocolVersion: number }> {
+  let settings = sharedParserSettings.get(protocolVersion)
+  if (!settings) {
+    settings = Object.freeze({ protocolVersion })
+    sharedParserSettings.set(protocolVersion, settings)
+  }
+  return settings
 }
 
 function connectError(returnCode: number, message: string) {
@@ -65,13 +92,22 @@ function connectError(returnCode: number, message: string) {
 
 /** The aedes hooks that put Natter's auth and topic rules in front of every packet. */
 export function createHooks(d: HookDeps): HookSet {
+  // Every QoS 1 publish of a connection is acknowledged in arrival order, whatever its outcome.
+  const acks = new PubackOrder()
+  // Per address before the token is checked: a flood of CONNECTs costs no JWT verification.
+  const verifyWithinLimits = (client: Client, password: Buffer | undefined) =>
+    d.limits
+      .connectFrom(client)
+      .then((over) =>
+        over ? Promise.reject(new ConnectLimited(over)) : d.verify(password?.toString('utf8')),
+      )
   const authenticate: HookSet['authenticate'] = (client, _username, password, done) => {
     const who = parseClientId(client.id)
     if (!who) {
       d.log.info({ event: 'connect_refused', reason: 'bad_client_id' }, 'connection refused')
       return done(connectError(IDENTIFIER_REJECTED, 'client id must be <userId>/<deviceId>'), false)
     }
-    d.verify(password?.toString('utf8')).then(
+    verifyWithinLimits(client, password).then(
       (token) => {
         if (token.userId !== who.userId) {
           d.log.info({ event: 'connect_refused', clientId: client.id, reason: 'client_id_of_other_user' })
@@ -86,17 +122,32 @@ export function createHooks(d: HookDeps): HookSet {
             return done(connectError(NOT_AUTHORIZED, `will topic refused: ${decision.reason}`), false)
           }
         }
-        d.sessions.start(client, { who, tokenExpiresAt: token.expiresAt })
-        releaseConnectPacket(client)
-        done(null, true)
+        // Per user once the token is good: nobody can use up another user's connects.
+        d.limits.connectOf(who.userId).then((over) => {
+          if (over) return limited(new ConnectLimited(over))
+          // Expired since it was verified: a CONNACK refusal, never a close without one.
+          if (token.expiresAt <= Date.now()) {
+            d.log.info({ event: 'connect_refused', clientId: client.id, reason: 'expired' })
+            return done(connectError(BAD_USERNAME_OR_PASSWORD, 'token expired'), false)
+          }
+          d.sessions.start(client, { who, tokenExpiresAt: token.expiresAt })
+          releaseConnectPacket(client)
+          done(null, true)
+        })
       },
       (err: unknown) => {
+        if (err instanceof ConnectLimited) return limited(err)
         const reason = err instanceof TokenError ? err.problem : 'verify_failed'
         d.log.info({ event: 'connect_refused', clientId: client.id, reason })
         if (!(err instanceof TokenError)) d.log.error({ err }, 'token verification failed unexpectedly')
         done(connectError(BAD_USERNAME_OR_PASSWORD, 'bad token'), false)
       },
     )
+    // MQTT 3.1.1 has no "rate exceeded" code; 3 (server unavailable) makes clients back off.
+    const limited = (err: ConnectLimited) => {
+      d.log.info({ event: 'connect_refused', clientId: client.id, reason: 'rate_limited', limit: err.limit })
+      done(connectError(SERVER_UNAVAILABLE, err.message), false)
+    }
   }
 
   const authorizePublish: HookSet['authorizePublish'] = (client, packet, done) => {
@@ -129,35 +180,45 @@ export function createHooks(d: HookDeps): HookSet {
       })
       packet.topic = DROPPED_TOPIC
       packet.retain = false
-      return done(null)
+      return acks.now(client, packet.qos, done)
     }
     const sendChat = chatTopic(packet.topic, 'send')
     if (sendChat !== null) {
+      const ticket = acks.enter(client, packet.qos)
       return d.handleSend(client, session.who, sendChat, packet).then(
         () => {
           // Stored and fanned out by the send path; the raw packet itself goes nowhere.
           packet.topic = DROPPED_TOPIC
-          done(null)
+          acks.decided(client, ticket, done)
         },
         (err: unknown) => {
           // No PUBACK when the store failed: the client keeps the message and sends it again.
           if ((err as { code?: string }).code === 'shutting_down') {
             d.log.info({ event: 'send_refused', clientId: client.id, chatId: sendChat }, 'node shutting down')
           } else d.log.error({ err, clientId: client.id, chatId: sendChat }, 'message store write failed')
-          done(err instanceof Error ? err : new Error(String(err)))
+          acks.decided(client, ticket, done, err instanceof Error ? err : new Error(String(err)))
         },
       )
     }
     const typingChat = chatTopic(packet.topic, 'typing')
     if (typingChat !== null) {
       const payload = d.handleTyping(client, session.who, typingChat, packet)
-      if (payload === null) packet.topic = DROPPED_TOPIC
-      else packet.payload = payload
-      return done(null)
+      if (payload === null) {
+        packet.topic = DROPPED_TOPIC
+        return acks.now(client, packet.qos, done)
+      }
+      const ticket = acks.enter(client, packet.qos)
+      // Over the typing limits the indicator is dropped, as one within the interval is.
+      return d.limits.typing(session.who).then((ok) => {
+        if (ok) packet.payload = payload
+        else packet.topic = DROPPED_TOPIC
+        acks.decided(client, ticket, done)
+      })
     }
     if (packet.topic.startsWith('req/')) {
+      const ticket = acks.enter(client, packet.qos)
       return d.handleRequest(client, packet).then(
-        () => done(null),
+        () => acks.decided(client, ticket, done),
         (err: unknown) => {
           d.log.error({ err, clientId: client.id, topic: packet.topic }, 'request failed')
           d.notify(client, {
@@ -165,11 +226,11 @@ export function createHooks(d: HookDeps): HookSet {
             code: 'internal',
             message: 'the request failed on the server',
           })
-          done(null)
+          acks.decided(client, ticket, done)
         },
       )
     }
-    done(null)
+    acks.now(client, packet.qos, done)
   }
 
   const authorizeSubscribe: HookSet['authorizeSubscribe'] = (client, sub: Subscription, done) => {

@@ -22,6 +22,138 @@ const INBOX_RECHECK_MS = 10_000
 // Inactive sessions are removed, and connected devices' last-seen refreshed, this often.
 const SESSION_SWEEP_MS = 3_600_000
 
+/** Whether a topic is a user's inbox, `u/<userId>/inbox` (user ids hold no `/`). */
+function isInboxTopic(topic: string): boolean {
+  return topic.startsWith('u/') && topic.endsWith('/inbox') && topic.indexOf('/', 2) === topic.length - 6
+}
+
+/**
+ * Inbox subscriptions stay out of aedes' emitter. Nothing is ever published to an inbox topic
+ * through aedes: the delivery writes inbox packets to the socket itself, and no device may
+ * publish there (services/auth/topic-acl.ts; only a device's own inbox passes authorizeSubscribe
+ * to get here). Registered, each device's inbox took two levels of the emitter's topic trie,
+ * about 500 bytes on every idle connection (bench/, idle). aedes
+ * still records the subscription on the client and in its persistence (SUBACK, sessions
+ * restored, the `subscribe` event); only the emitter's listener is skipped, its callback
+ * called as the emitter would (aedes 1.2: Aedes#subscribe and #unsubscribe wrap mq.on and
+ * mq.removeListener, which both call back in a later turn).
+ */
+function keepInboxOutOfEmitter(broker: Aedes): void {
+  type Listen = (topic: string, func: unknown, done?: () => void) => void
+  const b = broker as unknown as { subscribe: Listen; unsubscribe: Listen }
+  const subscribe = b.subscribe.bind(b)
+  const unsubscribe = b.unsubscribe.bind(b)
+  b.subscribe = (topic, func, done) => {
+    if (!isInboxTopic(topic)) return subscribe(topic, func, done)
+    if (done) setImmediate(done)
+  }
+  b.unsubscribe = (topic, func, done) => {
+    if (!isInboxTopic(topic)) return unsubscribe(topic, func, done)
+    if (done) setImmediate(done)
+  }
+}
+
+/** A subscription as aedes hands it to its persistence and gets it back (aedes 1.2). */
+interface StoredSubscription {
+  topic: string
+  qos: number
+  rh?: number
+  rap?: boolean
+  nl?: boolean
+  subscriptionIdentifier?: number
+}
+
+/** The subscription calls of aedes-persistence that aedes makes (promise style, aedes 1.2). */
+interface SubscriptionStore {
+  addSubscriptions(client: { id: string }, subs: StoredSubscription[]): Promise<unknown>
+  removeSubscriptions(client: { id: string }, topics: string[]): Promise<unknown>
+  subscriptionsByClient(client: { id: string }): Promise<StoredSubscription[]>
+  cleanSubscriptions(client: { id: string }): Promise<unknown>
+}
+
+/** The user id of a client id `<userId>/<deviceId>`. */
+const userOf = (clientId: string) => clientId.slice(0, clientId.indexOf('/'))
+
+/**
+ * The embedded default's in-memory persistence keeps each device's subscription to its own inbox
+ * in one entry of a map of its own (client id to a record shared by every device subscribed
+ * alike), not in aedes-persistence's per-client map and topic trie: those cost about 1.1 KB per
+ * device, idle or offline (bench/, idle), for a trie that is never matched (nothing is
+ * published to an inbox through aedes, see keepInboxOutOfEmitter). aedes sees the same
+ * subscriptions: `subscriptionsByClient` (a resumed session's restore, and its CONNACK's
+ * session-present flag) returns the inbox with the rest, and `cleanSubscriptions` forgets it.
+ * Other topics, and another user's inbox in the same SUBSCRIBE (aedes stores the whole packet's
+ * list, refused filters included), go to aedes-persistence as before.
+ */
+function compactInboxSubscriptions(p: SubscriptionStore): void {
+  const inbox = new Map<string, Readonly<Omit<StoredSubscription, 'topic'>>>()
+  // Records shared by every device that subscribed with the same options (MQTT 3.1.1: one per QoS).
+  const shared = new Map<string, Readonly<Omit<StoredSubscription, 'topic'>>>()
+  // The record aedes-persistence keeps: { qos, rh, rap, nl }, and the subscription identifier if any.
+  const recordOf = (sub: StoredSubscription): Readonly<Omit<StoredSubscription, 'topic'>> => {
+    const { qos, rh, rap, nl, subscriptionIdentifier } = sub
+    if (subscriptionIdentifier !== undefined)
+      return Object.freeze({ qos, rh, rap, nl, subscriptionIdentifier })
+    const key = `${qos}|${rh}|${rap}|${nl}`
+    let record = shared.get(key)
+    if (!record) {
+      record = Object.freeze({ qos, rh, rap, nl })
+      shared.set(key, record)
+    }
+    return record
+  }
+  const own = (clientId: string, topic: string) => topic === topics.inbox(userOf(clientId))
+  const add = p.addSubscriptions.bind(p)
+  const remove = p.removeSubscriptions.bind(p)
+  const byClient = p.subscriptionsByClient.bind(p)
+  const clean = p.cleanSubscriptions.bind(p)
+  p.addSubscriptions = async (client, subs) => {
+    const rest = subs.filter((sub) => !own(client.id, sub.topic))
+    // The last of the packet's filters wins, as in the per-client map it replaces.
+    for (const sub of subs) if (own(client.id, sub.topic)) inbox.set(client.id, recordOf(sub))
+    if (rest.length > 0) await add(client, rest)
+  }
+  p.removeSubscriptions = async (client, filters) => {
+    const rest = filters.filter((topic) => !own(client.id, topic))
+    if (rest.length < filters.length) inbox.delete(client.id)
+    if (rest.length > 0) await remove(client, rest)
+  }
+  p.subscriptionsByClient = async (client) => {
+    const subs = await byClient(client)
+    const record = inbox.get(client.id)
+    return record ? [...subs, { topic: topics.inbox(userOf(client.id)), ...record }] : subs
+  }
+  p.cleanSubscriptions = async (client) => {
+    inbox.delete(client.id)
+    await clean(client)
+  }
+}
+
+/** The part of aedes-persistence's (callback and promise) API that stores retained messages. */
+interface RetainedStore {
+  storeRetained(packet: PublishPacket, ...rest: unknown[]): unknown
+}
+
+/**
+ * A retained message lives as long as its topic does (a user's presence: for good), and its
+ * payload is often a slice of Node's shared 8 KB Buffer pool, where one slice still referenced
+ * keeps the whole slab alive: the retained presence messages kept about 500 bytes of slabs per
+ * user (bench/, idle). The in-memory persistence gets a copy whose payload owns its bytes.
+ */
+function ownRetainedPayloads(p: RetainedStore): void {
+  const store = p.storeRetained.bind(p)
+  p.storeRetained = (packet, ...rest) => store(withOwnPayload(packet), ...rest)
+}
+
+/** The packet itself when its payload owns its memory; else a copy with a payload that does. */
+function withOwnPayload(packet: PublishPacket): PublishPacket {
+  const payload = packet.payload
+  if (!Buffer.isBuffer(payload) || payload.byteLength === payload.buffer.byteLength) return packet
+  const own = Buffer.allocUnsafeSlow(payload.byteLength)
+  payload.copy(own)
+  return { ...packet, payload: own }
+}
+
 /** What Natter reads of aedes' Client beyond its declarations (aedes 1.2, lib/client.js). */
 type AedesClient = Client & {
   subscriptions: Record<string, { qos: number }>
@@ -66,6 +198,10 @@ export function wireInbox(d: {
       (topic.endsWith('/inbox') || topic.endsWith('/presence') || topic.endsWith('/self')),
     puback: (client, messageId) => inbox.puback(asInboxClient(client), messageId),
   })
+  if (!cluster) {
+    ownRetainedPayloads(persistence as unknown as RetainedStore)
+    compactInboxSubscriptions(persistence as unknown as SubscriptionStore)
+  }
   const aedesPersistence = persistence as unknown as AedesPersistenceLike
   const inbox: InboxDelivery = new InboxDelivery({
     messages: d.stores.messages,
@@ -167,6 +303,7 @@ export function wireInbox(d: {
     sink,
     persistence,
     attach(broker) {
+      keepInboxOutOfEmitter(broker)
       broker.on('clientReady', (client) => {
         const who = sessions.get(client)?.who
         if (!who) return

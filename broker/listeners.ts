@@ -9,6 +9,7 @@ import type { Duplex } from 'node:stream'
 import type { Logger } from 'pino'
 import { createWebSocketStream, WebSocketServer } from 'ws'
 import type { Settings } from '../config/schema.ts'
+import { requestTarget } from '../services/requests/request-target.ts'
 import { type ClientSocket, fitClientSocket } from './connection.ts'
 
 /** The ports a node listens on (they differ from the settings when a setting was 0). */
@@ -77,7 +78,8 @@ export function createListeners(d: {
     handleProtocols: (offered) => ['mqtt', 'mqttv3.1'].find((p) => offered.has(p)) ?? false,
   })
   wsHttp.on('upgrade', (req, socket, head) => {
-    const path = new URL(req.url ?? '/', 'http://x').pathname
+    // Never new URL(req.url, base): it throws on `//`, and a throw here ends the process.
+    const path = requestTarget(req.url)?.pathname
     if (path !== settings.wsPath) {
       socket.end('HTTP/1.1 404 Not Found\r\nconnection: close\r\n\r\n')
       return

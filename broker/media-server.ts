@@ -14,6 +14,7 @@ import { MAX_PAGE_SIZE, operations } from '../services/requests/operations.ts'
 import { RequestRouter } from '../services/requests/router.ts'
 import { createHttpHandler } from './http.ts'
 import { mediaLimits } from './media-limits.ts'
+import { wireRateLimits } from './rate-limit-wiring.ts'
 import { openMediaStores, openObjectStore } from './stores.ts'
 
 export interface MediaServer {
@@ -38,6 +39,8 @@ export async function startMediaServer(settings: Settings, log: Logger): Promise
   const router = new RequestRouter()
   const registry = new Registry()
   collectDefaultMetrics({ register: registry, prefix: 'natter_media_' })
+  // The same limits as on the nodes: per token, and uploads per device and user.
+  const limits = wireRateLimits({ settings, registry, log })
   new MediaService({
     catalog: stores.media,
     objects,
@@ -47,11 +50,12 @@ export async function startMediaServer(settings: Settings, log: Logger): Promise
     log,
     telemetry: createMediaMetrics(registry),
   }).register(router)
+  router.guard('media.begin', limits.upload)
   let ready = false
   const server = createServer(
     createHttpHandler({
       isReady: () => ready,
-      api: createHttpApi({ verify, router }),
+      api: createHttpApi({ verify, router, limit: limits.http }),
       metrics: registry,
       log,
       objects: diskObjectRoute(objects),
@@ -76,6 +80,7 @@ export async function startMediaServer(settings: Settings, log: Logger): Promise
       await stores.media.close()
       await stores.chats.close()
       await objects.close()
+      await limits.close()
     },
   }
 }

@@ -22,19 +22,22 @@ import { RedisDeviceCounter } from '../services/presence/device-counter.ts'
 import { PresenceTracker } from '../services/presence/presence-tracker.ts'
 import { LocalDeviceLiveness, RedisDeviceLiveness } from '../services/push/device-liveness.ts'
 import { PushService } from '../services/push/push-service.ts'
-import type { ErrorNotice } from '../services/requests/envelope.ts'
+import { type ErrorNotice, NatterError } from '../services/requests/envelope.ts'
 import { createHttpApi } from '../services/requests/http-api.ts'
 import { MAX_PAGE_SIZE, operations } from '../services/requests/operations.ts'
 import { RequestRouter } from '../services/requests/router.ts'
 import { registerSessionOps } from '../services/requests/session-ops.ts'
 import { type ClusterLink, openCluster } from './cluster.ts'
 import { createHooks, skipDroppedPublishes } from './hooks.ts'
+import { allowedHosts } from './host-check.ts'
 import { createHttpHandler } from './http.ts'
 import { InFlight } from './in-flight.ts'
 import { type InboxWiring, wireInbox } from './inbox-wiring.ts'
+import { keepaliveWithin } from './keepalive-range.ts'
 import { createListeners } from './listeners.ts'
 import { mediaLimits } from './media-limits.ts'
 import { pushProviders } from './push-providers.ts'
+import { rateLimitedNotice, wireRateLimits } from './rate-limit-wiring.ts'
 import { Sessions } from './sessions.ts'
 import { openObjectStore, openStores, type Stores } from './stores.ts'
 import { createWebApp } from './web-app.ts'
@@ -77,8 +80,12 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     )
   }
   const verify = createTokenVerifier(settings, keySource.key)
-  // Closes a connection whose token has expired (onTokenExpired is defined with the hooks below).
-  const sessions = new Sessions((client) => onTokenExpired(client))
+  // Closes a connection whose token has expired, after a token_expired notice (both defined with
+  // the hooks below).
+  const sessions = new Sessions((client) => onTokenExpired(client), {
+    beforeMs: settings.tokenExpiryNoticeSeconds * 1000,
+    send: (client, expiresAt) => onTokenExpiring(client, expiresAt),
+  })
   const stores = await openStores(settings)
   log.info({ event: 'stores', kind: stores.kind }, 'message and chat stores open')
   const index = new MembershipIndex()
@@ -122,6 +129,7 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     bufferedBytes: () => listeners.buffered(),
     undeliveredCount: () => undelivered.count(),
   })
+  const limits = wireRateLimits({ settings, registry, log })
   const router = new RequestRouter()
   const ops = operations({ maxGroupMembers: settings.maxGroupMembers, maxPageSize: MAX_PAGE_SIZE })
   registerSessionOps(router, ops)
@@ -155,6 +163,7 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     telemetry: createMediaMetrics(registry),
   })
   mediaService.register(router)
+  router.guard('media.begin', limits.upload)
   const liveness = cluster
     ? new RedisDeviceLiveness({
         redis: cluster.redis,
@@ -218,17 +227,38 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     const session = sessions.get(client)
     if (!session) return
     const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload)
-    const outcome = await router.route(
-      { who: session.who, tokenExpiresAt: session.tokenExpiresAt },
-      packet.topic,
-      payload,
-    )
+    // Over the request limits: held (its PUBACK waits), then answered rate_limited, not run.
+    const retryAfterMs = await limits.requests.admit(client, session.who)
+    const outcome =
+      retryAfterMs > 0
+        ? router.refuse(
+            packet.topic,
+            payload,
+            new NatterError(
+              'rate_limited',
+              `too many requests: try again in ${retryAfterMs} ms`,
+              retryAfterMs,
+            ),
+          )
+        : await router.route(
+            { who: session.who, tokenExpiresAt: session.tokenExpiresAt },
+            packet.topic,
+            payload,
+          )
     if ('reply' in outcome) await publishTo(topics.reply(session.who.clientId), outcome.reply)
     else await publishTo(topics.errors(session.who.clientId), outcome.notice)
   }
   const onTokenExpired = (client: Client) => {
     log.info({ event: 'token_expired', clientId: client.id }, 'closing connection at token expiry')
     client.close()
+  }
+  const onTokenExpiring = (client: Client, expiresAt: number) => {
+    const at = new Date(expiresAt).toISOString()
+    notify(client, {
+      code: 'token_expired',
+      message: `the token expires at ${at}, and the connection is closed then: reconnect with a fresh token`,
+      expiresAt: at,
+    })
   }
 
   const payloadOf = (packet: PublishPacket) =>
@@ -239,10 +269,17 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     chatId: string,
     packet: PublishPacket,
   ) => {
-    if (stopping) {
+    const refuseIfStopping = () => {
+      if (!stopping) return
       // The client gets no PUBACK and its connection closes: it sends again to another node.
       throw Object.assign(new Error('this node is shutting down'), { code: 'shutting_down' })
     }
+    refuseIfStopping()
+    // Over the send limits: held (its PUBACK waits), then refused with a retry-after and not stored.
+    const retryAfterMs = await limits.sends.admit(client, who)
+    if (retryAfterMs > 0)
+      return notify(client, rateLimitedNotice(packet.topic, payloadOf(packet), retryAfterMs))
+    refuseIfStopping()
     const outcome = await sends.track(messageService.send(who, chatId, payloadOf(packet)))
     if (!outcome.ok) notify(client, outcome.notice)
   }
@@ -275,8 +312,14 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
       handleTyping,
       access: index,
       telemetry,
+      limits,
     }),
     connectTimeout: settings.connectTimeoutMs,
+    // Keep alive 0 and values over the maximum are bounded, so a silent client is always closed.
+    preConnect: keepaliveWithin({
+      minSeconds: settings.keepaliveMinSeconds,
+      maxSeconds: settings.keepaliveMaxSeconds,
+    }),
     // ClientConnection never reports a full socket, so aedes never waits for a drain: the
     // drain timeout is enforced there, without holding up anyone else.
     drainTimeout: 0,
@@ -305,6 +348,7 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
   await liveness.start()
   pushService.start()
   broker.on('clientReady', (client) => {
+    sessions.ready(client)
     const who = sessions.get(client)?.who
     if (who) presence.connected(who.userId, client)
     if (who) liveness.connected(who.clientId)
@@ -349,7 +393,7 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     handle: (stream, req) => broker.handle(stream, req),
     http: createHttpHandler({
       isReady: () => ready && !broker.closed,
-      api: createHttpApi({ verify, router }),
+      api: createHttpApi({ verify, router, limit: limits.http }),
       metrics: registry,
       log,
       objects: diskObjectRoute(objects),
@@ -358,7 +402,7 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
         devSecret: keySource.generated ? (keySource.key as Uint8Array) : undefined,
         issuer: settings.jwtIssuer,
         audience: settings.jwtAudience,
-        log,
+        hosts: allowedHosts(settings),
       }),
     }),
   })
@@ -455,6 +499,7 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     clearInterval(resync)
     await presence.settled()
     await cluster?.close()
+    await limits.close()
     await stores.messages.close()
     await stores.chats.close()
     await stores.media.close()

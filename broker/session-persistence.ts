@@ -4,7 +4,8 @@ import type { Client } from 'aedes'
 export interface AedesPersistenceLike {
   outgoingEnqueue(sub: { clientId: string }, packet: { topic: string }): Promise<void>
   outgoingEnqueueCombi(subs: Array<{ clientId: string }>, packet: { topic: string }): Promise<void>
-  outgoingUpdate(client: Client, packet: { topic: string }): Promise<void>
+  /** A PUBLISH being delivered, or the PUBREL aedes answers a client's PUBREC with (no topic). */
+  outgoingUpdate(client: Client, packet: { topic?: string }): Promise<void>
   outgoingClearMessageId(client: Client, packet: { messageId?: number }): Promise<unknown>
   cleanSubscriptions(client: { id: string }): Promise<unknown>
   createRetainedStreamCombi(patterns: string[]): NodeJS.ReadableStream
@@ -43,8 +44,11 @@ export function sessionPersistence<P extends object>(base: P, hooks: SessionPers
     hooks.liveOnly(packet.topic) ? Promise.resolve() : enqueueCombi(subs, packet)
   // aedes records each QoS 1 delivery to a persistent session against its queued copy; without
   // a copy the base persistence fails ("no such packet") and aedes drops the client.
+  // A PUBREL has no topic: the base looks its packet id up, and refuses one it never sent ("no
+  // such packet": aedes closes that client). Reading its topic threw inside aedes' packet
+  // handler, and one PUBREC (50 02 00 01) on a persistent session stopped the node.
   p.outgoingUpdate = (client, packet) =>
-    hooks.liveOnly(packet.topic) ? Promise.resolve() : update(client, packet)
+    packet.topic !== undefined && hooks.liveOnly(packet.topic) ? Promise.resolve() : update(client, packet)
   p.outgoingClearMessageId = (client, packet) =>
     packet.messageId !== undefined && hooks.puback(client, packet.messageId)
       ? Promise.resolve(undefined)

@@ -21,6 +21,15 @@ const flag = z.preprocess(
 )
 const MiB = 1024 * 1024
 const optionalText = z.preprocess((v) => (v === '' ? undefined : v), z.string().optional())
+/** A rate limit: "30/10s" is 30 per window of 10 seconds (m: minutes, h: hours); "off" is none. Parsed by services/limits/rate.ts. */
+const rate = (fallback: string) =>
+  z
+    .string()
+    .trim()
+    .regex(/^(off|[1-9]\d{0,8}\/[1-9]\d{0,4}[smh])$/, {
+      error: 'expected N/<window> such as 30/10s, 100/1m or 1000/1h, or off',
+    })
+    .default(fallback)
 
 export const settingsShape = {
   host: z
@@ -55,6 +64,16 @@ export const settingsShape = {
   connectTimeoutMs: integer(1000, 600_000)
     .default(30_000)
     .describe('A socket that sends no CONNECT within this time is closed.'),
+  keepaliveMinSeconds: integer(1, 65_535)
+    .default(10)
+    .describe(
+      'A CONNECT keep alive below this is raised to it: the server closes a silent client after 1.5 times the applied keep alive.',
+    ),
+  keepaliveMaxSeconds: integer(1, 65_535)
+    .default(300)
+    .describe(
+      'A CONNECT keep alive of 0 (off) or above this is bounded to it, so a silent client is closed and its presence ends.',
+    ),
   drainTimeoutMs: integer(0, 600_000)
     .default(30_000)
     .describe(
@@ -166,7 +185,44 @@ export const settingsShape = {
   ),
   jwtIssuer: optionalText.describe('When set, tokens must carry this iss claim.'),
   jwtAudience: optionalText.describe('When set, tokens must carry this aud claim.'),
-  jwtClockToleranceSeconds: integer(0, 300).default(5).describe('Leeway for exp/nbf between clocks.'),
+  jwtClockToleranceSeconds: integer(0, 300)
+    .default(5)
+    .describe(
+      "Leeway for a token issuer's clock running ahead (nbf). exp is exact: a token is refused from its exp on.",
+    ),
+  tokenExpiryNoticeSeconds: integer(0, 3600)
+    .default(30)
+    .describe(
+      'A connection gets a token_expired notice on its error topic this long before its token expires and the server closes it (0: none).',
+    ),
+  limitSendsPerDevice: rate('50/10s').describe(
+    'Chat messages one device may send (N/window, or off); over it they are held, then refused with rate_limited.',
+  ),
+  limitSendsPerUser: rate('100/10s').describe(
+    'Chat messages one user may send from all devices and nodes together.',
+  ),
+  limitRequestsPerDevice: rate('200/10s').describe('Requests (req/<op>) one device may make.'),
+  limitRequestsPerUser: rate('400/10s').describe(
+    'Requests one user may make from all devices and nodes together.',
+  ),
+  limitTypingPerDevice: rate('20/10s').describe(
+    'Typing indicators one device may send, all chats together; more are dropped.',
+  ),
+  limitTypingPerUser: rate('40/10s').describe(
+    'Typing indicators one user may send from all devices together.',
+  ),
+  limitUploadsPerDevice: rate('30/1m').describe('Media uploads (media.begin) one device may start.'),
+  limitUploadsPerUser: rate('60/1m').describe('Media uploads one user may start, MQTT and HTTP together.'),
+  limitConnectsPerIp: rate('60/10s').describe(
+    'CONNECTs from one IP address, before the token is checked; over it: CONNACK 3 (server unavailable).',
+  ),
+  limitConnectsPerUser: rate('30/1m').describe('Accepted CONNECTs of one user; over it: CONNACK 3.'),
+  limitHttpPerToken: rate('100/10s').describe('HTTP API calls (POST /v1/<op>) with one token; over it: 429.'),
+  limitHoldMs: integer(0, 60_000)
+    .default(5000)
+    .describe(
+      'How long a chat send or request over its limit is held (its PUBACK delayed) waiting for room, before it is refused with rate_limited; below keepaliveMinSeconds.',
+    ),
 } as const
 
 export const settingsSchema = z.object(settingsShape).superRefine((s, ctx) => {
@@ -200,6 +256,21 @@ export const settingsSchema = z.object(settingsShape).superRefine((s, ctx) => {
         message: 'a cluster needs jwtSecret: a generated dev secret differs on every node',
       })
     }
+  }
+  // A held publish stops the server reading its connection, PINGREQs included (docs/protocol.md#rate-limits).
+  if (s.limitHoldMs >= s.keepaliveMinSeconds * 1000) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['limitHoldMs'],
+      message: `expected less than keepaliveMinSeconds (${s.keepaliveMinSeconds} s)`,
+    })
+  }
+  if (s.keepaliveMinSeconds > s.keepaliveMaxSeconds) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['keepaliveMinSeconds'],
+      message: 'expected at most keepaliveMaxSeconds',
+    })
   }
   const apns = [s.apnsKeyFile, s.apnsKeyId, s.apnsTeamId]
   if (apns.some((v) => v !== undefined) && apns.some((v) => v === undefined)) {

@@ -9,7 +9,12 @@ import {
   typingEventSchema,
   typingSchema,
 } from '../services/messages/wire.ts'
-import { errorNoticeSchema, replySchema, requestSchema } from '../services/requests/envelope.ts'
+import {
+  errorNoticeSchema,
+  httpErrorSchema,
+  replySchema,
+  requestSchema,
+} from '../services/requests/envelope.ts'
 import { MAX_PAGE_SIZE, operations } from '../services/requests/operations.ts'
 
 /** docs/schemas.md: every payload's JSON Schema, made from the schemas the server validates with. */
@@ -35,6 +40,7 @@ export function renderSchemasDoc(): string {
     ['Receipt event (server → user)', receiptEventSchema],
     ['Typing event (server → members)', typingEventSchema],
     ['Presence (server, retained)', presenceEventSchema],
+    ['HTTP error (server → HTTP client)', httpErrorSchema],
   ]
   for (const [title, schema] of payloads) {
     out.push(`### ${title}`, '', schema.description ?? '', '', '```json', json(schema), '```', '')

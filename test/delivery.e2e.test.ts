@@ -3,7 +3,7 @@ import { createConnection } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import type { IPublishPacket } from 'mqtt'
 import mqttPacket from 'mqtt-packet'
-import { WAIT_MS } from './helpers/clients.ts'
+import { connectClient, WAIT_MS } from './helpers/clients.ts'
 import { Device } from './helpers/device.ts'
 import { startTestNode, type TestNode } from './helpers/node.ts'
 import { run } from './helpers/processes.ts'
@@ -310,6 +310,55 @@ describe('inbox delivery from the message store', () => {
     assert.equal(updates.length, 1)
     assert.equal((updates[0]?.body as { online?: boolean } | undefined)?.online, true)
     await Promise.all([back.close(), resumed.close()])
+  })
+
+  it('a persistent session keeps its inbox subscription as MQTT says: restored with session present, gone after UNSUBSCRIBE or a clean session', async () => {
+    const token = await t.token('ivy')
+    const chat = (await alice.request<{ id: string }>('chat.direct', { with: 'ivy' })).id
+    /** Connects ivy/phone; resolves with the CONNACK's session-present flag and the client. */
+    const connect = async (clean = false) => {
+      let present: boolean | undefined
+      const client = await connectClient(t.mqttUrl, { clientId: 'ivy/phone', password: token, clean }, (c) =>
+        c.once('connect', (connack) => (present = connack.sessionPresent)),
+      )
+      return { client, present }
+    }
+    /** The broker's record of ivy/phone's inbox subscription, as aedes restored it. */
+    const restored = () =>
+      (
+        t.node.broker as unknown as {
+          clients: Record<string, { subscriptions: Record<string, { qos: number }> }>
+        }
+      ).clients['ivy/phone']?.subscriptions['u/ivy/inbox']
+    const first = await connect()
+    await first.client.subscribeAsync('u/ivy/inbox', { qos: 1 })
+    await first.client.endAsync()
+
+    // Back without subscribing: the session is there, its inbox too, at QoS 1, and it delivers.
+    const back = await connect()
+    assert.equal(back.present, true)
+    assert.equal(restored()?.qos, 1)
+    const got = new Promise<IPublishPacket>((resolve) =>
+      back.client.on('message', (topic, _payload, packet) => topic === 'u/ivy/inbox' && resolve(packet)),
+    )
+    await alice.send(chat, 'to the restored inbox')
+    assert.equal((await got).qos, 1)
+    // An UNSUBSCRIBE ends it: the next CONNECT finds no session.
+    await back.client.unsubscribeAsync('u/ivy/inbox')
+    await back.client.endAsync()
+    const unsubscribed = await connect()
+    assert.equal(unsubscribed.present, false)
+    assert.equal(restored(), undefined)
+    // A clean session ends it too [MQTT-3.1.2-6].
+    await unsubscribed.client.subscribeAsync('u/ivy/inbox', { qos: 0 })
+    await unsubscribed.client.endAsync()
+    const clean = await connect(true)
+    assert.equal(clean.present, false)
+    await clean.client.endAsync()
+    const after = await connect()
+    assert.equal(after.present, false)
+    assert.equal(restored(), undefined)
+    await after.client.endAsync()
   })
 
   it('removes sessions not seen for NATTER_SESSION_EXPIRY_DAYS, with their delivery state (clock passed in)', async () => {

@@ -68,6 +68,8 @@ interface Receipt {
 }
 
 const TYPING_EVERY_MS = 1000
+/** After getToken failed, the next try of a refresh. */
+const TOKEN_RETRY_MS = 1000
 
 let counter = 0
 const newLocalId = () =>
@@ -109,8 +111,13 @@ export class NatterClient extends Emitter<ClientEvents> {
   #state: ConnectionState = 'connecting'
   #attempt = 0
   #refreshTimer: ReturnType<typeof setTimeout> | undefined
+  #refreshing = false
   #reconnectTimer: ReturnType<typeof setTimeout> | undefined
   #closing = false
+  /** Outbox messages the server refused as rate_limited, and any sent meanwhile: sent again at #resendAt. */
+  readonly #held = new Set<string>()
+  #resendAt = 0
+  #resendTimer: ReturnType<typeof setTimeout> | undefined
 
   private constructor(o: ClientOptions) {
     super()
@@ -249,23 +256,43 @@ export class NatterClient extends Emitter<ClientEvents> {
     if (exp === undefined) return
     const life = exp - Date.now()
     const at = Math.max(0, life - Math.min(this.#o.refreshBeforeMs ?? 60_000, life / 2))
-    this.#refreshTimer = setTimeout(() => {
-      this.#o
-        .getToken()
-        .then((token) => {
+    this.#refreshTimer = setTimeout(() => this.#refreshNow(), at)
+  }
+
+  /**
+   * Fetches a fresh token and reconnects with it: when the refresh timer fires, or when the
+   * server's token_expired notice says the connection closes soon (it goes by the server's clock,
+   * which a device's may disagree with).
+   */
+  #refreshNow(): void {
+    clearTimeout(this.#refreshTimer)
+    if (this.#refreshing || this.#closing) return
+    this.#refreshing = true
+    this.#o
+      .getToken()
+      .then(
+        (token) => {
           this.#token = token
           this.#client.options.password = token
           // A clean DISCONNECT; the close starts the usual reconnect, now with the new token.
           // The session and its queue stay on the server meanwhile.
           this.#setState('reconnecting')
           this.#client.end(false)
-        })
-        .catch(() => this.#scheduleRefresh())
-    }, at)
+        },
+        () => {
+          // Tried again a second later (not at once: a token server that fails fast would be
+          // called in a loop once the token's last second has come).
+          this.#refreshTimer = setTimeout(() => this.#refreshNow(), TOKEN_RETRY_MS)
+        },
+      )
+      .finally(() => {
+        this.#refreshing = false
+      })
   }
 
   async close(): Promise<void> {
     this.#closing = true
+    clearTimeout(this.#resendTimer)
     clearTimeout(this.#refreshTimer)
     clearTimeout(this.#reconnectTimer)
     for (const t of this.#typingTimers.values()) clearTimeout(t)
@@ -473,8 +500,33 @@ export class NatterClient extends Emitter<ClientEvents> {
   #publish(item: OutboxItem): void {
     // Offline: the outbox sends it once connected again.
     if (this.#state !== 'connected') return
+    // Waiting out a rate limit: it goes after the refused ones, in order, when the wait is over.
+    if (Date.now() < this.#resendAt) {
+      this.#held.add(item.localId)
+      return
+    }
     const { localId, chatId, createdAt: _, ...rest } = item
     this.#client.publish(topics.send(chatId), JSON.stringify({ clientMsgId: localId, ...rest }), { qos: 1 })
+  }
+
+  /**
+   * The server refused an outbox message as rate_limited (it was not stored): it stays in the
+   * outbox and is sent again, with the same clientMsgId, once retryAfterMs has passed; messages
+   * sent meanwhile wait and follow it, so the chat keeps the order they were written in.
+   */
+  #resendLater(localId: string, retryAfterMs: number | undefined): void {
+    this.#held.add(localId)
+    // A server that named no wait: one second, rather than a loop.
+    const at = Date.now() + (retryAfterMs !== undefined && retryAfterMs > 0 ? retryAfterMs : 1000)
+    if (at <= this.#resendAt) return
+    this.#resendAt = at
+    clearTimeout(this.#resendTimer)
+    this.#resendTimer = setTimeout(() => {
+      this.#resendAt = 0
+      const due = this.#outbox.items.filter((i) => this.#held.has(i.localId))
+      this.#held.clear()
+      for (const item of due) this.#publish(item)
+    }, at - Date.now())
   }
 
   /** The server's echo of one of this user's messages: it is stored, with its seq. */
@@ -569,10 +621,14 @@ export class NatterClient extends Emitter<ClientEvents> {
       if (body.type === 'receipt') this.#receipt(body as unknown as Receipt)
       else this.#add(body as unknown as ChatMessage)
     } else if (topic === topics.errors(this.clientId)) {
-      const n = body as { code: string; message: string; ref?: string; topic?: string }
-      const error = new NatterRequestError(n.code as NatterErrorCode, n.message)
+      const n = body as { code: string; message: string; ref?: string; topic?: string; retryAfterMs?: number }
+      const error = new NatterRequestError(n.code as NatterErrorCode, n.message, n.retryAfterMs)
       const chatId = /^c\/([^/]+)\/send$/.exec(n.topic ?? '')?.[1]
-      if (n.ref && chatId && this.#outbox.has(n.ref)) this.#fail(n.ref, chatId, error)
+      // The server closes this connection at its token's expiry: reconnect first, with a new one.
+      if (n.code === 'token_expired' && n.topic === undefined) this.#refreshNow()
+      else if (n.code === 'rate_limited' && n.ref && chatId && this.#outbox.has(n.ref)) {
+        this.#resendLater(n.ref, n.retryAfterMs)
+      } else if (n.ref && chatId && this.#outbox.has(n.ref)) this.#fail(n.ref, chatId, error)
       else this.emit('error', error)
     } else if (topic.startsWith('u/') && topic.endsWith('/presence')) {
       this.emit('presence', body as unknown as ClientEvents['presence'])

@@ -31,9 +31,12 @@ export type NatterErrorCode =
 export class NatterRequestError extends Error {
   override name = 'NatterRequestError'
   readonly code: NatterErrorCode
-  constructor(code: NatterErrorCode, message: string) {
+  /** rate_limited: ms after which the same call may succeed (the server's retryAfterMs). */
+  readonly retryAfterMs: number | undefined
+  constructor(code: NatterErrorCode, message: string, retryAfterMs?: number) {
     super(message)
     this.code = code
+    this.retryAfterMs = retryAfterMs
   }
 }
 
@@ -56,7 +59,12 @@ export function request<T = unknown>(
   return new Promise<T>((resolve, reject) => {
     const onMessage = (topic: string, payload: Buffer) => {
       if (topic !== replyTopic) return
-      let reply: { id?: string; ok?: boolean; result?: T; error?: { code: string; message: string } }
+      let reply: {
+        id?: string
+        ok?: boolean
+        result?: T
+        error?: { code: string; message: string; retryAfterMs?: number }
+      }
       try {
         reply = JSON.parse(payload.toString('utf8'))
       } catch {
@@ -70,6 +78,7 @@ export function request<T = unknown>(
           new NatterRequestError(
             (reply.error?.code ?? 'internal') as NatterErrorCode,
             reply.error?.message ?? 'request failed',
+            reply.error?.retryAfterMs,
           ),
         )
     }

@@ -23,12 +23,24 @@ export class TokenError extends Error {
 
 export interface VerifiedToken {
   userId: string
-  /** Expiry in ms since the epoch. */
+  /** Expiry in ms since the epoch; always in the future when verified. */
   expiresAt: number
 }
 
+/** Verifies a JWT; rejects with a TokenError (see createTokenVerifier). */
 export type TokenVerifier = (token: string | undefined) => Promise<VerifiedToken>
 
+/**
+ * Verifies the JWT of an MQTT CONNECT (its password) or of an HTTP Bearer header: the one
+ * configured algorithm and key, `exp` and `sub` required, `iss`/`aud` when configured.
+ * Resolves with the user id and expiry; rejects with a TokenError saying why.
+ *
+ * Clock tolerance (NATTER_JWT_CLOCK_TOLERANCE_SECONDS) covers only a token issuer whose clock
+ * runs ahead of this server's: it applies to `nbf` (and `iat` is never checked against the
+ * clock). `exp` is exact (RFC 7519 §4.1.4: valid only before it): the server closes a
+ * connection at its token's exp, so a token accepted within a tolerance past exp would be
+ * closed again at once.
+ */
 export function createTokenVerifier(settings: Settings, key: VerifyKey): TokenVerifier {
   const options = {
     algorithms: [settings.jwtAlgorithm],
@@ -46,11 +58,15 @@ export function createTokenVerifier(settings: Settings, key: VerifyKey): TokenVe
     } catch (err) {
       throw describe(err)
     }
-    const sub = payload.sub ?? ''
-    if (!isValidId(sub)) {
-      throw new TokenError('bad_subject', 'sub must be 1-64 letters, digits or . _ @ : -')
+    // jose checks that exp is a number, and that it has passed only beyond the tolerance.
+    const expiresAt = (payload.exp as number) * 1000
+    if (expiresAt <= Date.now()) throw new TokenError('expired', 'token expired')
+    // RFC 7519 §4.1.2: sub is a string. A number would pass the pattern as its decimal text.
+    const sub: unknown = payload.sub
+    if (typeof sub !== 'string' || !isValidId(sub)) {
+      throw new TokenError('bad_subject', 'sub must be a string of 1-64 letters, digits or . _ @ : -')
     }
-    return { userId: sub, expiresAt: (payload.exp ?? 0) * 1000 }
+    return { userId: sub, expiresAt }
   }
 }
 

@@ -1,4 +1,4 @@
-import { clientIdOf, topics } from '../auth/topic-acl.ts'
+import type { DeviceIdentity } from '../auth/identity.ts'
 import type { StoredMessage } from '../messages/message-store.ts'
 
 /** Where one chat's delivery to one device stands. Seqs are the chat's message seqs. */
@@ -35,28 +35,44 @@ export interface InFlight {
 export type Deliverable = Pick<StoredMessage, 'chatId' | 'seq' | 'senderId' | 'at'>
 
 /**
+ * Where a device's feed starts, from its session as the delivery store recorded it at CONNECT.
+ * Kept per connection in place of the whole session record, so that a feed started again
+ * (the inbox unsubscribed and subscribed again) starts from the same point. Times in ms.
+ */
+export interface FeedStart {
+  /** When the device's session began: the starting point of chats it has no cursor for. */
+  since: number
+  /**
+   * Messages stored at or before this time may have been written to the device by an earlier
+   * connection of the same session: a resend carries DUP=1 [MQTT-3.3.1-1]. 0 when none was.
+   */
+  resendBefore: number
+  /**
+   * When the device was last seen before this connection of a resumed session: edits and
+   * deletes made since are sent once. null for a new session.
+   */
+  replaySince: number | null
+}
+
+/**
  * One connected device's inbox delivery: per chat, what was sent and acknowledged, and the
  * PUBLISH packets in flight. It holds no message: what is owed is read from the message store.
+ *
+ * Its maps are created on first use and dropped again when empty (the in-flight window and the
+ * waiting chats): three empty collections cost about 500 bytes on every idle connection
+ * (bench/, idle).
  */
 export class DeviceFeed {
-  readonly userId: string
-  readonly deviceId: string
-  readonly clientId: string
+  readonly who: DeviceIdentity
   /** The device's inbox topic. */
   readonly topic: string
   /** The QoS the device subscribed to its inbox with. */
   qos: 0 | 1
-  /** When this device's session began (ms): the starting point of chats it has no cursor for. */
-  readonly since: number
-  /**
-   * Messages stored at or before this time (ms) may have been written to the device by an
-   * earlier connection of the same session: a resend carries DUP=1 [MQTT-3.3.1-1].
-   */
-  readonly resendBefore: number
-  readonly chats = new Map<string, ChatFeedState>()
-  readonly inflight = new Map<number, InFlight>()
+  readonly start: FeedStart
+  #chats: Map<string, ChatFeedState> | undefined
+  #inflight: Map<number, InFlight> | undefined
   /** Chats with more to send once the in-flight window has room, oldest first. */
-  readonly waiting = new Set<string>()
+  #waiting: Set<string> | undefined
   /**
    * The QoS 1 window filled: chats wait until half of it is free again. Resuming at every
    * acknowledgement read the store once per message for a device at the window's edge, which
@@ -67,34 +83,111 @@ export class DeviceFeed {
   loading = true
   closed = false
 
-  constructor(d: {
-    userId: string
-    deviceId: string
-    qos: 0 | 1
-    since: number
-    resendBefore: number
-  }) {
-    this.userId = d.userId
-    this.deviceId = d.deviceId
-    this.clientId = clientIdOf(d.userId, d.deviceId)
-    this.topic = topics.inbox(d.userId)
+  /** @param d.topic the inbox topic, `u/<userId>/inbox` (the caller has it already) */
+  constructor(d: { who: DeviceIdentity; topic: string; qos: 0 | 1; start: FeedStart }) {
+    this.who = d.who
+    this.topic = d.topic
     this.qos = d.qos
-    this.since = d.since
-    this.resendBefore = d.resendBefore
+    this.start = d.start
+  }
+
+  get userId(): string {
+    return this.who.userId
+  }
+
+  get deviceId(): string {
+    return this.who.deviceId
+  }
+
+  /** The device's MQTT client id, `<userId>/<deviceId>`. */
+  get clientId(): string {
+    return this.who.clientId
+  }
+
+  /** See FeedStart.since (ms). */
+  get since(): number {
+    return this.start.since
+  }
+
+  /** See FeedStart.resendBefore (ms). */
+  get resendBefore(): number {
+    return this.start.resendBefore
   }
 
   /** Deliveries that may be written now without passing the window (maxInflight at QoS 1). */
   room(maxInflight: number): number {
-    return Math.max(0, maxInflight - this.inflight.size)
+    return Math.max(0, maxInflight - this.inflightCount)
   }
 
   /** Starts a chat at `seq` (nothing at or below it is sent), unless it is known already. */
-  start(chatId: string, seq: number, loading = false): ChatFeedState {
-    let state = this.chats.get(chatId)
+  startChat(chatId: string, seq: number, loading = false): ChatFeedState {
+    this.#chats ??= new Map()
+    let state = this.#chats.get(chatId)
     if (!state) {
       state = { acked: seq, sent: seq, loading, pumping: false, dirty: false }
-      this.chats.set(chatId, state)
+      this.#chats.set(chatId, state)
     }
     return state
+  }
+
+  /** Where the chat's delivery stands; undefined for a chat not started. */
+  chat(chatId: string): ChatFeedState | undefined {
+    return this.#chats?.get(chatId)
+  }
+
+  /** Forgets a chat (the user left it): a later start begins afresh. */
+  forgetChat(chatId: string): void {
+    this.#chats?.delete(chatId)
+  }
+
+  /** The chats started, in the order they started. */
+  chatIds(): Iterable<string> {
+    return this.#chats?.keys() ?? []
+  }
+
+  /** Unacknowledged QoS 1 deliveries. */
+  get inflightCount(): number {
+    return this.#inflight?.size ?? 0
+  }
+
+  /** Whether a delivery with this packet identifier awaits its PUBACK. */
+  isInflight(messageId: number): boolean {
+    return this.#inflight?.has(messageId) ?? false
+  }
+
+  /** A QoS 1 delivery was written with this packet identifier. */
+  addInflight(messageId: number, meta: InFlight): void {
+    this.#inflight ??= new Map()
+    this.#inflight.set(messageId, meta)
+  }
+
+  /** Takes the delivery a PUBACK acknowledged; undefined when none has that identifier. */
+  takeInflight(messageId: number): InFlight | undefined {
+    const sent = this.#inflight?.get(messageId)
+    if (sent === undefined) return undefined
+    this.#inflight?.delete(messageId)
+    if (this.#inflight?.size === 0) this.#inflight = undefined
+    return sent
+  }
+
+  /** The chat waits for room in the window. */
+  wait(chatId: string): void {
+    this.#waiting ??= new Set()
+    this.#waiting.add(chatId)
+  }
+
+  isWaiting(chatId: string): boolean {
+    return this.#waiting?.has(chatId) ?? false
+  }
+
+  /** The waiting chats, oldest first (a copy: the caller may stop their waits meanwhile). */
+  waitingChats(): string[] {
+    return this.#waiting ? [...this.#waiting] : []
+  }
+
+  /** The chat no longer waits. */
+  stopWaiting(chatId: string): void {
+    this.#waiting?.delete(chatId)
+    if (this.#waiting?.size === 0) this.#waiting = undefined
   }
 }

@@ -1,12 +1,19 @@
 import { randomUUID } from 'node:crypto'
 import type { Logger } from 'pino'
 import type { DeviceIdentity } from '../auth/identity.ts'
+import { topics } from '../auth/topic-acl.ts'
 import type { MembershipIndex } from '../chats/membership-index.ts'
 import { toEvent } from '../messages/events.ts'
 import type { MessageStore } from '../messages/message-store.ts'
 import { CursorBatch } from './cursor-batch.ts'
 import type { ConnectResult, DeliveryStore, DeviceRef } from './delivery-store.ts'
-import { type ChatFeedState, type Deliverable, DeviceFeed, type InFlight } from './device-feed.ts'
+import {
+  type ChatFeedState,
+  type Deliverable,
+  DeviceFeed,
+  type FeedStart,
+  type InFlight,
+} from './device-feed.ts'
 import { encodePublish } from './publish-packet.ts'
 import { RecentMessages } from './recent-messages.ts'
 
@@ -51,15 +58,28 @@ export interface InboxClient {
   _nextId: number
 }
 
+/**
+ * One connection, from its CONNECT to its disconnect. Kept small: there is one per idle
+ * connection (the session record is reduced to `start` and `storedQos` once it is read).
+ */
 interface ClientState {
   client: InboxClient
   who: DeviceIdentity
   clean: boolean
-  /** This connection's id in the delivery store (a late disconnect of an older one is ignored). */
-  conn: string
+  /**
+   * This connection's number on this node; its id in the delivery store (a late disconnect of
+   * an older one is ignored) is the node's prefix and this number (see #connId).
+   */
+  conn: number
   /** The QoS of the device's inbox subscription; undefined until it has one. */
   qos: 0 | 1 | undefined
-  session: ConnectResult | undefined
+  /**
+   * The inbox QoS recorded with the device's session in the delivery store (null: none);
+   * undefined until the session is recorded.
+   */
+  storedQos: 0 | 1 | null | undefined
+  /** Where a feed of this connection starts; undefined until the session is recorded. */
+  start: FeedStart | undefined
   feed: DeviceFeed | undefined
   gone: boolean
 }
@@ -82,6 +102,18 @@ export interface InboxDeliveryDeps {
   now?: () => number
 }
 
+/** Where a connection's feeds start, from the session the delivery store recorded at its CONNECT. */
+function feedStart({ session, previous, fresh }: ConnectResult): FeedStart {
+  const resumed = !fresh && previous !== null
+  return {
+    since: session.since,
+    // A connection still recorded as open was cut without a goodbye (a node died, or this is a
+    // takeover): anything stored before this CONNECT may have been written to it.
+    resendBefore: !resumed ? 0 : previous.connected ? session.lastSeen : previous.lastSeen,
+    replaySince: resumed ? previous.lastSeen : null,
+  }
+}
+
 /**
  * Inbox delivery from the message store: the store is the queue. Each connected device that
  * subscribed to `u/<userId>/inbox` gets, per chat and strictly in seq order, every message
@@ -99,7 +131,15 @@ export class InboxDelivery {
   readonly #clients = new Map<InboxClient, ClientState>()
   /** Subscriptions seen before the connection was recorded (a resumed session's restore). */
   readonly #earlyQos = new WeakMap<InboxClient, 0 | 1>()
-  readonly #byUser = new Map<string, Set<ClientState>>()
+  /**
+   * Connections with an inbox feed, per user. Arrays, replaced rather than changed (a loop over
+   * one is never disturbed): a user has a device or two, and a Set per user cost about 100 bytes
+   * more on every idle connection.
+   */
+  readonly #byUser = new Map<string, readonly ClientState[]>()
+  /** Makes the connection ids of this node unique across nodes and restarts. */
+  readonly #connPrefix = `${randomUUID()}#`
+  #connCount = 0
   readonly #cursors: CursorBatch
   readonly #recent = new RecentMessages()
   readonly #pending = new Set<Promise<unknown>>()
@@ -118,9 +158,10 @@ export class InboxDelivery {
       client,
       who,
       clean,
-      conn: randomUUID(),
+      conn: ++this.#connCount,
       qos: this.#earlyQos.get(client),
-      session: undefined,
+      storedQos: undefined,
+      start: undefined,
       feed: undefined,
       gone: false,
     }
@@ -129,16 +170,23 @@ export class InboxDelivery {
     this.#track(
       this.#retry(
         () =>
-          this.#d.store.connect({ userId: who.userId, deviceId: who.deviceId, clean, conn: state.conn, at }),
+          this.#d.store.connect({
+            userId: who.userId,
+            deviceId: who.deviceId,
+            clean,
+            conn: this.#connId(state),
+            at,
+          }),
         () => state.gone,
         'record a session',
       ).then((session) => {
         if (!session) return
-        state.session = session
+        state.start = feedStart(session)
+        state.storedQos = session.session.inboxQos
         // The broker may have lost the subscription its session had (the embedded default keeps
         // subscriptions in memory): the delivery state remembers it.
-        if (state.qos === undefined && !clean && session.session.inboxQos !== null) {
-          state.qos = session.session.inboxQos
+        if (state.qos === undefined && !clean && state.storedQos !== null) {
+          state.qos = state.storedQos
         }
         this.#recordSubscription(state)
         this.#maybeStart(state)
@@ -170,12 +218,16 @@ export class InboxDelivery {
     this.#stopFeed(state)
   }
 
+  /** This connection's id in the delivery store. */
+  #connId(state: ClientState): string {
+    return `${this.#connPrefix}${state.conn}`
+  }
+
   /** Writes the device's inbox subscription with its session when it changed. */
   #recordSubscription(state: ClientState): void {
-    const session = state.session?.session
     const qos = state.qos ?? null
-    if (!session || session.inboxQos === qos) return
-    session.inboxQos = qos
+    if (state.storedQos === undefined || state.storedQos === qos) return
+    state.storedQos = qos
     const { userId, deviceId } = state.who
     this.#track(
       this.#retry(
@@ -197,7 +249,7 @@ export class InboxDelivery {
     const at = this.#now()
     this.#track(
       this.#retry(
-        () => this.#d.store.disconnect({ userId, deviceId, conn: state.conn, at }),
+        () => this.#d.store.disconnect({ userId, deviceId, conn: this.#connId(state), at }),
         () => false,
         'record a disconnect',
         3,
@@ -233,7 +285,7 @@ export class InboxDelivery {
       for (const state of this.#byUser.get(userId) ?? []) {
         if (!state.feed || state.feed.loading) continue
         // Their last message of the chat: nothing after it is theirs.
-        state.feed.chats.delete(n.chatId)
+        state.feed.forgetChat(n.chatId)
         this.#write(state, body, false, { chatId: n.chatId, seq: null, senderId: n.senderId, at: n.at })
       }
     }
@@ -247,7 +299,7 @@ export class InboxDelivery {
   echo(clientId: string, chatId: string, seq: number, payload: string): void {
     const userId = clientId.slice(0, clientId.indexOf('/'))
     for (const state of this.#byUser.get(userId) ?? []) {
-      const cs = state.feed?.chats.get(chatId)
+      const cs = state.feed?.chat(chatId)
       if (state.feed?.clientId !== clientId || !cs || cs.loading || cs.sent < seq) continue
       this.#write(state, Buffer.from(payload), true, { chatId, seq: null, senderId: userId, at: 0 })
     }
@@ -266,7 +318,7 @@ export class InboxDelivery {
     for (const userId of this.#d.index.members(chatId)) {
       for (const state of this.#byUser.get(userId) ?? []) {
         const feed = state.feed
-        if (feed && !feed.loading && !feed.chats.has(chatId)) this.#startChat(state, chatId, undefined)
+        if (feed && !feed.loading && !feed.chat(chatId)) this.#startChat(state, chatId, undefined)
       }
     }
   }
@@ -278,9 +330,8 @@ export class InboxDelivery {
   puback(client: InboxClient, messageId: number): boolean {
     const state = this.#clients.get(client)
     const feed = state?.feed
-    const sent = feed?.inflight.get(messageId)
+    const sent = feed?.takeInflight(messageId)
     if (!state || !feed || !sent) return false
-    feed.inflight.delete(messageId)
     if (sent.seq !== null) this.#acked(state, feed, sent.chatId, sent.seq, sent.senderId, sent.at)
     this.#resume(state)
     return true
@@ -295,7 +346,7 @@ export class InboxDelivery {
     const chats = new Map<string, ClientState[]>()
     for (const state of this.#clients.values()) {
       if (!state.feed || state.feed.loading) continue
-      for (const chatId of state.feed.chats.keys()) {
+      for (const chatId of state.feed.chatIds()) {
         const list = chats.get(chatId)
         if (list) list.push(state)
         else chats.set(chatId, [state])
@@ -305,7 +356,7 @@ export class InboxDelivery {
       if (this.#closed) return
       const last = await this.#d.messages.lastSeq(chatId)
       for (const state of states) {
-        const cs = state.feed?.chats.get(chatId)
+        const cs = state.feed?.chat(chatId)
         if (cs && cs.sent < last) this.#pump(state, chatId)
       }
     }
@@ -350,7 +401,7 @@ export class InboxDelivery {
     for (const s of this.#clients.values()) {
       if (!s.feed || (clientId !== undefined && s.feed.clientId !== clientId)) continue
       devices++
-      inflight += s.feed.inflight.size
+      inflight += s.feed.inflightCount
     }
     return { devices, inflight }
   }
@@ -404,30 +455,16 @@ export class InboxDelivery {
   }
 
   #maybeStart(state: ClientState): void {
-    if (this.#closed || state.gone || state.feed || state.qos === undefined || !state.session) return
-    const { session, previous, fresh } = state.session
-    // A connection still recorded as open was cut without a goodbye (a node died, or this is a
-    // takeover): anything stored before this CONNECT may have been written to it.
-    const resendBefore =
-      fresh || !previous
-        ? Number.NEGATIVE_INFINITY
-        : previous.connected
-          ? session.lastSeen
-          : previous.lastSeen
+    if (this.#closed || state.gone || state.feed || state.qos === undefined || !state.start) return
     const feed = new DeviceFeed({
-      userId: state.who.userId,
-      deviceId: state.who.deviceId,
+      who: state.who,
+      topic: topics.inbox(state.who.userId),
       qos: state.qos,
-      since: session.since,
-      resendBefore,
+      start: state.start,
     })
     state.feed = feed
-    let users = this.#byUser.get(feed.userId)
-    if (!users) {
-      users = new Set()
-      this.#byUser.set(feed.userId, users)
-    }
-    users.add(state)
+    // concat, not a spread: an array built by spreading keeps room for 17 entries.
+    this.#byUser.set(feed.userId, this.#byUser.get(feed.userId)?.concat(state) ?? [state])
     this.#track(this.#load(state, feed))
   }
 
@@ -445,12 +482,12 @@ export class InboxDelivery {
       if (!chats.has(chatId)) this.#track(this.#d.store.forgetCursor({ ...ref, chatId }))
     }
     // Edits and deletes of messages the device had, made while it was away, are sent once.
-    const previous = state.session?.fresh ? null : state.session?.previous
+    const replaySince = feed.start.replaySince
     for (const chatId of chats) {
       const cursor = cursors.get(chatId)
       this.#startChat(state, chatId, cursor)
-      if (previous && cursor !== undefined) {
-        this.#track(this.#replayChanges(state, feed, chatId, cursor, previous.lastSeen))
+      if (replaySince !== null && cursor !== undefined) {
+        this.#track(this.#replayChanges(state, feed, chatId, cursor, replaySince))
       }
     }
   }
@@ -479,13 +516,13 @@ export class InboxDelivery {
   /** Starts a chat for a device at its cursor, or where its session (or membership) began. */
   #startChat(state: ClientState, chatId: string, cursor: number | undefined): void {
     const feed = state.feed
-    if (!feed || feed.chats.has(chatId)) return
+    if (!feed || feed.chat(chatId)) return
     if (cursor !== undefined) {
-      feed.start(chatId, cursor)
+      feed.startChat(chatId, cursor)
       this.#pump(state, chatId)
       return
     }
-    const cs = feed.start(chatId, 0, true)
+    const cs = feed.startChat(chatId, 0, true)
     const from = Math.max(feed.since, this.#d.index.joinedAt(chatId, feed.userId) ?? 0)
     this.#track(
       this.#retry(
@@ -493,7 +530,7 @@ export class InboxDelivery {
         () => feed.closed,
         'find where a chat starts',
       ).then((base) => {
-        if (base === null || feed.closed || feed.chats.get(chatId) !== cs) return
+        if (base === null || feed.closed || feed.chat(chatId) !== cs) return
         cs.acked = base
         cs.sent = base
         cs.loading = false
@@ -511,7 +548,7 @@ export class InboxDelivery {
     const feed = state.feed
     if (!feed) return true
     if (feed.loading) return false
-    const cs = feed.chats.get(n.chatId)
+    const cs = feed.chat(n.chatId)
     if (!cs) {
       this.#startChat(state, n.chatId, undefined)
       return false
@@ -526,7 +563,7 @@ export class InboxDelivery {
       return false
     }
     if (n.seq <= cs.sent) return true
-    if (n.seq === cs.sent + 1 && !feed.waiting.has(n.chatId) && this.#room(state, feed) > 0) {
+    if (n.seq === cs.sent + 1 && !feed.isWaiting(n.chatId) && this.#room(state, feed) > 0) {
       this.#writeMessage(state, feed, n, body)
       return true
     }
@@ -540,11 +577,11 @@ export class InboxDelivery {
       const feed = state.feed
       if (!feed || feed.loading) continue
       if (seq !== null) {
-        const cs = feed.chats.get(chatId)
+        const cs = feed.chat(chatId)
         // A device that has not got the message yet gets it as it is now, edit included.
         if (!cs || cs.loading || cs.sent < seq) continue
       }
-      if (feed.qos === 1 && feed.inflight.size >= this.#d.maxInflight * LIVE_OVERSHOOT) {
+      if (feed.qos === 1 && feed.inflightCount >= this.#d.maxInflight * LIVE_OVERSHOOT) {
         this.#d.log.info(
           { event: 'live_event_dropped', clientId: feed.clientId, chatId },
           'device not acknowledging',
@@ -564,7 +601,7 @@ export class InboxDelivery {
   /** Reads what a device lacks of a chat from the store and writes it, page by page, while the window has room. */
   #pump(state: ClientState, chatId: string): void {
     const feed = state.feed
-    const cs = feed?.chats.get(chatId)
+    const cs = feed?.chat(chatId)
     if (!feed || !cs || cs.loading || feed.closed) return
     if (cs.pumping) {
       cs.dirty = true
@@ -592,7 +629,7 @@ export class InboxDelivery {
           if (room === 0) {
             // What was held is read from the store when the window has room again.
             cs.held = undefined
-            feed.waiting.add(chatId)
+            feed.wait(chatId)
             if (feed.qos === 1) feed.full = true
             if (feed.qos === 0) setTimeout(() => this.#resume(state), QOS0_RESUME_MS).unref()
             return
@@ -607,7 +644,7 @@ export class InboxDelivery {
           if (this.#recent.last(chatId) === cs.sent) break
           // The store has the rest, if any: the cache may lack notices this node never heard.
           const page = await this.#d.messages.after(chatId, cs.sent, want - recent.length)
-          if (feed.closed || feed.chats.get(chatId) !== cs) return
+          if (feed.closed || feed.chat(chatId) !== cs) return
           for (const m of page) {
             if (m.seq > cs.sent) this.#writeMessage(state, feed, m, Buffer.from(JSON.stringify(toEvent(m))))
           }
@@ -640,15 +677,15 @@ export class InboxDelivery {
       if (feed.qos === 1 && feed.room(this.#d.maxInflight) < Math.ceil(this.#d.maxInflight / 2)) return
       feed.full = false
     }
-    for (const chatId of [...feed.waiting]) {
+    for (const chatId of feed.waitingChats()) {
       if (this.#room(state, feed) === 0) return
-      feed.waiting.delete(chatId)
+      feed.stopWaiting(chatId)
       this.#pump(state, chatId)
     }
   }
 
   #writeMessage(state: ClientState, feed: DeviceFeed, m: Deliverable, payload: Buffer): void {
-    const cs = feed.chats.get(m.chatId)
+    const cs = feed.chat(m.chatId)
     if (!cs) return
     cs.sent = m.seq
     const meta: InFlight = { chatId: m.chatId, seq: m.seq, senderId: m.senderId, at: m.at }
@@ -668,7 +705,7 @@ export class InboxDelivery {
     let messageId: number | undefined
     if (feed.qos === 1) {
       messageId = this.#nextId(client, feed)
-      feed.inflight.set(messageId, meta)
+      feed.addInflight(messageId, meta)
     }
     client.conn.write(
       encodePublish(feed.topic, payload, {
@@ -685,7 +722,7 @@ export class InboxDelivery {
     for (;;) {
       const id = client._nextId
       client._nextId = id >= 65535 ? 1 : id + 1
-      if (!feed.inflight.has(id)) return id
+      if (!feed.isInflight(id)) return id
     }
   }
 
@@ -697,7 +734,7 @@ export class InboxDelivery {
     senderId: string,
     at: number,
   ): void {
-    const cs = feed.chats.get(chatId)
+    const cs = feed.chat(chatId)
     if (cs && seq > cs.acked) cs.acked = seq
     this.#cursors.move(feed, chatId, seq)
     if (senderId !== state.who.userId) this.#d.onDelivered(state.who.userId, chatId, seq, at)
@@ -708,8 +745,10 @@ export class InboxDelivery {
     if (!feed) return
     feed.closed = true
     state.feed = undefined
-    const users = this.#byUser.get(feed.userId)
-    users?.delete(state)
-    if (users?.size === 0) this.#byUser.delete(feed.userId)
+    const users = this.#byUser.get(feed.userId) ?? []
+    const at = users.indexOf(state)
+    if (at < 0) return
+    if (users.length === 1) this.#byUser.delete(feed.userId)
+    else this.#byUser.set(feed.userId, users.slice(0, at).concat(users.slice(at + 1)))
   }
 }

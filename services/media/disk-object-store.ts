@@ -4,6 +4,8 @@ import { readFile, rename, rm, stat, writeFile } from 'node:fs/promises'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { dirname, join } from 'node:path'
 import { pipeline } from 'node:stream/promises'
+import type { HttpErrorCode } from '../requests/envelope.ts'
+import { decodePathPart, requestTarget } from '../requests/request-target.ts'
 import {
   type GetTerms,
   hexToBase64,
@@ -25,8 +27,8 @@ interface Meta {
 
 class UrlError extends Error {
   readonly status: number
-  readonly code: string
-  constructor(status: number, code: string, message: string) {
+  readonly code: HttpErrorCode
+  constructor(status: number, code: HttpErrorCode, message: string) {
     super(message)
     this.status = status
     this.code = code
@@ -107,8 +109,9 @@ export class DiskObjectStore implements ObjectStore {
    * code, as elsewhere on Natter's HTTP port.
    */
   async serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://x')
-    const key = decodeURIComponent(url.pathname.slice(DISK_OBJECT_PATH.length))
+    // Routed here by its path, so the target parses; the key's escapes may still not be UTF-8.
+    const url = requestTarget(req.url) ?? new URL(`http://localhost${DISK_OBJECT_PATH}`)
+    const key = decodePathPart(url.pathname.slice(DISK_OBJECT_PATH.length))
     // A signed URL is its own permission, so any web page holding one may use it.
     res.setHeader('access-control-allow-origin', '*')
     res.setHeader('access-control-expose-headers', 'content-length, content-range, content-disposition')
@@ -123,7 +126,7 @@ export class DiskObjectStore implements ObjectStore {
       return
     }
     try {
-      if (!KEY.test(key)) throw new UrlError(404, 'not_found', 'no such object')
+      if (key === null || !KEY.test(key)) throw new UrlError(404, 'not_found', 'no such object')
       if (req.method === 'PUT') await this.#receive(req, key, url.searchParams)
       else if (req.method === 'GET' || req.method === 'HEAD')
         return await this.#send(req, res, key, url.searchParams)

@@ -22,6 +22,7 @@ export type RouteOutcome = { reply: Reply } | { notice: ErrorNotice }
  */
 export class RequestRouter {
   readonly #ops = new Map<string, Operation<z.ZodType>>()
+  readonly #guards = new Map<string, (ctx: RequestContext) => Promise<void> | void>()
 
   register<S extends z.ZodType>(op: string, operation: Operation<S>): this {
     if (this.#ops.has(op)) throw new Error(`operation ${op} registered twice`)
@@ -31,6 +32,28 @@ export class RequestRouter {
 
   get operations(): string[] {
     return [...this.#ops.keys()].sort()
+  }
+
+  /**
+   * Runs `check` before every call of `op` that passed validation, over MQTT and HTTP alike; a
+   * NatterError it throws is the reply (a rate limit: services/limits/).
+   */
+  guard(op: string, check: (ctx: RequestContext) => Promise<void> | void): this {
+    this.#guards.set(op, check)
+    return this
+  }
+
+  /**
+   * Answers a request with `err` without running it (a request over a rate limit): a reply when
+   * the payload carries an id, else a notice for the error topic.
+   */
+  refuse(topic: string, payload: Buffer, err: NatterError): RouteOutcome {
+    let id: unknown
+    try {
+      id = (JSON.parse(payload.toString('utf8')) as { id?: unknown })?.id
+    } catch {}
+    if (requestSchema.shape.id.safeParse(id).success) return { reply: fail(id as string, err) }
+    return { notice: { topic, ...errorBody(err) } }
   }
 
   async route(ctx: RequestContext, topic: string, payload: Buffer): Promise<RouteOutcome> {
@@ -64,6 +87,7 @@ export class RequestRouter {
       return { reply: fail(id, new NatterError('bad_request', `${where}${issue?.message ?? 'invalid'}`)) }
     }
     try {
+      await this.#guards.get(topic.slice('req/'.length))?.(ctx)
       return { reply: { id, ok: true, result: await op.handle(ctx, params.data) } }
     } catch (err) {
       if (err instanceof NatterError) return { reply: fail(id, err) }
@@ -72,6 +96,14 @@ export class RequestRouter {
   }
 }
 
+function errorBody(err: NatterError) {
+  return {
+    code: err.code,
+    message: err.message,
+    ...(err.retryAfterMs !== undefined ? { retryAfterMs: err.retryAfterMs } : {}),
+  }
+}
+
 function fail(id: string, err: NatterError): Reply {
-  return { id, ok: false, error: { code: err.code, message: err.message } }
+  return { id, ok: false, error: errorBody(err) }
 }

@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import { SignJWT } from 'jose'
 import { type ClusterNode, clusterSecret, startClusterNode } from '../helpers/cluster.ts'
 import { type FerretDb, startFerretDb } from '../helpers/ferretdb.ts'
-import { logEvent, type Proc, run } from '../helpers/processes.ts'
+import { LOAD_LIMITS, logEvent, type Proc, run } from '../helpers/processes.ts'
 import { type RedisServer, startRedis } from '../helpers/redis.ts'
 import { type S3Server, startVersitygw } from '../helpers/versitygw.ts'
 
@@ -149,6 +149,7 @@ export async function startEmbedded(tag: string): Promise<System> {
       NATTER_DATA_DIR: dataDir,
       NATTER_JWT_SECRET: secret,
       NATTER_LOG_LEVEL: 'info',
+      ...LOAD_LIMITS,
     })
     logs[`node-${tag}-life${++life}`] = proc.lines
     try {

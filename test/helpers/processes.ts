@@ -156,5 +156,26 @@ export function localNodeEnv(dataDir: string, secret: string): Record<string, st
     NATTER_HTTP_PORT: '0',
     NATTER_DATA_DIR: dataDir,
     NATTER_JWT_SECRET: secret,
+    ...LOAD_LIMITS,
   }
+}
+
+/**
+ * Rate limits far above anything a test sends, for nodes under test load: a device sending
+ * thousands of messages, a thousand devices connecting from 127.0.0.1. The limiters still run
+ * on every send, request, typing indicator, CONNECT and HTTP call; test/rate-limits*.test.ts
+ * sets the limits it tests.
+ */
+export const LOAD_LIMITS: Record<string, string> = {
+  NATTER_LIMIT_SENDS_PER_DEVICE: '1000000/1s',
+  NATTER_LIMIT_SENDS_PER_USER: '1000000/1s',
+  NATTER_LIMIT_REQUESTS_PER_DEVICE: '1000000/1s',
+  NATTER_LIMIT_REQUESTS_PER_USER: '1000000/1s',
+  NATTER_LIMIT_TYPING_PER_DEVICE: '1000000/1s',
+  NATTER_LIMIT_TYPING_PER_USER: '1000000/1s',
+  NATTER_LIMIT_UPLOADS_PER_DEVICE: '1000000/1s',
+  NATTER_LIMIT_UPLOADS_PER_USER: '1000000/1s',
+  NATTER_LIMIT_CONNECTS_PER_IP: '1000000/1s',
+  NATTER_LIMIT_CONNECTS_PER_USER: '1000000/1s',
+  NATTER_LIMIT_HTTP_PER_TOKEN: '1000000/1s',
 }
