@@ -36,3 +36,27 @@ export function machineBusyUs(): number {
   const [user, nice, system, , , irq, softirq] = line.trim().split(/\s+/).slice(1).map(Number)
   return [user, nice, system, irq, softirq].reduce<number>((a, t) => a + (t ?? 0), 0) * TICK_US
 }
+
+/**
+ * Resolves once the whole machine has been quiet (under `cores` busy, in cores) over two
+ * consecutive `sampleMs` windows, or after `timeoutMs` (then `false`). A step that starts while
+ * the previous one's backlog still drains (a broker's store catching up, a saturated broker's
+ * buffers, its garbage) measures that step's tail, not its own.
+ */
+export async function machineQuiet(cores = 0.3, sampleMs = 250, timeoutMs = 30_000): Promise<boolean> {
+  const end = performance.now() + timeoutMs
+  let calm = 0
+  let last = machineBusyUs()
+  let at = performance.now()
+  while (performance.now() < end) {
+    await new Promise((resolve) => setTimeout(resolve, sampleMs))
+    const now = machineBusyUs()
+    const t = performance.now()
+    const busy = (now - last) / ((t - at) * 1000)
+    last = now
+    at = t
+    calm = busy < cores ? calm + 1 : 0
+    if (calm >= 2) return true
+  }
+  return false
+}
