@@ -7,15 +7,6 @@ import { type FerretDb, startFerretDb } from './helpers/ferretdb.ts'
 import { type RedisServer, startRedis } from './helpers/redis.ts'
 import { type S3Server, startVersitygw } from './helpers/versitygw.ts'
 
-/** Resolves once the condition holds, checked every 20 ms (it spans clients on two nodes). */
-async function eventually(condition: () => boolean, what: string, ms = 10_000): Promise<void> {
-  const until = Date.now() + ms
-  while (!condition()) {
-    if (Date.now() > until) throw new Error(`${what} did not happen within ${ms} ms`)
-    await new Promise((resolve) => setTimeout(resolve, 20))
-  }
-}
-
 describe('rate limits in a cluster of two nodes on one Redis', () => {
   let redis: RedisServer
   let ferret: FerretDb
@@ -60,7 +51,11 @@ describe('rate limits in a cluster of two nodes on one Redis', () => {
       ...['p1', 'p2', 'p3'].map((id) => send(phone, id)),
       ...['l1', 'l2', 'l3'].map((id) => send(laptop, id)),
     ])
-    await eventually(() => phone.errors.length + laptop.errors.length >= 2, 'two refusals')
+    await Device.untilAny(
+      [phone, laptop],
+      () => phone.errors.length + laptop.errors.length >= 2,
+      'two refusals',
+    )
     const refused = [...phone.errors, ...laptop.errors]
     assert.deepEqual(
       refused.map((e) => e.code),

@@ -25,15 +25,6 @@ const delayed = (m: Map<string, number>, limit: string) =>
 const refused = (m: Map<string, number>, limit: string) =>
   m.get(`natter_rate_limit_refused_total{limit="${limit}"}`) ?? Number.NaN
 
-/** Resolves once the condition holds, checked every 20 ms (it spans several clients). */
-async function eventually(condition: () => boolean, what: string, ms = WAIT_MS): Promise<void> {
-  const until = Date.now() + ms
-  while (!condition()) {
-    if (Date.now() > until) throw new Error(`${what} did not happen within ${ms} ms`)
-    await new Promise((resolve) => setTimeout(resolve, 20))
-  }
-}
-
 /** A node whose limits are all out of the way except the ones given. */
 const nodeWith = (env: Record<string, string>) => startTestNode({ ...LOAD_LIMITS, ...env })
 
@@ -156,7 +147,11 @@ describe('chat sends that would wait past the hold', () => {
       await Promise.all([sendAll(phone, chat, ['p1', 'p2', 'p3']), sendAll(laptop, chat, ['l1', 'l2', 'l3'])])
       const stored = await storedIds(t, chat, 'bob')
       assert.equal(stored.length, 4, `4 of 6 stored: ${stored}`)
-      await eventually(() => phone.errors.length + laptop.errors.length >= 2, 'two refusals')
+      await Device.untilAny(
+        [phone, laptop],
+        () => phone.errors.length + laptop.errors.length >= 2,
+        'two refusals',
+      )
       const refusedIds = [...phone.errors, ...laptop.errors].map((e) => e.ref).sort()
       assert.deepEqual([...stored, ...refusedIds].sort(), ['l1', 'l2', 'l3', 'p1', 'p2', 'p3'])
     } finally {
@@ -354,7 +349,7 @@ describe('the per-user limits of requests and typing, the per-device one of uplo
       await typing(laptop)
       await typing(phone)
       await jay.client.publishAsync(`c/${chat}/typing`, JSON.stringify({ state: 'stopped' }), { qos: 1 })
-      await eventually(
+      await jay.until(
         () => jay.other.some((o) => (o.body as { userId?: string }).userId === 'jay'),
         "jay's own indicator, after ivy's",
       )
@@ -490,9 +485,8 @@ describe('the HTTP API over its per-token limit', () => {
     assert.ok(retry >= 15 && retry <= 20, `Retry-After: ${retry}`)
     const body = (await over.json()) as { error: { code: string } }
     assert.equal(body.error.code, 'rate_limited')
-    // Another token (of the same user, issued a second later) has its own count.
-    await new Promise((resolve) => setTimeout(resolve, 1100))
-    const second = await t.token('hana')
+    // Another token of the same user (another exp, so another token) has its own count.
+    const second = await t.token('hana', { expiresInSeconds: 1800 })
     assert.notEqual(second, first)
     assert.equal((await call(second)).status, 200)
     assert.equal(refused(await metrics(t), 'http_per_token'), 1)

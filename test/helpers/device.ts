@@ -74,19 +74,31 @@ export class Device {
 
   /** Resolves when the condition holds, checked now and after every message. */
   until(condition: () => boolean, what: string, ms = WAIT_MS): Promise<void> {
+    return Device.untilAny([this], condition, what, ms)
+  }
+
+  /**
+   * Resolves when the condition holds, checked now and after every message any of the devices
+   * gets: for a condition that spans several devices (refusals to either of a user's devices).
+   */
+  static untilAny(devices: Device[], condition: () => boolean, what: string, ms = WAIT_MS): Promise<void> {
     if (condition()) return Promise.resolve()
     return new Promise((resolve, reject) => {
+      const forget = () => {
+        for (const d of devices) d.#waiters.delete(check)
+      }
       const check = () => {
         if (!condition()) return
         clearTimeout(timer)
-        this.#waiters.delete(check)
+        forget()
         resolve()
       }
       const timer = setTimeout(() => {
-        this.#waiters.delete(check)
-        reject(new Error(`${this.userId}/${this.deviceId}: ${what} did not happen within ${ms} ms`))
+        forget()
+        const names = devices.map((d) => `${d.userId}/${d.deviceId}`).join(', ')
+        reject(new Error(`${names}: ${what} did not happen within ${ms} ms`))
       }, ms)
-      this.#waiters.add(check)
+      for (const d of devices) d.#waiters.add(check)
     })
   }
 
