@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { DatabaseSync } from 'node:sqlite'
+import { chatTag } from '../services/messages/sqlite-message-rows.ts'
 
 /**
  * Writes a large history straight into a running node's messages.db (WAL lets it write beside
@@ -24,12 +25,12 @@ export function seedHistory(
     SELECT :chat, :from + i, CASE i % 2 WHEN 0 THEN :a ELSE :b END, 'phone', :tag || i, 'text',
            'seeded message ' || i || ' ' || :filler, '{}', :at + i
     FROM n`)
-  // The search document of 'seeded message <i> <filler>' is that text: searchTerms gives its
-  // words, lower case already, once each, joined by spaces (sqlite-message-rows.ts).
+  // The search document of 'seeded message <i> <filler>' is that text's words (searchTerms:
+  // lower case already, once each), each behind the chat's tag (searchDocument).
   const terms = db.prepare(`
     WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < :count)
     INSERT INTO message_search (rowid, terms)
-    SELECT (:num << 32) | (:from + i), 'seeded message ' || i || ' ' || :filler FROM n`)
+    SELECT (:num << 32) | (:from + i), :chatTag || 'seeded ' || :chatTag || 'message ' || :chatTag || i || ' ' || :chatTag || :filler FROM n`)
   const chatNum = db.prepare(
     'INSERT INTO search_chats (chat_id) VALUES (?) ON CONFLICT (chat_id) DO UPDATE SET chat_id = excluded.chat_id RETURNING num',
   )
@@ -54,7 +55,7 @@ export function seedHistory(
       at,
     })
     const { num } = chatNum.get(chat.id) as { num: number }
-    terms.run({ count: perChat, num, from, filler })
+    terms.run({ count: perChat, num, from, filler, chatTag: chatTag(num) })
     setIndexed.run(from + perChat, num)
     setLast.run(chat.id, from + perChat)
     db.exec('COMMIT')

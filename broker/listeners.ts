@@ -80,8 +80,13 @@ export function createListeners(d: {
   wsHttp.on('upgrade', (req, socket, head) => {
     // Never new URL(req.url, base): it throws on `//`, and a throw here ends the process.
     const path = requestTarget(req.url)?.pathname
-    if (path !== settings.wsPath) {
-      socket.end('HTTP/1.1 404 Not Found\r\nconnection: close\r\n\r\n')
+    // `/` too: clients without a path option (the mqtt CLI's `-l ws`) ask for `/`, and this port
+    // serves nothing but MQTT, so there is nothing else `/` could mean.
+    if (path !== settings.wsPath && path !== '/') {
+      const body = `MQTT over WebSocket is at ${settings.wsPath} (or /)\n`
+      socket.end(
+        `HTTP/1.1 404 Not Found\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+      )
       return
     }
     wss.handleUpgrade(req, socket, head, (ws) => {

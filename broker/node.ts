@@ -205,8 +205,11 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     isOnline: (userId) => inbox.hasFeed(userId),
     media: mediaService,
     push: pushService,
+    track: (work) => sends.track(work),
   })
   messageService.register(router)
+  // The send operation counts against the same send limits as c/<chatId>/send.
+  router.guard('send', limits.sendOperation)
   const presence = new PresenceTracker({
     store: stores.chats,
     publish: publishTo,
@@ -253,11 +256,10 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     client.close()
   }
   const onTokenExpiring = (client: Client, expiresAt: number) => {
-    const at = new Date(expiresAt).toISOString()
     notify(client, {
       code: 'token_expired',
-      message: `the token expires at ${at}, and the connection is closed then: reconnect with a fresh token`,
-      expiresAt: at,
+      message: `the token expires at ${new Date(expiresAt).toISOString()}, and the connection is closed then: reconnect with a fresh token`,
+      expiresAt,
     })
   }
 

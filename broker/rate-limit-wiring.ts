@@ -44,6 +44,12 @@ export interface RateLimitWiring {
   typing(who: DeviceIdentity): Promise<boolean>
   /** Router guard of media.begin, over MQTT and HTTP: throws NatterError rate_limited. */
   upload(ctx: RequestContext): Promise<void>
+  /**
+   * Router guard of the `send` operation (HTTP POST /v1/send, req/send): the chat-send limits
+   * per device and per user that c/<chatId>/send counts against, held up to NATTER_LIMIT_HOLD_MS
+   * while they will have room, else throws NatterError rate_limited at once.
+   */
+  sendOperation(ctx: RequestContext): Promise<void>
   /** An HTTP API call with this token: 0, or the ms after which to retry. */
   http(token: string): Promise<number>
   close(): Promise<void>
@@ -137,6 +143,34 @@ export function wireRateLimits(d: { settings: Settings; registry: Registry; log:
           `too many uploads (${v.limit.replace(/_/g, ' ')}): try again in ${v.waitMs} ms`,
           v.waitMs,
         )
+      }
+    },
+    sendOperation: async (ctx) => {
+      const arrived = Date.now()
+      let heldBy: LimitName | undefined
+      for (;;) {
+        const v = await limits.checkPair(
+          'sends_per_device',
+          ctx.who.clientId,
+          'sends_per_user',
+          ctx.who.userId,
+        )
+        if (v === null) {
+          if (heldBy) limits.delayed(heldBy)
+          return
+        }
+        // No connection to hold back here (HTTP calls have their own limit per token): a send
+        // that would wait past the hold is refused at once.
+        if (Date.now() + v.waitMs - arrived > holdMs) {
+          limits.refused(v.limit)
+          throw new NatterError(
+            'rate_limited',
+            `too many messages (${v.limit.replace(/_/g, ' ')}): not stored; send it again in ${v.waitMs} ms`,
+            v.waitMs,
+          )
+        }
+        heldBy ??= v.limit
+        await new Promise((resolve) => setTimeout(resolve, v.waitMs).unref())
       }
     },
     http: async (token) => {

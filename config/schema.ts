@@ -167,7 +167,11 @@ export const settingsShape = {
     .describe(
       'Inbox deliveries sent to one device and not yet acknowledged (PUBACK); the rest wait in the message store.',
     ),
-  maxTextChars: integer(1, 65_536).default(4000).describe('Longest message text, in characters.'),
+  maxTextChars: integer(1, 65_536)
+    .default(4000)
+    .describe(
+      'Longest message text, in characters: user-perceived characters (grapheme clusters, Unicode UAX #29), so an emoji or a letter with its accents is one; each has at most 32 code points.',
+    ),
   maxGroupMembers: integer(2, 1000).default(1000).describe('Largest group, creator included.'),
   typingIntervalMs: integer(0, 60_000)
     .default(1000)
@@ -177,7 +181,7 @@ export const settingsShape = {
     .default('HS256')
     .describe('The only JWT algorithm accepted on CONNECT.'),
   jwtSecret: optionalText.describe(
-    'HS256 secret (at least 32 characters). Unset: a random secret is generated in the data directory on first start.',
+    'HS256 secret, at least 32 bytes of UTF-8 (256 bits, RFC 7518 section 3.2). Unset: a random secret is generated in the data directory on first start.',
   ),
   jwtPublicKey: optionalText.describe('RS256/ES256: PEM public key (SPKI) that verifies tokens.'),
   jwtPublicKeyFile: optionalText.describe(
@@ -299,8 +303,9 @@ export const settingsSchema = z.object(settingsShape).superRefine((s, ctx) => {
     }
   }
   if (s.jwtAlgorithm === 'HS256') {
-    if (s.jwtSecret !== undefined && s.jwtSecret.length < 32) {
-      ctx.addIssue({ code: 'custom', path: ['jwtSecret'], message: 'expected at least 32 characters' })
+    // Tokens are verified with the secret's UTF-8 bytes (services/auth/jwt-keys.ts): those are what count.
+    if (s.jwtSecret !== undefined && new TextEncoder().encode(s.jwtSecret).length < 32) {
+      ctx.addIssue({ code: 'custom', path: ['jwtSecret'], message: 'expected at least 32 bytes (256 bits)' })
     }
   } else if (s.jwtPublicKey === undefined && s.jwtPublicKeyFile === undefined) {
     ctx.addIssue({

@@ -8,6 +8,9 @@ need=()
 command -v mosquitto_pub >/dev/null 2>&1 && command -v mosquitto_sub >/dev/null 2>&1 || need+=(mosquitto-clients)
 # The cluster tests run a real Redis.
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+# docs/protocol.md's shell examples are run as written: curl, with jq to pick ids out of answers.
+command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v jq >/dev/null 2>&1 || need+=(jq)
 # The web chat is tested in a real headless browser, driven by playwright-core.
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 

@@ -243,8 +243,16 @@ for (const backend of ['SQLite', 'MongoDB (FerretDB)'] as const) {
           carol.other.some((o) => o.topic === 'u/dan/presence' && !(o.body as { online: boolean }).online),
         'dan offline',
       )
-      const offline = carol.other.findLast((o) => o.topic === 'u/dan/presence')?.body as { lastSeen: string }
-      assert.ok(Date.now() - Date.parse(offline.lastSeen) < 60_000)
+      const offline = carol.other.findLast((o) => o.topic === 'u/dan/presence')?.body as {
+        lastSeenAt: number
+        lastSeen: string
+      }
+      assert.ok(Date.now() - offline.lastSeenAt < 60_000)
+      assert.equal(
+        Date.parse(offline.lastSeen),
+        offline.lastSeenAt,
+        'the deprecated ISO field is the same instant',
+      )
       dan.client.end(true)
     })
 

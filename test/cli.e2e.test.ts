@@ -46,9 +46,12 @@ describe('the natter command, as a user runs it', () => {
     pub: [string, string[]]
     user: string
     text: string
+    /** The MQTT port by default. */
+    port?: number
   }) => {
     const tok = await token(o.user)
-    const common = ['-h', '127.0.0.1', '-p', String(ports.mqtt), '-u', o.user, '-P', tok, '-q', '1']
+    const port = String(o.port ?? ports.mqtt)
+    const common = ['-h', '127.0.0.1', '-p', port, '-u', o.user, '-P', tok, '-q', '1']
     const topic = `u/${o.user}/self`
     const sub = run(o.sub[0], [...o.sub[1], ...common, '-i', `${o.user}/sub`, '-t', topic, '-v'])
     try {
@@ -82,6 +85,54 @@ describe('the natter command, as a user runs it', () => {
       pub: [MQTT_CLI, ['pub']],
       text: 'hello from the CLI',
     }))
+
+  it('works with the mqtt CLI over WebSocket, as README shows it (no --path)', () =>
+    exchange({
+      user: 'carol',
+      sub: [MQTT_CLI, ['sub', '-l', 'ws']],
+      pub: [MQTT_CLI, ['pub', '-l', 'ws']],
+      port: ports.ws,
+      text: 'hello over WebSocket',
+    }))
+
+  it("answers a request from the shell: mosquitto_sub follows the replies of mosquitto_pub's device", async () => {
+    const tok = await token('dave')
+    const common = [
+      '-V',
+      'mqttv311',
+      '-h',
+      '127.0.0.1',
+      '-p',
+      String(ports.mqtt),
+      '-u',
+      'dave',
+      '-P',
+      tok,
+      '-q',
+      '1',
+    ]
+    const sub = run('mosquitto_sub', [...common, '-i', 'dave/sh-replies', '-t', 'd/dave/sh/res', '-C', '1'])
+    try {
+      await node.waitFor(logEvent('subscribed', 'dave/sh-replies'))
+      const pub = await runToEnd('mosquitto_pub', [
+        ...common,
+        '-i',
+        'dave/sh',
+        '-t',
+        'req/whoami',
+        '-m',
+        '{"id":"1"}',
+      ])
+      assert.equal(pub.code, 0, pub.stderr)
+      const reply = JSON.parse(await sub.waitFor((l) => l.startsWith('{')))
+      assert.equal(reply.id, '1')
+      assert.equal(reply.ok, true)
+      assert.equal(reply.result.userId, 'dave')
+      assert.equal(reply.result.deviceId, 'sh')
+    } finally {
+      await sub.stop()
+    }
+  })
 
   it('works with mosquitto_sub and mosquitto_pub', () =>
     exchange({

@@ -253,12 +253,12 @@ describe('a cluster of three nodes on one Redis', () => {
     const presence = () =>
       leo.other
         .filter((o) => o.topic === 'u/kate/presence')
-        .map((o) => o.body as { online: boolean; lastSeen: string })
+        .map((o) => o.body as { online: boolean; lastSeenAt: number })
     await leo.until(() => presence().at(-1)?.online === true, 'kate online')
     const killedAt = Date.now()
     await d.kill()
     await leo.until(() => presence().at(-1)?.online === false, 'kate offline after her node died', 30_000)
-    const lastSeen = Date.parse(presence().at(-1)?.lastSeen ?? '')
+    const lastSeen = presence().at(-1)?.lastSeenAt ?? Number.NaN
     assert.ok(lastSeen <= killedAt, 'last seen while her node was alive')
     assert.ok(killedAt - lastSeen < 10_000, 'and not long before it died')
   })

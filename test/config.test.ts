@@ -36,7 +36,8 @@ describe('settings', () => {
   it('never prints a secret, even a wrong one', () => {
     assert.throws(
       () => loadConfig({ env: { NATTER_JWT_SECRET: 'short-secret' } }),
-      (err: Error) => err.message === 'invalid setting NATTER_JWT_SECRET: expected at least 32 characters',
+      (err: Error) =>
+        err.message === 'invalid setting NATTER_JWT_SECRET: expected at least 32 bytes (256 bits)',
     )
   })
 

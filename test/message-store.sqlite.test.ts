@@ -6,7 +6,8 @@ import { join } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
 import { after, before, describe, it } from 'node:test'
 import type { NewMessage } from '../services/messages/message-store.ts'
-import { searchTerms } from '../services/messages/message-store.ts'
+import { searchTerms } from '../services/messages/search-terms.ts'
+import { chatTag } from '../services/messages/sqlite-message-rows.ts'
 import { SqliteMessageStore } from '../services/messages/sqlite-message-store.ts'
 import { messageStoreContract } from './contract/message-store.contract.ts'
 import { sqliteHarness } from './helpers/store-harness.ts'
@@ -76,9 +77,12 @@ describe('SQLite message store: search terms written after the commit', () => {
         { ...db.prepare("SELECT indexed FROM search_chats WHERE chat_id = 'c'").get() },
         { indexed: 3 },
       )
+      const { num } = db.prepare("SELECT num FROM search_chats WHERE chat_id = 'c'").get() as { num: number }
       assert.equal(
         (
-          db.prepare("SELECT count(*) AS n FROM message_search WHERE message_search MATCH 'lost'").get() as {
+          db
+            .prepare('SELECT count(*) AS n FROM message_search WHERE message_search MATCH ?')
+            .get(`"${chatTag(num)}lost"`) as {
             n: number
           }
         ).n,
@@ -249,6 +253,94 @@ describe('SQLite message store: search terms written after the commit', () => {
       assert.equal((await store.append(msg('old', 'new'))).message.seq, 3)
     } finally {
       await store.close()
+    }
+  })
+  it('indexes again, a slice at a time, a file indexed by an older searchTerms', async () => {
+    const path = join(dir, 'old-terms.db')
+    const store = new SqliteMessageStore(path)
+    await store.append(msg('v', 'zh', '我家在上海东边。'))
+    await store.append(msg('v', 'en', 'pineapple pizza'))
+    // More messages than one slice of the catch-up (1,000) in another chat.
+    await Promise.all(
+      Array.from({ length: 4_500 }, (_, i) => store.append(msg('big', `b${i}`, `病院 number ${i}`))),
+    )
+    await store.close()
+    // As version 1 left it: no search_version, one token per regex run of letters and digits,
+    // not tagged by chat, and every chat marked indexed.
+    const db = new DatabaseSync(path)
+    db.exec('DROP TABLE search_version; DELETE FROM message_search;')
+    const insert = db.prepare('INSERT INTO message_search (rowid, terms) VALUES ((?1 << 32) | ?2, ?3)')
+    const rows = db
+      .prepare('SELECT c.num, m.seq, m.text FROM messages m JOIN search_chats c USING (chat_id)')
+      .all() as Array<{ num: number; seq: number; text: string }>
+    for (const r of rows)
+      insert.run(r.num, r.seq, [...new Set(r.text.toLowerCase().match(/[\p{L}\p{N}]+/gu))].join(' '))
+    assert.ok(
+      (
+        db
+          .prepare(
+            'SELECT min(indexed = (SELECT last FROM chat_seq s WHERE s.chat_id = c.chat_id)) AS ok FROM search_chats c',
+          )
+          .get() as { ok: number }
+      ).ok,
+    )
+    // And 40,000 more in a third chat, written straight into the tables: about a second of work.
+    db.exec(`
+      WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 40000)
+      INSERT INTO messages (chat_id, seq, sender_id, device_id, client_msg_id, kind, text, body, at)
+      SELECT 'huge', i, 'bob', 'laptop', 'h' || i, 'text', 'Straße ' || i, '{}', 1 FROM n;
+      INSERT INTO chat_seq (chat_id, last) VALUES ('huge', 40000);
+      INSERT INTO search_chats (chat_id, indexed) VALUES ('huge', 40000);
+    `)
+    db.close()
+
+    const reopened = new SqliteMessageStore(path)
+    try {
+      // Appends go on while the catch-up runs (they wait for one slice, not for all of it), and
+      // are found with the rest.
+      await reopened.append(msg('big', 'after', '病院 again'))
+      const progress = new DatabaseSync(path, { readOnly: true })
+      const behind = progress
+        .prepare(
+          'SELECT count(*) AS n FROM search_chats s JOIN chat_seq c USING (chat_id) WHERE s.indexed < c.last',
+        )
+        .get() as { n: number }
+      progress.close()
+      assert.ok(behind.n > 0, 'the catch-up is still under way')
+      assert.deepEqual(
+        (await reopened.search('v', '上海', 10)).map((m) => m.seq),
+        [1],
+      )
+      assert.deepEqual(
+        (await reopened.search('v', 'pine', 10)).map((m) => m.seq),
+        [2],
+      )
+      assert.equal((await reopened.search('big', '病院', 10_000)).length, 4_501)
+      assert.deepEqual(
+        (await reopened.search('big', 'number 4499 ', 10)).map((m) => m.clientMsgId),
+        ['b4499'],
+      )
+      assert.deepEqual(
+        (await reopened.search('huge', 'STRASSE 39999', 10)).map((m) => m.seq),
+        [39999],
+      )
+      const check = new DatabaseSync(path, { readOnly: true })
+      assert.deepEqual(
+        { ...check.prepare('SELECT terms, layout FROM search_version').get() },
+        { terms: 2, layout: 2 },
+      )
+      // The old, untagged tokens went with the old index.
+      assert.equal(
+        (
+          check
+            .prepare(`SELECT count(*) AS n FROM message_search WHERE message_search MATCH '"pineapple"'`)
+            .get() as { n: number }
+        ).n,
+        0,
+      )
+      check.close()
+    } finally {
+      await reopened.close()
     }
   })
 })

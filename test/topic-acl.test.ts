@@ -32,8 +32,15 @@ describe('client ids', () => {
 })
 
 describe('topic rules', () => {
-  it('lets a device subscribe to its own topics only', () => {
-    for (const t of ['u/alice/inbox', 'u/alice/self', 'd/alice/phone/res', 'd/alice/phone/err']) {
+  it("lets a device subscribe to its own topics, and to its user's other devices' replies and notices", () => {
+    for (const t of [
+      'u/alice/inbox',
+      'u/alice/self',
+      'd/alice/phone/res',
+      'd/alice/phone/err',
+      'd/alice/laptop/res',
+      'd/alice/sh/err',
+    ]) {
       assert.deepEqual(canSubscribe(alice, t), { ok: true }, t)
     }
     const refused: Array<[string, string]> = [
@@ -44,8 +51,13 @@ describe('topic rules', () => {
       ['$SYS/broker/clients', 'system_topic'],
       ['$share/g/u/alice/inbox', 'shared_subscription'],
       ['u/bob/inbox', 'foreign_topic'],
-      ['d/alice/laptop/res', 'foreign_topic'],
       ['d/bob/phone/err', 'foreign_topic'],
+      ['d/bob/phone/res', 'foreign_topic'],
+      ['d/alicex/phone/res', 'foreign_topic'],
+      ['d/alice//res', 'unknown_topic'],
+      ['d/alice/a/b/res', 'unknown_topic'],
+      ['d/alice/phone/other', 'unknown_topic'],
+      ['d/alice/res', 'unknown_topic'],
       ['req/whoami', 'unknown_topic'],
       ['anything', 'unknown_topic'],
     ]

@@ -47,7 +47,17 @@ describe('transports and bad input', () => {
     await once(socket, 'close', { signal: AbortSignal.timeout(10_000) })
   })
 
-  it('answers 404 to a WebSocket upgrade on another path', async () => {
+  it('takes MQTT over WebSocket at / as well as at /mqtt (clients without a path option ask for /)', async () => {
+    const root = `ws://127.0.0.1:${t.node.ports.ws}/`
+    const alice = await connectClient(root, { clientId: 'alice/tablet', password: await t.token('alice') })
+    await subscribe(alice, ['u/alice/self'])
+    const got = nextMessage(alice, 'u/alice/self')
+    await alice.publishAsync('u/alice/self', 'over ws at /', { qos: 1 })
+    assert.equal((await got).payload.toString(), 'over ws at /')
+    await alice.endAsync()
+  })
+
+  it('answers 404 to a WebSocket upgrade on another path, naming the right one', async () => {
     const ws = new WebSocket(`ws://127.0.0.1:${t.node.ports.ws}/elsewhere`, 'mqtt')
     const [err] = await once(ws, 'error')
     assert.match(String(err), /404/)

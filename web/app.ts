@@ -94,7 +94,7 @@ async function signIn(name: string): Promise<void> {
     if (chat?.kind !== 'direct' || peerOf(chat) !== p.userId) return
     const el = $('presence')
     el.className = p.online ? 'online' : ''
-    el.textContent = p.online ? 'online' : `last seen ${new Date(p.lastSeen).toLocaleTimeString()}`
+    el.textContent = p.online ? 'online' : `last seen ${new Date(p.lastSeenAt).toLocaleTimeString()}`
   })
   await refreshChats()
 }

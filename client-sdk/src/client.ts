@@ -46,7 +46,8 @@ export interface ClientEvents extends Record<string, unknown> {
   /** Where one of this user's messages stands: sent (stored), delivered, read, or failed. */
   status: { chatId: string; localId: string; seq?: number; status: MessageStatus; error?: NatterRequestError }
   typing: { chatId: string; userId: string; typing: boolean }
-  presence: { userId: string; online: boolean; lastSeen: string }
+  /** lastSeenAt: when the user was last connected (now, while online), ms since the epoch. */
+  presence: { userId: string; online: boolean; lastSeenAt: number }
   /** Something the server refused that no call was waiting for. */
   error: NatterRequestError
 }
@@ -631,7 +632,10 @@ export class NatterClient extends Emitter<ClientEvents> {
       } else if (n.ref && chatId && this.#outbox.has(n.ref)) this.#fail(n.ref, chatId, error)
       else this.emit('error', error)
     } else if (topic.startsWith('u/') && topic.endsWith('/presence')) {
-      this.emit('presence', body as unknown as ClientEvents['presence'])
+      const p = body as { userId: string; online: boolean; lastSeenAt?: number; lastSeen?: string }
+      // A retained presence written before lastSeenAt existed carries only the ISO form.
+      const lastSeenAt = p.lastSeenAt ?? Date.parse(p.lastSeen ?? '')
+      this.emit('presence', { userId: p.userId, online: p.online, lastSeenAt })
     } else if (topic.startsWith('c/') && topic.endsWith('/typing')) {
       const chatId = topic.slice(2, -'/typing'.length)
       const t = body as { userId: string; state: string; expiresInMs: number }

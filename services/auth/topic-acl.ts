@@ -69,8 +69,13 @@ function isShape(topic: string, shape: TopicShape, id: string): boolean {
 /** What a device may do on one of its own topics. */
 interface OwnRule {
   shape: TopicShape
-  /** Whose id fills the topic: the user's (every device of theirs) or this device's client id. */
-  of: 'userId' | 'clientId'
+  /**
+   * Whose id fills the topic: the user's (every device of theirs), or the client id of any device
+   * of the user (`d/<userId>/<deviceId>/…`: a device's replies and notices, which every device of
+   * the same user may follow, so that a shell's mosquitto_sub can read what its mosquitto_pub
+   * asked; the token names the user, who could connect as that device anyway).
+   */
+  of: 'userId' | 'anyDeviceOfUser'
   publish: boolean
   subscribe: boolean
 }
@@ -81,13 +86,34 @@ interface OwnRule {
 const OWN_RULES: readonly OwnRule[] = [
   { shape: shapeOf(topics.inbox), of: 'userId', publish: false, subscribe: true },
   { shape: shapeOf(topics.self), of: 'userId', publish: true, subscribe: true },
-  { shape: shapeOf(topics.reply), of: 'clientId', publish: false, subscribe: true },
-  { shape: shapeOf(topics.errors), of: 'clientId', publish: false, subscribe: true },
+  { shape: shapeOf(topics.reply), of: 'anyDeviceOfUser', publish: false, subscribe: true },
+  { shape: shapeOf(topics.errors), of: 'anyDeviceOfUser', publish: false, subscribe: true },
 ]
+
+/** Whether `topic` is `shape` around `<userId>/<deviceId>` for some non-empty device id. */
+function isDeviceShape(topic: string, shape: TopicShape, userId: string): boolean {
+  const start = shape.prefix.length + userId.length + 1
+  const end = topic.length - shape.suffix.length
+  return (
+    end > start &&
+    topic.startsWith(shape.prefix) &&
+    topic.startsWith(userId, shape.prefix.length) &&
+    topic.charCodeAt(start - 1) === 0x2f &&
+    topic.endsWith(shape.suffix) &&
+    topic.indexOf('/', start) === end
+  )
+}
 
 /** The rule of one of the device's own topics, or undefined when the topic is none of them. */
 function ownRule(who: DeviceIdentity, topic: string): OwnRule | undefined {
-  for (const rule of OWN_RULES) if (isShape(topic, rule.shape, who[rule.of])) return rule
+  for (const rule of OWN_RULES) {
+    if (
+      rule.of === 'userId'
+        ? isShape(topic, rule.shape, who.userId)
+        : isDeviceShape(topic, rule.shape, who.userId)
+    )
+      return rule
+  }
   return undefined
 }
 
@@ -150,9 +176,9 @@ export function canReceive(who: DeviceIdentity, topic: string, access: Access = 
 }
 
 function belongsToSomeoneElse(who: DeviceIdentity, topic: string): boolean {
-  const [root, a, b] = topic.split('/')
+  const [root, a] = topic.split('/')
   if (root === 'u') return a !== who.userId
   if (root === 'c') return true
-  if (root === 'd') return a !== who.userId || b !== who.deviceId
+  if (root === 'd') return a !== who.userId
   return false
 }

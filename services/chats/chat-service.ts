@@ -166,8 +166,13 @@ export class ChatService {
             `a group has at most ${this.#limits.maxGroupMembers} members`,
           )
         }
-        const added = await this.#chats.addMembers(chat.id, fresh, Date.now())
-        for (const u of added) this.#index.add(chat.id, u, 'member')
+        // A newcomer's unread count starts at the join: what the chat held before is history.
+        // Read before the add, so a message that lands in between (and reaches the newcomer,
+        // a member by then) counts as unread. A member who comes back keeps their own cursor.
+        const startSeq = await this.#messages.lastSeq(chat.id)
+        const at = Date.now()
+        const added = await this.#chats.addMembers(chat.id, fresh, at, startSeq)
+        for (const u of added) this.#index.add(chat.id, u, 'member', at)
         if (added.length) await this.#event(ctx, chat.id, { type: 'members_added', userIds: added })
         return { added }
       },

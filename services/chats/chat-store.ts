@@ -61,9 +61,17 @@ export interface ChatStore {
   getChat(chatId: string): Promise<Chat | null>
   /** Members in join order. */
   members(chatId: string): Promise<Member[]>
-  /** Adds those not yet members (as role member); returns the ones added. */
-  addMembers(chatId: string, userIds: string[], at: number): Promise<string[]>
-  /** Removes a member and the user's cursor; false when not a member. */
+  /**
+   * Adds those not yet members (as role member, joined at `at`, ms); returns the ones added, in
+   * the order given. An added user who never had a cursor in the chat (a newcomer) gets one at
+   * `startSeq` (delivered and read; 0, the default, writes none): where their unread count starts.
+   * One who was a member before keeps the cursor they left with (docs/protocol.md#receipts-and-unread-counts).
+   */
+  addMembers(chatId: string, userIds: string[], at: number, startSeq?: number): Promise<string[]>
+  /**
+   * Removes a member; false when not a member. Their cursor stays (one at 0 and 0 is written when
+   * they had none), so a member who comes back keeps their read position and is not a newcomer.
+   */
   removeMember(chatId: string, userId: string): Promise<boolean>
   setRole(chatId: string, userId: string, role: Role): Promise<void>
   /** The chats a user is a member of, newest first by createdAt. */

@@ -142,20 +142,30 @@ export class MongoChatStore implements ChatStore {
       .toArray()
   }
 
-  async addMembers(chatId: string, userIds: string[], at: number): Promise<string[]> {
+  async addMembers(chatId: string, userIds: string[], at: number, startSeq = 0): Promise<string[]> {
     const added: string[] = []
     // One at a time, so join order is the order given and each duplicate is skipped alone.
     for (const userId of new Set(userIds)) {
       if (await inserted(this.#members.insertOne({ chatId, userId, role: 'member', joinedAt: at }))) {
         added.push(userId)
+        // After the membership, so only someone actually added gets it; a returning member's
+        // cursor already exists and the unique index keeps it as it was.
+        if (startSeq > 0) await this.#startCursor(chatId, userId, startSeq)
       }
     }
     return added
   }
 
+  #startCursor(chatId: string, userId: string, seq: number): Promise<boolean> {
+    return this.#serially(cursorKey(chatId, userId), () =>
+      inserted(this.#cursors.insertOne({ chatId, userId, deliveredSeq: seq, readSeq: seq })),
+    )
+  }
+
   async removeMember(chatId: string, userId: string): Promise<boolean> {
     const { deletedCount } = await this.#members.deleteOne({ chatId, userId })
-    await this.#serially(cursorKey(chatId, userId), () => this.#cursors.deleteOne({ chatId, userId }))
+    // The cursor stays for when they come back; one at 0 marks them as no newcomer then.
+    if (deletedCount > 0) await this.#startCursor(chatId, userId, 0)
     return deletedCount > 0
   }
 

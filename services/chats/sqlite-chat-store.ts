@@ -190,8 +190,19 @@ export class SqliteChatStore implements ChatStore {
     return rows.map(toMember)
   }
 
-  async addMembers(chatId: string, userIds: string[], at: number): Promise<string[]> {
-    return this.#transaction(() => this.#insertMembers(chatId, userIds, () => 'member', at))
+  async addMembers(chatId: string, userIds: string[], at: number, startSeq = 0): Promise<string[]> {
+    return this.#transaction(() => {
+      const added = this.#insertMembers(chatId, userIds, () => 'member', at)
+      // OR IGNORE: a returning member's cursor is where they left it.
+      if (startSeq > 0) for (const userId of added) this.#startCursor(chatId, userId, startSeq)
+      return added
+    })
+  }
+
+  #startCursor(chatId: string, userId: string, seq: number): void {
+    this.#sql(
+      'INSERT OR IGNORE INTO cursors (chat_id, user_id, delivered_seq, read_seq) VALUES (?, ?, ?, ?)',
+    ).run(chatId, userId, seq, seq)
   }
 
   async removeMember(chatId: string, userId: string): Promise<boolean> {
@@ -200,7 +211,8 @@ export class SqliteChatStore implements ChatStore {
         chatId,
         userId,
       ).changes
-      this.#sql('DELETE FROM cursors WHERE chat_id = ? AND user_id = ?').run(chatId, userId)
+      // The cursor stays for when they come back; one at 0 marks them as no newcomer then.
+      if (removed > 0) this.#startCursor(chatId, userId, 0)
       return removed > 0
     })
   }

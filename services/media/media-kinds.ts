@@ -1,3 +1,5 @@
+import { sanitizeName } from '../text/visible-names.ts'
+
 /**
  * What may be uploaded: each accepted content type belongs to one kind, and each kind has its
  * own size limit. SVG and HTML are not accepted: served back from our origin they could run
@@ -42,10 +44,24 @@ export function dispositionOf(kind: MediaKind): 'inline' | 'attachment' {
   return kind === 'file' ? 'attachment' : 'inline'
 }
 
-/** A Content-Disposition header value, with the name in the RFC 6266 / 5987 forms. */
+/**
+ * A Content-Disposition header value (RFC 6266), the name in both of its forms: `filename*`
+ * (RFC 8187, ex-5987: UTF-8, percent-encoded outside attr-char) and an ASCII `filename` for older
+ * agents. The name is first cleaned as services/text/visible-names.ts sanitizeName does, so that
+ * names stored before the name rules (a right-to-left override making "invoice‮fdp.exe" show as
+ * "invoiceexe.pdf", controls, zero-width characters) never reach a browser; slashes become "_".
+ * A name with nothing visible left is left out.
+ */
 export function contentDisposition(kind: MediaKind, name: string | null): string {
   const type = dispositionOf(kind)
-  if (!name) return type
-  const ascii = name.replace(/[^\x20-\x7e]|["\\]/g, '_')
-  return `${type}; filename="${ascii}"; filename*=UTF-8''${encodeURIComponent(name)}`
+  const clean = name === null ? null : sanitizeName(name)?.replace(/[/\\]/g, '_')
+  if (!clean) return type
+  // Quoted-string: no quote or backslash; "%" too, which some agents decode (RFC 6266 appendix D).
+  const ascii = clean.replace(/[^\x20-\x7e]|["\\%]/g, '_')
+  // encodeURIComponent leaves ' ( ) * as they are, which are not attr-char (RFC 8187 section 3.2.1).
+  const encoded = encodeURIComponent(clean).replace(
+    /['()*]/g,
+    (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`,
+  )
+  return `${type}; filename="${ascii}"; filename*=UTF-8''${encoded}`
 }

@@ -4,13 +4,14 @@ import type { ChatStore } from '../chats/chat-store.ts'
 import type { MembershipIndex } from '../chats/membership-index.ts'
 import type { DeviceCursor } from '../delivery/delivery-store.ts'
 import type { Telemetry } from '../metrics/metrics.ts'
-import { type ErrorNotice, NatterError } from '../requests/envelope.ts'
+import { type ErrorNotice, NatterError, type OperationErrorCode } from '../requests/envelope.ts'
 import type { Operations } from '../requests/operations.ts'
 import type { RequestRouter } from '../requests/router.ts'
+import { checkCharacters, describeCharacterProblem } from '../text/graphemes.ts'
 import { toEvent } from './events.ts'
 import type { MessageStore, StoredMessage } from './message-store.ts'
 import type { UndeliveredTracker } from './undelivered-tracker.ts'
-import { type ReceiptEvent, sendSchema } from './wire.ts'
+import { type ReceiptEvent, type SendPayload, sendSchema } from './wire.ts'
 
 const CURSOR_BATCH_MS = 50
 /** Cursors remembered per chat and user (the least recently written go first). */
@@ -59,6 +60,15 @@ export type SendOutcome =
   | { ok: true; message: StoredMessage; duplicate: boolean }
   | { ok: false; notice: ErrorNotice }
 
+/** A send after parsing: stored (or found stored, `duplicate`), or refused with a code. */
+type Accepted =
+  | { ok: true; message: StoredMessage; duplicate: boolean }
+  | { ok: false; code: OperationErrorCode; message: string }
+
+/** The `type` of an event message (chat_created, members_added…), for error messages. */
+const eventType = (m: StoredMessage) =>
+  String((m.body as { event?: { type?: unknown } }).event?.type ?? 'event')
+
 /**
  * The send path and everything about messages once sent: history, sync, read and delivered
  * receipts, edits, deletes and search.
@@ -77,6 +87,7 @@ export class MessageService {
   readonly #push: MessageListener | undefined
   readonly #limits: MessageLimits
   readonly #ops: Operations
+  readonly #track: <T>(work: Promise<T>) => Promise<T>
   /** Cursor moves gathered for the next flush, by chat and user; 0 where a kind did not move. */
   readonly #pendingCursors = new Map<string, Map<string, { delivered: number; read: number }>>()
   #cursorTimer: NodeJS.Timeout | undefined
@@ -106,7 +117,10 @@ export class MessageService {
     isOnline: (userId: string) => boolean
     media?: MediaAttacher
     push?: MessageListener
+    /** Sends of the `send` operation under way, so that a stopping node lets them finish. */
+    track?: <T>(work: Promise<T>) => Promise<T>
   }) {
+    this.#track = d.track ?? ((work) => work)
     this.#media = d.media
     this.#push = d.push
     this.#telemetry = d.telemetry
@@ -123,8 +137,9 @@ export class MessageService {
   }
 
   /**
-   * Validates, stores (durably) and fans out one message. Resolves once the store has it; the
-   * caller acknowledges the PUBLISH only then. Refusals come back as a notice, never a throw.
+   * Validates, stores (durably) and fans out one message published to c/<chatId>/send. Resolves
+   * once the store has it; the caller acknowledges the PUBLISH only then. Refusals come back as a
+   * notice for d/<clientId>/err naming the clientMsgId, never a throw.
    */
   async send(who: DeviceIdentity, chatId: string, payload: Buffer): Promise<SendOutcome> {
     const topic = `c/${chatId}/send`
@@ -138,24 +153,44 @@ export class MessageService {
       typeof (json as { clientMsgId?: unknown })?.clientMsgId === 'string'
         ? (json as { clientMsgId: string }).clientMsgId
         : undefined
-    const refusal = (code: ErrorNotice['code'], message: string): SendOutcome => ({
-      ok: false,
-      notice: { topic, code, message, ...(ref ? { ref } : {}) },
-    })
     const parsed = sendSchema.safeParse(json)
     if (!parsed.success) {
       const issue = parsed.error.issues[0]
-      return refusal('bad_request', `${issue?.path.join('.') || 'payload'}: ${issue?.message ?? 'invalid'}`)
+      return {
+        ok: false,
+        notice: {
+          topic,
+          code: 'bad_request',
+          message: `${issue?.path.join('.') || 'payload'}: ${issue?.message ?? 'invalid'}`,
+          ...(ref ? { ref } : {}),
+        },
+      }
     }
-    const p = parsed.data
+    const outcome = await this.#accept(who, chatId, parsed.data)
+    if (outcome.ok) return outcome
+    return {
+      ok: false,
+      notice: { topic, code: outcome.code, message: outcome.message, ...(ref ? { ref } : {}) },
+    }
+  }
+
+  /**
+   * The send path once the payload is parsed, the one for c/<chatId>/send and the `send`
+   * operation (MQTT req/send, HTTP POST /v1/send): membership, text, reply and media checks, the
+   * durable append (de-duplicated by the sender's clientMsgId in the chat), fan-out, push, and
+   * the sender's own read cursor. Refusals come back as a code and a message.
+   */
+  async #accept(who: DeviceIdentity, chatId: string, p: SendPayload): Promise<Accepted> {
+    const refusal = (code: OperationErrorCode, message: string): Accepted => ({ ok: false, code, message })
     if (!this.#index.isMember(chatId, who.userId)) {
       return refusal('chat_not_found', `no chat ${chatId}, or you are not a member`)
     }
-    if (p.text !== undefined && p.text.length > this.#limits.maxTextChars) {
-      return refusal(
-        'too_large',
-        `text has ${p.text.length} characters; the limit is ${this.#limits.maxTextChars}`,
-      )
+    const textProblem =
+      p.text === undefined ? undefined : checkCharacters(p.text, { max: this.#limits.maxTextChars })
+    if (textProblem) return refusal('too_large', `text ${describeCharacterProblem(textProblem)}`)
+    if (p.replyTo !== undefined) {
+      const wrong = await this.#replyProblem(chatId, p.replyTo)
+      if (wrong) return refusal(wrong.code, wrong.message)
     }
     if (p.media?.length) {
       // Recorded before the message is stored, so that no stored message points at media its
@@ -192,6 +227,33 @@ export class MessageService {
     // One's own message is read.
     this.#later(chatId, who.userId, 'read', message.seq)
     return { ok: true, message, duplicate }
+  }
+
+  /**
+   * Why `replyTo` cannot be replied to in the chat, or null when it can. A reply names a seq the
+   * chat has had that is not a chat event: a text message, a tombstone (deleting races with
+   * replying, and the tombstone keeps its place in history) or a message already removed by
+   * retention (below the last seq but gone: seqs are never reused). A seq past the chat's last,
+   * or a membership event, is refused (docs/protocol.md#sending-a-message).
+   */
+  async #replyProblem(
+    chatId: string,
+    replyTo: number,
+  ): Promise<{ code: OperationErrorCode; message: string } | null> {
+    const m = await this.#messages.get(chatId, replyTo)
+    if (m) {
+      if (m.kind === 'text') return null
+      return {
+        code: 'bad_request',
+        message: `replyTo: seq ${replyTo} is a chat event (${eventType(m)}); only messages can be replied to`,
+      }
+    }
+    const last = await this.#messages.lastSeq(chatId)
+    if (replyTo <= last) return null
+    return {
+      code: 'not_found',
+      message: `replyTo: chat ${chatId} has no message ${replyTo}; its last seq is ${last}`,
+    }
   }
 
   #fanOut(message: StoredMessage, type: 'message' | 'edit' | 'delete' = 'message'): void {
@@ -318,6 +380,17 @@ export class MessageService {
   register(router: RequestRouter): void {
     const ops = this.#ops
 
+    // The send path as an operation, for HTTP (backends, scripts) and req/send: the same checks,
+    // store write, de-duplication and fan-out as c/<chatId>/send, answered once the store has it.
+    router.register('send', {
+      params: ops.send.params,
+      handle: async (ctx, { chatId, ...payload }) => {
+        const outcome = await this.#track(this.#accept(ctx.who, chatId, payload))
+        if (!outcome.ok) throw new NatterError(outcome.code, outcome.message)
+        return { message: toEvent(outcome.message), duplicate: outcome.duplicate }
+      },
+    })
+
     router.register('history', {
       params: ops.history.params,
       handle: async (ctx, p) => {
@@ -380,15 +453,16 @@ export class MessageService {
     router.register('edit', {
       params: ops.edit.params,
       handle: async (ctx, p) => {
-        const m = await this.#own(ctx.who.userId, p.chatId, p.seq)
-        if (p.text.length > this.#limits.maxTextChars) {
-          throw new NatterError(
-            'too_large',
-            `text has ${p.text.length} characters; the limit is ${this.#limits.maxTextChars}`,
-          )
-        }
+        const m = await this.#own(ctx.who.userId, p.chatId, p.seq, 'edited')
+        const textProblem = checkCharacters(p.text, { max: this.#limits.maxTextChars })
+        if (textProblem) throw new NatterError('too_large', `text ${describeCharacterProblem(textProblem)}`)
         const edited = await this.#messages.edit(m.chatId, m.seq, p.text, Date.now())
-        if (!edited) throw new NatterError('not_found', `message ${p.seq} was deleted`)
+        // Deleted between the check in #own and the edit.
+        if (!edited)
+          throw new NatterError(
+            'not_found',
+            `message ${p.seq} was deleted; a deleted message cannot be edited`,
+          )
         this.#fanOut(edited, 'edit')
         return { message: toEvent(edited) }
       },
@@ -397,9 +471,13 @@ export class MessageService {
     router.register('delete', {
       params: ops.delete.params,
       handle: async (ctx, p) => {
-        const m = await this.#own(ctx.who.userId, p.chatId, p.seq)
-        const gone = await this.#messages.tombstone(m.chatId, m.seq, Date.now())
-        if (!gone) throw new NatterError('not_found', `no message ${p.seq}`)
+        const m = await this.#own(ctx.who.userId, p.chatId, p.seq, 'deleted')
+        const at = Date.now()
+        const gone = await this.#messages.tombstone(m.chatId, m.seq, at)
+        if (!gone) throw new NatterError('not_found', `no message ${p.seq} in ${p.chatId}`)
+        // The stores tombstone only a live message: another delete that got there first leaves its
+        // own deletedAt, and this one fans out nothing (a second delete event would be a lie).
+        if (gone.deletedAt !== at) throw alreadyDeleted(gone)
         this.#fanOut(gone, 'delete')
         return { message: toEvent(gone) }
       },
@@ -414,11 +492,41 @@ export class MessageService {
     })
   }
 
-  async #own(userId: string, chatId: string, seq: number): Promise<StoredMessage> {
+  /**
+   * The live text message `seq` that userId sent, for an edit or delete. Throws chat_not_found
+   * (not a member), not_found (no such seq, or already deleted) or not_allowed (a chat event, or
+   * someone else's message).
+   */
+  async #own(
+    userId: string,
+    chatId: string,
+    seq: number,
+    change: 'edited' | 'deleted',
+  ): Promise<StoredMessage> {
     this.#member(userId, chatId)
     const m = await this.#messages.get(chatId, seq)
-    if (m?.kind !== 'text') throw new NatterError('not_found', `no message ${seq} in ${chatId}`)
+    if (!m) {
+      const last = await this.#messages.lastSeq(chatId)
+      throw new NatterError(
+        'not_found',
+        seq <= last
+          ? `message ${seq} of ${chatId} is no longer stored (past retention)`
+          : `no message ${seq} in ${chatId}; its last seq is ${last}`,
+      )
+    }
+    if (m.kind !== 'text') {
+      throw new NatterError(
+        'not_allowed',
+        `seq ${seq} is a chat event (${eventType(m)}), not a message: only text messages can be edited or deleted`,
+      )
+    }
     if (m.senderId !== userId) throw new NatterError('not_allowed', 'only the sender can change a message')
+    if (m.deletedAt !== null) throw alreadyDeleted(m, change)
     return m
   }
+}
+
+/** A change asked of a message that is already a tombstone. */
+function alreadyDeleted(m: StoredMessage, change: 'edited' | 'deleted' = 'deleted'): NatterError {
+  return new NatterError('not_found', `message ${m.seq} was deleted; a deleted message cannot be ${change}`)
 }

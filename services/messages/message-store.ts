@@ -44,7 +44,13 @@ export interface MessageStore {
   edit(chatId: string, seq: number, text: string, at: number): Promise<StoredMessage | null>
   /** Clears text and body and marks the message deleted; the row stays as a tombstone. */
   tombstone(chatId: string, seq: number, at: number): Promise<StoredMessage | null>
-  /** Live messages containing every word, newest first. */
+  /**
+   * Live messages of the chat holding every word of the query, newest first, at most limit.
+   * Words are those of search-terms.ts in the query and in the texts alike: segmented (Chinese,
+   * Japanese and Thai too), insensitive to case, width and optional marks; the last word matches
+   * as a prefix unless the query ends outside a word ("pin" finds "pineapple", "pin " does not).
+   * A query without words finds nothing.
+   */
   search(chatId: string, query: string, limit: number): Promise<StoredMessage[]>
   /** Live text messages after a seq that someone other than userId sent: the unread count. */
   countUnread(chatId: string, afterSeq: number, userId: string): Promise<number>
@@ -67,15 +73,4 @@ export interface MessageStore {
   /** Removes messages accepted before the cutoff; returns how many. */
   deleteOlderThan(cutoff: number): Promise<number>
   close(): Promise<void>
-}
-
-/** Lower-cased words of letters and digits, once each: what search matches on, in every store. */
-export function searchTerms(text: string | null): string[] {
-  if (!text) return []
-  const words =
-    text
-      .toLocaleLowerCase('en-US')
-      .normalize('NFKC')
-      .match(/[\p{L}\p{N}]+/gu) ?? []
-  return [...new Set(words)].slice(0, 256)
 }

@@ -1,13 +1,8 @@
 import type { Collection, Db, MongoClient } from 'mongodb'
 import { KeyedQueue } from '../storage/keyed-queue.ts'
 import { connectMongo, ensureIndexes, isDuplicateKey } from '../storage/mongo.ts'
-import {
-  type AppendResult,
-  type MessageStore,
-  type NewMessage,
-  type StoredMessage,
-  searchTerms,
-} from './message-store.ts'
+import type { AppendResult, MessageStore, NewMessage, StoredMessage } from './message-store.ts'
+import { parseSearchQuery, SEARCH_TERMS_VERSION, searchTerms } from './search-terms.ts'
 
 interface MessageDoc extends StoredMessage {
   /** chatId, senderId and clientMsgId: see clientKey. */
@@ -27,6 +22,30 @@ interface SeqDoc {
   _id: string
   last: number
 }
+
+/** search_meta's one document: the SEARCH_TERMS_VERSION every message's terms were computed with. */
+interface SearchMetaDoc {
+  _id: 'terms'
+  version: number
+}
+
+/** A message whose terms the re-index rewrites, with the text they are of. */
+interface ReindexedDoc {
+  _id: string
+  text: string | null
+  terms: string[]
+}
+
+/** Messages read per round trip by the re-index at open. */
+const REINDEX_READ_BATCH = 1000
+/**
+ * Updates per bulk write of the re-index: FerretDB v1.24 never answers an update command of 100
+ * statements or more (99 took 0.8 s, 100 hung).
+ */
+const REINDEX_WRITE_BATCH = 50
+
+/** A regex source matching the string itself, every character that means something escaped. */
+const escapeRegex = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
 
 /**
  * MongoDB with only what every MongoDB-wire server has (FerretDB, DocumentDB, Cosmos DB):
@@ -58,7 +77,71 @@ export class MongoMessageStore implements MessageStore {
       { key: { chatId: 1, editedAt: 1 }, name: 'chat_edited' },
       { key: { chatId: 1, deletedAt: 1 }, name: 'chat_deleted' },
     ])
+    await store.#reindex(client.db().collection<SearchMetaDoc>('search_meta'))
     return store
+  }
+
+  /**
+   * Brings every message's terms to SEARCH_TERMS_VERSION when search_meta names another (or
+   * none: the mark came with word segmentation), before open resolves: one pass over the
+   * collection in natural order, rewriting the terms that differ (never those of ASCII text:
+   * versions 1 and 2 agree on it), REINDEX_WRITE_BATCH at a time (see #rewriteTerms). Two nodes
+   * starting at once both run it and write the same terms. The mark moves ($max) only after the
+   * whole pass: a node that dies midway does it again at its next start, skipping what is done.
+   * A mark of a newer version is left alone (this older code's terms would undo the newer's).
+   * Cost: on FerretDB v1 an update by _id reads the whole collection (~3 µs per message held),
+   * so each rewritten message costs as much as an edit there; MongoDB updates by _id by index.
+   */
+  async #reindex(meta: Collection<SearchMetaDoc>): Promise<void> {
+    const mark = await meta.findOne({ _id: 'terms' })
+    if ((mark?.version ?? 0) >= SEARCH_TERMS_VERSION) return
+    const cursor = this.#messages
+      .find({}, { projection: { _id: 1, text: 1, terms: 1 } })
+      .batchSize(REINDEX_READ_BATCH)
+    let batch: ReindexedDoc[] = []
+    for await (const doc of cursor) {
+      const terms = searchTerms(doc.text)
+      const old = doc.terms ?? []
+      if (terms.length === old.length && terms.every((t, i) => t === old[i])) continue
+      batch.push({ _id: doc._id, text: doc.text, terms })
+      if (batch.length >= REINDEX_WRITE_BATCH) {
+        await this.#rewriteTerms(batch)
+        batch = []
+      }
+    }
+    await this.#rewriteTerms(batch)
+    const done = { $max: { version: SEARCH_TERMS_VERSION } }
+    await meta
+      .updateOne({ _id: 'terms' }, done, { upsert: true })
+      // Another node's first upsert won the race: the document exists now.
+      .catch((err: unknown) =>
+        isDuplicateKey(err) ? meta.updateOne({ _id: 'terms' }, done) : Promise.reject(err),
+      )
+  }
+
+  /**
+   * Sets the terms of the messages, then reads each message's text again: an edit or delete
+   * (on any node) between the read the terms came from and this write was overwritten with the
+   * old text's terms, and gets its own text's terms in another round. The update's filter names
+   * the _id only: with the text in it as well, FerretDB v1 took 4 times as long.
+   */
+  async #rewriteTerms(batch: ReindexedDoc[]): Promise<void> {
+    while (batch.length) {
+      await this.#messages.bulkWrite(
+        batch.map(({ _id, terms }) => ({ updateOne: { filter: { _id }, update: { $set: { terms } } } })),
+        { ordered: false },
+      )
+      const now = await Promise.all(
+        batch.map(({ _id }) => this.#messages.findOne({ _id }, { projection: { _id: 1, text: 1 } })),
+      )
+      const changed: ReindexedDoc[] = []
+      for (const [i, doc] of now.entries()) {
+        // Gone (retention) or unchanged: done.
+        if (doc && doc.text !== batch[i]?.text)
+          changed.push({ _id: doc._id, text: doc.text, terms: searchTerms(doc.text) })
+      }
+      batch = changed
+    }
   }
 
   async #byClientId(m: NewMessage): Promise<StoredMessage | null> {
@@ -151,10 +234,18 @@ export class MongoMessageStore implements MessageStore {
     return this.get(chatId, seq)
   }
 
+  /**
+   * Whole terms by $all on the multikey index, the prefix as an anchored regex on the same array
+   * (one element must start with it; MongoDB turns an anchored regex into an index range). The
+   * two are separate conditions of an $and: on an array each may be met by another element.
+   */
   search(chatId: string, query: string, limit: number): Promise<StoredMessage[]> {
-    const terms = searchTerms(query)
-    if (terms.length === 0) return Promise.resolve([])
-    return this.#find({ chatId, deletedAt: null, terms: { $all: terms } }, -1, limit)
+    const { whole, prefix } = parseSearchQuery(query)
+    if (whole.length === 0 && prefix === null) return Promise.resolve([])
+    const conditions: Array<Record<string, unknown>> = []
+    if (whole.length) conditions.push({ terms: { $all: whole } })
+    if (prefix !== null) conditions.push({ terms: { $regex: `^${escapeRegex(prefix)}` } })
+    return this.#find({ chatId, deletedAt: null, $and: conditions }, -1, limit)
   }
 
   countUnread(chatId: string, afterSeq: number, userId: string): Promise<number> {

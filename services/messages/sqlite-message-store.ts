@@ -4,7 +4,7 @@ import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlit
 import { Worker } from 'node:worker_threads'
 import { statementCache } from '../storage/sqlite.ts'
 import type { AppendResult, MessageStore, NewMessage, StoredMessage } from './message-store.ts'
-import { searchTerms } from './message-store.ts'
+import { parseSearchQuery } from './search-terms.ts'
 import {
   APPEND_FIELDS,
   type AppendRows,
@@ -215,8 +215,8 @@ export class SqliteMessageStore implements MessageStore {
   }
 
   async search(chatId: string, query: string, limit: number): Promise<StoredMessage[]> {
-    const terms = searchTerms(query)
-    if (terms.length === 0) return []
+    const terms = parseSearchQuery(query)
+    if (terms.whole.length === 0 && terms.prefix === null) return []
     // One read, one snapshot: every message of the chat stored so far has its terms.
     const read = () =>
       this.#sql(
@@ -230,15 +230,16 @@ export class SqliteMessageStore implements MessageStore {
       state = read()
     }
     if (state.num === null) return []
-    // The chat's rowids run from num << 32 (sqlite-message-rows.ts); FTS5 reads that range of
-    // each term's list, newest first, and stops at the limit.
+    // The chat's tokens carry its tag and its rowids run from num << 32 (sqlite-message-rows.ts):
+    // FTS5 reads the chat's lists (of its words with the prefix, merged), newest first, and stops
+    // at the limit.
     return this.#rows(
       `SELECT m.* FROM message_search s JOIN messages m ON m.chat_id = ?1 AND m.seq = (s.rowid & 0xFFFFFFFF)
        WHERE message_search MATCH ?2 AND s.rowid >= (?3 << 32) AND s.rowid < ((?3 + 1) << 32)
          AND m.deleted_at IS NULL
        ORDER BY s.rowid DESC LIMIT ?4`,
       chatId,
-      searchQuery(terms),
+      searchQuery(state.num, terms),
       state.num,
       limit,
     )

@@ -1,16 +1,33 @@
 import { z } from 'zod'
 import { ID_PATTERN } from '../auth/identity.ts'
+import { characters, MAX_CODE_POINTS_PER_CHARACTER } from '../text/graphemes.ts'
 
 /** Payloads on the wire, validated where they enter (docs/protocol.md shows them as JSON Schema). */
 
+/** User, device and chat ids: ASCII only, so their length in characters is their length in bytes. */
 export const idSchema = z.string().regex(ID_PATTERN, { error: 'expected 1-64 letters, digits or . _ @ : -' })
+
+/**
+ * Message text, of send and edit. Its length is checked by the message service against
+ * NATTER_MAX_TEXT_CHARS (a setting, so not here): once, with one error code (too_large). At least
+ * one UTF-16 unit is at least one character.
+ */
+export const messageTextSchema = z
+  .string()
+  .min(1)
+  .describe(
+    `1 to NATTER_MAX_TEXT_CHARS (default 4,000) characters (user-perceived: grapheme clusters, UAX #29) of at most ${MAX_CODE_POINTS_PER_CHARACTER} code points each`,
+  )
 
 /** c/<chatId>/send */
 export const sendSchema = z
   .object({
-    clientMsgId: z.string().min(1).max(64),
-    text: z.string().min(1).optional(),
-    media: z.array(z.string().min(1).max(128)).max(10).optional(),
+    clientMsgId: characters({ min: 1, max: 64 }, 'The device’s own id for the message'),
+    text: messageTextSchema.optional(),
+    media: z
+      .array(characters({ min: 1, max: 128 }, 'A mediaId from media.begin'))
+      .max(10)
+      .optional(),
     replyTo: z.number().int().positive().optional(),
   })
   .strict()
@@ -76,7 +93,13 @@ export const presenceEventSchema = z
   .object({
     userId: z.string(),
     online: z.boolean(),
-    lastSeen: z.string().describe('ISO 8601: when the user was last connected (now, while online)'),
+    lastSeenAt: z
+      .number()
+      .int()
+      .describe('When the user was last connected (now, while online), ms since the epoch'),
+    lastSeen: z
+      .string()
+      .describe('Deprecated: lastSeenAt as an ISO 8601 string, kept for clients written before lastSeenAt'),
   })
   .describe('u/<userId>/presence, retained, written by the server only')
 export type PresenceEvent = z.infer<typeof presenceEventSchema>

@@ -238,7 +238,12 @@ export class PresenceTracker {
   }
 
   #announce(userId: string, online: boolean, lastSeen: number): Promise<void> {
-    const body: PresenceEvent = { userId, online, lastSeen: new Date(lastSeen).toISOString() }
+    const body: PresenceEvent = {
+      userId,
+      online,
+      lastSeenAt: lastSeen,
+      lastSeen: new Date(lastSeen).toISOString(),
+    }
     return this.#publish(topics.presence(userId), body, { qos: 1, retain: true })
   }
 }

@@ -1,4 +1,5 @@
 import type { StoredMessage } from '../messages/message-store.ts'
+import { wholeCharactersWithin } from '../text/graphemes.ts'
 
 // The few words Natter itself writes into a notification, by language.
 const WORDS: Record<string, { newMessage: string; newMessages: (n: number) => string; media: string }> = {
@@ -37,6 +38,7 @@ export function notificationText(o: {
   const title = o.chatKind === 'group' ? (o.chatName ?? o.message.chatId) : o.message.senderId
   if (o.hideText) return { title, body: o.unread > 1 ? w.newMessages(o.unread) : w.newMessage }
   let text = o.message.text ?? w.media
-  if (text.length > MAX_BODY) text = `${text.slice(0, MAX_BODY - 1)}…`
+  // Cut between characters (a half emoji is a lone surrogate), and in UTF-16 units: bounded in bytes.
+  if (text.length > MAX_BODY) text = `${wholeCharactersWithin(text, MAX_BODY - 1)}…`
   return { title, body: o.chatKind === 'group' ? `${o.message.senderId}: ${text}` : text }
 }

@@ -1,4 +1,5 @@
 import { z } from 'zod'
+import { characters } from '../text/graphemes.ts'
 
 /** Where a code can reach a client: replies and notices over MQTT, error bodies over HTTP. */
 export type ErrorTransport = 'mqtt' | 'http'
@@ -82,7 +83,7 @@ export class NatterError extends Error {
 
 export const requestSchema = z
   .object({
-    id: z.string().min(1).max(128).describe('Chosen by the client, echoed in the reply'),
+    id: characters({ min: 1, max: 128 }, 'Chosen by the client, echoed in the reply'),
     params: z.record(z.string(), z.unknown()).optional(),
   })
   .describe('req/<op> (QoS 1): one operation')
@@ -115,9 +116,12 @@ export const errorNoticeSchema = errorBodySchema
       .describe('The topic the device published to; absent on a notice about the connection itself'),
     ref: z.string().optional().describe('The request id or clientMsgId the notice is about'),
     expiresAt: z
-      .string()
+      .number()
+      .int()
       .optional()
-      .describe('token_expired: when the token expires and the server closes the connection (ISO 8601)'),
+      .describe(
+        'token_expired: when the token expires and the server closes the connection, ms since the epoch',
+      ),
   })
   .describe('d/<userId>/<deviceId>/err: an error that no reply can carry')
 
@@ -143,6 +147,6 @@ export interface ErrorNotice extends ErrorBody {
   topic?: string
   /** The request id or client message id the error is about, when the payload had one. */
   ref?: string
-  /** token_expired: when the server closes the connection, ISO 8601. */
-  expiresAt?: string
+  /** token_expired: when the server closes the connection, ms since the epoch. */
+  expiresAt?: number
 }

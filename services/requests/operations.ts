@@ -1,5 +1,7 @@
 import { z } from 'zod'
-import { idSchema } from '../messages/wire.ts'
+import { idSchema, messageTextSchema, sendSchema } from '../messages/wire.ts'
+import { characters } from '../text/graphemes.ts'
+import { visibleName } from '../text/visible-names.ts'
 
 /** The largest page of history, sync or search results. */
 export const MAX_PAGE_SIZE = 200
@@ -23,7 +25,7 @@ export function operations(l: OperationLimits) {
       summary: 'Create a group; the caller becomes its admin.',
       params: z
         .object({
-          name: z.string().trim().min(1).max(100),
+          name: visibleName({ max: 100 }, 'The group’s name'),
           members: z.array(idSchema).max(l.maxGroupMembers),
         })
         .strict(),
@@ -52,6 +54,13 @@ export function operations(l: OperationLimits) {
       summary: 'Leave a group; if the last admin leaves, the longest-standing member becomes admin.',
       params: z.object({ chatId }).strict(),
     },
+    send: {
+      summary:
+        'Send a chat message, as c/<chatId>/send does (for HTTP: backends and scripts): answered with the stored message once it is durable; a clientMsgId the sender used in the chat before is stored once (duplicate: true).',
+      params: sendSchema
+        .safeExtend({ chatId })
+        .describe('POST /v1/send or req/send: a chat message, the payload of c/<chatId>/send plus chatId'),
+    },
     history: {
       summary: 'A page of messages before a seq (or the newest), newest first.',
       params: z.object({ chatId, before: seq.optional(), limit }).strict(),
@@ -67,15 +76,16 @@ export function operations(l: OperationLimits) {
     },
     edit: {
       summary: "Replace the text of one's own message.",
-      params: z.object({ chatId, seq, text: z.string().min(1) }).strict(),
+      params: z.object({ chatId, seq, text: messageTextSchema }).strict(),
     },
     delete: {
       summary: "Delete one's own message for everyone; a tombstone stays in history.",
       params: z.object({ chatId, seq }).strict(),
     },
     search: {
-      summary: 'Messages of a chat that contain every word of the query, newest first.',
-      params: z.object({ chatId, query: z.string().min(1).max(200), limit }).strict(),
+      summary:
+        'Messages of a chat that hold every word of the query, the last one as a prefix, newest first: words in any script, insensitive to case and accents.',
+      params: z.object({ chatId, query: characters({ min: 1, max: 200 }), limit }).strict(),
     },
     'media.begin': {
       summary:
@@ -88,19 +98,10 @@ export function operations(l: OperationLimits) {
             .regex(/^[0-9a-fA-F]{64}$/, { error: 'expected the SHA-256 of the bytes as 64 hex digits' })
             .transform((h) => h.toLowerCase()),
           size: z.number().int().min(1),
-          contentType: z
-            .string()
-            .min(1)
-            .max(255)
-            .transform((t) => t.toLowerCase()),
-          name: z
-            .string()
-            .min(1)
-            .max(255)
-            .regex(/^[^\p{Cc}/\\]+$/u, {
-              error: 'a file name without control characters or slashes',
-            })
-            .optional(),
+          contentType: characters({ min: 1, max: 255 }).transform((t) => t.toLowerCase()),
+          name: visibleName({ max: 255 }, 'The file name, for downloads', (n) =>
+            /[/\\]/.test(n) ? 'a file name has no slashes' : undefined,
+          ).optional(),
           durationMs: z
             .number()
             .int()
@@ -112,7 +113,7 @@ export function operations(l: OperationLimits) {
     },
     'media.complete': {
       summary: 'After the PUT: the server checks the stored bytes and makes the media sendable.',
-      params: z.object({ mediaId: z.string().min(1).max(128) }).strict(),
+      params: z.object({ mediaId: characters({ min: 1, max: 128 }) }).strict(),
     },
     'push.register': {
       summary:
@@ -120,7 +121,7 @@ export function operations(l: OperationLimits) {
       params: z
         .object({
           platform: z.enum(['fcm', 'apns']),
-          token: z.string().min(8).max(4096),
+          token: characters({ min: 8, max: 4096 }),
           apnsTopic: z
             .string()
             .regex(/^[A-Za-z0-9.-]{1,255}$/, { error: 'expected the app’s bundle id' })
@@ -146,7 +147,7 @@ export function operations(l: OperationLimits) {
     },
     'media.get': {
       summary: 'Short-lived download URLs (and a thumbnail for images) of a media one may see.',
-      params: z.object({ mediaId: z.string().min(1).max(128) }).strict(),
+      params: z.object({ mediaId: characters({ min: 1, max: 128 }) }).strict(),
     },
   } as const
 }

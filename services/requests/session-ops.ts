@@ -8,7 +8,7 @@ export function registerSessionOps(router: RequestRouter, ops: Operations): void
     handle: (ctx) => ({
       userId: ctx.who.userId,
       deviceId: ctx.who.deviceId,
-      tokenExpiresAt: new Date(ctx.tokenExpiresAt).toISOString(),
+      tokenExpiresAt: ctx.tokenExpiresAt,
     }),
   })
 }

@@ -134,9 +134,10 @@ export function chatStoreContract(name: string, open: () => Promise<Harness<Chat
       ])
     })
 
-    it('removes a member with their cursor, and says false for a non-member', async () => {
+    it('removes a member, keeping their cursor for when they come back, and says false for a non-member', async () => {
       const [id, alice, bob] = [unique('group'), unique('alice'), unique('bob')]
       await store.createGroup({ id, name: 'G', createdBy: alice, members: [bob], at: 1000 })
+      await store.advanceCursor({ chatId: id, userId: bob, kind: 'delivered', seq: 9 })
       await store.advanceCursor({ chatId: id, userId: bob, kind: 'read', seq: 7 })
       assert.equal(await store.removeMember(id, bob), true)
       assert.equal(await store.removeMember(id, bob), false)
@@ -146,12 +147,67 @@ export function chatStoreContract(name: string, open: () => Promise<Harness<Chat
         [alice],
       )
       assert.deepEqual(await store.chatsOf(bob), [])
-      // Back in the chat, bob starts from nothing: the old cursor went with the membership.
-      assert.deepEqual(await store.addMembers(id, [bob], 2000), [bob])
+      assert.deepEqual(
+        (await store.cursors(id)).map((c) => c.userId),
+        [alice],
+        'only members are listed',
+      )
+      // Back in the chat (with a start for newcomers), bob is no newcomer: his cursor is where he left it.
+      assert.deepEqual(await store.addMembers(id, [bob], 2000, 12), [bob])
       assert.deepEqual(await store.cursors(id), [
         { chatId: id, userId: alice, deliveredSeq: 0, readSeq: 0 },
-        { chatId: id, userId: bob, deliveredSeq: 0, readSeq: 0 },
+        { chatId: id, userId: bob, deliveredSeq: 9, readSeq: 7 },
       ])
+    })
+
+    it('starts a newcomer at the seq given, and a returning member who had read nothing at 0', async () => {
+      const [id, alice, bob, carol, dave] = [
+        unique('group'),
+        unique('alice'),
+        unique('bob'),
+        unique('carol'),
+        unique('dave'),
+      ]
+      await store.createGroup({ id, name: 'G', createdBy: alice, members: [bob], at: 1000 })
+      // Bob, a creation member, never read anything, leaves and comes back: still at 0.
+      assert.equal(await store.removeMember(id, bob), true)
+      assert.deepEqual(await store.addMembers(id, [carol, bob, alice], 3000, 5), [carol, bob])
+      assert.deepEqual(await store.cursor(id, carol), {
+        chatId: id,
+        userId: carol,
+        deliveredSeq: 5,
+        readSeq: 5,
+      })
+      assert.deepEqual(await store.cursor(id, bob), { chatId: id, userId: bob, deliveredSeq: 0, readSeq: 0 })
+      assert.deepEqual(await store.cursor(id, alice), {
+        chatId: id,
+        userId: alice,
+        deliveredSeq: 0,
+        readSeq: 0,
+      })
+      // A start never moves a cursor: carol reads on, leaves and comes back with a later start.
+      await store.advanceCursor({ chatId: id, userId: carol, kind: 'read', seq: 8 })
+      await store.removeMember(id, carol)
+      assert.deepEqual(await store.addMembers(id, [carol], 4000, 20), [carol])
+      assert.deepEqual(await store.cursor(id, carol), {
+        chatId: id,
+        userId: carol,
+        deliveredSeq: 8,
+        readSeq: 8,
+      })
+      // Without a start, a newcomer has no cursor: 0 and 0.
+      assert.deepEqual(await store.addMembers(id, [dave], 5000), [dave])
+      assert.deepEqual(await store.cursor(id, dave), {
+        chatId: id,
+        userId: dave,
+        deliveredSeq: 0,
+        readSeq: 0,
+      })
+      // The start is a cursor like any other: it moves forward from there.
+      assert.deepEqual(await store.advanceCursor({ chatId: id, userId: carol, kind: 'delivered', seq: 3 }), {
+        cursor: { chatId: id, userId: carol, deliveredSeq: 8, readSeq: 8 },
+        moved: false,
+      })
     })
 
     it('changes the role of a member', async () => {

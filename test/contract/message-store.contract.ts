@@ -196,6 +196,121 @@ export function messageStoreContract(name: string, open: () => Promise<Harness<M
       assert.deepEqual(await store.search(c, '  ?! ', 10), [])
     })
 
+    /** The seqs a search finds, newest first. */
+    const found = async (chatId: string, query: string) =>
+      (await store.search(chatId, query, 50)).map((m) => m.seq)
+
+    it('finds words in scripts written without spaces: Chinese, Japanese, Thai', async () => {
+      const c = uniqueChat()
+      await store.append(msg(c, 'zh', '我家在上海东边。'))
+      await store.append(msg(c, 'ja', '病院は機能していない'))
+      await store.append(msg(c, 'th', 'ฉันดื่มน้ำเย็นทุกวัน'))
+      await store.append(msg(c, 'ja-hw', 'ﾋﾞｮｳｲﾝへ行く'))
+      assert.deepEqual(await found(c, '上海'), [1])
+      assert.deepEqual(await found(c, '东边'), [1])
+      assert.deepEqual(await found(c, '病院'), [2])
+      assert.deepEqual(await found(c, '機能'), [2])
+      assert.deepEqual(await found(c, 'น้ำ'), [3])
+      assert.deepEqual(await found(c, 'ดื่ม'), [3])
+      // Full-width and half-width forms are the same word.
+      assert.deepEqual(await found(c, 'ビョウイン'), [4])
+      // The last word is a prefix of a segmented word: 上 finds 上海, 海 (inside it) does not.
+      assert.deepEqual(await found(c, '上'), [1])
+      assert.deepEqual(await found(c, '海'), [])
+      assert.deepEqual(await found(c, '上 '), [])
+    })
+
+    it('finds Hindi words with their matras, whole and by prefix, and never without them', async () => {
+      const c = uniqueChat()
+      await store.append(msg(c, 'hi1', 'हिन्दी भाषा की किताबें'))
+      await store.append(msg(c, 'hi2', 'मेरी किताब यहाँ है'))
+      assert.deepEqual(await found(c, 'किताबें'), [1])
+      assert.deepEqual(await found(c, 'किताब'), [2, 1], 'a prefix of किताबें')
+      assert.deepEqual(await found(c, 'किताब '), [2], 'the whole word')
+      assert.deepEqual(await found(c, 'हिन्'), [1])
+      assert.deepEqual(await found(c, 'भाषा हिन्दी'), [1])
+      // A matra spells the word: without ि it is another one.
+      assert.deepEqual(await found(c, 'कताबें'), [])
+    })
+
+    it('matches Arabic with and without harakat and tatweel', async () => {
+      const c = uniqueChat()
+      await store.append(msg(c, 'ar1', 'مَرْحَبًا يا صَدِيقِي'))
+      await store.append(msg(c, 'ar2', 'مرحبا بالجميع'))
+      assert.deepEqual(await found(c, 'مرحبا'), [2, 1])
+      assert.deepEqual(await found(c, 'مَرْحَبًا'), [2, 1])
+      assert.deepEqual(await found(c, 'مرحـــبا'), [2, 1])
+      assert.deepEqual(await found(c, 'صديقي'), [1])
+    })
+
+    it('matches Hebrew with and without niqqud', async () => {
+      const c = uniqueChat()
+      await store.append(msg(c, 'he1', 'שָׁלוֹם עֲלֵיכֶם'))
+      await store.append(msg(c, 'he2', 'שלום לכולם'))
+      assert.deepEqual(await found(c, 'שלום'), [2, 1])
+      assert.deepEqual(await found(c, 'שָׁלוֹם'), [2, 1])
+      assert.deepEqual(await found(c, 'עליכם'), [1])
+    })
+
+    it('matches German case and umlauts: Straße, STRASSE, strasse; Müller, muller', async () => {
+      const c = uniqueChat()
+      await store.append(msg(c, 'de1', 'Die Straße ist gesperrt'))
+      await store.append(msg(c, 'de2', 'Herr Müller kommt'))
+      for (const q of ['Straße', 'STRASSE', 'strasse', 'STRAẞE', 'strass'])
+        assert.deepEqual(await found(c, q), [1], q)
+      for (const q of ['Müller', 'muller', 'MÜLLER', 'mull']) assert.deepEqual(await found(c, q), [2], q)
+    })
+
+    it('matches Turkish İ, I, ı and i alike', async () => {
+      const c = uniqueChat()
+      await store.append(msg(c, 'tr1', 'İstanbul çok güzel'))
+      await store.append(msg(c, 'tr2', 'ılık bir gün'))
+      for (const q of ['İstanbul', 'istanbul', 'ISTANBUL', 'guzel'])
+        assert.deepEqual(await found(c, q), [1], q)
+      for (const q of ['ılık', 'ILIK', 'ilik']) assert.deepEqual(await found(c, q), [2], q)
+    })
+
+    it('takes the last word of a query as a prefix unless the query ends outside it', async () => {
+      const c = uniqueChat()
+      await store.append(msg(c, 'p1', 'pineapple pizza'))
+      await store.append(msg(c, 'p2', 'my PIN code'))
+      await store.append(msg(c, 'p3', 'spinach'))
+      assert.deepEqual(await found(c, 'pin'), [2, 1])
+      assert.deepEqual(await found(c, 'Pine'), [1])
+      assert.deepEqual(await found(c, 'pin '), [2])
+      assert.deepEqual(await found(c, 'pin?'), [2])
+      assert.deepEqual(await found(c, 'pineapple piz'), [1])
+      // Only the last word: "pin" before "pizza" must be whole.
+      assert.deepEqual(await found(c, 'pin pizza'), [])
+      assert.deepEqual(await found(c, 'code my'), [2])
+      // Characters that mean something to a regex or to FTS5 are not words.
+      assert.deepEqual(await found(c, 'pin.*'), [2])
+      assert.deepEqual(await found(c, '(pi'), [2, 1])
+      assert.deepEqual(await found(c, 'pi"'), [])
+    })
+
+    it('searches one chat only, in every script', async () => {
+      const c = uniqueChat()
+      const other = uniqueChat()
+      await store.append(msg(other, 'x1', '我家在上海东边。 pineapple'))
+      await store.append(msg(c, 'x1', 'nothing here'))
+      await store.append(msg(c, 'x2', '上海东边 pineapple'))
+      assert.deepEqual(await found(c, '上海'), [2])
+      assert.deepEqual(await found(c, 'pine'), [2])
+      assert.deepEqual(await found(other, '上'), [1])
+    })
+
+    it('indexes the text of an edit in place of the text sent', async () => {
+      const c = uniqueChat()
+      await store.append(msg(c, 'ed1', '我家在上海东边。'))
+      await store.edit(c, 1, '病院は機能していない', 5000)
+      assert.deepEqual(await found(c, '上海'), [])
+      assert.deepEqual(await found(c, '病'), [1])
+      await store.edit(c, 1, 'Straße', 6000)
+      assert.deepEqual(await found(c, '病院'), [])
+      assert.deepEqual(await found(c, 'STRASSE'), [1])
+    })
+
     it('counts unread messages from others and names the senders of a range', async () => {
       const c = uniqueChat()
       await store.append(msg(c, 'u1', 'hi', 'alice'))
