@@ -4,10 +4,15 @@ import { Aedes, type Client, type PublishPacket } from 'aedes'
 import type { Logger } from 'pino'
 import type { Settings } from '../config/schema.ts'
 import { loadVerifyKey } from '../services/auth/jwt-keys.ts'
-import { createTokenVerifier } from '../services/auth/token-verifier.ts'
-import { topics } from '../services/auth/topic-acl.ts'
+import { createTokenVerifier, TokenError, type TokenVerifier } from '../services/auth/token-verifier.ts'
+import { clientIdOf, topics } from '../services/auth/topic-acl.ts'
+import { BlockIndex } from '../services/blocks/block-index.ts'
+import { BlockService } from '../services/blocks/block-service.ts'
+import { openBlockStore } from '../services/blocks/open-block-store.ts'
 import { ChatService } from '../services/chats/chat-service.ts'
 import { MembershipIndex } from '../services/chats/membership-index.ts'
+import { DeviceService } from '../services/devices/device-service.ts'
+import { RevocationList } from '../services/devices/revocation-list.ts'
 import { diskObjectRoute } from '../services/media/disk-object-store.ts'
 import { MediaService } from '../services/media/media-service.ts'
 import { MessageService } from '../services/messages/message-service.ts'
@@ -20,6 +25,7 @@ import { createMetrics } from '../services/metrics/metrics.ts'
 import { createPushMetrics } from '../services/metrics/push-metrics.ts'
 import { RedisDeviceCounter } from '../services/presence/device-counter.ts'
 import { PresenceTracker } from '../services/presence/presence-tracker.ts'
+import { ProfileService } from '../services/profiles/profile-service.ts'
 import { LocalDeviceLiveness, RedisDeviceLiveness } from '../services/push/device-liveness.ts'
 import { PushService } from '../services/push/push-service.ts'
 import { type ErrorNotice, NatterError } from '../services/requests/envelope.ts'
@@ -28,6 +34,7 @@ import { MAX_PAGE_SIZE, operations } from '../services/requests/operations.ts'
 import { RequestRouter } from '../services/requests/router.ts'
 import { registerSessionOps } from '../services/requests/session-ops.ts'
 import { type ClusterLink, openCluster } from './cluster.ts'
+import { wireDevices } from './device-wiring.ts'
 import { createHooks, skipDroppedPublishes } from './hooks.ts'
 import { allowedHosts } from './host-check.ts'
 import { createHttpHandler } from './http.ts'
@@ -49,6 +56,9 @@ const TYPING_EXPIRES_MS = 6000
 const MEMBERSHIP_TOPIC = '$natter/membership'
 // A lost announcement (Redis restarting) leaves a node's membership stale at most this long.
 const MEMBERSHIP_RESYNC_MS = 60_000
+// Cluster: blocks and unblocks are announced to the other nodes on this topic, and reloaded
+// from the shared store as often as memberships.
+const BLOCKS_TOPIC = '$natter/blocks'
 // aedes' heartbeat: a node missing three is dead, and its clients' wills are published.
 const CLUSTER_HEARTBEAT_MS = 5000
 
@@ -90,6 +100,15 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
   log.info({ event: 'stores', kind: stores.kind }, 'message and chat stores open')
   const index = new MembershipIndex()
   index.load(await stores.chats.allMembers())
+  const blockStore = await openBlockStore(settings)
+  const blocks = new BlockIndex()
+  blocks.load(await blockStore.all())
+  // Topic rules: membership, and blocks that hide presence (services/blocks/).
+  const access = {
+    isMember: (chatId: string, userId: string) => index.isMember(chatId, userId),
+    shareChat: (a: string, b: string) => index.shareChat(a, b),
+    eitherBlocks: (a: string, b: string) => blocks.eitherBlocks(a, b),
+  }
   // Known once the ports are bound (they may be 0: any free port).
   let httpPort = settings.httpPort
   let wsPort = settings.wsPort
@@ -151,8 +170,10 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     inbox: wiring.sink,
     limits: { maxGroupMembers: settings.maxGroupMembers },
     ops,
+    blocks,
   })
   chatService.register(router)
+  new BlockService({ store: blockStore, index: blocks, ops }).register(router)
   const mediaService = new MediaService({
     catalog: stores.media,
     objects,
@@ -161,8 +182,20 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     ops,
     log,
     telemetry: createMediaMetrics(registry),
+    // Avatars: readable by the owner's chat partners, and kept while in use.
+    alsoReadable: (record, userId) => profileService.mayReadAvatar(record, userId),
+    keep: (mediaId) => stores.profiles.isAvatar(mediaId),
   })
   mediaService.register(router)
+  const profileService: ProfileService = new ProfileService({
+    store: stores.profiles,
+    media: stores.media,
+    index,
+    toUsers: (event, to) => wiring.toUsers(event, to),
+    ops,
+    log,
+  })
+  profileService.register(router)
   router.guard('media.begin', limits.upload)
   const liveness = cluster
     ? new RedisDeviceLiveness({
@@ -185,6 +218,36 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     telemetry: createPushMetrics(registry),
   })
   pushService.register(router)
+  // Revoked devices, in memory for the CONNECT check; kept current by broker/device-wiring.ts.
+  const revocations = new RevocationList()
+  revocations.load(await stores.delivery.revocations())
+  let devicesWiring: ReturnType<typeof wireDevices> | undefined
+  const deviceService = new DeviceService({
+    delivery: stores.delivery,
+    push: stores.push,
+    forgetPush: (userId, deviceId) => pushService.forgetDevice(userId, deviceId),
+    forgetSubscriptions: async (dev) => {
+      // The persistence aedes was given (wiring.persistence), subscriptions and all.
+      const persistence = wiring.persistence as { cleanSubscriptions(c: { id: string }): Promise<unknown> }
+      await persistence.cleanSubscriptions({
+        id: clientIdOf(dev.userId, dev.deviceId),
+      })
+    },
+    revocations,
+    announce: (r) => devicesWiring?.announce(r),
+    maxDevices: settings.maxDevicesPerUser,
+    ops,
+    log,
+  })
+  deviceService.register(router)
+  // HTTP callers are the device `http`: "log out everywhere else" from another device refuses
+  // their earlier tokens too.
+  const verifyHttp: TokenVerifier = async (token) => {
+    const v = await verify(token)
+    if (deviceService.isRevoked(v.userId, 'http', v.issuedAt))
+      throw new TokenError('revoked', 'token revoked')
+    return v
+  }
   const messageService = new MessageService({
     chats: stores.chats,
     messages: stores.messages,
@@ -206,6 +269,7 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     media: mediaService,
     push: pushService,
     track: (work) => sends.track(work),
+    blocks,
   })
   messageService.register(router)
   // The send operation counts against the same send limits as c/<chatId>/send.
@@ -292,6 +356,11 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     packet: PublishPacket,
   ) => {
     const outcome = typing.check(who, chatId, payloadOf(packet))
+    // A direct chat with a block either way relays no typing, and the sender is told nothing.
+    if (outcome.ok && chatId.startsWith('d_')) {
+      const other = index.members(chatId).find((u) => u !== who.userId)
+      if (other !== undefined && blocks.eitherBlocks(who.userId, other)) return null
+    }
     if (outcome.ok) return outcome.payload
     if (outcome.reason === 'bad_request') {
       notify(client, {
@@ -312,9 +381,10 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
       handleRequest,
       handleSend,
       handleTyping,
-      access: index,
+      access,
       telemetry,
       limits,
+      devices: deviceService,
     }),
     connectTimeout: settings.connectTimeoutMs,
     // Keep alive 0 and values over the maximum are bounded, so a silent client is always closed.
@@ -344,7 +414,9 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
       : {}),
   })
   skipDroppedPublishes(broker)
+  devicesWiring = wireDevices({ broker, sessions, revocations, store: stores.delivery, cluster, log })
   const resync = cluster ? shareMembership(cluster) : undefined
+  const blocksResync = cluster ? shareBlocks(cluster) : undefined
   wiring.attach(broker)
   await presence.start()
   await liveness.start()
@@ -395,7 +467,7 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     handle: (stream, req) => broker.handle(stream, req),
     http: createHttpHandler({
       isReady: () => ready && !broker.closed,
-      api: createHttpApi({ verify, router, limit: limits.http }),
+      api: createHttpApi({ verify: verifyHttp, router, limit: limits.http }),
       metrics: registry,
       log,
       objects: diskObjectRoute(objects),
@@ -471,6 +543,39 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     return timer
   }
 
+  /**
+   * Tells the other nodes which block changed here; they read that pair again from the shared
+   * store. A full reload every minute bounds the staleness when an announcement is lost.
+   */
+  function shareBlocks({ nodeId, mq: emitter }: ClusterLink): NodeJS.Timeout {
+    const mq = emitter as {
+      emit(m: { topic: string; payload: string }, cb?: (err?: Error) => void): void
+      on(topic: string, fn: (m: { payload: string }, done: () => void) => void): void
+    }
+    blocks.onChange = (blockerId, blockedId) =>
+      mq.emit({ topic: BLOCKS_TOPIC, payload: JSON.stringify({ blockerId, blockedId, from: nodeId }) })
+    mq.on(BLOCKS_TOPIC, (m, done) => {
+      done()
+      const { blockerId, blockedId, from } = JSON.parse(m.payload) as Record<string, string>
+      if (from === nodeId || !blockerId || !blockedId) return
+      blockStore.get(blockerId, blockedId).then(
+        (block) => {
+          blocks.set(blockerId, blockedId, block !== null)
+          log.info({ event: 'block_reloaded', blockerId, blockedId, blocked: block !== null })
+        },
+        (err: unknown) => log.error({ err }, 'could not reload a block'),
+      )
+    })
+    const timer = setInterval(() => {
+      blockStore.all().then(
+        (all) => blocks.replaceAll(all),
+        (err: unknown) => log.error({ err }, 'block resync failed'),
+      )
+    }, MEMBERSHIP_RESYNC_MS)
+    timer.unref()
+    return timer
+  }
+
   async function closeAll() {
     ready = false
     stopping = true
@@ -499,6 +604,8 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     await wiring.close(Math.max(left(), 2000))
     retention.stop()
     clearInterval(resync)
+    devicesWiring?.stop()
+    clearInterval(blocksResync)
     await presence.settled()
     await cluster?.close()
     await limits.close()
@@ -507,6 +614,8 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     await stores.media.close()
     await stores.push.close()
     await stores.delivery.close()
+    await blockStore.close()
+    await stores.profiles.close()
     await objects.close()
     await Promise.all(Object.values(providers).map((p) => p.close()))
   }

@@ -173,6 +173,11 @@ export const settingsShape = {
       'Longest message text, in characters: user-perceived characters (grapheme clusters, Unicode UAX #29), so an emoji or a letter with its accents is one; each has at most 32 code points.',
     ),
   maxGroupMembers: integer(2, 1000).default(1000).describe('Largest group, creator included.'),
+  maxDevicesPerUser: integer(1, 1000)
+    .default(10)
+    .describe(
+      'Devices (MQTT sessions) one user may have; a CONNECT of one more is refused (CONNACK 5) until one is revoked or its session expires.',
+    ),
   typingIntervalMs: integer(0, 60_000)
     .default(1000)
     .describe('A device may send one typing indicator per chat this often; more are dropped.'),

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto'
+import { visibleTo } from '../blocks/hidden.ts'
 import { toEvent } from '../messages/events.ts'
 import type { InboxSink } from '../messages/message-service.ts'
 import type { MessageStore } from '../messages/message-store.ts'
@@ -26,6 +27,7 @@ export class ChatService {
   readonly #inbox: InboxSink
   readonly #limits: ChatLimits
   readonly #ops: Operations
+  readonly #blocks: { eitherBlocks(a: string, b: string): boolean } | undefined
 
   constructor(d: {
     chats: ChatStore
@@ -34,7 +36,10 @@ export class ChatService {
     inbox: InboxSink
     limits: ChatLimits
     ops: Operations
+    /** Blocks between users (services/blocks/): no new direct chat between a blocked pair. */
+    blocks?: { eitherBlocks(a: string, b: string): boolean }
   }) {
+    this.#blocks = d.blocks
     this.#ops = d.ops
     this.#chats = d.chats
     this.#messages = d.messages
@@ -76,7 +81,7 @@ export class ChatService {
   async describe(chat: Chat, userId: string) {
     const members = await this.#chats.members(chat.id)
     const cursor = await this.#chats.cursor(chat.id, userId)
-    const [last] = await this.#messages.before(chat.id, null, 1)
+    const last = await this.#lastVisible(chat.id, userId)
     return {
       id: chat.id,
       kind: chat.kind,
@@ -126,6 +131,9 @@ export class ChatService {
       handle: async (ctx, p) => {
         if (p.with === ctx.who.userId)
           throw new NatterError('bad_request', 'a direct chat needs another user')
+        // Both sides get the same answer, which does not say who blocks whom (docs/protocol.md#blocking).
+        if (this.#blocks?.eitherBlocks(ctx.who.userId, p.with) && !this.#directExists(ctx.who.userId, p.with))
+          throw new NatterError('not_allowed', `a direct chat with ${p.with} cannot be started`)
         const { chat, created } = await this.#chats.findOrCreateDirect({
           id: newChatId('d'),
           a: ctx.who.userId,
@@ -201,6 +209,22 @@ export class ChatService {
         return { left: chat.id }
       },
     })
+  }
+
+  /** The newest message userId may see (services/blocks/hidden.ts), or undefined. */
+  async #lastVisible(chatId: string, userId: string) {
+    let before: number | null = null
+    for (;;) {
+      const page = await this.#messages.before(chatId, before, before === null ? 1 : 50)
+      const shown = page.find((m) => visibleTo(m, userId))
+      if (shown || page.length === 0) return shown
+      before = (page.at(-1) as (typeof page)[number]).seq
+    }
+  }
+
+  /** Whether the two users already have their direct chat (direct chat ids start with d_). */
+  #directExists(a: string, b: string): boolean {
+    return this.#index.chatsOf(a).some((chatId) => chatId.startsWith('d_') && this.#index.isMember(chatId, b))
   }
 
   async #leave(ctx: RequestContext, chat: Chat, userId: string, type: 'member_removed' | 'member_left') {

@@ -7,12 +7,25 @@ import {
   type DeviceCursor,
   type DeviceRef,
   type DeviceSession,
+  type DeviceSummary,
+  type Revocation,
   sessionAfterConnect,
 } from './delivery-store.ts'
 
 interface SessionDoc extends DeviceSession {
   /** JSON of [userId, deviceId]: every lookup of a device's session is by _id. */
   _id: string
+  /** Kept across sessions; absent on documents written before it existed (since stands in). */
+  firstSeen?: number
+}
+
+interface RevocationDoc {
+  /** JSON of [userId, deviceId], deviceId null for "every device but except". */
+  _id: string
+  userId: string
+  deviceId: string | null
+  before: number
+  except: string | null
 }
 
 interface CursorDoc extends DeviceCursor {
@@ -60,6 +73,7 @@ export class MongoDeliveryStore implements DeliveryStore {
   readonly #client: MongoClient
   readonly #sessions: Collection<SessionDoc>
   readonly #cursors: Collection<CursorDoc>
+  readonly #revocations: Collection<RevocationDoc>
   readonly #serial = new KeyedQueue()
 
   private constructor(client: MongoClient) {
@@ -67,11 +81,15 @@ export class MongoDeliveryStore implements DeliveryStore {
     const db = client.db()
     this.#sessions = db.collection<SessionDoc>('device_sessions')
     this.#cursors = db.collection<CursorDoc>('device_cursors')
+    this.#revocations = db.collection<RevocationDoc>('device_revocations')
   }
 
   static async open(uri: string): Promise<MongoDeliveryStore> {
     const store = new MongoDeliveryStore(await connectMongo(uri))
-    await ensureIndexes(store.#sessions, [{ key: { lastSeen: 1 }, name: 'last_seen' }])
+    await ensureIndexes(store.#sessions, [
+      { key: { lastSeen: 1 }, name: 'last_seen' },
+      { key: { userId: 1, deviceId: 1 }, name: 'user' },
+    ])
     await ensureIndexes(store.#cursors, [
       { key: { chatId: 1 }, name: 'chat' },
       { key: { userId: 1, deviceId: 1 }, name: 'device' },
@@ -110,12 +128,12 @@ export class MongoDeliveryStore implements DeliveryStore {
       const previous = doc ? toSession(doc) : null
       const { session, fresh } = sessionAfterConnect(previous, d)
       if (fresh) await this.#cursors.deleteMany({ userId: d.userId, deviceId: d.deviceId })
-      await this.#upsertSession(_id, session)
+      await this.#upsertSession(_id, { ...session, firstSeen: doc?.firstSeen ?? doc?.since ?? d.at })
       return { session, previous, fresh }
     })
   }
 
-  async #upsertSession(_id: string, session: DeviceSession): Promise<void> {
+  async #upsertSession(_id: string, session: DeviceSession & { firstSeen: number }): Promise<void> {
     for (let attempt = 0; ; attempt++) {
       try {
         await this.#sessions.replaceOne({ _id }, { ...session }, { upsert: true })
@@ -234,6 +252,69 @@ export class MongoDeliveryStore implements DeliveryStore {
       })
     }
     return removed
+  }
+
+  async devices(userId: string): Promise<DeviceSummary[]> {
+    const docs = await this.#sessions.find({ userId }).sort({ deviceId: 1 }).toArray()
+    return docs.map((s) => ({
+      deviceId: s.deviceId,
+      firstSeen: s.firstSeen ?? s.since,
+      lastSeen: s.lastSeen,
+      connected: s.connected,
+    }))
+  }
+
+  deviceCount(userId: string): Promise<number> {
+    return this.#sessions.countDocuments({ userId })
+  }
+
+  remove(d: DeviceRef): Promise<boolean> {
+    return this.#holding([d], async () => {
+      // Cursors first: a crash between the two leaves a session that delivers again, never a
+      // cursor without a session.
+      await this.#cursors.deleteMany({ userId: d.userId, deviceId: d.deviceId })
+      const gone = await this.#sessions.deleteOne({ _id: sessionKey(d) })
+      return gone.deletedCount === 1
+    })
+  }
+
+  async revoke(r: Revocation): Promise<void> {
+    const _id = JSON.stringify([r.userId, r.deviceId])
+    if (r.deviceId === null) {
+      await this.#revocations.replaceOne(
+        { _id },
+        { userId: r.userId, deviceId: null, before: r.before, except: r.except },
+        { upsert: true },
+      )
+      return
+    }
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.#revocations.updateOne(
+          { _id },
+          {
+            $max: { before: r.before },
+            $setOnInsert: { userId: r.userId, deviceId: r.deviceId, except: null },
+          },
+          { upsert: true },
+        )
+        return
+      } catch (err) {
+        // Two nodes revoking the same device at once: the second upsert goes again, as an update.
+        if (!isDuplicateKey(err) || attempt >= 5) throw err
+      }
+    }
+  }
+
+  async revocations(): Promise<Revocation[]> {
+    const docs = await this.#revocations.find({}).sort({ _id: 1 }).toArray()
+    // FerretDB leaves a null of $setOnInsert out of the document.
+    return docs.map((d) => ({
+      userId: d.userId,
+      deviceId: d.deviceId ?? null,
+      before: d.before,
+      except: d.deviceId == null ? (d.except ?? null) : null,
+    }))
   }
 
   async close(): Promise<void> {

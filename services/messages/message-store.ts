@@ -22,7 +22,11 @@ export interface StoredMessage extends NewMessage {
   /** Server time of acceptance, ms since the epoch. */
   at: number
   editedAt: number | null
-  /** Set when the sender deleted it for everyone; text and body are then cleared. */
+  /**
+   * Set when the sender deleted it for everyone; text and body are then cleared, except
+   * `body.hiddenFrom` (services/blocks/hidden.ts), so a tombstone stays hidden from whom the
+   * message was.
+   */
   deletedAt: number | null
 }
 
@@ -42,7 +46,10 @@ export interface MessageStore {
   get(chatId: string, seq: number): Promise<StoredMessage | null>
   /** Replaces the text of a live message; null when there is no such message. */
   edit(chatId: string, seq: number, text: string, at: number): Promise<StoredMessage | null>
-  /** Clears text and body and marks the message deleted; the row stays as a tombstone. */
+  /**
+   * Clears text and body (all but `body.hiddenFrom`) and marks the message deleted; the row
+   * stays as a tombstone.
+   */
   tombstone(chatId: string, seq: number, at: number): Promise<StoredMessage | null>
   /**
    * Live messages of the chat holding every word of the query, newest first, at most limit.
@@ -52,7 +59,10 @@ export interface MessageStore {
    * A query without words finds nothing.
    */
   search(chatId: string, query: string, limit: number): Promise<StoredMessage[]>
-  /** Live text messages after a seq that someone other than userId sent: the unread count. */
+  /**
+   * Live text messages after a seq that someone other than userId sent and that are not hidden
+   * from userId (`body.hiddenFrom`, services/blocks/hidden.ts): the unread count.
+   */
   countUnread(chatId: string, afterSeq: number, userId: string): Promise<number>
   /** Distinct senders of the messages with fromSeq < seq <= toSeq, to address receipts. */
   sendersBetween(chatId: string, fromSeq: number, toSeq: number): Promise<string[]>

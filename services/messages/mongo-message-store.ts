@@ -229,7 +229,9 @@ export class MongoMessageStore implements MessageStore {
   async tombstone(chatId: string, seq: number, at: number): Promise<StoredMessage | null> {
     await this.#messages.updateOne(
       { chatId, seq, deletedAt: null },
-      { $set: { text: null, body: {}, deletedAt: at, terms: [] } },
+      // body.hiddenFrom stays: a blocker must not see the tombstone of a message hidden from
+      // them. The other fields a text message's body has (sendSchema) are cleared.
+      { $set: { text: null, deletedAt: at, terms: [] }, $unset: { 'body.media': '', 'body.replyTo': '' } },
     )
     return this.get(chatId, seq)
   }
@@ -255,6 +257,7 @@ export class MongoMessageStore implements MessageStore {
       senderId: { $ne: userId },
       kind: 'text',
       deletedAt: null,
+      'body.hiddenFrom': { $ne: userId },
     })
   }
 

@@ -247,8 +247,8 @@ export class SqliteMessageStore implements MessageStore {
 
   async countUnread(chatId: string, afterSeq: number, userId: string): Promise<number> {
     const r = this.#sql(
-      "SELECT COUNT(*) AS n FROM messages WHERE chat_id = ? AND seq > ? AND sender_id <> ? AND kind = 'text' AND deleted_at IS NULL",
-    ).get(chatId, afterSeq, userId) as { n: number }
+      "SELECT COUNT(*) AS n FROM messages WHERE chat_id = ? AND seq > ? AND sender_id <> ? AND kind = 'text' AND deleted_at IS NULL AND json_extract(body, '$.hiddenFrom') IS NOT ?",
+    ).get(chatId, afterSeq, userId, userId) as { n: number }
     return r.n
   }
 

@@ -118,7 +118,11 @@ const statements = {
     'UPDATE messages SET text = ?, edited_at = ? WHERE chat_id = ? AND seq = ? AND deleted_at IS NULL',
   ),
   tombstone: db.prepare(
-    "UPDATE messages SET text = NULL, body = '{}', deleted_at = ? WHERE chat_id = ? AND seq = ? AND deleted_at IS NULL",
+    // body.hiddenFrom stays: a blocker must not see the tombstone of a message hidden from them.
+    `UPDATE messages SET text = NULL, deleted_at = ?,
+       body = CASE WHEN json_extract(body, '$.hiddenFrom') IS NULL THEN '{}'
+                   ELSE json_object('hiddenFrom', json_extract(body, '$.hiddenFrom')) END
+     WHERE chat_id = ? AND seq = ? AND deleted_at IS NULL`,
   ),
   // Retention, a chat at a time on messages_chat_at: no index on `at` alone is kept for it.
   chatsAfter: db.prepare('SELECT chat_id FROM chat_seq WHERE chat_id > ? ORDER BY chat_id LIMIT ?'),

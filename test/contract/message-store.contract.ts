@@ -179,6 +179,26 @@ export function messageStoreContract(name: string, open: () => Promise<Harness<M
       assert.equal(await store.edit(c, 1, 'revive', 8000), null)
     })
 
+    it('leaves a message hidden from a blocker out of their unread count, also as a tombstone', async () => {
+      const c = uniqueChat()
+      const hidden = (clientMsgId: string, text: string) => ({
+        ...msg(c, clientMsgId, text, 'bob'),
+        body: { media: ['m1'], hiddenFrom: 'alice' },
+      })
+      await store.append(msg(c, 'h1', 'seen', 'bob'))
+      await store.append(hidden('h2', 'not for alice'))
+      await store.append(hidden('h3', 'nor this'))
+      assert.equal(await store.countUnread(c, 0, 'alice'), 1)
+      assert.equal(await store.countUnread(c, 0, 'carol'), 3)
+      // The marker outlives an edit and a delete: the tombstone stays hidden from alice too.
+      assert.equal((await store.edit(c, 2, 'edited', 5000))?.body.hiddenFrom, 'alice')
+      const gone = await store.tombstone(c, 3, 6000)
+      assert.deepEqual(gone?.body, { hiddenFrom: 'alice' })
+      assert.equal(gone?.text, null)
+      assert.deepEqual((await store.get(c, 3))?.body, { hiddenFrom: 'alice' })
+      assert.equal(await store.countUnread(c, 0, 'alice'), 1)
+    })
+
     it('finds messages that hold every word, newest first, in that chat only', async () => {
       const c = uniqueChat()
       await store.append(msg(c, 's1', 'Lunch at the Café?'))
