@@ -3,11 +3,13 @@ import { hostname } from 'node:os'
 import { Aedes, type Client, type PublishPacket } from 'aedes'
 import type { Logger } from 'pino'
 import type { Settings } from '../config/schema.ts'
+import type { AccountService } from '../services/accounts/account-service.ts'
 import { loadVerifyKey } from '../services/auth/jwt-keys.ts'
 import { createTokenVerifier, TokenError, type TokenVerifier } from '../services/auth/token-verifier.ts'
 import { clientIdOf, topics } from '../services/auth/topic-acl.ts'
 import { BlockIndex } from '../services/blocks/block-index.ts'
 import { BlockService } from '../services/blocks/block-service.ts'
+import type { BlockStore } from '../services/blocks/block-store.ts'
 import { openBlockStore } from '../services/blocks/open-block-store.ts'
 import { ChatService } from '../services/chats/chat-service.ts'
 import { MembershipIndex } from '../services/chats/membership-index.ts'
@@ -15,6 +17,7 @@ import { DeviceService } from '../services/devices/device-service.ts'
 import { RevocationList } from '../services/devices/revocation-list.ts'
 import { diskObjectRoute } from '../services/media/disk-object-store.ts'
 import { MediaService } from '../services/media/media-service.ts'
+import type { ObjectStore } from '../services/media/object-store.ts'
 import { MessageService } from '../services/messages/message-service.ts'
 import type { Publish } from '../services/messages/publisher.ts'
 import { startRetention } from '../services/messages/retention.ts'
@@ -33,6 +36,8 @@ import { createHttpApi } from '../services/requests/http-api.ts'
 import { MAX_PAGE_SIZE, operations } from '../services/requests/operations.ts'
 import { RequestRouter } from '../services/requests/router.ts'
 import { registerSessionOps } from '../services/requests/session-ops.ts'
+import { openAccounts, startAccounts } from './account-wiring.ts'
+import { wireAdmin } from './admin-wiring.ts'
 import { type ClusterLink, openCluster } from './cluster.ts'
 import { wireDevices } from './device-wiring.ts'
 import { createHooks, skipDroppedPublishes } from './hooks.ts'
@@ -67,8 +72,14 @@ export interface NatterNode {
   ports: { mqtt: number; ws: number; http: number }
   broker: Aedes
   stores: Stores
+  /** Who blocks whom (kept apart from `stores`: opened by services/blocks/open-block-store.ts). */
+  blocks: BlockStore
+  /** Where media bytes live (disk or S3). */
+  objects: ObjectStore
   presence: PresenceTracker
   media: MediaService
+  /** Account states: ban, unban, erase, status (docs/admin.md). */
+  accounts: AccountService
   /** Inbox delivery from the message store (expireSessions takes a clock in tests). */
   inbox: InboxWiring['inbox']
   /** This node's name in a cluster; undefined on the embedded default. */
@@ -171,6 +182,7 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     limits: { maxGroupMembers: settings.maxGroupMembers },
     ops,
     blocks,
+    isErased: (userId) => accounts.list.refusal(userId) === 'erased',
   })
   chatService.register(router)
   new BlockService({ store: blockStore, index: blocks, ops }).register(router)
@@ -222,6 +234,7 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
   const revocations = new RevocationList()
   revocations.load(await stores.delivery.revocations())
   let devicesWiring: ReturnType<typeof wireDevices> | undefined
+  const accounts = await openAccounts(settings)
   const deviceService = new DeviceService({
     delivery: stores.delivery,
     push: stores.push,
@@ -234,6 +247,7 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
       })
     },
     revocations,
+    accounts: accounts.list,
     announce: (r) => devicesWiring?.announce(r),
     maxDevices: settings.maxDevicesPerUser,
     ops,
@@ -246,6 +260,8 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     const v = await verify(token)
     if (deviceService.isRevoked(v.userId, 'http', v.issuedAt))
       throw new TokenError('revoked', 'token revoked')
+    const refused = accounts.list.refusal(v.userId)
+    if (refused) throw new TokenError(`account_${refused}`, `account ${refused}`)
     return v
   }
   const messageService = new MessageService({
@@ -415,6 +431,18 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
   })
   skipDroppedPublishes(broker)
   devicesWiring = wireDevices({ broker, sessions, revocations, store: stores.delivery, cluster, log })
+  const accountsWiring = startAccounts({
+    ...{ accounts, broker, sessions, cluster, stores, blockStore, blocks, chats: chatService },
+    ...{ media: mediaService, push: pushService, presence, persistence: wiring.persistence, log },
+    ...{ owner: settings.nodeId ?? cluster?.nodeId ?? 'embedded', batch: settings.eraseBatch },
+  })
+  const admin = await wireAdmin({
+    ...{ settings, stores, blocks: blockStore, objects, accounts: accountsWiring.service, log },
+    moderation: {
+      deleteMessage: (chatId, seq) => messageService.deleteByOperator(chatId, seq),
+      removeMember: (chat, userId) => chatService.removeByOperator(chat, userId),
+    },
+  })
   const resync = cluster ? shareMembership(cluster) : undefined
   const blocksResync = cluster ? shareBlocks(cluster) : undefined
   wiring.attach(broker)
@@ -468,6 +496,7 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     http: createHttpHandler({
       isReady: () => ready && !broker.closed,
       api: createHttpApi({ verify: verifyHttp, router, limit: limits.http }),
+      admin: admin.handle,
       metrics: registry,
       log,
       objects: diskObjectRoute(objects),
@@ -596,6 +625,8 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     await publishes.idle(left())
     // After the last sends, so that their push jobs are written; pushes under way finish.
     await pushService.stop()
+    // An erase under way stops at a step boundary while the broker still runs; it resumes at the next start.
+    await accountsWiring.close()
     listeners.terminateWebSockets()
     await new Promise<void>((resolve) => broker.close(() => resolve()))
     await closing
@@ -615,6 +646,7 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     await stores.push.close()
     await stores.delivery.close()
     await blockStore.close()
+    await admin.close()
     await stores.profiles.close()
     await objects.close()
     await Promise.all(Object.values(providers).map((p) => p.close()))
@@ -624,8 +656,11 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     ports,
     broker,
     stores,
+    blocks: blockStore,
+    objects,
     presence,
     media: mediaService,
+    accounts: accountsWiring.service,
     inbox,
     nodeId: cluster?.nodeId,
     close: closeAll,

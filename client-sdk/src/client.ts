@@ -701,13 +701,13 @@ const CONNECTION_GONE = /client disconnecting|connection closed|client disconnec
 
 /**
  * What a refused CONNECT means. MQTT 3.1.1 CONNACKs carry a code and no reason: Natter answers 5
- * (not authorized) to a device beyond the user's cap of devices (docs/protocol.md#devices), so
- * the SDK says so.
+ * (not authorized) to a device beyond the user's cap of devices (docs/protocol.md#devices) and
+ * to a banned or erased account (docs/admin.md), so the SDK says so.
  */
 function refusalMessage(err: Error): string {
   const code = (err as { code?: unknown }).code
   if (code === 5) {
-    return 'connection refused (not authorized): too many devices, revoke one with devices.list and device.revoke (from another device or over HTTP); or the token names another user or device'
+    return 'connection refused (not authorized): too many devices, revoke one with devices.list and device.revoke (from another device or over HTTP); or the account is banned or erased; or the token names another user or device'
   }
   if (code === 4) return 'connection refused: the token is bad, expired, or was revoked for this device'
   return err.message

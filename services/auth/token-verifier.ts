@@ -12,6 +12,8 @@ export type TokenProblem =
   | 'bad_claims'
   | 'bad_subject'
   | 'revoked'
+  | 'account_banned'
+  | 'account_erased'
 
 export class TokenError extends Error {
   override name = 'TokenError'

@@ -22,5 +22,14 @@ export interface BlockStore {
   blockedBy(blockerId: string): Promise<Block[]>
   /** Every block, for the in-memory index a node builds at start. */
   all(): Promise<Block[]>
+  /** Removes every block the user made and every block made on the user; returns how many went. */
+  removeUser(userId: string): Promise<number>
+  /**
+   * Leaves nothing deleted before this in the store's files (account erasure, after the
+   * deletes): on SQLite, deleted rows are zeroed as they go (secure_delete) and this truncates
+   * the WAL, which held their old page images (services/storage/sqlite-checkpoint.ts); MongoDB:
+   * nothing to do (docs/decisions.md, "Erasing a user in the stores").
+   */
+  purgeErased(): Promise<void>
   close(): Promise<void>
 }

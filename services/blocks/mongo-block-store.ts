@@ -65,6 +65,14 @@ export class MongoBlockStore implements BlockStore {
     return (await this.#blocks.find({}).toArray()).map(toBlock)
   }
 
+  async removeUser(userId: string): Promise<number> {
+    const r = await this.#blocks.deleteMany({ $or: [{ blockerId: userId }, { blockedId: userId }] })
+    return r.deletedCount
+  }
+
+  /** Deletes replaced the documents: what the server's storage keeps is the operator's to compact. */
+  async purgeErased(): Promise<void> {}
+
   close(): Promise<void> {
     return this.#client.close()
   }

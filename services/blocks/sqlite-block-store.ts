@@ -2,6 +2,7 @@ import { mkdirSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { DatabaseSync, type StatementSync } from 'node:sqlite'
 import { statementCache } from '../storage/sqlite.ts'
+import { truncateWal } from '../storage/sqlite-checkpoint.ts'
 import type { Block, BlockStore } from './block-store.ts'
 
 interface BlockRow {
@@ -30,7 +31,10 @@ export class SqliteBlockStore implements BlockStore {
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true })
     this.#db = new DatabaseSync(path)
     this.#sql = statementCache(this.#db)
-    this.#db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;')
+    // secure_delete: what removeUser deletes is zeroed, not left in free space (account erasure).
+    this.#db.exec(
+      'PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000; PRAGMA secure_delete = ON;',
+    )
     this.#db.exec(SCHEMA)
   }
 
@@ -67,6 +71,16 @@ export class SqliteBlockStore implements BlockStore {
   async all(): Promise<Block[]> {
     const rows = this.#sql('SELECT * FROM blocks').all() as unknown as BlockRow[]
     return rows.map(toBlock)
+  }
+
+  async removeUser(userId: string): Promise<number> {
+    // The primary key leads with the blocker; the blocks on the user are a scan (blocks are few).
+    const r = this.#sql('DELETE FROM blocks WHERE blocker_id = ?1 OR blocked_id = ?1').run(userId)
+    return Number(r.changes)
+  }
+
+  async purgeErased(): Promise<void> {
+    await truncateWal(this.#db)
   }
 
   async close(): Promise<void> {

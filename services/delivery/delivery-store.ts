@@ -128,6 +128,18 @@ export interface DeliveryStore {
   revoke(r: Revocation): Promise<void>
   /** Every revocation recorded (a node loads them all at start: they are few). */
   revocations(): Promise<Revocation[]>
+  /**
+   * Removes every device session, device cursor and revocation of the user (account erasure);
+   * returns the devices whose session was removed, ordered by deviceId. Idempotent.
+   */
+  forgetUser(userId: string): Promise<DeviceRef[]>
+  /**
+   * Leaves nothing deleted before this in the store's files (account erasure, after the
+   * deletes): on SQLite, deleted rows are zeroed as they go (secure_delete) and this truncates
+   * the WAL, which held their old page images (services/storage/sqlite-checkpoint.ts); MongoDB:
+   * nothing to do (docs/decisions.md, "Erasing a user in the stores").
+   */
+  purgeErased(): Promise<void>
   close(): Promise<void>
 }
 

@@ -278,6 +278,20 @@ export class MongoDeliveryStore implements DeliveryStore {
     })
   }
 
+  async forgetUser(userId: string): Promise<DeviceRef[]> {
+    const sessions = await this.#sessions
+      .find({ userId }, { projection: { _id: 0, deviceId: 1 } })
+      .sort({ deviceId: 1 })
+      .toArray()
+    const removed: DeviceRef[] = []
+    // Device by device as remove does; then what no session covers (a crash's leftovers).
+    for (const { deviceId } of sessions)
+      if (await this.remove({ userId, deviceId })) removed.push({ userId, deviceId })
+    await this.#cursors.deleteMany({ userId })
+    await this.#revocations.deleteMany({ userId })
+    return removed
+  }
+
   async revoke(r: Revocation): Promise<void> {
     const _id = JSON.stringify([r.userId, r.deviceId])
     if (r.deviceId === null) {
@@ -316,6 +330,9 @@ export class MongoDeliveryStore implements DeliveryStore {
       except: d.deviceId == null ? (d.except ?? null) : null,
     }))
   }
+
+  /** Deletes replaced the documents: what the server's storage keeps is the operator's to compact. */
+  async purgeErased(): Promise<void> {}
 
   async close(): Promise<void> {
     await this.#serial.settled()

@@ -2,6 +2,7 @@ import { mkdirSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { DatabaseSync, type StatementSync } from 'node:sqlite'
 import { inTransaction, statementCache } from '../storage/sqlite.ts'
+import { truncateWal } from '../storage/sqlite-checkpoint.ts'
 import {
   type ConnectResult,
   type DeliveryStore,
@@ -93,7 +94,10 @@ export class SqliteDeliveryStore implements DeliveryStore {
   constructor(path: string) {
     mkdirSync(dirname(path), { recursive: true })
     this.#db = new DatabaseSync(path)
-    this.#db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;')
+    // secure_delete: what forgetUser deletes is zeroed, not left in free space (account erasure).
+    this.#db.exec(
+      'PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA secure_delete = ON;',
+    )
     this.#db.exec(SCHEMA)
     // first_seen came after the table did: a file made before it gets the column, from since.
     const columns = this.#db.prepare('PRAGMA table_info(sessions)').all() as { name: string }[]
@@ -253,6 +257,19 @@ export class SqliteDeliveryStore implements DeliveryStore {
     })
   }
 
+  async forgetUser(userId: string): Promise<DeviceRef[]> {
+    return this.#tx(() => {
+      const gone = this.#sql('SELECT device_id FROM sessions WHERE user_id = ? ORDER BY device_id').all(
+        userId,
+      ) as unknown as Array<{ device_id: string }>
+      // Each table's primary key leads with the user.
+      this.#sql('DELETE FROM cursors WHERE user_id = ?').run(userId)
+      this.#sql('DELETE FROM sessions WHERE user_id = ?').run(userId)
+      this.#sql('DELETE FROM revocations WHERE user_id = ?').run(userId)
+      return gone.map((r) => ({ userId, deviceId: r.device_id }))
+    })
+  }
+
   async revoke(r: Revocation): Promise<void> {
     if (r.deviceId === null) {
       this.#sql(
@@ -277,6 +294,10 @@ export class SqliteDeliveryStore implements DeliveryStore {
       before: r.before,
       except: r.device_id === '' ? r.except_device : null,
     }))
+  }
+
+  async purgeErased(): Promise<void> {
+    await truncateWal(this.#db)
   }
 
   async close(): Promise<void> {

@@ -11,6 +11,7 @@ export type DeviceRefusal =
   | { reason: 'revoked'; message: string }
   | { reason: 'too_many_devices'; message: string }
   | { reason: 'token_for_other_device'; message: string }
+  | { reason: 'account_banned' | 'account_erased'; message: string }
 
 /** One device in the answer of devices.list. Times are ms since the epoch (docs/protocol.md#times). */
 export interface DeviceEntry {
@@ -40,6 +41,7 @@ export class DeviceService {
   readonly #forgetPush: (userId: string, deviceId: string) => Promise<boolean>
   readonly #forgetSubscriptions: (d: DeviceRef) => Promise<void>
   readonly #revocations: RevocationList
+  readonly #accounts: { refusal(userId: string): 'banned' | 'erased' | null } | undefined
   readonly #announce: (r: Revocation) => void
   readonly #maxDevices: number
   readonly #ops: Operations
@@ -56,6 +58,8 @@ export class DeviceService {
     forgetPush: (userId: string, deviceId: string) => Promise<boolean>
     forgetSubscriptions: (d: DeviceRef) => Promise<void>
     revocations: RevocationList
+    /** Banned and erased accounts (services/accounts/account-list.ts), refused before any device rule. */
+    accounts?: { refusal(userId: string): 'banned' | 'erased' | null }
     announce: (r: Revocation) => void
     maxDevices: number
     ops: Operations
@@ -66,6 +70,7 @@ export class DeviceService {
     this.#forgetPush = d.forgetPush
     this.#forgetSubscriptions = d.forgetSubscriptions
     this.#revocations = d.revocations
+    this.#accounts = d.accounts
     this.#announce = d.announce
     this.#maxDevices = d.maxDevices
     this.#ops = d.ops
@@ -84,6 +89,8 @@ export class DeviceService {
     who: DeviceIdentity,
     token: { issuedAt?: number; deviceId?: string },
   ): Promise<DeviceRefusal | null> {
+    const account = this.#accounts?.refusal(who.userId) ?? null
+    if (account !== null) return { reason: `account_${account}`, message: `account ${account}` }
     if (token.deviceId !== undefined && token.deviceId !== who.deviceId) {
       return { reason: 'token_for_other_device', message: 'the token names another device (did claim)' }
     }

@@ -38,7 +38,8 @@ export interface MediaServiceHooks {
 }
 
 const newMediaId = () => `m_${randomBytes(16).toString('base64url')}`
-const objectKey = (id: string) => `m/${id}`
+/** Where a media's bytes are in the object store. */
+export const objectKey = (id: string) => `m/${id}`
 const thumbnailKey = (id: string) => `m/${id}.thumb.webp`
 
 function info(r: MediaRecord): MediaInfo {
@@ -325,6 +326,14 @@ export class MediaService {
     }
     if (removed > 0) this.#telemetry?.deleted(removed)
     return removed
+  }
+
+  /**
+   * Deletes a media now, whoever uses it (an account erase): its objects (the bytes and the
+   * thumbnail) from the object store, then its catalog record. Idempotent.
+   */
+  async remove(record: MediaRecord): Promise<void> {
+    await this.#purge(record)
   }
 
   /** Objects first, then the record: a crash in between leaves a record the next sweep finishes. */

@@ -2,6 +2,7 @@ import { mkdirSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite'
 import { inTransaction, statementCache } from '../storage/sqlite.ts'
+import { truncateWal } from '../storage/sqlite-checkpoint.ts'
 import type { MediaCatalog, MediaFacts, MediaRecord, NewMedia, SweepCutoffs } from './media-catalog.ts'
 import type { MediaKind } from './media-kinds.ts'
 
@@ -99,7 +100,10 @@ export class SqliteMediaCatalog implements MediaCatalog {
     mkdirSync(dirname(path), { recursive: true })
     this.#db = new DatabaseSync(path)
     this.#sql = statementCache(this.#db)
-    this.#db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;')
+    // secure_delete: a removed record (an erased user's file names) is zeroed, not left in free space.
+    this.#db.exec(
+      'PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000; PRAGMA secure_delete = ON;',
+    )
     this.#db.exec(SCHEMA)
   }
 
@@ -179,11 +183,31 @@ export class SqliteMediaCatalog implements MediaCatalog {
     return Number(marked.changes) === 1
   }
 
+  async uploadedBy(userId: string): Promise<MediaRecord[]> {
+    // media_uploader_sha leads with the uploader.
+    const rows = this.#sql('SELECT * FROM media WHERE uploader_id = ? ORDER BY created_at, id').all(
+      userId,
+    ) as unknown as MediaRow[]
+    return rows.map(toRecord)
+  }
+
+  async markDeletingOf(userId: string, id: string): Promise<boolean> {
+    const marked = this.#sql("UPDATE media SET status = 'deleting' WHERE id = ? AND uploader_id = ?").run(
+      id,
+      userId,
+    )
+    return Number(marked.changes) === 1
+  }
+
   async remove(id: string): Promise<void> {
     inTransaction(this.#db, () => {
       this.#sql('DELETE FROM media_chats WHERE media_id = ?').run(id)
       this.#sql('DELETE FROM media WHERE id = ?').run(id)
     })
+  }
+
+  async purgeErased(): Promise<void> {
+    await truncateWal(this.#db)
   }
 
   async close(): Promise<void> {

@@ -531,6 +531,28 @@ export class MessageService {
   }
 
   /**
+   * Deletes any text message on the operator's behalf (moderation; docs/admin.md): a tombstone as
+   * when its sender deletes it, with the same `delete` event to the chat's members.
+   *
+   * @throws NatterError not_found (no such message, past retention, or already deleted),
+   *   not_allowed (a chat event)
+   */
+  async deleteByOperator(chatId: string, seq: number): Promise<StoredMessage> {
+    const m = await this.#messages.get(chatId, seq)
+    if (!m) throw new NatterError('not_found', `no message ${seq} in ${chatId}`)
+    if (m.kind !== 'text') {
+      throw new NatterError('not_allowed', `seq ${seq} is a chat event (${eventType(m)}), not a message`)
+    }
+    if (m.deletedAt !== null) throw alreadyDeleted(m)
+    const at = Date.now()
+    const gone = await this.#messages.tombstone(chatId, seq, at)
+    if (!gone) throw new NatterError('not_found', `no message ${seq} in ${chatId}`)
+    if (gone.deletedAt !== at) throw alreadyDeleted(gone)
+    this.#fanOut(gone, 'delete')
+    return gone
+  }
+
+  /**
    * The live text message `seq` that userId sent, for an edit or delete. Throws chat_not_found
    * (not a member), not_found (no such seq, or already deleted) or not_allowed (a chat event, or
    * someone else's message).

@@ -72,6 +72,13 @@ export class MongoProfileStore implements ProfileStore {
     return docs.map((d) => d._id)
   }
 
+  async remove(userId: string): Promise<boolean> {
+    return (await this.#profiles.deleteOne({ _id: userId })).deletedCount > 0
+  }
+
+  /** Deletes replaced the documents: what the server's storage keeps is the operator's to compact. */
+  async purgeErased(): Promise<void> {}
+
   async close(): Promise<void> {
     await this.#client.close()
   }

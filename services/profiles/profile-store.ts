@@ -31,5 +31,14 @@ export interface ProfileStore {
   isAvatar(mediaId: string): Promise<boolean>
   /** The users whose avatar this media is (one, unless an uploader shares it). */
   avatarOwners(mediaId: string): Promise<string[]>
+  /** Removes the user's profile; false when there was none. */
+  remove(userId: string): Promise<boolean>
+  /**
+   * Leaves nothing deleted before this in the store's files (account erasure, after the
+   * deletes): on SQLite, deleted rows are zeroed as they go (secure_delete) and this truncates
+   * the WAL, which held their old page images (services/storage/sqlite-checkpoint.ts); MongoDB:
+   * nothing to do (docs/decisions.md, "Erasing a user in the stores").
+   */
+  purgeErased(): Promise<void>
   close(): Promise<void>
 }

@@ -2,6 +2,7 @@ import { mkdirSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { DatabaseSync, type StatementSync } from 'node:sqlite'
 import { inTransaction, statementCache } from '../storage/sqlite.ts'
+import { truncateWal } from '../storage/sqlite-checkpoint.ts'
 import type { Profile, ProfileChange, ProfileStore } from './profile-store.ts'
 
 interface ProfileRow {
@@ -37,7 +38,10 @@ export class SqliteProfileStore implements ProfileStore {
     mkdirSync(dirname(path), { recursive: true })
     this.#db = new DatabaseSync(path)
     this.#sql = statementCache(this.#db)
-    this.#db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;')
+    // secure_delete: what remove deletes is zeroed, not left in free space (account erasure).
+    this.#db.exec(
+      'PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA secure_delete = ON;',
+    )
     this.#db.exec(SCHEMA)
   }
 
@@ -78,6 +82,14 @@ export class SqliteProfileStore implements ProfileStore {
       user_id: string
     }[]
     return rows.map((r) => r.user_id)
+  }
+
+  async remove(userId: string): Promise<boolean> {
+    return Number(this.#sql('DELETE FROM profiles WHERE user_id = ?').run(userId).changes) > 0
+  }
+
+  async purgeErased(): Promise<void> {
+    await truncateWal(this.#db)
   }
 
   async close(): Promise<void> {

@@ -63,5 +63,21 @@ export function blockStoreContract(name: string, open: () => Promise<Harness<Blo
       const all = await store.all()
       assert.ok(all.some((b) => b.blockerId === alice && b.blockedId === bob && b.at === 7))
     })
+
+    it('removes every block by or of a user with removeUser, and no others', async () => {
+      const [alice, bob, carol, dan] = [unique('alice'), unique('bob'), unique('carol'), unique('dan')]
+      await store.block({ blockerId: alice, blockedId: bob, at: 1 })
+      await store.block({ blockerId: alice, blockedId: carol, at: 2 })
+      await store.block({ blockerId: carol, blockedId: alice, at: 3 })
+      await store.block({ blockerId: bob, blockedId: carol, at: 4 })
+      await store.block({ blockerId: dan, blockedId: bob, at: 5 })
+      assert.equal(await store.removeUser(alice), 3)
+      assert.equal(await store.removeUser(alice), 0, 'none left')
+      await store.purgeErased()
+      assert.deepEqual(await store.blockedBy(alice), [])
+      assert.equal(await store.get(carol, alice), null)
+      assert.deepEqual(await store.get(bob, carol), { blockerId: bob, blockedId: carol, at: 4 })
+      assert.deepEqual(await store.get(dan, bob), { blockerId: dan, blockedId: bob, at: 5 })
+    })
   })
 }

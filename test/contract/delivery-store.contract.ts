@@ -372,5 +372,39 @@ export function deliveryStoreContract(name: string, open: () => Promise<Harness<
         ].sort((a, b) => String(a.deviceId).localeCompare(String(b.deviceId))),
       )
     })
+
+    it("forgets every session, cursor and revocation of a user with forgetUser, and no one else's", async () => {
+      const alice = unique('alice')
+      const bob = unique('bob')
+      const [phone, laptop] = [
+        { userId: alice, deviceId: 'phone' },
+        { userId: alice, deviceId: 'laptop' },
+      ]
+      const bobs = { userId: bob, deviceId: 'phone' }
+      for (const d of [phone, laptop, bobs]) {
+        await store.connect({ ...d, clean: false, conn: 'c', at: 1000 })
+        await store.advance([{ ...d, chatId: 'g', seq: 3 }])
+      }
+      await store.revoke({ userId: alice, deviceId: 'tablet', before: 500, except: null })
+      await store.revoke({ userId: alice, deviceId: null, before: 600, except: 'phone' })
+      await store.revoke({ userId: bob, deviceId: 'old', before: 700, except: null })
+      assert.deepEqual(await store.forgetUser(alice), [laptop, phone])
+      assert.deepEqual(await store.forgetUser(alice), [], 'nothing left')
+      await store.purgeErased()
+      assert.deepEqual(await store.devices(alice), [])
+      assert.equal(await store.session(phone), null)
+      assert.deepEqual(await seqs(phone), {})
+      assert.deepEqual(await seqs(laptop), {})
+      assert.deepEqual(
+        (await store.revocations()).filter((r) => r.userId === alice || r.userId === bob),
+        [{ userId: bob, deviceId: 'old', before: 700, except: null }],
+      )
+      assert.equal((await store.session(bobs))?.connected, true)
+      assert.deepEqual(await seqs(bobs), { g: 3 })
+      assert.deepEqual(
+        (await store.chatCursors('g')).filter((c) => c.userId === alice || c.userId === bob),
+        [{ ...bobs, chatId: 'g', seq: 3 }],
+      )
+    })
   })
 }

@@ -92,5 +92,19 @@ export function profileStoreContract(name: string, open: () => Promise<Harness<P
       assert.equal(p?.displayName, 'Eve')
       assert.equal(p?.avatar, 'm_eve')
     })
+
+    it("removes a user's profile with remove, and no one else's", async () => {
+      const [ann, ben] = [unique('ann'), unique('ben')]
+      await store.set({ userId: ann, displayName: 'Ann', avatar: 'm_ann', at: 1 })
+      await store.set({ userId: ben, displayName: 'Ben', at: 2 })
+      assert.equal(await store.remove(ann), true)
+      assert.equal(await store.remove(ann), false, 'gone already')
+      await store.purgeErased()
+      assert.deepEqual(await store.get([ann, ben]), [
+        { userId: ben, displayName: 'Ben', avatar: null, updatedAt: 2 },
+      ])
+      assert.equal(await store.isAvatar('m_ann'), false)
+      assert.equal(await store.remove(unique('nobody')), false)
+    })
   })
 }

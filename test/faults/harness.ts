@@ -302,6 +302,13 @@ export async function runFault(fault: FaultKind, o: RunOptions = {}): Promise<Fa
       result.acked = traffic.acked.size
       result.failed = traffic.failed.size
     }
+    // services/storage/mongo.ts's watchdog: a run it rescued is worth knowing about.
+    const rescued = system
+      ? Object.values(system.logs())
+          .flat()
+          .filter((l) => l.includes('"mongo_monitor_stuck"')).length
+      : 0
+    if (rescued > 0) say(`the MongoDB monitor watchdog reconnected a client ${rescued} times`)
     if (o.logDir && system && (findings(result) || !result.completed))
       writeLogs(join(o.logDir, `${fault}-${tag}`), system, devices, result)
     for (const d of [...devices, ...(gone ? [gone] : [])]) await d.close().catch(() => {})
