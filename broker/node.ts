@@ -1,42 +1,20 @@
 import { mkdirSync } from 'node:fs'
-import { hostname } from 'node:os'
 import { Aedes, type Client, type PublishPacket } from 'aedes'
 import type { Logger } from 'pino'
 import type { Settings } from '../config/schema.ts'
 import type { AccountService } from '../services/accounts/account-service.ts'
 import { loadVerifyKey } from '../services/auth/jwt-keys.ts'
-import { createTokenVerifier, TokenError, type TokenVerifier } from '../services/auth/token-verifier.ts'
-import { clientIdOf, topics } from '../services/auth/topic-acl.ts'
-import { BlockIndex } from '../services/blocks/block-index.ts'
-import { BlockService } from '../services/blocks/block-service.ts'
+import { createTokenVerifier } from '../services/auth/token-verifier.ts'
+import { topics } from '../services/auth/topic-acl.ts'
 import type { BlockStore } from '../services/blocks/block-store.ts'
-import { openBlockStore } from '../services/blocks/open-block-store.ts'
-import { ChatService } from '../services/chats/chat-service.ts'
-import { MembershipIndex } from '../services/chats/membership-index.ts'
-import { DeviceService } from '../services/devices/device-service.ts'
-import { RevocationList } from '../services/devices/revocation-list.ts'
 import { diskObjectRoute } from '../services/media/disk-object-store.ts'
-import { MediaService } from '../services/media/media-service.ts'
+import type { MediaService } from '../services/media/media-service.ts'
 import type { ObjectStore } from '../services/media/object-store.ts'
-import { MessageService } from '../services/messages/message-service.ts'
 import type { Publish } from '../services/messages/publisher.ts'
-import { startRetention } from '../services/messages/retention.ts'
-import { TypingGate } from '../services/messages/typing-gate.ts'
-import { UndeliveredTracker } from '../services/messages/undelivered-tracker.ts'
-import { createMediaMetrics } from '../services/metrics/media-metrics.ts'
-import { createMetrics } from '../services/metrics/metrics.ts'
-import { createPushMetrics } from '../services/metrics/push-metrics.ts'
-import { RedisDeviceCounter } from '../services/presence/device-counter.ts'
-import { PresenceTracker } from '../services/presence/presence-tracker.ts'
-import { ProfileService } from '../services/profiles/profile-service.ts'
-import { LocalDeviceLiveness, RedisDeviceLiveness } from '../services/push/device-liveness.ts'
-import { PushService } from '../services/push/push-service.ts'
+import type { PresenceTracker } from '../services/presence/presence-tracker.ts'
 import { type ErrorNotice, NatterError } from '../services/requests/envelope.ts'
 import { createHttpApi } from '../services/requests/http-api.ts'
-import { MAX_PAGE_SIZE, operations } from '../services/requests/operations.ts'
-import { RequestRouter } from '../services/requests/router.ts'
-import { registerSessionOps } from '../services/requests/session-ops.ts'
-import { openAccounts, startAccounts } from './account-wiring.ts'
+import { startAccounts } from './account-wiring.ts'
 import { wireAdmin } from './admin-wiring.ts'
 import { type ClusterLink, openCluster } from './cluster.ts'
 import { wireDevices } from './device-wiring.ts'
@@ -44,26 +22,15 @@ import { createHooks, skipDroppedPublishes } from './hooks.ts'
 import { allowedHosts } from './host-check.ts'
 import { createHttpHandler } from './http.ts'
 import { InFlight } from './in-flight.ts'
-import { type InboxWiring, wireInbox } from './inbox-wiring.ts'
+import type { InboxWiring } from './inbox-wiring.ts'
 import { keepaliveWithin } from './keepalive-range.ts'
 import { createListeners } from './listeners.ts'
-import { mediaLimits } from './media-limits.ts'
-import { pushProviders } from './push-providers.ts'
-import { rateLimitedNotice, wireRateLimits } from './rate-limit-wiring.ts'
+import { rateLimitedNotice } from './rate-limit-wiring.ts'
+import { wireServices } from './services.ts'
 import { Sessions } from './sessions.ts'
-import { openObjectStore, openStores, type Stores } from './stores.ts'
+import type { Stores } from './stores.ts'
 import { createWebApp } from './web-app.ts'
 
-// Typing indicators vanish on receivers after this long without a new one.
-const TYPING_EXPIRES_MS = 6000
-// Cluster: membership changes are announced to the other nodes on this (unreachable for
-// clients: no client may subscribe to $ topics) topic of the shared emitter.
-const MEMBERSHIP_TOPIC = '$natter/membership'
-// A lost announcement (Redis restarting) leaves a node's membership stale at most this long.
-const MEMBERSHIP_RESYNC_MS = 60_000
-// Cluster: blocks and unblocks are announced to the other nodes on this topic, and reloaded
-// from the shared store as often as memberships.
-const BLOCKS_TOPIC = '$natter/blocks'
 // aedes' heartbeat: a node missing three is dead, and its clients' wills are published.
 const CLUSTER_HEARTBEAT_MS = 5000
 
@@ -88,8 +55,10 @@ export interface NatterNode {
 }
 
 /**
- * Starts one Natter node: Aedes on MQTT/TCP, MQTT/WS and HTTP, in memory on the embedded default
- * or joined to a cluster through Redis when redisUrl is set.
+ * Starts one Natter node: its services (broker/services.ts), then the transports on top of them:
+ * Aedes with Natter's hooks, the MQTT/TCP, MQTT/WS and HTTP listeners, the admin API, and the
+ * cluster-wide announcements of revocations and account states. In memory on the embedded
+ * default, or joined to a cluster through Redis when redisUrl is set.
  */
 export async function startNode(settings: Settings, log: Logger): Promise<NatterNode> {
   mkdirSync(settings.dataDir, { recursive: true })
@@ -107,24 +76,9 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     beforeMs: settings.tokenExpiryNoticeSeconds * 1000,
     send: (client, expiresAt) => onTokenExpiring(client, expiresAt),
   })
-  const stores = await openStores(settings)
-  log.info({ event: 'stores', kind: stores.kind }, 'message and chat stores open')
-  const index = new MembershipIndex()
-  index.load(await stores.chats.allMembers())
-  const blockStore = await openBlockStore(settings)
-  const blocks = new BlockIndex()
-  blocks.load(await blockStore.all())
-  // Topic rules: membership, and blocks that hide presence (services/blocks/).
-  const access = {
-    isMember: (chatId: string, userId: string) => index.isMember(chatId, userId),
-    shareChat: (a: string, b: string) => index.shareChat(a, b),
-    eitherBlocks: (a: string, b: string) => blocks.eitherBlocks(a, b),
-  }
   // Known once the ports are bound (they may be 0: any free port).
   let httpPort = settings.httpPort
   let wsPort = settings.wsPort
-  const objects = await openObjectStore(settings, () => settings.publicUrl ?? `http://localhost:${httpPort}`)
-  log.info({ event: 'media_store', kind: objects.kind }, 'media store open')
   let ready = false
   const cluster: ClusterLink | undefined = settings.redisUrl
     ? openCluster({ redisUrl: settings.redisUrl, nodeId: settings.nodeId }, log)
@@ -153,152 +107,17 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
         ),
       ),
     )
-  const undelivered = new UndeliveredTracker()
-  const { registry, telemetry } = createMetrics({
-    oldestUndeliveredSeconds: () => undelivered.oldestAgeSeconds(),
-    bufferedBytes: () => listeners.buffered(),
-    undeliveredCount: () => undelivered.count(),
-  })
-  const limits = wireRateLimits({ settings, registry, log })
-  const router = new RequestRouter()
-  const ops = operations({ maxGroupMembers: settings.maxGroupMembers, maxPageSize: MAX_PAGE_SIZE })
-  registerSessionOps(router, ops)
-  const wiring = wireInbox({
-    settings,
-    stores,
-    index,
-    sessions,
-    cluster,
-    log,
-    onDelivered: (userId, chatId, seq, at) => messageService.delivered(userId, chatId, seq, at),
-    onWritten: () => telemetry.messageOut('inbox'),
-  })
-  const { inbox } = wiring
-  const chatService = new ChatService({
-    chats: stores.chats,
-    messages: stores.messages,
-    index,
-    inbox: wiring.sink,
-    limits: { maxGroupMembers: settings.maxGroupMembers },
-    ops,
-    blocks,
-    isErased: (userId) => accounts.list.refusal(userId) === 'erased',
-  })
-  chatService.register(router)
-  new BlockService({ store: blockStore, index: blocks, ops }).register(router)
-  const mediaService = new MediaService({
-    catalog: stores.media,
-    objects,
-    limits: mediaLimits(settings),
-    isMember: (chatId, userId) => index.isMember(chatId, userId),
-    ops,
-    log,
-    telemetry: createMediaMetrics(registry),
-    // Avatars: readable by the owner's chat partners, and kept while in use.
-    alsoReadable: (record, userId) => profileService.mayReadAvatar(record, userId),
-    keep: (mediaId) => stores.profiles.isAvatar(mediaId),
-  })
-  mediaService.register(router)
-  const profileService: ProfileService = new ProfileService({
-    store: stores.profiles,
-    media: stores.media,
-    index,
-    toUsers: (event, to) => wiring.toUsers(event, to),
-    ops,
-    log,
-  })
-  profileService.register(router)
-  router.guard('media.begin', limits.upload)
-  const liveness = cluster
-    ? new RedisDeviceLiveness({
-        redis: cluster.redis,
-        nodeId: cluster.nodeId,
-        onError: (err) => log.warn({ err }, 'could not record a device session in Redis'),
-      })
-    : new LocalDeviceLiveness()
-  const providers = pushProviders(settings, log)
-  const pushService = new PushService({
-    store: stores.push,
-    chats: stores.chats,
-    messages: stores.messages,
-    liveness,
-    providers,
-    members: (chatId) => index.members(chatId),
-    options: { graceMs: settings.pushGraceMs, workerId: cluster?.nodeId ?? `${hostname()}:${process.pid}` },
-    ops,
-    log,
-    telemetry: createPushMetrics(registry),
-  })
-  pushService.register(router)
-  // Revoked devices, in memory for the CONNECT check; kept current by broker/device-wiring.ts.
-  const revocations = new RevocationList()
-  revocations.load(await stores.delivery.revocations())
-  let devicesWiring: ReturnType<typeof wireDevices> | undefined
-  const accounts = await openAccounts(settings)
-  const deviceService = new DeviceService({
-    delivery: stores.delivery,
-    push: stores.push,
-    forgetPush: (userId, deviceId) => pushService.forgetDevice(userId, deviceId),
-    forgetSubscriptions: async (dev) => {
-      // The persistence aedes was given (wiring.persistence), subscriptions and all.
-      const persistence = wiring.persistence as { cleanSubscriptions(c: { id: string }): Promise<unknown> }
-      await persistence.cleanSubscriptions({
-        id: clientIdOf(dev.userId, dev.deviceId),
-      })
-    },
-    revocations,
-    accounts: accounts.list,
-    announce: (r) => devicesWiring?.announce(r),
-    maxDevices: settings.maxDevicesPerUser,
-    ops,
-    log,
-  })
-  deviceService.register(router)
-  // HTTP callers are the device `http`: "log out everywhere else" from another device refuses
-  // their earlier tokens too.
-  const verifyHttp: TokenVerifier = async (token) => {
-    const v = await verify(token)
-    if (deviceService.isRevoked(v.userId, 'http', v.issuedAt))
-      throw new TokenError('revoked', 'token revoked')
-    const refused = accounts.list.refusal(v.userId)
-    if (refused) throw new TokenError(`account_${refused}`, `account ${refused}`)
-    return v
-  }
-  const messageService = new MessageService({
-    chats: stores.chats,
-    messages: stores.messages,
-    index,
-    inbox: wiring.sink,
-    // This node's gathered acknowledgements first (other nodes' are at most 50 ms behind).
-    deviceCursors: async (chatId) => {
-      await inbox.flush()
-      return stores.delivery.chatCursors(chatId)
-    },
-    limits: { maxTextChars: settings.maxTextChars },
-    ops,
-    log,
-    telemetry,
-    undelivered,
-    // Only a device that receives its inbox acknowledges: a user connected without one would
-    // count every message as undelivered.
-    isOnline: (userId) => inbox.hasFeed(userId),
-    media: mediaService,
-    push: pushService,
+  const services = await wireServices({
+    ...{ settings, log, verify, sessions, cluster, publish: publishTo },
     track: (work) => sends.track(work),
-    blocks,
+    bufferedBytes: () => listeners.buffered(),
+    httpBase: () => settings.publicUrl ?? `http://localhost:${httpPort}`,
+    announceRevocation: (r) => devicesWiring?.announce(r),
   })
-  messageService.register(router)
-  // The send operation counts against the same send limits as c/<chatId>/send.
-  router.guard('send', limits.sendOperation)
-  const presence = new PresenceTracker({
-    store: stores.chats,
-    publish: publishTo,
-    log,
-    ...(cluster
-      ? { counter: new RedisDeviceCounter({ redis: cluster.redis, nodeId: cluster.nodeId, log }) }
-      : {}),
-  })
-  const typing = new TypingGate({ minIntervalMs: settings.typingIntervalMs, expiresInMs: TYPING_EXPIRES_MS })
+  const { stores, index, blocks, blockStore, objects, telemetry, limits, router, wiring, inbox } = services
+  const { chatService, mediaService, messageService, pushService, deviceService, presence, typing } = services
+  const { accounts, liveness, undelivered } = services
+  let devicesWiring: ReturnType<typeof wireDevices> | undefined
   const notify = (client: Client, notice: ErrorNotice) => {
     const who = sessions.get(client)?.who
     if (!who) return
@@ -397,7 +216,7 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
       handleRequest,
       handleSend,
       handleTyping,
-      access,
+      access: services.access,
       telemetry,
       limits,
       devices: deviceService,
@@ -430,7 +249,9 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
       : {}),
   })
   skipDroppedPublishes(broker)
-  devicesWiring = wireDevices({ broker, sessions, revocations, store: stores.delivery, cluster, log })
+  devicesWiring = wireDevices({
+    ...{ broker, sessions, revocations: services.revocations, store: stores.delivery, cluster, log },
+  })
   const accountsWiring = startAccounts({
     ...{ accounts, broker, sessions, cluster, stores, blockStore, blocks, chats: chatService },
     ...{ media: mediaService, push: pushService, presence, persistence: wiring.persistence, log },
@@ -443,8 +264,6 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
       removeMember: (chat, userId) => chatService.removeByOperator(chat, userId),
     },
   })
-  const resync = cluster ? shareMembership(cluster) : undefined
-  const blocksResync = cluster ? shareBlocks(cluster) : undefined
   wiring.attach(broker)
   await presence.start()
   await liveness.start()
@@ -468,12 +287,6 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     telemetry.connected(-1)
     log.info({ event: 'disconnected', clientId: client.id })
   })
-  const retention = startRetention({
-    store: stores.messages,
-    days: settings.retentionDays,
-    log,
-    sweepMedia: () => mediaService.sweep(),
-  })
   broker.on('connackSent', (packet) => telemetry.connack(packet.returnCode ?? 0))
   broker.on('subscribe', (subs, client) =>
     log.info({
@@ -495,9 +308,9 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     handle: (stream, req) => broker.handle(stream, req),
     http: createHttpHandler({
       isReady: () => ready && !broker.closed,
-      api: createHttpApi({ verify: verifyHttp, router, limit: limits.http }),
+      api: createHttpApi({ verify: services.verifyHttp, router, limit: limits.http }),
       admin: admin.handle,
-      metrics: registry,
+      metrics: services.registry,
       log,
       objects: diskObjectRoute(objects),
       web: createWebApp({
@@ -521,89 +334,6 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
   }
   ready = true
   log.info({ event: 'listening', host: settings.host, ports, wsPath: settings.wsPath }, 'natter is up')
-
-  /**
-   * Tells the other nodes which chats' members changed here; they reload those chats from the
-   * shared store. A full reload every minute bounds the staleness when an announcement is lost.
-   */
-  function shareMembership({ nodeId, mq: emitter }: ClusterLink): NodeJS.Timeout {
-    const changed = new Set<string>()
-    const mq = emitter as {
-      emit(m: { topic: string; payload: string }, cb?: (err?: Error) => void): void
-      on(topic: string, fn: (m: { payload: string }, done: () => void) => void): void
-    }
-    index.onChange = (chatId) => {
-      if (changed.size === 0) {
-        setImmediate(() => {
-          for (const id of changed) {
-            mq.emit({ topic: MEMBERSHIP_TOPIC, payload: JSON.stringify({ chatId: id, from: nodeId }) })
-          }
-          changed.clear()
-        })
-      }
-      changed.add(chatId)
-    }
-    mq.on(MEMBERSHIP_TOPIC, (m, done) => {
-      done()
-      const { chatId, from } = JSON.parse(m.payload) as { chatId: string; from: string }
-      if (from === nodeId) return
-      stores.chats.members(chatId).then(
-        (members) => {
-          index.replaceChat(chatId, members)
-          inbox.membersChanged(chatId)
-        },
-        (err: unknown) => log.error({ err, chatId }, 'could not reload a chat’s members'),
-      )
-    })
-    const timer = setInterval(() => {
-      stores.chats.allMembers().then(
-        (members) => {
-          const byChat = new Map<string, typeof members>()
-          for (const m of members) byChat.set(m.chatId, [...(byChat.get(m.chatId) ?? []), m])
-          for (const [chatId, list] of byChat) {
-            index.replaceChat(chatId, list)
-            inbox.membersChanged(chatId)
-          }
-        },
-        (err: unknown) => log.error({ err }, 'membership resync failed'),
-      )
-    }, MEMBERSHIP_RESYNC_MS)
-    timer.unref()
-    return timer
-  }
-
-  /**
-   * Tells the other nodes which block changed here; they read that pair again from the shared
-   * store. A full reload every minute bounds the staleness when an announcement is lost.
-   */
-  function shareBlocks({ nodeId, mq: emitter }: ClusterLink): NodeJS.Timeout {
-    const mq = emitter as {
-      emit(m: { topic: string; payload: string }, cb?: (err?: Error) => void): void
-      on(topic: string, fn: (m: { payload: string }, done: () => void) => void): void
-    }
-    blocks.onChange = (blockerId, blockedId) =>
-      mq.emit({ topic: BLOCKS_TOPIC, payload: JSON.stringify({ blockerId, blockedId, from: nodeId }) })
-    mq.on(BLOCKS_TOPIC, (m, done) => {
-      done()
-      const { blockerId, blockedId, from } = JSON.parse(m.payload) as Record<string, string>
-      if (from === nodeId || !blockerId || !blockedId) return
-      blockStore.get(blockerId, blockedId).then(
-        (block) => {
-          blocks.set(blockerId, blockedId, block !== null)
-          log.info({ event: 'block_reloaded', blockerId, blockedId, blocked: block !== null })
-        },
-        (err: unknown) => log.error({ err }, 'could not reload a block'),
-      )
-    })
-    const timer = setInterval(() => {
-      blockStore.all().then(
-        (all) => blocks.replaceAll(all),
-        (err: unknown) => log.error({ err }, 'block resync failed'),
-      )
-    }, MEMBERSHIP_RESYNC_MS)
-    timer.unref()
-    return timer
-  }
 
   async function closeAll() {
     ready = false
@@ -633,10 +363,8 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     // Disconnects and acknowledged cursors are written before the stores close; a little time is
     // kept for them even past the grace period (else resends would all be marked DUP).
     await wiring.close(Math.max(left(), 2000))
-    retention.stop()
-    clearInterval(resync)
+    services.stopBackground()
     devicesWiring?.stop()
-    clearInterval(blocksResync)
     await presence.settled()
     await cluster?.close()
     await limits.close()
@@ -649,7 +377,7 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     await admin.close()
     await stores.profiles.close()
     await objects.close()
-    await Promise.all(Object.values(providers).map((p) => p.close()))
+    await Promise.all(Object.values(services.providers).map((p) => p.close()))
   }
 
   return {
