@@ -1,7 +1,5 @@
-import { mkdirSync } from 'node:fs'
-import { dirname } from 'node:path'
-import { DatabaseSync, type StatementSync } from 'node:sqlite'
-import { statementCache } from '../storage/sqlite.ts'
+import type { DatabaseSync, StatementSync } from 'node:sqlite'
+import { openSqliteFile, statementCache } from '../storage/sqlite.ts'
 import { truncateWal } from '../storage/sqlite-checkpoint.ts'
 import type { Block, BlockStore } from './block-store.ts'
 
@@ -28,14 +26,8 @@ export class SqliteBlockStore implements BlockStore {
   readonly #sql: (sql: string) => StatementSync
 
   constructor(path: string) {
-    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true })
-    this.#db = new DatabaseSync(path)
+    this.#db = openSqliteFile(path, { synchronous: 'FULL', schema: SCHEMA })
     this.#sql = statementCache(this.#db)
-    // secure_delete: what removeUser deletes is zeroed, not left in free space (account erasure).
-    this.#db.exec(
-      'PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000; PRAGMA secure_delete = ON;',
-    )
-    this.#db.exec(SCHEMA)
   }
 
   async block(b: Block): Promise<boolean> {

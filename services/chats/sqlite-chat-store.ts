@@ -1,7 +1,5 @@
-import { mkdirSync } from 'node:fs'
-import { dirname } from 'node:path'
-import { DatabaseSync, type StatementSync } from 'node:sqlite'
-import { inTransaction, statementCache } from '../storage/sqlite.ts'
+import type { DatabaseSync, StatementSync } from 'node:sqlite'
+import { inTransaction, openSqliteFile, statementCache } from '../storage/sqlite.ts'
 import { truncateWal } from '../storage/sqlite-checkpoint.ts'
 import type { Chat, ChatStore, Cursor, Member, Presence, Role } from './chat-store.ts'
 
@@ -107,17 +105,11 @@ export class SqliteChatStore implements ChatStore {
   readonly #sql: (sql: string) => StatementSync
 
   constructor(path: string) {
-    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true })
-    this.#db = new DatabaseSync(path)
-    this.#sql = statementCache(this.#db)
     // NORMAL, unlike the message store's FULL: in WAL mode a commit still survives a crash of the
     // process; only a power loss can undo the last ones. Cursors move on every delivery, and an
     // fsync each would cap the whole send path at the disk's fsync rate (measured in bench/).
-    // secure_delete: what forgetUser and removeMember delete is zeroed, not left in free space.
-    this.#db.exec(
-      'PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA secure_delete = ON;',
-    )
-    this.#db.exec(SCHEMA)
+    this.#db = openSqliteFile(path, { synchronous: 'NORMAL', schema: SCHEMA })
+    this.#sql = statementCache(this.#db)
   }
 
   #transaction<T>(work: () => T): T {

@@ -1,7 +1,5 @@
-import { mkdirSync } from 'node:fs'
-import { dirname } from 'node:path'
-import { DatabaseSync, type StatementSync } from 'node:sqlite'
-import { inTransaction, statementCache } from '../storage/sqlite.ts'
+import type { DatabaseSync, StatementSync } from 'node:sqlite'
+import { inTransaction, openSqliteFile, statementCache } from '../storage/sqlite.ts'
 import { truncateWal } from '../storage/sqlite-checkpoint.ts'
 import {
   type ConnectResult,
@@ -92,13 +90,7 @@ export class SqliteDeliveryStore implements DeliveryStore {
   readonly #sql: (sql: string) => StatementSync
 
   constructor(path: string) {
-    mkdirSync(dirname(path), { recursive: true })
-    this.#db = new DatabaseSync(path)
-    // secure_delete: what forgetUser deletes is zeroed, not left in free space (account erasure).
-    this.#db.exec(
-      'PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA secure_delete = ON;',
-    )
-    this.#db.exec(SCHEMA)
+    this.#db = openSqliteFile(path, { synchronous: 'NORMAL', schema: SCHEMA })
     // first_seen came after the table did: a file made before it gets the column, from since.
     const columns = this.#db.prepare('PRAGMA table_info(sessions)').all() as { name: string }[]
     if (!columns.some((c) => c.name === 'first_seen')) {

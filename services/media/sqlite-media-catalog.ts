@@ -1,7 +1,5 @@
-import { mkdirSync } from 'node:fs'
-import { dirname } from 'node:path'
-import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite'
-import { inTransaction, statementCache } from '../storage/sqlite.ts'
+import type { DatabaseSync, SQLInputValue, StatementSync } from 'node:sqlite'
+import { inTransaction, openSqliteFile, statementCache } from '../storage/sqlite.ts'
 import { truncateWal } from '../storage/sqlite-checkpoint.ts'
 import type { MediaCatalog, MediaFacts, MediaRecord, NewMedia, SweepCutoffs } from './media-catalog.ts'
 import type { MediaKind } from './media-kinds.ts'
@@ -97,14 +95,8 @@ export class SqliteMediaCatalog implements MediaCatalog {
   readonly #sql: (sql: string) => StatementSync
 
   constructor(path: string) {
-    mkdirSync(dirname(path), { recursive: true })
-    this.#db = new DatabaseSync(path)
+    this.#db = openSqliteFile(path, { synchronous: 'FULL', schema: SCHEMA })
     this.#sql = statementCache(this.#db)
-    // secure_delete: a removed record (an erased user's file names) is zeroed, not left in free space.
-    this.#db.exec(
-      'PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000; PRAGMA secure_delete = ON;',
-    )
-    this.#db.exec(SCHEMA)
   }
 
   async begin(m: NewMedia): Promise<{ record: MediaRecord; created: boolean }> {

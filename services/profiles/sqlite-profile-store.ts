@@ -1,7 +1,5 @@
-import { mkdirSync } from 'node:fs'
-import { dirname } from 'node:path'
-import { DatabaseSync, type StatementSync } from 'node:sqlite'
-import { inTransaction, statementCache } from '../storage/sqlite.ts'
+import type { DatabaseSync, StatementSync } from 'node:sqlite'
+import { inTransaction, openSqliteFile, statementCache } from '../storage/sqlite.ts'
 import { truncateWal } from '../storage/sqlite-checkpoint.ts'
 import type { Profile, ProfileChange, ProfileStore } from './profile-store.ts'
 
@@ -35,14 +33,8 @@ export class SqliteProfileStore implements ProfileStore {
   readonly #sql: (sql: string) => StatementSync
 
   constructor(path: string) {
-    mkdirSync(dirname(path), { recursive: true })
-    this.#db = new DatabaseSync(path)
+    this.#db = openSqliteFile(path, { synchronous: 'NORMAL', schema: SCHEMA })
     this.#sql = statementCache(this.#db)
-    // secure_delete: what remove deletes is zeroed, not left in free space (account erasure).
-    this.#db.exec(
-      'PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA secure_delete = ON;',
-    )
-    this.#db.exec(SCHEMA)
   }
 
   async set(c: ProfileChange): Promise<Profile> {
