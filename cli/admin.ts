@@ -10,7 +10,8 @@ import { parseAdminKeys } from '../services/admin/admin-keys.ts'
 export class AdminUsageError extends Error {}
 
 export const ADMIN_USAGE = `  natter admin user USER                  a user's account state, profile, devices and chats
-  natter admin export USER [-o FILE]      everything about USER as a zip (default natter-export-USER.zip)
+  natter admin export USER [-o FILE]      everything about USER as a zip (default natter-export-USER.zip,
+                                          mode 0600; -o - writes it to stdout)
   natter admin erase USER [--wait]        erase USER (resumable; --wait: until it is done)
   natter admin ban USER [--reason TEXT]   cut USER's connections and refuse their tokens
   natter admin unban USER                 lift a ban
@@ -87,10 +88,16 @@ export async function runAdmin(args: string[], o: AdminOptions, settings: Settin
       const file = o.output ?? `natter-export-${user.replace(/[^\w.@-]/g, '_')}.zip`
       const res = await call('GET', `${path('users', user)}/export`)
       if (!res.ok || !res.body) return failed(res.status, await res.text())
-      // Written beside its name, renamed when whole: a cut download leaves no zip that looks complete.
+      const archive = Readable.fromWeb(res.body as WebReadableStream)
+      if (file === '-') {
+        await pipeline(archive, process.stdout)
+        return 0
+      }
+      // Written beside its name, renamed when whole: a cut download leaves no zip that looks
+      // complete. Readable by its owner only: it holds a person's messages and push tokens.
       const partial = `${file}.partial`
       try {
-        await pipeline(Readable.fromWeb(res.body as WebReadableStream), createWriteStream(partial))
+        await pipeline(archive, createWriteStream(partial, { mode: 0o600 }))
         await rename(partial, file)
       } catch (err) {
         await rm(partial, { force: true })

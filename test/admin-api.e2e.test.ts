@@ -1,8 +1,11 @@
 import assert from 'node:assert/strict'
+import { join } from 'node:path'
+import { DatabaseSync } from 'node:sqlite'
 import { after, before, describe, it } from 'node:test'
 import { connackCode } from './helpers/clients.ts'
 import { Device } from './helpers/device.ts'
 import { type FerretDb, startFerretDb } from './helpers/ferretdb.ts'
+import { rawHttp } from './helpers/http.ts'
 import { startTestNode, type TestNode } from './helpers/node.ts'
 
 const OPS_KEY = 'ops-key-0123456789abcdefghijklmnopqrstuvwxyz'
@@ -33,12 +36,17 @@ for (const backend of ['SQLite', 'MongoDB (FerretDB)'] as const) {
     let group: string
 
     let calls = 0
-    const admin = async (method: string, path: string, o: { key?: string | null; body?: unknown } = {}) => {
+    const admin = async (
+      method: string,
+      path: string,
+      o: { key?: string | null; body?: unknown; headers?: Record<string, string> } = {},
+    ) => {
       calls++
       const headers: Record<string, string> = {}
       const key = o.key === undefined ? OPS_KEY : o.key
       if (key !== null) headers.authorization = `Bearer ${key}`
       if (o.body !== undefined) headers['content-type'] = 'application/json'
+      Object.assign(headers, o.headers)
       const res = await fetch(`${t.httpUrl}/admin/v1/${path}`, {
         method,
         headers,
@@ -108,6 +116,35 @@ for (const backend of ['SQLite', 'MongoDB (FerretDB)'] as const) {
       assert.equal(badBody.status, 400)
     })
 
+    it('refuses dot-segments, which URL parsing would remove, before any route', async () => {
+      const port = Number(new URL(t.httpUrl).port)
+      for (const target of ['/v1/../admin/v1/users/bob', '/x/%2e%2E/admin/v1/audit', '/admin/v1/users/.']) {
+        const status = await rawHttp(
+          port,
+          `GET ${target} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${OPS_KEY}\r\nConnection: close\r\n\r\n`,
+        )
+        assert.equal(status, 400, target)
+      }
+    })
+
+    it('takes the Bearer scheme in any case, and writes only a ban reason it could take', async () => {
+      assert.equal(
+        (await admin('GET', 'users/alice', { key: null, headers: { authorization: `bearer ${OPS_KEY}` } }))
+          .status,
+        200,
+      )
+      const odd = await admin('POST', 'users/mallory/ban', { body: { reason: { nested: 'object' } } })
+      assert.equal(odd.status, 400)
+      const written = await audit('&target=user%3Amallory')
+      assert.deepEqual(
+        written.map((e) => [e.result, e.params]),
+        [
+          ['started', { reason: null }],
+          ['bad_request', { reason: null }],
+        ],
+      )
+    })
+
     it('shows a user: account, profile, devices and chats', async () => {
       const got = await admin('GET', 'users/alice')
       assert.equal(got.status, 200)
@@ -150,7 +187,9 @@ for (const backend of ['SQLite', 'MongoDB (FerretDB)'] as const) {
       assert.deepEqual(
         entries.map((e) => [e.actor, e.action, e.result, e.status]),
         [
+          ['ops', 'message.delete', 'started', 0],
           ['ops', 'message.delete', 'ok', 200],
+          ['ops', 'message.delete', 'started', 0],
           ['ops', 'message.delete', 'not_found', 404],
         ],
       )
@@ -173,6 +212,11 @@ for (const backend of ['SQLite', 'MongoDB (FerretDB)'] as const) {
         ['alice'],
       )
       assert.equal((await admin('DELETE', `chats/${group}/members/bob`)).status, 404)
+      // A direct chat's members never change: a ban or an erase is what keeps someone out.
+      const direct = await alice.request<{ id: string }>('chat.direct', { with: 'bob' })
+      const refused = await admin('DELETE', `chats/${direct.id}/members/bob`)
+      assert.equal(refused.status, 403)
+      assert.equal((refused.body.error as { code: string }).code, 'not_allowed')
       assert.equal((await admin('DELETE', 'chats/g_nope/members/bob')).status, 404)
     })
 
@@ -205,13 +249,36 @@ for (const backend of ['SQLite', 'MongoDB (FerretDB)'] as const) {
       assert.deepEqual(
         entries.map((e) => [e.actor, e.action, e.result]),
         [
+          ['ops', 'user.ban', 'started'],
           ['ops', 'user.ban', 'ok'],
           ['ops', 'user.get', 'ok'],
+          ['ops', 'user.unban', 'started'],
           ['ops', 'user.unban', 'ok'],
+          ['ops', 'user.unban', 'started'],
           ['ops', 'user.unban', 'not_found'],
         ],
       )
       assert.deepEqual(entries[0]?.params, { reason: 'spam' })
+      assert.deepEqual(entries[1]?.params, { reason: 'spam' })
+    })
+
+    it('does nothing it cannot write down first: a ban refused while the audit log is locked', async (tc) => {
+      if (backend !== 'SQLite') return tc.skip('the lock is SQLite’s')
+      // Another process holding audit.db's write lock: the node's append waits out its busy
+      // timeout (5 s) and fails.
+      const locker = new DatabaseSync(join(t.dataDir, 'audit.db'))
+      locker.exec('BEGIN IMMEDIATE')
+      let refused: Awaited<ReturnType<typeof admin>>
+      try {
+        refused = await admin('POST', 'users/lockme/ban', { body: { reason: 'while locked' } })
+      } finally {
+        locker.exec('ROLLBACK')
+        locker.close()
+      }
+      calls-- // its entry could not be written
+      assert.equal(refused.status, 500)
+      assert.match((refused.body.error as { message: string }).message, /nothing was done/)
+      assert.equal((await admin('GET', 'users/lockme')).body.account, null, 'not banned')
     })
 
     it('writes its own reads: audit.list calls are in the log, paged by id', async () => {
@@ -223,12 +290,27 @@ for (const backend of ['SQLite', 'MongoDB (FerretDB)'] as const) {
       const reads = await audit('&action=audit.list')
       assert.ok(reads.length >= 2 && reads.every((e) => e.actor === 'auditor'))
       assert.equal((await admin('GET', 'audit?limit=0', { key: AUDITOR_KEY })).status, 400)
+      // The last page says so: next is null when nothing follows, even when the page is full
+      // (the read that fetched `everything` wrote one more entry after them).
+      const everything = await audit()
+      const tail = await admin('GET', `audit?after=${(everything.at(-2) as AuditEntry).id}&limit=2`, {
+        key: AUDITOR_KEY,
+      })
+      assert.equal((tail.body.entries as AuditEntry[]).length, 2)
+      assert.equal(tail.body.next, null)
     })
 
     it('has every call of this suite in the log, unknown routes and refusals included', async () => {
       // A call's entry is written once it ran: the reading call is in the next read, not its own.
       const all = await audit()
-      assert.equal(all.length, calls - 1)
+      const outcomes = all.filter((e) => e.result !== 'started')
+      assert.equal(outcomes.length, calls - 1)
+      // Each change was written as started before it ran, and its outcome follows.
+      for (const [i, e] of all.entries()) {
+        if (e.result !== 'started') continue
+        const then = all.slice(i + 1).find((o) => o.action === e.action && o.target === e.target)
+        assert.ok(then && then.result !== 'started', `an outcome follows ${e.action} ${e.target}`)
+      }
       const next = await audit(`&after=${(all.at(-1) as AuditEntry).id}`)
       assert.deepEqual(
         next.map((e) => [e.actor, e.action, e.result]),

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
@@ -59,7 +59,9 @@ describe('natter admin, run against a node', () => {
         e.result,
       ]),
       [
+        ['ops', 'user.ban', 'started'],
         ['ops', 'user.ban', 'ok'],
+        ['ops', 'user.unban', 'started'],
         ['ops', 'user.unban', 'ok'],
       ],
     )
@@ -71,6 +73,7 @@ describe('natter admin, run against a node', () => {
     assert.equal(r.code, 0, r.stderr)
     assert.deepEqual(r.json, { file })
     assert.equal(readFileSync(file).subarray(0, 2).toString('latin1'), 'PK', 'a zip archive')
+    assert.equal(statSync(file).mode & 0o777, 0o600, 'readable by its owner only')
   })
 
   it('erases a user and waits until it is done', async () => {

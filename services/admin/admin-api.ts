@@ -72,8 +72,10 @@ const compile = (r: AdminRoute): CompiledRoute => {
  * admin credential (NATTER_ADMIN_KEYS, `Authorization: Bearer <key>`), never by a user token.
  * Every call with a valid credential (to an unknown route too, as action `unknown`), and every
  * call refused for its credential (at most FAILED_AUTH_PER_MINUTE per address), is written to the audit log before its answer goes out
- * (a streamed answer: when it ended). A call whose audit entry cannot be written is answered
- * 503 and does nothing more.
+ * (a streamed answer: when it ended). A call that changes something (POST, DELETE) is first
+ * written as `started` (status 0), and refused with 500 `internal`, nothing done, when that
+ * entry cannot be written; its outcome entry follows (logged as `audit_outcome_lost` when it
+ * cannot be written). A read whose entry cannot be written is answered 500.
  *
  * Errors are the catalogue's (docs/protocol.md#errors): unauthorized (401), not_found (404: no
  * such route, or the admin API is off), method_not_allowed (405), bad_request (400), and those
@@ -97,6 +99,15 @@ export function createAdminApi(d: {
     } catch (err) {
       d.log.error({ err, action: e.action }, 'could not write the audit log')
       throw new HttpError('internal', 'the audit log could not be written: nothing was done')
+    }
+  }
+  // After a change was made its outcome cannot be undone: an entry that cannot be written is
+  // logged instead (its `started` entry is in the log), and the caller gets the real answer.
+  const writeAfterChange = async (e: NewAuditEntry) => {
+    try {
+      await d.audit.append(e)
+    } catch (err) {
+      d.log.error({ err, event: 'audit_outcome_lost', entry: e }, 'could not write an admin call’s outcome')
     }
   }
 
@@ -173,24 +184,37 @@ export function createAdminApi(d: {
       })
     }
 
+    // A call that changes something is written as `started` before it runs, so no change is
+    // ever made that the log lacks; its outcome follows. A read is written once, with its outcome.
+    const changes = route.method !== 'GET' && matched !== undefined
+    const outcome = changes ? writeAfterChange : write
     let call: AdminCall | undefined
+    let started = false
     let answer: AdminAnswer
     try {
       if (badPart !== null) throw new HttpError('bad_request', `${badPart} is not a valid id`)
       const body = req.method === 'POST' ? parseJsonBody(await readBody(req, MAX_BODY_BYTES), 8) : {}
       call = { path, query: url.searchParams, body, actor }
+      if (changes) {
+        await write(entry('started', 0, actor, paramsOf(route, call)))
+        started = true
+      }
       answer = await route.handle(call)
     } catch (err) {
       const refusal = refusalOf(err)
+      const params = call ? paramsOf(route, call) : {}
+      // The log that refused the `started` entry is not tried again.
+      if (changes && call && !started) throw refusal ?? err
       if (!refusal) {
-        await write(entry('internal', 500, actor, call ? paramsOf(route, call) : {}))
+        await outcome(entry('internal', 500, actor, params))
         throw err
       }
-      await write(entry(refusal.code, httpStatusOf(refusal.code), actor, call ? paramsOf(route, call) : {}))
+      // A refusal before the `started` entry (a bad id or body) changed nothing.
+      await (started ? outcome : write)(entry(refusal.code, httpStatusOf(refusal.code), actor, params))
       throw refusal
     }
     if ('json' in answer) {
-      await write(entry('ok', answer.status, actor, paramsOf(route, call)))
+      await outcome(entry('ok', answer.status, actor, paramsOf(route, call)))
       return sendJson(res, answer.status, answer.json)
     }
     res.writeHead(200, { ...answer.headers, 'cache-control': 'no-store' })
@@ -202,7 +226,9 @@ export function createAdminApi(d: {
       const summary = await answer.stream(res)
       await write(entry('ok', 200, actor, { ...paramsOf(route, call), ...summary }))
     } catch (err) {
-      await write(entry('internal', 200, actor, paramsOf(route, call))).catch(() => {})
+      // The caller went away, or the archive failed: either way it was not delivered whole.
+      const gone = res.destroyed && !res.writableFinished
+      await write(entry(gone ? 'aborted' : 'internal', 200, actor, paramsOf(route, call))).catch(() => {})
       throw err
     }
   }

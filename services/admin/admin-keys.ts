@@ -54,7 +54,8 @@ const digest = (text: string) => createHash('sha256').update(text).digest()
 export function adminKeyChecker(keys: AdminKey[]): (authorization: string | undefined) => string | null {
   const known = keys.map((k) => ({ name: k.name, digest: digest(k.key) }))
   return (authorization) => {
-    const m = /^Bearer ([^\s]+)$/.exec(authorization ?? '')
+    // The scheme is case-insensitive (RFC 9110 §11.1).
+    const m = /^bearer +([^\s]+) *$/i.exec(authorization ?? '')
     if (!m?.[1]) return null
     const given = digest(m[1])
     let found: string | null = null

@@ -76,9 +76,11 @@ export function adminRoutes(d: AdminDeps): AdminRoute[] {
       params: (c) => Object.fromEntries(c.query),
       handle: async (c: AdminCall) => {
         const q = auditQuery.parse(Object.fromEntries(c.query))
-        const entries = await d.audit.list({ ...q, afterId: q.after })
-        const last = entries.at(-1)
-        return { status: 200, json: { entries, next: entries.length === q.limit && last ? last.id : null } }
+        // One more than asked: `next` is set only when there is more to read.
+        const found = await d.audit.list({ ...q, afterId: q.after, limit: q.limit + 1 })
+        const entries = found.slice(0, q.limit)
+        const more = found.length > q.limit
+        return { status: 200, json: { entries, next: more ? (entries.at(-1)?.id ?? null) : null } }
       },
     },
     {
@@ -116,7 +118,8 @@ export function adminRoutes(d: AdminDeps): AdminRoute[] {
         return {
           headers: {
             'content-type': 'application/zip',
-            'content-disposition': `attachment; filename="natter-export-${encodeURIComponent(userId)}.zip"`,
+            // An ASCII fallback name, and the user's id as given in filename* (RFC 6266 §4.3).
+            'content-disposition': `attachment; filename="natter-export.zip"; filename*=UTF-8''${encodeURIComponent(`natter-export-${userId}.zip`).replace(/['()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)}`,
           },
           stream: async (res) => {
             const { userId: _, ...summary } = await d.exportUser(userId, res)
@@ -130,7 +133,11 @@ export function adminRoutes(d: AdminDeps): AdminRoute[] {
       path: 'users/{userId}/ban',
       action: 'user.ban',
       target: user,
-      params: (c) => ({ reason: (c.body as { reason?: unknown }).reason ?? null }),
+      // Only a reason the call could take is written, never arbitrary input.
+      params: (c) => {
+        const reason = (c.body as { reason?: unknown } | null)?.reason
+        return { reason: typeof reason === 'string' && reason.length <= 500 ? reason : null }
+      },
       handle: async (c) => {
         const { reason } = banBody.parse(c.body)
         const account = await d.accounts.ban(get(c.path, 'userId'), { reason: reason ?? null, by: c.actor })
@@ -190,6 +197,11 @@ export function adminRoutes(d: AdminDeps): AdminRoute[] {
       target: (p) => `chat:${p.chatId}/user:${p.userId}`,
       handle: async (c) => {
         const chat = await chatOr404(get(c.path, 'chatId'))
+        if (chat.kind !== 'group')
+          throw new NatterError(
+            'not_allowed',
+            'a direct chat has no member changes: ban the user, or erase them, instead',
+          )
         const userId = get(c.path, 'userId')
         if (!(await d.moderation.removeMember(chat, userId)))
           throw new NatterError('not_found', `${userId} is not a member of ${chat.id}`)

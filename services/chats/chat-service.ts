@@ -155,6 +155,15 @@ export class ChatService {
           b: p.with,
           at: Date.now(),
         })
+        // A direct chat one of the two left (an erase removes the erased user) is never shown
+        // to, or reopened by, someone who is no longer in it.
+        // The store decides when this node's index says no: another node may have just made it.
+        if (
+          !created &&
+          !this.#index.isMember(chat.id, ctx.who.userId) &&
+          !(await this.#chats.members(chat.id)).some((m) => m.userId === ctx.who.userId)
+        )
+          throw new NatterError('not_allowed', `a direct chat with ${p.with} cannot be started`)
         if (created) {
           this.#index.add(chat.id, ctx.who.userId, 'member')
           this.#index.add(chat.id, p.with, 'member')

@@ -6,6 +6,7 @@ import { visibleTo } from '../blocks/hidden.ts'
 import type { MembershipIndex } from '../chats/membership-index.ts'
 import { toEvent } from '../messages/events.ts'
 import type { MessageStore } from '../messages/message-store.ts'
+import { withDeadline } from '../storage/deadline.ts'
 import { CursorBatch } from './cursor-batch.ts'
 import type { ConnectResult, DeliveryStore, DeviceRef } from './delivery-store.ts'
 import {
@@ -28,6 +29,14 @@ const QOS0_RESUME_MS = 20
 /** A failed store read or write is tried again after this, doubling up to the maximum. */
 const RETRY_MS = 250
 const RETRY_MAX_MS = 5000
+/**
+ * A store call that has not answered after this long (ms) counts as failed and is tried again:
+ * a call that never settled (a MongoDB connection that stopped answering while FerretDB was
+ * stopped) left a device connected with its inbox never started, or a chat never read again
+ * (test/faults, mongo-stop-5s). Longer than the stores' own bounds (MongoDeliveryStore's
+ * HOLD_MS), which normally answer first.
+ */
+const CALL_MS = 20_000
 /** Edits, deletes and receipts may pass the window by this factor before they are dropped. */
 const LIVE_OVERSHOOT = 2
 const DAY_MS = 86_400_000
@@ -447,7 +456,10 @@ export class InboxDelivery {
     this.#pending.add(tracked)
   }
 
-  /** Runs a store call until it succeeds, the caller gives up, or `tries` runs out; null then. */
+  /**
+   * Runs a store call until it succeeds, the caller gives up, or `tries` runs out; null then.
+   * An attempt unanswered after CALL_MS counts as failed.
+   */
   async #retry<T>(
     work: () => Promise<T>,
     giveUp: () => boolean,
@@ -457,7 +469,7 @@ export class InboxDelivery {
     let wait = RETRY_MS
     for (let n = 1; ; n++) {
       try {
-        return await work()
+        return await withDeadline(work(), CALL_MS, what)
       } catch (err) {
         if (giveUp() || n >= tries) {
           this.#d.log.warn({ err, what }, 'delivery store call failed; giving up')
@@ -660,7 +672,11 @@ export class InboxDelivery {
           // or at the cluster's recheck, which empties the cache; both read the store.)
           if (this.#recent.last(chatId) === cs.sent) break
           // The store has the rest, if any: the cache may lack notices this node never heard.
-          const page = await this.#d.messages.after(chatId, cs.sent, want - recent.length)
+          const page = await withDeadline(
+            this.#d.messages.after(chatId, cs.sent, want - recent.length),
+            CALL_MS,
+            'read a chat page',
+          )
           if (feed.closed || feed.chat(chatId) !== cs) return
           for (const m of page) {
             if (m.seq <= cs.sent) continue

@@ -1,4 +1,5 @@
 import { type AnyBulkWriteOperation, type Collection, MongoBulkWriteError, type MongoClient } from 'mongodb'
+import { withDeadline } from '../storage/deadline.ts'
 import { KeyedQueue } from '../storage/keyed-queue.ts'
 import { connectMongo, ensureIndexes, isDuplicateKey } from '../storage/mongo.ts'
 import {
@@ -32,6 +33,23 @@ interface CursorDoc extends DeviceCursor {
   /** JSON of [userId, deviceId, chatId]. */
   _id: string
 }
+
+/**
+ * A command whose reply has not begun after this long (ms) fails and its connection is closed
+ * (connectMongo's socketTimeoutMS): every command here is a small keyed read or write.
+ */
+const SOCKET_TIMEOUT_MS = 10_000
+/**
+ * A write about a device holds that device's queue at most this long (ms), then fails with a
+ * DeadlineError and the next write about the device runs. After FerretDB was stopped, a write
+ * waiting on a connection that never answered held a device's queue for good, and the device's
+ * next CONNECT was never recorded, so its inbox never started (test/faults, mongo-stop-5s). A
+ * write given up on may still land later; every one here is safe to land late (a disconnect
+ * names its connection, cursors only rise, a session record is rewritten at the next CONNECT).
+ */
+const HOLD_MS = 15_000
+/** touch() writes this many sessions per command, so that each stays short. */
+const TOUCH_BATCH = 1000
 
 const sessionKey = (d: DeviceRef) => JSON.stringify([d.userId, d.deviceId])
 const cursorKey = (c: DeviceRef & { chatId: string }) => JSON.stringify([c.userId, c.deviceId, c.chatId])
@@ -85,7 +103,7 @@ export class MongoDeliveryStore implements DeliveryStore {
   }
 
   static async open(uri: string): Promise<MongoDeliveryStore> {
-    const store = new MongoDeliveryStore(await connectMongo(uri))
+    const store = new MongoDeliveryStore(await connectMongo(uri, { socketTimeoutMS: SOCKET_TIMEOUT_MS }))
     await ensureIndexes(store.#sessions, [
       { key: { lastSeen: 1 }, name: 'last_seen' },
       { key: { userId: 1, deviceId: 1 }, name: 'user' },
@@ -99,10 +117,12 @@ export class MongoDeliveryStore implements DeliveryStore {
 
   /**
    * Runs work once the earlier work about each of these devices has finished, and holds them
-   * until it has. Each call queues behind every key at once, in call order, so two calls that
-   * share devices never wait for each other in a circle.
+   * until it has, or for HOLD_MS at most (then it fails with a DeadlineError). Each call queues
+   * behind every key at once, in call order, so two calls that share devices never wait for
+   * each other in a circle.
    */
-  #holding<T>(devices: DeviceRef[], work: () => Promise<T>): Promise<T> {
+  #holding<T>(devices: DeviceRef[], task: () => Promise<T>): Promise<T> {
+    const work = () => withDeadline(task(), HOLD_MS, 'delivery store write')
     const keys = [...new Set(devices.map(sessionKey))]
     if (keys.length === 1) return this.#serial.run(keys[0] as string, work)
     let release = () => {}
@@ -160,11 +180,13 @@ export class MongoDeliveryStore implements DeliveryStore {
     })
   }
 
-  touch(devices: DeviceRef[], at: number): Promise<void> {
-    if (devices.length === 0) return Promise.resolve()
-    return this.#holding(devices, async () => {
-      await this.#sessions.updateMany({ _id: { $in: devices.map(sessionKey) } }, { $set: { lastSeen: at } })
-    })
+  async touch(devices: DeviceRef[], at: number): Promise<void> {
+    for (let i = 0; i < devices.length; i += TOUCH_BATCH) {
+      const batch = devices.slice(i, i + TOUCH_BATCH)
+      await this.#holding(batch, async () => {
+        await this.#sessions.updateMany({ _id: { $in: batch.map(sessionKey) } }, { $set: { lastSeen: at } })
+      })
+    }
   }
 
   async session(d: DeviceRef): Promise<DeviceSession | null> {

@@ -448,12 +448,16 @@ function eraseSender(chatId: string, senderId: string, limit: number, at: number
 
 /**
  * Merges the search index into one segment, dropping the terms of deleted rows that older
- * segments held, then copies the WAL into the file and truncates it: with secure_delete on,
- * no erased content is left in messages.db, -wal or -shm.
+ * segments held; rebuilds the file (VACUUM) from its live rows; then copies the WAL into the file
+ * and truncates it: no erased content is left in messages.db, -wal or -shm. secure_delete alone
+ * left fragments of erased texts in the unused space of live pages after a crash mid-erase with
+ * long messages (an operator's trial); VACUUM writes each page anew. It costs about 6 ms per MB
+ * of file here (100 MB: 0.55 s), during which appends wait: an erase is rare.
  */
 async function purge(): Promise<void> {
   indexPending()
   unsynced(() => statements.optimize.run())
+  db.exec('VACUUM')
   await truncateWal(db)
 }
 

@@ -23,13 +23,20 @@ const CONNECT_TIMEOUT_MS = 5000
  * server was closing, and that heartbeat never succeeded, failed or timed out (driver 7.9.0), so
  * no further check ran and the server stayed Unknown. Closing and connecting the client again
  * starts a new monitor; operations in flight at that moment fail, and their callers retry.
+ *
+ * `socketTimeoutMS` (ms, default none): an operation whose reply has not begun to arrive after
+ * this long fails with MongoNetworkTimeoutError and its connection is closed. A pooled connection
+ * can stop answering like the monitor's does, and the watchdog's reconnect does not fail an
+ * operation on a connection checked out of the pool: without it, that operation waits forever.
+ * Only for stores whose every command is short (a long scan would fail).
  */
-export async function connectMongo(uri: string): Promise<MongoClient> {
+export async function connectMongo(uri: string, o: { socketTimeoutMS?: number } = {}): Promise<MongoClient> {
   const client = new MongoClient(uri, {
     writeConcern: { w: 'majority', journal: true },
     serverMonitoringMode: 'poll',
     heartbeatFrequencyMS: 2000,
     connectTimeoutMS: CONNECT_TIMEOUT_MS,
+    ...o,
   })
   await client.connect()
   watchHeartbeats(client)

@@ -120,7 +120,13 @@ export async function seedUser(t: EraseTarget, o: { perChat: number }): Promise<
           ok(t, ursula, 'send', {
             chatId,
             clientMsgId: `${chatId}-${from + k}`,
-            text: `${words[(from + k) % words.length]} note ${from + k}`,
+            // Every fourth one long (~2.5 KB, her word throughout): long rows moved between pages
+            // left fragments in the unused space of live pages after a crash mid-erase, until
+            // the purge rebuilt the file.
+            text:
+              (from + k) % 4 === 3
+                ? `${words[(from + k) % words.length]} note ${from + k} `.repeat(90).slice(0, 2500)
+                : `${words[(from + k) % words.length]} note ${from + k}`,
           }),
         ),
       )
