@@ -36,7 +36,7 @@ const RETRY_MAX_MS = 5000
  * (test/faults, mongo-stop-5s). Longer than the stores' own bounds (MongoDeliveryStore's
  * HOLD_MS), which normally answer first.
  */
-const CALL_MS = 20_000
+const CALL_MS = 10_000
 /** Edits, deletes and receipts may pass the window by this factor before they are dropped. */
 const LIVE_OVERSHOOT = 2
 const DAY_MS = 86_400_000

@@ -38,7 +38,7 @@ interface CursorDoc extends DeviceCursor {
  * A command whose reply has not begun after this long (ms) fails and its connection is closed
  * (connectMongo's socketTimeoutMS): every command here is a small keyed read or write.
  */
-const SOCKET_TIMEOUT_MS = 10_000
+const SOCKET_TIMEOUT_MS = 5000
 /**
  * A write about a device holds that device's queue at most this long (ms), then fails with a
  * DeadlineError and the next write about the device runs. After FerretDB was stopped, a write
@@ -47,9 +47,9 @@ const SOCKET_TIMEOUT_MS = 10_000
  * write given up on may still land later; every one here is safe to land late (a disconnect
  * names its connection, cursors only rise, a session record is rewritten at the next CONNECT).
  */
-const HOLD_MS = 15_000
+const HOLD_MS = 8000
 /** touch() writes this many sessions per command, so that each stays short. */
-const TOUCH_BATCH = 1000
+const TOUCH_BATCH = 500
 
 const sessionKey = (d: DeviceRef) => JSON.stringify([d.userId, d.deviceId])
 const cursorKey = (c: DeviceRef & { chatId: string }) => JSON.stringify([c.userId, c.deviceId, c.chatId])

@@ -26,9 +26,11 @@ const CONNECT_TIMEOUT_MS = 5000
  *
  * `socketTimeoutMS` (ms, default none): an operation whose reply has not begun to arrive after
  * this long fails with MongoNetworkTimeoutError and its connection is closed. A pooled connection
- * can stop answering like the monitor's does, and the watchdog's reconnect does not fail an
- * operation on a connection checked out of the pool: without it, that operation waits forever.
- * Only for stores whose every command is short (a long scan would fail).
+ * can stop answering like the monitor's does; when the monitor's own check then fails with a
+ * network error (not a timeout), the pool is cleared without failing the operations on connections
+ * checked out of it (driver 7.9.0), and with its monitor healthy the watchdog never steps in:
+ * without a socket timeout, such an operation waits forever. Only for stores whose every command
+ * is short (a long scan would fail).
  */
 export async function connectMongo(uri: string, o: { socketTimeoutMS?: number } = {}): Promise<MongoClient> {
   const client = new MongoClient(uri, {
