@@ -12,6 +12,7 @@ import {
   chatTopic,
   DROPPED_TOPIC,
 } from '../services/auth/topic-acl.ts'
+import type { DeviceService } from '../services/devices/device-service.ts'
 import { type InKind, outKind, type Telemetry } from '../services/metrics/metrics.ts'
 import type { ErrorNotice } from '../services/requests/envelope.ts'
 import { PubackOrder } from './puback-order.ts'
@@ -46,6 +47,8 @@ export interface HookDeps {
   telemetry: Telemetry
   /** Rate limits of CONNECTs and typing (services/limits/); sends and requests are limited in their handlers. */
   limits: Pick<RateLimitWiring, 'connectFrom' | 'connectOf' | 'typing'>
+  /** The device rules of a CONNECT: revoked devices, `did`, the cap on devices per user. */
+  devices: Pick<DeviceService, 'admit'>
 }
 
 /** A CONNECT over a rate limit, passed down the verification chain. */
@@ -130,9 +133,25 @@ export function createHooks(d: HookDeps): HookSet {
             d.log.info({ event: 'connect_refused', clientId: client.id, reason: 'expired' })
             return done(connectError(BAD_USERNAME_OR_PASSWORD, 'token expired'), false)
           }
-          d.sessions.start(client, { who, tokenExpiresAt: token.expiresAt })
-          releaseConnectPacket(client)
-          done(null, true)
+          d.devices.admit(who, token).then(
+            (refusal) => {
+              if (refusal) {
+                d.log.info({ event: 'connect_refused', clientId: client.id, reason: refusal.reason })
+                // MQTT 3.1.1 has no code for "too many devices": 5 (not authorized) stops a
+                // client's retries, and the SDK says why (docs/protocol.md#devices). A revoked
+                // token is a bad password (4), as an expired one is.
+                const code = refusal.reason === 'revoked' ? BAD_USERNAME_OR_PASSWORD : NOT_AUTHORIZED
+                return done(connectError(code, refusal.message), false)
+              }
+              d.sessions.start(client, { who, tokenExpiresAt: token.expiresAt, issuedAt: token.issuedAt })
+              releaseConnectPacket(client)
+              done(null, true)
+            },
+            (err: unknown) => {
+              d.log.error({ err, clientId: client.id }, 'could not check the device rules')
+              done(connectError(SERVER_UNAVAILABLE, 'device rules unavailable'), false)
+            },
+          )
         })
       },
       (err: unknown) => {

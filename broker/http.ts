@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Logger } from 'pino'
 import type { Registry } from 'prom-client'
+import { ADMIN_PREFIX } from '../services/admin/admin-api.ts'
 import { HttpError, sendError, sendJson } from '../services/requests/http-errors.ts'
 import { requestTarget } from '../services/requests/request-target.ts'
 
@@ -24,7 +25,7 @@ const DRAIN_MAX_MS = 5000
 
 /**
  * Natter's HTTP port: liveness, readiness, Prometheus metrics, the operations over REST
- * (/v1/<op>), the web chat, and on the embedded default the signed media URLs of the disk store.
+ * (/v1/<op>), the admin API (/admin/v1/), the web chat, and on the embedded default the signed media URLs of the disk store.
  *
  * Every request goes through one catch-all: an HttpError a route throws is answered with its
  * code and the code's status (4xx), a client that went away is left alone, and anything else is
@@ -38,6 +39,8 @@ export function createHttpHandler(o: {
   log: Logger
   metrics: Registry
   objects?: Objects | undefined
+  /** The admin API (services/admin/admin-api.ts): every path under /admin/v1/. */
+  admin?: ((req: IncomingMessage, res: ServerResponse, url: URL) => Promise<void>) | undefined
   /** The web chat: a promise when the request is one of its own, undefined otherwise. */
   web?: { handle(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> | undefined } | undefined
 }) {
@@ -46,6 +49,7 @@ export function createHttpHandler(o: {
     if (!url) throw new HttpError('bad_request', 'the request target is not a path')
     const path = url.pathname
     if (o.objects && path.startsWith(o.objects.prefix)) return o.objects.serve(req, res)
+    if (o.admin && path.startsWith(ADMIN_PREFIX)) return o.admin(req, res, url)
     const api = /^\/v1\/([a-z.]+)$/.exec(path)
     if (api?.[1]) return o.api(req, res, api[1])
     const web = o.web?.handle(req, res, url)

@@ -3,6 +3,7 @@ import memoryPersistence from 'aedes-persistence'
 import type { Logger } from 'pino'
 import type { Settings } from '../config/schema.ts'
 import { clientIdOf, topics } from '../services/auth/topic-acl.ts'
+import { hiddenFrom } from '../services/blocks/hidden.ts'
 import type { MembershipIndex } from '../services/chats/membership-index.ts'
 import { type InboxClient, InboxDelivery, type InboxNotice } from '../services/delivery/inbox-delivery.ts'
 import { toEvent } from '../services/messages/events.ts'
@@ -166,6 +167,11 @@ export interface InboxWiring {
   inbox: InboxDelivery
   /** Where the message and chat services send inbox events. */
   sink: InboxSink
+  /**
+   * Sends an event about a user (a profile change) to the inbox of every device of `to` that is
+   * connected now, on every node; ephemeral like receipts.
+   */
+  toUsers(event: object, to: string[]): void
   /** aedes' persistence, wrapped so that it queues no inbox, presence or self message. */
   persistence: object
   /** Follows the broker's clients and subscriptions (call once the broker exists). */
@@ -242,6 +248,7 @@ export function wireInbox(d: {
       at: m.at,
       payload,
       ...(alsoTo?.length ? { alsoTo } : {}),
+      ...(hiddenFrom(m) ? { hiddenFrom: hiddenFrom(m) } : {}),
     })
   const sink: InboxSink = {
     message: (m, alsoTo) => announceMessage(m, JSON.stringify(toEvent(m)), alsoTo),
@@ -251,7 +258,13 @@ export function wireInbox(d: {
       inbox.echo(clientId, m.chatId, m.seq, payload)
     },
     update: (m, type) =>
-      announce({ kind: 'update', chatId: m.chatId, seq: m.seq, payload: JSON.stringify(toEvent(m, type)) }),
+      announce({
+        kind: 'update',
+        chatId: m.chatId,
+        seq: m.seq,
+        payload: JSON.stringify(toEvent(m, type)),
+        ...(hiddenFrom(m) ? { hiddenFrom: hiddenFrom(m) } : {}),
+      }),
     receipt: (e, to) => announce({ kind: 'receipt', chatId: e.chatId, to, payload: JSON.stringify(e) }),
     recentSenders: (chatId, fromSeq, toSeq) => inbox.recentSenders(chatId, fromSeq, toSeq),
   }
@@ -301,6 +314,7 @@ export function wireInbox(d: {
   return {
     inbox,
     sink,
+    toUsers: (event, to) => announce({ kind: 'user', to, payload: JSON.stringify(event) }),
     persistence,
     attach(broker) {
       keepInboxOutOfEmitter(broker)

@@ -46,6 +46,17 @@ export async function startMediaServer(settings: Settings, log: Logger): Promise
     objects,
     limits: mediaLimits(settings),
     isMember: async (chatId, userId) => (await stores.chats.members(chatId)).some((m) => m.userId === userId),
+    // Avatars: readable by anyone who shares a chat with a user whose avatar the media is.
+    alsoReadable: async (record, userId) => {
+      if (record.kind !== 'image') return false
+      for (const owner of await stores.profiles.avatarOwners(record.id)) {
+        if (owner === userId) return true
+        for (const chat of await stores.chats.chatsOf(owner)) {
+          if ((await stores.chats.members(chat.id)).some((m) => m.userId === userId)) return true
+        }
+      }
+      return false
+    },
     ops,
     log,
     telemetry: createMediaMetrics(registry),
@@ -79,6 +90,7 @@ export async function startMediaServer(settings: Settings, log: Logger): Promise
       await new Promise<void>((resolve) => server.close(() => resolve()))
       await stores.media.close()
       await stores.chats.close()
+      await stores.profiles.close()
       await objects.close()
       await limits.close()
     },

@@ -1,54 +1,36 @@
 import { mkdirSync } from 'node:fs'
-import { hostname } from 'node:os'
 import { Aedes, type Client, type PublishPacket } from 'aedes'
 import type { Logger } from 'pino'
 import type { Settings } from '../config/schema.ts'
+import type { AccountService } from '../services/accounts/account-service.ts'
 import { loadVerifyKey } from '../services/auth/jwt-keys.ts'
 import { createTokenVerifier } from '../services/auth/token-verifier.ts'
 import { topics } from '../services/auth/topic-acl.ts'
-import { ChatService } from '../services/chats/chat-service.ts'
-import { MembershipIndex } from '../services/chats/membership-index.ts'
+import type { BlockStore } from '../services/blocks/block-store.ts'
 import { diskObjectRoute } from '../services/media/disk-object-store.ts'
-import { MediaService } from '../services/media/media-service.ts'
-import { MessageService } from '../services/messages/message-service.ts'
+import type { MediaService } from '../services/media/media-service.ts'
+import type { ObjectStore } from '../services/media/object-store.ts'
 import type { Publish } from '../services/messages/publisher.ts'
-import { startRetention } from '../services/messages/retention.ts'
-import { TypingGate } from '../services/messages/typing-gate.ts'
-import { UndeliveredTracker } from '../services/messages/undelivered-tracker.ts'
-import { createMediaMetrics } from '../services/metrics/media-metrics.ts'
-import { createMetrics } from '../services/metrics/metrics.ts'
-import { createPushMetrics } from '../services/metrics/push-metrics.ts'
-import { RedisDeviceCounter } from '../services/presence/device-counter.ts'
-import { PresenceTracker } from '../services/presence/presence-tracker.ts'
-import { LocalDeviceLiveness, RedisDeviceLiveness } from '../services/push/device-liveness.ts'
-import { PushService } from '../services/push/push-service.ts'
+import type { PresenceTracker } from '../services/presence/presence-tracker.ts'
 import { type ErrorNotice, NatterError } from '../services/requests/envelope.ts'
 import { createHttpApi } from '../services/requests/http-api.ts'
-import { MAX_PAGE_SIZE, operations } from '../services/requests/operations.ts'
-import { RequestRouter } from '../services/requests/router.ts'
-import { registerSessionOps } from '../services/requests/session-ops.ts'
+import { startAccounts } from './account-wiring.ts'
+import { wireAdmin } from './admin-wiring.ts'
 import { type ClusterLink, openCluster } from './cluster.ts'
+import { wireDevices } from './device-wiring.ts'
 import { createHooks, skipDroppedPublishes } from './hooks.ts'
 import { allowedHosts } from './host-check.ts'
 import { createHttpHandler } from './http.ts'
 import { InFlight } from './in-flight.ts'
-import { type InboxWiring, wireInbox } from './inbox-wiring.ts'
+import type { InboxWiring } from './inbox-wiring.ts'
 import { keepaliveWithin } from './keepalive-range.ts'
 import { createListeners } from './listeners.ts'
-import { mediaLimits } from './media-limits.ts'
-import { pushProviders } from './push-providers.ts'
-import { rateLimitedNotice, wireRateLimits } from './rate-limit-wiring.ts'
+import { rateLimitedNotice } from './rate-limit-wiring.ts'
+import { wireServices } from './services.ts'
 import { Sessions } from './sessions.ts'
-import { openObjectStore, openStores, type Stores } from './stores.ts'
+import type { Stores } from './stores.ts'
 import { createWebApp } from './web-app.ts'
 
-// Typing indicators vanish on receivers after this long without a new one.
-const TYPING_EXPIRES_MS = 6000
-// Cluster: membership changes are announced to the other nodes on this (unreachable for
-// clients: no client may subscribe to $ topics) topic of the shared emitter.
-const MEMBERSHIP_TOPIC = '$natter/membership'
-// A lost announcement (Redis restarting) leaves a node's membership stale at most this long.
-const MEMBERSHIP_RESYNC_MS = 60_000
 // aedes' heartbeat: a node missing three is dead, and its clients' wills are published.
 const CLUSTER_HEARTBEAT_MS = 5000
 
@@ -57,8 +39,14 @@ export interface NatterNode {
   ports: { mqtt: number; ws: number; http: number }
   broker: Aedes
   stores: Stores
+  /** Who blocks whom (kept apart from `stores`: opened by services/blocks/open-block-store.ts). */
+  blocks: BlockStore
+  /** Where media bytes live (disk or S3). */
+  objects: ObjectStore
   presence: PresenceTracker
   media: MediaService
+  /** Account states: ban, unban, erase, status (docs/admin.md). */
+  accounts: AccountService
   /** Inbox delivery from the message store (expireSessions takes a clock in tests). */
   inbox: InboxWiring['inbox']
   /** This node's name in a cluster; undefined on the embedded default. */
@@ -67,8 +55,10 @@ export interface NatterNode {
 }
 
 /**
- * Starts one Natter node: Aedes on MQTT/TCP, MQTT/WS and HTTP, in memory on the embedded default
- * or joined to a cluster through Redis when redisUrl is set.
+ * Starts one Natter node: its services (broker/services.ts), then the transports on top of them:
+ * Aedes with Natter's hooks, the MQTT/TCP, MQTT/WS and HTTP listeners, the admin API, and the
+ * cluster-wide announcements of revocations and account states. In memory on the embedded
+ * default, or joined to a cluster through Redis when redisUrl is set.
  */
 export async function startNode(settings: Settings, log: Logger): Promise<NatterNode> {
   mkdirSync(settings.dataDir, { recursive: true })
@@ -86,15 +76,9 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     beforeMs: settings.tokenExpiryNoticeSeconds * 1000,
     send: (client, expiresAt) => onTokenExpiring(client, expiresAt),
   })
-  const stores = await openStores(settings)
-  log.info({ event: 'stores', kind: stores.kind }, 'message and chat stores open')
-  const index = new MembershipIndex()
-  index.load(await stores.chats.allMembers())
   // Known once the ports are bound (they may be 0: any free port).
   let httpPort = settings.httpPort
   let wsPort = settings.wsPort
-  const objects = await openObjectStore(settings, () => settings.publicUrl ?? `http://localhost:${httpPort}`)
-  log.info({ event: 'media_store', kind: objects.kind }, 'media store open')
   let ready = false
   const cluster: ClusterLink | undefined = settings.redisUrl
     ? openCluster({ redisUrl: settings.redisUrl, nodeId: settings.nodeId }, log)
@@ -123,102 +107,17 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
         ),
       ),
     )
-  const undelivered = new UndeliveredTracker()
-  const { registry, telemetry } = createMetrics({
-    oldestUndeliveredSeconds: () => undelivered.oldestAgeSeconds(),
-    bufferedBytes: () => listeners.buffered(),
-    undeliveredCount: () => undelivered.count(),
-  })
-  const limits = wireRateLimits({ settings, registry, log })
-  const router = new RequestRouter()
-  const ops = operations({ maxGroupMembers: settings.maxGroupMembers, maxPageSize: MAX_PAGE_SIZE })
-  registerSessionOps(router, ops)
-  const wiring = wireInbox({
-    settings,
-    stores,
-    index,
-    sessions,
-    cluster,
-    log,
-    onDelivered: (userId, chatId, seq, at) => messageService.delivered(userId, chatId, seq, at),
-    onWritten: () => telemetry.messageOut('inbox'),
-  })
-  const { inbox } = wiring
-  const chatService = new ChatService({
-    chats: stores.chats,
-    messages: stores.messages,
-    index,
-    inbox: wiring.sink,
-    limits: { maxGroupMembers: settings.maxGroupMembers },
-    ops,
-  })
-  chatService.register(router)
-  const mediaService = new MediaService({
-    catalog: stores.media,
-    objects,
-    limits: mediaLimits(settings),
-    isMember: (chatId, userId) => index.isMember(chatId, userId),
-    ops,
-    log,
-    telemetry: createMediaMetrics(registry),
-  })
-  mediaService.register(router)
-  router.guard('media.begin', limits.upload)
-  const liveness = cluster
-    ? new RedisDeviceLiveness({
-        redis: cluster.redis,
-        nodeId: cluster.nodeId,
-        onError: (err) => log.warn({ err }, 'could not record a device session in Redis'),
-      })
-    : new LocalDeviceLiveness()
-  const providers = pushProviders(settings, log)
-  const pushService = new PushService({
-    store: stores.push,
-    chats: stores.chats,
-    messages: stores.messages,
-    liveness,
-    providers,
-    members: (chatId) => index.members(chatId),
-    options: { graceMs: settings.pushGraceMs, workerId: cluster?.nodeId ?? `${hostname()}:${process.pid}` },
-    ops,
-    log,
-    telemetry: createPushMetrics(registry),
-  })
-  pushService.register(router)
-  const messageService = new MessageService({
-    chats: stores.chats,
-    messages: stores.messages,
-    index,
-    inbox: wiring.sink,
-    // This node's gathered acknowledgements first (other nodes' are at most 50 ms behind).
-    deviceCursors: async (chatId) => {
-      await inbox.flush()
-      return stores.delivery.chatCursors(chatId)
-    },
-    limits: { maxTextChars: settings.maxTextChars },
-    ops,
-    log,
-    telemetry,
-    undelivered,
-    // Only a device that receives its inbox acknowledges: a user connected without one would
-    // count every message as undelivered.
-    isOnline: (userId) => inbox.hasFeed(userId),
-    media: mediaService,
-    push: pushService,
+  const services = await wireServices({
+    ...{ settings, log, verify, sessions, cluster, publish: publishTo },
     track: (work) => sends.track(work),
+    bufferedBytes: () => listeners.buffered(),
+    httpBase: () => settings.publicUrl ?? `http://localhost:${httpPort}`,
+    announceRevocation: (r) => devicesWiring?.announce(r),
   })
-  messageService.register(router)
-  // The send operation counts against the same send limits as c/<chatId>/send.
-  router.guard('send', limits.sendOperation)
-  const presence = new PresenceTracker({
-    store: stores.chats,
-    publish: publishTo,
-    log,
-    ...(cluster
-      ? { counter: new RedisDeviceCounter({ redis: cluster.redis, nodeId: cluster.nodeId, log }) }
-      : {}),
-  })
-  const typing = new TypingGate({ minIntervalMs: settings.typingIntervalMs, expiresInMs: TYPING_EXPIRES_MS })
+  const { stores, index, blocks, blockStore, objects, telemetry, limits, router, wiring, inbox } = services
+  const { chatService, mediaService, messageService, pushService, deviceService, presence, typing } = services
+  const { accounts, liveness, undelivered } = services
+  let devicesWiring: ReturnType<typeof wireDevices> | undefined
   const notify = (client: Client, notice: ErrorNotice) => {
     const who = sessions.get(client)?.who
     if (!who) return
@@ -292,6 +191,11 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     packet: PublishPacket,
   ) => {
     const outcome = typing.check(who, chatId, payloadOf(packet))
+    // A direct chat with a block either way relays no typing, and the sender is told nothing.
+    if (outcome.ok && chatId.startsWith('d_')) {
+      const other = index.members(chatId).find((u) => u !== who.userId)
+      if (other !== undefined && blocks.eitherBlocks(who.userId, other)) return null
+    }
     if (outcome.ok) return outcome.payload
     if (outcome.reason === 'bad_request') {
       notify(client, {
@@ -312,9 +216,10 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
       handleRequest,
       handleSend,
       handleTyping,
-      access: index,
+      access: services.access,
       telemetry,
       limits,
+      devices: deviceService,
     }),
     connectTimeout: settings.connectTimeoutMs,
     // Keep alive 0 and values over the maximum are bounded, so a silent client is always closed.
@@ -344,7 +249,21 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
       : {}),
   })
   skipDroppedPublishes(broker)
-  const resync = cluster ? shareMembership(cluster) : undefined
+  devicesWiring = wireDevices({
+    ...{ broker, sessions, revocations: services.revocations, store: stores.delivery, cluster, log },
+  })
+  const accountsWiring = startAccounts({
+    ...{ accounts, broker, sessions, cluster, stores, blockStore, blocks, chats: chatService },
+    ...{ media: mediaService, push: pushService, presence, persistence: wiring.persistence, log },
+    ...{ owner: settings.nodeId ?? cluster?.nodeId ?? 'embedded', batch: settings.eraseBatch },
+  })
+  const admin = await wireAdmin({
+    ...{ settings, stores, blocks: blockStore, objects, accounts: accountsWiring.service, log },
+    moderation: {
+      deleteMessage: (chatId, seq) => messageService.deleteByOperator(chatId, seq),
+      removeMember: (chat, userId) => chatService.removeByOperator(chat, userId),
+    },
+  })
   wiring.attach(broker)
   await presence.start()
   await liveness.start()
@@ -368,12 +287,6 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     telemetry.connected(-1)
     log.info({ event: 'disconnected', clientId: client.id })
   })
-  const retention = startRetention({
-    store: stores.messages,
-    days: settings.retentionDays,
-    log,
-    sweepMedia: () => mediaService.sweep(),
-  })
   broker.on('connackSent', (packet) => telemetry.connack(packet.returnCode ?? 0))
   broker.on('subscribe', (subs, client) =>
     log.info({
@@ -395,8 +308,9 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     handle: (stream, req) => broker.handle(stream, req),
     http: createHttpHandler({
       isReady: () => ready && !broker.closed,
-      api: createHttpApi({ verify, router, limit: limits.http }),
-      metrics: registry,
+      api: createHttpApi({ verify: services.verifyHttp, router, limit: limits.http }),
+      admin: admin.handle,
+      metrics: services.registry,
       log,
       objects: diskObjectRoute(objects),
       web: createWebApp({
@@ -421,56 +335,6 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
   ready = true
   log.info({ event: 'listening', host: settings.host, ports, wsPath: settings.wsPath }, 'natter is up')
 
-  /**
-   * Tells the other nodes which chats' members changed here; they reload those chats from the
-   * shared store. A full reload every minute bounds the staleness when an announcement is lost.
-   */
-  function shareMembership({ nodeId, mq: emitter }: ClusterLink): NodeJS.Timeout {
-    const changed = new Set<string>()
-    const mq = emitter as {
-      emit(m: { topic: string; payload: string }, cb?: (err?: Error) => void): void
-      on(topic: string, fn: (m: { payload: string }, done: () => void) => void): void
-    }
-    index.onChange = (chatId) => {
-      if (changed.size === 0) {
-        setImmediate(() => {
-          for (const id of changed) {
-            mq.emit({ topic: MEMBERSHIP_TOPIC, payload: JSON.stringify({ chatId: id, from: nodeId }) })
-          }
-          changed.clear()
-        })
-      }
-      changed.add(chatId)
-    }
-    mq.on(MEMBERSHIP_TOPIC, (m, done) => {
-      done()
-      const { chatId, from } = JSON.parse(m.payload) as { chatId: string; from: string }
-      if (from === nodeId) return
-      stores.chats.members(chatId).then(
-        (members) => {
-          index.replaceChat(chatId, members)
-          inbox.membersChanged(chatId)
-        },
-        (err: unknown) => log.error({ err, chatId }, 'could not reload a chat’s members'),
-      )
-    })
-    const timer = setInterval(() => {
-      stores.chats.allMembers().then(
-        (members) => {
-          const byChat = new Map<string, typeof members>()
-          for (const m of members) byChat.set(m.chatId, [...(byChat.get(m.chatId) ?? []), m])
-          for (const [chatId, list] of byChat) {
-            index.replaceChat(chatId, list)
-            inbox.membersChanged(chatId)
-          }
-        },
-        (err: unknown) => log.error({ err }, 'membership resync failed'),
-      )
-    }, MEMBERSHIP_RESYNC_MS)
-    timer.unref()
-    return timer
-  }
-
   async function closeAll() {
     ready = false
     stopping = true
@@ -491,14 +355,16 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     await publishes.idle(left())
     // After the last sends, so that their push jobs are written; pushes under way finish.
     await pushService.stop()
+    // An erase under way stops at a step boundary while the broker still runs; it resumes at the next start.
+    await accountsWiring.close()
     listeners.terminateWebSockets()
     await new Promise<void>((resolve) => broker.close(() => resolve()))
     await closing
     // Disconnects and acknowledged cursors are written before the stores close; a little time is
     // kept for them even past the grace period (else resends would all be marked DUP).
     await wiring.close(Math.max(left(), 2000))
-    retention.stop()
-    clearInterval(resync)
+    services.stopBackground()
+    devicesWiring?.stop()
     await presence.settled()
     await cluster?.close()
     await limits.close()
@@ -507,16 +373,22 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     await stores.media.close()
     await stores.push.close()
     await stores.delivery.close()
+    await blockStore.close()
+    await admin.close()
+    await stores.profiles.close()
     await objects.close()
-    await Promise.all(Object.values(providers).map((p) => p.close()))
+    await Promise.all(Object.values(services.providers).map((p) => p.close()))
   }
 
   return {
     ports,
     broker,
     stores,
+    blocks: blockStore,
+    objects,
     presence,
     media: mediaService,
+    accounts: accountsWiring.service,
     inbox,
     nodeId: cluster?.nodeId,
     close: closeAll,

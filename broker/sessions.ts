@@ -5,6 +5,8 @@ export interface Session {
   who: DeviceIdentity
   /** When the connection's token expires, ms since the epoch. */
   tokenExpiresAt: number
+  /** The token's `iat` in ms, if it had one: device revocations close connections by it. */
+  issuedAt?: number | undefined
 }
 
 /** Expiries are checked once a second: a connection closes at most this long after its token expires. */

@@ -15,6 +15,9 @@ import { SqliteMediaCatalog } from '../services/media/sqlite-media-catalog.ts'
 import type { MessageStore } from '../services/messages/message-store.ts'
 import { MongoMessageStore } from '../services/messages/mongo-message-store.ts'
 import { SqliteMessageStore } from '../services/messages/sqlite-message-store.ts'
+import { MongoProfileStore } from '../services/profiles/mongo-profile-store.ts'
+import type { ProfileStore } from '../services/profiles/profile-store.ts'
+import { SqliteProfileStore } from '../services/profiles/sqlite-profile-store.ts'
 import { MongoPushStore } from '../services/push/mongo-push-store.ts'
 import type { PushStore } from '../services/push/push-store.ts'
 import { SqlitePushStore } from '../services/push/sqlite-push-store.ts'
@@ -24,6 +27,8 @@ export interface Stores {
   chats: ChatStore
   media: MediaCatalog
   push: PushStore
+  /** Display names and avatars. */
+  profiles: ProfileStore
   /** Per-device MQTT sessions and delivery cursors. */
   delivery: DeliveryStore
   kind: 'sqlite' | 'mongodb'
@@ -32,14 +37,15 @@ export interface Stores {
 /** MongoDB when NATTER_MONGODB_URI is set, otherwise SQLite files in the data directory. */
 export async function openStores(settings: Settings): Promise<Stores> {
   if (settings.mongodbUri) {
-    const [messages, chats, media, push, delivery] = await Promise.all([
+    const [messages, chats, media, push, delivery, profiles] = await Promise.all([
       MongoMessageStore.open(settings.mongodbUri),
       MongoChatStore.open(settings.mongodbUri),
       MongoMediaCatalog.open(settings.mongodbUri),
       MongoPushStore.open(settings.mongodbUri),
       MongoDeliveryStore.open(settings.mongodbUri),
+      MongoProfileStore.open(settings.mongodbUri),
     ])
-    return { messages, chats, media, push, delivery, kind: 'mongodb' }
+    return { messages, chats, media, push, delivery, profiles, kind: 'mongodb' }
   }
   return {
     messages: new SqliteMessageStore(join(settings.dataDir, 'messages.db')),
@@ -47,22 +53,30 @@ export async function openStores(settings: Settings): Promise<Stores> {
     media: new SqliteMediaCatalog(join(settings.dataDir, 'media.db')),
     push: new SqlitePushStore(join(settings.dataDir, 'push.db')),
     delivery: new SqliteDeliveryStore(join(settings.dataDir, 'delivery.db')),
+    profiles: new SqliteProfileStore(join(settings.dataDir, 'profiles.db')),
     kind: 'sqlite',
   }
 }
 
-/** Only what the media service needs, for `natter media`: chats (membership) and the media catalog. */
-export async function openMediaStores(settings: Settings): Promise<Pick<Stores, 'chats' | 'media'>> {
+/**
+ * Only what the media service needs, for `natter media`: chats (membership), the media catalog
+ * and profiles (avatars are readable by their owner's chat partners).
+ */
+export async function openMediaStores(
+  settings: Settings,
+): Promise<Pick<Stores, 'chats' | 'media' | 'profiles'>> {
   if (settings.mongodbUri) {
-    const [chats, media] = await Promise.all([
+    const [chats, media, profiles] = await Promise.all([
       MongoChatStore.open(settings.mongodbUri),
       MongoMediaCatalog.open(settings.mongodbUri),
+      MongoProfileStore.open(settings.mongodbUri),
     ])
-    return { chats, media }
+    return { chats, media, profiles }
   }
   return {
     chats: new SqliteChatStore(join(settings.dataDir, 'chats.db')),
     media: new SqliteMediaCatalog(join(settings.dataDir, 'media.db')),
+    profiles: new SqliteProfileStore(join(settings.dataDir, 'profiles.db')),
   }
 }
 

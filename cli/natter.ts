@@ -5,6 +5,8 @@ import { startNode } from '../broker/node.ts'
 import { ConfigError, loadConfig } from '../config/load.ts'
 import { signDevToken } from '../services/auth/dev-token.ts'
 import { loadSigningSecret } from '../services/auth/jwt-keys.ts'
+import { useMongoLog } from '../services/storage/mongo.ts'
+import { ADMIN_USAGE, AdminUsageError, runAdmin } from './admin.ts'
 
 const USAGE = `natter: an MQTT-native chat backend
 
@@ -14,7 +16,7 @@ Usage:
                                           on the same stores as the nodes
   natter token USER [--ttl 24h] [--config FILE]
                                           print a dev token (HS256) for USER
-  natter --help                           this text
+${ADMIN_USAGE}  natter --help                           this text
 
 Settings come from NATTER_* environment variables and an optional JSON file
 (--config or NATTER_CONFIG_FILE); .env.example lists them all with their defaults.
@@ -41,6 +43,17 @@ async function main(argv: string[]): Promise<number> {
       help: { type: 'boolean', short: 'h' },
       config: { type: 'string', short: 'c' },
       ttl: { type: 'string', default: '24h' },
+      // natter admin (cli/admin.ts)
+      url: { type: 'string' },
+      as: { type: 'string' },
+      output: { type: 'string', short: 'o' },
+      reason: { type: 'string' },
+      wait: { type: 'boolean' },
+      after: { type: 'string' },
+      limit: { type: 'string' },
+      actor: { type: 'string' },
+      action: { type: 'string' },
+      target: { type: 'string' },
     },
   })
   const [command = 'start', ...rest] = positionals
@@ -64,11 +77,14 @@ async function main(argv: string[]): Promise<number> {
     return 0
   }
 
+  if (command === 'admin') return runAdmin(rest, values, settings)
+
   if (command !== 'start' && command !== 'media') {
     throw new UsageError(`unknown command "${command}"; see natter --help`)
   }
   if (rest.length > 0) throw new UsageError(`${command} takes no arguments, got "${rest.join(' ')}"`)
   const log = createLogger(settings.logLevel)
+  useMongoLog(log)
   for (const w of warnings) log.warn({ event: 'config_warning' }, w)
   const node = command === 'media' ? await startMediaServer(settings, log) : await startNode(settings, log)
   await new Promise<void>((resolve) => {
@@ -88,7 +104,12 @@ async function main(argv: string[]): Promise<number> {
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (err: unknown) => {
-    if (err instanceof ConfigError || err instanceof UsageError || isParseArgsError(err)) {
+    if (
+      err instanceof ConfigError ||
+      err instanceof UsageError ||
+      err instanceof AdminUsageError ||
+      isParseArgsError(err)
+    ) {
       console.error(`natter: ${(err as Error).message}`)
       process.exit(2)
     }

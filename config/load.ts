@@ -9,7 +9,7 @@ import {
   settingsSchema,
 } from './schema.ts'
 
-const secretKeys = new Set<string>(['jwtSecret', 's3SecretAccessKey'])
+const secretKeys = new Set<string>(['jwtSecret', 's3SecretAccessKey', 'adminKeys'])
 
 export class ConfigError extends Error {
   override name = 'ConfigError'

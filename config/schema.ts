@@ -1,4 +1,5 @@
 import { z } from 'zod'
+import { parseAdminKeys } from '../services/admin/admin-keys.ts'
 
 // Every setting is described once here; its environment variable, its config-file key, the
 // defaults in .env.example and the table in docs/configuration.md all derive from this object
@@ -173,6 +174,16 @@ export const settingsShape = {
       'Longest message text, in characters: user-perceived characters (grapheme clusters, Unicode UAX #29), so an emoji or a letter with its accents is one; each has at most 32 code points.',
     ),
   maxGroupMembers: integer(2, 1000).default(1000).describe('Largest group, creator included.'),
+  maxDevicesPerUser: integer(1, 1000)
+    .default(10)
+    .describe(
+      'Devices (MQTT sessions) one user may have; a CONNECT of one more is refused (CONNACK 5) until one is revoked or its session expires.',
+    ),
+  eraseBatch: integer(1, 100_000)
+    .default(500)
+    .describe(
+      'Messages an account erase removes per store call (docs/admin.md#erase): each batch is one transaction and one erase_progress log line.',
+    ),
   typingIntervalMs: integer(0, 60_000)
     .default(1000)
     .describe('A device may send one typing indicator per chat this often; more are dropped.'),
@@ -182,6 +193,9 @@ export const settingsShape = {
     .describe('The only JWT algorithm accepted on CONNECT.'),
   jwtSecret: optionalText.describe(
     'HS256 secret, at least 32 bytes of UTF-8 (256 bits, RFC 7518 section 3.2). Unset: a random secret is generated in the data directory on first start.',
+  ),
+  adminKeys: optionalText.describe(
+    'Admin API credentials (docs/admin.md): name:key pairs separated by commas, each key at least 32 characters. The name is what the audit log records. Unset: the admin API answers 404.',
   ),
   jwtPublicKey: optionalText.describe('RS256/ES256: PEM public key (SPKI) that verifies tokens.'),
   jwtPublicKeyFile: optionalText.describe(
@@ -302,6 +316,11 @@ export const settingsSchema = z.object(settingsShape).superRefine((s, ctx) => {
       ctx.addIssue({ code: 'custom', path: [key], message: 'expected an http:// or https:// URL' })
     }
   }
+  if (s.adminKeys !== undefined) {
+    const parsed = parseAdminKeys(s.adminKeys)
+    if ('problems' in parsed)
+      for (const message of parsed.problems) ctx.addIssue({ code: 'custom', path: ['adminKeys'], message })
+  }
   if (s.jwtAlgorithm === 'HS256') {
     // Tokens are verified with the secret's UTF-8 bytes (services/auth/jwt-keys.ts): those are what count.
     if (s.jwtSecret !== undefined && new TextEncoder().encode(s.jwtSecret).length < 32) {
@@ -325,5 +344,10 @@ export function envName(key: string): string {
   return `NATTER_${key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`
 }
 
-/** Variables the launcher scripts read; they are not settings but are not unknown either. */
-export const launcherEnv = new Set(['NATTER_CONFIG_FILE', 'NATTER_NODE'])
+/** Variables the launcher scripts and `natter admin` (cli/admin.ts) read; not settings, but not unknown either. */
+export const launcherEnv = new Set([
+  'NATTER_CONFIG_FILE',
+  'NATTER_NODE',
+  'NATTER_ADMIN_KEY',
+  'NATTER_ADMIN_URL',
+])

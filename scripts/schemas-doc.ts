@@ -4,6 +4,7 @@ import { settingsShape } from '../config/schema.ts'
 import {
   messageEventSchema,
   presenceEventSchema,
+  profileEventSchema,
   receiptEventSchema,
   sendSchema,
   typingEventSchema,
@@ -38,6 +39,7 @@ export function renderSchemasDoc(): string {
     ['Error notice (server → device)', errorNoticeSchema],
     ['Message event (server → user)', messageEventSchema],
     ['Receipt event (server → user)', receiptEventSchema],
+    ['Profile event (server → user)', profileEventSchema],
     ['Typing event (server → members)', typingEventSchema],
     ['Presence (server, retained)', presenceEventSchema],
     ['HTTP error (server → HTTP client)', httpErrorSchema],

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
@@ -342,5 +342,77 @@ describe('SQLite message store: search terms written after the commit', () => {
     } finally {
       await reopened.close()
     }
+  })
+})
+
+describe('SQLite message store: erased text leaves the files', () => {
+  let dir: string
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'natter-sqlite-purge-'))
+  })
+  after(() => rmSync(dir, { recursive: true, force: true }))
+
+  /** Which of the words some file of the database (main, -wal, -shm) still holds, as raw bytes. */
+  const leftIn = (path: string, words: string[]): string[] => {
+    const files = [path, `${path}-wal`, `${path}-shm`].filter(existsSync).map((f) => readFileSync(f))
+    // The search index stores a term after the part it shares with the one before it (and every
+    // term of a chat shares its tag): the words are looked for without their first letter.
+    return words.filter((w) => files.some((bytes) => bytes.includes(Buffer.from(w.slice(1)))))
+  }
+
+  it("holds none of a sender's texts after eraseSender and purgeErased, another sender's still found", async () => {
+    const path = join(dir, 'purge.db')
+    const store = new SqliteMessageStore(path)
+    const alice = ['xylophonicus', 'quetzalcoatlid', 'brontosaurine', 'pterodactylic', 'ornithopterix']
+    try {
+      const base = { chatId: 'p', deviceId: 'phone', kind: 'text' as const, body: {} }
+      await store.append({ ...base, senderId: 'alice', clientMsgId: 'a1', text: 'the xylophonicus plays' })
+      await store.append({ ...base, senderId: 'bob', clientMsgId: 'b1', text: 'marmaladewise answer' })
+      await store.append({ ...base, senderId: 'alice', clientMsgId: 'a2', text: 'quetzalcoatlid flies' })
+      await store.append({ ...base, senderId: 'alice', clientMsgId: 'a3', text: 'brontosaurine first' })
+      // Filler over many pages and several search segments, in this chat and another.
+      for (let round = 0; round < 4; round++) {
+        await Promise.all(
+          Array.from({ length: 300 }, (_, i) =>
+            store.append({
+              ...base,
+              chatId: i % 2 ? 'p' : 'q',
+              senderId: 'bob',
+              clientMsgId: `f${round}-${i}`,
+              text: `filler words ${round} ${i}`,
+            }),
+          ),
+        )
+        await store.search('p', 'filler', 1)
+      }
+      // Edited: the first text must go as well as the second.
+      await store.edit('p', 4, 'pterodactylic second', Date.now())
+      await store.append({ ...base, senderId: 'alice', clientMsgId: 'a4', text: 'ornithopterix tombstoned' })
+      await store.search('p', 'ornithopterix', 1)
+      await store.tombstone('p', await store.lastSeq('p'), Date.now())
+      assert.equal((await store.search('p', 'pterodactylic', 10)).length, 1)
+      assert.deepEqual(leftIn(path, alice), alice, 'the files hold them before')
+
+      while ((await store.eraseSender('p', 'alice', 2)) > 0) {}
+      const started = performance.now()
+      await store.purgeErased()
+      const ms = performance.now() - started
+
+      assert.deepEqual(leftIn(path, alice), [], `purged in ${ms.toFixed(1)} ms`)
+      assert.deepEqual(leftIn(path, ['marmaladewise']), ['marmaladewise'])
+      assert.deepEqual(
+        (await store.search('p', 'marmaladewise', 10)).map((m) => m.senderId),
+        ['bob'],
+      )
+      assert.equal((await store.search('q', 'filler', 1000)).length, 600)
+      for (const word of alice) assert.deepEqual(await store.search('p', word, 10), [])
+      // The store goes on as before.
+      await store.append({ ...base, senderId: 'bob', clientMsgId: 'b2', text: 'marmaladewise again' })
+      assert.equal((await store.search('p', 'marmaladewise', 10)).length, 2)
+    } finally {
+      await store.close()
+    }
+    // And after a restart, nothing comes back.
+    assert.deepEqual(leftIn(path, alice), [])
   })
 })

@@ -251,6 +251,10 @@ describe('presence counts in Redis heal themselves', () => {
     b.tracker.connected('kay')
     a.tracker.connected('kay')
     await retained.until({ kay: true }, 'kay online', 2000)
+    // B has finished with kay (its publish and the mark that it was under way), so when B dies
+    // only jo's change is left pending.
+    await b.tracker.settled()
+    await a.tracker.settled()
     b.tracker.connected('jo')
     await joPublishing
     // jo's second device, on A, publishes nothing: jo is online already, as far as Redis knows.

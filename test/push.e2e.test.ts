@@ -12,6 +12,8 @@ import { localNodeEnv, logEvent, type Proc, run } from './helpers/processes.ts'
  * The whole path as a phone sees it: a real node process with APNs configured against a local
  * endpoint that checks requests as Apple does, devices on real MQTT connections.
  */
+const ADMIN_KEY = 'push-test-admin-key-0123456789abcdefghijkl'
+
 describe('push notifications end to end (a node process, APNs)', () => {
   const dataDir = mkdtempSync(join(tmpdir(), 'natter-push-e2e-'))
   const { secret, token } = clusterSecret()
@@ -27,6 +29,7 @@ describe('push notifications end to end (a node process, APNs)', () => {
       NATTER_LOG_LEVEL: 'debug',
       // Long enough for a device to reconnect on a loaded test machine.
       NATTER_PUSH_GRACE_MS: '2000',
+      NATTER_ADMIN_KEYS: `ops:${ADMIN_KEY}`,
       NATTER_APNS_KEY_FILE: apns.keyFile,
       NATTER_APNS_KEY_ID: apns.keyId,
       NATTER_APNS_TEAM_ID: apns.teamId,
@@ -136,6 +139,38 @@ describe('push notifications end to end (a node process, APNs)', () => {
     bob = await device('bob')
     await bob.request('push.mute', { chatId: muted, muted: false })
     await bob.close()
+  })
+
+  it('sends nothing to a banned user: a ban keeps content off their devices too', async () => {
+    const alice = await device('alice')
+    const carol = await device('carol')
+    const bob = await device('bob')
+    const withCarol = (await alice.request<{ id: string }>('chat.direct', { with: 'carol' })).id
+    const withBob = (await alice.request<{ id: string }>('chat.direct', { with: 'bob' })).id
+    const carolsToken = 'ca201'.repeat(12).slice(0, 64)
+    await carol.request('push.register', {
+      platform: 'apns',
+      token: carolsToken,
+      apnsTopic: 'com.example.natter',
+    })
+    await carol.close()
+    await bob.close()
+    const banned = await fetch(`${httpUrl}/admin/v1/users/carol/ban`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${ADMIN_KEY}`, 'content-type': 'application/json' },
+      body: '{}',
+    })
+    assert.equal(banned.status, 200)
+    const before = apns.received.length
+    await alice.send(withCarol, 'are you still there?')
+    await alice.send(withBob, 'and you?')
+    // Sent in the order they became due: a push to carol would come first.
+    await apns.waitFor(before + 1)
+    assert.deepEqual(
+      pushesSince(before).map((p) => p.path),
+      [`/3/device/${bobsToken}`],
+    )
+    assert.ok(!node?.lines.some((l) => logEvent('push_queued')(l) && l.includes(`"chatId":"${withCarol}"`)))
   })
 
   it('still pushes once when the node is killed between the job’s creation and its send', async () => {

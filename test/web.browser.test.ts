@@ -80,6 +80,30 @@ describe('the web chat in a real browser', () => {
     await alice.waitForFunction(`document.querySelector('#typing')?.textContent === ''`, null, WAIT)
     await bob.waitForSelector('#messages li.mine[data-status="read"]', WAIT)
 
+    // Bob names himself: Alice's header, chat list and typing line show the name, live.
+    await bob.fill('#display-name', 'Bob the Builder')
+    await bob.press('#display-name', 'Enter')
+    await bob.waitForFunction(
+      `document.querySelector('#me')?.textContent === 'Signed in as Bob the Builder (bob)'`,
+      null,
+      WAIT,
+    )
+    await alice.waitForFunction(
+      `document.querySelector('#peer')?.textContent === 'Bob the Builder'`,
+      null,
+      WAIT,
+    )
+    await alice.locator('#chats li .name', { hasText: 'Bob the Builder' }).waitFor(WAIT)
+    await bob.locator('#text').pressSequentially('x')
+    await alice.waitForFunction(
+      `document.querySelector('#typing')?.textContent === 'Bob the Builder is typing…'`,
+      null,
+      WAIT,
+    )
+    await bob.fill('#text', '')
+    await bob.evaluate(`window.natter.stopTyping(document.querySelector('#chats li.active').dataset.chatId)`)
+    await alice.waitForFunction(`document.querySelector('#typing')?.textContent === ''`, null, WAIT)
+
     const image = await sharp({
       create: { width: 640, height: 400, channels: 3, background: { r: 240, g: 120, b: 40 } },
     })

@@ -1,4 +1,10 @@
-import { type ChatMessage, createClient, type MessageStatus, type NatterClient } from '@natter/client-sdk'
+import {
+  type ChatMessage,
+  createClient,
+  type MessageStatus,
+  type NatterClient,
+  type Profile,
+} from '@natter/client-sdk'
 import { IndexedDbOutboxStorage } from '@natter/client-sdk/indexeddb'
 
 // The web chat served by `npm start`: a small app over the client SDK, signed in with dev tokens.
@@ -26,6 +32,13 @@ let current: string | null = null
 let chats: ChatRow[] = []
 const thumbnails = new Map<string, Promise<{ url: string; thumbnailUrl: string | null }>>()
 const typingNow = new Set<string>()
+/** Display names of the users shown (null: they have none), from profile.get and profile events. */
+const names = new Map<string, string | null>()
+// profile.get takes up to 1,000 ids a call.
+const PROFILES_PER_CALL = 1000
+
+/** What to show for a user: their display name, else their id. */
+const nameOf = (userId: string) => names.get(userId) ?? userId
 
 async function devToken(userId: string): Promise<string> {
   const res = await fetch('/dev/token', {
@@ -53,6 +66,39 @@ const peerOf = (chat: ChatRow) =>
   chat.kind === 'group'
     ? (chat.name ?? chat.id)
     : (chat.members.find((m) => m.userId !== me)?.userId ?? chat.id)
+
+/** A chat's title: the group's name, or the other person's display name. */
+const titleOf = (chat: ChatRow) => (chat.kind === 'group' ? peerOf(chat) : nameOf(peerOf(chat)))
+
+/** Reads the display names of users not known yet (after a reconnect, events may have been missed: all). */
+async function loadNames(userIds: string[], all = false): Promise<void> {
+  const missing = [...new Set(userIds)].filter((u) => all || !names.has(u))
+  for (let i = 0; i < missing.length; i += PROFILES_PER_CALL) {
+    const { profiles, notFound } = await client.getProfiles(missing.slice(i, i + PROFILES_PER_CALL))
+    for (const p of profiles) names.set(p.userId, p.displayName)
+    for (const u of notFound) names.set(u, null)
+  }
+}
+
+function onProfile(p: Profile): void {
+  names.set(p.userId, p.displayName)
+  if (p.userId === me) showMe()
+  const chat = chats.find((c) => c.id === current)
+  if (chat) $('peer').textContent = titleOf(chat)
+  renderTyping()
+  renderMessages()
+  refreshSoon()
+}
+
+function showMe(): void {
+  const name = names.get(me)
+  $('me').textContent = `Signed in as ${name ? `${name} (${me})` : me}`
+}
+
+function renderTyping(): void {
+  const who = [...typingNow].map(nameOf)
+  $('typing').textContent = who.length ? `${who.join(', ')} is typing…` : ''
+}
 
 async function signIn(name: string): Promise<void> {
   const config = (await (await fetch('/web/config.json')).json()) as { wsUrl: string }
@@ -87,7 +133,16 @@ async function signIn(name: string): Promise<void> {
     if (t.chatId !== current) return
     if (t.typing) typingNow.add(t.userId)
     else typingNow.delete(t.userId)
-    $('typing').textContent = typingNow.size ? `${[...typingNow].join(', ')} is typing…` : ''
+    renderTyping()
+  })
+  client.on('profile', (p) => onProfile(p))
+  // Profile events are live only: after a reconnect the names shown are read again.
+  client.on('state', (s) => {
+    if (s !== 'connected') return
+    loadNames([...names.keys()], true).then(
+      () => refreshSoon(),
+      () => {},
+    )
   })
   client.on('presence', (p) => {
     const chat = chats.find((c) => c.id === current)
@@ -96,11 +151,14 @@ async function signIn(name: string): Promise<void> {
     el.className = p.online ? 'online' : ''
     el.textContent = p.online ? 'online' : `last seen ${new Date(p.lastSeenAt).toLocaleTimeString()}`
   })
+  await loadNames([me])
+  showMe()
   await refreshChats()
 }
 
 async function refreshChats(): Promise<void> {
   chats = (await client.listChats()) as unknown as ChatRow[]
+  await loadNames(chats.flatMap((c) => c.members.map((m) => m.userId)))
   const list = $('chats')
   list.replaceChildren(
     ...chats.map((c) => {
@@ -109,7 +167,7 @@ async function refreshChats(): Promise<void> {
       li.className = c.id === current ? 'active' : ''
       const name = document.createElement('span')
       name.className = 'name'
-      name.textContent = peerOf(c)
+      name.textContent = titleOf(c)
       li.append(name)
       if (c.unread > 0 && c.id !== current) {
         const badge = document.createElement('span')
@@ -135,7 +193,7 @@ async function openChat(chatId: string): Promise<void> {
   $('typing').textContent = ''
   $('conversation').hidden = false
   const chat = chats.find((c) => c.id === chatId) ?? ((await client.getChat(chatId)) as unknown as ChatRow)
-  $('peer').textContent = peerOf(chat)
+  $('peer').textContent = titleOf(chat)
   $('presence').textContent = ''
   await client.open(chatId)
   if (chat.kind === 'direct') await client.watchPresence(peerOf(chat))
@@ -211,13 +269,13 @@ function describeEvent(m: ChatMessage): string {
   const e = m.event as { type?: string; members?: string[]; userId?: string } | undefined
   switch (e?.type) {
     case 'chat_created':
-      return `${m.senderId} started the chat`
+      return `${nameOf(m.senderId)} started the chat`
     case 'members_added':
-      return `${m.senderId} added ${(e.members ?? []).join(', ')}`
+      return `${nameOf(m.senderId)} added ${(e.members ?? []).map(nameOf).join(', ')}`
     case 'member_removed':
-      return `${m.senderId} removed ${e.userId}`
+      return `${nameOf(m.senderId)} removed ${nameOf(e.userId ?? '')}`
     case 'member_left':
-      return `${m.senderId} left`
+      return `${nameOf(m.senderId)} left`
     default:
       return e?.type ?? 'event'
   }
@@ -251,6 +309,21 @@ $('login').addEventListener('submit', (e) => {
   signIn(name).catch((err: Error) => {
     $('login-error').textContent = err.message
   })
+})
+
+$('profile').addEventListener('submit', (e) => {
+  e.preventDefault()
+  const input = $<HTMLInputElement>('display-name')
+  const displayName = input.value.trim()
+  client
+    .setProfile({ displayName: displayName === '' ? null : displayName })
+    .then((p) => {
+      input.value = ''
+      onProfile(p)
+    })
+    .catch((err: Error) => {
+      $('send-error').textContent = err.message
+    })
 })
 
 $('new-chat').addEventListener('submit', (e) => {

@@ -48,8 +48,23 @@ export interface ClientEvents extends Record<string, unknown> {
   typing: { chatId: string; userId: string; typing: boolean }
   /** lastSeenAt: when the user was last connected (now, while online), ms since the epoch. */
   presence: { userId: string; online: boolean; lastSeenAt: number }
+  /**
+   * A chat partner (or this user, on another device) changed their profile. Live only: after a
+   * reconnect, read the profiles shown with getProfiles.
+   */
+  profile: Profile
   /** Something the server refused that no call was waiting for. */
   error: NatterRequestError
+}
+
+/** A user's profile; updatedAt (ms) is null for a user who never set one. */
+export interface Profile {
+  userId: string
+  /** Show it instead of the user id when not null. */
+  displayName: string | null
+  /** A mediaId: mediaUrl gives its URLs. */
+  avatar: string | null
+  updatedAt: number | null
 }
 
 export interface Sending {
@@ -179,7 +194,7 @@ export class NatterClient extends Emitter<ClientEvents> {
         onState()
         this.#closing = true
         this.#client.end(true)
-        reject(new NatterRequestError('connect_failed', err.message))
+        reject(new NatterRequestError('connect_failed', refusalMessage(err)))
       }
       this.#client.once('error', fail)
     })
@@ -370,6 +385,24 @@ export class NatterClient extends Emitter<ClientEvents> {
     return this.request('delete', { chatId, seq })
   }
 
+  /**
+   * Profiles of this user and of users who share a chat with them, in the order asked; every
+   * other id is in notFound (a stranger and a user that does not exist alike).
+   */
+  getProfiles(userIds: string[]): Promise<{ profiles: Profile[]; notFound: string[] }> {
+    return this.request('profile.get', { userIds })
+  }
+
+  /**
+   * Changes this user's profile: a field left out keeps its value, null clears it. The avatar
+   * is the mediaId of an image this user uploaded (uploadMedia). Rejects with bad_request (a
+   * name with invisible characters, blank or over 64 characters), media_not_found or
+   * unsupported_media_type.
+   */
+  setProfile(p: { displayName?: string | null; avatar?: string | null }): Promise<Profile> {
+    return this.request<{ profile: Profile }>('profile.set', p).then((r) => r.profile)
+  }
+
   uploadMedia(data: Uint8Array | Blob, o: UploadOptions): Promise<Uploaded> {
     return uploadMedia({ client: this.#client, clientId: this.clientId }, data, o)
   }
@@ -446,6 +479,9 @@ export class NatterClient extends Emitter<ClientEvents> {
         limit: 200,
       })
       for (const m of page.messages) this.#add(m)
+      // Seqs the answer passed over are hidden from this user: no gap to fetch again.
+      const last = page.messages.at(-1)
+      if (last) timeline.syncedTo(last.seq)
       if (!page.more) return
     }
   }
@@ -620,7 +656,10 @@ export class NatterClient extends Emitter<ClientEvents> {
     }
     if (topic === topics.inbox(this.userId)) {
       if (body.type === 'receipt') this.#receipt(body as unknown as Receipt)
-      else this.#add(body as unknown as ChatMessage)
+      else if (body.type === 'profile') {
+        const { userId, displayName, avatar, updatedAt } = body as unknown as Profile
+        this.emit('profile', { userId, displayName, avatar, updatedAt })
+      } else this.#add(body as unknown as ChatMessage)
     } else if (topic === topics.errors(this.clientId)) {
       const n = body as { code: string; message: string; ref?: string; topic?: string; retryAfterMs?: number }
       const error = new NatterRequestError(n.code as NatterErrorCode, n.message, n.retryAfterMs)
@@ -659,6 +698,20 @@ export class NatterClient extends Emitter<ClientEvents> {
 
 // mqtt.js's words for a call made while the connection is closing or closed.
 const CONNECTION_GONE = /client disconnecting|connection closed|client disconnected/i
+
+/**
+ * What a refused CONNECT means. MQTT 3.1.1 CONNACKs carry a code and no reason: Natter answers 5
+ * (not authorized) to a device beyond the user's cap of devices (docs/protocol.md#devices) and
+ * to a banned or erased account (docs/admin.md), so the SDK says so.
+ */
+function refusalMessage(err: Error): string {
+  const code = (err as { code?: unknown }).code
+  if (code === 5) {
+    return 'connection refused (not authorized): too many devices, revoke one with devices.list and device.revoke (from another device or over HTTP); or the account is banned or erased; or the token names another user or device'
+  }
+  if (code === 4) return 'connection refused: the token is bad, expired, or was revoked for this device'
+  return err.message
+}
 
 function asError(err: unknown): NatterRequestError {
   if (err instanceof NatterRequestError) return err

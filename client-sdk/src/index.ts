@@ -6,6 +6,7 @@ export {
   createClient,
   type MessageStatus,
   NatterClient,
+  type Profile,
   type Sending,
 } from './client.ts'
 export { type ConnectOptions, connect, type NatterConnection } from './connect.ts'

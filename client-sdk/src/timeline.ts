@@ -38,6 +38,17 @@ export class Timeline {
     return true
   }
 
+  /**
+   * The server answered a sync with every message after upTo up to `seq`: seqs between that are
+   * not held do not exist for this user (messages hidden from them, docs/protocol.md#blocking),
+   * so they are no gap.
+   */
+  syncedTo(seq: number): void {
+    if (this.from === 0 || seq <= this.upTo) return
+    this.upTo = seq
+    while (this.#bySeq.has(this.upTo + 1)) this.upTo++
+  }
+
   /** Whether messages after upTo are held: some between are missing. */
   get hasGap(): boolean {
     for (const seq of this.#bySeq.keys()) if (seq > this.upTo) return true

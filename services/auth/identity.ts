@@ -1,6 +1,7 @@
 // Identifiers end up as MQTT topic levels, so anything that could change a topic's shape
-// (`/`, `+`, `#`, NUL, a leading `$`) must never get into one.
-export const ID_PATTERN = /^[\p{L}\p{N}._@:-]{1,64}$/u
+// (`/`, `+`, `#`, NUL, a leading `$`) must never get into one; and in URL paths (the admin
+// API's), where `.` and `..` are dot-segments that clients and proxies remove (RFC 3986 §5.2.4).
+export const ID_PATTERN = /^(?!\.\.?$)[\p{L}\p{N}._@:-]{1,64}$/u
 
 export function isValidId(id: string): boolean {
   return ID_PATTERN.test(id)

@@ -11,6 +11,9 @@ export type TokenProblem =
   | 'wrong_algorithm'
   | 'bad_claims'
   | 'bad_subject'
+  | 'revoked'
+  | 'account_banned'
+  | 'account_erased'
 
 export class TokenError extends Error {
   override name = 'TokenError'
@@ -25,6 +28,10 @@ export interface VerifiedToken {
   userId: string
   /** Expiry in ms since the epoch; always in the future when verified. */
   expiresAt: number
+  /** The `iat` claim in ms since the epoch, when the token has one (device revocation compares it). */
+  issuedAt?: number
+  /** The `did` claim: the one device id this token may connect as (optional). */
+  deviceId?: string
 }
 
 /** Verifies a JWT; rejects with a TokenError (see createTokenVerifier). */
@@ -66,7 +73,15 @@ export function createTokenVerifier(settings: Settings, key: VerifyKey): TokenVe
     if (typeof sub !== 'string' || !isValidId(sub)) {
       throw new TokenError('bad_subject', 'sub must be a string of 1-64 letters, digits or . _ @ : -')
     }
-    return { userId: sub, expiresAt }
+    const did: unknown = payload.did
+    if (did !== undefined && (typeof did !== 'string' || !isValidId(did))) {
+      throw new TokenError('bad_claims', 'did must be a device id: 1-64 letters, digits or . _ @ : -')
+    }
+    const verified: VerifiedToken = { userId: sub, expiresAt }
+    // jose checks that iat, when present, is a number.
+    if (typeof payload.iat === 'number') verified.issuedAt = payload.iat * 1000
+    if (did !== undefined) verified.deviceId = did
+    return verified
   }
 }
 

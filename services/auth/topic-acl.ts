@@ -13,6 +13,12 @@ export { clientIdOf, topics }
 export interface Access {
   isMember(chatId: string, userId: string): boolean
   shareChat(a: string, b: string): boolean
+  /**
+   * Whether a block between the two users (either way) hides one's presence from the other
+   * (services/blocks/). Asked at delivery only: the subscription itself is kept, so that the
+   * blocked user is answered as before and is not told.
+   */
+  eitherBlocks?(a: string, b: string): boolean
 }
 
 /** Rules before any chat exists, for callers that have no index. */
@@ -172,7 +178,12 @@ function publishRule(who: DeviceIdentity, topic: string, access: Access): Decisi
 
 /** A second check at delivery time, so that a subscription can never outlive its right. */
 export function canReceive(who: DeviceIdentity, topic: string, access: Access = noChats): boolean {
-  return canSubscribe(who, topic, access).ok
+  if (!canSubscribe(who, topic, access).ok) return false
+  if (!access.eitherBlocks || !topic.startsWith('u/') || !topic.endsWith('/presence')) return true
+  const presenceUser = presenceOf(topic)
+  return (
+    presenceUser === null || presenceUser === who.userId || !access.eitherBlocks(who.userId, presenceUser)
+  )
 }
 
 function belongsToSomeoneElse(who: DeviceIdentity, topic: string): boolean {

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto'
+import { visibleTo } from '../blocks/hidden.ts'
 import { toEvent } from '../messages/events.ts'
 import type { InboxSink } from '../messages/message-service.ts'
 import type { MessageStore } from '../messages/message-store.ts'
@@ -14,6 +15,8 @@ export interface ChatLimits {
 
 const newChatId = (prefix: 'g' | 'd') => `${prefix}_${randomBytes(12).toString('base64url')}`
 const newEventId = () => `evt_${randomBytes(12).toString('base64url')}`
+// The sender of events the operator causes: no user id is empty (services/auth/identity.ts).
+const OPERATOR = { userId: '', deviceId: '', clientId: '' }
 
 /**
  * Chats and their members: creating groups and direct chats, adding, removing, leaving. Every
@@ -26,6 +29,8 @@ export class ChatService {
   readonly #inbox: InboxSink
   readonly #limits: ChatLimits
   readonly #ops: Operations
+  readonly #blocks: { eitherBlocks(a: string, b: string): boolean } | undefined
+  readonly #isErased: (userId: string) => boolean
 
   constructor(d: {
     chats: ChatStore
@@ -34,13 +39,26 @@ export class ChatService {
     inbox: InboxSink
     limits: ChatLimits
     ops: Operations
+    /** Blocks between users (services/blocks/): no new direct chat between a blocked pair. */
+    blocks?: { eitherBlocks(a: string, b: string): boolean }
+    /** Accounts erased or being erased (docs/admin.md#erase): never made members again. */
+    isErased?: (userId: string) => boolean
   }) {
+    this.#isErased = d.isErased ?? (() => false)
+    this.#blocks = d.blocks
     this.#ops = d.ops
     this.#chats = d.chats
     this.#messages = d.messages
     this.#index = d.index
     this.#inbox = d.inbox
     this.#limits = d.limits
+  }
+
+  /** Refuses to make an erased account a member again: their membership rows would hold their id anew. */
+  #refuseErased(userIds: string[]): void {
+    const erased = userIds.find((u) => this.#isErased(u))
+    if (erased !== undefined)
+      throw new NatterError('not_allowed', `${erased} cannot be a member: the account was erased`)
   }
 
   /** A chat the caller belongs to, or the one error that does not tell whether it exists. */
@@ -76,7 +94,7 @@ export class ChatService {
   async describe(chat: Chat, userId: string) {
     const members = await this.#chats.members(chat.id)
     const cursor = await this.#chats.cursor(chat.id, userId)
-    const [last] = await this.#messages.before(chat.id, null, 1)
+    const last = await this.#lastVisible(chat.id, userId)
     return {
       id: chat.id,
       kind: chat.kind,
@@ -97,6 +115,7 @@ export class ChatService {
       params: ops['chat.create'].params,
       handle: async (ctx, p) => {
         const members = [...new Set(p.members)].filter((u) => u !== ctx.who.userId)
+        this.#refuseErased(members)
         if (members.length + 1 > this.#limits.maxGroupMembers) {
           throw new NatterError(
             'too_many_members',
@@ -126,12 +145,25 @@ export class ChatService {
       handle: async (ctx, p) => {
         if (p.with === ctx.who.userId)
           throw new NatterError('bad_request', 'a direct chat needs another user')
+        this.#refuseErased([p.with])
+        // Both sides get the same answer, which does not say who blocks whom (docs/protocol.md#blocking).
+        if (this.#blocks?.eitherBlocks(ctx.who.userId, p.with) && !this.#directExists(ctx.who.userId, p.with))
+          throw new NatterError('not_allowed', `a direct chat with ${p.with} cannot be started`)
         const { chat, created } = await this.#chats.findOrCreateDirect({
           id: newChatId('d'),
           a: ctx.who.userId,
           b: p.with,
           at: Date.now(),
         })
+        // A direct chat one of the two left (an erase removes the erased user) is never shown
+        // to, or reopened by, someone who is no longer in it.
+        // The store decides when this node's index says no: another node may have just made it.
+        if (
+          !created &&
+          !this.#index.isMember(chat.id, ctx.who.userId) &&
+          !(await this.#chats.members(chat.id)).some((m) => m.userId === ctx.who.userId)
+        )
+          throw new NatterError('not_allowed', `a direct chat with ${p.with} cannot be started`)
         if (created) {
           this.#index.add(chat.id, ctx.who.userId, 'member')
           this.#index.add(chat.id, p.with, 'member')
@@ -160,6 +192,7 @@ export class ChatService {
         const chat = await this.chatOf(ctx, p.chatId)
         this.#requireAdmin(ctx, chat)
         const fresh = [...new Set(p.members)].filter((u) => !this.#index.isMember(chat.id, u))
+        this.#refuseErased(fresh)
         if (this.#index.members(chat.id).length + fresh.length > this.#limits.maxGroupMembers) {
           throw new NatterError(
             'too_many_members',
@@ -201,6 +234,36 @@ export class ChatService {
         return { left: chat.id }
       },
     })
+  }
+
+  /**
+   * Removes a member on the operator's behalf (an account erase; docs/admin.md), from a group
+   * or a direct chat, with the usual `member_removed` event to the others and to the user (and
+   * `promoted` when the last admin went). The event's senderId is '' (no user: the operator),
+   * so that erasing the removed user's messages leaves it whole. False when not a member.
+   */
+  async removeByOperator(chat: Chat, userId: string): Promise<boolean> {
+    // The store, not this node's index, which another node's change may not have reached yet.
+    if (!(await this.#chats.members(chat.id)).some((m) => m.userId === userId)) return false
+    const ctx = { who: OPERATOR, tokenExpiresAt: Number.POSITIVE_INFINITY }
+    await this.#leave(ctx, chat, userId, 'member_removed')
+    return true
+  }
+
+  /** The newest message userId may see (services/blocks/hidden.ts), or undefined. */
+  async #lastVisible(chatId: string, userId: string) {
+    let before: number | null = null
+    for (;;) {
+      const page = await this.#messages.before(chatId, before, before === null ? 1 : 50)
+      const shown = page.find((m) => visibleTo(m, userId))
+      if (shown || page.length === 0) return shown
+      before = (page.at(-1) as (typeof page)[number]).seq
+    }
+  }
+
+  /** Whether the two users already have their direct chat (direct chat ids start with d_). */
+  #directExists(a: string, b: string): boolean {
+    return this.#index.chatsOf(a).some((chatId) => chatId.startsWith('d_') && this.#index.isMember(chatId, b))
   }
 
   async #leave(ctx: RequestContext, chat: Chat, userId: string, type: 'member_removed' | 'member_left') {

@@ -94,8 +94,29 @@ export interface ChatStore {
   /** Every member's cursor of a chat (members with no cursor yet have 0 and 0). */
   cursors(chatId: string): Promise<Cursor[]>
 
+  /**
+   * Every chat the user is or was a member of (a removal keeps the cursor, so a cursor marks a
+   * past membership), with the membership now (null when they left or were removed) and their
+   * read cursor (0 and 0 when none was written), ordered by chat id. A chat whose record is gone
+   * is left out. Reads the user's cursors without an index by user (a scan of the cursors):
+   * for export and erase, not for a hot path.
+   */
+  chatsEver(userId: string): Promise<{ chat: Chat; member: Member | null; cursor: Cursor }[]>
+  /**
+   * Removes the user's cursors of every chat and their presence row. Call after the user was
+   * removed from every chat (removeMember): membership rows are not touched here. Idempotent.
+   */
+  forgetUser(userId: string): Promise<void>
+
   setPresence(p: Presence): Promise<void>
   allPresence(): Promise<Presence[]>
 
+  /**
+   * Leaves nothing deleted before this in the store's files (account erasure, after the
+   * deletes): on SQLite, deleted rows are zeroed as they go (secure_delete) and this truncates
+   * the WAL, which held their old page images (services/storage/sqlite-checkpoint.ts); MongoDB:
+   * nothing to do (docs/decisions.md, "Erasing a user in the stores").
+   */
+  purgeErased(): Promise<void>
   close(): Promise<void>
 }

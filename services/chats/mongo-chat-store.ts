@@ -259,6 +259,41 @@ export class MongoChatStore implements ChatStore {
     }))
   }
 
+  async chatsEver(userId: string): Promise<{ chat: Chat; member: Member | null; cursor: Cursor }[]> {
+    // The cursors have no index by user: read whole (FerretDB v1 reads whole collections anyway).
+    const [members, cursors] = await Promise.all([
+      this.#members.find({ userId }, { projection: { _id: 0 } }).toArray(),
+      this.#cursors.find({ userId }, { projection: { _id: 0 } }).toArray(),
+    ])
+    const memberOf = new Map(members.map((m) => [m.chatId, m]))
+    const cursorOf = new Map(cursors.map((c) => [c.chatId, c]))
+    const chatIds = [...new Set([...memberOf.keys(), ...cursorOf.keys()])]
+    if (chatIds.length === 0) return []
+    const chats = await this.#chats
+      .find({ id: { $in: chatIds } }, { projection: { _id: 0 } })
+      .sort({ id: 1 })
+      .toArray()
+    return chats.map((chat) => {
+      const m = memberOf.get(chat.id)
+      const c = cursorOf.get(chat.id)
+      return {
+        chat,
+        member: m ? { chatId: m.chatId, userId: m.userId, role: m.role, joinedAt: m.joinedAt } : null,
+        cursor: {
+          chatId: chat.id,
+          userId,
+          deliveredSeq: c?.deliveredSeq ?? 0,
+          readSeq: c?.readSeq ?? 0,
+        },
+      }
+    })
+  }
+
+  async forgetUser(userId: string): Promise<void> {
+    await this.#cursors.deleteMany({ userId })
+    await this.#serially(`presence\u0000${userId}`, () => this.#presence.deleteOne({ _id: userId }))
+  }
+
   setPresence(p: Presence): Promise<void> {
     // In call order per user, so the last call wins here even where upserts are not atomic.
     return this.#serially(`presence\u0000${p.userId}`, async () => {
@@ -282,6 +317,9 @@ export class MongoChatStore implements ChatStore {
     const docs = await this.#presence.find({}).sort({ _id: 1 }).toArray()
     return docs.map((d) => ({ userId: d._id, online: d.online, lastSeen: d.lastSeen }))
   }
+
+  /** Deletes replaced the documents: what the server's storage keeps is the operator's to compact. */
+  async purgeErased(): Promise<void> {}
 
   close(): Promise<void> {
     return this.#client.close()

@@ -1,7 +1,6 @@
-import { mkdirSync } from 'node:fs'
-import { dirname } from 'node:path'
-import { DatabaseSync, type StatementSync } from 'node:sqlite'
-import { inTransaction, statementCache } from '../storage/sqlite.ts'
+import type { DatabaseSync, StatementSync } from 'node:sqlite'
+import { inTransaction, openSqliteFile, statementCache } from '../storage/sqlite.ts'
+import { truncateWal } from '../storage/sqlite-checkpoint.ts'
 import type { Chat, ChatStore, Cursor, Member, Presence, Role } from './chat-store.ts'
 
 interface ChatRow {
@@ -106,14 +105,11 @@ export class SqliteChatStore implements ChatStore {
   readonly #sql: (sql: string) => StatementSync
 
   constructor(path: string) {
-    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true })
-    this.#db = new DatabaseSync(path)
-    this.#sql = statementCache(this.#db)
     // NORMAL, unlike the message store's FULL: in WAL mode a commit still survives a crash of the
     // process; only a power loss can undo the last ones. Cursors move on every delivery, and an
     // fsync each would cap the whole send path at the disk's fsync rate (measured in bench/).
-    this.#db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;')
-    this.#db.exec(SCHEMA)
+    this.#db = openSqliteFile(path, { synchronous: 'NORMAL', schema: SCHEMA })
+    this.#sql = statementCache(this.#db)
   }
 
   #transaction<T>(work: () => T): T {
@@ -289,6 +285,42 @@ export class SqliteChatStore implements ChatStore {
     return rows.map(toCursor)
   }
 
+  async chatsEver(userId: string): Promise<{ chat: Chat; member: Member | null; cursor: Cursor }[]> {
+    // members_user finds the memberships; the cursors (a past member has one) are scanned.
+    const rows = this.#sql(
+      `SELECT c.*, m.role, m.joined_at, coalesce(u.delivered_seq, 0) AS delivered_seq,
+              coalesce(u.read_seq, 0) AS read_seq
+         FROM (SELECT chat_id FROM members WHERE user_id = ?1
+               UNION SELECT chat_id FROM cursors WHERE user_id = ?1) e
+         JOIN chats c ON c.id = e.chat_id
+         LEFT JOIN members m ON m.chat_id = e.chat_id AND m.user_id = ?1
+         LEFT JOIN cursors u ON u.chat_id = e.chat_id AND u.user_id = ?1
+        ORDER BY c.id`,
+    ).all(userId) as unknown as Array<
+      ChatRow & { role: string | null; joined_at: number | null; delivered_seq: number; read_seq: number }
+    >
+    return rows.map((r) => ({
+      chat: toChat(r),
+      member:
+        r.role === null || r.joined_at === null
+          ? null
+          : toMember({ chat_id: r.id, user_id: userId, role: r.role, joined_at: r.joined_at }),
+      cursor: toCursor({
+        chat_id: r.id,
+        user_id: userId,
+        delivered_seq: r.delivered_seq,
+        read_seq: r.read_seq,
+      }),
+    }))
+  }
+
+  async forgetUser(userId: string): Promise<void> {
+    this.#transaction(() => {
+      this.#sql('DELETE FROM cursors WHERE user_id = ?').run(userId)
+      this.#sql('DELETE FROM presence WHERE user_id = ?').run(userId)
+    })
+  }
+
   async setPresence(p: Presence): Promise<void> {
     this.#sql(
       `INSERT INTO presence (user_id, online, last_seen) VALUES (?, ?, ?)
@@ -299,6 +331,10 @@ export class SqliteChatStore implements ChatStore {
   async allPresence(): Promise<Presence[]> {
     const rows = this.#sql('SELECT * FROM presence ORDER BY user_id').all() as unknown as PresenceRow[]
     return rows.map((r) => ({ userId: r.user_id, online: r.online === 1, lastSeen: r.last_seen }))
+  }
+
+  async purgeErased(): Promise<void> {
+    await truncateWal(this.#db)
   }
 
   async close(): Promise<void> {

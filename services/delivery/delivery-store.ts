@@ -42,6 +42,28 @@ export interface DeviceRef {
   deviceId: string
 }
 
+/** One device of a user as `devices.list` shows it. Times are ms since the epoch. */
+export interface DeviceSummary {
+  deviceId: string
+  /** The first CONNECT of this device since it last had no session (kept across sessions). */
+  firstSeen: number
+  lastSeen: number
+  connected: boolean
+}
+
+/**
+ * Tokens issued before `before` (ms; compared with the token's `iat`) no longer connect: for one
+ * device (`deviceId`), or for every device of the user but `except` (`deviceId` null: "log out
+ * everywhere else").
+ */
+export interface Revocation {
+  userId: string
+  deviceId: string | null
+  before: number
+  /** With deviceId null: the device left connected (the caller's), or null for none. */
+  except: string | null
+}
+
 export interface ConnectResult {
   /** The session after the call. */
   session: DeviceSession
@@ -93,6 +115,31 @@ export interface DeliveryStore {
    * (`NATTER_SESSION_EXPIRY_DAYS`).
    */
   expire(cutoff: number): Promise<DeviceRef[]>
+  /** The user's devices (those with a session), ordered by deviceId. */
+  devices(userId: string): Promise<DeviceSummary[]>
+  /** How many devices of the user have a session (the NATTER_MAX_DEVICES_PER_USER cap). */
+  deviceCount(userId: string): Promise<number>
+  /** Removes one device's session and cursors (device.revoke); false when it had none. */
+  remove(d: DeviceRef): Promise<boolean>
+  /**
+   * Records a revocation. One per device and one "every device but one" per user: a later one
+   * for a device keeps the greater `before`; a later "every device but one" replaces the earlier.
+   */
+  revoke(r: Revocation): Promise<void>
+  /** Every revocation recorded (a node loads them all at start: they are few). */
+  revocations(): Promise<Revocation[]>
+  /**
+   * Removes every device session, device cursor and revocation of the user (account erasure);
+   * returns the devices whose session was removed, ordered by deviceId. Idempotent.
+   */
+  forgetUser(userId: string): Promise<DeviceRef[]>
+  /**
+   * Leaves nothing deleted before this in the store's files (account erasure, after the
+   * deletes): on SQLite, deleted rows are zeroed as they go (secure_delete) and this truncates
+   * the WAL, which held their old page images (services/storage/sqlite-checkpoint.ts); MongoDB:
+   * nothing to do (docs/decisions.md, "Erasing a user in the stores").
+   */
+  purgeErased(): Promise<void>
   close(): Promise<void>
 }
 

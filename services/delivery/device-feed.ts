@@ -31,8 +31,13 @@ export interface InFlight {
   at: number
 }
 
-/** What an inbox delivery needs of a stored message. */
-export type Deliverable = Pick<StoredMessage, 'chatId' | 'seq' | 'senderId' | 'at'>
+/**
+ * What an inbox delivery needs of a stored message; `hiddenFrom` names the user the message is
+ * hidden from (a blocker, services/blocks/hidden.ts), whose devices skip it.
+ */
+export type Deliverable = Pick<StoredMessage, 'chatId' | 'seq' | 'senderId' | 'at'> & {
+  hiddenFrom?: string | undefined
+}
 
 /**
  * Where a device's feed starts, from its session as the delivery store recorded it at CONNECT.

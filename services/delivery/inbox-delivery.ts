@@ -2,9 +2,11 @@ import { randomUUID } from 'node:crypto'
 import type { Logger } from 'pino'
 import type { DeviceIdentity } from '../auth/identity.ts'
 import { topics } from '../auth/topic-acl.ts'
+import { visibleTo } from '../blocks/hidden.ts'
 import type { MembershipIndex } from '../chats/membership-index.ts'
 import { toEvent } from '../messages/events.ts'
 import type { MessageStore } from '../messages/message-store.ts'
+import { withDeadline } from '../storage/deadline.ts'
 import { CursorBatch } from './cursor-batch.ts'
 import type { ConnectResult, DeliveryStore, DeviceRef } from './delivery-store.ts'
 import {
@@ -19,12 +21,22 @@ import { RecentMessages } from './recent-messages.ts'
 
 /** Messages read from the store per query while a device catches up. */
 const PAGE = 100
+/** The payload of a delivery passed over (a message hidden from the device's user): never written. */
+const EMPTY = Buffer.alloc(0)
 /** At QoS 0 nothing is acknowledged: a catch-up pauses while this much waits in the socket. */
 const QOS0_BUFFER_BYTES = 256 * 1024
 const QOS0_RESUME_MS = 20
 /** A failed store read or write is tried again after this, doubling up to the maximum. */
 const RETRY_MS = 250
 const RETRY_MAX_MS = 5000
+/**
+ * A store call that has not answered after this long (ms) counts as failed and is tried again:
+ * a call that never settled (a MongoDB connection that stopped answering while FerretDB was
+ * stopped) left a device connected with its inbox never started, or a chat never read again
+ * (test/faults, mongo-stop-5s). Longer than the stores' own bounds (MongoDeliveryStore's
+ * HOLD_MS), which normally answer first.
+ */
+const CALL_MS = 10_000
 /** Edits, deletes and receipts may pass the window by this factor before they are dropped. */
 const LIVE_OVERSHOOT = 2
 const DAY_MS = 86_400_000
@@ -44,9 +56,13 @@ export type InboxNotice =
       payload: string
       /** Users who get it although no longer members (the member removed, or who left). */
       alsoTo?: string[]
+      /** The user it is hidden from (services/blocks/hidden.ts): their devices skip its seq. */
+      hiddenFrom?: string
     }
-  | { kind: 'update'; chatId: string; seq: number; payload: string }
+  | { kind: 'update'; chatId: string; seq: number; payload: string; hiddenFrom?: string }
   | { kind: 'receipt'; chatId: string; to: string[]; payload: string }
+  /** An event about a user rather than a chat (a profile change): live only, to `to`'s devices. */
+  | { kind: 'user'; to: string[]; payload: string }
 
 /** What the delivery needs of an aedes client (aedes' own Client satisfies it). */
 export interface InboxClient {
@@ -266,9 +282,14 @@ export class InboxDelivery {
       for (const userId of n.to) this.#live(userId, n.chatId, null, body)
       return
     }
+    if (n.kind === 'user') {
+      for (const userId of n.to) this.#live(userId, '', null, body)
+      return
+    }
     if (n.kind === 'update') {
       this.#recent.forget(n.chatId)
-      for (const userId of this.#d.index.members(n.chatId)) this.#live(userId, n.chatId, n.seq, body)
+      for (const userId of this.#d.index.members(n.chatId))
+        if (userId !== n.hiddenFrom) this.#live(userId, n.chatId, n.seq, body)
       return
     }
     let behind = false
@@ -278,7 +299,11 @@ export class InboxDelivery {
     // Kept only while a device here is behind in the chat: held for long, every message would
     // reach V8's old generation, and at 5,000 msg/s the major collections that followed tripled
     // the chat p99 (bench/). A device that falls behind reads the store once, then the cache.
-    if (behind) this.#recent.add({ chatId: n.chatId, seq: n.seq, senderId: n.senderId, at: n.at }, body)
+    if (behind)
+      this.#recent.add(
+        { chatId: n.chatId, seq: n.seq, senderId: n.senderId, at: n.at, hiddenFrom: n.hiddenFrom },
+        body,
+      )
     else this.#recent.forget(n.chatId)
     for (const userId of n.alsoTo ?? []) {
       if (this.#d.index.isMember(n.chatId, userId)) continue
@@ -431,7 +456,10 @@ export class InboxDelivery {
     this.#pending.add(tracked)
   }
 
-  /** Runs a store call until it succeeds, the caller gives up, or `tries` runs out; null then. */
+  /**
+   * Runs a store call until it succeeds, the caller gives up, or `tries` runs out; null then.
+   * An attempt unanswered after CALL_MS counts as failed.
+   */
   async #retry<T>(
     work: () => Promise<T>,
     giveUp: () => boolean,
@@ -441,7 +469,7 @@ export class InboxDelivery {
     let wait = RETRY_MS
     for (let n = 1; ; n++) {
       try {
-        return await work()
+        return await withDeadline(work(), CALL_MS, what)
       } catch (err) {
         if (giveUp() || n >= tries) {
           this.#d.log.warn({ err, what }, 'delivery store call failed; giving up')
@@ -508,6 +536,7 @@ export class InboxDelivery {
       )
     }
     for (const m of changed) {
+      if (!visibleTo(m, feed.userId)) continue
       const payload = Buffer.from(JSON.stringify(toEvent(m, m.deletedAt !== null ? 'delete' : 'edit')))
       this.#write(state, payload, false, { chatId, seq: null, senderId: m.senderId, at: m.at })
     }
@@ -643,10 +672,17 @@ export class InboxDelivery {
           // or at the cluster's recheck, which empties the cache; both read the store.)
           if (this.#recent.last(chatId) === cs.sent) break
           // The store has the rest, if any: the cache may lack notices this node never heard.
-          const page = await this.#d.messages.after(chatId, cs.sent, want - recent.length)
+          const page = await withDeadline(
+            this.#d.messages.after(chatId, cs.sent, want - recent.length),
+            CALL_MS,
+            'read a chat page',
+          )
           if (feed.closed || feed.chat(chatId) !== cs) return
           for (const m of page) {
-            if (m.seq > cs.sent) this.#writeMessage(state, feed, m, Buffer.from(JSON.stringify(toEvent(m))))
+            if (m.seq <= cs.sent) continue
+            if (!visibleTo(m, feed.userId))
+              this.#writeMessage(state, feed, { ...m, hiddenFrom: feed.userId }, EMPTY)
+            else this.#writeMessage(state, feed, m, Buffer.from(JSON.stringify(toEvent(m))))
           }
           if (page.length < want - recent.length) break
         }
@@ -688,6 +724,9 @@ export class InboxDelivery {
     const cs = feed.chat(m.chatId)
     if (!cs) return
     cs.sent = m.seq
+    // A message hidden from this user (a blocker) is passed over: its seq counts as sent, so
+    // the feed goes on in order; nothing is written or acknowledged for it.
+    if (m.hiddenFrom === feed.userId) return
     const meta: InFlight = { chatId: m.chatId, seq: m.seq, senderId: m.senderId, at: m.at }
     const written = this.#write(state, payload, m.at <= feed.resendBefore, meta)
     // At QoS 0 nothing comes back: written is as far as delivery goes (no delivered receipt).

@@ -1,4 +1,5 @@
 import { type AnyBulkWriteOperation, type Collection, MongoBulkWriteError, type MongoClient } from 'mongodb'
+import { withDeadline } from '../storage/deadline.ts'
 import { KeyedQueue } from '../storage/keyed-queue.ts'
 import { connectMongo, ensureIndexes, isDuplicateKey } from '../storage/mongo.ts'
 import {
@@ -7,18 +8,48 @@ import {
   type DeviceCursor,
   type DeviceRef,
   type DeviceSession,
+  type DeviceSummary,
+  type Revocation,
   sessionAfterConnect,
 } from './delivery-store.ts'
 
 interface SessionDoc extends DeviceSession {
   /** JSON of [userId, deviceId]: every lookup of a device's session is by _id. */
   _id: string
+  /** Kept across sessions; absent on documents written before it existed (since stands in). */
+  firstSeen?: number
+}
+
+interface RevocationDoc {
+  /** JSON of [userId, deviceId], deviceId null for "every device but except". */
+  _id: string
+  userId: string
+  deviceId: string | null
+  before: number
+  except: string | null
 }
 
 interface CursorDoc extends DeviceCursor {
   /** JSON of [userId, deviceId, chatId]. */
   _id: string
 }
+
+/**
+ * A command whose reply has not begun after this long (ms) fails and its connection is closed
+ * (connectMongo's socketTimeoutMS): every command here is a small keyed read or write.
+ */
+const SOCKET_TIMEOUT_MS = 5000
+/**
+ * A write about a device holds that device's queue at most this long (ms), then fails with a
+ * DeadlineError and the next write about the device runs. After FerretDB was stopped, a write
+ * waiting on a connection that never answered held a device's queue for good, and the device's
+ * next CONNECT was never recorded, so its inbox never started (test/faults, mongo-stop-5s). A
+ * write given up on may still land later; every one here is safe to land late (a disconnect
+ * names its connection, cursors only rise, a session record is rewritten at the next CONNECT).
+ */
+const HOLD_MS = 8000
+/** touch() writes this many sessions per command, so that each stays short. */
+const TOUCH_BATCH = 500
 
 const sessionKey = (d: DeviceRef) => JSON.stringify([d.userId, d.deviceId])
 const cursorKey = (c: DeviceRef & { chatId: string }) => JSON.stringify([c.userId, c.deviceId, c.chatId])
@@ -60,6 +91,7 @@ export class MongoDeliveryStore implements DeliveryStore {
   readonly #client: MongoClient
   readonly #sessions: Collection<SessionDoc>
   readonly #cursors: Collection<CursorDoc>
+  readonly #revocations: Collection<RevocationDoc>
   readonly #serial = new KeyedQueue()
 
   private constructor(client: MongoClient) {
@@ -67,11 +99,15 @@ export class MongoDeliveryStore implements DeliveryStore {
     const db = client.db()
     this.#sessions = db.collection<SessionDoc>('device_sessions')
     this.#cursors = db.collection<CursorDoc>('device_cursors')
+    this.#revocations = db.collection<RevocationDoc>('device_revocations')
   }
 
   static async open(uri: string): Promise<MongoDeliveryStore> {
-    const store = new MongoDeliveryStore(await connectMongo(uri))
-    await ensureIndexes(store.#sessions, [{ key: { lastSeen: 1 }, name: 'last_seen' }])
+    const store = new MongoDeliveryStore(await connectMongo(uri, { socketTimeoutMS: SOCKET_TIMEOUT_MS }))
+    await ensureIndexes(store.#sessions, [
+      { key: { lastSeen: 1 }, name: 'last_seen' },
+      { key: { userId: 1, deviceId: 1 }, name: 'user' },
+    ])
     await ensureIndexes(store.#cursors, [
       { key: { chatId: 1 }, name: 'chat' },
       { key: { userId: 1, deviceId: 1 }, name: 'device' },
@@ -81,10 +117,12 @@ export class MongoDeliveryStore implements DeliveryStore {
 
   /**
    * Runs work once the earlier work about each of these devices has finished, and holds them
-   * until it has. Each call queues behind every key at once, in call order, so two calls that
-   * share devices never wait for each other in a circle.
+   * until it has, or for HOLD_MS at most (then it fails with a DeadlineError). Each call queues
+   * behind every key at once, in call order, so two calls that share devices never wait for
+   * each other in a circle.
    */
-  #holding<T>(devices: DeviceRef[], work: () => Promise<T>): Promise<T> {
+  #holding<T>(devices: DeviceRef[], task: () => Promise<T>): Promise<T> {
+    const work = () => withDeadline(task(), HOLD_MS, 'delivery store write')
     const keys = [...new Set(devices.map(sessionKey))]
     if (keys.length === 1) return this.#serial.run(keys[0] as string, work)
     let release = () => {}
@@ -110,12 +148,12 @@ export class MongoDeliveryStore implements DeliveryStore {
       const previous = doc ? toSession(doc) : null
       const { session, fresh } = sessionAfterConnect(previous, d)
       if (fresh) await this.#cursors.deleteMany({ userId: d.userId, deviceId: d.deviceId })
-      await this.#upsertSession(_id, session)
+      await this.#upsertSession(_id, { ...session, firstSeen: doc?.firstSeen ?? doc?.since ?? d.at })
       return { session, previous, fresh }
     })
   }
 
-  async #upsertSession(_id: string, session: DeviceSession): Promise<void> {
+  async #upsertSession(_id: string, session: DeviceSession & { firstSeen: number }): Promise<void> {
     for (let attempt = 0; ; attempt++) {
       try {
         await this.#sessions.replaceOne({ _id }, { ...session }, { upsert: true })
@@ -142,11 +180,13 @@ export class MongoDeliveryStore implements DeliveryStore {
     })
   }
 
-  touch(devices: DeviceRef[], at: number): Promise<void> {
-    if (devices.length === 0) return Promise.resolve()
-    return this.#holding(devices, async () => {
-      await this.#sessions.updateMany({ _id: { $in: devices.map(sessionKey) } }, { $set: { lastSeen: at } })
-    })
+  async touch(devices: DeviceRef[], at: number): Promise<void> {
+    for (let i = 0; i < devices.length; i += TOUCH_BATCH) {
+      const batch = devices.slice(i, i + TOUCH_BATCH)
+      await this.#holding(batch, async () => {
+        await this.#sessions.updateMany({ _id: { $in: batch.map(sessionKey) } }, { $set: { lastSeen: at } })
+      })
+    }
   }
 
   async session(d: DeviceRef): Promise<DeviceSession | null> {
@@ -235,6 +275,86 @@ export class MongoDeliveryStore implements DeliveryStore {
     }
     return removed
   }
+
+  async devices(userId: string): Promise<DeviceSummary[]> {
+    const docs = await this.#sessions.find({ userId }).sort({ deviceId: 1 }).toArray()
+    return docs.map((s) => ({
+      deviceId: s.deviceId,
+      firstSeen: s.firstSeen ?? s.since,
+      lastSeen: s.lastSeen,
+      connected: s.connected,
+    }))
+  }
+
+  deviceCount(userId: string): Promise<number> {
+    return this.#sessions.countDocuments({ userId })
+  }
+
+  remove(d: DeviceRef): Promise<boolean> {
+    return this.#holding([d], async () => {
+      // Cursors first: a crash between the two leaves a session that delivers again, never a
+      // cursor without a session.
+      await this.#cursors.deleteMany({ userId: d.userId, deviceId: d.deviceId })
+      const gone = await this.#sessions.deleteOne({ _id: sessionKey(d) })
+      return gone.deletedCount === 1
+    })
+  }
+
+  async forgetUser(userId: string): Promise<DeviceRef[]> {
+    const sessions = await this.#sessions
+      .find({ userId }, { projection: { _id: 0, deviceId: 1 } })
+      .sort({ deviceId: 1 })
+      .toArray()
+    const removed: DeviceRef[] = []
+    // Device by device as remove does; then what no session covers (a crash's leftovers).
+    for (const { deviceId } of sessions)
+      if (await this.remove({ userId, deviceId })) removed.push({ userId, deviceId })
+    await this.#cursors.deleteMany({ userId })
+    await this.#revocations.deleteMany({ userId })
+    return removed
+  }
+
+  async revoke(r: Revocation): Promise<void> {
+    const _id = JSON.stringify([r.userId, r.deviceId])
+    if (r.deviceId === null) {
+      await this.#revocations.replaceOne(
+        { _id },
+        { userId: r.userId, deviceId: null, before: r.before, except: r.except },
+        { upsert: true },
+      )
+      return
+    }
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.#revocations.updateOne(
+          { _id },
+          {
+            $max: { before: r.before },
+            $setOnInsert: { userId: r.userId, deviceId: r.deviceId, except: null },
+          },
+          { upsert: true },
+        )
+        return
+      } catch (err) {
+        // Two nodes revoking the same device at once: the second upsert goes again, as an update.
+        if (!isDuplicateKey(err) || attempt >= 5) throw err
+      }
+    }
+  }
+
+  async revocations(): Promise<Revocation[]> {
+    const docs = await this.#revocations.find({}).sort({ _id: 1 }).toArray()
+    // FerretDB leaves a null of $setOnInsert out of the document.
+    return docs.map((d) => ({
+      userId: d.userId,
+      deviceId: d.deviceId ?? null,
+      before: d.before,
+      except: d.deviceId == null ? (d.except ?? null) : null,
+    }))
+  }
+
+  /** Deletes replaced the documents: what the server's storage keeps is the operator's to compact. */
+  async purgeErased(): Promise<void> {}
 
   async close(): Promise<void> {
     await this.#serial.settled()

@@ -1,13 +1,14 @@
-import { mkdirSync } from 'node:fs'
-import { dirname } from 'node:path'
-import { DatabaseSync, type StatementSync } from 'node:sqlite'
-import { inTransaction, statementCache } from '../storage/sqlite.ts'
+import type { DatabaseSync, StatementSync } from 'node:sqlite'
+import { inTransaction, openSqliteFile, statementCache } from '../storage/sqlite.ts'
+import { truncateWal } from '../storage/sqlite-checkpoint.ts'
 import {
   type ConnectResult,
   type DeliveryStore,
   type DeviceCursor,
   type DeviceRef,
   type DeviceSession,
+  type DeviceSummary,
+  type Revocation,
   sessionAfterConnect,
 } from './delivery-store.ts'
 
@@ -50,7 +51,22 @@ CREATE TABLE IF NOT EXISTS cursors (
   PRIMARY KEY (user_id, device_id, chat_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS cursors_chat ON cursors (chat_id);
+CREATE TABLE IF NOT EXISTS revocations (
+  user_id TEXT NOT NULL,
+  -- '' for "every device but except_device".
+  device_id TEXT NOT NULL,
+  before INTEGER NOT NULL,
+  except_device TEXT,
+  PRIMARY KEY (user_id, device_id)
+) WITHOUT ROWID;
 `
+
+interface RevocationRow {
+  user_id: string
+  device_id: string
+  before: number
+  except_device: string | null
+}
 
 const toSession = (r: SessionRow): DeviceSession => ({
   userId: r.user_id,
@@ -74,10 +90,14 @@ export class SqliteDeliveryStore implements DeliveryStore {
   readonly #sql: (sql: string) => StatementSync
 
   constructor(path: string) {
-    mkdirSync(dirname(path), { recursive: true })
-    this.#db = new DatabaseSync(path)
-    this.#db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;')
-    this.#db.exec(SCHEMA)
+    this.#db = openSqliteFile(path, { synchronous: 'NORMAL', schema: SCHEMA })
+    // first_seen came after the table did: a file made before it gets the column, from since.
+    const columns = this.#db.prepare('PRAGMA table_info(sessions)').all() as { name: string }[]
+    if (!columns.some((c) => c.name === 'first_seen')) {
+      this.#db.exec(
+        'ALTER TABLE sessions ADD COLUMN first_seen INTEGER; UPDATE sessions SET first_seen = since',
+      )
+    }
     this.#sql = statementCache(this.#db)
   }
 
@@ -103,8 +123,8 @@ export class SqliteDeliveryStore implements DeliveryStore {
       const { session, fresh } = sessionAfterConnect(previous, d)
       if (fresh) this.#dropCursors(d.userId, d.deviceId)
       this.#sql(
-        `INSERT INTO sessions (user_id, device_id, since, last_seen, connected, conn, clean, inbox_qos)
-         VALUES (:userId, :deviceId, :since, :lastSeen, 1, :conn, :clean, :inboxQos)
+        `INSERT INTO sessions (user_id, device_id, since, last_seen, connected, conn, clean, inbox_qos, first_seen)
+         VALUES (:userId, :deviceId, :since, :lastSeen, 1, :conn, :clean, :inboxQos, :lastSeen)
          ON CONFLICT (user_id, device_id) DO UPDATE SET since = excluded.since, last_seen = excluded.last_seen,
            connected = 1, conn = excluded.conn, clean = excluded.clean, inbox_qos = excluded.inbox_qos`,
       ).run({
@@ -197,6 +217,79 @@ export class SqliteDeliveryStore implements DeliveryStore {
       }
       return gone.map((g) => ({ userId: g.user_id, deviceId: g.device_id }))
     })
+  }
+
+  async devices(userId: string): Promise<DeviceSummary[]> {
+    const rows = this.#sql(
+      'SELECT device_id, first_seen, last_seen, connected, since FROM sessions WHERE user_id = ? ORDER BY device_id',
+    ).all(userId) as unknown as (Pick<SessionRow, 'device_id' | 'last_seen' | 'connected' | 'since'> & {
+      first_seen: number | null
+    })[]
+    return rows.map((r) => ({
+      deviceId: r.device_id,
+      firstSeen: r.first_seen ?? r.since,
+      lastSeen: r.last_seen,
+      connected: r.connected === 1,
+    }))
+  }
+
+  async deviceCount(userId: string): Promise<number> {
+    const row = this.#sql('SELECT count(*) AS n FROM sessions WHERE user_id = ?').get(userId) as { n: number }
+    return row.n
+  }
+
+  async remove(d: DeviceRef): Promise<boolean> {
+    return this.#tx(() => {
+      this.#dropCursors(d.userId, d.deviceId)
+      const r = this.#sql('DELETE FROM sessions WHERE user_id = ? AND device_id = ?').run(
+        d.userId,
+        d.deviceId,
+      )
+      return Number(r.changes) > 0
+    })
+  }
+
+  async forgetUser(userId: string): Promise<DeviceRef[]> {
+    return this.#tx(() => {
+      const gone = this.#sql('SELECT device_id FROM sessions WHERE user_id = ? ORDER BY device_id').all(
+        userId,
+      ) as unknown as Array<{ device_id: string }>
+      // Each table's primary key leads with the user.
+      this.#sql('DELETE FROM cursors WHERE user_id = ?').run(userId)
+      this.#sql('DELETE FROM sessions WHERE user_id = ?').run(userId)
+      this.#sql('DELETE FROM revocations WHERE user_id = ?').run(userId)
+      return gone.map((r) => ({ userId, deviceId: r.device_id }))
+    })
+  }
+
+  async revoke(r: Revocation): Promise<void> {
+    if (r.deviceId === null) {
+      this.#sql(
+        `INSERT INTO revocations (user_id, device_id, before, except_device) VALUES (?, '', ?, ?)
+         ON CONFLICT (user_id, device_id) DO UPDATE SET before = excluded.before, except_device = excluded.except_device`,
+      ).run(r.userId, r.before, r.except)
+      return
+    }
+    this.#sql(
+      `INSERT INTO revocations (user_id, device_id, before, except_device) VALUES (?, ?, ?, NULL)
+       ON CONFLICT (user_id, device_id) DO UPDATE SET before = max(before, excluded.before)`,
+    ).run(r.userId, r.deviceId, r.before)
+  }
+
+  async revocations(): Promise<Revocation[]> {
+    const rows = this.#sql(
+      'SELECT * FROM revocations ORDER BY user_id, device_id',
+    ).all() as unknown as RevocationRow[]
+    return rows.map((r) => ({
+      userId: r.user_id,
+      deviceId: r.device_id === '' ? null : r.device_id,
+      before: r.before,
+      except: r.device_id === '' ? r.except_device : null,
+    }))
+  }
+
+  async purgeErased(): Promise<void> {
+    await truncateWal(this.#db)
   }
 
   async close(): Promise<void> {

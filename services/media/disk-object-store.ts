@@ -1,8 +1,9 @@
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
 import { createReadStream, createWriteStream, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
-import { readFile, rename, rm, stat, writeFile } from 'node:fs/promises'
+import { open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { dirname, join } from 'node:path'
+import type { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import type { HttpErrorCode } from '../requests/envelope.ts'
 import { decodePathPart, requestTarget } from '../requests/request-target.ts'
@@ -87,6 +88,15 @@ export class DiskObjectStore implements ObjectStore {
     if (!info) return null
     if (info.size > maxBytes) throw new Error(`object ${key} has ${info.size} bytes, over ${maxBytes}`)
     return readFile(this.#path(key)).catch(() => null)
+  }
+
+  async stream(key: string): Promise<Readable | null> {
+    // Opened first, so that a removal after the open cannot cut the stream short.
+    const file = await open(this.#path(key), 'r').catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT' || err.code === 'EISDIR') return null
+      throw err
+    })
+    return file ? file.createReadStream() : null
   }
 
   async write(key: string, bytes: Buffer, contentType: string): Promise<void> {

@@ -78,7 +78,22 @@ export interface MediaCatalog {
   due(c: SweepCutoffs, limit: number): Promise<MediaRecord[]>
   /** Marks a due record as being deleted, checked again atomically; false when it is no longer due. */
   markDeleting(id: string, c: SweepCutoffs): Promise<boolean>
+  /** Every record the user uploaded, whatever its status, oldest first (ties by id). */
+  uploadedBy(userId: string): Promise<MediaRecord[]>
+  /**
+   * Marks the user's record as being deleted whatever its status (account erasure): it can no
+   * longer be sent, and the sweep finishes the deletion should the eraser stop. False when the
+   * record is gone or another user's.
+   */
+  markDeletingOf(userId: string, id: string): Promise<boolean>
   /** Drops the record and its references (after its objects are gone). */
   remove(id: string): Promise<void>
+  /**
+   * Leaves nothing deleted before this in the store's files (account erasure, after the
+   * deletes): on SQLite, deleted rows are zeroed as they go (secure_delete) and this truncates
+   * the WAL, which held their old page images (services/storage/sqlite-checkpoint.ts); MongoDB:
+   * nothing to do (docs/decisions.md, "Erasing a user in the stores").
+   */
+  purgeErased(): Promise<void>
   close(): Promise<void>
 }

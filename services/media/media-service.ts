@@ -29,8 +29,17 @@ export interface MediaLimits {
 /** Whether a user is a member of a chat now. */
 export type IsMember = (chatId: string, userId: string) => boolean | Promise<boolean>
 
+/** Uses of media beyond chat messages (avatars: services/profiles/). */
+export interface MediaServiceHooks {
+  /** Whether userId may download this ready media although no chat of theirs carried it. */
+  alsoReadable?: (record: MediaRecord, userId: string) => Promise<boolean>
+  /** Whether the sweep must keep this media although no message needs it (an avatar in use). */
+  keep?: (mediaId: string) => Promise<boolean>
+}
+
 const newMediaId = () => `m_${randomBytes(16).toString('base64url')}`
-const objectKey = (id: string) => `m/${id}`
+/** Where a media's bytes are in the object store. */
+export const objectKey = (id: string) => `m/${id}`
 const thumbnailKey = (id: string) => `m/${id}.thumb.webp`
 
 function info(r: MediaRecord): MediaInfo {
@@ -64,17 +73,23 @@ export class MediaService {
   readonly #ops: Operations
   readonly #log: Logger
   readonly #telemetry: MediaTelemetry | undefined
+  readonly #alsoReadable: MediaServiceHooks['alsoReadable']
+  readonly #keep: MediaServiceHooks['keep']
 
-  constructor(d: {
-    catalog: MediaCatalog
-    objects: ObjectStore
-    limits: MediaLimits
-    isMember: IsMember
-    ops: Operations
-    log: Logger
-    telemetry?: MediaTelemetry
-  }) {
+  constructor(
+    d: {
+      catalog: MediaCatalog
+      objects: ObjectStore
+      limits: MediaLimits
+      isMember: IsMember
+      ops: Operations
+      log: Logger
+      telemetry?: MediaTelemetry
+    } & MediaServiceHooks,
+  ) {
     this.#telemetry = d.telemetry
+    this.#alsoReadable = d.alsoReadable
+    this.#keep = d.keep
     this.#catalog = d.catalog
     this.#objects = d.objects
     this.#limits = d.limits
@@ -252,14 +267,14 @@ export class MediaService {
     return { media: info(record), url, thumbnailUrl, expiresAt: Date.now() + expiresInSeconds * 1000 }
   }
 
-  /** Ready, and the user uploaded it or is a member of a chat it was sent in. */
+  /** Ready, and the user uploaded it, is a member of a chat it was sent in, or a hook allows it (avatars). */
   async #mayUse(record: MediaRecord, userId: string): Promise<boolean> {
     if (record.status !== 'ready') return false
     if (record.uploaderId === userId) return true
     for (const chatId of await this.#catalog.chatsOf(record.id)) {
       if (await this.#isMember(chatId, userId)) return true
     }
-    return false
+    return (await this.#alsoReadable?.(record, userId)) ?? false
   }
 
   /**
@@ -300,6 +315,7 @@ export class MediaService {
       for (const record of batch) {
         seen.add(record.id)
         try {
+          if (await this.#keep?.(record.id)) continue
           if (!(await this.#catalog.markDeleting(record.id, cutoffs))) continue
           await this.#purge(record)
           removed++
@@ -310,6 +326,14 @@ export class MediaService {
     }
     if (removed > 0) this.#telemetry?.deleted(removed)
     return removed
+  }
+
+  /**
+   * Deletes a media now, whoever uses it (an account erase): its objects (the bytes and the
+   * thumbnail) from the object store, then its catalog record. Idempotent.
+   */
+  async remove(record: MediaRecord): Promise<void> {
+    await this.#purge(record)
   }
 
   /** Objects first, then the record: a crash in between leaves a record the next sweep finishes. */

@@ -116,9 +116,26 @@ export class MongoMediaCatalog implements MediaCatalog {
     return done.matchedCount === 1
   }
 
+  async uploadedBy(userId: string): Promise<MediaRecord[]> {
+    // uploader_sha leads with the uploader.
+    const docs = await this.#media.find({ uploaderId: userId }).sort({ createdAt: 1, _id: 1 }).toArray()
+    return docs.map(toRecord)
+  }
+
+  async markDeletingOf(userId: string, id: string): Promise<boolean> {
+    const done = await this.#media.updateOne(
+      { _id: id, uploaderId: userId },
+      { $set: { status: 'deleting' } },
+    )
+    return done.matchedCount === 1
+  }
+
   async remove(id: string): Promise<void> {
     await this.#media.deleteOne({ _id: id })
   }
+
+  /** Deletes replaced the documents: what the server's storage keeps is the operator's to compact. */
+  async purgeErased(): Promise<void> {}
 
   async close(): Promise<void> {
     await this.#client.close()

@@ -2,8 +2,10 @@
  * Where media bytes live: one interface, a directory on local disk (the embedded default) and
  * S3 (or any S3-compatible server), held to one contract by test/contract/object-store.contract.ts.
  * Clients move the bytes themselves, through short-lived URLs the store signs; the server only
- * touches them to check an upload and make a thumbnail.
+ * touches them to check an upload, make a thumbnail and copy them into a user's export.
  */
+
+import type { Readable } from 'node:stream'
 
 export interface PutTerms {
   /** SHA-256 of the bytes, 64 hex digits: the store refuses any other bytes. */
@@ -46,6 +48,12 @@ export interface ObjectStore {
   head(key: string): Promise<ObjectInfo | null>
   /** The bytes of an object up to maxBytes; null when there is none. Throws when it is larger. */
   read(key: string, maxBytes: number): Promise<Buffer | null>
+  /**
+   * The bytes of an object as a stream, however large (a user's export copies media through it
+   * without holding them); null when there is none. The stream errors when the store fails
+   * mid-way; whoever takes it must read it to the end or destroy it.
+   */
+  stream(key: string): Promise<Readable | null>
   /** Stores bytes the server made itself (thumbnails). */
   write(key: string, bytes: Buffer, contentType: string): Promise<void>
   /** Removes an object; removing one that is not there is not an error. */

@@ -1,3 +1,4 @@
+import type { Readable } from 'node:stream'
 import {
   CreateBucketCommand,
   DeleteObjectCommand,
@@ -162,6 +163,17 @@ export class S3ObjectStore implements ObjectStore {
       chunks.push(chunk)
     }
     return Buffer.concat(chunks)
+  }
+
+  async stream(key: string): Promise<Readable | null> {
+    try {
+      const got = await this.#s3.send(new GetObjectCommand({ Bucket: this.#bucket, Key: key }))
+      // On Node the SDK's body is the HTTP response itself: a Readable.
+      return got.Body as Readable
+    } catch (err) {
+      if (notFound(err)) return null
+      throw err
+    }
   }
 
   async write(key: string, bytes: Buffer, contentType: string): Promise<void> {

@@ -1,7 +1,6 @@
-import { mkdirSync } from 'node:fs'
-import { dirname } from 'node:path'
-import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite'
-import { inTransaction, statementCache } from '../storage/sqlite.ts'
+import type { DatabaseSync, SQLInputValue, StatementSync } from 'node:sqlite'
+import { inTransaction, openSqliteFile, statementCache } from '../storage/sqlite.ts'
+import { truncateWal } from '../storage/sqlite-checkpoint.ts'
 import type { MediaCatalog, MediaFacts, MediaRecord, NewMedia, SweepCutoffs } from './media-catalog.ts'
 import type { MediaKind } from './media-kinds.ts'
 
@@ -96,11 +95,8 @@ export class SqliteMediaCatalog implements MediaCatalog {
   readonly #sql: (sql: string) => StatementSync
 
   constructor(path: string) {
-    mkdirSync(dirname(path), { recursive: true })
-    this.#db = new DatabaseSync(path)
+    this.#db = openSqliteFile(path, { synchronous: 'FULL', schema: SCHEMA })
     this.#sql = statementCache(this.#db)
-    this.#db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;')
-    this.#db.exec(SCHEMA)
   }
 
   async begin(m: NewMedia): Promise<{ record: MediaRecord; created: boolean }> {
@@ -179,11 +175,31 @@ export class SqliteMediaCatalog implements MediaCatalog {
     return Number(marked.changes) === 1
   }
 
+  async uploadedBy(userId: string): Promise<MediaRecord[]> {
+    // media_uploader_sha leads with the uploader.
+    const rows = this.#sql('SELECT * FROM media WHERE uploader_id = ? ORDER BY created_at, id').all(
+      userId,
+    ) as unknown as MediaRow[]
+    return rows.map(toRecord)
+  }
+
+  async markDeletingOf(userId: string, id: string): Promise<boolean> {
+    const marked = this.#sql("UPDATE media SET status = 'deleting' WHERE id = ? AND uploader_id = ?").run(
+      id,
+      userId,
+    )
+    return Number(marked.changes) === 1
+  }
+
   async remove(id: string): Promise<void> {
     inTransaction(this.#db, () => {
       this.#sql('DELETE FROM media_chats WHERE media_id = ?').run(id)
       this.#sql('DELETE FROM media WHERE id = ?').run(id)
     })
+  }
+
+  async purgeErased(): Promise<void> {
+    await truncateWal(this.#db)
   }
 
   async close(): Promise<void> {

@@ -1,5 +1,6 @@
 import type { Logger } from 'pino'
 import type { DeviceIdentity } from '../auth/identity.ts'
+import { hiddenFrom, visibleTo } from '../blocks/hidden.ts'
 import type { ChatStore } from '../chats/chat-store.ts'
 import type { MembershipIndex } from '../chats/membership-index.ts'
 import type { DeviceCursor } from '../delivery/delivery-store.ts'
@@ -88,6 +89,7 @@ export class MessageService {
   readonly #limits: MessageLimits
   readonly #ops: Operations
   readonly #track: <T>(work: Promise<T>) => Promise<T>
+  readonly #blocks: { blocks(blockerId: string, blockedId: string): boolean } | undefined
   /** Cursor moves gathered for the next flush, by chat and user; 0 where a kind did not move. */
   readonly #pendingCursors = new Map<string, Map<string, { delivered: number; read: number }>>()
   #cursorTimer: NodeJS.Timeout | undefined
@@ -119,7 +121,10 @@ export class MessageService {
     push?: MessageListener
     /** Sends of the `send` operation under way, so that a stopping node lets them finish. */
     track?: <T>(work: Promise<T>) => Promise<T>
+    /** Who blocks whom (services/blocks/): hides a blocked user's direct messages from the blocker. */
+    blocks?: { blocks(blockerId: string, blockedId: string): boolean }
   }) {
+    this.#blocks = d.blocks
     this.#track = d.track ?? ((work) => work)
     this.#media = d.media
     this.#push = d.push
@@ -185,6 +190,16 @@ export class MessageService {
     if (!this.#index.isMember(chatId, who.userId)) {
       return refusal('chat_not_found', `no chat ${chatId}, or you are not a member`)
     }
+    // A direct chat with a block (docs/protocol.md#blocking): the blocker is told to unblock
+    // first; the blocked user's message is stored as usual, hidden from the blocker, and they
+    // are told nothing.
+    let hideFrom: string | undefined
+    if (this.#blocks && chatId.startsWith('d_')) {
+      const other = this.#index.members(chatId).find((u) => u !== who.userId)
+      if (other !== undefined && this.#blocks.blocks(who.userId, other))
+        return refusal('not_allowed', `you block ${other}: unblock them to send in this chat`)
+      if (other !== undefined && this.#blocks.blocks(other, who.userId)) hideFrom = other
+    }
     const textProblem =
       p.text === undefined ? undefined : checkCharacters(p.text, { max: this.#limits.maxTextChars })
     if (textProblem) return refusal('too_large', `text ${describeCharacterProblem(textProblem)}`)
@@ -213,6 +228,7 @@ export class MessageService {
       body: {
         ...(p.media ? { media: p.media } : {}),
         ...(p.replyTo !== undefined ? { replyTo: p.replyTo } : {}),
+        ...(hideFrom !== undefined ? { hiddenFrom: hideFrom } : {}),
       },
     })
     this.#telemetry.storeWrite((performance.now() - started) / 1000)
@@ -266,8 +282,9 @@ export class MessageService {
   }
 
   #trackUndelivered(message: StoredMessage): void {
+    const hidden = hiddenFrom(message)
     for (const userId of this.#index.members(message.chatId)) {
-      if (userId !== message.senderId && this.#isOnline(userId)) {
+      if (userId !== message.senderId && userId !== hidden && this.#isOnline(userId)) {
         this.#undelivered.sent(userId, message.chatId, message.seq, message.at)
       }
     }
@@ -366,9 +383,24 @@ export class MessageService {
     const senders = (
       this.#inbox.recentSenders?.(chatId, from, seq) ??
       (await this.#messages.sendersBetween(chatId, from, seq))
-    ).filter((u) => u !== userId && this.#index.isMember(chatId, u))
+    ).filter(
+      (u) => u !== userId && this.#index.isMember(chatId, u) && !this.#blockedDirect(chatId, userId, u),
+    )
     if (senders.length) this.#inbox.receipt(receipt, senders)
     return cursor
+  }
+
+  /**
+   * Whether a receipt between the two users of a direct chat is withheld for a block either
+   * way: the blocked user's messages stay "sent" (WhatsApp's way), and the blocker is not shown
+   * a cursor past messages hidden from them. Groups keep their receipts.
+   */
+  #blockedDirect(chatId: string, a: string, b: string): boolean {
+    return (
+      chatId.startsWith('d_') &&
+      this.#blocks !== undefined &&
+      (this.#blocks.blocks(a, b) || this.#blocks.blocks(b, a))
+    )
   }
 
   #member(userId: string, chatId: string): void {
@@ -396,7 +428,12 @@ export class MessageService {
       handle: async (ctx, p) => {
         this.#member(ctx.who.userId, p.chatId)
         const page = await this.#messages.before(p.chatId, p.before ?? null, p.limit)
-        return { messages: page.map((m) => toEvent(m)), more: page.length === p.limit }
+        // A page may come back shorter than the limit for a blocker; `more` still says whether
+        // the store had more.
+        return {
+          messages: page.filter((m) => visibleTo(m, ctx.who.userId)).map((m) => toEvent(m)),
+          more: page.length === p.limit,
+        }
       },
     })
 
@@ -406,7 +443,7 @@ export class MessageService {
         this.#member(ctx.who.userId, p.chatId)
         const page = await this.#messages.after(p.chatId, p.after, p.limit)
         return {
-          messages: page.map((m) => toEvent(m)),
+          messages: page.filter((m) => visibleTo(m, ctx.who.userId)).map((m) => toEvent(m)),
           lastSeq: await this.#messages.lastSeq(p.chatId),
           more: page.length === p.limit,
         }
@@ -487,9 +524,32 @@ export class MessageService {
       params: ops.search.params,
       handle: async (ctx, p) => {
         this.#member(ctx.who.userId, p.chatId)
-        return { messages: (await this.#messages.search(p.chatId, p.query, p.limit)).map((m) => toEvent(m)) }
+        const found = await this.#messages.search(p.chatId, p.query, p.limit)
+        return { messages: found.filter((m) => visibleTo(m, ctx.who.userId)).map((m) => toEvent(m)) }
       },
     })
+  }
+
+  /**
+   * Deletes any text message on the operator's behalf (moderation; docs/admin.md): a tombstone as
+   * when its sender deletes it, with the same `delete` event to the chat's members.
+   *
+   * @throws NatterError not_found (no such message, past retention, or already deleted),
+   *   not_allowed (a chat event)
+   */
+  async deleteByOperator(chatId: string, seq: number): Promise<StoredMessage> {
+    const m = await this.#messages.get(chatId, seq)
+    if (!m) throw new NatterError('not_found', `no message ${seq} in ${chatId}`)
+    if (m.kind !== 'text') {
+      throw new NatterError('not_allowed', `seq ${seq} is a chat event (${eventType(m)}), not a message`)
+    }
+    if (m.deletedAt !== null) throw alreadyDeleted(m)
+    const at = Date.now()
+    const gone = await this.#messages.tombstone(chatId, seq, at)
+    if (!gone) throw new NatterError('not_found', `no message ${seq} in ${chatId}`)
+    if (gone.deletedAt !== at) throw alreadyDeleted(gone)
+    this.#fanOut(gone, 'delete')
+    return gone
   }
 
   /**

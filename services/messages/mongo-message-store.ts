@@ -229,7 +229,9 @@ export class MongoMessageStore implements MessageStore {
   async tombstone(chatId: string, seq: number, at: number): Promise<StoredMessage | null> {
     await this.#messages.updateOne(
       { chatId, seq, deletedAt: null },
-      { $set: { text: null, body: {}, deletedAt: at, terms: [] } },
+      // body.hiddenFrom stays: a blocker must not see the tombstone of a message hidden from
+      // them. The other fields a text message's body has (sendSchema) are cleared.
+      { $set: { text: null, deletedAt: at, terms: [] }, $unset: { 'body.media': '', 'body.replyTo': '' } },
     )
     return this.get(chatId, seq)
   }
@@ -255,6 +257,7 @@ export class MongoMessageStore implements MessageStore {
       senderId: { $ne: userId },
       kind: 'text',
       deletedAt: null,
+      'body.hiddenFrom': { $ne: userId },
     })
   }
 
@@ -294,6 +297,69 @@ export class MongoMessageStore implements MessageStore {
   async deleteOlderThan(cutoff: number): Promise<number> {
     return (await this.#messages.deleteMany({ at: { $lt: cutoff } })).deletedCount
   }
+
+  sentBy(chatId: string, senderId: string, afterSeq: number, limit: number): Promise<StoredMessage[]> {
+    return this.#find({ chatId, senderId, kind: 'text', seq: { $gt: afterSeq } }, 1, limit)
+  }
+
+  /**
+   * A message's _id holds its clientMsgId (clientKey), and an _id cannot change: each message is
+   * deleted and inserted again, erased, under the _id of `erased:<seq>`. A message with a device
+   * id is not erased yet (erased ones have ''). A crash between the delete and the insert leaves
+   * that seq without its tombstone: nothing of the user remains, and the rest is erased when
+   * the call is repeated. Without transactions this is the one order that never leaves the
+   * user's content behind.
+   */
+  async eraseSender(chatId: string, senderId: string, limit: number): Promise<number> {
+    if (limit <= 0) return 0
+    const docs = await this.#messages
+      .find({ chatId, senderId, deviceId: { $ne: '' } })
+      .sort({ seq: 1 })
+      .limit(limit)
+      .toArray()
+    const at = Date.now()
+    let erased = 0
+    for (const doc of docs) erased += await this.#erase(doc, at)
+    return erased
+  }
+
+  /** Deletes the message and inserts it erased; returns how many messages it erased (see eraseSender). */
+  async #erase(doc: MessageDoc, at: number): Promise<number> {
+    const { deletedCount } = await this.#messages.deleteOne({ _id: doc._id, deviceId: { $ne: '' } })
+    // Erased meanwhile (another node's erase of the same user).
+    if (deletedCount === 0) return 0
+    const hiddenFrom = doc.body.hiddenFrom
+    const erased: MessageDoc = {
+      ...doc,
+      _id: clientKey({ chatId: doc.chatId, senderId: doc.senderId, clientMsgId: `erased:${doc.seq}` }),
+      deviceId: '',
+      clientMsgId: `erased:${doc.seq}`,
+      text: null,
+      body: hiddenFrom === undefined ? {} : { hiddenFrom },
+      deletedAt: doc.deletedAt ?? at,
+      terms: [],
+    }
+    let count = 1
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.#messages.insertOne(erased)
+        return count
+      } catch (err) {
+        if (!isDuplicateKey(err) || attempt >= 10) throw err
+        // The sender sent another message with clientMsgId "erased:<this seq>": it is erased
+        // first (its delete frees the _id; this one, deleted already, cannot come round again).
+        const other = await this.#messages.findOne({ _id: erased._id })
+        if (other && other.deviceId !== '') count += await this.#erase(other, at)
+        else if (other) throw err
+      }
+    }
+  }
+
+  /**
+   * Nothing to do: the erase replaced the documents. Old versions the server's storage keeps
+   * (WiredTiger's free pages, FerretDB's backend files) are the operator's to compact.
+   */
+  async purgeErased(): Promise<void> {}
 
   close(): Promise<void> {
     return this.#client.close()

@@ -72,7 +72,8 @@ export class SqliteMessageStore implements MessageStore {
     mkdirSync(dirname(path), { recursive: true })
     this.#path = path
     this.#db = new DatabaseSync(path)
-    this.#db.exec('PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000;')
+    // secure_delete as on the writer: openSchema may drop a search index here.
+    this.#db.exec('PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; PRAGMA secure_delete = ON;')
     openSchema(this.#db)
     this.#db.exec('PRAGMA query_only = 1')
     this.#sql = statementCache(this.#db)
@@ -247,8 +248,8 @@ export class SqliteMessageStore implements MessageStore {
 
   async countUnread(chatId: string, afterSeq: number, userId: string): Promise<number> {
     const r = this.#sql(
-      "SELECT COUNT(*) AS n FROM messages WHERE chat_id = ? AND seq > ? AND sender_id <> ? AND kind = 'text' AND deleted_at IS NULL",
-    ).get(chatId, afterSeq, userId) as { n: number }
+      "SELECT COUNT(*) AS n FROM messages WHERE chat_id = ? AND seq > ? AND sender_id <> ? AND kind = 'text' AND deleted_at IS NULL AND json_extract(body, '$.hiddenFrom') IS NOT ?",
+    ).get(chatId, afterSeq, userId, userId) as { n: number }
     return r.n
   }
 
@@ -301,6 +302,26 @@ export class SqliteMessageStore implements MessageStore {
 
   async deleteOlderThan(cutoff: number): Promise<number> {
     return (await this.#write({ op: 'deleteOlderThan', cutoff })).changes ?? 0
+  }
+
+  async sentBy(chatId: string, senderId: string, afterSeq: number, limit: number): Promise<StoredMessage[]> {
+    // The chat's rows from afterSeq on the primary key, the sender's picked out.
+    return this.#rows(
+      "SELECT * FROM messages WHERE chat_id = ? AND seq > ? AND sender_id = ? AND kind = 'text' ORDER BY seq LIMIT ?",
+      chatId,
+      afterSeq,
+      senderId,
+      limit,
+    )
+  }
+
+  async eraseSender(chatId: string, senderId: string, limit: number): Promise<number> {
+    if (limit <= 0) return 0
+    return (await this.#write({ op: 'eraseSender', chatId, senderId, limit, at: Date.now() })).changes ?? 0
+  }
+
+  async purgeErased(): Promise<void> {
+    await this.#write({ op: 'purge' })
   }
 
   async close(): Promise<void> {

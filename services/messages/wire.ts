@@ -79,6 +79,19 @@ export const receiptEventSchema = z
   .describe("u/<userId>/inbox: another member's delivered or read cursor moved past messages this user sent")
 export type ReceiptEvent = z.infer<typeof receiptEventSchema>
 
+export const profileEventSchema = z
+  .object({
+    type: z.literal('profile'),
+    userId: z.string().describe('Whose profile changed'),
+    displayName: z.string().nullable(),
+    avatar: z.string().nullable().describe('A mediaId: media.get gives its URLs'),
+    updatedAt: z.number().int().describe('ms since the epoch'),
+  })
+  .describe(
+    "u/<userId>/inbox: a chat partner's (or the user's own) profile changed; live only, not stored: a device that was offline reads profiles with profile.get",
+  )
+export type ProfileEvent = z.infer<typeof profileEventSchema>
+
 export const typingEventSchema = z
   .object({
     userId: z.string(),

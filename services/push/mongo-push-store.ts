@@ -235,6 +235,22 @@ export class MongoPushStore implements PushStore {
     return doc ? fromDoc(doc) : null
   }
 
+  registrationsOf(userId: string): Promise<Registration[]> {
+    return this.registrations([userId])
+  }
+
+  async forgetUser(userId: string): Promise<number> {
+    // Jobs first: a crash after them leaves registrations that get new jobs, never a job whose
+    // registration is gone.
+    let n = (await this.#jobs.deleteMany({ userId })).deletedCount
+    n += (await this.#devices.deleteMany({ userId })).deletedCount
+    n += (await this.#mutes.deleteMany({ userId })).deletedCount
+    return n
+  }
+
+  /** Deletes replaced the documents: what the server's storage keeps is the operator's to compact. */
+  async purgeErased(): Promise<void> {}
+
   async close(): Promise<void> {
     await this.#client.close()
   }

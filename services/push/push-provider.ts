@@ -30,7 +30,10 @@ export interface PushProvider {
   close(): Promise<void>
 }
 
-/** With no provider configured, pushes go to the log, so the flow can be watched while trying Natter. */
+/**
+ * With no provider configured, pushes go to the log, so the flow can be watched while trying
+ * Natter: everything but the body's text, of which only the length is logged.
+ */
 export class LogPushProvider implements PushProvider {
   readonly name = 'log'
   readonly #log: Logger
@@ -42,6 +45,8 @@ export class LogPushProvider implements PushProvider {
   }
 
   async send(to: Registration, n: PushNotification): Promise<SendResult> {
+    // The body is the message's text (or its hidden form): logs carry its length, never text.
+    const { body, ...rest } = n
     this.#log.info(
       {
         event: 'push',
@@ -49,9 +54,10 @@ export class LogPushProvider implements PushProvider {
         platform: this.#platform,
         userId: to.userId,
         deviceId: to.deviceId,
-        ...n,
+        ...rest,
+        bodyChars: body.length,
       },
-      `push (no ${this.#platform === 'fcm' ? 'FCM' : 'APNs'} credentials configured): ${n.title}: ${n.body}`,
+      `push (no ${this.#platform === 'fcm' ? 'FCM' : 'APNs'} credentials configured) to ${to.userId}/${to.deviceId}`,
     )
     return { ok: true }
   }

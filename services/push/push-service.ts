@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import type { Logger } from 'pino'
 import { clientIdOf } from '../auth/topic-acl.ts'
+import { hiddenFrom } from '../blocks/hidden.ts'
 import type { ChatStore } from '../chats/chat-store.ts'
 import type { MessageStore, StoredMessage } from '../messages/message-store.ts'
 import type { PushTelemetry } from '../metrics/push-metrics.ts'
@@ -139,6 +140,13 @@ export class PushService {
     })
   }
 
+  /** Removes a device's registration and its jobs (device.revoke); false when it had none. */
+  async forgetDevice(userId: string, deviceId: string): Promise<boolean> {
+    const removed = await this.#store.unregister(userId, deviceId)
+    this.#cache.delete(userId)
+    return removed
+  }
+
   async #isMember(chatId: string, userId: string): Promise<boolean> {
     for (const m of this.#members(chatId)) if (m === userId) return true
     return false
@@ -173,7 +181,9 @@ export class PushService {
   }
 
   async #enqueueFor(m: StoredMessage): Promise<void> {
-    const recipients = [...this.#members(m.chatId)].filter((u) => u !== m.senderId)
+    // Never the user the message is hidden from (a blocker: services/blocks/hidden.ts).
+    const hidden = hiddenFrom(m)
+    const recipients = [...this.#members(m.chatId)].filter((u) => u !== m.senderId && u !== hidden)
     const known = await this.#known(recipients)
     const candidates = recipients.flatMap((u) => {
       const k = known.get(u)

@@ -96,7 +96,18 @@ export interface PushStore {
    * they are closed as sent (at most once) and returned.
    */
   recoverInDoubt(now: number, limit: number): Promise<PushJob[]>
+  /** Every push registration of the user (export), ordered by deviceId. */
+  registrationsOf(userId: string): Promise<Registration[]>
+  /** Removes the user's registrations, mutes and push jobs (account erasure); returns how many records went. */
+  forgetUser(userId: string): Promise<number>
   job(userId: string, deviceId: string, chatId: string): Promise<PushJob | null>
+  /**
+   * Leaves nothing deleted before this in the store's files (account erasure, after the
+   * deletes): on SQLite, deleted rows are zeroed as they go (secure_delete) and this truncates
+   * the WAL, which held their old page images (services/storage/sqlite-checkpoint.ts); MongoDB:
+   * nothing to do (docs/decisions.md, "Erasing a user in the stores").
+   */
+  purgeErased(): Promise<void>
   close(): Promise<void>
 }
 

@@ -1,7 +1,6 @@
-import { mkdirSync } from 'node:fs'
-import { dirname } from 'node:path'
-import { DatabaseSync, type StatementSync } from 'node:sqlite'
-import { inTransaction, statementCache } from '../storage/sqlite.ts'
+import type { DatabaseSync, StatementSync } from 'node:sqlite'
+import { inTransaction, openSqliteFile, statementCache } from '../storage/sqlite.ts'
+import { truncateWal } from '../storage/sqlite-checkpoint.ts'
 import {
   type JobState,
   jobKey,
@@ -111,11 +110,8 @@ export class SqlitePushStore implements PushStore {
   readonly #sql: (sql: string) => StatementSync
 
   constructor(path: string) {
-    mkdirSync(dirname(path), { recursive: true })
-    this.#db = new DatabaseSync(path)
+    this.#db = openSqliteFile(path, { synchronous: 'NORMAL', schema: SCHEMA })
     this.#sql = statementCache(this.#db)
-    this.#db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;')
-    this.#db.exec(SCHEMA)
   }
 
   #tx<T>(fn: () => T): T {
@@ -297,6 +293,24 @@ export class SqlitePushStore implements PushStore {
       jobKey({ userId, deviceId, chatId }),
     ) as unknown | undefined
     return row ? toJob(row as JobRow) : null
+  }
+
+  async registrationsOf(userId: string): Promise<Registration[]> {
+    return this.registrations([userId])
+  }
+
+  async forgetUser(userId: string): Promise<number> {
+    // push_jobs_device and the other two primary keys lead with the user.
+    return inTransaction(this.#db, () => {
+      let n = Number(this.#sql('DELETE FROM push_jobs WHERE user_id = ?').run(userId).changes)
+      n += Number(this.#sql('DELETE FROM push_devices WHERE user_id = ?').run(userId).changes)
+      n += Number(this.#sql('DELETE FROM push_mutes WHERE user_id = ?').run(userId).changes)
+      return n
+    })
+  }
+
+  async purgeErased(): Promise<void> {
+    await truncateWal(this.#db)
   }
 
   async close(): Promise<void> {

@@ -6,6 +6,9 @@ import { visibleName } from '../text/visible-names.ts'
 /** The largest page of history, sync or search results. */
 export const MAX_PAGE_SIZE = 200
 
+/** The longest display name of a profile, in characters (grapheme clusters). */
+export const MAX_DISPLAY_NAME_CHARS = 64
+
 export interface OperationLimits {
   maxGroupMembers: number
   maxPageSize: number
@@ -145,9 +148,62 @@ export function operations(l: OperationLimits) {
       summary: 'Mute or unmute push notifications of a chat, for every device of the caller.',
       params: z.object({ chatId, muted: z.boolean() }).strict(),
     },
+    'devices.list': {
+      summary:
+        'The caller’s devices: first and last seen, connected now, push registration; and the cap on devices per user.',
+      params: z.object({}).strict(),
+    },
+    'device.revoke': {
+      summary:
+        'Revoke one of the caller’s devices (deviceId), or every one but the caller’s (others: true, "log out everywhere else"): connections cut on every node, delivery state and push registration removed, earlier tokens refused.',
+      params: z
+        .object({ deviceId: idSchema.optional(), others: z.literal(true).optional() })
+        .strict()
+        .refine((p) => (p.deviceId === undefined) !== (p.others === undefined), {
+          error: 'give either deviceId or others: true',
+        }),
+    },
     'media.get': {
       summary: 'Short-lived download URLs (and a thumbnail for images) of a media one may see.',
       params: z.object({ mediaId: characters({ min: 1, max: 128 }) }).strict(),
+    },
+    'profile.set': {
+      summary:
+        "Change the caller's profile: a field left out keeps its value, null clears it; chat partners get a profile event.",
+      params: z
+        .object({
+          displayName: visibleName({ max: MAX_DISPLAY_NAME_CHARS }, 'Shown instead of the user id')
+            .nullable()
+            .optional(),
+          avatar: characters(
+            { min: 1, max: 128 },
+            'The mediaId of an image the caller uploaded (media.begin)',
+          )
+            .nullable()
+            .optional(),
+        })
+        .strict()
+        .refine((p) => p.displayName !== undefined || p.avatar !== undefined, {
+          error: 'name displayName or avatar (null clears it)',
+        }),
+    },
+    'profile.get': {
+      summary:
+        'Profiles of the caller and of users who share a chat with the caller; any other id is answered as not found.',
+      params: z.object({ userIds: z.array(idSchema).min(1).max(l.maxGroupMembers) }).strict(),
+    },
+    'user.block': {
+      summary:
+        'Block a user: no new direct chat, their direct messages hidden from you, presence and typing hidden both ways; they are not told.',
+      params: z.object({ userId: idSchema }).strict(),
+    },
+    'user.unblock': {
+      summary: 'Unblock a user blocked with user.block.',
+      params: z.object({ userId: idSchema }).strict(),
+    },
+    'user.blocked': {
+      summary: 'The users the caller blocks, oldest block first.',
+      params: z.object({}).strict(),
     },
   } as const
 }

@@ -1,7 +1,15 @@
 /**
- * The path and query of an HTTP request target, or null when it is none a server can use. Never
- * throws: `new URL(req.url, base)` does on targets Node's parser lets through (`//`, `//@`),
- * and a throw in a request or upgrade listener would take the whole process down.
+ * A `.` or `..` path segment, plain or percent-encoded: URL parsing removes them (RFC 3986
+ * §5.2.4), so `/v1/../admin/v1/…` would reach a route that a proxy matching on the raw path let
+ * through. No route of Natter's has one.
+ */
+const DOT_SEGMENT = /(^|\/)(\.|%2e){1,2}(\/|$)/i
+
+/**
+ * The path and query of an HTTP request target, or null when it is none a server can use (one
+ * with a dot-segment among them). Never throws: `new URL(req.url, base)` does on targets Node's
+ * parser lets through (`//`, `//@`), and a throw in a request or upgrade listener would take
+ * the whole process down.
  *
  * Accepts the origin form (`/path?query`, RFC 9112 §3.2.1, `//x` being the path `//x`, not a
  * host) and the absolute form (`http://host/path`, §3.2.2, which servers must accept). The
@@ -9,6 +17,7 @@
  */
 export function requestTarget(raw: string | undefined): URL | null {
   if (raw === undefined || raw === '') return null
+  if (DOT_SEGMENT.test(raw.split(/[?#]/, 1)[0] as string)) return null
   try {
     if (raw.startsWith('/')) return new URL(`http://localhost${raw}`)
     const url = new URL(raw)

@@ -1,4 +1,30 @@
-import type { DatabaseSync, StatementSync } from 'node:sqlite'
+import { mkdirSync } from 'node:fs'
+import { dirname } from 'node:path'
+import { DatabaseSync, type StatementSync } from 'node:sqlite'
+
+/**
+ * Opens (creating it and its directory if needed) one of the stores' SQLite files the way every
+ * store does: WAL, a 5 s busy timeout (the writer thread, another node's CLI), `secure_delete`
+ * so that what a delete or update frees is zeroed rather than left in free pages (an account's
+ * erase, docs/admin.md#erase), and the store's schema. `synchronous` FULL makes a commit survive
+ * a power loss; NORMAL only a crash of the process (in WAL mode), for stores written on every
+ * delivery, where an fsync each would cap the send path (docs/decisions.md).
+ *
+ * @param path the file, or ':memory:'
+ * @param o.schema SQL run once opened (CREATE … IF NOT EXISTS)
+ */
+export function openSqliteFile(
+  path: string,
+  o: { synchronous: 'FULL' | 'NORMAL'; schema: string },
+): DatabaseSync {
+  if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true })
+  const db = new DatabaseSync(path)
+  db.exec(
+    `PRAGMA journal_mode = WAL; PRAGMA synchronous = ${o.synchronous}; PRAGMA busy_timeout = 5000; PRAGMA secure_delete = ON;`,
+  )
+  db.exec(o.schema)
+  return db
+}
 
 /**
  * Runs work in one transaction and returns its result; rolls back and rethrows when it throws.

@@ -406,5 +406,89 @@ export function chatStoreContract(name: string, open: () => Promise<Harness<Chat
         { userId: alice, online: true, lastSeen: 3000 },
       )
     })
+
+    it('lists every chat a user is or was in with chatsEver, with membership and read cursor', async () => {
+      const [alice, bob] = [unique('alice'), unique('bob')]
+      // Ids in an order unlike creation: the list is by chat id.
+      const [g1, g2, g3] = [unique('zz-group'), unique('aa-group'), unique('mm-group')]
+      await store.createGroup({ id: g1, name: 'One', createdBy: alice, members: [bob], at: 1000 })
+      await store.createGroup({ id: g2, name: 'Two', createdBy: bob, members: [alice], at: 2000 })
+      await store.createGroup({ id: g3, name: 'Three', createdBy: bob, members: [], at: 3000 })
+      const { chat: direct } = await store.findOrCreateDirect({
+        id: unique('direct'),
+        a: bob,
+        b: alice,
+        at: 4000,
+      })
+      await store.advanceCursor({ chatId: g2, userId: alice, kind: 'read', seq: 7 })
+      await store.advanceCursor({ chatId: g2, userId: alice, kind: 'delivered', seq: 9 })
+      await store.removeMember(g2, alice)
+      await store.advanceCursor({ chatId: g1, userId: alice, kind: 'delivered', seq: 3 })
+
+      const ever = await store.chatsEver(alice)
+      const expected = [
+        {
+          chat: await store.getChat(g1),
+          member: { chatId: g1, userId: alice, role: 'admin', joinedAt: 1000 },
+          delivered: 3,
+          read: 0,
+        },
+        { chat: await store.getChat(g2), member: null, delivered: 9, read: 7 },
+        {
+          chat: direct,
+          member: { chatId: direct.id, userId: alice, role: 'member', joinedAt: 4000 },
+          delivered: 0,
+          read: 0,
+        },
+      ].sort((x, y) => ((x.chat?.id ?? '') < (y.chat?.id ?? '') ? -1 : 1))
+      assert.deepEqual(
+        ever,
+        expected.map((e) => ({
+          chat: e.chat,
+          member: e.member,
+          cursor: { chatId: e.chat?.id, userId: alice, deliveredSeq: e.delivered, readSeq: e.read },
+        })),
+      )
+      assert.deepEqual(await store.chatsEver(unique('nobody')), [])
+      // Removed and added back: a member again, the cursor kept.
+      await store.addMembers(g2, [alice], 5000)
+      const back = (await store.chatsEver(alice)).find((e) => e.chat.id === g2)
+      assert.deepEqual(back?.member, { chatId: g2, userId: alice, role: 'member', joinedAt: 5000 })
+      assert.equal(back?.cursor.readSeq, 7)
+    })
+
+    it("forgets a user's cursors and presence with forgetUser, and no one else's", async () => {
+      const [alice, bob] = [unique('alice'), unique('bob')]
+      const g = unique('group')
+      await store.createGroup({ id: g, name: 'G', createdBy: alice, members: [bob], at: 1000 })
+      await store.advanceCursor({ chatId: g, userId: alice, kind: 'read', seq: 4 })
+      await store.advanceCursor({ chatId: g, userId: bob, kind: 'read', seq: 5 })
+      await store.setPresence({ userId: alice, online: true, lastSeen: 2000 })
+      await store.setPresence({ userId: bob, online: false, lastSeen: 3000 })
+      await store.removeMember(g, alice)
+      await store.forgetUser(alice)
+      await store.forgetUser(alice)
+      await store.purgeErased()
+      assert.deepEqual(await store.chatsEver(alice), [])
+      assert.deepEqual(await store.cursor(g, alice), {
+        chatId: g,
+        userId: alice,
+        deliveredSeq: 0,
+        readSeq: 0,
+      })
+      assert.equal(
+        (await store.allPresence()).find((p) => p.userId === alice),
+        undefined,
+      )
+      assert.deepEqual(await store.cursor(g, bob), { chatId: g, userId: bob, deliveredSeq: 5, readSeq: 5 })
+      assert.deepEqual(
+        (await store.allPresence()).find((p) => p.userId === bob),
+        { userId: bob, online: false, lastSeen: 3000 },
+      )
+      assert.deepEqual(
+        (await store.members(g)).map((m) => m.userId),
+        [bob],
+      )
+    })
   })
 }

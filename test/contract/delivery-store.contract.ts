@@ -316,5 +316,95 @@ export function deliveryStoreContract(name: string, open: () => Promise<Harness<
       assert.equal(r.fresh, false)
       assert.equal(r.session.since, 1000)
     })
+
+    it('lists a user’s devices with first seen kept across sessions, and counts them', async () => {
+      const userId = unique('dana')
+      await store.connect({ userId, deviceId: 'phone', clean: true, conn: 'c1', at: 1000 })
+      await store.disconnect({ userId, deviceId: 'phone', conn: 'c1', at: 1100 })
+      // A clean session starts anew at the next CONNECT: since moves, first seen does not.
+      await store.connect({ userId, deviceId: 'phone', clean: true, conn: 'c2', at: 2000 })
+      await store.connect({ userId, deviceId: 'laptop', clean: false, conn: 'c3', at: 1500 })
+      await store.disconnect({ userId, deviceId: 'laptop', conn: 'c3', at: 1600 })
+      await store.connect({ userId: unique('other'), deviceId: 'phone', clean: false, conn: 'c4', at: 1 })
+      assert.equal((await store.session({ userId, deviceId: 'phone' }))?.since, 2000)
+      assert.deepEqual(await store.devices(userId), [
+        { deviceId: 'laptop', firstSeen: 1500, lastSeen: 1600, connected: false },
+        { deviceId: 'phone', firstSeen: 1000, lastSeen: 2000, connected: true },
+      ])
+      assert.equal(await store.deviceCount(userId), 2)
+      assert.deepEqual(await store.devices(unique('nobody')), [])
+    })
+
+    it('removes one device with its cursors, and nothing of the others', async () => {
+      const userId = unique('eve')
+      const phone = { userId, deviceId: 'phone' }
+      const laptop = { userId, deviceId: 'laptop' }
+      await store.connect({ ...phone, clean: false, conn: 'c1', at: 1000 })
+      await store.connect({ ...laptop, clean: false, conn: 'c2', at: 1000 })
+      await store.advance([
+        { ...phone, chatId: 'g1', seq: 3 },
+        { ...laptop, chatId: 'g1', seq: 4 },
+      ])
+      assert.equal(await store.remove(phone), true)
+      assert.equal(await store.remove(phone), false)
+      assert.equal(await store.session(phone), null)
+      assert.deepEqual(await seqs(phone), {})
+      assert.deepEqual(await seqs(laptop), { g1: 4 })
+      assert.equal(await store.deviceCount(userId), 1)
+      // A device that comes back after its removal is a new one.
+      await store.connect({ ...phone, clean: false, conn: 'c3', at: 5000 })
+      assert.deepEqual((await store.devices(userId)).find((x) => x.deviceId === 'phone')?.firstSeen, 5000)
+    })
+
+    it('keeps revocations: the greater before per device, the latest "every device but one"', async () => {
+      const userId = unique('fay')
+      await store.revoke({ userId, deviceId: 'phone', before: 2000, except: null })
+      await store.revoke({ userId, deviceId: 'phone', before: 1000, except: null })
+      await store.revoke({ userId, deviceId: null, before: 3000, except: 'laptop' })
+      await store.revoke({ userId, deviceId: null, before: 4000, except: 'tablet' })
+      store = await h.reopen()
+      const mine = (await store.revocations()).filter((r) => r.userId === userId)
+      assert.deepEqual(
+        mine.sort((a, b) => String(a.deviceId).localeCompare(String(b.deviceId))),
+        [
+          { userId, deviceId: null, before: 4000, except: 'tablet' },
+          { userId, deviceId: 'phone', before: 2000, except: null },
+        ].sort((a, b) => String(a.deviceId).localeCompare(String(b.deviceId))),
+      )
+    })
+
+    it("forgets every session, cursor and revocation of a user with forgetUser, and no one else's", async () => {
+      const alice = unique('alice')
+      const bob = unique('bob')
+      const [phone, laptop] = [
+        { userId: alice, deviceId: 'phone' },
+        { userId: alice, deviceId: 'laptop' },
+      ]
+      const bobs = { userId: bob, deviceId: 'phone' }
+      for (const d of [phone, laptop, bobs]) {
+        await store.connect({ ...d, clean: false, conn: 'c', at: 1000 })
+        await store.advance([{ ...d, chatId: 'g', seq: 3 }])
+      }
+      await store.revoke({ userId: alice, deviceId: 'tablet', before: 500, except: null })
+      await store.revoke({ userId: alice, deviceId: null, before: 600, except: 'phone' })
+      await store.revoke({ userId: bob, deviceId: 'old', before: 700, except: null })
+      assert.deepEqual(await store.forgetUser(alice), [laptop, phone])
+      assert.deepEqual(await store.forgetUser(alice), [], 'nothing left')
+      await store.purgeErased()
+      assert.deepEqual(await store.devices(alice), [])
+      assert.equal(await store.session(phone), null)
+      assert.deepEqual(await seqs(phone), {})
+      assert.deepEqual(await seqs(laptop), {})
+      assert.deepEqual(
+        (await store.revocations()).filter((r) => r.userId === alice || r.userId === bob),
+        [{ userId: bob, deviceId: 'old', before: 700, except: null }],
+      )
+      assert.equal((await store.session(bobs))?.connected, true)
+      assert.deepEqual(await seqs(bobs), { g: 3 })
+      assert.deepEqual(
+        (await store.chatCursors('g')).filter((c) => c.userId === alice || c.userId === bob),
+        [{ ...bobs, chatId: 'g', seq: 3 }],
+      )
+    })
   })
 }

@@ -145,5 +145,57 @@ export function mediaCatalogContract(name: string, open: () => Promise<Harness<M
       assert.equal((await catalog.get(m.id))?.status, 'ready')
       assert.deepEqual(await catalog.chatsOf(m.id), ['chat-a'])
     })
+
+    it("lists every record a user uploaded with uploadedBy, whatever its status, and no one else's", async () => {
+      const alice = unique('alice')
+      const pending = upload({ uploaderId: alice, createdAt: 3000 })
+      const ready = upload({ uploaderId: alice, createdAt: 1000 })
+      const deleting = upload({ uploaderId: alice, createdAt: 2000, expiresAt: 2500 })
+      for (const m of [pending, ready, deleting]) await catalog.begin(m)
+      await catalog.begin(upload({ sha256: ready.sha256 }))
+      await catalog.complete(ready.id, facts, 1500)
+      // An expired pending upload is due; marked, it is being deleted.
+      assert.equal(
+        await catalog.markDeleting(deleting.id, { now: 2600, unsentBefore: 0, sentBefore: 0 }),
+        true,
+      )
+      const mine = await catalog.uploadedBy(alice)
+      assert.deepEqual(
+        mine.map((r) => [r.id, r.status]),
+        [
+          [ready.id, 'ready'],
+          [deleting.id, 'deleting'],
+          [pending.id, 'pending'],
+        ],
+      )
+      assert.deepEqual(mine[0], await catalog.get(ready.id))
+      await catalog.remove(deleting.id)
+      await catalog.purgeErased()
+      assert.deepEqual(
+        (await catalog.uploadedBy(alice)).map((r) => r.id),
+        [ready.id, pending.id],
+      )
+      assert.deepEqual(await catalog.uploadedBy(unique('nobody')), [])
+    })
+
+    it("marks a user's record as being deleted with markDeletingOf, whatever its status", async () => {
+      const alice = unique('alice')
+      const ready = upload({ uploaderId: alice })
+      const pending = upload({ uploaderId: alice })
+      const bobs = upload()
+      for (const m of [ready, pending, bobs]) await catalog.begin(m)
+      await catalog.complete(ready.id, facts, 1500)
+      await catalog.reference(ready.id, 'chat-a', 1600)
+      assert.equal(await catalog.markDeletingOf(alice, ready.id), true)
+      assert.equal(await catalog.markDeletingOf(alice, pending.id), true)
+      assert.equal(await catalog.markDeletingOf(alice, pending.id), true, 'again: still marked')
+      assert.equal(await catalog.markDeletingOf(alice, bobs.id), false, "not another user's")
+      assert.equal(await catalog.markDeletingOf(alice, unique('gone')), false)
+      assert.equal((await catalog.get(ready.id))?.status, 'deleting')
+      assert.equal((await catalog.get(bobs.id))?.status, 'pending')
+      assert.equal(await catalog.reference(ready.id, 'chat-b', 1700), false, 'no longer sent')
+      const due = (await catalog.due({ now: 1, unsentBefore: 0, sentBefore: 0 }, 1000)).map((r) => r.id)
+      assert.ok(due.includes(ready.id) && due.includes(pending.id), 'the sweep finishes what was left')
+    })
   })
 }

@@ -179,6 +179,26 @@ export function messageStoreContract(name: string, open: () => Promise<Harness<M
       assert.equal(await store.edit(c, 1, 'revive', 8000), null)
     })
 
+    it('leaves a message hidden from a blocker out of their unread count, also as a tombstone', async () => {
+      const c = uniqueChat()
+      const hidden = (clientMsgId: string, text: string) => ({
+        ...msg(c, clientMsgId, text, 'bob'),
+        body: { media: ['m1'], hiddenFrom: 'alice' },
+      })
+      await store.append(msg(c, 'h1', 'seen', 'bob'))
+      await store.append(hidden('h2', 'not for alice'))
+      await store.append(hidden('h3', 'nor this'))
+      assert.equal(await store.countUnread(c, 0, 'alice'), 1)
+      assert.equal(await store.countUnread(c, 0, 'carol'), 3)
+      // The marker outlives an edit and a delete: the tombstone stays hidden from alice too.
+      assert.equal((await store.edit(c, 2, 'edited', 5000))?.body.hiddenFrom, 'alice')
+      const gone = await store.tombstone(c, 3, 6000)
+      assert.deepEqual(gone?.body, { hiddenFrom: 'alice' })
+      assert.equal(gone?.text, null)
+      assert.deepEqual((await store.get(c, 3))?.body, { hiddenFrom: 'alice' })
+      assert.equal(await store.countUnread(c, 0, 'alice'), 1)
+    })
+
     it('finds messages that hold every word, newest first, in that chat only', async () => {
       const c = uniqueChat()
       await store.append(msg(c, 's1', 'Lunch at the Café?'))
@@ -391,6 +411,121 @@ export function messageStoreContract(name: string, open: () => Promise<Harness<M
         'a change exactly at the time is included',
       )
       assert.deepEqual(await store.changedSince(c, 10, 7_001, 10), [], 'nothing after the last change')
+    })
+
+    it("pages a sender's text messages with sentBy: live and tombstones, no events, no one else's", async () => {
+      const c = uniqueChat()
+      for (let i = 1; i <= 7; i++) await store.append(msg(c, `a${i}`, `alice ${i}`))
+      await store.append(msg(c, 'b1', 'bob 1', 'bob'))
+      await store.append({ ...msg(c, 'e1', null), kind: 'event', body: { event: 'joined' } })
+      await store.append(msg(c, 'a8', 'alice 8'))
+      await store.tombstone(c, 2, 5_000)
+      const pages: number[][] = []
+      let afterSeq = 0
+      for (;;) {
+        const page = await store.sentBy(c, 'alice', afterSeq, 3)
+        if (page.length === 0) break
+        pages.push(page.map((m) => m.seq))
+        afterSeq = page.at(-1)?.seq ?? afterSeq
+      }
+      assert.deepEqual(pages, [
+        [1, 2, 3],
+        [4, 5, 6],
+        [7, 10],
+      ])
+      const [first, second] = await store.sentBy(c, 'alice', 0, 2)
+      assert.equal(first?.text, 'alice 1')
+      assert.equal(second?.deletedAt, 5_000, 'the tombstone is included')
+      assert.deepEqual(
+        (await store.sentBy(c, 'bob', 0, 10)).map((m) => m.text),
+        ['bob 1'],
+      )
+      assert.deepEqual(await store.sentBy(c, 'carol', 0, 10), [])
+      assert.deepEqual(await store.sentBy(uniqueChat(), 'alice', 0, 10), [])
+    })
+
+    it("erases a sender's messages with eraseSender: content gone, seqs and others' messages kept", async () => {
+      const c = uniqueChat()
+      const other = uniqueChat()
+      await store.append(msg(c, 'a1', 'zanzibar quokka one'), 1_000)
+      await store.append(msg(c, 'b1', 'zanzibar from bob', 'bob'), 1_001)
+      await store.append(
+        { ...msg(c, 'a2', 'zanzibar hidden'), body: { hiddenFrom: 'carol', replyTo: 1 } },
+        1_002,
+      )
+      await store.append(
+        { ...msg(c, 'a3', null), kind: 'event', body: { event: 'renamed', name: 'Secret' } },
+        1_003,
+      )
+      await store.append(msg(c, 'a4', 'zanzibar edited before'), 1_004)
+      await store.edit(c, 5, 'zanzibar edited after', 2_000)
+      await store.append(msg(c, 'a5', 'zanzibar deleted'), 1_005)
+      await store.tombstone(c, 6, 3_000)
+      await store.append(msg(other, 'a1', 'zanzibar elsewhere'))
+      // The sender chose a clientMsgId like the marker of one of their own seqs.
+      await store.append(msg(c, 'erased:6', 'zanzibar marker clash'), 1_006)
+
+      const before = Date.now()
+      assert.equal(await store.eraseSender(c, 'alice', 2), 2)
+      assert.equal(await store.eraseSender(c, 'alice', 100), 4)
+      assert.equal(await store.eraseSender(c, 'alice', 100), 0, 'none left: idempotent')
+      await store.purgeErased()
+
+      const all = await store.after(c, 0, 100)
+      assert.deepEqual(
+        all.map((m) => [m.seq, m.senderId, m.kind]),
+        [
+          [1, 'alice', 'text'],
+          [2, 'bob', 'text'],
+          [3, 'alice', 'text'],
+          [4, 'alice', 'event'],
+          [5, 'alice', 'text'],
+          [6, 'alice', 'text'],
+          [7, 'alice', 'text'],
+        ],
+      )
+      for (const m of all.filter((m) => m.senderId === 'alice')) {
+        assert.equal(m.text, null)
+        assert.equal(m.deviceId, '')
+        assert.equal(m.clientMsgId, `erased:${m.seq}`)
+        assert.deepEqual(m.body, m.seq === 3 ? { hiddenFrom: 'carol' } : {}, `body of ${m.seq}`)
+        assert.ok(m.deletedAt !== null && (m.seq === 6 ? m.deletedAt === 3_000 : m.deletedAt >= before))
+      }
+      assert.equal(all[0]?.at, 1_000, 'the time of the seq stays')
+      assert.equal(all[4]?.editedAt, 2_000)
+      assert.deepEqual(
+        (await store.search(c, 'zanzibar', 10)).map((m) => m.seq),
+        [2],
+        "only bob's message is found",
+      )
+      assert.deepEqual(await store.search(c, 'quokka', 10), [])
+      assert.deepEqual(await store.search(c, 'edited', 10), [])
+      assert.equal((await store.after(other, 0, 10))[0]?.text, 'zanzibar elsewhere', 'another chat untouched')
+      assert.equal((await store.get(c, 2))?.text, 'zanzibar from bob')
+      assert.equal((await store.get(c, 2))?.clientMsgId, 'b1')
+      // The seq stays taken: the next message follows it.
+      assert.equal((await store.append(msg(c, 'a6', 'new one'))).message.seq, 8)
+      // An erased message's old clientMsgId is free again, and a retry of it makes a new message.
+      assert.equal((await store.append(msg(c, 'a1', 'again'))).duplicate, false)
+      assert.equal(await store.eraseSender(c, 'alice', 0), 0)
+    })
+
+    it('erases a sender with many messages in pages', async () => {
+      const c = uniqueChat()
+      await Promise.all(Array.from({ length: 45 }, (_, i) => store.append(msg(c, `p${i}`, `page ${i}`))))
+      await store.append(msg(c, 'b', 'page bob', 'bob'))
+      const counts: number[] = []
+      for (;;) {
+        const n = await store.eraseSender(c, 'alice', 20)
+        counts.push(n)
+        if (n === 0) break
+      }
+      assert.deepEqual(counts, [20, 20, 5, 0])
+      assert.deepEqual(
+        (await store.search(c, 'page', 100)).map((m) => m.senderId),
+        ['bob'],
+      )
+      assert.equal(await store.countUnread(c, 0, 'carol'), 1)
     })
 
     it('keeps every acknowledged append across a close and reopen', async () => {

@@ -124,6 +124,22 @@ export function objectStoreContract(name: string, open: () => Promise<ObjectStor
       assert.equal(await statusOf(url), 403)
     })
 
+    it('streams an object whole, and none when there is none', async () => {
+      const k = key('export')
+      assert.equal(await store.stream(k), null)
+      // Larger than any one chunk of a file or HTTP stream, so several chunks make it up.
+      const bytes = randomBytes(3 * 1024 * 1024 + 17)
+      await store.write(k, bytes, 'application/octet-stream')
+      const stream = await store.stream(k)
+      assert.ok(stream)
+      const chunks: Buffer[] = []
+      for await (const chunk of stream) chunks.push(Buffer.from(chunk))
+      assert.ok(chunks.length > 1, `${chunks.length} chunk`)
+      assert.equal(sha(Buffer.concat(chunks)), sha(bytes))
+      await store.remove(k)
+      assert.equal(await store.stream(k), null)
+    })
+
     it('writes, reads and removes objects for the server itself', async () => {
       const k = key('thumb')
       const bytes = randomBytes(300)

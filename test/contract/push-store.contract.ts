@@ -239,5 +239,31 @@ export function pushStoreContract(name: string, open: () => Promise<Harness<Push
       assert.deepEqual(await store.registration(r.userId, 'phone'), r)
       assert.equal((await store.job(r.userId, 'phone', 'g9'))?.state, 'pending')
     })
+
+    it("lists a user's registrations with registrationsOf and forgets them, mutes and jobs with forgetUser", async () => {
+      const alice = unique('alice')
+      const bob = unique('bob')
+      const phone = registration({ userId: alice, deviceId: 'phone' })
+      const tablet = registration({ userId: alice, deviceId: 'tablet', platform: 'fcm', apnsTopic: null })
+      const bobs = registration({ userId: bob })
+      for (const r of [tablet, phone, bobs]) await store.register(r)
+      await store.setMuted(alice, 'g1', true)
+      await store.setMuted(bob, 'g1', true)
+      await store.enqueue([
+        { userId: alice, deviceId: 'phone', chatId: 'g1', seq: 5, dueAt: 100 },
+        { userId: alice, deviceId: 'tablet', chatId: 'g2', seq: 6, dueAt: 100 },
+        { userId: bob, deviceId: 'phone', chatId: 'g1', seq: 5, dueAt: 100 },
+      ])
+      assert.deepEqual(await store.registrationsOf(alice), [phone, tablet])
+      assert.equal(await store.forgetUser(alice), 5, 'two registrations, one mute, two jobs')
+      assert.equal(await store.forgetUser(alice), 0, 'none left')
+      await store.purgeErased()
+      assert.deepEqual(await store.registrationsOf(alice), [])
+      assert.deepEqual(await store.mutes([alice, bob]), [{ userId: bob, chatId: 'g1' }])
+      assert.equal(await store.job(alice, 'phone', 'g1'), null)
+      assert.equal(await store.job(alice, 'tablet', 'g2'), null)
+      assert.equal((await store.job(bob, 'phone', 'g1'))?.lastSeq, 5)
+      assert.deepEqual(await store.registrationsOf(bob), [bobs])
+    })
   })
 }

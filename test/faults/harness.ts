@@ -47,7 +47,7 @@ export interface FaultResult {
   acked: number
   /** Publishes mqtt.js gave up on with an error (never acked; an app would send them again). */
   failed: number
-  /** Acked messages a sync from 0 does not return. */
+  /** Messages acked before a sync from 0 began that it does not return. */
   missingInStore: number
   /** Acked messages missing at member devices after their first reconnect, summed over devices. */
   missingAtDevices: number
@@ -267,10 +267,18 @@ export async function runFault(fault: FaultKind, o: RunOptions = {}): Promise<Fa
     }
     const ackedIds = [...traffic.acked.keys()]
     const quiet = o.quietMs ?? 3000
-    const [drained, stored, presence] = await step(
+    // A node may still be working through the sender's backlog while the store is read: a
+    // message stored after the sync passed its place, then acked, is not missing. Each read is
+    // judged on what was acked before it began; when messages were acked after the first read
+    // began, the store is read once more for them.
+    const firstReadFrom = Date.now()
+    let firstReadMs = 0
+    const [drained, firstRead, presence] = await step(
       Promise.all([
         Promise.all(devices.map((d) => d.drained(ackedIds, quiet, DRAIN_CAP_MS))),
-        storeOnAnyNode(sys, sToken, chatId, result.problems),
+        storeOnAnyNode(sys, sToken, chatId, result.problems).finally(() => {
+          firstReadMs = Date.now() - firstReadFrom
+        }),
         (async () => {
           const port = sys.portsFrom(0)[0]
           if (port === undefined) throw new Error('no live node for the presence check')
@@ -285,7 +293,18 @@ export async function runFault(fault: FaultKind, o: RunOptions = {}): Promise<Fa
         })(),
       ]),
     )
-    judge(result, { devices, drained, stored, presence, traffic, chatId })
+    const reads: StoreRead[] = firstRead ? [{ messages: firstRead, from: firstReadFrom }] : []
+    const ackedSince = [...traffic.acked].filter(([, at]) => at >= firstReadFrom).map(([id]) => id)
+    if (firstRead && ackedSince.length > 0) {
+      const inFirst = new Set(firstRead.map((m) => m.clientMsgId))
+      say(
+        `${ackedSince.length} messages acked after the store's read began, ${ackedSince.filter((id) => !inFirst.has(id)).length} of them not in that read (it took ${firstReadMs} ms): reading it again`,
+      )
+      const from = Date.now()
+      const again = await step(storeOnAnyNode(sys, sToken, chatId, result.problems))
+      if (again) reads.push({ messages: again, from })
+    }
+    judge(result, { devices, drained, reads, presence, traffic, chatId })
     for (const n of sys.nodes) {
       if (n.alive() || (plan.victimGone && sys.nodes.indexOf(n) === plan.victim)) continue
       const last = n.proc.lines.filter((l) => l.includes('"level":50') || l.includes('"level":60')).at(-1)
@@ -302,6 +321,13 @@ export async function runFault(fault: FaultKind, o: RunOptions = {}): Promise<Fa
       result.acked = traffic.acked.size
       result.failed = traffic.failed.size
     }
+    // services/storage/mongo.ts's watchdog: a run it rescued is worth knowing about.
+    const rescued = system
+      ? Object.values(system.logs())
+          .flat()
+          .filter((l) => l.includes('"mongo_monitor_stuck"')).length
+      : 0
+    if (rescued > 0) say(`the MongoDB monitor watchdog reconnected a client ${rescued} times`)
     if (o.logDir && system && (findings(result) || !result.completed))
       writeLogs(join(o.logDir, `${fault}-${tag}`), system, devices, result)
     for (const d of [...devices, ...(gone ? [gone] : [])]) await d.close().catch(() => {})
@@ -348,13 +374,19 @@ export function findings(r: FaultResult): boolean {
   )
 }
 
+/** One paged sync of the chat from 0, and when (epoch ms) it began. */
+interface StoreRead {
+  messages: StoredMessage[]
+  from: number
+}
+
 function judge(
   result: FaultResult,
   o: {
     devices: FaultDevice[]
     drained: string[]
-    /** Undefined when no node could read the store (a problem is recorded). */
-    stored: StoredMessage[] | undefined
+    /** The store's reads, oldest first; none when no node could read it (a problem is recorded). */
+    reads: StoreRead[]
     presence: PresenceReport
     traffic: Traffic
     chatId: string
@@ -362,18 +394,26 @@ function judge(
 ): void {
   const acked = [...o.traffic.acked.keys()]
   const seqOf = new Map<string, number>()
-  if (o.stored) {
-    for (const m of o.stored) if (m.clientMsgId !== undefined) seqOf.set(m.clientMsgId, m.seq)
-    const notStored = acked.filter((id) => !seqOf.has(id))
-    result.missingInStore = notStored.length
-    if (notStored.length > 0)
-      result.samples.push(
-        `store: ${notStored.length} acked messages missing, e.g. ${notStored.slice(0, 5).join(', ')}`,
-      )
-    const seqs = o.stored.map((m) => m.seq)
+  // A message one read lacks although it was acked before that read began is missing, even when
+  // a later read has it.
+  const notStored = new Set<string>()
+  for (const read of o.reads) {
+    const inRead = new Set<string>()
+    for (const m of read.messages) {
+      if (m.clientMsgId === undefined) continue
+      inRead.add(m.clientMsgId)
+      seqOf.set(m.clientMsgId, m.seq)
+    }
+    for (const [id, at] of o.traffic.acked) if (at < read.from && !inRead.has(id)) notStored.add(id)
+    const seqs = read.messages.map((m) => m.seq)
     const gaps = seqs.filter((seq, i) => seq !== i + 1)
     if (gaps.length > 0) result.samples.push(`store: the chat's seqs have gaps (${ranges(seqs)})`)
   }
+  result.missingInStore = notStored.size
+  if (notStored.size > 0)
+    result.samples.push(
+      `store: ${notStored.size} acked messages missing, e.g. ${[...notStored].slice(0, 5).join(', ')}`,
+    )
   for (const [i, d] of o.devices.entries()) {
     const r = judgeDevice(d, o.chatId, acked, o.drained[i] ?? 'unknown')
     result.devices.push(r)

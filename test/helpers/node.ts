@@ -13,6 +13,8 @@ export interface TestNode {
   mqttUrl: string
   wsUrl: string
   httpUrl: string
+  /** The node's data directory (its SQLite files on the embedded default). */
+  dataDir: string
   secret: Uint8Array
   /** A valid HS256 token for the node, with overrides for the negative tests. */
   token(userId: string, o?: { expiresInSeconds?: number; alg?: string; secret?: Uint8Array }): Promise<string>
@@ -37,6 +39,7 @@ export async function startTestNode(env: Record<string, string> = {}): Promise<T
     mqttUrl: `mqtt://127.0.0.1:${node.ports.mqtt}`,
     wsUrl: `ws://127.0.0.1:${node.ports.ws}${settings.wsPath}`,
     httpUrl: `http://127.0.0.1:${node.ports.http}`,
+    dataDir: settings.dataDir,
     secret,
     token: (userId, o = {}) =>
       new SignJWT({})

@@ -161,7 +161,7 @@ export function localNodeEnv(dataDir: string, secret: string): Record<string, st
 }
 
 /**
- * Rate limits far above anything a test sends, for nodes under test load: a device sending
+ * Rate limits (and a cap on devices per user) far above anything a test sends, for nodes under test load: a device sending
  * thousands of messages, a thousand devices connecting from 127.0.0.1. The limiters still run
  * on every send, request, typing indicator, CONNECT and HTTP call; test/rate-limits*.test.ts
  * sets the limits it tests.
@@ -178,4 +178,6 @@ export const LOAD_LIMITS: Record<string, string> = {
   NATTER_LIMIT_CONNECTS_PER_IP: '1000000/1s',
   NATTER_LIMIT_CONNECTS_PER_USER: '1000000/1s',
   NATTER_LIMIT_HTTP_PER_TOKEN: '1000000/1s',
+  // The load tests open up to 100 devices per user; test/devices.e2e.test.ts tests the cap.
+  NATTER_MAX_DEVICES_PER_USER: '1000',
 }
