@@ -164,17 +164,15 @@ export async function wireServices(d: ServiceDeps) {
     messages: stores.messages,
     liveness,
     providers,
+    members: (chatId) => index.members(chatId),
     // Banned and erased accounts get no pushes: a ban keeps content off their devices too.
-    members: (chatId) => pushable(index.members(chatId)),
+    refused: (userId) => accounts.list.refusal(userId) !== null,
     options: { graceMs: settings.pushGraceMs, workerId: cluster?.nodeId ?? `${hostname()}:${process.pid}` },
     ops,
     log,
     telemetry: createPushMetrics(registry),
   })
   pushService.register(router)
-  function* pushable(userIds: Iterable<string>): Generator<string> {
-    for (const u of userIds) if (accounts.list.refusal(u) === null) yield u
-  }
   // Revoked devices, in memory for the CONNECT check; kept current by broker/device-wiring.ts.
   const revocations = new RevocationList()
   revocations.load(await stores.delivery.revocations())

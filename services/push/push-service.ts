@@ -56,6 +56,7 @@ export class PushService {
   readonly #liveness: DeviceLiveness
   readonly #providers: Record<Platform, PushProvider>
   readonly #members: (chatId: string) => Iterable<string>
+  readonly #refused: (userId: string) => boolean
   readonly #o: Required<PushOptions>
   readonly #log: Logger
   readonly #telemetry: PushTelemetry | undefined
@@ -77,6 +78,8 @@ export class PushService {
     liveness: DeviceLiveness
     providers: Record<Platform, PushProvider>
     members: (chatId: string) => Iterable<string>
+    /** Banned and erased accounts (services/accounts/): no push reaches their devices. */
+    refused?: (userId: string) => boolean
     options: PushOptions
     ops: Operations
     log: Logger
@@ -88,6 +91,7 @@ export class PushService {
     this.#liveness = d.liveness
     this.#providers = d.providers
     this.#members = d.members
+    this.#refused = d.refused ?? (() => false)
     this.#o = { retryBaseMs: 1000, ...d.options }
     this.#ops = d.ops
     this.#log = d.log
@@ -183,7 +187,10 @@ export class PushService {
   async #enqueueFor(m: StoredMessage): Promise<void> {
     // Never the user the message is hidden from (a blocker: services/blocks/hidden.ts).
     const hidden = hiddenFrom(m)
-    const recipients = [...this.#members(m.chatId)].filter((u) => u !== m.senderId && u !== hidden)
+    // Checked here, where a push may be made, not in #nobodyToPush, which runs for every message.
+    const recipients = [...this.#members(m.chatId)].filter(
+      (u) => u !== m.senderId && u !== hidden && !this.#refused(u),
+    )
     const known = await this.#known(recipients)
     const candidates = recipients.flatMap((u) => {
       const k = known.get(u)
