@@ -21,6 +21,15 @@ const isHello = (b: Buffer) => HELLO_NAMES.some((name) => b.includes(name))
 async function stallingProxy(target: { host: string; port: number }) {
   const pairs = new Set<{ client: Socket; server: Socket; stalled: boolean }>()
   let down = false
+  // Resolved by what a stall does: a command swallowed, a server check's connection closed.
+  let onSwallowed = () => {}
+  let onCheckClosed = () => {}
+  const swallowed = new Promise<void>((resolve) => {
+    onSwallowed = resolve
+  })
+  const checkClosed = new Promise<void>((resolve) => {
+    onCheckClosed = resolve
+  })
   const srv: Server = createServer((client) => {
     if (down) {
       client.destroy()
@@ -31,7 +40,10 @@ async function stallingProxy(target: { host: string; port: number }) {
     pairs.add(pair)
     client.on('data', (b) => {
       if (!pair.stalled) server.write(b)
-      else if (isHello(b)) end()
+      else if (isHello(b)) {
+        end()
+        onCheckClosed()
+      } else onSwallowed()
     })
     server.on('data', (b) => {
       if (!pair.stalled) client.write(b)
@@ -48,6 +60,9 @@ async function stallingProxy(target: { host: string; port: number }) {
   const { port } = srv.address() as { port: number }
   return {
     port,
+    /** Resolves once a stalled connection swallowed a command, and once a server check found one closed. */
+    swallowed,
+    checkClosed,
     stall() {
       down = true
       for (const p of pairs) p.stalled = true
@@ -104,9 +119,10 @@ describe('inbox delivery after a MongoDB call that never answers', () => {
       // Bob's goodbye is recorded on a connection that stalls: that write never answers.
       proxy.stall()
       await bob.close()
-      // Long enough for every client's monitor to find its connection closed (one check every
-      // 2 s) and its pool to drop the idle ones: the goodbye's write stays unanswered.
-      await new Promise((resolve) => setTimeout(resolve, 3000))
+      // The goodbye's write is swallowed, and a client's monitor has found its connection
+      // closed (one check every 2 s): the write stays unanswered from then on.
+      await proxy.swallowed
+      await proxy.checkClosed
       proxy.resume()
       bob = await Device.connect(t.mqttUrl, 'bob', 'phone', bobToken)
       await alice.send(chatId, 'after')
