@@ -13,6 +13,7 @@ import type { PresenceTracker } from '../services/presence/presence-tracker.ts'
 import { Erasure } from '../services/privacy/erasure.ts'
 import type { PushService } from '../services/push/push-service.ts'
 import type { ClusterLink } from './cluster.ts'
+import { announceToNodes } from './node-announcements.ts'
 import type { Sessions } from './sessions.ts'
 import type { Stores } from './stores.ts'
 
@@ -22,14 +23,8 @@ const ACCOUNT_TOPIC = '$natter/account'
 // A lost announcement (Redis restarting) leaves a node's list stale at most this long.
 export const ACCOUNT_RESYNC_MS = 60_000
 
-interface Emitter {
-  emit(m: { topic: string; payload: string }, cb?: (err?: Error) => void): void
-  on(topic: string, fn: (m: { payload: string }, done: () => void) => void): void
-}
-
 /**
- * Carries bans, unbans and erases to every node, as broker/device-wiring.ts carries
- * revocations: each node sets the status in its in-memory AccountList (what CONNECTs and HTTP
+ * Carries bans, unbans and erases to every node (broker/node-announcements.ts): each node sets the status in its in-memory AccountList (what CONNECTs and HTTP
  * calls are checked against) and closes the connections of a refused account it holds. In a
  * cluster the announcement travels on Redis pub/sub (a few ms); a lost one is made up by
  * reloading the list from the store every ACCOUNT_RESYNC_MS and when pub/sub is back, each
@@ -44,9 +39,8 @@ export function wireAccounts(d: {
   store: AccountStore
   cluster: ClusterLink | undefined
   log: Logger
-}): { announce: (userId: string, status: AccountStatus | null) => void; stop: () => void } {
+}): { announce: (change: { userId: string; status: AccountStatus | null }) => void; stop: () => void } {
   const { broker, sessions, list, log } = d
-  const mq = (broker as unknown as { mq: Emitter }).mq
   const clients = () => Object.values((broker as unknown as { clients: Record<string, Client> }).clients)
 
   /** Closes this node's connections of accounts the list refuses (of one user, or all). */
@@ -71,42 +65,18 @@ export function wireAccounts(d: {
     if (who && list.refusal(who.userId) !== null) cut(who.userId)
   })
 
-  mq.on(ACCOUNT_TOPIC, (m, done) => {
-    done()
-    const { userId, status } = JSON.parse(m.payload) as { userId: string; status: AccountStatus | null }
-    list.set(userId, status)
-    cut(userId)
-  })
-
-  const resync = () =>
-    d.store.all().then(
-      (all) => {
-        list.load(all)
-        cut()
-      },
-      (err: unknown) => log.warn({ err }, 'could not reload account states'),
-    )
-  let timer: NodeJS.Timeout | undefined
-  if (d.cluster) {
-    timer = setInterval(resync, ACCOUNT_RESYNC_MS)
-    timer.unref()
-    d.cluster.onResubscribed(() => void resync())
-  }
-
-  return {
-    announce: (userId, status) => {
-      // This node at once; every node (this one again, harmlessly) through the emitter.
+  return announceToNodes<{ userId: string; status: AccountStatus | null }>({
+    ...{ broker, cluster: d.cluster, topic: ACCOUNT_TOPIC, resyncMs: ACCOUNT_RESYNC_MS, log },
+    what: 'an account state',
+    apply: ({ userId, status }) => {
+      list.set(userId, status)
       cut(userId)
-      mq.emit({ topic: ACCOUNT_TOPIC, payload: JSON.stringify({ userId, status }) }, (err) => {
-        if (err)
-          log.warn(
-            { err: err.message },
-            'could not announce an account state; other nodes resync within a minute',
-          )
-      })
     },
-    stop: () => clearInterval(timer),
-  }
+    reload: async () => {
+      list.load(await d.store.all())
+      cut()
+    },
+  })
 }
 
 /** The account store and the in-memory list of refused accounts, loaded: open before the broker. */
@@ -160,7 +130,7 @@ export function startAccounts(d: {
     accounts: store,
     stores: { ...d.stores, blocks: d.blockStore },
     hooks: {
-      cut: (userId) => wiring.announce(userId, 'erasing'),
+      cut: (userId) => wiring.announce({ userId, status: 'erasing' }),
       leaveChat: async (chat, userId) => void (await d.chats.removeByOperator(chat, userId)),
       purgeMedia: (record) => d.media.remove(record),
       // Other nodes keep a stale block of a user who can no longer connect until their resync.
@@ -193,7 +163,7 @@ export function startAccounts(d: {
   const service = new AccountService({
     store,
     list,
-    announce: (userId, status) => wiring.announce(userId, status),
+    announce: (userId, status) => wiring.announce({ userId, status }),
     erase: (userId) => erasure.run(userId),
     log: d.log,
   })

@@ -3,6 +3,7 @@ import type { Logger } from 'pino'
 import type { DeliveryStore, Revocation } from '../services/delivery/delivery-store.ts'
 import type { RevocationList } from '../services/devices/revocation-list.ts'
 import type { ClusterLink } from './cluster.ts'
+import { announceToNodes } from './node-announcements.ts'
 import type { Sessions } from './sessions.ts'
 
 // Revocations go to every node on this topic of the broker's emitter (Redis pub/sub in a
@@ -10,11 +11,6 @@ import type { Sessions } from './sessions.ts'
 const REVOCATION_TOPIC = '$natter/revocation'
 // A lost announcement (Redis restarting) leaves a node's list stale at most this long.
 export const REVOCATION_RESYNC_MS = 60_000
-
-interface Emitter {
-  emit(m: { topic: string; payload: string }, cb?: (err?: Error) => void): void
-  on(topic: string, fn: (m: { payload: string }, done: () => void) => void): void
-}
 
 /**
  * Carries device revocations to every node: each node adds it to its in-memory RevocationList
@@ -34,7 +30,6 @@ export function wireDevices(d: {
   log: Logger
 }): { announce: (r: Revocation) => void; stop: () => void } {
   const { broker, sessions, revocations, log } = d
-  const mq = (broker as unknown as { mq: Emitter }).mq
   const clients = () => Object.values((broker as unknown as { clients: Record<string, Client> }).clients)
 
   /** Closes this node's connections that the list now refuses (of one user, or all). */
@@ -49,40 +44,16 @@ export function wireDevices(d: {
     }
   }
 
-  mq.on(REVOCATION_TOPIC, (m, done) => {
-    done()
-    const r = JSON.parse(m.payload) as Revocation
-    revocations.apply(r)
-    cut(r.userId)
-  })
-
-  const resync = () =>
-    d.store.revocations().then(
-      (all) => {
-        revocations.load(all)
-        cut()
-      },
-      (err: unknown) => log.warn({ err }, 'could not reload device revocations'),
-    )
-  let timer: NodeJS.Timeout | undefined
-  if (d.cluster) {
-    timer = setInterval(resync, REVOCATION_RESYNC_MS)
-    timer.unref()
-    d.cluster.onResubscribed(() => void resync())
-  }
-
-  return {
-    announce: (r) => {
-      // This node at once; every node (this one again, harmlessly) through the emitter.
+  return announceToNodes<Revocation>({
+    ...{ broker, cluster: d.cluster, topic: REVOCATION_TOPIC, resyncMs: REVOCATION_RESYNC_MS, log },
+    what: 'a revocation',
+    apply: (r) => {
+      revocations.apply(r)
       cut(r.userId)
-      mq.emit({ topic: REVOCATION_TOPIC, payload: JSON.stringify(r) }, (err) => {
-        if (err)
-          log.warn(
-            { err: err.message },
-            'could not announce a revocation; other nodes resync within a minute',
-          )
-      })
     },
-    stop: () => clearInterval(timer),
-  }
+    reload: async () => {
+      revocations.load(await d.store.revocations())
+      cut()
+    },
+  })
 }
