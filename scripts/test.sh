@@ -15,5 +15,9 @@ echo "test: node $(sh scripts/node.sh --version)"
 npm run -s lint
 npm run -s typecheck
 files=$(find test -name '*.test.ts' | sort)
+# The watchdog passes the runner's output through; if it goes quiet for 7 minutes (no test may take
+# more than 2) it prints what is stuck and kills it, so a hang fails in minutes with its cause.
+node_bin=$(sh scripts/node.sh --print-path)
 # shellcheck disable=SC2086
-exec sh scripts/node.sh --test --test-reporter=spec --test-timeout=120000 --test-force-exit $files
+exec "$node_bin" scripts/test-watchdog.ts --quiet=420 --limit=3000 -- \
+  "$node_bin" --test --test-reporter=spec --test-timeout=120000 --test-force-exit $files
