@@ -34,11 +34,14 @@ export function allowedHosts(settings: Pick<Settings, 'host' | 'publicUrl'>): st
  * - Host must name one of `hosts` (any port): else HttpError host_not_allowed (421);
  * - Origin, when present, must be this same origin (http or https, the Host's name and port):
  *   else HttpError origin_not_allowed (403). Requests without Origin (curl, navigations, a
- *   same-origin GET) pass.
+ *   same-origin GET) pass, and so do origins `alsoFrom` accepts (for /dev/token: the exact
+ *   entries of NATTER_CORS_ORIGINS, broker/cors.ts).
  */
-export function createHostCheck(hosts: readonly string[]): (req: IncomingMessage) => void {
+export function createHostCheck(
+  hosts: readonly string[],
+): (req: IncomingMessage, alsoFrom?: (origin: string) => boolean) => void {
   const allowed = new Set(hosts.map((h) => h.toLowerCase()))
-  return (req) => {
+  return (req, alsoFrom) => {
     const host = HOST_HEADER.exec(req.headers.host ?? '')
     const name = host?.[1]?.toLowerCase()
     if (!host || name === undefined || !allowed.has(name)) {
@@ -61,6 +64,7 @@ export function createHostCheck(hosts: readonly string[]): (req: IncomingMessage
       (from.protocol === 'http:' || from.protocol === 'https:') &&
       from.hostname.toLowerCase() === name &&
       (from.port || defaultPort) === (host[2] ?? defaultPort)
-    if (!sameOrigin) throw new HttpError('origin_not_allowed', 'cross-origin requests are not allowed here')
+    if (!sameOrigin && !alsoFrom?.(origin))
+      throw new HttpError('origin_not_allowed', 'cross-origin requests are not allowed here')
   }
 }

@@ -4,6 +4,7 @@ import type { Registry } from 'prom-client'
 import { ADMIN_PREFIX } from '../services/admin/admin-api.ts'
 import { HttpError, sendError, sendJson } from '../services/requests/http-errors.ts'
 import { requestTarget } from '../services/requests/request-target.ts'
+import type { Cors } from './cors.ts'
 
 type Api = (req: IncomingMessage, res: ServerResponse, op: string) => Promise<void>
 type Objects = { prefix: string; serve: (req: IncomingMessage, res: ServerResponse) => Promise<void> }
@@ -43,6 +44,8 @@ export function createHttpHandler(o: {
   admin?: ((req: IncomingMessage, res: ServerResponse, url: URL) => Promise<void>) | undefined
   /** The web chat: a promise when the request is one of its own, undefined otherwise. */
   web?: { handle(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> | undefined } | undefined
+  /** CORS (broker/cors.ts) for /v1/<op> and, with the web chat, /dev/token; never the admin API. */
+  cors?: Cors | undefined
 }) {
   const route = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const url = requestTarget(req.url)
@@ -51,6 +54,9 @@ export function createHttpHandler(o: {
     if (o.objects && path.startsWith(o.objects.prefix)) return o.objects.serve(req, res)
     if (o.admin && path.startsWith(ADMIN_PREFIX)) return o.admin(req, res, url)
     const api = /^\/v1\/([a-z.]+)$/.exec(path)
+    const corsRoute = api?.[1] ? 'api' : o.web && path === '/dev/token' ? 'dev-token' : undefined
+    // Headers set here stay on whatever answer follows, a refusal of the catch-all included.
+    if (corsRoute && o.cors?.handle(req, res, corsRoute)) return
     if (api?.[1]) return o.api(req, res, api[1])
     const web = o.web?.handle(req, res, url)
     if (web) return web

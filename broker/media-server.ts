@@ -12,6 +12,7 @@ import { createMediaMetrics } from '../services/metrics/media-metrics.ts'
 import { createHttpApi } from '../services/requests/http-api.ts'
 import { MAX_PAGE_SIZE, operations } from '../services/requests/operations.ts'
 import { RequestRouter } from '../services/requests/router.ts'
+import { corsFromSetting } from './cors.ts'
 import { createHttpHandler } from './http.ts'
 import { mediaLimits } from './media-limits.ts'
 import { wireRateLimits } from './rate-limit-wiring.ts'
@@ -70,6 +71,7 @@ export async function startMediaServer(settings: Settings, log: Logger): Promise
       metrics: registry,
       log,
       objects: diskObjectRoute(objects),
+      cors: corsFromSetting(settings.corsOrigins, log),
     }),
   )
   await new Promise<void>((resolve, reject) => {

@@ -17,6 +17,7 @@ import { createHttpApi } from '../services/requests/http-api.ts'
 import { startAccounts } from './account-wiring.ts'
 import { wireAdmin } from './admin-wiring.ts'
 import { type ClusterLink, openCluster } from './cluster.ts'
+import { corsFromSetting } from './cors.ts'
 import { wireDevices } from './device-wiring.ts'
 import { createHooks, skipDroppedPublishes } from './hooks.ts'
 import { allowedHosts } from './host-check.ts'
@@ -302,11 +303,13 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     log.info({ event: 'connection_error', clientId: client.id, err: err.message }),
   )
 
+  const cors = corsFromSetting(settings.corsOrigins, log)
   const listeners = createListeners({
     settings,
     log,
     handle: (stream, req) => broker.handle(stream, req),
     http: createHttpHandler({
+      cors,
       isReady: () => ready && !broker.closed,
       api: createHttpApi({ verify: services.verifyHttp, router, limit: limits.http }),
       admin: admin.handle,
@@ -319,6 +322,7 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
         issuer: settings.jwtIssuer,
         audience: settings.jwtAudience,
         hosts: allowedHosts(settings),
+        devTokenOrigins: cors.allowsDevTokens,
       }),
     }),
   })

@@ -36,6 +36,8 @@ export function createWebApp(o: {
   audience?: string | undefined
   /** Host names the pages may be loaded from (allowedHosts of broker/host-check.ts). */
   hosts: readonly string[]
+  /** Origins besides this server's own whose pages may ask for dev tokens (Cors.allowsDevTokens). */
+  devTokenOrigins?: ((origin: string) => boolean) | undefined
 }): WebApp {
   const checkHost = createHostCheck(o.hosts)
   let bundle: Promise<string> | undefined
@@ -90,7 +92,7 @@ export function createWebApp(o: {
       }
       if (path === '/dev/token') {
         return (async () => {
-          checkHost(req)
+          checkHost(req, o.devTokenOrigins)
           if (req.method !== 'POST') throw new HttpError('method_not_allowed', 'use POST', { allow: 'POST' })
           await devToken(req, res)
         })()

@@ -1,4 +1,5 @@
 import { z } from 'zod'
+import { parseCorsOrigins } from '../broker/cors.ts'
 import { parseAdminKeys } from '../services/admin/admin-keys.ts'
 
 // Every setting is described once here; its environment variable, its config-file key, the
@@ -101,6 +102,9 @@ export const settingsShape = {
     ),
   publicUrl: optionalText.describe(
     'Base URL of the HTTP port as clients reach it (https://chat.example.com), for the media links of the disk store. Unset: http://localhost:<httpPort>.',
+  ),
+  corsOrigins: optionalText.describe(
+    'Origins of web apps on other sites that may call /v1/<op> and, on the embedded default, /dev/token from a browser (CORS): exact origins separated by commas (https://app.example.com,http://localhost:5173), or * for any origin on /v1/<op> only (dev tokens need an exact origin). Unset: none, same-origin pages only.',
   ),
   s3Bucket: optionalText.describe(
     'When set, media live in this S3 bucket (created if missing); unset: files in the data directory, served by the HTTP port.',
@@ -310,6 +314,9 @@ export const settingsSchema = z.object(settingsShape).superRefine((s, ctx) => {
   if (s.publicUrl !== undefined && !/^https?:\/\/[^/]+/.test(s.publicUrl)) {
     ctx.addIssue({ code: 'custom', path: ['publicUrl'], message: 'expected an http:// or https:// URL' })
   }
+  const cors = parseCorsOrigins(s.corsOrigins)
+  if ('problems' in cors)
+    for (const message of cors.problems) ctx.addIssue({ code: 'custom', path: ['corsOrigins'], message })
   for (const key of ['s3Endpoint', 's3PublicEndpoint'] as const) {
     const url = s[key]
     if (url !== undefined && !/^https?:\/\/[^/]+/.test(url)) {

@@ -1,6 +1,11 @@
-// npm run build:sdk [OUTDIR]: builds @natter/client-sdk for browsers (one ESM file, mqtt.js
-// included) and for Node (ESM, mqtt.js as a dependency), with type declarations, and reports
-// the browser build's size.
+// npm run build:sdk [OUTDIR]: builds @natter/client-sdk as its package ships it (client-sdk/dist,
+// what `npm pack` in client-sdk/ packs; see client-sdk/package.json's exports):
+// - dist/esm/: ESM for Node and for bundlers, one file per entry (index, indexeddb-outbox,
+//   topics) plus shared chunks, mqtt.js left as a dependency for the app's own install;
+// - dist/browser/natter-sdk.js: one minified file with mqtt.js inside, for a page without a
+//   bundler (`<script type="module">`);
+// - dist/types/: the type declarations.
+// Reports the one-file build's size.
 import { execFileSync } from 'node:child_process'
 import { builtinModules } from 'node:module'
 import { join, resolve } from 'node:path'
@@ -9,11 +14,19 @@ import { gzipSync } from 'node:zlib'
 import { build } from 'esbuild'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
-const ENTRY = join(ROOT, 'client-sdk/src/index.ts')
+const SRC = join(ROOT, 'client-sdk/src')
+/** The package's entry points (its exports), by output name. */
+const ENTRIES = {
+  index: join(SRC, 'index.ts'),
+  'indexeddb-outbox': join(SRC, 'indexeddb-outbox.ts'),
+  topics: join(SRC, 'topics.ts'),
+}
 const builtins = new Set([...builtinModules, ...builtinModules.map((m) => `node:${m}`)])
 
 export interface SdkBuild {
+  /** The one-file build for pages without a bundler. */
   browserFile: string
+  /** The ESM entry for Node and bundlers (dist/esm/index.js). */
   nodeFile: string
   browserBytes: number
   gzipBytes: number
@@ -23,11 +36,18 @@ export interface SdkBuild {
   nodeBuiltins: string[]
 }
 
+/**
+ * Builds the package into `out` (default client-sdk/dist; its esm/, browser/ and types/ are
+ * replaced, nothing else there is touched). Rejects with
+ * esbuild's error when the sources do not build; throws when tsc fails on the declarations.
+ */
 export async function buildSdk(out = join(ROOT, 'client-sdk/dist')): Promise<SdkBuild> {
+  const { rmSync, readFileSync } = await import('node:fs')
+  for (const dir of ['esm', 'browser', 'types']) rmSync(join(out, dir), { recursive: true, force: true })
   const browserFile = join(out, 'browser/natter-sdk.js')
-  const nodeFile = join(out, 'node/index.js')
+  const nodeFile = join(out, 'esm/index.js')
   const browser = await build({
-    entryPoints: [ENTRY],
+    entryPoints: [ENTRIES.index],
     outfile: browserFile,
     bundle: true,
     format: 'esm',
@@ -37,26 +57,26 @@ export async function buildSdk(out = join(ROOT, 'client-sdk/dist')): Promise<Sdk
     metafile: true,
     logLevel: 'error',
   })
+  // platform neutral: the same files serve Node and bundlers, which resolve mqtt.js for their
+  // own target (its browser field in a bundler).
   await build({
-    entryPoints: [ENTRY],
-    outfile: nodeFile,
+    entryPoints: ENTRIES,
+    outdir: join(out, 'esm'),
     bundle: true,
+    splitting: true,
     format: 'esm',
-    platform: 'node',
-    target: 'node22',
+    platform: 'neutral',
+    target: 'es2022',
     packages: 'external',
     logLevel: 'error',
   })
   execFileSync(
     join(ROOT, 'node_modules/.bin/tsc'),
     ['-p', join(ROOT, 'client-sdk/tsconfig.build.json'), '--outDir', join(out, 'types')],
-    {
-      stdio: 'inherit',
-    },
+    { stdio: 'inherit' },
   )
   const output = Object.values(browser.metafile.outputs)[0]
   const bytes = output?.bytes ?? 0
-  const { readFileSync } = await import('node:fs')
   const nodeBuiltins = Object.values(browser.metafile.inputs)
     .flatMap((i) => i.imports.map((imp) => imp.path))
     .filter((p) => builtins.has(p))

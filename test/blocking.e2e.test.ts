@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import { createClient, type NatterClient } from '@natter/client-sdk'
+import { createClient, type NatterClient } from '../client-sdk/src/index.ts'
 import { subscribe } from './helpers/clients.ts'
 import { Device } from './helpers/device.ts'
 import { type FerretDb, startFerretDb } from './helpers/ferretdb.ts'

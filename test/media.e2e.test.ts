@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
 import { after, before, describe, it } from 'node:test'
+import sharp from 'sharp'
 import {
   connect,
   mediaUrl,
@@ -8,8 +9,7 @@ import {
   type NatterRequestError,
   request,
   uploadMedia,
-} from '@natter/client-sdk'
-import sharp from 'sharp'
+} from '../client-sdk/src/index.ts'
 import { nextMessage } from './helpers/clients.ts'
 import { startTestNode, type TestNode } from './helpers/node.ts'
 import { type S3Server, s3Env, startVersitygw } from './helpers/versitygw.ts'

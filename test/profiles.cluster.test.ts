@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import { uploadMedia } from '@natter/client-sdk'
 import sharp from 'sharp'
+import { uploadMedia } from '../client-sdk/src/index.ts'
 import { type ClusterNode, type ClusterSetup, clusterSecret, startClusterNode } from './helpers/cluster.ts'
 import { Device } from './helpers/device.ts'
 import { type FerretDb, startFerretDb } from './helpers/ferretdb.ts'

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import { createClient, type NatterClient } from '@natter/client-sdk'
+import { createClient, type NatterClient } from '../client-sdk/src/index.ts'
 import { startTestNode, type TestNode } from './helpers/node.ts'
 import { LOAD_LIMITS } from './helpers/processes.ts'
 

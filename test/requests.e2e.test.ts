@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import { connect, type NatterRequestError, request } from '@natter/client-sdk'
+import { connect, type NatterRequestError, request } from '../client-sdk/src/index.ts'
 import { nextMessage } from './helpers/clients.ts'
 import { startTestNode, type TestNode } from './helpers/node.ts'
 

@@ -8,7 +8,7 @@ import {
   type NatterRequestError,
   type OutboxItem,
   type OutboxStorage,
-} from '@natter/client-sdk'
+} from '../client-sdk/src/index.ts'
 import { startTestNode, type TestNode } from './helpers/node.ts'
 
 const texts = (c: NatterClient, chatId: string) =>

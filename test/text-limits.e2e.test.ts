@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
 import { after, before, describe, it } from 'node:test'
-import { connect, mediaUrl, type NatterConnection, request, uploadMedia } from '@natter/client-sdk'
+import { connect, mediaUrl, type NatterConnection, request, uploadMedia } from '../client-sdk/src/index.ts'
 import { nextMessage } from './helpers/clients.ts'
 import { Device } from './helpers/device.ts'
 import { startTestNode, type TestNode } from './helpers/node.ts'

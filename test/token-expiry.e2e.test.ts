@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
 import { after, before, describe, it } from 'node:test'
-import { createClient, type NatterClient } from '@natter/client-sdk'
 import { SignJWT } from 'jose'
 import type { MqttClient } from 'mqtt'
+import { createClient, type NatterClient } from '../client-sdk/src/index.ts'
 import { connackCode, connectClient, subscribe } from './helpers/clients.ts'
 import { startTestNode, type TestNode } from './helpers/node.ts'
 

@@ -4,8 +4,8 @@ import {
   type MessageStatus,
   type NatterClient,
   type Profile,
-} from '@natter/client-sdk'
-import { IndexedDbOutboxStorage } from '@natter/client-sdk/indexeddb'
+} from '../client-sdk/src/index.ts'
+import { IndexedDbOutboxStorage } from '../client-sdk/src/indexeddb-outbox.ts'
 
 // The web chat served by `npm start`: a small app over the client SDK, signed in with dev tokens.
 

@@ -1,5 +1,6 @@
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
 import { Emitter } from './emitter.ts'
+import { CONNECT_TIMEOUT_MS, watchFirstConnect } from './first-connect.ts'
 import { type MediaUrls, mediaUrl, type Uploaded, type UploadOptions, uploadMedia } from './media.ts'
 import { MemoryOutboxStorage, Outbox, type OutboxItem, type OutboxStorage } from './outbox.ts'
 import { type NatterErrorCode, NatterRequestError, request } from './request.ts'
@@ -22,6 +23,12 @@ export interface ClientOptions {
   refreshBeforeMs?: number
   /** Backoff between reconnect attempts: doubles from min to max, with jitter. */
   reconnect?: { minMs?: number; maxMs?: number }
+  /**
+   * How long the first connection may take, in ms from the first token in hand to the
+   * subscriptions done (default 10 000); past it, createClient rejects with connect_timeout.
+   * Reconnects after a first success are never given up.
+   */
+  connectTimeoutMs?: number
   mqtt?: Omit<
     IClientOptions,
     'clientId' | 'username' | 'password' | 'clean' | 'protocolVersion' | 'reconnectPeriod'
@@ -144,7 +151,12 @@ export class NatterClient extends Emitter<ClientEvents> {
     this.#outbox = new Outbox(o.outbox ?? new MemoryOutboxStorage())
   }
 
-  /** Connects; resolves at the first connection, rejects if that is refused. */
+  /**
+   * Connects; resolves at the first connection. Rejects with a NatterRequestError:
+   * connect_failed when the server refuses it (a bad token, too many devices) or the connection
+   * fails or closes before it is accepted (a closed port, a wrong URL); connect_timeout when it
+   * takes over connectTimeoutMs. Either way nothing is left running.
+   */
   static async connect(o: ClientOptions): Promise<NatterClient> {
     const c = new NatterClient(o)
     await c.#start()
@@ -186,17 +198,28 @@ export class NatterClient extends Emitter<ClientEvents> {
       const onState = this.on('state', (s) => {
         if (s === 'connected') {
           onState()
-          this.#client.off('error', fail)
+          stop()
           resolve()
         }
       })
-      const fail = (err: Error) => {
+      const fail = (err: NatterRequestError) => {
         onState()
         this.#closing = true
+        // The close that failed it may have scheduled a reconnect already.
+        clearTimeout(this.#reconnectTimer)
+        clearTimeout(this.#refreshTimer)
         this.#client.end(true)
-        reject(new NatterRequestError('connect_failed', refusalMessage(err)))
+        reject(err)
       }
-      this.#client.once('error', fail)
+      const stop = watchFirstConnect(
+        this.#client,
+        {
+          url: this.#o.url,
+          timeoutMs: this.#o.connectTimeoutMs ?? CONNECT_TIMEOUT_MS,
+          describeRefusal: refusalMessage,
+        },
+        fail,
+      )
     })
     // Messages a previous run of the app left unconfirmed go first, in their order.
     await this.#outbox.load()

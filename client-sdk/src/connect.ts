@@ -1,4 +1,6 @@
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
+import { CONNECT_TIMEOUT_MS, watchFirstConnect } from './first-connect.ts'
+import { NatterRequestError } from './request.ts'
 import { clientIdOf, topics } from './topics.ts'
 
 export interface ConnectOptions {
@@ -13,6 +15,11 @@ export interface ConnectOptions {
    * delivery relies on it; set false only for throw-away scripts.
    */
   persistentSession?: boolean
+  /**
+   * How long the first connection may take, in ms, before connect rejects with connect_timeout
+   * (default 10 000). mqtt.js' reconnects apply only after it succeeded.
+   */
+  connectTimeoutMs?: number
   mqtt?: Omit<IClientOptions, 'clientId' | 'password' | 'clean' | 'protocolVersion'>
 }
 
@@ -23,8 +30,10 @@ export interface NatterConnection {
 }
 
 /**
- * Connects one device and subscribes to its inbox, reply and error topics; resolves at the
- * first CONNACK and rejects with the broker's refusal (for example "Bad username or password").
+ * Connects one device and subscribes to its inbox, reply and error topics; resolves once
+ * subscribed. Rejects with a NatterRequestError: `connect_failed` for the broker's refusal (for
+ * example "Connection refused: Bad username or password"), a transport that fails or closes
+ * before the CONNACK, or a refused subscription; `connect_timeout` after connectTimeoutMs.
  */
 export function connect(o: ConnectOptions): Promise<NatterConnection> {
   const clientId = clientIdOf(o.userId, o.deviceId)
@@ -44,18 +53,27 @@ export function connect(o: ConnectOptions): Promise<NatterConnection> {
   client.on('connect', () => noDelay(client))
   return new Promise((resolve, reject) => {
     const fail = (err: Error) => {
+      stop()
+      // A late error of the socket being torn down must not be an unhandled 'error' event.
+      client.on('error', () => {})
       client.end(true)
       reject(err)
     }
-    client.once('error', fail)
+    const stop = watchFirstConnect(
+      client,
+      { url: o.url, timeoutMs: o.connectTimeoutMs ?? CONNECT_TIMEOUT_MS },
+      fail,
+    )
     client.once('connect', () => {
-      client.off('error', fail)
       const own = [topics.inbox(o.userId), topics.reply(clientId), topics.errors(clientId)]
       client.subscribe(own, { qos: 1 }, (err, granted) => {
-        if (err) return fail(err)
+        if (err) return fail(new NatterRequestError('connect_failed', err.message))
         const refused = granted?.filter((g) => g.qos === 128) ?? []
-        if (refused.length)
-          return fail(new Error(`subscription refused: ${refused.map((g) => g.topic).join(', ')}`))
+        if (refused.length) {
+          const names = refused.map((g) => g.topic).join(', ')
+          return fail(new NatterRequestError('connect_failed', `subscription refused: ${names}`))
+        }
+        stop()
         resolve({
           client,
           clientId,

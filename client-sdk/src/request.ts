@@ -3,7 +3,7 @@ import { topics } from './topics.ts'
 
 /**
  * The server's error codes (docs/protocol.md#errors), and the client's own: disconnected (the
- * connection closed before the reply), timeout, connect_failed, upload_failed.
+ * connection closed before the reply), timeout, connect_failed, connect_timeout, upload_failed.
  */
 export type NatterErrorCode =
   | 'bad_request'
@@ -26,6 +26,7 @@ export type NatterErrorCode =
   | 'disconnected'
   | 'timeout'
   | 'connect_failed'
+  | 'connect_timeout'
   | 'upload_failed'
 
 export class NatterRequestError extends Error {

@@ -1,4 +1,4 @@
-import { clientIdOf, topics } from '@natter/client-sdk/topics'
+import { clientIdOf, topics } from '../../client-sdk/src/topics.ts'
 import type { DeviceIdentity } from './identity.ts'
 
 export { clientIdOf, topics }

@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto'
-import type { MediaInfo } from '@natter/client-sdk'
 import type { Logger } from 'pino'
+import type { MediaInfo } from '../../client-sdk/src/index.ts'
 import type { MediaTelemetry } from '../metrics/media-metrics.ts'
 import { NatterError } from '../requests/envelope.ts'
 import type { Operations } from '../requests/operations.ts'

@@ -1,0 +1,320 @@
+import assert from 'node:assert/strict'
+import { execFile } from 'node:child_process'
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, before, describe, it } from 'node:test'
+import { promisify } from 'node:util'
+import { build } from 'esbuild'
+import { type Browser, chromium } from 'playwright-core'
+import { startTestNode, type TestNode } from './helpers/node.ts'
+import { ROOT } from './helpers/processes.ts'
+
+const exec = promisify(execFile)
+const SDK_DIR = join(ROOT, 'client-sdk')
+const SHOTS = join(ROOT, 'test-output', 'browser')
+
+/** What `npm pack --json` says of a package it packed. */
+interface Packed {
+  filename: string
+  files: { path: string }[]
+}
+
+// An app outside this repository, as its developer would write it: plain JavaScript for Node,
+// and a page bundled by esbuild. Both only know the package's name.
+const NODE_SCRIPT = `import { createClient } from '@natter/client-sdk'
+const token = process.env.NATTER_TOKEN
+const alice = await createClient({
+  url: process.env.NATTER_URL,
+  userId: 'alice',
+  deviceId: 'node-script',
+  getToken: async () => token,
+})
+const chat = await alice.direct('bob')
+await alice.open(chat.id)
+const reply = new Promise((resolve) => alice.on('message', (m) => m.senderId === 'bob' && m.kind === 'text' && resolve(m)))
+await alice.send(chat.id, { text: 'hello from node' }).sent
+console.log(JSON.stringify({ chatId: chat.id }))
+console.log(JSON.stringify({ reply: (await reply).text }))
+await alice.close()
+`
+const PAGE_SCRIPT = `import { createClient } from '@natter/client-sdk'
+window.chatAsBob = async (url, token, chatId) => {
+  const bob = await createClient({ url, userId: 'bob', deviceId: 'browser', getToken: async () => token })
+  const fromAlice = (m) => m.senderId === 'alice' && m.kind === 'text'
+  const live = new Promise((resolve) => bob.on('message', (m) => fromAlice(m) && resolve(m)))
+  const opened = await bob.open(chatId)
+  const got = opened.find(fromAlice) ?? (await live)
+  document.querySelector('#log').textContent = 'alice: ' + got.text
+  await bob.send(chatId, { text: 'hello from the browser' }).sent
+  await bob.close()
+  return got.text
+}
+`
+const PAGE_HTML = `<!doctype html><meta charset="utf-8"><title>SDK app</title><pre id="log"></pre>
+<script type="module" src="/page.js"></script>`
+// TypeScript against the package's declarations, strict, as a Node app with nodenext resolution.
+const TYPED_APP = `import { createClient, type ChatMessage, type NatterClient, NatterRequestError } from '@natter/client-sdk'
+import { IndexedDbOutboxStorage } from '@natter/client-sdk/indexeddb'
+import { topics } from '@natter/client-sdk/topics'
+const client: Promise<NatterClient> = createClient({
+  url: 'mqtt://localhost:1883',
+  userId: 'alice',
+  deviceId: 'typed',
+  getToken: async () => 'token',
+})
+const show = (m: ChatMessage): string => \`\${m.senderId}: \${m.text ?? ''}\`
+export { client, show, IndexedDbOutboxStorage, NatterRequestError, topics }
+`
+
+/**
+ * The client SDK as an app outside this repository gets it: `npm pack` in client-sdk/ (its
+ * prepack builds dist/), the tarball installed into a fresh project in the system's temporary
+ * directory, then a Node script and a page bundled from that project chat through a real node.
+ */
+describe('the client SDK as a package an app installs', () => {
+  let t: TestNode
+  let work: string
+  let app: string
+  let packed: Packed
+  let browser: Browser | undefined
+  let site: Server | undefined
+  let siteUrl: string
+  let publicDir: string
+
+  /** A token from the node's /dev/token, as the examples get theirs. */
+  const devToken = async (userId: string): Promise<string> =>
+    (
+      (await (
+        await fetch(`${t.httpUrl}/dev/token`, { method: 'POST', body: JSON.stringify({ userId }) })
+      ).json()) as {
+        token: string
+      }
+    ).token
+
+  before(async () => {
+    work = mkdtempSync(join(tmpdir(), 'natter-sdk-app-'))
+    publicDir = join(work, 'public')
+    mkdirSync(publicDir)
+    // The app's pages on an origin of their own, as an app's site would be.
+    site = createServer((req, res) => {
+      const file = (req.url ?? '/').slice(1) || 'index.html'
+      try {
+        const body = readFileSync(join(publicDir, file.replace(/[^a-z0-9.-]/gi, '')))
+        res.setHeader('content-type', file.endsWith('.js') ? 'text/javascript' : 'text/html')
+        res.end(body)
+      } catch {
+        res.statusCode = 404
+        res.end()
+      }
+    })
+    await new Promise<void>((resolve) => site?.listen(0, '127.0.0.1', resolve))
+    siteUrl = `http://127.0.0.1:${(site.address() as AddressInfo).port}`
+    // The embedded default without a secret: dev tokens, as `npm start` gives them.
+    t = await startTestNode({ NATTER_JWT_SECRET: '', NATTER_CORS_ORIGINS: siteUrl })
+    const { stdout } = await exec('npm', ['pack', '--json', '--pack-destination', work], {
+      cwd: SDK_DIR,
+      maxBuffer: 16 * 2 ** 20,
+    })
+    // npm prints prepack's own output before the JSON.
+    packed = (JSON.parse(stdout.slice(stdout.indexOf('\n[') + 1)) as Packed[])[0] as Packed
+    app = join(work, 'app')
+    mkdirSync(app)
+    writeFileSync(
+      join(app, 'package.json'),
+      JSON.stringify({
+        name: 'sdk-app',
+        private: true,
+        type: 'module',
+        dependencies: { '@natter/client-sdk': `file:${join(work, packed.filename)}` },
+      }),
+    )
+    await exec('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline'], { cwd: app })
+  })
+  after(async () => {
+    await browser?.close()
+    site?.close()
+    await t?.close()
+    if (work) rmSync(work, { recursive: true, force: true })
+  })
+
+  it('ships built JavaScript, one-file browser build and declarations, no TypeScript sources', () => {
+    const paths = packed.files.map((f) => f.path)
+    assert.ok(paths.includes('dist/esm/index.js'), paths.join(', '))
+    assert.ok(paths.includes('dist/browser/natter-sdk.js'))
+    assert.ok(paths.includes('dist/types/index.d.ts'))
+    assert.deepEqual(
+      paths.filter((p) => p.endsWith('.ts') && !p.endsWith('.d.ts')),
+      [],
+    )
+    const installed = JSON.parse(
+      readFileSync(join(app, 'node_modules/@natter/client-sdk/package.json'), 'utf8'),
+    ) as { exports: Record<string, unknown> }
+    assert.deepEqual(Object.keys(installed.exports).sort(), [
+      '.',
+      './indexeddb',
+      './package.json',
+      './standalone',
+      './topics',
+    ])
+  })
+
+  it('type-checks a strict TypeScript app against its declarations', async () => {
+    writeFileSync(join(app, 'typed.ts'), TYPED_APP)
+    // An app on Node has @types/node (mqtt.js's declarations use it); the repository's copy.
+    const { stdout } = await exec(
+      join(ROOT, 'node_modules/.bin/tsc'),
+      [
+        '--noEmit',
+        '--strict',
+        '--module',
+        'nodenext',
+        '--moduleResolution',
+        'nodenext',
+        '--target',
+        'es2022',
+        '--lib',
+        'es2023,dom',
+        '--typeRoots',
+        join(ROOT, 'node_modules/@types'),
+        '--types',
+        'node',
+        'typed.ts',
+      ],
+      { cwd: app },
+    ).catch((err: { stdout?: string }) => {
+      throw new Error(`tsc failed:\n${err.stdout}`)
+    })
+    assert.equal(stdout, '')
+  })
+
+  it('lets a Node script and a bundled browser page chat through a real node', async () => {
+    writeFileSync(join(app, 'alice.mjs'), NODE_SCRIPT)
+    writeFileSync(join(app, 'page.js'), PAGE_SCRIPT)
+    writeFileSync(join(publicDir, 'index.html'), PAGE_HTML)
+    const bundle = await build({
+      absWorkingDir: app,
+      entryPoints: ['page.js'],
+      outfile: join(publicDir, 'page.js'),
+      bundle: true,
+      format: 'esm',
+      platform: 'browser',
+      metafile: true,
+      logLevel: 'error',
+    })
+    const inputs = Object.keys(bundle.metafile.inputs)
+    assert.ok(inputs.includes('node_modules/@natter/client-sdk/dist/esm/index.js'), inputs.join('\n'))
+    assert.ok(inputs.some((i) => i.startsWith('node_modules/mqtt/')))
+
+    const alice = execFile(process.execPath, ['alice.mjs'], {
+      cwd: app,
+      env: { ...process.env, NATTER_URL: t.mqttUrl, NATTER_TOKEN: await devToken('alice') },
+      timeout: 60_000,
+    })
+    const lines: Record<string, string>[] = []
+    let stderr = ''
+    alice.stderr?.on('data', (d: Buffer) => {
+      stderr += d.toString()
+    })
+    const nextLine = new Promise<Record<string, string>>((resolve, reject) => {
+      alice.stdout?.on('data', (d: Buffer) => {
+        for (const l of d.toString().split('\n').filter(Boolean)) {
+          lines.push(JSON.parse(l))
+          if (lines.length === 1) resolve(lines[0] as Record<string, string>)
+        }
+      })
+      alice.on('exit', (code) => reject(new Error(`alice.mjs exited ${code} early: ${stderr}`)))
+    })
+    const exited = new Promise<number | null>((resolve) => alice.on('exit', resolve))
+    const { chatId } = await nextLine
+
+    browser ??= await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox'] })
+    const page = await browser.newPage()
+    const errors: string[] = []
+    page.on('pageerror', (e) => errors.push(e.message))
+    await page.goto(`${siteUrl}/`)
+    await page.waitForFunction('"chatAsBob" in window')
+    const args = JSON.stringify([t.wsUrl, await devToken('bob'), chatId])
+    const got = await page.evaluate(`window.chatAsBob(...${args})`)
+    assert.equal(got, 'hello from node')
+    mkdirSync(SHOTS, { recursive: true })
+    await page.screenshot({ path: join(SHOTS, 'sdk-package-page.png') })
+    assert.equal(await exited, 0, stderr)
+    assert.deepEqual(lines[1], { reply: 'hello from the browser' })
+    assert.deepEqual(errors, [])
+  })
+
+  it("runs the README's Node and browser examples as written, against the node's ports", async () => {
+    const readme = readFileSync(join(ROOT, 'README.md'), 'utf8')
+    const block = (after: string, fence: string): string => {
+      const from = readme.indexOf(fence, readme.indexOf(after)) + fence.length
+      return readme.slice(from, readme.indexOf('\n```', from))
+    }
+    const port = (u: string) => new URL(u).port
+    // Only the hosts and ports differ from a reader's `npm start`.
+    const here = (code: string) =>
+      code
+        .replaceAll('http://localhost:8080', t.httpUrl)
+        .replaceAll('mqtt://localhost:1883', t.mqttUrl)
+        .replaceAll('ws://localhost:8083', `ws://127.0.0.1:${port(t.wsUrl)}`)
+    const nodeExample = block('In Node, against `npm start`', '```ts\n')
+    const pageExample = block('uses the one-file build', '```html\n')
+    assert.match(nodeExample, /from '@natter\/client-sdk'/)
+    assert.match(pageExample, /from '\.\/natter-sdk\.js'/)
+    const packageReadme = readFileSync(join(app, 'node_modules/@natter/client-sdk/README.md'), 'utf8')
+    const packageExample = packageReadme.slice(
+      packageReadme.indexOf('```ts\n') + 6,
+      packageReadme.indexOf('\n```', packageReadme.indexOf('```ts\n')),
+    )
+    writeFileSync(join(app, 'readme-example.ts'), here(nodeExample))
+    writeFileSync(join(app, 'package-readme-example.ts'), here(packageExample))
+    writeFileSync(
+      join(publicDir, 'readme.html'),
+      `<!doctype html><meta charset="utf-8">\n${here(pageExample)}`,
+    )
+    writeFileSync(
+      join(publicDir, 'natter-sdk.js'),
+      readFileSync(join(app, 'node_modules/@natter/client-sdk/dist/browser/natter-sdk.js')),
+    )
+
+    // Alice's examples (README, then the package's own) each send "hi bob" and stay connected;
+    // Bob's page shows both.
+    let aliceOut = ''
+    const run = (file: string) => {
+      const child = execFile(process.execPath, [file], { cwd: app, timeout: 60_000 })
+      child.stdout?.on('data', (d: Buffer) => {
+        aliceOut += d.toString()
+      })
+      child.stderr?.on('data', (d: Buffer) => {
+        aliceOut += d.toString()
+      })
+      return child
+    }
+    const examples = [run('readme-example.ts'), run('package-readme-example.ts')]
+    try {
+      browser ??= await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox'] })
+      const page = await browser.newPage()
+      const errors: string[] = []
+      page.on('pageerror', (e) => errors.push(e.message))
+      await page.goto(`${siteUrl}/readme.html`)
+      // Bob's page lists chats once: it is loaded again until Alice's chat exists.
+      for (;;) {
+        const shown = await page
+          .waitForFunction('document.body.innerText.split("alice: hi bob").length === 3', undefined, {
+            timeout: 3000,
+          })
+          .then(() => true)
+          .catch(() => false)
+        if (shown) break
+        for (const e of examples) assert.equal(e.exitCode, null, `a Node example ended: ${aliceOut}`)
+        await page.reload()
+      }
+      assert.deepEqual(errors, [])
+      await page.screenshot({ path: join(SHOTS, 'sdk-readme-page.png') })
+    } finally {
+      for (const e of examples) e.kill()
+    }
+  })
+})
