@@ -114,7 +114,9 @@ export function createCors(o: { origins: CorsOrigins; log: Logger }): Cors {
           // Once per origin: the hint a developer needs when the browser only says "CORS".
           o.log.info(
             { event: 'cors_origin_refused', origin: origin.slice(0, 200), route },
-            'cross-origin request from an origin not in NATTER_CORS_ORIGINS: no CORS headers',
+            route === 'dev-token' && o.origins.any
+              ? 'cross-origin request for a dev token: `*` does not open /dev/token, list the origin exactly in NATTER_CORS_ORIGINS'
+              : 'cross-origin request from an origin not in NATTER_CORS_ORIGINS: no CORS headers',
           )
         }
         return false

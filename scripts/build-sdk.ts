@@ -21,6 +21,8 @@ const ENTRIES = {
   'indexeddb-outbox': join(SRC, 'indexeddb-outbox.ts'),
   topics: join(SRC, 'topics.ts'),
 }
+/** The one-file build's entry: the main one and the IndexedDB outbox. */
+const STANDALONE = join(SRC, 'standalone.ts')
 const builtins = new Set([...builtinModules, ...builtinModules.map((m) => `node:${m}`)])
 
 export interface SdkBuild {
@@ -47,7 +49,7 @@ export async function buildSdk(out = join(ROOT, 'client-sdk/dist')): Promise<Sdk
   const browserFile = join(out, 'browser/natter-sdk.js')
   const nodeFile = join(out, 'esm/index.js')
   const browser = await build({
-    entryPoints: [ENTRIES.index],
+    entryPoints: [STANDALONE],
     outfile: browserFile,
     bundle: true,
     format: 'esm',

@@ -159,4 +159,47 @@ describe('a first connect that cannot succeed fails, and stops', () => {
     const ok = await connect({ url: t.mqttUrl, userId: 'bob', deviceId: 'd4', token: await t.token('bob') })
     await ok.close()
   })
+
+  it('createClient: getToken counts in the timeout, and a getToken that throws or gives no token fails clearly', async () => {
+    const o = { url: t.mqttUrl, userId: 'alice', deviceId: 'd5', ...FAST }
+    const started = Date.now()
+    // A token endpoint that never answers.
+    await assert.rejects(
+      createClient({ ...o, getToken: () => new Promise<string>(() => {}), connectTimeoutMs: 300 }),
+      failsWith('connect_timeout', /getToken did not resolve within 300 ms/),
+    )
+    assert.ok(Date.now() - started < 2000, `timed out after ${Date.now() - started} ms`)
+    await assert.rejects(
+      createClient({
+        ...o,
+        getToken: async () => {
+          throw new Error('auth backend down')
+        },
+      }),
+      failsWith('connect_failed', /^getToken failed: auth backend down$/),
+    )
+    // What `(await res.json()).token` gives for an error body.
+    await assert.rejects(
+      createClient({ ...o, getToken: async () => undefined as unknown as string }),
+      failsWith('connect_failed', /getToken resolved undefined, not a token/),
+    )
+    await assert.rejects(
+      createClient({ ...o, getToken: async () => '' }),
+      failsWith('connect_failed', /getToken resolved an empty string/),
+    )
+  })
+
+  it('connectTimeoutMs: anything but a positive number is a TypeError; Infinity is no limit', async () => {
+    const o = { url: t.mqttUrl, userId: 'alice', deviceId: 'd6', getToken: () => t.token('alice') }
+    for (const bad of [0, -1, Number.NaN]) {
+      await assert.rejects(createClient({ ...o, connectTimeoutMs: bad }), TypeError)
+      assert.throws(
+        () => connect({ url: t.mqttUrl, userId: 'bob', deviceId: 'd7', token: 'x', connectTimeoutMs: bad }),
+        TypeError,
+      )
+    }
+    const c = await createClient({ ...o, connectTimeoutMs: Number.POSITIVE_INFINITY })
+    assert.equal(c.state, 'connected')
+    await c.close()
+  })
 })

@@ -16,6 +16,23 @@ const exec = promisify(execFile)
 const SDK_DIR = join(ROOT, 'client-sdk')
 const SHOTS = join(ROOT, 'test-output', 'browser')
 
+/**
+ * The Node an app would run: the machine's own `node` when the package supports it (its engines
+ * say 20.19 or later), else the one running the tests.
+ */
+async function appNode(): Promise<{ path: string; version: string }> {
+  const { stdout } = await exec('node', ['-p', 'process.execPath + " " + process.versions.node']).catch(
+    () => ({
+      stdout: '',
+    }),
+  )
+  const [path, version = ''] = stdout.trim().split(' ')
+  const [major = 0, minor = 0] = version.split('.').map(Number)
+  return path && (major > 20 || (major === 20 && minor >= 19))
+    ? { path, version }
+    : { path: process.execPath, version: process.versions.node }
+}
+
 /** What `npm pack --json` says of a package it packed. */
 interface Packed {
   filename: string
@@ -56,7 +73,7 @@ window.chatAsBob = async (url, token, chatId) => {
 const PAGE_HTML = `<!doctype html><meta charset="utf-8"><title>SDK app</title><pre id="log"></pre>
 <script type="module" src="/page.js"></script>`
 // TypeScript against the package's declarations, strict, as a Node app with nodenext resolution.
-const TYPED_APP = `import { createClient, type ChatMessage, type NatterClient, NatterRequestError } from '@natter/client-sdk'
+const TYPED_APP = `import { createClient, type ChatMessage, type ChatState, type NatterClient, NatterRequestError } from '@natter/client-sdk'
 import { IndexedDbOutboxStorage } from '@natter/client-sdk/indexeddb'
 import { topics } from '@natter/client-sdk/topics'
 const client: Promise<NatterClient> = createClient({
@@ -66,7 +83,9 @@ const client: Promise<NatterClient> = createClient({
   getToken: async () => 'token',
 })
 const show = (m: ChatMessage): string => \`\${m.senderId}: \${m.text ?? ''}\`
-export { client, show, IndexedDbOutboxStorage, NatterRequestError, topics }
+const follow = (s: ChatState): (() => void) =>
+  s.on('unread.updated', (u: { chatId: string; unread: number }) => console.log(\`\${s.name ?? u.chatId}: \${u.unread}\`))
+export { client, follow, show, IndexedDbOutboxStorage, NatterRequestError, topics }
 `
 
 /**
@@ -83,6 +102,17 @@ describe('the client SDK as a package an app installs', () => {
   let site: Server | undefined
   let siteUrl: string
   let publicDir: string
+
+  /** README's first ```ts block after `heading`, pointed at this node's ports. */
+  const readmeTs = (heading: string): string => {
+    const readme = readFileSync(join(ROOT, 'README.md'), 'utf8')
+    const fence = '```ts\n'
+    const from = readme.indexOf(fence, readme.indexOf(heading)) + fence.length
+    return readme
+      .slice(from, readme.indexOf('\n```', from))
+      .replaceAll('http://localhost:8080', t.httpUrl)
+      .replaceAll('mqtt://localhost:1883', t.mqttUrl)
+  }
 
   /** A token from the node's /dev/token, as the examples get theirs. */
   const devToken = async (userId: string): Promise<string> =>
@@ -190,7 +220,7 @@ describe('the client SDK as a package an app installs', () => {
     assert.equal(stdout, '')
   })
 
-  it('lets a Node script and a bundled browser page chat through a real node', async () => {
+  it('lets a Node script and a bundled browser page chat through a real node', async (ctx) => {
     writeFileSync(join(app, 'alice.mjs'), NODE_SCRIPT)
     writeFileSync(join(app, 'page.js'), PAGE_SCRIPT)
     writeFileSync(join(publicDir, 'index.html'), PAGE_HTML)
@@ -208,7 +238,9 @@ describe('the client SDK as a package an app installs', () => {
     assert.ok(inputs.includes('node_modules/@natter/client-sdk/dist/esm/index.js'), inputs.join('\n'))
     assert.ok(inputs.some((i) => i.startsWith('node_modules/mqtt/')))
 
-    const alice = execFile(process.execPath, ['alice.mjs'], {
+    const node = await appNode()
+    ctx.diagnostic(`the Node script runs on Node ${node.version}`)
+    const alice = execFile(node.path, ['alice.mjs'], {
       cwd: app,
       env: { ...process.env, NATTER_URL: t.mqttUrl, NATTER_TOKEN: await devToken('alice') },
       timeout: 60_000,
@@ -279,42 +311,75 @@ describe('the client SDK as a package an app installs', () => {
       readFileSync(join(app, 'node_modules/@natter/client-sdk/dist/browser/natter-sdk.js')),
     )
 
-    // Alice's examples (README, then the package's own) each send "hi bob" and stay connected;
-    // Bob's page shows both.
-    let aliceOut = ''
-    const run = (file: string) => {
-      const child = execFile(process.execPath, [file], { cwd: app, timeout: 60_000 })
-      child.stdout?.on('data', (d: Buffer) => {
-        aliceOut += d.toString()
-      })
-      child.stderr?.on('data', (d: Buffer) => {
-        aliceOut += d.toString()
-      })
-      return child
+    // Alice's examples (README, then the package's own) each send "hi bob" and end; Bob's page
+    // then shows both.
+    for (const file of ['readme-example.ts', 'package-readme-example.ts']) {
+      const { stdout } = await exec(process.execPath, [file], { cwd: app, timeout: 60_000 }).catch(
+        (err: { stdout?: string; stderr?: string }) => {
+          throw new Error(`${file} failed: ${err.stdout}${err.stderr}`)
+        },
+      )
+      assert.match(stdout, /^alice: hi bob$/m)
     }
-    const examples = [run('readme-example.ts'), run('package-readme-example.ts')]
-    try {
-      browser ??= await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox'] })
-      const page = await browser.newPage()
-      const errors: string[] = []
-      page.on('pageerror', (e) => errors.push(e.message))
-      await page.goto(`${siteUrl}/readme.html`)
-      // Bob's page lists chats once: it is loaded again until Alice's chat exists.
-      for (;;) {
-        const shown = await page
-          .waitForFunction('document.body.innerText.split("alice: hi bob").length === 3', undefined, {
-            timeout: 3000,
-          })
-          .then(() => true)
-          .catch(() => false)
-        if (shown) break
-        for (const e of examples) assert.equal(e.exitCode, null, `a Node example ended: ${aliceOut}`)
-        await page.reload()
-      }
-      assert.deepEqual(errors, [])
-      await page.screenshot({ path: join(SHOTS, 'sdk-readme-page.png') })
-    } finally {
-      for (const e of examples) e.kill()
-    }
+    browser ??= await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox'] })
+    const page = await browser.newPage()
+    const errors: string[] = []
+    page.on('pageerror', (e) => errors.push(e.message))
+    await page.goto(`${siteUrl}/readme.html`)
+    await page
+      .waitForFunction(
+        'document.querySelector("#log").innerText.split("alice: hi bob").length === 3',
+        undefined,
+        {
+          timeout: 15_000,
+        },
+      )
+      .catch(async (err: Error) => {
+        throw new Error(
+          `${err.message}; the page shows: ${await page.textContent('body')}; errors: ${errors}`,
+        )
+      })
+    assert.deepEqual(errors, [])
+    await page.screenshot({ path: join(SHOTS, 'sdk-readme-page.png') })
+  })
+
+  it("runs the README's picture example as written: upload, send, and the URLs a member gets", async () => {
+    const example = readmeTs('## Send a picture')
+    assert.match(example, /from '@natter\/client-sdk'/)
+    writeFileSync(join(app, 'picture-example.ts'), example)
+    // A real JPEG, as a camera would write one.
+    const sharp = (await import('sharp')).default
+    const jpeg = await sharp({ create: { width: 640, height: 480, channels: 3, background: '#3a7bd5' } })
+      .jpeg()
+      .toBuffer()
+    writeFileSync(join(app, 'beach.jpg'), jpeg)
+    const { stdout } = await exec(process.execPath, ['picture-example.ts'], {
+      cwd: app,
+      timeout: 60_000,
+    }).catch((err: { stdout?: string; stderr?: string }) => {
+      throw new Error(`picture-example.ts failed: ${err.stdout}${err.stderr}`)
+    })
+    const [imageUrl, thumbnailUrl] = stdout.trim().split(' ')
+    const image = await fetch(imageUrl as string)
+    assert.equal(image.status, 200)
+    assert.deepEqual(Buffer.from(await image.arrayBuffer()), jpeg)
+    const thumbnail = await fetch(thumbnailUrl as string)
+    assert.equal(thumbnail.status, 200)
+    assert.equal(thumbnail.headers.get('content-type'), 'image/webp')
+  })
+
+  it("runs the README's chat state example as written", async () => {
+    const example = readmeTs('**Chat state objects.**')
+    assert.match(example, /from '@natter\/client-sdk'/)
+    writeFileSync(join(app, 'readme-state-example.ts'), example)
+    const { stdout } = await exec(process.execPath, ['readme-state-example.ts'], {
+      cwd: app,
+      timeout: 60_000,
+    })
+    assert.deepEqual(stdout.trim().split('\n'), [
+      'new: brunch at 11? (unread 1)',
+      'edited: brunch at 11:30?',
+      'weekend: 2 members, 0 unread',
+    ])
   })
 })

@@ -235,6 +235,7 @@ describe('client SDK against a real node', () => {
     const ivy = await client('ivy')
     const sending = ivy.send('g_not_a_chat', { text: 'anyone?' })
     await assert.rejects(sending.sent, (err: NatterRequestError) => err.code === 'chat_not_found')
-    assert.equal(ivy.statusOf(sending.localId), undefined)
+    // Kept as failed, with its text, for retry or cancel (test/sdk-state.e2e.test.ts).
+    assert.equal(ivy.statusOf(sending.localId), 'failed')
   })
 })

@@ -1,6 +1,7 @@
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
+import { ChatState, type Member, type MessageChange } from './chat-state.ts'
 import { Emitter } from './emitter.ts'
-import { CONNECT_TIMEOUT_MS, watchFirstConnect } from './first-connect.ts'
+import { connectTimeoutOf, firstToken, watchFirstConnect } from './first-connect.ts'
 import { type MediaUrls, mediaUrl, type Uploaded, type UploadOptions, uploadMedia } from './media.ts'
 import { MemoryOutboxStorage, Outbox, type OutboxItem, type OutboxStorage } from './outbox.ts'
 import { type NatterErrorCode, NatterRequestError, request } from './request.ts'
@@ -8,7 +9,24 @@ import { type ChatMessage, Timeline } from './timeline.ts'
 import { clientIdOf, topics } from './topics.ts'
 
 export type ConnectionState = 'connecting' | 'connected' | 'reconnecting' | 'closed'
+/**
+ * Where one of this user's messages stands: sending (in the outbox), sent (stored), delivered,
+ * read, or failed (refused for good: in the outbox with its text until retried or cancelled).
+ */
 export type MessageStatus = 'sending' | 'sent' | 'delivered' | 'read' | 'failed'
+
+/**
+ * A `status` event: one of this user's messages changed status (seq once stored, error when
+ * failed), or was cancelled: removed from the outbox by the app (cancel, or a delete before it
+ * was sent), after which statusOf knows it no more.
+ */
+export interface StatusEvent {
+  chatId: string
+  localId: string
+  seq?: number
+  status: MessageStatus | 'cancelled'
+  error?: NatterRequestError
+}
 
 export interface ClientOptions {
   /** mqtt://host:1883, mqtts://…, ws://host:8083/mqtt or wss://… */
@@ -24,9 +42,10 @@ export interface ClientOptions {
   /** Backoff between reconnect attempts: doubles from min to max, with jitter. */
   reconnect?: { minMs?: number; maxMs?: number }
   /**
-   * How long the first connection may take, in ms from the first token in hand to the
-   * subscriptions done (default 10 000); past it, createClient rejects with connect_timeout.
-   * Reconnects after a first success are never given up.
+   * How long the first connection may take, in ms from the call to the subscriptions done,
+   * getToken included (default 10 000; Infinity for no limit); past it, createClient rejects
+   * with connect_timeout. Anything but a positive number throws a TypeError. Reconnects after a
+   * first success are never given up.
    */
   connectTimeoutMs?: number
   mqtt?: Omit<
@@ -35,11 +54,15 @@ export interface ClientOptions {
   >
 }
 
+/** A chat as chat.get and chat.list describe it (docs/protocol.md#operations). */
 export interface Chat {
   id: string
   kind: 'direct' | 'group'
   name: string | null
-  members: { userId: string; role: 'admin' | 'member' }[]
+  createdBy: string
+  /** ms since the epoch */
+  createdAt: number
+  members: Member[]
   lastSeq: number
   readSeq: number
   unread: number
@@ -48,10 +71,37 @@ export interface Chat {
 
 export interface ClientEvents extends Record<string, unknown> {
   state: ConnectionState
-  /** A message entered or changed in a chat's timeline (each seq once; edits and deletes replace). */
+  /**
+   * A message entered or changed in a chat's timeline (each seq once; edits and deletes replace),
+   * history pages included. The granular events below tell new, edited and deleted apart.
+   */
   message: ChatMessage
-  /** Where one of this user's messages stands: sent (stored), delivered, read, or failed. */
-  status: { chatId: string; localId: string; seq?: number; status: MessageStatus; error?: NatterRequestError }
+  /** A message new to this device, live or caught up after a reconnect (not from history pages). */
+  'message.new': ChatMessage
+  /** A message was edited: the new version. */
+  'message.updated': ChatMessage
+  /** A message was deleted for everyone: its tombstone. */
+  'message.deleted': ChatMessage
+  /** A chat's members changed (ChatState.members). */
+  'members.updated': { chatId: string; members: Member[] }
+  /** A chat's unread count or read cursor changed. */
+  'unread.updated': { chatId: string; unread: number; readSeq: number }
+  /** This user muted or unmuted a chat's push notifications. */
+  'muted.updated': { chatId: string; muted: boolean }
+  /**
+   * A chat the user created or was added to, seen live (its creation or members_added event) or
+   * found by loadChats after a reconnect. Its summary is loaded.
+   */
+  'chat.added': ChatState
+  /**
+   * The user left the chat or was removed from it (live, or missing from loadChats after a
+   * reconnect): the client forgot its state, timeline and receipts.
+   */
+  'chat.removed': { chatId: string; reason: 'left' | 'removed' }
+  /** The chat list's order or a chat's summary changed: every chat known, newest activity first. */
+  'chats.updated': ChatState[]
+  /** Where one of this user's messages stands: sent (stored), delivered, read, failed or cancelled. */
+  status: StatusEvent
   typing: { chatId: string; userId: string; typing: boolean }
   /** lastSeenAt: when the user was last connected (now, while online), ms since the epoch. */
   presence: { userId: string; online: boolean; lastSeenAt: number }
@@ -141,6 +191,28 @@ export class NatterClient extends Emitter<ClientEvents> {
   readonly #held = new Set<string>()
   #resendAt = 0
   #resendTimer: ReturnType<typeof setTimeout> | undefined
+  /** Sends published on this connection (cleared at each connect: all go again). */
+  readonly #inFlight = new Set<string>()
+  /** Sends that may have reached the server (published once, or left by an earlier run): not changed in place. */
+  readonly #maybeStored = new Set<string>()
+  /** Callers waiting for a queued edit or delete. */
+  readonly #opWaiting = new Map<
+    string,
+    { resolve: (m: ChatMessage | null) => void; reject: (e: Error) => void }
+  >()
+  /** The edit or delete being run (the outbox waits for it), and those tried before (their answer may have been lost). */
+  #runningOp: string | undefined
+  readonly #opTried = new Set<string>()
+  #opTimer: ReturnType<typeof setTimeout> | undefined
+  readonly #chats = new Map<string, ChatState>()
+  /** Chats reported to the app (by loadChats or chat.added): each is announced once. */
+  readonly #announced = new Set<string>()
+  readonly #adding = new Set<string>()
+  /** Chats the user left or was removed from: what still arrives for them is dropped. */
+  readonly #gone = new Set<string>()
+  /** Whether the app follows the chat list (loadChats was called): refreshed at each reconnect. */
+  #followingList = false
+  #listTimer: ReturnType<typeof setTimeout> | undefined
 
   private constructor(o: ClientOptions) {
     super()
@@ -160,7 +232,27 @@ export class NatterClient extends Emitter<ClientEvents> {
   static async connect(o: ClientOptions): Promise<NatterClient> {
     const c = new NatterClient(o)
     await c.#start()
+    // After the caller's `await` has run: listeners attached right after it see what waited.
+    setTimeout(() => c.#releaseEarly(), 0)
     return c
+  }
+
+  /**
+   * Inbox packets that arrived before connect() handed the client to the app (a persistent
+   * session's queue is delivered as soon as the inbox is subscribed): held until the app could
+   * attach its listeners, then handled in their order. Replies are never held: the start
+   * itself waits for some.
+   */
+  #early: Array<[string, Uint8Array]> | null = []
+
+  #releaseEarly(): void {
+    const early = this.#early ?? []
+    this.#early = null
+    for (const [topic, payload] of early) this.#onMessage(topic, payload)
+  }
+
+  get #inboxTopic(): string {
+    return topics.inbox(this.userId)
   }
 
   get state(): ConnectionState {
@@ -173,7 +265,9 @@ export class NatterClient extends Emitter<ClientEvents> {
   }
 
   async #start(): Promise<void> {
-    this.#token = await this.#o.getToken()
+    const timeoutMs = connectTimeoutOf(this.#o.connectTimeoutMs)
+    const deadline = Date.now() + timeoutMs
+    this.#token = await firstToken(this.#o.getToken, timeoutMs)
     this.#client = mqtt.connect(this.#o.url, {
       ...this.#o.mqtt,
       clientId: this.clientId,
@@ -184,7 +278,10 @@ export class NatterClient extends Emitter<ClientEvents> {
       // Reconnects are this class's: each one may need a fresh token first.
       reconnectPeriod: 0,
     })
-    this.#client.on('message', (topic, payload) => this.#onMessage(topic, payload))
+    this.#client.on('message', (topic, payload) => {
+      if (this.#early && topic === this.#inboxTopic) this.#early.push([topic, payload])
+      else this.#onMessage(topic, payload)
+    })
     this.#client.on('connect', () => {
       ;(this.#client.stream as { setNoDelay?: (on: boolean) => void } | undefined)?.setNoDelay?.(true)
       this.#background(this.#onConnect())
@@ -215,14 +312,16 @@ export class NatterClient extends Emitter<ClientEvents> {
         this.#client,
         {
           url: this.#o.url,
-          timeoutMs: this.#o.connectTimeoutMs ?? CONNECT_TIMEOUT_MS,
+          // What getToken left of it (at least 1 ms: a timeout, not a failure).
+          timeoutMs: Math.max(1, deadline - Date.now()),
+          limitMs: timeoutMs,
           describeRefusal: refusalMessage,
         },
         fail,
       )
     })
     // Messages a previous run of the app left unconfirmed go first, in their order.
-    await this.#outbox.load()
+    for (const item of await this.#outbox.load()) this.#maybeStored.add(item.localId)
     this.#flushOutbox()
   }
 
@@ -233,7 +332,18 @@ export class NatterClient extends Emitter<ClientEvents> {
    * message's).
    */
   #flushOutbox(): void {
-    for (const item of this.#outbox.items) this.#publish(item)
+    if (this.#state !== 'connected') return
+    for (const item of this.#outbox.items) {
+      if (item.failed) continue
+      if ((item.op ?? 'send') === 'send') {
+        if (!this.#inFlight.has(item.localId)) this.#publish(item)
+        continue
+      }
+      // An edit or delete goes once everything before it is confirmed (or failed), and what
+      // follows waits for it: the server applies the user's changes in the order made.
+      if (item === this.#outbox.items.find((i) => !i.failed)) this.#runOp(item)
+      return
+    }
   }
 
   #setState(s: ConnectionState): void {
@@ -248,8 +358,11 @@ export class NatterClient extends Emitter<ClientEvents> {
     const own = [topics.inbox(this.userId), topics.reply(this.clientId), topics.errors(this.clientId)]
     const extra = [...this.#watched]
     await this.#client.subscribeAsync([...own, ...extra], { qos: 1 })
+    this.#inFlight.clear()
     this.#setState('connected')
     this.#flushOutbox()
+    // What changed while away (chats added, removed, new counts): once the app follows the list.
+    if (this.#followingList) this.#background(this.loadChats())
     // Whatever arrived while the device was away: every open chat catches up from its last seq.
     for (const chatId of this.#timelines.keys()) this.#background(this.sync(chatId))
   }
@@ -332,6 +445,8 @@ export class NatterClient extends Emitter<ClientEvents> {
   async close(): Promise<void> {
     this.#closing = true
     clearTimeout(this.#resendTimer)
+    clearTimeout(this.#opTimer)
+    clearTimeout(this.#listTimer)
     clearTimeout(this.#refreshTimer)
     clearTimeout(this.#reconnectTimer)
     for (const t of this.#typingTimers.values()) clearTimeout(t)
@@ -367,31 +482,181 @@ export class NatterClient extends Emitter<ClientEvents> {
     return request<T>(this.#client, this.clientId, op, params)
   }
 
+  /** The user's chats as the server describes them (chat.list); their ChatStates take the summaries. */
   listChats(): Promise<Chat[]> {
-    return this.request<{ chats: Chat[] }>('chat.list').then((r) => r.chats)
+    return this.request<{ chats: Chat[] }>('chat.list').then((r) => {
+      for (const chat of r.chats) this.#summary(chat)
+      return r.chats
+    })
   }
 
+  /** One chat (chat.get); its ChatState takes the summary. Rejects with chat_not_found when not a member. */
   getChat(chatId: string): Promise<Chat> {
     return this.request<Chat>('chat.get', { chatId }).then((chat) => {
-      this.#members.set(
-        chatId,
-        chat.members.map((m) => m.userId),
-      )
+      this.#summary(chat)
       return chat
     })
   }
 
+  /** Creates a group with this user as admin (chat.create); chat.added fires for it. */
   createGroup(name: string, members: string[]): Promise<Chat> {
-    return this.request<Chat>('chat.create', { name, members })
+    return this.request<Chat>('chat.create', { name, members }).then((chat) => {
+      this.#summary(chat)
+      this.#announce(chat.id)
+      return chat
+    })
   }
 
-  /** The direct chat with another user, created the first time. */
+  /** The direct chat with another user, created the first time (chat.direct); chat.added fires when new here. */
   direct(userId: string): Promise<Chat> {
-    return this.request<Chat>('chat.direct', { with: userId })
+    return this.request<Chat>('chat.direct', { with: userId }).then((chat) => {
+      this.#summary(chat)
+      this.#announce(chat.id)
+      return chat
+    })
   }
 
+  /** Leaves a group (chat.leave); the client forgets the chat (chat.removed). Rejects with not_allowed for a direct chat. */
   leave(chatId: string): Promise<unknown> {
-    return this.request('chat.leave', { chatId })
+    return this.request('chat.leave', { chatId }).then((r) => {
+      this.#drop(chatId, 'left')
+      return r
+    })
+  }
+
+  /**
+   * Adds members to a group (chat.add; admins only): resolves with those who were not members.
+   * Rejects with not_allowed (not an admin, a direct chat), too_many_members or chat_not_found.
+   */
+  addMembers(chatId: string, userIds: string[]): Promise<{ added: string[] }> {
+    return this.request('chat.add', { chatId, members: userIds })
+  }
+
+  /** Removes a member from a group (chat.remove; admins only). Rejects with not_allowed or not_found. */
+  removeMember(chatId: string, userId: string): Promise<{ removed: string }> {
+    return this.request('chat.remove', { chatId, userId })
+  }
+
+  /** Mutes or unmutes a chat's push notifications on all of the user's devices (push.mute). */
+  setMuted(chatId: string, muted: boolean): Promise<{ chatId: string; muted: boolean }> {
+    return this.request<{ chatId: string; muted: boolean }>('push.mute', { chatId, muted }).then((r) => {
+      this.#chats.get(chatId)?._muted(r.muted)
+      return r
+    })
+  }
+
+  // --- chat states ---------------------------------------------------------------------------
+
+  /**
+   * The state object of a chat: the same one each time, kept up to date (see ChatState). Its
+   * summary loads with open() or refresh() (or loadChats); until then name is null and members empty.
+   */
+  chat(chatId: string): ChatState {
+    let state = this.#chats.get(chatId)
+    if (!state) {
+      state = new ChatState(this, chatId)
+      this.#chats.set(chatId, state)
+      this.#forward(state)
+    }
+    return state
+  }
+
+  /** Every chat this client knows (all of the user's once loadChats ran), newest activity first. */
+  chats(): ChatState[] {
+    return [...this.#chats.values()].sort((a, b) => b.lastActivityAt - a.lastActivityAt)
+  }
+
+  /**
+   * Loads the user's chats (chat.list) and from then on follows the list: after every reconnect
+   * it is read again, and chats found or gone fire chat.added and chat.removed (the first load
+   * fires none: it resolves with them). Resolves with chats().
+   */
+  async loadChats(): Promise<ChatState[]> {
+    const first = !this.#followingList
+    this.#followingList = true
+    const listed = await this.listChats()
+    const ids = new Set(listed.map((c) => c.id))
+    // Only chats the list had: one the app named itself (chat(id)) may not be the user's yet.
+    for (const id of [...this.#announced]) if (!ids.has(id)) this.#drop(id, 'removed')
+    for (const chat of listed) {
+      if (first) this.#announced.add(chat.id)
+      else this.#announce(chat.id)
+    }
+    return this.chats()
+  }
+
+  #summary(chat: Chat): void {
+    // The server counts the user a member again.
+    this.#gone.delete(chat.id)
+    this.#members.set(
+      chat.id,
+      chat.members.map((m) => m.userId),
+    )
+    const later = (this.#timelines.get(chat.id)?.messages() ?? []).filter((m) => m.seq > chat.lastSeq)
+    this.chat(chat.id)._summary(chat, later)
+    this.#recompute(chat.id)
+  }
+
+  /** Reports a chat new to the app, once. */
+  #announce(chatId: string): void {
+    const state = this.#chats.get(chatId)
+    if (!state || this.#announced.has(chatId)) return
+    this.#announced.add(chatId)
+    this.emit('chat.added', state)
+  }
+
+  /** A chat the user was added to, seen live: its summary is read, then it is announced. */
+  #added(chatId: string): void {
+    if (this.#announced.has(chatId) || this.#adding.has(chatId)) return
+    this.#adding.add(chatId)
+    this.#background(
+      this.getChat(chatId)
+        .then(() => this.#announce(chatId))
+        .finally(() => this.#adding.delete(chatId)),
+    )
+  }
+
+  /** The user left or was removed: everything held of the chat goes. */
+  #drop(chatId: string, reason: 'left' | 'removed'): void {
+    const state = this.#chats.get(chatId)
+    if (!state) return
+    this.#chats.delete(chatId)
+    this.#gone.add(chatId)
+    this.#announced.delete(chatId)
+    this.#timelines.delete(chatId)
+    this.#cursors.delete(chatId)
+    this.#members.delete(chatId)
+    for (const [id, mine] of this.#mine) if (mine.chatId === chatId) this.#mine.delete(id)
+    const typing = topics.typing(chatId)
+    if (this.#watched.delete(typing) && this.#client.connected) {
+      this.#client.unsubscribeAsync(typing).catch(() => {})
+    }
+    state._removed()
+    this.emit('chat.removed', { chatId, reason })
+    this.#listChanged()
+  }
+
+  /** A chat's events are the client's too; a summary change reorders the list (once per tick). */
+  #forward(state: ChatState): void {
+    for (const event of [
+      'message.new',
+      'message.updated',
+      'message.deleted',
+      'members.updated',
+      'unread.updated',
+      'muted.updated',
+    ] as const) {
+      state.on(event, (v) => this.emit(event, v as never))
+    }
+    state.on('updated', () => this.#listChanged())
+  }
+
+  #listChanged(): void {
+    if (this.#listTimer) return
+    this.#listTimer = setTimeout(() => {
+      this.#listTimer = undefined
+      this.emit('chats.updated', this.chats())
+    }, 0)
   }
 
   search(chatId: string, query: string, limit = 50): Promise<ChatMessage[]> {
@@ -400,12 +665,152 @@ export class NatterClient extends Emitter<ClientEvents> {
     )
   }
 
-  edit(chatId: string, seq: number, text: string): Promise<unknown> {
-    return this.request('edit', { chatId, seq, text })
+  /**
+   * Edits one of this user's messages: `target` is its seq, or the localId of a message still in
+   * the outbox. Queued in the outbox like a send (kept offline and across restarts, run in order
+   * after the sends before it); a pending message that cannot have reached the server yet (not
+   * sent on any connection, or failed) is changed in place instead. Resolves with the edited
+   * message, or null when changed in place. Rejects with not_found (no such message, deleted,
+   * or a localId the client does not know), not_allowed (not the sender, a chat event), too_large.
+   */
+  edit(chatId: string, target: number | string, text: string): Promise<ChatMessage | null> {
+    return this.#change(chatId, 'edit', target, text)
   }
 
-  deleteMessage(chatId: string, seq: number): Promise<unknown> {
-    return this.request('delete', { chatId, seq })
+  /**
+   * Deletes one of this user's messages for everyone (a tombstone): `target` as for edit, queued
+   * the same way; a pending message not yet sent is cancelled instead (status `cancelled`).
+   * Resolves with the tombstone, or null when cancelled. Rejects as edit does.
+   */
+  deleteMessage(chatId: string, target: number | string): Promise<ChatMessage | null> {
+    return this.#change(chatId, 'delete', target)
+  }
+
+  async #change(
+    chatId: string,
+    op: 'edit' | 'delete',
+    target: number | string,
+    text?: string,
+  ): Promise<ChatMessage | null> {
+    let seq = typeof target === 'number' ? target : undefined
+    let pendingId: string | undefined
+    if (typeof target === 'string') {
+      const pending = this.#outbox.get(target)
+      if (pending && (pending.op ?? 'send') === 'send') {
+        if (pending.failed || !this.#maybeStored.has(target)) {
+          if (op === 'delete') await this.cancel(target)
+          else await this.#outbox.update(target, { text })
+          return null
+        }
+        pendingId = target
+      } else {
+        seq = this.#mine.get(target)?.seq
+        if (seq === undefined) {
+          throw new NatterRequestError('not_found', `no message ${target} of this device's to ${op}`)
+        }
+      }
+    }
+    const item: OutboxItem = {
+      localId: newLocalId(),
+      chatId,
+      op,
+      ...(seq !== undefined ? { seq } : { target: pendingId as string }),
+      ...(op === 'edit' ? { text } : {}),
+      createdAt: Date.now(),
+    }
+    const done = new Promise<ChatMessage | null>((resolve, reject) =>
+      this.#opWaiting.set(item.localId, { resolve, reject }),
+    )
+    try {
+      await this.#outbox.add(item)
+    } catch (err) {
+      this.#opWaiting.delete(item.localId)
+      await this.#outbox.remove(item.localId).catch(() => {})
+      throw asError(err)
+    }
+    this.#flushOutbox()
+    return done
+  }
+
+  /**
+   * Runs a queued edit or delete; the outbox waits for it. Lost connections and timeouts leave
+   * it queued for the next try; a refusal removes it and rejects its caller (an app restarted
+   * since hears of it as an `error` event).
+   */
+  #runOp(item: OutboxItem): void {
+    if (this.#runningOp !== undefined) return
+    const seq = item.seq ?? (item.target ? this.#mine.get(item.target)?.seq : undefined)
+    if (seq === undefined) {
+      // Its message is not stored: refused (then it is changed where it waits) or gone.
+      const target = item.target ? this.#outbox.get(item.target) : undefined
+      if (target?.failed) {
+        const changed =
+          item.op === 'delete'
+            ? this.cancel(target.localId)
+            : this.#outbox.update(target.localId, { text: item.text })
+        this.#opDone(
+          item,
+          changed.then(() => null),
+        )
+      } else {
+        this.#opDone(
+          item,
+          Promise.reject(new NatterRequestError('not_found', `the message to ${item.op} is gone`)),
+        )
+      }
+      return
+    }
+    const op = item.op === 'edit' ? 'edit' : 'delete'
+    const params = { chatId: item.chatId, seq, ...(op === 'edit' ? { text: item.text } : {}) }
+    const tried = this.#opTried.has(item.localId)
+    this.#opTried.add(item.localId)
+    const run = this.request<{ message: ChatMessage }>(op, params).then(
+      (r) => {
+        this.#add(r.message, true)
+        return r.message
+      },
+      (err: unknown) => {
+        const e = asError(err)
+        // A delete whose first answer was lost may have been done then.
+        if (op === 'delete' && tried && e.code === 'not_found') return null
+        throw e
+      },
+    )
+    this.#opDone(item, run)
+  }
+
+  #opDone(item: OutboxItem, run: Promise<ChatMessage | null>): void {
+    this.#runningOp = item.localId
+    run.then(
+      (message) => {
+        this.#runningOp = undefined
+        this.#opTried.delete(item.localId)
+        this.#opWaiting.get(item.localId)?.resolve(message)
+        this.#opWaiting.delete(item.localId)
+        this.#outbox.remove(item.localId).catch(() => {})
+        this.#flushOutbox()
+      },
+      (err: unknown) => {
+        this.#runningOp = undefined
+        const e = asError(err)
+        if (e.code === 'disconnected' || e.code === 'timeout' || e.code === 'rate_limited') {
+          // Kept: the next connection runs it, or a timer when the server named a wait.
+          const wait = e.code === 'disconnected' ? undefined : (e.retryAfterMs ?? 1000)
+          if (wait !== undefined) {
+            clearTimeout(this.#opTimer)
+            this.#opTimer = setTimeout(() => this.#flushOutbox(), wait)
+          }
+          return
+        }
+        this.#opTried.delete(item.localId)
+        const waiting = this.#opWaiting.get(item.localId)
+        this.#opWaiting.delete(item.localId)
+        if (waiting) waiting.reject(e)
+        else this.emit('error', e)
+        this.#outbox.remove(item.localId).catch(() => {})
+        this.#flushOutbox()
+      },
+    )
   }
 
   /**
@@ -441,14 +846,23 @@ export class NatterClient extends Emitter<ClientEvents> {
     return this.#timelines.get(chatId)?.messages() ?? []
   }
 
-  /** This user's messages to a chat that the server has not stored yet, in the order sent. */
+  /**
+   * This user's messages to a chat that the server has not stored yet, in the order sent: those
+   * on their way and those refused for good (`failed` set: retry or cancel them).
+   */
   pending(chatId: string): OutboxItem[] {
-    return this.#outbox.items.filter((i) => i.chatId === chatId)
+    return this.#outbox.items.filter((i) => i.chatId === chatId && (i.op ?? 'send') === 'send')
+  }
+
+  /** This user's edits and deletes in a chat that wait in the outbox (offline, or behind a send), in order. */
+  pendingChanges(chatId: string): OutboxItem[] {
+    return this.#outbox.items.filter((i) => i.chatId === chatId && (i.op ?? 'send') !== 'send')
   }
 
   /** Where one of this user's messages stands, by its local id. */
   statusOf(localId: string): MessageStatus | undefined {
-    if (this.#outbox.has(localId)) return 'sending'
+    const item = this.#outbox.get(localId)
+    if (item) return item.failed ? 'failed' : 'sending'
     return this.#mine.get(localId)?.status
   }
 
@@ -461,7 +875,8 @@ export class NatterClient extends Emitter<ClientEvents> {
     await this.getChat(chatId)
     if (timeline.from === 0 || timeline.from > 1) {
       const page = await this.request<{ messages: ChatMessage[] }>('history', { chatId, limit: pageSize })
-      for (const m of page.messages) this.#add(m)
+      // history answers newest first; the events go out in the chat's order.
+      for (const m of [...page.messages].reverse()) this.#add(m, false)
     }
     await this.sync(chatId)
     const typing = topics.typing(chatId)
@@ -488,7 +903,7 @@ export class NatterClient extends Emitter<ClientEvents> {
       limit,
       ...(timeline.from > 0 ? { before: timeline.from } : {}),
     })
-    for (const m of page.messages) this.#add(m)
+    for (const m of [...page.messages].reverse()) this.#add(m, false)
     return page.messages.length
   }
 
@@ -512,7 +927,17 @@ export class NatterClient extends Emitter<ClientEvents> {
   /** Marks a chat read up to its newest message held (or seq). */
   markRead(chatId: string, seq?: number): Promise<{ readSeq: number; unread: number }> {
     const upTo = seq ?? this.#timeline(chatId).upTo
-    return this.request('read', { chatId, seq: Math.max(1, upTo) })
+    return this.request<{ readSeq: number; unread: number }>('read', { chatId, seq: Math.max(1, upTo) }).then(
+      (r) => {
+        this.#chats.get(chatId)?._read(r.readSeq, r.unread)
+        return r
+      },
+    )
+  }
+
+  /** The seq up to which a chat's timeline is held without a gap (0: nothing held). */
+  heldUpTo(chatId: string): number {
+    return this.#timelines.get(chatId)?.upTo ?? 0
   }
 
   #timeline(chatId: string): Timeline {
@@ -524,15 +949,51 @@ export class NatterClient extends Emitter<ClientEvents> {
     return t
   }
 
-  #add(m: ChatMessage): void {
+  /** A message from the inbox, a sync or a history page (live false: old, no message.new). */
+  #add(m: ChatMessage, live = true): void {
+    if (this.#gone.has(m.chatId)) {
+      // Only the event that adds the user back brings a chat they left or were removed from back.
+      if (!(m.kind === 'event' && addsUser(m, this.userId))) return
+      this.#gone.delete(m.chatId)
+    }
     const timeline = this.#timeline(m.chatId)
     const before = timeline.upTo
-    if (timeline.add(m)) this.emit('message', timeline.get(m.seq) as ChatMessage)
+    const previous = timeline.get(m.seq)
+    if (timeline.add(m)) {
+      const held = timeline.get(m.seq) as ChatMessage
+      this.emit('message', held)
+      const change: MessageChange = !previous
+        ? 'new'
+        : held.deletedAt !== null && previous.deletedAt === null
+          ? 'deleted'
+          : 'updated'
+      const e = held.event ?? {}
+      if (
+        change === 'new' &&
+        live &&
+        held.kind === 'event' &&
+        (e.type === 'member_removed' || e.type === 'member_left') &&
+        e.userId === this.userId
+      ) {
+        // The user is out: the chat goes as a whole (chat.removed), with no last member update.
+        this.#drop(m.chatId, e.type === 'member_left' ? 'left' : 'removed')
+        return
+      }
+      const fresh = !this.#chats.has(m.chatId)
+      this.chat(m.chatId)._message(held, change, previous, live)
+      if (change === 'new' && live) this.#membership(held, fresh)
+    }
     if (m.senderId === this.userId && m.kind === 'text') this.#confirm(m)
     // A seq beyond the next one: the ones between are fetched.
     if (timeline.hasGap && timeline.upTo === before && this.#state === 'connected') {
       this.#background(this.sync(m.chatId))
     }
+  }
+
+  /** A live message that concerns the user's chat list: an event adding the user, or a chat not known yet. */
+  #membership(m: ChatMessage, fresh: boolean): void {
+    if (m.kind === 'event' && addsUser(m, this.userId)) this.#added(m.chatId)
+    else if (fresh && this.#followingList) this.#added(m.chatId)
   }
 
   // --- sending ------------------------------------------------------------------------------
@@ -550,11 +1011,74 @@ export class NatterClient extends Emitter<ClientEvents> {
     sent.catch(() => {})
     const queued = this.#outbox.add(item)
     queued.then(
-      () => this.#publish(item),
-      (err: unknown) => this.#fail(item.localId, chatId, asError(err)),
+      () => this.#flushOutbox(),
+      (err: unknown) => {
+        // Not kept anywhere: it is gone, not failed.
+        this.#outbox.remove(item.localId).catch(() => {})
+        this.#waiting.get(item.localId)?.reject(asError(err))
+        this.#waiting.delete(item.localId)
+        this.#status({ chatId, localId: item.localId, status: 'failed', error: asError(err) })
+      },
     )
-    this.emit('status', { chatId, localId: item.localId, status: 'sending' })
+    this.#status({ chatId, localId: item.localId, status: 'sending' })
     return { localId: item.localId, queued, sent }
+  }
+
+  /**
+   * Sends a failed message again: out of the failed state, after everything in the outbox now
+   * (it is stored after what was sent meanwhile), with the same clientMsgId, which is safe since
+   * a refused message was not stored. `change` replaces its text or media first, for refusals
+   * that need it (too_large, bad_request). Throws not_found when localId is not a failed message
+   * in the outbox.
+   */
+  retry(localId: string, change: { text?: string; media?: string[] } = {}): Sending {
+    const item = this.#outbox.get(localId)
+    if (!item?.failed || (item.op ?? 'send') !== 'send') {
+      throw new NatterRequestError('not_found', `no failed message ${localId} in the outbox`)
+    }
+    const sent = new Promise<{ seq: number }>((resolve, reject) =>
+      this.#waiting.set(localId, { resolve, reject }),
+    )
+    sent.catch(() => {})
+    const queued = this.#outbox.update(localId, { ...change, failed: undefined }, true)
+    queued.then(
+      () => this.#flushOutbox(),
+      () => {},
+    )
+    this.#status({ chatId: item.chatId, localId, status: 'sending' })
+    return { localId, queued, sent }
+  }
+
+  /**
+   * Removes a message from the outbox (status `cancelled`; its `sent` rejects with cancelled):
+   * a failed one, or one not sent on any connection yet. Resolves once the outbox storage has
+   * it gone. Throws not_allowed for a message that may have reached the server (delete it once
+   * stored), not_found for a localId not in the outbox.
+   */
+  async cancel(localId: string): Promise<void> {
+    const item = this.#outbox.get(localId)
+    if (!item || (item.op ?? 'send') !== 'send') {
+      throw new NatterRequestError('not_found', `no message ${localId} in the outbox`)
+    }
+    if (!item.failed && this.#maybeStored.has(localId)) {
+      throw new NatterRequestError(
+        'not_allowed',
+        `message ${localId} may be stored already: delete it instead`,
+      )
+    }
+    const removed = this.#outbox.remove(localId)
+    this.#waiting
+      .get(localId)
+      ?.reject(new NatterRequestError('cancelled', `message ${localId} was cancelled`))
+    this.#waiting.delete(localId)
+    this.#status({ chatId: item.chatId, localId, status: 'cancelled' })
+    this.#flushOutbox()
+    await removed
+  }
+
+  #status(s: StatusEvent): void {
+    this.emit('status', s)
+    this.#chats.get(s.chatId)?._status(s)
   }
 
   #publish(item: OutboxItem): void {
@@ -565,8 +1089,11 @@ export class NatterClient extends Emitter<ClientEvents> {
       this.#held.add(item.localId)
       return
     }
-    const { localId, chatId, createdAt: _, ...rest } = item
-    this.#client.publish(topics.send(chatId), JSON.stringify({ clientMsgId: localId, ...rest }), { qos: 1 })
+    const { localId, chatId, text, media, replyTo } = item
+    this.#inFlight.add(localId)
+    this.#maybeStored.add(localId)
+    const body = { clientMsgId: localId, text, media, replyTo }
+    this.#client.publish(topics.send(chatId), JSON.stringify(body), { qos: 1 })
   }
 
   /**
@@ -583,7 +1110,7 @@ export class NatterClient extends Emitter<ClientEvents> {
     clearTimeout(this.#resendTimer)
     this.#resendTimer = setTimeout(() => {
       this.#resendAt = 0
-      const due = this.#outbox.items.filter((i) => this.#held.has(i.localId))
+      const due = this.#outbox.items.filter((i) => this.#held.has(i.localId) && !i.failed)
       this.#held.clear()
       for (const item of due) this.#publish(item)
     }, at - Date.now())
@@ -596,20 +1123,35 @@ export class NatterClient extends Emitter<ClientEvents> {
       this.#mine.set(m.clientMsgId, { chatId: m.chatId, localId: m.clientMsgId, seq: m.seq, status: 'sent' })
       this.#recompute(m.chatId)
     }
-    if (this.#outbox.has(m.clientMsgId)) {
+    const item = this.#outbox.get(m.clientMsgId)
+    if (item && (item.op ?? 'send') === 'send') {
       this.#outbox.remove(m.clientMsgId).catch(() => {})
-      this.emit('status', { chatId: m.chatId, localId: m.clientMsgId, seq: m.seq, status: 'sent' })
+      this.#inFlight.delete(m.clientMsgId)
+      this.#maybeStored.delete(m.clientMsgId)
+      // Edits and deletes queued for it name it by seq from now on, across restarts too.
+      for (const op of this.#outbox.items) {
+        if (op.target === m.clientMsgId)
+          this.#outbox.update(op.localId, { seq: m.seq, target: undefined }).catch(() => {})
+      }
+      this.#status({ chatId: m.chatId, localId: m.clientMsgId, seq: m.seq, status: 'sent' })
       this.#recompute(m.chatId)
+      this.#flushOutbox()
     }
     this.#waiting.get(m.clientMsgId)?.resolve({ seq: m.seq })
     this.#waiting.delete(m.clientMsgId)
   }
 
+  /** The server refused a send for good: it stays in the outbox, failed, with its text (retry, cancel). */
   #fail(localId: string, chatId: string, error: NatterRequestError): void {
-    this.#outbox.remove(localId).catch(() => {})
+    const item = this.#outbox.get(localId)
+    if (!item || item.failed) return
+    this.#inFlight.delete(localId)
+    this.#outbox.update(localId, { failed: { code: error.code, message: error.message } }).catch(() => {})
     this.#waiting.get(localId)?.reject(error)
     this.#waiting.delete(localId)
-    this.emit('status', { chatId, localId, status: 'failed', error })
+    this.#status({ chatId, localId, status: 'failed', error })
+    // Edits and deletes waiting behind it may go now.
+    this.#flushOutbox()
   }
 
   #receipt(r: Receipt): void {
@@ -640,7 +1182,7 @@ export class NatterClient extends Emitter<ClientEvents> {
       const rank = { sending: 0, failed: 0, sent: 1, delivered: 2, read: 3 }
       if (rank[status] > rank[mine.status]) {
         mine.status = status
-        this.emit('status', { chatId, localId: mine.localId, seq: mine.seq, status })
+        this.#status({ chatId, localId: mine.localId, seq: mine.seq, status })
       }
     }
   }
@@ -734,6 +1276,13 @@ function refusalMessage(err: Error): string {
   }
   if (code === 4) return 'connection refused: the token is bad, expired, or was revoked for this device'
   return err.message
+}
+
+/** Whether a membership event adds this user: chat_created naming them, or members_added. */
+function addsUser(m: ChatMessage, userId: string): boolean {
+  const e = m.event ?? {}
+  const named = (v: unknown) => Array.isArray(v) && v.includes(userId)
+  return (e.type === 'chat_created' && named(e.members)) || (e.type === 'members_added' && named(e.userIds))
 }
 
 function asError(err: unknown): NatterRequestError {

@@ -1,5 +1,5 @@
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
-import { CONNECT_TIMEOUT_MS, watchFirstConnect } from './first-connect.ts'
+import { connectTimeoutOf, watchFirstConnect } from './first-connect.ts'
 import { NatterRequestError } from './request.ts'
 import { clientIdOf, topics } from './topics.ts'
 
@@ -17,7 +17,8 @@ export interface ConnectOptions {
   persistentSession?: boolean
   /**
    * How long the first connection may take, in ms, before connect rejects with connect_timeout
-   * (default 10 000). mqtt.js' reconnects apply only after it succeeded.
+   * (default 10 000; Infinity for no limit; anything but a positive number throws a TypeError).
+   * mqtt.js' reconnects apply only after it succeeded.
    */
   connectTimeoutMs?: number
   mqtt?: Omit<IClientOptions, 'clientId' | 'password' | 'clean' | 'protocolVersion'>
@@ -37,6 +38,8 @@ export interface NatterConnection {
  */
 export function connect(o: ConnectOptions): Promise<NatterConnection> {
   const clientId = clientIdOf(o.userId, o.deviceId)
+  // Checked before anything connects: a bad value is the caller's error, thrown as it is.
+  const timeoutMs = connectTimeoutOf(o.connectTimeoutMs)
   const client = mqtt.connect(o.url, {
     reconnectPeriod: 1000,
     ...o.mqtt,
@@ -59,11 +62,7 @@ export function connect(o: ConnectOptions): Promise<NatterConnection> {
       client.end(true)
       reject(err)
     }
-    const stop = watchFirstConnect(
-      client,
-      { url: o.url, timeoutMs: o.connectTimeoutMs ?? CONNECT_TIMEOUT_MS },
-      fail,
-    )
+    const stop = watchFirstConnect(client, { url: o.url, timeoutMs }, fail)
     client.once('connect', () => {
       const own = [topics.inbox(o.userId), topics.reply(clientId), topics.errors(clientId)]
       client.subscribe(own, { qos: 1 }, (err, granted) => {

@@ -3,6 +3,64 @@ import { NatterRequestError } from './request.ts'
 
 /** Default of connectTimeoutMs: how long a first connection may take before it fails, in ms. */
 export const CONNECT_TIMEOUT_MS = 10_000
+/** Longer than a timer can wait (2^31 - 1 ms): such a timeout, Infinity included, is none. */
+const TIMER_MAX_MS = 2 ** 31 - 1
+
+/**
+ * connectTimeoutMs checked: the default when not given, Infinity for "no timeout" (Infinity or
+ * anything past a timer's range). Throws a TypeError for anything but a positive number, so
+ * that a 0, a NaN or a negative number does not fail every connect at once.
+ */
+export function connectTimeoutOf(value: number | undefined): number {
+  if (value === undefined) return CONNECT_TIMEOUT_MS
+  if (typeof value !== 'number' || Number.isNaN(value) || value <= 0)
+    throw new TypeError(
+      `connectTimeoutMs must be a positive number of ms (or Infinity), got ${String(value)}`,
+    )
+  return value > TIMER_MAX_MS ? Number.POSITIVE_INFINITY : value
+}
+
+/**
+ * The first token from the app's getToken, within `timeoutMs` (Infinity: no limit). Rejects with
+ * a NatterRequestError: connect_timeout when getToken takes longer (a token endpoint that never
+ * answers would otherwise hold createClient for ever), connect_failed when it throws or resolves
+ * with anything but a non-empty string (a token endpoint's error body read as `.token` gives
+ * undefined, which the server would only refuse as a bad token).
+ */
+export async function firstToken(getToken: () => Promise<string>, timeoutMs: number): Promise<string> {
+  let timer: ReturnType<typeof setTimeout> | undefined
+  const timeout = new Promise<never>((_, reject) => {
+    if (timeoutMs !== Number.POSITIVE_INFINITY)
+      timer = setTimeout(
+        () =>
+          reject(
+            new NatterRequestError('connect_timeout', `getToken did not resolve within ${timeoutMs} ms`),
+          ),
+        timeoutMs,
+      )
+  })
+  try {
+    const token: unknown = await Promise.race([
+      Promise.resolve()
+        .then(getToken)
+        .catch((err: unknown) => {
+          throw new NatterRequestError(
+            'connect_failed',
+            `getToken failed: ${err instanceof Error ? err.message : String(err)}`,
+          )
+        }),
+      timeout,
+    ])
+    if (typeof token !== 'string' || token === '')
+      throw new NatterRequestError(
+        'connect_failed',
+        `getToken resolved ${token === '' ? 'an empty string' : String(token)}, not a token (a JWT string)`,
+      )
+    return token
+  } finally {
+    clearTimeout(timer)
+  }
+}
 
 /**
  * Watches the first connection of `client` until the returned `stop()` is called (once the
@@ -18,17 +76,30 @@ export const CONNECT_TIMEOUT_MS = 10_000
  */
 export function watchFirstConnect(
   client: MqttClient,
-  o: { url: string; timeoutMs: number; describeRefusal?: (err: Error) => string },
+  o: {
+    url: string
+    /** ms left for it (Infinity: no limit) */
+    timeoutMs: number
+    /** The whole limit the caller was given, ms, when getToken took some of it: named in the error. */
+    limitMs?: number
+    describeRefusal?: (err: Error) => string
+  },
   fail: (err: NatterRequestError) => void,
 ): () => void {
   const where = o.url.replace(/\/\/[^@/]*@/, '//')
-  const timer = setTimeout(
-    () =>
-      settle(
-        new NatterRequestError('connect_timeout', `no MQTT answer from ${where} within ${o.timeoutMs} ms`),
-      ),
-    o.timeoutMs,
-  )
+  const timer =
+    o.timeoutMs === Number.POSITIVE_INFINITY
+      ? undefined
+      : setTimeout(
+          () =>
+            settle(
+              new NatterRequestError(
+                'connect_timeout',
+                `no MQTT answer from ${where} within ${o.limitMs ?? o.timeoutMs} ms`,
+              ),
+            ),
+          o.timeoutMs,
+        )
   const onError = (err: Error) =>
     settle(
       // mqtt.js' own CONNACK timer (its connectTimeout option), when set below timeoutMs.

@@ -1,3 +1,4 @@
+export { ChatState, type ChatStateEvents, type Member } from './chat-state.ts'
 export {
   type Chat,
   type ClientEvents,
@@ -8,6 +9,7 @@ export {
   NatterClient,
   type Profile,
   type Sending,
+  type StatusEvent,
 } from './client.ts'
 export { type ConnectOptions, connect, type NatterConnection } from './connect.ts'
 export {

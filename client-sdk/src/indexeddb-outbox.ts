@@ -4,7 +4,10 @@ const STORE = 'items'
 
 /**
  * The outbox in a browser's IndexedDB: messages not yet stored by the server survive a reload
- * or a closed tab, and go out when the app connects again. One database per device.
+ * or a closed tab, and go out when the app connects again. One database per device. Items are
+ * stored whole, in order: queued edits and deletes and failed sends carry `op`, `seq`, `target`
+ * and `failed`; items written before those existed have none and load as sends, so the format
+ * needs no migration.
  */
 export class IndexedDbOutboxStorage implements OutboxStorage {
   readonly #name: string

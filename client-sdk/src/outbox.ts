@@ -1,12 +1,31 @@
-/** A message the app sent that the server has not confirmed yet. */
+/**
+ * A message the app sent, or an edit or delete it made, that the server has not confirmed yet.
+ * Items stored before edits and deletes were queued have no `op`: they are sends.
+ */
 export interface OutboxItem {
-  /** The message's clientMsgId: the server stores it once, however often it is sent. */
+  /** A send's clientMsgId (the server stores it once, however often it is sent); an edit's or delete's own id. */
   localId: string
   chatId: string
+  /** What the item does: send a message (the default), edit or delete one of the user's messages. */
+  op?: 'send' | 'edit' | 'delete'
+  /** edit, delete: the seq of the message changed, once known. */
+  seq?: number
+  /**
+   * edit, delete of a message that was still in the outbox when asked: that send's localId,
+   * until it is stored (then `seq` is set).
+   */
+  target?: string
+  /** A send's text, or an edit's new text. */
   text?: string
   media?: string[]
   replyTo?: number
+  /** When the app asked, ms since the epoch. */
   createdAt: number
+  /**
+   * A send the server refused for good (not rate_limited): kept with its text, not sent again
+   * until retried (NatterClient.retry) or removed (NatterClient.cancel).
+   */
+  failed?: { code: string; message: string }
 }
 
 /**
@@ -54,6 +73,24 @@ export class Outbox {
 
   remove(localId: string): Promise<void> {
     this.#items = this.#items.filter((i) => i.localId !== localId)
+    return this.#persist()
+  }
+
+  get(localId: string): OutboxItem | undefined {
+    return this.#items.find((i) => i.localId === localId)
+  }
+
+  /** Changes an item in place (its position kept); `toEnd` moves it after every other item. */
+  update(localId: string, change: Partial<OutboxItem>, toEnd = false): Promise<void> {
+    const item = this.get(localId)
+    if (!item) return this.#writing
+    const next: OutboxItem = { ...item, ...change }
+    for (const key of Object.keys(change) as (keyof OutboxItem)[]) {
+      if (change[key] === undefined) delete next[key]
+    }
+    this.#items = toEnd
+      ? [...this.#items.filter((i) => i !== item), next]
+      : this.#items.map((i) => (i === item ? next : i))
     return this.#persist()
   }
 

@@ -3,7 +3,8 @@ import { topics } from './topics.ts'
 
 /**
  * The server's error codes (docs/protocol.md#errors), and the client's own: disconnected (the
- * connection closed before the reply), timeout, connect_failed, connect_timeout, upload_failed.
+ * connection closed before the reply), timeout, connect_failed, connect_timeout, upload_failed,
+ * cancelled (a message the app removed from the outbox).
  */
 export type NatterErrorCode =
   | 'bad_request'
@@ -28,6 +29,7 @@ export type NatterErrorCode =
   | 'connect_failed'
   | 'connect_timeout'
   | 'upload_failed'
+  | 'cancelled'
 
 export class NatterRequestError extends Error {
   override name = 'NatterRequestError'

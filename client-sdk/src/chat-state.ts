@@ -1,0 +1,457 @@
+import type { Chat, MessageStatus, Sending, StatusEvent } from './client.ts'
+import { Emitter } from './emitter.ts'
+import type { OutboxItem } from './outbox.ts'
+import type { ChatMessage } from './timeline.ts'
+
+/** A chat member and their role (docs/protocol.md#chats). */
+export interface Member {
+  userId: string
+  role: 'admin' | 'member'
+}
+
+/** What a ChatState emits; the client emits the same events for every chat (chatId in each). */
+export interface ChatStateEvents extends Record<string, unknown> {
+  /**
+   * A message (or membership event, kind `event`) new to this device, seen live or caught up by
+   * sync after a reconnect. Messages of a history page (open, loadOlder) fire none: they are old.
+   */
+  'message.new': ChatMessage
+  /** A message's text was edited (`editedAt` set): the timeline holds the new version. */
+  'message.updated': ChatMessage
+  /** A message was deleted for everyone: the timeline holds its tombstone (`text: null`, `deletedAt` set). */
+  'message.deleted': ChatMessage
+  /** Who is in the chat changed (a membership event, or the server's answer to chat.get or chat.list). */
+  'members.updated': { chatId: string; members: Member[] }
+  /** The unread count or the read cursor changed. */
+  'unread.updated': { chatId: string; unread: number; readSeq: number }
+  /** This user muted or unmuted the chat's push notifications (mute, unmute). */
+  'muted.updated': { chatId: string; muted: boolean }
+  /** Where one of this user's messages to this chat stands (as the client's `status`). */
+  status: StatusEvent
+  /** Something shown in a chat list changed: name, members, last message, unread count or mute. */
+  updated: ChatState
+}
+
+/** What a ChatState asks of its client: the calls of NatterClient it is a shortcut for. */
+export interface ChatHost {
+  readonly userId: string
+  messages(chatId: string): ChatMessage[]
+  pending(chatId: string): OutboxItem[]
+  pendingChanges(chatId: string): OutboxItem[]
+  heldUpTo(chatId: string): number
+  open(chatId: string, pageSize?: number): Promise<ChatMessage[]>
+  loadOlder(chatId: string, limit?: number): Promise<number>
+  getChat(chatId: string): Promise<Chat>
+  send(chatId: string, message: { text?: string; media?: string[]; replyTo?: number }): Sending
+  edit(chatId: string, target: number | string, text: string): Promise<ChatMessage | null>
+  deleteMessage(chatId: string, target: number | string): Promise<ChatMessage | null>
+  markRead(chatId: string, seq?: number): Promise<{ readSeq: number; unread: number }>
+  setMuted(chatId: string, muted: boolean): Promise<{ chatId: string; muted: boolean }>
+  addMembers(chatId: string, userIds: string[]): Promise<{ added: string[] }>
+  removeMember(chatId: string, userId: string): Promise<{ removed: string }>
+  leave(chatId: string): Promise<unknown>
+  retry(localId: string, change?: { text?: string; media?: string[] }): Sending
+  cancel(localId: string): Promise<void>
+  statusOf(localId: string): MessageStatus | undefined
+}
+
+/** A change a message brought to a timeline. */
+export type MessageChange = 'new' | 'updated' | 'deleted'
+
+/**
+ * One chat as this device knows it, kept up to date by the client (like Stream's
+ * `channel.state`): its summary (name, members, unread count, last message, mute), its timeline
+ * and this user's pending messages, with events for each change and methods for what a user does
+ * in a chat. Get it with `client.chat(chatId)`: one object per chat, the same every time, until
+ * the user leaves or is removed (then `removed` is true and the client forgets it).
+ *
+ * The summary comes from the server's chat.get / chat.list (`refresh`, `open`,
+ * `client.loadChats`) and is then kept locally from what arrives: before either, `name` is null
+ * and `members` empty. `unread` counts text messages from others after `readSeq` that are not
+ * deleted, as the server does (docs/protocol.md#receipts-and-unread-counts).
+ */
+export class ChatState extends Emitter<ChatStateEvents> {
+  readonly id: string
+  /** From the chat id: direct chats' ids start with `d_`, groups' with `g_`. */
+  readonly kind: 'direct' | 'group'
+  #name: string | null = null
+  #members: Member[] = []
+  #lastSeq = 0
+  #readSeq = 0
+  #unread = 0
+  #lastMessage: ChatMessage | null = null
+  #createdAt = 0
+  #muted: boolean | null = null
+  #loaded = false
+  #removed = false
+  readonly #host: ChatHost
+  /** Messages up to this seq are in the server's counts already: only later ones change them. */
+  #countedTo = 0
+  /** The members list reflects every membership event up to this seq. */
+  #membersAt = 0
+
+  /** Made by the client (`client.chat(chatId)`); not to be constructed by apps. */
+  constructor(host: ChatHost, chatId: string) {
+    super()
+    this.#host = host
+    this.id = chatId
+    this.kind = chatId.startsWith('d_') ? 'direct' : 'group'
+  }
+
+  /** A group's name; null for a direct chat, and until the summary is loaded. */
+  get name(): string | null {
+    return this.#name
+  }
+
+  /** Who is in the chat, with their roles (empty until the summary is loaded). */
+  get members(): readonly Member[] {
+    return this.#members
+  }
+
+  /** The highest seq this device knows the chat to have (0: none known). */
+  get lastSeq(): number {
+    return this.#lastSeq
+  }
+
+  /** This user's read cursor: every message up to it is read. */
+  get readSeq(): number {
+    return this.#readSeq
+  }
+
+  /**
+   * Text messages from others after readSeq that are not deleted (the server's rule). Before the
+   * summary is loaded it counts only what arrived on this device.
+   */
+  get unread(): number {
+    return this.#unread
+  }
+
+  /** The newest message or membership event this user may see, or null. */
+  get lastMessage(): ChatMessage | null {
+    return this.#lastMessage
+  }
+
+  /** When the chat was created, ms since the epoch (0 until the summary is loaded). */
+  get createdAt(): number {
+    return this.#createdAt
+  }
+
+  /**
+   * Whether push notifications are muted for this chat. The server does not say it in chat.get or
+   * chat.list, so it is null (not known) until mute or unmute is called on this device.
+   */
+  get muted(): boolean | null {
+    return this.#muted
+  }
+
+  /** Whether the summary (name, members, counts) came from the server yet. */
+  get loaded(): boolean {
+    return this.#loaded
+  }
+
+  /** True once the user left or was removed: the client no longer updates this object. */
+  get removed(): boolean {
+    return this.#removed
+  }
+
+  /** The timeline held so far: messages and membership events in seq order, each seq once. */
+  get messages(): ChatMessage[] {
+    return this.#host.messages(this.id)
+  }
+
+  /**
+   * This user's messages to this chat that the server has not stored yet, in the order sent:
+   * on their way, or refused for good (`failed` set, with the server's code: retry or cancel).
+   */
+  get pending(): OutboxItem[] {
+    return this.#host.pending(this.id)
+  }
+
+  /** This user's edits and deletes in this chat that wait in the outbox, in order. */
+  get pendingChanges(): OutboxItem[] {
+    return this.#host.pendingChanges(this.id)
+  }
+
+  /** When the chat last had activity (its last message's time, else its creation), ms since the epoch. */
+  get lastActivityAt(): number {
+    return this.#lastMessage?.at ?? this.#createdAt
+  }
+
+  /**
+   * Follows the chat: loads its summary, its newest page (pageSize messages), everything after,
+   * receipts and typing (NatterClient.open). Resolves with the timeline. Rejects with
+   * chat_not_found when the user is not a member.
+   */
+  open(pageSize = 50): Promise<ChatMessage[]> {
+    return this.#host.open(this.id, pageSize)
+  }
+
+  /** Reads the summary again from the server (chat.get). Rejects with chat_not_found when not a member. */
+  async refresh(): Promise<this> {
+    await this.#host.getChat(this.id)
+    return this
+  }
+
+  /** Older messages before the oldest held (up to limit, default 50); resolves with how many came. */
+  loadOlder(limit = 50): Promise<number> {
+    return this.#host.loadOlder(this.id, limit)
+  }
+
+  /**
+   * Sends a message through the outbox (NatterClient.send): kept until the server stores it,
+   * sent after a reconnect, stored once. A refusal leaves it in `pending` as failed (retry, cancel).
+   */
+  send(message: string | { text?: string; media?: string[]; replyTo?: number }): Sending {
+    return this.#host.send(this.id, typeof message === 'string' ? { text: message } : message)
+  }
+
+  /** Sends text as a reply to the message with this seq (`replyTo`). */
+  reply(seq: number, text: string): Sending {
+    return this.#host.send(this.id, { text, replyTo: seq })
+  }
+
+  /**
+   * Edits one of this user's messages: a seq (a stored message) or a pending message's localId.
+   * Queued in the outbox like a send (works offline, survives a restart, runs after the sends
+   * before it); a pending message not yet sent is changed in place instead. Resolves with the
+   * edited message, or null when a pending message was changed in place. Rejects with the
+   * server's refusal (not_found: no such message or deleted; not_allowed: not the sender, or a
+   * chat event; too_large).
+   */
+  edit(target: number | string, text: string): Promise<ChatMessage | null> {
+    return this.#host.edit(this.id, target, text)
+  }
+
+  /**
+   * Deletes one of this user's messages for everyone: a seq or a pending message's localId,
+   * queued like edit; a pending message not yet sent is cancelled instead. Resolves with the
+   * tombstone, or null when a pending message was cancelled. Rejects as edit does.
+   */
+  delete(target: number | string): Promise<ChatMessage | null> {
+    return this.#host.deleteMessage(this.id, target)
+  }
+
+  /**
+   * Marks the chat read up to seq (default: the newest message held, else lastSeq) with one
+   * `read` request; unread and readSeq take the server's answer. The caller debounces (or uses
+   * markReadSoon).
+   */
+  async markRead(seq?: number): Promise<{ readSeq: number; unread: number }> {
+    const upTo = seq ?? Math.max(this.#host.heldUpTo(this.id), this.#lastSeq)
+    return this.#host.markRead(this.id, upTo)
+  }
+
+  #readTimer: ReturnType<typeof setTimeout> | undefined
+  #readUpTo = 0
+
+  /**
+   * markRead for a chat on screen: calls within waitMs (ms, default 500) of the first make one
+   * `read` request, up to the highest seq asked (or the newest held). Errors go nowhere: the next
+   * call tries again.
+   */
+  markReadSoon(seq?: number, waitMs = 500): void {
+    this.#readUpTo = Math.max(this.#readUpTo, seq ?? Math.max(this.#host.heldUpTo(this.id), this.#lastSeq))
+    if (this.#readTimer) return
+    this.#readTimer = setTimeout(() => {
+      this.#readTimer = undefined
+      const upTo = this.#readUpTo
+      this.#readUpTo = 0
+      if (upTo > this.#readSeq && !this.#removed) this.markRead(upTo).catch(() => {})
+    }, waitMs)
+  }
+
+  /** Mutes the chat's push notifications on all of the user's devices (push.mute). */
+  async mute(): Promise<void> {
+    await this.#host.setMuted(this.id, true)
+  }
+
+  /** Unmutes the chat's push notifications (push.mute with muted: false). */
+  async unmute(): Promise<void> {
+    await this.#host.setMuted(this.id, false)
+  }
+
+  /**
+   * Adds members to a group (chat.add; admins only). Resolves with those who were not members;
+   * `members` changes when the chat's members_added event arrives (members.updated). Rejects with
+   * not_allowed (not an admin, a direct chat) or too_many_members.
+   */
+  addMembers(userIds: string[]): Promise<{ added: string[] }> {
+    return this.#host.addMembers(this.id, userIds)
+  }
+
+  /** Removes a member from a group (chat.remove; admins only). Rejects with not_allowed or not_found. */
+  removeMember(userId: string): Promise<{ removed: string }> {
+    return this.#host.removeMember(this.id, userId)
+  }
+
+  /** Leaves the group (chat.leave): the client forgets the chat (chat.removed). Rejects with not_allowed for a direct chat. */
+  async leave(): Promise<void> {
+    await this.#host.leave(this.id)
+  }
+
+  /** Sends a failed message of this chat again (NatterClient.retry). */
+  retry(localId: string, change?: { text?: string; media?: string[] }): Sending {
+    return this.#host.retry(localId, change)
+  }
+
+  /** Removes a failed or not yet sent message from the outbox (NatterClient.cancel). */
+  cancel(localId: string): Promise<void> {
+    return this.#host.cancel(localId)
+  }
+
+  // --- kept up to date by the client -----------------------------------------------------
+
+  /**
+   * @internal The server's summary (chat.get, chat.list), then what this device holds after it
+   * (`later`: messages with seq above chat.lastSeq, which the summary did not count yet).
+   */
+  _summary(chat: Chat, later: ChatMessage[]): void {
+    const before = this.#snapshot()
+    this.#name = chat.name
+    this.#createdAt = chat.createdAt ?? this.#createdAt
+    if (!sameMembers(this.#members, chat.members)) {
+      this.#members = chat.members.map((m) => ({ userId: m.userId, role: m.role }))
+    }
+    this.#membersAt = chat.lastSeq
+    this.#readSeq = chat.readSeq
+    this.#unread = chat.unread
+    this.#countedTo = chat.lastSeq
+    this.#lastSeq = Math.max(this.#lastSeq, chat.lastSeq)
+    if (chat.lastMessage && (!this.#lastMessage || chat.lastMessage.seq >= this.#lastMessage.seq)) {
+      this.#lastMessage = { ...chat.lastMessage, type: 'message' }
+    }
+    this.#loaded = true
+    for (const m of later) if (m.seq > chat.lastSeq) this.#count(m)
+    this.#changed(before)
+  }
+
+  /** @internal A message entered the timeline or changed there; live: not from a history page. */
+  _message(m: ChatMessage, change: MessageChange, previous: ChatMessage | undefined, live: boolean): void {
+    const before = this.#snapshot()
+    if (change === 'new') this.#count(m)
+    else if (
+      change === 'deleted' &&
+      previous?.deletedAt === null &&
+      m.seq > this.#readSeq &&
+      m.seq <= this.#countedTo &&
+      this.#counts(m)
+    ) {
+      this.#unread = Math.max(0, this.#unread - 1)
+    }
+    if (m.seq > this.#lastSeq) this.#lastSeq = m.seq
+    if (!this.#lastMessage || m.seq >= this.#lastMessage.seq) this.#lastMessage = m
+    if (change !== 'new' || live) this.emit(`message.${change}`, m)
+    this.#changed(before)
+  }
+
+  /** @internal The server's answer to `read`. */
+  _read(readSeq: number, unread: number): void {
+    const before = this.#snapshot()
+    this.#readSeq = Math.max(this.#readSeq, readSeq)
+    this.#unread = unread
+    this.#changed(before)
+  }
+
+  /** @internal The server's answer to push.mute. */
+  _muted(muted: boolean): void {
+    const before = this.#snapshot()
+    this.#muted = muted
+    this.#changed(before)
+  }
+
+  /** @internal A status of one of this user's messages to this chat. */
+  _status(s: StatusEvent): void {
+    this.emit('status', s)
+  }
+
+  /** @internal The user left or was removed. */
+  _removed(): void {
+    this.#removed = true
+    clearTimeout(this.#readTimer)
+  }
+
+  /** Whether a message counts as unread when after the read cursor (the server's rule). */
+  #counts(m: ChatMessage): boolean {
+    return m.kind === 'text' && m.senderId !== this.#host.userId
+  }
+
+  /** A message the server's counts did not include yet: unread, read cursor and members follow it. */
+  #count(m: ChatMessage): void {
+    if (m.seq <= this.#countedTo) return
+    this.#countedTo = m.seq
+    if (m.senderId === this.#host.userId && m.kind === 'text') {
+      // Sending marks the chat read for its sender, up to the message (docs/protocol.md#receipts-and-unread-counts).
+      this.#readSeq = Math.max(this.#readSeq, m.seq)
+      this.#unread = 0
+    } else if (this.#counts(m) && m.deletedAt === null && m.seq > this.#readSeq) this.#unread++
+    if (m.kind === 'event' && this.#loaded && m.seq > this.#membersAt) {
+      this.#membersAt = m.seq
+      const next = applyMembership(this.#members, m)
+      if (!sameMembers(next, this.#members)) this.#members = next
+    }
+  }
+
+  /** What a change is compared with: members and lastMessage are replaced, never changed in place. */
+  #snapshot(): Snapshot {
+    return {
+      name: this.#name,
+      members: this.#members,
+      unread: this.#unread,
+      readSeq: this.#readSeq,
+      lastMessage: this.#lastMessage,
+      muted: this.#muted,
+    }
+  }
+
+  #changed(before: Snapshot): void {
+    if (before.members !== this.#members) {
+      this.emit('members.updated', { chatId: this.id, members: this.#members })
+    }
+    if (before.unread !== this.#unread || before.readSeq !== this.#readSeq) {
+      this.emit('unread.updated', { chatId: this.id, unread: this.#unread, readSeq: this.#readSeq })
+    }
+    if (before.muted !== this.#muted && this.#muted !== null) {
+      this.emit('muted.updated', { chatId: this.id, muted: this.#muted })
+    }
+    const now = this.#snapshot()
+    if ((Object.keys(now) as (keyof Snapshot)[]).some((k) => now[k] !== before[k])) this.emit('updated', this)
+  }
+}
+
+interface Snapshot {
+  name: string | null
+  members: Member[]
+  unread: number
+  readSeq: number
+  lastMessage: ChatMessage | null
+  muted: boolean | null
+}
+
+function sameMembers(a: Member[], b: Member[]): boolean {
+  return a.length === b.length && a.every((m, i) => m.userId === b[i]?.userId && m.role === b[i]?.role)
+}
+
+/**
+ * The members after a membership event (docs/protocol.md#chats): chat_created {members},
+ * members_added {userIds}, member_removed / member_left {userId, promoted?}.
+ */
+function applyMembership(members: Member[], m: ChatMessage): Member[] {
+  const e = m.event ?? {}
+  const ids = (v: unknown): string[] => (Array.isArray(v) ? v.filter((x) => typeof x === 'string') : [])
+  let next = members
+  if (e.type === 'chat_created') {
+    next = ids(e.members).map((userId) => ({
+      userId,
+      role: m.chatId.startsWith('g_') && userId === m.senderId ? 'admin' : 'member',
+    }))
+  } else if (e.type === 'members_added') {
+    const fresh = ids(e.userIds).filter((u) => !members.some((x) => x.userId === u))
+    next = [...members, ...fresh.map((userId) => ({ userId, role: 'member' as const }))]
+  } else if (e.type === 'member_removed' || e.type === 'member_left') {
+    next = members.filter((x) => x.userId !== e.userId)
+  }
+  if (typeof e.promoted === 'string') {
+    next = next.map((x) => (x.userId === e.promoted ? { ...x, role: 'admin' as const } : x))
+  }
+  return next
+}

@@ -1,0 +1,77 @@
+import assert from 'node:assert/strict'
+import { after, before, describe, it } from 'node:test'
+import { type ChatMessage, createClient, type NatterClient } from '../client-sdk/src/index.ts'
+import { startTestNode, type TestNode } from './helpers/node.ts'
+
+/**
+ * A device's persistent session holds what was sent while it was away, and the node delivers it
+ * as soon as the device subscribes: inside createClient, before the app has the client. The
+ * app's listeners, attached right after `await createClient()`, must still see all of it (a page
+ * reloaded with the same device id showed only the last message before).
+ */
+describe('messages waiting in a persistent session reach listeners attached after createClient', () => {
+  let t: TestNode
+  const clients: NatterClient[] = []
+  const client = async (userId: string, deviceId: string) => {
+    const c = await createClient({ url: t.mqttUrl, userId, deviceId, getToken: () => t.token(userId) })
+    clients.push(c)
+    return c
+  }
+
+  before(async () => {
+    t = await startTestNode()
+  })
+  after(async () => {
+    for (const c of clients) await c.close().catch(() => {})
+    await t?.close()
+  })
+
+  it('fires message for each, in order, once', async () => {
+    const alice = await client('alice', 'laptop')
+    const chat = await alice.direct('bob')
+    const first = await client('bob', 'phone')
+    await first.open(chat.id)
+    await first.close()
+
+    for (const text of ['one', 'two', 'three']) await alice.send(chat.id, { text }).sent
+
+    const bob = await client('bob', 'phone')
+    const seen: ChatMessage[] = []
+    const all = new Promise<void>((resolve) =>
+      bob.on('message', (m) => {
+        if (m.kind === 'text') seen.push(m)
+        if (seen.length === 3) resolve()
+      }),
+    )
+    await all
+    assert.deepEqual(
+      seen.map((m) => m.text),
+      ['one', 'two', 'three'],
+    )
+  })
+
+  it('fires message in seq order for a history page that open() and loadOlder() bring', async () => {
+    const alice = await client('alice', 'desk')
+    const chat = await alice.createGroup('order', ['carol'])
+    for (const text of ['a', 'b', 'c', 'd', 'e']) await alice.send(chat.id, { text }).sent
+    const carol = await client('carol', 'new-phone')
+    const seqs: number[] = []
+    carol.on('message', (m) => {
+      if (m.chatId === chat.id) seqs.push(m.seq)
+    })
+    await carol.open(chat.id, 3)
+    await carol.loadOlder(chat.id, 10)
+    const top = seqs.indexOf(Math.min(...seqs))
+    // The first page in order, then the older page in order.
+    assert.deepEqual(
+      seqs.slice(0, top),
+      [...seqs.slice(0, top)].sort((x, y) => x - y),
+    )
+    assert.deepEqual(
+      seqs.slice(top),
+      [...seqs.slice(top)].sort((x, y) => x - y),
+    )
+    assert.equal(new Set(seqs).size, seqs.length)
+    assert.equal(seqs.length, 6)
+  })
+})
