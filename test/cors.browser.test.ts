@@ -197,6 +197,11 @@ describe('a page of another origin, in Chromium', () => {
     assert.match(closed.message, /closed before the server accepted it/)
     assert.ok(closed.ms < 5000, `failed after ${closed.ms} ms: by the close, not the timeout`)
 
+    // An MQTT URL, as a Node app would give: a browser can open WebSockets only.
+    const tcp = await attempt(`mqtt://127.0.0.1:${closedPort}`, 5000)
+    assert.equal(tcp.code, 'connect_failed', tcp.message)
+    assert.match(tcp.message, /a browser connects over WebSocket only; use ws:\/\/ or wss:\/\//)
+
     const before = held.length
     const hung = await attempt(`ws://127.0.0.1:${(silent.address() as { port: number }).port}/mqtt`, 500)
     assert.equal(hung.code, 'connect_timeout', hung.message)

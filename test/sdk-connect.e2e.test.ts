@@ -102,6 +102,18 @@ describe('a first connect that cannot succeed fails, and stops', () => {
     )
   })
 
+  it('createClient: the HTTP port given as an mqtt:// URL is named as no MQTT endpoint', async () => {
+    const url = `mqtt://127.0.0.1:${t.node.ports.http}`
+    await assert.rejects(
+      createClient({ url, userId: 'alice', deviceId: 'd8', getToken: () => t.token('alice'), ...FAST }),
+      (err: unknown) =>
+        failsWith(
+          'connect_failed',
+          /^mqtt:\/\/127\.0\.0\.1:\d+ answered something that is not MQTT \(Invalid header/,
+        )(err),
+    )
+  })
+
   it('createClient: a refused CONNECT (a bad token) fails with connect_failed and the reason', async () => {
     await assert.rejects(
       createClient({

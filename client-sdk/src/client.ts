@@ -1,7 +1,7 @@
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
 import { ChatState, type Member, type MessageChange } from './chat-state.ts'
 import { Emitter } from './emitter.ts'
-import { connectTimeoutOf, firstToken, watchFirstConnect } from './first-connect.ts'
+import { checkUrlForHere, connectTimeoutOf, firstToken, watchFirstConnect } from './first-connect.ts'
 import { type MediaUrls, mediaUrl, type Uploaded, type UploadOptions, uploadMedia } from './media.ts'
 import { MemoryOutboxStorage, Outbox, type OutboxItem, type OutboxStorage } from './outbox.ts'
 import { type NatterErrorCode, NatterRequestError, request } from './request.ts'
@@ -265,6 +265,7 @@ export class NatterClient extends Emitter<ClientEvents> {
   }
 
   async #start(): Promise<void> {
+    checkUrlForHere(this.#o.url)
     const timeoutMs = connectTimeoutOf(this.#o.connectTimeoutMs)
     const deadline = Date.now() + timeoutMs
     this.#token = await firstToken(this.#o.getToken, timeoutMs)

@@ -1,5 +1,5 @@
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
-import { connectTimeoutOf, watchFirstConnect } from './first-connect.ts'
+import { checkUrlForHere, connectTimeoutOf, watchFirstConnect } from './first-connect.ts'
 import { NatterRequestError } from './request.ts'
 import { clientIdOf, topics } from './topics.ts'
 
@@ -40,6 +40,11 @@ export function connect(o: ConnectOptions): Promise<NatterConnection> {
   const clientId = clientIdOf(o.userId, o.deviceId)
   // Checked before anything connects: a bad value is the caller's error, thrown as it is.
   const timeoutMs = connectTimeoutOf(o.connectTimeoutMs)
+  try {
+    checkUrlForHere(o.url)
+  } catch (err) {
+    return Promise.reject(err)
+  }
   const client = mqtt.connect(o.url, {
     reconnectPeriod: 1000,
     ...o.mqtt,

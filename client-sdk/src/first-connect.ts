@@ -105,7 +105,7 @@ export function watchFirstConnect(
       // mqtt.js' own CONNACK timer (its connectTimeout option), when set below timeoutMs.
       err.message === 'connack timeout'
         ? new NatterRequestError('connect_timeout', `no CONNACK from ${where}`)
-        : new NatterRequestError('connect_failed', o.describeRefusal?.(err) ?? err.message),
+        : new NatterRequestError('connect_failed', failureMessage(err, where, o.describeRefusal)),
     )
   const onClose = () =>
     settle(
@@ -126,4 +126,29 @@ export function watchFirstConnect(
   client.on('error', onError)
   client.on('close', onClose)
   return stop
+}
+
+/**
+ * What a failed first connect says: the broker's refusal as `describeRefusal` words it (a CONNACK
+ * code), a socket error with the address it concerns, or, for bytes that do not parse as MQTT
+ * (the HTTP port given as an MQTT URL), that the address is likely not an MQTT endpoint.
+ */
+function failureMessage(err: Error, where: string, describeRefusal?: (err: Error) => string): string {
+  const code = (err as { code?: unknown }).code
+  if (typeof code === 'number') return describeRefusal?.(err) ?? err.message
+  if (typeof code === 'string') return `${where}: ${err.message}`
+  return `${where} answered something that is not MQTT (${err.message}): is it the MQTT port, or for ws:// the WebSocket path?`
+}
+
+/**
+ * Throws connect_failed for an mqtt:// or mqtts:// URL in a browser, which can only open
+ * WebSockets (mqtt.js would quietly try ws:// on the same port and fail as "closed").
+ */
+export function checkUrlForHere(url: string): void {
+  const inBrowser = typeof (globalThis as { document?: unknown }).document !== 'undefined'
+  if (inBrowser && /^mqtts?:/i.test(url))
+    throw new NatterRequestError(
+      'connect_failed',
+      `${url}: a browser connects over WebSocket only; use ws:// or wss:// and the WebSocket path (for example ws://host:8083/mqtt)`,
+    )
 }
