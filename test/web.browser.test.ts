@@ -164,6 +164,25 @@ describe('the web chat in a real browser', () => {
     await shot(alice, 'alice-bob-left')
   })
 
+  it('keeps a message the server refuses, with its text and why, until Retry or Cancel', async () => {
+    // Alice's chat with Bob is open from the test before. One character over the limit.
+    const long = 'x'.repeat(4001)
+    await send(alice, long)
+    const failed = alice.locator('#messages li.mine[data-status="failed"]')
+    await failed.waitFor(WAIT)
+    assert.equal(await failed.locator('.text').textContent(), long)
+    assert.match((await failed.locator('.failure').textContent()) ?? '', /4001 characters; the limit is 4000/)
+    await shot(alice, 'refused-message')
+    // Retry sends the same text again: refused again, still there.
+    await failed.locator('button.retry').click()
+    await alice.waitForSelector('#messages li.mine[data-status="failed"] button.retry', WAIT)
+    await failed.locator('button.cancel').click()
+    await failed.waitFor({ state: 'detached', ...WAIT })
+    // What follows is stored as usual (Bob left in the test before: one tick, stored).
+    await send(alice, 'after the refusal')
+    await alice.waitForSelector('#messages li.mine[data-status="sent"] >> text=after the refusal', WAIT)
+  })
+
   it('refuses dev tokens to anything but the embedded default', async () => {
     const secured = await startTestNode()
     try {

@@ -219,19 +219,42 @@ function onMessage(m: ChatMessage): void {
 function renderMessages(): void {
   if (!current) return
   const list = $('messages')
-  // Messages still in the outbox (offline, or on their way) come last, with a clock.
+  // Messages still in the outbox (offline, or on their way) come last, with a clock; one the
+  // server refused keeps its text, with why, and Retry and Cancel.
   const pending = client.pending(current).map((p) => {
     const li = document.createElement('li')
     li.className = 'mine'
-    li.dataset.status = 'sending'
+    li.dataset.status = p.failed ? 'failed' : 'sending'
     const text = document.createElement('span')
     text.className = 'text'
     text.textContent = p.text ?? ''
     const ticks = document.createElement('span')
     ticks.className = 'ticks'
-    ticks.textContent = TICKS.sending
-    ticks.title = 'sending'
+    ticks.textContent = p.failed ? TICKS.failed : TICKS.sending
+    ticks.title = p.failed ? 'not sent' : 'sending'
     li.append(text, ticks)
+    if (p.failed) {
+      const why = document.createElement('span')
+      why.className = 'failure'
+      why.textContent = p.failed.message
+      const retry = document.createElement('button')
+      retry.textContent = 'Retry'
+      retry.className = 'retry'
+      retry.onclick = () => {
+        client.retry(p.localId).sent.catch(() => {})
+        renderMessages()
+      }
+      const cancel = document.createElement('button')
+      cancel.textContent = 'Cancel'
+      cancel.className = 'cancel'
+      cancel.onclick = () => {
+        client
+          .cancel(p.localId)
+          .catch(() => {})
+          .finally(renderMessages)
+      }
+      li.append(why, retry, cancel)
+    }
     return li
   })
   list.replaceChildren(...client.messages(current).map(renderMessage), ...pending)
