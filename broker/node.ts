@@ -144,7 +144,7 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
             ),
           )
         : await router.route(
-            { who: session.who, tokenExpiresAt: session.tokenExpiresAt },
+            { who: session.who, tokenExpiresAt: session.tokenExpiresAt, connected: true },
             packet.topic,
             payload,
           )

@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict'
+import { once } from 'node:events'
+import { createConnection } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import { SignJWT } from 'jose'
 import type { MqttClient } from 'mqtt'
+import mqttPacket from 'mqtt-packet'
 import { createClient, type NatterRequestError } from '../client-sdk/src/index.ts'
 import { loadConfig } from '../config/load.ts'
 import { closed, connackCode, connectClient } from './helpers/clients.ts'
@@ -176,6 +179,53 @@ describe('devices: list, revoke, log out everywhere else, the cap per user', () 
     await raw('alice', 'phone', await token('alice', { iatSeconds: secondAfter(r.revokedAt) }))
     // The old token still connects the other devices: the revoke was of the phone only.
     await raw('alice', 'tablet', oldToken)
+  })
+
+  it('lists the asking device as connected and current, even asked in the same write as its CONNECT', async () => {
+    // CONNECT, SUBSCRIBE to the reply topic and the request in one TCP write: the request is
+    // handled right after the CONNACK, before the session's record may be readable.
+    const clientId = 'frank/just-now'
+    const socket = createConnection({ host: '127.0.0.1', port: t.node.ports.mqtt })
+    open.push({ end: () => socket.destroy() })
+    await once(socket, 'connect')
+    const bytes = [
+      mqttPacket.generate({
+        cmd: 'connect',
+        protocolId: 'MQTT',
+        protocolVersion: 4,
+        clean: false,
+        clientId,
+        keepalive: 30,
+        username: 'frank',
+        password: Buffer.from(await token('frank')),
+      }),
+      mqttPacket.generate({
+        cmd: 'subscribe',
+        messageId: 1,
+        subscriptions: [{ topic: `d/${clientId}/res`, qos: 0 }],
+      }),
+      mqttPacket.generate({
+        cmd: 'publish',
+        topic: 'req/devices.list',
+        payload: JSON.stringify({ id: 'r1', params: {} }),
+        qos: 0,
+        retain: false,
+        dup: false,
+      }),
+    ]
+    const parser = mqttPacket.parser({ protocolVersion: 4 })
+    socket.on('data', (d) => parser.parse(d))
+    const reply = new Promise<{ result: { devices: DeviceEntry[] } }>((resolve) =>
+      parser.on('packet', (p) => {
+        if (p.cmd === 'publish' && p.topic === `d/${clientId}/res`) resolve(JSON.parse(String(p.payload)))
+      }),
+    )
+    socket.write(Buffer.concat(bytes))
+    const { devices } = (await reply).result
+    assert.deepEqual(
+      devices.map((d) => [d.deviceId, d.connected, d.current]),
+      [['just-now', true, true]],
+    )
   })
 
   it('does not let a user revoke another user’s device', async () => {

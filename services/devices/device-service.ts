@@ -129,7 +129,7 @@ export class DeviceService {
     router.register('devices.list', {
       params: ops['devices.list'].params,
       handle: async (ctx) => ({
-        devices: await this.list(ctx.who.userId, ctx.who.deviceId),
+        devices: await this.list(ctx.who.userId, ctx.who.deviceId, ctx.connected === true),
         max: this.#maxDevices,
       }),
     })
@@ -168,8 +168,12 @@ export class DeviceService {
     return { kept: keep, revoked, revokedAt }
   }
 
-  /** The user's devices, ordered by deviceId; `current` marks currentDeviceId. */
-  async list(userId: string, currentDeviceId: string): Promise<DeviceEntry[]> {
+  /**
+   * The user's devices, ordered by deviceId; `current` marks currentDeviceId. `callerConnected`
+   * (a request over MQTT): the current device is listed as connected, added if its session's
+   * record is not readable yet.
+   */
+  async list(userId: string, currentDeviceId: string, callerConnected = false): Promise<DeviceEntry[]> {
     const [sessions, registrations] = await Promise.all([
       this.#delivery.devices(userId),
       this.#push.registrations([userId]),
@@ -177,7 +181,7 @@ export class DeviceService {
     const platform = new Map(
       registrations.filter((r) => r.userId === userId).map((r) => [r.deviceId, r.platform]),
     )
-    return sessions.map((s) => ({
+    const entries = sessions.map((s) => ({
       deviceId: s.deviceId,
       firstSeenAt: s.firstSeen,
       lastSeenAt: s.lastSeen,
@@ -185,6 +189,24 @@ export class DeviceService {
       current: s.deviceId === currentDeviceId,
       push: platform.get(s.deviceId) ?? null,
     }))
+    if (!callerConnected) return entries
+    // A device asking over its connection is connected, even before its session's record,
+    // written after its CONNACK, can be read: a request right after connecting overtook it.
+    const current = entries.find((e) => e.current)
+    if (current) {
+      current.connected = true
+      return entries
+    }
+    const now = Date.now()
+    entries.push({
+      deviceId: currentDeviceId,
+      firstSeenAt: now,
+      lastSeenAt: now,
+      connected: true,
+      current: true,
+      push: platform.get(currentDeviceId) ?? null,
+    })
+    return entries.sort((a, b) => (a.deviceId < b.deviceId ? -1 : a.deviceId > b.deviceId ? 1 : 0))
   }
 
   /** Durable first, so that a node that starts or resyncs meanwhile refuses the device too; then every node cuts it. */

@@ -6,6 +6,11 @@ export interface RequestContext {
   who: DeviceIdentity
   /** When the connection's token expires, ms since the epoch. */
   tokenExpiresAt: number
+  /**
+   * Whether the caller is a device on a live MQTT connection (a request over MQTT); false or
+   * absent for HTTP calls, whose device id is the pseudo-device `http`.
+   */
+  connected?: boolean
 }
 
 interface Operation<S extends z.ZodType> {
