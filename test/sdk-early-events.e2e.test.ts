@@ -74,4 +74,21 @@ describe('messages waiting in a persistent session reach listeners attached afte
     assert.equal(new Set(seqs).size, seqs.length)
     assert.equal(seqs.length, 6)
   })
+
+  it('reconnects when a topic it watched is refused now, and its outbox goes out', async () => {
+    const alice = await client('alice', 'desk2')
+    const group = await alice.createGroup('left behind', ['erin'])
+    const direct = await alice.direct('erin')
+    const erin = await client('erin', 'phone')
+    await erin.open(group.id) // watches the group's typing topic
+    // Erin is removed while away: on her reconnect the typing topic is refused.
+    const down = new Promise<void>((resolve) => erin.on('state', (s) => s === 'reconnecting' && resolve()))
+    ;(erin.mqtt.stream as unknown as { destroy(): void }).destroy()
+    await down
+    await alice.request('chat.remove', { chatId: group.id, userId: 'erin' })
+    const back = new Promise<void>((resolve) => erin.on('state', (s) => s === 'connected' && resolve()))
+    await back
+    const { seq } = await erin.send(direct.id, { text: 'still here' }).sent
+    assert.ok(seq > 0)
+  })
 })

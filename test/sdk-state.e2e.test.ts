@@ -487,4 +487,61 @@ describe('the SDK’s chat states and events against a real node', () => {
     assert.deepEqual(restarted.pending(chatId), [])
     assert.deepEqual(await storage.load(), [])
   })
+
+  it('edits and deletes by local id only in the chat the id belongs to', async () => {
+    const alice = await client('alice', { deviceId: 'tablet' })
+    const one = await alice.createGroup('one', ['bob'])
+    const two = await alice.createGroup('two', ['bob'])
+    // The same seq in both chats: a local id from chat two must never touch chat one's message.
+    const inOne = alice.send(one.id, { text: 'first in one' })
+    const inTwo = alice.send(two.id, { text: 'first in two' })
+    const [seqOne, seqTwo] = [(await inOne.sent).seq, (await inTwo.sent).seq]
+    assert.equal(seqOne, seqTwo)
+    await assert.rejects(
+      alice.chat(one.id).edit(inTwo.localId, 'edited through the wrong chat'),
+      (err: NatterRequestError) => err.code === 'not_found' && /is not in chat/.test(err.message),
+    )
+    await assert.rejects(
+      alice.chat(one.id).delete(inTwo.localId),
+      (err: NatterRequestError) => err.code === 'not_found',
+    )
+    const history = await alice.request<{ messages: ChatMessage[] }>('history', { chatId: one.id })
+    assert.deepEqual(texts(history.messages), ['first in one'])
+    // Its own chat takes it.
+    const edited = await alice.chat(two.id).edit(inTwo.localId, 'edited in two')
+    assert.equal(edited?.text, 'edited in two')
+  })
+
+  it('keeps a chat the user was removed from, or never in, out of chats(), and refuses sends to it', async () => {
+    const alice = await client('alice', { deviceId: 'laptop2' })
+    const gus = await client('gus')
+    await gus.loadChats()
+    const added = gus.next('chat.added')
+    const group = await alice.createGroup('brief', ['gus'])
+    await added
+    const removed = gus.next('chat.removed')
+    await alice.request('chat.remove', { chatId: group.id, userId: 'gus' })
+    await removed
+    // A UI asking again for the chat it had selected.
+    const again = gus.chat(group.id)
+    assert.equal(again.removed, true)
+    assert.throws(
+      () => again.send('hello?'),
+      (err: NatterRequestError) => err.code === 'not_found',
+    )
+    await assert.rejects(again.edit(1, 'x'), (err: NatterRequestError) => err.code === 'not_found')
+    // A chat id the user was never in.
+    const foreign = await alice.createGroup('not gus', ['bob'])
+    gus.chat(foreign.id)
+    assert.deepEqual(
+      gus.chats().map((c) => c.id),
+      [],
+    )
+    await gus.loadChats()
+    assert.deepEqual(
+      gus.chats().map((c) => c.id),
+      [],
+    )
+    assert.deepEqual(gus.pending(group.id), [])
+  })
 })

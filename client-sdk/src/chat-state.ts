@@ -1,6 +1,7 @@
 import type { Chat, MessageStatus, Sending, StatusEvent } from './client.ts'
 import { Emitter } from './emitter.ts'
 import type { OutboxItem } from './outbox.ts'
+import { NatterRequestError } from './request.ts'
 import type { ChatMessage } from './timeline.ts'
 
 /** A chat member and their role (docs/protocol.md#chats). */
@@ -200,13 +201,16 @@ export class ChatState extends Emitter<ChatStateEvents> {
   /**
    * Sends a message through the outbox (NatterClient.send): kept until the server stores it,
    * sent after a reconnect, stored once. A refusal leaves it in `pending` as failed (retry, cancel).
+   * Throws not_found on a chat the user left or was removed from (`removed`).
    */
   send(message: string | { text?: string; media?: string[]; replyTo?: number }): Sending {
+    this.#member()
     return this.#host.send(this.id, typeof message === 'string' ? { text: message } : message)
   }
 
   /** Sends text as a reply to the message with this seq (`replyTo`). */
   reply(seq: number, text: string): Sending {
+    this.#member()
     return this.#host.send(this.id, { text, replyTo: seq })
   }
 
@@ -219,6 +223,7 @@ export class ChatState extends Emitter<ChatStateEvents> {
    * chat event; too_large).
    */
   edit(target: number | string, text: string): Promise<ChatMessage | null> {
+    if (this.#removed) return Promise.reject(this.#gone())
     return this.#host.edit(this.id, target, text)
   }
 
@@ -228,6 +233,7 @@ export class ChatState extends Emitter<ChatStateEvents> {
    * tombstone, or null when a pending message was cancelled. Rejects as edit does.
    */
   delete(target: number | string): Promise<ChatMessage | null> {
+    if (this.#removed) return Promise.reject(this.#gone())
     return this.#host.deleteMessage(this.id, target)
   }
 
@@ -362,6 +368,18 @@ export class ChatState extends Emitter<ChatStateEvents> {
   /** @internal A status of one of this user's messages to this chat. */
   _status(s: StatusEvent): void {
     this.emit('status', s)
+  }
+
+  /**
+   * Throws not_found (a NatterRequestError) on a chat the user left or was removed from: the
+   * server would refuse the send, and it would sit failed in the outbox.
+   */
+  #member(): void {
+    if (this.#removed) throw this.#gone()
+  }
+
+  #gone(): NatterRequestError {
+    return new NatterRequestError('not_found', `not a member of chat ${this.id} any more (left or removed)`)
   }
 
   /** @internal The user left or was removed. */

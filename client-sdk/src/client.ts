@@ -357,11 +357,23 @@ export class NatterClient extends Emitter<ClientEvents> {
     this.#attempt = 0
     this.#scheduleRefresh()
     const own = [topics.inbox(this.userId), topics.reply(this.clientId), topics.errors(this.clientId)]
-    const extra = [...this.#watched]
-    await this.#client.subscribeAsync([...own, ...extra], { qos: 1 })
+    try {
+      await this.#client.subscribeAsync(own, { qos: 1 })
+    } catch {
+      // Nothing works without the device's own topics: this connection is dropped, and the
+      // backoff tries again (a SUBACK refusal would otherwise leave it open and useless).
+      this.#client.stream?.destroy()
+      return
+    }
     this.#inFlight.clear()
     this.#setState('connected')
     this.#flushOutbox()
+    // Typing and presence topics one by one: a refused one (a chat the user was removed from
+    // while away, a user no longer shared) is forgotten and holds nothing else up; the chat
+    // list's refresh below tells the app what changed.
+    for (const topic of [...this.#watched]) {
+      this.#client.subscribeAsync(topic, { qos: 1 }).catch(() => this.#watched.delete(topic))
+    }
     // What changed while away (chats added, removed, new counts): once the app follows the list.
     if (this.#followingList) this.#background(this.loadChats())
     // Whatever arrived while the device was away: every open chat catches up from its last seq.
@@ -556,15 +568,27 @@ export class NatterClient extends Emitter<ClientEvents> {
     let state = this.#chats.get(chatId)
     if (!state) {
       state = new ChatState(this, chatId)
+      if (this.#gone.has(chatId)) {
+        // Asked again for a chat the user left or was removed from (a UI redrawing its
+        // selection): a removed state, kept out of chats(), whose sends are refused at once.
+        state._removed()
+        return state
+      }
       this.#chats.set(chatId, state)
       this.#forward(state)
     }
     return state
   }
 
-  /** Every chat this client knows (all of the user's once loadChats ran), newest activity first. */
+  /**
+   * The user's chats, newest activity first: once loadChats ran, those the list and the live
+   * events announced (a state the app made with chat(id) for a chat not the user's stays out);
+   * before, every chat this client knows.
+   */
   chats(): ChatState[] {
-    return [...this.#chats.values()].sort((a, b) => b.lastActivityAt - a.lastActivityAt)
+    const states = [...this.#chats.values()]
+    const listed = this.#followingList ? states.filter((c) => this.#announced.has(c.id)) : states
+    return listed.sort((a, b) => b.lastActivityAt - a.lastActivityAt)
   }
 
   /**
@@ -697,6 +721,11 @@ export class NatterClient extends Emitter<ClientEvents> {
     let pendingId: string | undefined
     if (typeof target === 'string') {
       const pending = this.#outbox.get(target)
+      const mine = this.#mine.get(target)
+      // A local id names one message of one chat: never another chat's message of the same seq.
+      if ((pending && pending.chatId !== chatId) || (!pending && mine && mine.chatId !== chatId)) {
+        throw new NatterRequestError('not_found', `message ${target} is not in chat ${chatId}`)
+      }
       if (pending && (pending.op ?? 'send') === 'send') {
         if (pending.failed || !this.#maybeStored.has(target)) {
           if (op === 'delete') await this.cancel(target)
@@ -705,7 +734,7 @@ export class NatterClient extends Emitter<ClientEvents> {
         }
         pendingId = target
       } else {
-        seq = this.#mine.get(target)?.seq
+        seq = mine?.seq
         if (seq === undefined) {
           throw new NatterRequestError('not_found', `no message ${target} of this device's to ${op}`)
         }
@@ -960,7 +989,11 @@ export class NatterClient extends Emitter<ClientEvents> {
     const timeline = this.#timeline(m.chatId)
     const before = timeline.upTo
     const previous = timeline.get(m.seq)
-    if (timeline.add(m)) {
+    const added = timeline.add(m)
+    // Out of the outbox before the events: a UI drawing on message.new shows it once, not also
+    // as pending.
+    if (m.senderId === this.userId && m.kind === 'text') this.#confirm(m)
+    if (added) {
       const held = timeline.get(m.seq) as ChatMessage
       this.emit('message', held)
       const change: MessageChange = !previous
@@ -984,7 +1017,6 @@ export class NatterClient extends Emitter<ClientEvents> {
       this.chat(m.chatId)._message(held, change, previous, live)
       if (change === 'new' && live) this.#membership(held, fresh)
     }
-    if (m.senderId === this.userId && m.kind === 'text') this.#confirm(m)
     // A seq beyond the next one: the ones between are fetched.
     if (timeline.hasGap && timeline.upTo === before && this.#state === 'connected') {
       this.#background(this.sync(m.chatId))
