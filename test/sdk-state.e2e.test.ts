@@ -544,4 +544,21 @@ describe('the SDK’s chat states and events against a real node', () => {
     )
     assert.deepEqual(gus.pending(group.id), [])
   })
+
+  it('follows a read made on the user’s other device: unread and readSeq on both', async () => {
+    const alice = await client('alice', { deviceId: 'phone3' })
+    const phone = await client('hana', { deviceId: 'phone' })
+    const laptop = await client('hana', { deviceId: 'laptop' })
+    const chat = await alice.direct('hana')
+    for (const text of ['one', 'two', 'three']) await alice.send(chat.id, { text }).sent
+    await Promise.all([phone.chat(chat.id).open(), laptop.chat(chat.id).open()])
+    await Promise.all([phone.chat(chat.id).refresh(), laptop.chat(chat.id).refresh()])
+    assert.equal(phone.chat(chat.id).unread, 3)
+    assert.equal(laptop.chat(chat.id).unread, 3)
+    const laptopRead = laptop.next('unread.updated', (u) => u.chatId === chat.id && u.unread === 0)
+    await phone.chat(chat.id).markRead()
+    const seen = await laptopRead
+    assert.equal(seen.readSeq, phone.chat(chat.id).readSeq)
+    assert.equal(laptop.chat(chat.id).unread, 0)
+  })
 })

@@ -1188,6 +1188,11 @@ export class NatterClient extends Emitter<ClientEvents> {
   }
 
   #receipt(r: Receipt): void {
+    if (r.userId === this.userId && r.kind === 'read') {
+      // This user read the chat on another device: its count comes from the server's summary.
+      const state = this.#chats.get(r.chatId)
+      if (state?.loaded && r.seq > state.readSeq) this.#background(state.refresh())
+    }
     let perUser = this.#cursors.get(r.chatId)
     if (!perUser) {
       perUser = new Map()

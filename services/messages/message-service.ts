@@ -387,6 +387,8 @@ export class MessageService {
       (u) => u !== userId && this.#index.isMember(chatId, u) && !this.#blockedDirect(chatId, userId, u),
     )
     if (senders.length) this.#inbox.receipt(receipt, senders)
+    // The reader's other devices show the chat read too (their unread counts follow).
+    if (kind === 'read') this.#inbox.receipt(receipt, [userId])
     return cursor
   }
 
