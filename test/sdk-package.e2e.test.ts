@@ -85,7 +85,10 @@ const client: Promise<NatterClient> = createClient({
 const show = (m: ChatMessage): string => \`\${m.senderId}: \${m.text ?? ''}\`
 const follow = (s: ChatState): (() => void) =>
   s.on('unread.updated', (u: { chatId: string; unread: number }) => console.log(\`\${s.name ?? u.chatId}: \${u.unread}\`))
-export { client, follow, show, IndexedDbOutboxStorage, NatterRequestError, topics }
+// Event names are checked: a misspelt one does not compile.
+// @ts-expect-error: no such event
+const misspelt = (s: ChatState) => s.on('message.nope', () => {})
+export { client, follow, misspelt, show, IndexedDbOutboxStorage, NatterRequestError, topics }
 `
 
 /**

@@ -450,13 +450,14 @@ describe('the SDK’s chat states and events against a real node', () => {
     cut(quin)
     await down
     const q = quin.chat(chatId)
-    // Their promises never settle: this run of the app is gone before the server answers.
-    void q.edit(s1, 'edited, then the app quit')
-    void q.delete(s2)
+    // This run of the app is gone before the server answers: close tells them (disconnected).
+    const edited = q.edit(s1, 'edited, then the app quit').catch((e: NatterRequestError) => e.code)
+    const deleted = q.delete(s2).catch((e: NatterRequestError) => e.code)
     const draft = q.send('a draft')
     await draft.queued
     // The app quits before the connection comes back: the edit and delete wait in the storage.
     await quin.close()
+    assert.deepEqual(await Promise.all([edited, deleted]), ['disconnected', 'disconnected'])
     const saved = await storage.load()
     assert.deepEqual(
       saved.map((i: OutboxItem) => [i.op ?? 'send', i.seq ?? null, i.text ?? null]),
@@ -560,5 +561,23 @@ describe('the SDK’s chat states and events against a real node', () => {
     const seen = await laptopRead
     assert.equal(seen.readSeq, phone.chat(chat.id).readSeq)
     assert.equal(laptop.chat(chat.id).unread, 0)
+  })
+
+  it('tells what waited when the client is closed, and refuses what comes after', async () => {
+    const alice = await client('alice', { deviceId: 'closing', minMs: 60_000 })
+    const chat = await alice.direct('bob')
+    const stored = await alice.send(chat.id, { text: 'stored' }).sent
+    const down = alice.next('state', (s) => s === 'reconnecting')
+    ;(alice.mqtt.stream as unknown as { destroy(): void }).destroy()
+    await down
+    const offline = alice.send(chat.id, { text: 'written offline' })
+    await offline.queued
+    const edit = alice.chat(chat.id).edit(stored.seq, 'edited offline')
+    await alice.close()
+    const closed = (err: NatterRequestError) => err.code === 'disconnected'
+    await assert.rejects(offline.sent, closed)
+    await assert.rejects(edit, closed)
+    await assert.rejects(alice.send(chat.id, { text: 'after' }).sent, closed)
+    await assert.rejects(alice.chat(chat.id).delete(stored.seq), closed)
   })
 })

@@ -11,7 +11,7 @@ export interface Member {
 }
 
 /** What a ChatState emits; the client emits the same events for every chat (chatId in each). */
-export interface ChatStateEvents extends Record<string, unknown> {
+export interface ChatStateEvents {
   /**
    * A message (or membership event, kind `event`) new to this device, seen live or caught up by
    * sync after a reconnect. Messages of a history page (open, loadOlder) fire none: they are old.

@@ -69,7 +69,7 @@ export interface Chat {
   lastMessage: ChatMessage | null
 }
 
-export interface ClientEvents extends Record<string, unknown> {
+export interface ClientEvents {
   state: ConnectionState
   /**
    * A message entered or changed in a chat's timeline (each seq once; edits and deletes replace),
@@ -475,6 +475,17 @@ export class NatterClient extends Emitter<ClientEvents> {
       })
     })
     this.#setState('closed')
+    // What waited for this client is told, not left pending for ever; the items stay in the
+    // outbox storage, for the next client on it.
+    const closed = () =>
+      new NatterRequestError(
+        'disconnected',
+        'the client was closed; the outbox storage keeps this for the next one',
+      )
+    for (const w of this.#waiting.values()) w.reject(closed())
+    this.#waiting.clear()
+    for (const w of this.#opWaiting.values()) w.reject(closed())
+    this.#opWaiting.clear()
   }
 
   /**
@@ -717,6 +728,7 @@ export class NatterClient extends Emitter<ClientEvents> {
     target: number | string,
     text?: string,
   ): Promise<ChatMessage | null> {
+    if (this.#closing) throw new NatterRequestError('disconnected', 'the client is closed')
     let seq = typeof target === 'number' ? target : undefined
     let pendingId: string | undefined
     if (typeof target === 'string') {
@@ -1036,6 +1048,11 @@ export class NatterClient extends Emitter<ClientEvents> {
    * a reconnect if need be, and stored once (its local id is its clientMsgId).
    */
   send(chatId: string, message: { text?: string; media?: string[]; replyTo?: number }): Sending {
+    if (this.#closing) {
+      const refused = Promise.reject(new NatterRequestError('disconnected', 'the client is closed'))
+      refused.catch(() => {})
+      return { localId: newLocalId(), queued: refused, sent: refused }
+    }
     const item: OutboxItem = { localId: newLocalId(), chatId, ...message, createdAt: Date.now() }
     const sent = new Promise<{ seq: number }>((resolve, reject) =>
       this.#waiting.set(item.localId, { resolve, reject }),

@@ -1,5 +1,5 @@
 /** A small typed event emitter that runs in browsers and Node alike (node:events is not in browsers). */
-export class Emitter<E extends Record<string, unknown>> {
+export class Emitter<E extends object> {
   readonly #handlers = new Map<keyof E, Set<(value: never) => void>>()
 
   on<K extends keyof E>(event: K, fn: (value: E[K]) => void): () => void {
