@@ -45,10 +45,80 @@ export class NatterRequestError extends Error {
 
 let counter = 0
 
+interface Pending {
+  op: string
+  resolve: (result: unknown) => void
+  reject: (err: Error) => void
+  timer: ReturnType<typeof setTimeout>
+}
+
+/**
+ * The requests waiting for a reply, per MQTT client and reply topic: one `message` and one
+ * `close` listener per client, however many requests are in flight (a listener per request
+ * parsed every reply once per waiting request, and past ten Node warned of a leak).
+ */
+const waiting = new WeakMap<MqttClient, Map<string, Map<string, Pending>>>()
+
+function pendingFor(client: MqttClient, replyTopic: string): Map<string, Pending> {
+  let byTopic = waiting.get(client)
+  if (!byTopic) {
+    const topicsOfClient = new Map<string, Map<string, Pending>>()
+    byTopic = topicsOfClient
+    waiting.set(client, topicsOfClient)
+    client.on('message', (topic: string, payload: Buffer) => {
+      const pending = topicsOfClient.get(topic)
+      if (!pending || pending.size === 0) return
+      let reply: {
+        id?: string
+        ok?: boolean
+        result?: unknown
+        error?: { code: string; message: string; retryAfterMs?: number }
+      }
+      try {
+        reply = JSON.parse(payload.toString('utf8'))
+      } catch {
+        return
+      }
+      const p = reply.id === undefined ? undefined : pending.get(reply.id)
+      if (!p || reply.id === undefined) return
+      pending.delete(reply.id)
+      clearTimeout(p.timer)
+      if (reply.ok) p.resolve(reply.result)
+      else
+        p.reject(
+          new NatterRequestError(
+            (reply.error?.code ?? 'internal') as NatterErrorCode,
+            reply.error?.message ?? 'request failed',
+            reply.error?.retryAfterMs,
+          ),
+        )
+    })
+    // A reply to a connection that closed never comes: the callers learn it at once.
+    client.on('close', () => {
+      for (const pending of topicsOfClient.values()) {
+        for (const p of pending.values()) {
+          clearTimeout(p.timer)
+          p.reject(
+            new NatterRequestError('disconnected', `the connection closed before the reply to ${p.op}`),
+          )
+        }
+        pending.clear()
+      }
+    })
+  }
+  let pending = byTopic.get(replyTopic)
+  if (!pending) {
+    pending = new Map()
+    byTopic.set(replyTopic, pending)
+  }
+  return pending
+}
+
 /**
  * One operation of the request/response convention: publishes {id, params} to req/<op> and
  * resolves with the result from the device's reply topic (it must already be subscribed, as
- * connect() does), or rejects with the server's error code.
+ * connect() does), or rejects with the server's error code: `timeout` after timeoutMs (ms),
+ * `disconnected` when the connection closes first.
  */
 export function request<T = unknown>(
   client: MqttClient,
@@ -58,52 +128,16 @@ export function request<T = unknown>(
   timeoutMs = 10_000,
 ): Promise<T> {
   const id = `${Date.now().toString(36)}-${(counter++).toString(36)}`
-  const replyTopic = topics.reply(clientId)
+  const pending = pendingFor(client, topics.reply(clientId))
   return new Promise<T>((resolve, reject) => {
-    const onMessage = (topic: string, payload: Buffer) => {
-      if (topic !== replyTopic) return
-      let reply: {
-        id?: string
-        ok?: boolean
-        result?: T
-        error?: { code: string; message: string; retryAfterMs?: number }
-      }
-      try {
-        reply = JSON.parse(payload.toString('utf8'))
-      } catch {
-        return
-      }
-      if (reply.id !== id) return
-      cleanup()
-      if (reply.ok) resolve(reply.result as T)
-      else
-        reject(
-          new NatterRequestError(
-            (reply.error?.code ?? 'internal') as NatterErrorCode,
-            reply.error?.message ?? 'request failed',
-            reply.error?.retryAfterMs,
-          ),
-        )
-    }
     const timer = setTimeout(() => {
-      cleanup()
+      pending.delete(id)
       reject(new NatterRequestError('timeout', `no reply to ${op} within ${timeoutMs} ms`))
     }, timeoutMs)
-    // A reply to a connection that closed never comes: the caller learns it at once.
-    const onClose = () => {
-      cleanup()
-      reject(new NatterRequestError('disconnected', `the connection closed before the reply to ${op}`))
-    }
-    const cleanup = () => {
-      clearTimeout(timer)
-      client.off('message', onMessage)
-      client.off('close', onClose)
-    }
-    client.on('message', onMessage)
-    client.on('close', onClose)
+    pending.set(id, { op, resolve: resolve as (result: unknown) => void, reject, timer })
     client.publish(topics.request(op), JSON.stringify({ id, params }), { qos: 1 }, (err) => {
-      if (err) {
-        cleanup()
+      if (err && pending.delete(id)) {
+        clearTimeout(timer)
         reject(err)
       }
     })

@@ -4,12 +4,15 @@ import { type ChatMessage, createClient, type NatterClient } from '../client-sdk
 import { startTestNode, type TestNode } from './helpers/node.ts'
 
 /**
- * A device's persistent session holds what was sent while it was away, and the node delivers it
- * as soon as the device subscribes: inside createClient, before the app has the client. The
- * app's listeners, attached right after `await createClient()`, must still see all of it (a page
- * reloaded with the same device id showed only the last message before).
+ * What app developers met in reviews of the client SDK, each a case here. A device's persistent
+ * session holds what was sent while it was away, and the node delivers it as soon as the device
+ * subscribes: inside createClient, before the app has the client; the app's listeners, attached
+ * right after `await createClient()`, must still see all of it (a page reloaded with the same
+ * device id showed only the last message). History pages fire in seq order. A topic refused on a
+ * reconnect must not leave the client reconnecting for ever. Many requests in flight share one
+ * reply listener.
  */
-describe('messages waiting in a persistent session reach listeners attached after createClient', () => {
+describe('the client SDK as apps use it: events from the first one, in order, across refusals and many requests', () => {
   let t: TestNode
   const clients: NatterClient[] = []
   const client = async (userId: string, deviceId: string) => {
@@ -90,5 +93,24 @@ describe('messages waiting in a persistent session reach listeners attached afte
     await back
     const { seq } = await erin.send(direct.id, { text: 'still here' }).sent
     assert.ok(seq > 0)
+  })
+
+  it('answers many requests in flight at once, each its own reply, with no listener per request', async () => {
+    const alice = await client('alice', 'busy')
+    const warnings: string[] = []
+    const onWarning = (w: Error) => warnings.push(w.name)
+    process.on('warning', onWarning)
+    try {
+      await alice.request('whoami') // the client's one reply listener is in place from the first
+      const before = alice.mqtt.listenerCount('message')
+      const replies = Promise.all(
+        Array.from({ length: 40 }, () => alice.request<{ userId: string; deviceId: string }>('whoami')),
+      )
+      assert.equal(alice.mqtt.listenerCount('message'), before)
+      for (const r of await replies) assert.deepEqual([r.userId, r.deviceId], ['alice', 'busy'])
+    } finally {
+      process.off('warning', onWarning)
+    }
+    assert.deepEqual(warnings, [])
   })
 })
