@@ -304,7 +304,7 @@ describe('the SDK’s chat states and events against a real node', () => {
   it('mutes and unmutes a chat', async () => {
     const kim = await client('kim')
     const chat = kim.chat((await kim.direct('lou')).id)
-    assert.equal(chat.muted, null, 'not known before this device sets it')
+    assert.equal(chat.muted, false, 'as chat.direct answered it')
     const events: boolean[] = []
     chat.on('muted.updated', (m) => events.push(m.muted))
     await chat.mute()
@@ -314,6 +314,10 @@ describe('the SDK’s chat states and events against a real node', () => {
     assert.deepEqual(events, [true, false])
     // The server holds it: push.mute answers with what it stored.
     assert.deepEqual(await kim.setMuted(chat.id, true), { chatId: chat.id, muted: true })
+    // Kim's other device learns it with the chat (chat.list says muted).
+    const tablet = await client('kim', { deviceId: 'tablet' })
+    await tablet.loadChats()
+    assert.equal(tablet.chat(chat.id).muted, true)
   })
 
   it('keeps a refused message failed with its text; retry sends it, cancel removes it', async () => {

@@ -83,6 +83,8 @@ export class ChatState extends Emitter<ChatStateEvents> {
   #lastMessage: ChatMessage | null = null
   #createdAt = 0
   #muted: boolean | null = null
+  /** performance.now() when this device's last mute or unmute was answered. */
+  #mutedAt = Number.NEGATIVE_INFINITY
   #loaded = false
   #removed = false
   readonly #host: ChatHost
@@ -138,8 +140,9 @@ export class ChatState extends Emitter<ChatStateEvents> {
   }
 
   /**
-   * Whether push notifications are muted for this chat. The server does not say it in chat.get or
-   * chat.list, so it is null (not known) until mute or unmute is called on this device.
+   * Whether push notifications are muted for this chat, as chat.get and chat.list say it (and
+   * mute/unmute here); null until the chat is loaded. A mute made on another device shows at the
+   * next loadChats, refresh or reconnect.
    */
   get muted(): boolean | null {
     return this.#muted
@@ -311,7 +314,7 @@ export class ChatState extends Emitter<ChatStateEvents> {
    * @internal The server's summary (chat.get, chat.list), then what this device holds after it
    * (`later`: messages with seq above chat.lastSeq, which the summary did not count yet).
    */
-  _summary(chat: Chat, later: ChatMessage[]): void {
+  _summary(chat: Chat, later: ChatMessage[], askedAt = Number.POSITIVE_INFINITY): void {
     const before = this.#snapshot()
     this.#name = chat.name
     this.#createdAt = chat.createdAt ?? this.#createdAt
@@ -325,6 +328,12 @@ export class ChatState extends Emitter<ChatStateEvents> {
     this.#lastSeq = Math.max(this.#lastSeq, chat.lastSeq)
     if (chat.lastMessage && (!this.#lastMessage || chat.lastMessage.seq >= this.#lastMessage.seq)) {
       this.#lastMessage = { ...chat.lastMessage, type: 'message' }
+    }
+    // A summary asked before this device's last mute or unmute was answered may predate it.
+    if (chat.muted !== undefined && askedAt >= this.#mutedAt) {
+      // Learning it with the chat is no change to announce; a change of a known value is.
+      if (this.#muted === null) before.muted = chat.muted
+      this.#muted = chat.muted
     }
     this.#loaded = true
     for (const m of later) if (m.seq > chat.lastSeq) this.#count(m)
@@ -362,6 +371,7 @@ export class ChatState extends Emitter<ChatStateEvents> {
   _muted(muted: boolean): void {
     const before = this.#snapshot()
     this.#muted = muted
+    this.#mutedAt = performance.now()
     this.#changed(before)
   }
 

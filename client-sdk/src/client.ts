@@ -67,6 +67,8 @@ export interface Chat {
   readSeq: number
   unread: number
   lastMessage: ChatMessage | null
+  /** Whether the user muted the chat's push notifications (push.mute); absent from older servers. */
+  muted?: boolean
 }
 
 export interface ClientEvents {
@@ -508,24 +510,27 @@ export class NatterClient extends Emitter<ClientEvents> {
 
   /** The user's chats as the server describes them (chat.list); their ChatStates take the summaries. */
   listChats(): Promise<Chat[]> {
+    const askedAt = performance.now()
     return this.request<{ chats: Chat[] }>('chat.list').then((r) => {
-      for (const chat of r.chats) this.#summary(chat)
+      for (const chat of r.chats) this.#summary(chat, askedAt)
       return r.chats
     })
   }
 
   /** One chat (chat.get); its ChatState takes the summary. Rejects with chat_not_found when not a member. */
   getChat(chatId: string): Promise<Chat> {
+    const askedAt = performance.now()
     return this.request<Chat>('chat.get', { chatId }).then((chat) => {
-      this.#summary(chat)
+      this.#summary(chat, askedAt)
       return chat
     })
   }
 
   /** Creates a group with this user as admin (chat.create); chat.added fires for it. */
   createGroup(name: string, members: string[]): Promise<Chat> {
+    const askedAt = performance.now()
     return this.request<Chat>('chat.create', { name, members }).then((chat) => {
-      this.#summary(chat)
+      this.#summary(chat, askedAt)
       this.#announce(chat.id)
       return chat
     })
@@ -533,8 +538,9 @@ export class NatterClient extends Emitter<ClientEvents> {
 
   /** The direct chat with another user, created the first time (chat.direct); chat.added fires when new here. */
   direct(userId: string): Promise<Chat> {
+    const askedAt = performance.now()
     return this.request<Chat>('chat.direct', { with: userId }).then((chat) => {
-      this.#summary(chat)
+      this.#summary(chat, askedAt)
       this.#announce(chat.id)
       return chat
     })
@@ -621,7 +627,8 @@ export class NatterClient extends Emitter<ClientEvents> {
     return this.chats()
   }
 
-  #summary(chat: Chat): void {
+  /** `askedAt`: performance.now() when the request that brought it was made. */
+  #summary(chat: Chat, askedAt: number): void {
     // The server counts the user a member again.
     this.#gone.delete(chat.id)
     this.#members.set(
@@ -629,7 +636,7 @@ export class NatterClient extends Emitter<ClientEvents> {
       chat.members.map((m) => m.userId),
     )
     const later = (this.#timelines.get(chat.id)?.messages() ?? []).filter((m) => m.seq > chat.lastSeq)
-    this.chat(chat.id)._summary(chat, later)
+    this.chat(chat.id)._summary(chat, later, askedAt)
     this.#recompute(chat.id)
   }
 

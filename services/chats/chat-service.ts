@@ -31,6 +31,7 @@ export class ChatService {
   readonly #ops: Operations
   readonly #blocks: { eitherBlocks(a: string, b: string): boolean } | undefined
   readonly #isErased: (userId: string) => boolean
+  readonly #mutedChats: (userId: string) => Promise<Set<string>>
 
   constructor(d: {
     chats: ChatStore
@@ -43,8 +44,11 @@ export class ChatService {
     blocks?: { eitherBlocks(a: string, b: string): boolean }
     /** Accounts erased or being erased (docs/admin.md#erase): never made members again. */
     isErased?: (userId: string) => boolean
+    /** The chats a user muted (push.mute): shown as `muted` in chat.get and chat.list. */
+    mutedChats?: (userId: string) => Promise<Set<string>>
   }) {
     this.#isErased = d.isErased ?? (() => false)
+    this.#mutedChats = d.mutedChats ?? (async () => new Set())
     this.#blocks = d.blocks
     this.#ops = d.ops
     this.#chats = d.chats
@@ -91,7 +95,12 @@ export class ChatService {
     return message
   }
 
-  async describe(chat: Chat, userId: string) {
+  /**
+   * A chat as chat.get and chat.list show it to `userId`; `muted` is read once per call of
+   * chat.list and handed in (else read here).
+   */
+  async describe(chat: Chat, userId: string, muted?: Set<string>) {
+    const mutedHere = muted ?? (await this.#mutedChats(userId))
     const members = await this.#chats.members(chat.id)
     const cursor = await this.#chats.cursor(chat.id, userId)
     const last = await this.#lastVisible(chat.id, userId)
@@ -106,6 +115,7 @@ export class ChatService {
       readSeq: cursor.readSeq,
       unread: await this.#messages.countUnread(chat.id, cursor.readSeq, userId),
       lastMessage: last ? toEvent(last) : null,
+      muted: mutedHere.has(chat.id),
     }
   }
 
@@ -182,7 +192,8 @@ export class ChatService {
       params: ops['chat.list'].params,
       handle: async (ctx) => {
         const chats = await this.#chats.chatsOf(ctx.who.userId)
-        return { chats: await Promise.all(chats.map((c) => this.describe(c, ctx.who.userId))) }
+        const muted = await this.#mutedChats(ctx.who.userId)
+        return { chats: await Promise.all(chats.map((c) => this.describe(c, ctx.who.userId, muted))) }
       },
     })
 
