@@ -43,12 +43,14 @@ export function createWebApp(o: {
   let bundle: Promise<string> | undefined
   const script = () => {
     bundle ??= build({
-      entryPoints: [new URL('app.ts', WEB).pathname],
+      entryPoints: [new URL('app.tsx', WEB).pathname],
       bundle: true,
       format: 'esm',
       platform: 'browser',
       target: 'es2022',
       minify: true,
+      jsx: 'automatic',
+      jsxImportSource: 'preact',
       write: false,
       logLevel: 'silent',
     }).then(

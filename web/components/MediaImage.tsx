@@ -1,0 +1,37 @@
+import { useEffect, useState } from 'preact/hooks'
+import type { MediaUrls } from '../../client-sdk/src/index.ts'
+import { useApp } from '../context.ts'
+
+const urls = new Map<string, Promise<MediaUrls>>()
+
+/** An image of a message: its thumbnail, opening the full image in a new tab. */
+export function MediaImage({ mediaId }: { mediaId: string }) {
+  const { client } = useApp()
+  const [u, setU] = useState<MediaUrls | null>(null)
+  const [failed, setFailed] = useState(false)
+  useEffect(() => {
+    let p = urls.get(mediaId)
+    if (!p) {
+      p = client.mediaUrl(mediaId)
+      urls.set(mediaId, p)
+    }
+    let live = true
+    p.then(
+      (r) => live && setU(r),
+      () => {
+        urls.delete(mediaId)
+        if (live) setFailed(true)
+      },
+    )
+    return () => {
+      live = false
+    }
+  }, [client, mediaId])
+  if (failed) return <span class="media-missing">Image unavailable</span>
+  if (!u) return <span class="media-placeholder" role="img" aria-label="Loading" />
+  return (
+    <a href={u.url} target="_blank" rel="noopener noreferrer" class="media-link">
+      <img class="media" alt="Attachment" src={u.thumbnailUrl ?? u.url} />
+    </a>
+  )
+}
