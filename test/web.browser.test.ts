@@ -230,7 +230,11 @@ describe('the web chat in a real browser', () => {
     const mine = message(alice, 'line one').first()
     await mine.locator('.menu-button').click()
     await mine.locator('button.edit').click()
-    assert.equal(await alice.inputValue('#text'), 'line one\nsee https://example.com/a?b=1.')
+    await alice.waitForFunction(
+      `document.querySelector('#text').value === ${JSON.stringify('line one\nsee https://example.com/a?b=1.')}`,
+      null,
+      WAIT,
+    )
     await send(alice, 'line one, edited')
     const edited = bob.locator('#messages li.msg', { hasText: 'line one, edited' }).first()
     await edited.locator('.edited').waitFor(WAIT)

@@ -77,7 +77,10 @@ export class Names {
           for (const u of notFound) this.#set({ userId: u, displayName: null, avatar: null, updatedAt: null })
         },
         () => {
-          for (const u of ids) this.#wanted.delete(u)
+          // Not connected yet, or a refusal: asked again in a second.
+          setTimeout(() => {
+            for (const u of ids) if (!this.#names.has(u)) this.want(u)
+          }, 1000)
         },
       )
     }
