@@ -364,6 +364,41 @@ describe('the web chat in a real browser', () => {
     await phone.context().close()
   })
 
+  it('serves the app minified, precompressed, content-hashed and cached for good; favicon and HEAD /', async () => {
+    const get = (path: string, encoding = 'br, gzip', method = 'GET') =>
+      fetch(`${t.httpUrl}${path}`, { method, headers: { 'accept-encoding': encoding } })
+    const page = await get('/')
+    assert.equal(page.status, 200)
+    assert.equal(page.headers.get('cache-control'), 'no-cache')
+    assert.equal(page.headers.get('content-encoding'), 'br')
+    const html = await page.text()
+    const js = /src="(\/assets\/app-[\w-]+\.js)"/.exec(html)?.[1]
+    const css = /href="(\/assets\/style-[\w-]+\.css)"/.exec(html)?.[1]
+    assert.ok(js && css, html)
+    let transferred = Number(page.headers.get('content-length'))
+    for (const path of [js, css]) {
+      const br = await get(path)
+      assert.equal(br.headers.get('cache-control'), 'public, max-age=31536000, immutable')
+      assert.equal(br.headers.get('content-encoding'), 'br')
+      assert.equal(br.headers.get('vary'), 'accept-encoding')
+      transferred += Number(br.headers.get('content-length'))
+      const gz = await get(path, 'gzip')
+      assert.equal(gz.headers.get('content-encoding'), 'gzip')
+      const plain = await get(path, 'identity')
+      assert.equal(plain.headers.get('content-encoding'), null)
+      assert.equal(await plain.text(), await br.text(), 'the same file in every encoding')
+      assert.ok(Number(gz.headers.get('content-length')) < Number(plain.headers.get('content-length')) / 2)
+    }
+    assert.ok(transferred < 250_000, `the first load transfers ${transferred} bytes compressed`)
+    assert.equal((await get('/assets/app-nothere.js')).status, 404)
+    const icon = await get('/favicon.ico')
+    assert.equal(icon.status, 200)
+    assert.match(icon.headers.get('content-type') ?? '', /^image\//)
+    const head = await get('/', 'identity', 'HEAD')
+    assert.equal(head.status, 200)
+    assert.equal(await head.text(), '')
+  })
+
   it('refuses dev tokens to anything but the embedded default', async () => {
     const secured = await startTestNode()
     try {

@@ -23,6 +23,7 @@ export function Conversation({ chat, onBack }: { chat: ChatState; onBack: () => 
   const [, bumpStatus] = useState(0)
   const [typing, setTyping] = useState<string[]>([])
   const [presence, setPresence] = useState<{ online: boolean; lastSeenAt: number } | null>(null)
+  const [connection, setConnection] = useState(client.state)
   const [removed, setRemoved] = useState(false)
   const [error, setError] = useState('')
   const [mode, setMode] = useState<Mode>({ kind: 'new' })
@@ -62,6 +63,8 @@ export function Conversation({ chat, onBack }: { chat: ChatState; onBack: () => 
           t.typing ? (now.includes(t.userId) ? now : [...now, t.userId]) : now.filter((u) => u !== t.userId),
         )
       }),
+      // Presence seen before a disconnect may be stale: not shown until connected again.
+      client.on('state', setConnection),
       client.on('chat.removed', (r) => {
         if (r.chatId === chat.id) setRemoved(true)
       }),
@@ -160,8 +163,8 @@ export function Conversation({ chat, onBack }: { chat: ChatState; onBack: () => 
         <div class="heading">
           <h2 id="peer">{title}</h2>
           {peer ? (
-            <span id="presence" class={presence?.online ? 'online' : ''}>
-              {presence
+            <span id="presence" class={presence?.online && connection === 'connected' ? 'online' : ''}>
+              {presence && connection === 'connected'
                 ? presence.online
                   ? 'online'
                   : `last seen ${new Date(presence.lastSeenAt).toLocaleTimeString()}`
