@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
-import { mkdirSync } from 'node:fs'
+import { mkdirSync, readFileSync } from 'node:fs'
+import { createRequire } from 'node:module'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { type Browser, type BrowserContextOptions, chromium, type Page } from 'playwright-core'
@@ -9,6 +10,24 @@ import { ROOT } from './helpers/processes.ts'
 
 const SHOTS = join(ROOT, 'test-output', 'browser')
 const WAIT = { timeout: 15_000 }
+// axe-core, the accessibility checker, injected into pages. (web/ is searched too: a worktree
+// whose node_modules is shared may have the web chat's packages there.)
+const AXE = readFileSync(
+  createRequire(import.meta.url).resolve('axe-core/axe.min.js', { paths: [ROOT, join(ROOT, 'web')] }),
+  'utf8',
+)
+
+/** What axe-core finds serious or critical on the page (rule, impact, the elements). */
+async function accessibilityProblems(page: Page): Promise<string[]> {
+  if (!(await page.evaluate('typeof window.axe'))?.toString().includes('object')) {
+    await page.addScriptTag({ content: AXE })
+  }
+  const found = (await page.evaluate(`axe.run(document, { resultTypes: ['violations'] }).then((r) =>
+    r.violations
+      .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+      .map((v) => v.id + ' (' + v.impact + '): ' + v.nodes.map((n) => n.target.join(' ') + ' ' + (n.failureSummary ?? '')).join('; ')))`)) as string[]
+  return found
+}
 
 /**
  * The web chat that `npm start` serves (web/, Preact over the client SDK), in headless Chromium
@@ -129,6 +148,7 @@ describe('the web chat in a real browser', () => {
     ])
     await shot(alice, 'alice')
     await shot(bob, 'bob')
+    assert.deepEqual(await accessibilityProblems(alice), [])
 
     // Offline: the banner says so within 5 s; a message waits in the outbox (IndexedDB),
     // survives a reload, and goes out once.
@@ -302,6 +322,7 @@ describe('the web chat in a real browser', () => {
     await message(alice, 'Bob the Builder left').waitFor(WAIT)
     await alice.locator('#members li', { hasText: 'Bob the Builder' }).waitFor({ state: 'detached', ...WAIT })
     await shot(alice, 'group')
+    assert.deepEqual(await accessibilityProblems(alice), [])
     await carol.context().close()
   })
 
@@ -353,12 +374,14 @@ describe('the web chat in a real browser', () => {
     assert.equal(bg, 'rgb(13, 17, 23)', 'dark background')
     assert.equal(await phone.locator('#sidebar').isVisible(), true)
     await shot(phone, 'phone-list-dark')
+    assert.deepEqual(await accessibilityProblems(phone), [])
     await openChat(phone, 'alice')
     await message(phone, 'a reply').waitFor(WAIT)
     assert.equal(await phone.locator('#sidebar').isVisible(), false, 'the list gives way to the chat')
     const width = await phone.$eval('#messages', (e) => e.getBoundingClientRect().width)
     assert.ok(width >= 380, `the conversation has the whole width (${width})`)
     await shot(phone, 'phone-chat-dark')
+    assert.deepEqual(await accessibilityProblems(phone), [])
     await phone.click('#back')
     await phone.locator('#sidebar').waitFor({ state: 'visible', ...WAIT })
     await phone.context().close()

@@ -71,7 +71,6 @@ const ChatRow = memo(function ChatRow({
         type="button"
         class="chat-row"
         aria-current={active ? 'true' : undefined}
-        aria-label={`${title}${unread ? `, ${unread} unread` : ''}`}
         onClick={() => onOpen(chat.id)}
       >
         <span class="avatar" aria-hidden="true">
@@ -84,7 +83,12 @@ const ChatRow = memo(function ChatRow({
           </span>
           <span class="row-bottom">
             <span class="preview">{preview}</span>
-            {unread > 0 && <span class="unread">{unread}</span>}
+            {unread > 0 && (
+              <span class="unread">
+                {unread}
+                <span class="visually-hidden"> unread</span>
+              </span>
+            )}
           </span>
         </span>
       </button>
