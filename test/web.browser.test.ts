@@ -175,13 +175,16 @@ describe('the web chat in a real browser', () => {
     await alice.evaluate('window.natter.close()')
     assert.equal(await message(bob, 'written offline').count(), 0, 'nothing left the browser while offline')
     await alice.context().setOffline(false)
-    // A reload keeps the tab signed in, as the same device.
+    await alice.fill('#text', 'a draft')
+    // A reload keeps the tab signed in, as the same device, and the draft.
     await alice.reload()
     await connected(alice)
     assert.equal(await deviceOf(alice), device)
     await message(bob, 'written offline').waitFor(WAIT)
     await openChat(alice, 'Bob the Builder')
     await alice.waitForSelector('#messages li.mine[data-status="read"] >> text=written offline', WAIT)
+    await alice.waitForFunction(`document.querySelector('#text').value === 'a draft'`, null, WAIT)
+    await alice.fill('#text', '')
     assert.equal(await message(bob, 'written offline').count(), 1)
 
     // A second tab of Alice's is a second device: both stay connected.
@@ -361,6 +364,52 @@ describe('the web chat in a real browser', () => {
     await shot(dave, 'older-messages')
     ctx.diagnostic(`first page shown ${rendered} ms after opening`)
     await dave.context().close()
+  })
+
+  it('renders a burst of 300 messages within 300 ms of the last arriving, with read receipts debounced', async (ctx) => {
+    const erin = await newPage()
+    await signIn(erin, 'erin')
+    const chatId = (await alice.evaluate(`window.natter.direct('erin').then((c) => c.id)`)) as string
+    await alice.evaluate(`window.natter.chat(${JSON.stringify(chatId)}).send('ready?').sent`)
+    await openChat(erin, 'alice')
+    await message(erin, 'ready?').waitFor(WAIT)
+    await erin.evaluate(`(() => {
+      const natter = window.natter
+      window.reads = 0
+      const markRead = natter.markRead.bind(natter)
+      natter.markRead = (...a) => {
+        window.reads++
+        return markRead(...a)
+      }
+      window.arrived = []
+      natter.on('message.new', () => window.arrived.push(performance.now()))
+      const list = document.querySelector('#messages')
+      new MutationObserver(() => {
+        if (list.querySelectorAll('li.msg').length >= 301 && !window.allShown) window.allShown = performance.now()
+      }).observe(list, { childList: true })
+    })()`)
+    await alice.evaluate(`(async () => {
+      const chat = window.natter.chat(${JSON.stringify(chatId)})
+      const sent = []
+      for (let i = 1; i <= 300; i++) sent.push(chat.send('burst ' + i).sent)
+      await Promise.all(sent)
+    })()`)
+    await erin.waitForFunction('window.allShown', null, { timeout: 30_000 })
+    const [first, last, shown] = (await erin.evaluate(
+      '[window.arrived[0], window.arrived[window.arrived.length - 1], window.allShown]',
+    )) as number[]
+    const lag = (shown ?? 0) - (last ?? 0)
+    ctx.diagnostic(
+      `300 messages arrived over ${Math.round((last ?? 0) - (first ?? 0))} ms; all shown ${Math.round(lag)} ms after the last`,
+    )
+    assert.ok(lag < 300, `shown ${lag} ms after the last arrived`)
+    // The read receipts of the burst: debounced to a few requests, not one per message.
+    await new Promise((r) => setTimeout(r, 1000))
+    const reads = (await erin.evaluate('window.reads')) as number
+    ctx.diagnostic(`read requests for the burst: ${reads}`)
+    assert.ok(reads >= 1 && reads <= 10, `${reads} read requests`)
+    await alice.waitForSelector('#chats li .preview >> text=You: burst 300', WAIT)
+    await erin.context().close()
   })
 
   it('fits a phone in dark mode: one pane at a time, the list or the chat', async () => {

@@ -23,7 +23,14 @@ export function Composer({
   onError: (message: string) => void
 }) {
   const { client, names } = useApp()
-  const [text, setText] = useState('')
+  const draftKey = `natter:draft:${chat.id}`
+  // The draft of each chat outlives a reload of the tab.
+  const [text, setTextNow] = useState(() => sessionStorage.getItem(draftKey) ?? '')
+  const setText = (v: string) => {
+    setTextNow(v)
+    if (v) sessionStorage.setItem(draftKey, v)
+    else sessionStorage.removeItem(draftKey)
+  }
   const box = useRef<HTMLTextAreaElement>(null)
   const target = mode.kind === 'reply' ? mode.to : mode.kind === 'edit' ? mode.of : null
   const nameOf = useNames(names, target ? [target.senderId] : [])

@@ -29,9 +29,18 @@ export function MediaImage({ mediaId }: { mediaId: string }) {
   }, [client, mediaId])
   if (failed) return <span class="media-missing">Image unavailable</span>
   if (!u) return <span class="media-placeholder" role="img" aria-label="Loading" />
+  const { width, height } = u.media
   return (
     <a href={u.url} target="_blank" rel="noopener noreferrer" class="media-link">
-      <img class="media" alt="Attachment" src={u.thumbnailUrl ?? u.url} />
+      {/* Sized from the media info before it loads: nothing jumps when it arrives. */}
+      <img
+        class="media"
+        alt={u.media.name ?? 'Attachment'}
+        src={u.thumbnailUrl ?? u.url}
+        width={width ?? undefined}
+        height={height ?? undefined}
+        style={width && height ? { aspectRatio: `${width} / ${height}` } : undefined}
+      />
     </a>
   )
 }
