@@ -412,6 +412,33 @@ describe('the web chat in a real browser', () => {
     await erin.context().close()
   })
 
+  it('says the connection is gone within 5 s when the network goes silent, and comes back', async () => {
+    // No offline event, no closed socket: the WebSocket's packets stop going through either way.
+    const context = await browser.newContext({ viewport: { width: 1000, height: 700 } })
+    let silent = false
+    const page = await context.newPage()
+    await page.routeWebSocket(/\/mqtt$/, (ws) => {
+      const server = ws.connectToServer()
+      ws.onMessage((m) => {
+        if (!silent) server.send(m)
+      })
+      server.onMessage((m) => {
+        if (!silent) ws.send(m)
+      })
+    })
+    await page.goto(t.httpUrl)
+    await signIn(page, 'frank')
+    const dropped = Date.now()
+    silent = true
+    await page.waitForSelector('#connection:not([data-state="connected"])', { timeout: 5000 })
+    const after = Date.now() - dropped
+    assert.ok(after < 5000, `the banner changed ${after} ms after the network went silent`)
+    await shot(page, 'silent-network')
+    silent = false
+    await page.waitForSelector('#connection[data-state="connected"]', { timeout: 30_000 })
+    await context.close()
+  })
+
   it('fits a phone in dark mode: one pane at a time, the list or the chat', async () => {
     const phone = await newPage({
       viewport: { width: 390, height: 844 },

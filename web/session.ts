@@ -59,8 +59,9 @@ export async function connectSession(s: Session): Promise<NatterClient> {
     deviceId: s.deviceId,
     getToken: () => devToken(s.userId),
     outbox: new IndexedDbOutboxStorage(`natter-outbox:${s.userId}/${s.deviceId}`),
-    // A ping every 3 s: a dead network is noticed within seconds, not at the server's keep-alive.
-    mqtt: { keepalive: 3 },
+    // A ping every 2 s, dropped after 2 s more unanswered: a silent network is noticed within 5 s.
+    // A reconnect that gets no answer is given up after 5 s (mqtt.js waits 30 s) and tried again.
+    mqtt: { keepalive: 2, connectTimeout: 5000 },
   })
   // For the browser console (and the browser test): the app's client.
   ;(window as unknown as { natter: NatterClient }).natter = client

@@ -14,7 +14,7 @@ const WORDS: Record<Shown, string> = {
 
 /**
  * The connection as it is: the client's state, and offline as soon as the browser says so (a
- * dropped network without that event is noticed by the 2 s keep-alive ping, within seconds).
+ * network gone silent without that event is noticed by the 2 s keep-alive ping, within 5 s).
  */
 export function Banner() {
   const { client } = useApp()
