@@ -69,7 +69,15 @@ describe('the web chat in a real browser', () => {
     await page.press('#text', 'Enter')
   }
   const message = (page: Page, text: string) => page.locator('#messages li', { hasText: text })
-  const openChat = (page: Page, title: string) => page.locator('#chats li', { hasText: title }).click(WAIT)
+  const openChat = (page: Page, title: string) =>
+    page
+      .locator('#chats li', { hasText: title })
+      .click(WAIT)
+      .catch(async (e: Error) => {
+        // What the list showed instead.
+        process.stderr.write(`#chats: ${await page.$eval('#app', (x) => x.outerHTML).catch(() => 'none')}\n`)
+        throw e
+      })
   // Page code is given as strings: it runs in the browser.
   const textIs = (page: Page, selector: string, text: string) =>
     page.waitForFunction(
@@ -280,6 +288,16 @@ describe('the web chat in a real browser', () => {
       assert.ok((scroll ?? 0) <= (client ?? 0), `no sideways scroll (${scroll} > ${client})`)
     }
     await shot(bob, 'menu-edit-delete')
+
+    // Search finds messages on the server, with sender and time.
+    await alice.click('#search-button')
+    await alice.fill('#search-query', 'reply')
+    await alice.press('#search-query', 'Enter')
+    const found = alice.locator('#search-results li', { hasText: 'a reply' })
+    await found.waitFor(WAIT)
+    await found.locator('.sender', { hasText: 'Bob the Builder' }).waitFor(WAIT)
+    await shot(alice, 'search')
+    await alice.click('#search-button')
   })
 
   it('creates and runs a group of three: sender names, members, admins, add, remove, leave', async () => {
@@ -301,7 +319,8 @@ describe('the web chat in a real browser', () => {
     await openChat(carol, 'Trip')
     const fromBob = message(carol, 'me!')
     await fromBob.waitFor(WAIT)
-    assert.equal(await fromBob.locator('.sender').textContent(), 'Bob the Builder')
+    // Names arrive with the profiles, a moment after the messages.
+    await fromBob.locator('.sender', { hasText: 'Bob the Builder' }).waitFor(WAIT)
     assert.equal(await message(carol, 'who is in?').locator('.sender').textContent(), 'alice')
     assert.match((await carol.textContent('#group-summary')) ?? '', /3 members, 1 admin/)
 

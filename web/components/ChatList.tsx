@@ -15,8 +15,28 @@ export function ChatList({ current, onOpen }: { current: string | null; onOpen: 
   const [error, setError] = useState('')
   useEffect(() => {
     const off = client.on('chats.updated', setChats)
-    client.loadChats().then(setChats, (e: Error) => setError(e.message))
-    return off
+    let timer: ReturnType<typeof setTimeout> | undefined
+    let live = true
+    // A first load that fails (a timeout just after connecting) is tried again until it works.
+    const load = () =>
+      client.loadChats().then(
+        (chats) => {
+          if (!live) return
+          setError('')
+          setChats(chats)
+        },
+        (e: Error) => {
+          if (!live) return
+          setError(`${e.message}; trying again`)
+          timer = setTimeout(load, 2000)
+        },
+      )
+    load()
+    return () => {
+      live = false
+      clearTimeout(timer)
+      off()
+    }
   }, [client])
   return (
     <nav aria-label="Chats">

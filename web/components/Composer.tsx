@@ -32,6 +32,7 @@ export function Composer({
     else sessionStorage.removeItem(draftKey)
   }
   const box = useRef<HTMLTextAreaElement>(null)
+  const [uploading, setUploading] = useState<string[]>([])
   const target = mode.kind === 'reply' ? mode.to : mode.kind === 'edit' ? mode.of : null
   const nameOf = useNames(names, target ? [target.senderId] : [])
   useEffect(() => {
@@ -59,10 +60,18 @@ export function Composer({
     const file = input.files?.[0]
     input.value = ''
     if (!file) return
+    // The SDK reports no progress: the file shows as uploading until it is stored.
+    setUploading((u) => [...u, file.name])
     client
       .uploadMedia(file, { chatId: chat.id, contentType: file.type, name: file.name })
-      .then(({ mediaId }) => chat.send({ media: [mediaId] }).sent)
-      .catch((e: Error) => onError(e.message))
+      .then(({ mediaId }) => {
+        setUploading((u) => u.filter((n) => n !== file.name))
+        return chat.send({ media: [mediaId] }).sent
+      })
+      .catch((e: Error) => {
+        setUploading((u) => u.filter((n) => n !== file.name))
+        onError(e.message)
+      })
   }
 
   return (
@@ -73,6 +82,11 @@ export function Composer({
         submit()
       }}
     >
+      {uploading.map((name) => (
+        <div key={name} class="uploading" role="status">
+          Uploading {name}… <progress aria-label={`Uploading ${name}`} />
+        </div>
+      ))}
       {target && (
         <div class="composing" data-mode={mode.kind}>
           <span>

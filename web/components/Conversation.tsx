@@ -6,6 +6,7 @@ import { peerOf, useTitle } from './ChatList.tsx'
 import { Composer, type Mode } from './Composer.tsx'
 import { GroupInfo } from './GroupInfo.tsx'
 import { type MessageActions, MessageItem, PendingItem } from './MessageItem.tsx'
+import { Search } from './Search.tsx'
 
 /** Near enough to the top (px) to load older messages, or to the bottom to follow new ones. */
 const EDGE = 150
@@ -28,6 +29,7 @@ export function Conversation({ chat, onBack }: { chat: ChatState; onBack: () => 
   const [error, setError] = useState('')
   const [mode, setMode] = useState<Mode>({ kind: 'new' })
   const [showInfo, setShowInfo] = useState(false)
+  const [showSearch, setShowSearch] = useState(false)
   const [atStart, setAtStart] = useState(false)
   const list = useRef<HTMLOListElement>(null)
   const loading = useRef(false)
@@ -176,12 +178,21 @@ export function Conversation({ chat, onBack }: { chat: ChatState; onBack: () => 
             </span>
           )}
         </div>
+        <button
+          type="button"
+          id="search-button"
+          aria-expanded={showSearch}
+          onClick={() => setShowSearch(!showSearch)}
+        >
+          Search
+        </button>
         {chat.kind === 'group' && (
           <button type="button" id="info" aria-expanded={showInfo} onClick={() => setShowInfo(!showInfo)}>
             Members
           </button>
         )}
       </header>
+      {showSearch && <Search chat={chat} />}
       {showInfo && chat.kind === 'group' && <GroupInfo chat={chat} removed={removed} onError={setError} />}
       <ol id="messages" ref={list} onScroll={onScroll} aria-label="Messages">
         {atStart && <li class="start">This is the start of the chat</li>}

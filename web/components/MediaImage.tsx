@@ -29,7 +29,22 @@ export function MediaImage({ mediaId }: { mediaId: string }) {
   }, [client, mediaId])
   if (failed) return <span class="media-missing">Image unavailable</span>
   if (!u) return <span class="media-placeholder" role="img" aria-label="Loading" />
-  const { width, height } = u.media
+  const { width, height, kind } = u.media
+  if (kind !== 'image') {
+    // Not an image: a card with its name and size, to download.
+    return (
+      <a
+        href={u.url}
+        target="_blank"
+        rel="noopener noreferrer"
+        class="file-card"
+        download={u.media.name ?? ''}
+      >
+        <span class="file-name">{u.media.name ?? 'File'}</span>
+        <span class="file-size">{sizeOf(u.media.size)}</span>
+      </a>
+    )
+  }
   return (
     <a href={u.url} target="_blank" rel="noopener noreferrer" class="media-link">
       {/* Sized from the media info before it loads: nothing jumps when it arrives. */}
@@ -43,4 +58,10 @@ export function MediaImage({ mediaId }: { mediaId: string }) {
       />
     </a>
   )
+}
+
+function sizeOf(bytes: number): string {
+  if (bytes < 1024) return `${bytes} B`
+  if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(1)} KB`
+  return `${(bytes / 1024 / 1024).toFixed(1)} MB`
 }
