@@ -90,7 +90,12 @@ export class Names {
 /** Re-renders the component when the user's display name changes. */
 export function useName(names: Names, userId: string): string {
   const [, bump] = useState(0)
-  useEffect(() => names.subscribe(userId, () => bump((n) => n + 1)), [names, userId])
+  useEffect(() => {
+    const off = names.subscribe(userId, () => bump((n) => n + 1))
+    // A name that came between the render and the subscription.
+    bump((n) => n + 1)
+    return off
+  }, [names, userId])
   return names.nameOf(userId)
 }
 
@@ -100,6 +105,8 @@ export function useNames(names: Names, userIds: readonly string[]): (userId: str
   const key = userIds.join(',')
   useEffect(() => {
     const offs = userIds.map((u) => names.subscribe(u, () => bump((n) => n + 1)))
+    // Names that came between the render and the subscription.
+    bump((n) => n + 1)
     return () => {
       for (const off of offs) off()
     }

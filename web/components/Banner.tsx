@@ -22,6 +22,8 @@ export function Banner() {
   const [online, setOnline] = useState(navigator.onLine)
   useEffect(() => {
     const off = client.on('state', setState)
+    setState(client.state)
+    setOnline(navigator.onLine)
     const up = () => setOnline(true)
     const down = () => {
       setOnline(false)

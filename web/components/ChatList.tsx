@@ -15,6 +15,7 @@ export function ChatList({ current, onOpen }: { current: string | null; onOpen: 
   const [error, setError] = useState('')
   useEffect(() => {
     const off = client.on('chats.updated', setChats)
+    setChats(client.chats())
     let timer: ReturnType<typeof setTimeout> | undefined
     let live = true
     // A first load that fails (a timeout just after connecting) is tried again until it works.
@@ -75,7 +76,12 @@ const ChatRow = memo(function ChatRow({
 }) {
   const { me, names } = useApp()
   const [, bump] = useState(0)
-  useEffect(() => chat.on('updated', () => bump((n) => n + 1)), [chat])
+  useEffect(() => {
+    const off = chat.on('updated', () => bump((n) => n + 1))
+    // What changed between the first render and the subscription (a summary that just came).
+    bump((n) => n + 1)
+    return off
+  }, [chat])
   const title = useTitle(chat)
   const last = chat.lastMessage
   const nameOf = useNames(names, last ? [last.senderId] : [])

@@ -71,6 +71,9 @@ export function Conversation({ chat, onBack }: { chat: ChatState; onBack: () => 
         if (r.chatId === chat.id) setRemoved(true)
       }),
     ]
+    // What came between the first render and the subscriptions.
+    refresh()
+    setConnection(client.state)
     const visible = () => readSoon()
     document.addEventListener('visibilitychange', visible)
     chat.open().then(

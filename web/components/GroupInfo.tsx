@@ -16,7 +16,11 @@ export function GroupInfo({
   const { me, names } = useApp()
   const [members, setMembers] = useState(chat.members)
   const [add, setAdd] = useState('')
-  useEffect(() => chat.on('members.updated', (u) => setMembers(u.members)), [chat])
+  useEffect(() => {
+    const off = chat.on('members.updated', (u) => setMembers(u.members))
+    setMembers(chat.members)
+    return off
+  }, [chat])
   const nameOf = useNames(
     names,
     members.map((m) => m.userId),
