@@ -482,7 +482,7 @@ describe('the web chat in a real browser', () => {
     await phone.context().close()
   })
 
-  it('serves the app minified, precompressed, content-hashed and cached for good; favicon and HEAD /', async () => {
+  it('serves the app minified, precompressed, content-hashed and cached for good; favicon and HEAD /', async (ctx) => {
     const get = (path: string, encoding = 'br, gzip', method = 'GET') =>
       fetch(`${t.httpUrl}${path}`, { method, headers: { 'accept-encoding': encoding } })
     const page = await get('/')
@@ -507,6 +507,7 @@ describe('the web chat in a real browser', () => {
       assert.equal(await plain.text(), await br.text(), 'the same file in every encoding')
       assert.ok(Number(gz.headers.get('content-length')) < Number(plain.headers.get('content-length')) / 2)
     }
+    ctx.diagnostic(`the first load transfers ${transferred} bytes (brotli)`)
     assert.ok(transferred < 250_000, `the first load transfers ${transferred} bytes compressed`)
     assert.equal((await get('/assets/app-nothere.js')).status, 404)
     const icon = await get('/favicon.ico')
