@@ -1,18 +1,38 @@
 import assert from 'node:assert/strict'
-import { mkdirSync } from 'node:fs'
+import { mkdirSync, readFileSync } from 'node:fs'
+import { createRequire } from 'node:module'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
-import { type Browser, chromium, type Page } from 'playwright-core'
+import { type Browser, type BrowserContextOptions, chromium, type Page } from 'playwright-core'
 import sharp from 'sharp'
 import { startTestNode, type TestNode } from './helpers/node.ts'
 import { ROOT } from './helpers/processes.ts'
 
 const SHOTS = join(ROOT, 'test-output', 'browser')
 const WAIT = { timeout: 15_000 }
+// axe-core, the accessibility checker, injected into pages. (web/ is searched too: a worktree
+// whose node_modules is shared may have the web chat's packages there.)
+const AXE = readFileSync(
+  createRequire(import.meta.url).resolve('axe-core/axe.min.js', { paths: [ROOT, join(ROOT, 'web')] }),
+  'utf8',
+)
+
+/** What axe-core finds serious or critical on the page (rule, impact, the elements). */
+async function accessibilityProblems(page: Page): Promise<string[]> {
+  if (!(await page.evaluate('typeof window.axe'))?.toString().includes('object')) {
+    await page.addScriptTag({ content: AXE })
+  }
+  const found = (await page.evaluate(`axe.run(document, { resultTypes: ['violations'] }).then((r) =>
+    r.violations
+      .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+      .map((v) => v.id + ' (' + v.impact + '): ' + v.nodes.map((n) => n.target.join(' ') + ' ' + (n.failureSummary ?? '')).join('; ')))`)) as string[]
+  return found
+}
 
 /**
- * The web chat that `npm start` serves, in headless Chromium (Debian's, installed by the test
- * setup), as two people would use it: two browser profiles, Alice and Bob.
+ * The web chat that `npm start` serves (web/, Preact over the client SDK), in headless Chromium
+ * (Debian's, installed by the test setup), as people would use it: Alice, Bob and Carol, each in
+ * their own browser profile, on a desktop window, and Bob once more on a phone in dark mode.
  */
 describe('the web chat in a real browser', () => {
   let t: TestNode
@@ -20,89 +40,98 @@ describe('the web chat in a real browser', () => {
   let alice: Page
   let bob: Page
   const shot = (page: Page, name: string) => page.screenshot({ path: join(SHOTS, `${name}.png`) })
+  const newPage = async (o: BrowserContextOptions = {}) => {
+    const p = await (await browser.newContext({ viewport: { width: 1000, height: 700 }, ...o })).newPage()
+    await p.goto(t.httpUrl)
+    return p
+  }
 
   before(async () => {
     mkdirSync(SHOTS, { recursive: true })
     // No JWT secret: the embedded default, whose generated secret signs dev tokens.
     t = await startTestNode({ NATTER_JWT_SECRET: '' })
     browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox'] })
-    const page = async () => {
-      const p = await (await browser.newContext({ viewport: { width: 1000, height: 700 } })).newPage()
-      await p.goto(t.httpUrl)
-      return p
-    }
-    ;[alice, bob] = await Promise.all([page(), page()])
+    ;[alice, bob] = await Promise.all([newPage(), newPage()])
   })
   after(async () => {
     await browser?.close()
     await t?.close()
   })
 
+  const connected = (page: Page) => page.waitForSelector('#connection[data-state="connected"]', WAIT)
   const signIn = async (page: Page, name: string) => {
     await page.fill('#name', name)
     await page.click('#login button')
-    await page.waitForSelector('#connection[data-state="connected"]', WAIT)
+    await connected(page)
   }
   const send = async (page: Page, text: string) => {
     await page.fill('#text', text)
     await page.press('#text', 'Enter')
   }
   const message = (page: Page, text: string) => page.locator('#messages li', { hasText: text })
+  const openChat = (page: Page, title: string) =>
+    page
+      .locator('#chats li', { hasText: title })
+      .click(WAIT)
+      .catch(async (e: Error) => {
+        // What the list showed instead.
+        process.stderr.write(`#chats: ${await page.$eval('#app', (x) => x.outerHTML).catch(() => 'none')}\n`)
+        throw e
+      })
+  // Page code is given as strings: it runs in the browser.
+  const textIs = (page: Page, selector: string, text: string) =>
+    page.waitForFunction(
+      `document.querySelector(${JSON.stringify(selector)})?.textContent === ${JSON.stringify(text)}`,
+      null,
+      WAIT,
+    )
+  const deviceOf = (page: Page): Promise<string> =>
+    page.evaluate(`JSON.parse(sessionStorage.getItem('natter:session') ?? '{}').deviceId`)
 
   it('lets Alice and Bob chat both ways, with ticks, typing, presence and an image', async () => {
     await signIn(alice, 'alice')
     await signIn(bob, 'bob')
+    // Signed in: the form is gone, not merely under the app.
+    assert.equal(await alice.locator('#login').count(), 0)
 
     await alice.fill('#with', 'bob')
     await alice.press('#with', 'Enter')
-    await alice.waitForSelector('#conversation:not([hidden])', WAIT)
-    assert.equal(await alice.textContent('#peer'), 'bob')
+    await alice.waitForSelector('#conversation', WAIT)
+    await textIs(alice, '#peer', 'bob')
     await send(alice, 'hello bob')
     await message(alice, 'hello bob').waitFor(WAIT)
 
-    await bob.locator('#chats li', { hasText: 'alice' }).click(WAIT)
+    // Bob's list shows the chat with a preview and an unread count before he opens it.
+    await bob.locator('#chats li .preview', { hasText: 'hello bob' }).waitFor(WAIT)
+    await bob.locator('#chats li .unread', { hasText: '1' }).waitFor(WAIT)
+    await openChat(bob, 'alice')
     await message(bob, 'hello bob').waitFor(WAIT)
     // Bob has the chat open: Alice's message turns read on her screen.
     await alice.waitForSelector('#messages li.mine[data-status="read"]', WAIT)
     assert.equal(await alice.locator('#messages li.mine .ticks').first().getAttribute('title'), 'read')
     await alice.waitForSelector('#presence.online', WAIT)
     assert.equal(await alice.textContent('#presence'), 'online')
+    assert.equal(await bob.locator('#chats li .unread').count(), 0)
 
     await bob.locator('#text').pressSequentially('hi al')
-    await alice.waitForFunction(
-      `document.querySelector('#typing')?.textContent === 'bob is typing…'`,
-      null,
-      WAIT,
-    )
+    await textIs(alice, '#typing', 'bob is typing…')
     await bob.locator('#text').pressSequentially('ice')
     await bob.press('#text', 'Enter')
     await message(alice, 'hi alice').waitFor(WAIT)
-    await alice.waitForFunction(`document.querySelector('#typing')?.textContent === ''`, null, WAIT)
+    await textIs(alice, '#typing', '')
     await bob.waitForSelector('#messages li.mine[data-status="read"]', WAIT)
 
     // Bob names himself: Alice's header, chat list and typing line show the name, live.
     await bob.fill('#display-name', 'Bob the Builder')
     await bob.press('#display-name', 'Enter')
-    await bob.waitForFunction(
-      `document.querySelector('#me')?.textContent === 'Signed in as Bob the Builder (bob)'`,
-      null,
-      WAIT,
-    )
-    await alice.waitForFunction(
-      `document.querySelector('#peer')?.textContent === 'Bob the Builder'`,
-      null,
-      WAIT,
-    )
+    await textIs(bob, '#me', 'Signed in as Bob the Builder (bob)')
+    await textIs(alice, '#peer', 'Bob the Builder')
     await alice.locator('#chats li .name', { hasText: 'Bob the Builder' }).waitFor(WAIT)
     await bob.locator('#text').pressSequentially('x')
-    await alice.waitForFunction(
-      `document.querySelector('#typing')?.textContent === 'Bob the Builder is typing…'`,
-      null,
-      WAIT,
-    )
+    await textIs(alice, '#typing', 'Bob the Builder is typing…')
     await bob.fill('#text', '')
     await bob.evaluate(`window.natter.stopTyping(document.querySelector('#chats li.active').dataset.chatId)`)
-    await alice.waitForFunction(`document.querySelector('#typing')?.textContent === ''`, null, WAIT)
+    await textIs(alice, '#typing', '')
 
     const image = await sharp({
       create: { width: 640, height: 400, channels: 3, background: { r: 240, g: 120, b: 40 } },
@@ -120,24 +149,30 @@ describe('the web chat in a real browser', () => {
     )
     assert.equal(width, 320, 'Bob sees the thumbnail')
 
-    assert.deepEqual(
-      await alice.$$eval('#messages li:not(.event) .text', (els) => els.map((e) => e.textContent)),
-      ['hello bob', 'hi alice', ''],
-    )
+    assert.deepEqual(await alice.$$eval('#messages li.msg .text', (els) => els.map((e) => e.textContent)), [
+      'hello bob',
+      'hi alice',
+      '',
+    ])
     await shot(alice, 'alice')
     await shot(bob, 'bob')
+    assert.deepEqual(await accessibilityProblems(alice), [])
 
-    // Offline, a message waits in the outbox (IndexedDB), survives a reload, and goes out once.
+    // Offline: the banner says so within 5 s; a message waits in the outbox (IndexedDB),
+    // survives a reload, and goes out once.
+    const device = await deviceOf(alice)
+    const dropped = Date.now()
     await alice.context().setOffline(true)
-    await alice.evaluate('window.natter.mqtt.stream.destroy()')
-    await alice.waitForSelector('#connection[data-state="reconnecting"]', WAIT)
+    await alice.waitForSelector('#connection[data-state="offline"]', { timeout: 5000 })
+    assert.ok(Date.now() - dropped < 5000, 'offline shown within 5 s')
+    await shot(alice, 'alice-offline')
     // Sent through the page's client, to wait until the outbox has it in IndexedDB.
     await alice.evaluate(`window.natter
       .send(document.querySelector('#chats li.active').dataset.chatId, { text: 'written offline' })
       .queued`)
     await alice.waitForSelector('#messages li.mine[data-status="sending"] >> text=written offline', WAIT)
     const saved = await alice.evaluate(`new Promise((resolve, reject) => {
-      const open = indexedDB.open('natter-outbox:alice/' + localStorage.getItem('natter:device:alice'))
+      const open = indexedDB.open('natter-outbox:alice/${device}')
       open.onerror = () => reject(open.error)
       open.onsuccess = () => {
         const count = open.result.transaction('items').objectStore('items').count()
@@ -148,12 +183,27 @@ describe('the web chat in a real browser', () => {
     await alice.evaluate('window.natter.close()')
     assert.equal(await message(bob, 'written offline').count(), 0, 'nothing left the browser while offline')
     await alice.context().setOffline(false)
+    await alice.fill('#text', 'a draft')
+    // A reload keeps the tab signed in, as the same device, and the draft.
     await alice.reload()
-    await signIn(alice, 'alice')
+    await connected(alice)
+    assert.equal(await deviceOf(alice), device)
     await message(bob, 'written offline').waitFor(WAIT)
-    await alice.locator('#chats li', { hasText: 'bob' }).click(WAIT)
+    await openChat(alice, 'Bob the Builder')
     await alice.waitForSelector('#messages li.mine[data-status="read"] >> text=written offline', WAIT)
+    await alice.waitForFunction(`document.querySelector('#text').value === 'a draft'`, null, WAIT)
+    await alice.fill('#text', '')
     assert.equal(await message(bob, 'written offline').count(), 1)
+
+    // A second tab of Alice's is a second device: both stay connected.
+    const tab = await alice.context().newPage()
+    await tab.goto(t.httpUrl)
+    await signIn(tab, 'alice')
+    assert.notEqual(await deviceOf(tab), device)
+    await new Promise((r) => setTimeout(r, 2000))
+    assert.equal(await alice.getAttribute('#connection', 'data-state'), 'connected')
+    assert.equal(await tab.getAttribute('#connection', 'data-state'), 'connected')
+    await tab.close()
 
     await bob.context().close()
     await alice.waitForFunction(
@@ -181,6 +231,291 @@ describe('the web chat in a real browser', () => {
     // What follows is stored as usual (Bob left in the test before: one tick, stored).
     await send(alice, 'after the refusal')
     await alice.waitForSelector('#messages li.mine[data-status="sent"] >> text=after the refusal', WAIT)
+  })
+
+  it('replies, edits and deletes from the message menu; multi-line text, links and long words', async () => {
+    bob = await newPage()
+    await signIn(bob, 'bob')
+    await openChat(bob, 'alice')
+    // Shift+Enter is a new line, Enter sends.
+    await alice.fill('#text', 'line one')
+    await alice.press('#text', 'Shift+Enter')
+    await alice.locator('#text').pressSequentially('see https://example.com/a?b=1.')
+    await alice.press('#text', 'Enter')
+    const first = message(bob, 'line one')
+    await first.waitFor(WAIT)
+    assert.equal(await first.locator('.text').textContent(), 'line one\nsee https://example.com/a?b=1.')
+    assert.equal(await first.locator('.text a').getAttribute('href'), 'https://example.com/a?b=1')
+    assert.equal(await first.locator('.text a').getAttribute('rel'), 'noopener noreferrer')
+
+    // Bob replies to it from the menu: both see the quote.
+    await first.locator('.menu-button').click()
+    await first.locator('button.reply').click()
+    await bob.locator('.composing[data-mode="reply"]').waitFor(WAIT)
+    await send(bob, 'a reply')
+    const reply = message(alice, 'a reply')
+    await reply.waitFor(WAIT)
+    assert.match((await reply.locator('.quote').textContent()) ?? '', /line one/)
+
+    // Alice edits her message: Bob sees the new text and the mark.
+    const mine = message(alice, 'line one').first()
+    await mine.locator('.menu-button').click()
+    await mine.locator('button.edit').click()
+    await alice.waitForFunction(
+      `document.querySelector('#text').value === ${JSON.stringify('line one\nsee https://example.com/a?b=1.')}`,
+      null,
+      WAIT,
+    )
+    await send(alice, 'line one, edited')
+    const edited = bob.locator('#messages li.msg', { hasText: 'line one, edited' }).first()
+    await edited.locator('.edited').waitFor(WAIT)
+    // The quote follows the edit.
+    await alice.locator('#messages .quote', { hasText: 'line one, edited' }).waitFor(WAIT)
+
+    // Alice deletes it: styled as deleted on both screens, and the quote says so.
+    const again = message(alice, 'line one, edited').first()
+    await again.locator('.menu-button').click()
+    await again.locator('button.delete').click()
+    await bob.locator('#messages li.msg.deleted', { hasText: 'This message was deleted' }).waitFor(WAIT)
+    await alice.locator('#messages li.msg.deleted').waitFor(WAIT)
+    await bob.locator('#messages .quote', { hasText: 'Message deleted' }).waitFor(WAIT)
+
+    // A long word wraps inside its bubble: nothing scrolls sideways.
+    await send(alice, `https://example.com/${'a'.repeat(300)}`)
+    await message(bob, 'aaaaaaaaaa').waitFor(WAIT)
+    for (const p of [alice, bob]) {
+      const [scroll, client] = await p.$eval('#messages', (e) => [e.scrollWidth, e.clientWidth])
+      assert.ok((scroll ?? 0) <= (client ?? 0), `no sideways scroll (${scroll} > ${client})`)
+    }
+    await shot(bob, 'menu-edit-delete')
+
+    // Search finds messages on the server, with sender and time.
+    await alice.click('#search-button')
+    await alice.fill('#search-query', 'reply')
+    await alice.press('#search-query', 'Enter')
+    const found = alice.locator('#search-results li', { hasText: 'a reply' })
+    await found.waitFor(WAIT)
+    await found.locator('.sender', { hasText: 'Bob the Builder' }).waitFor(WAIT)
+    await shot(alice, 'search')
+    await alice.click('#search-button')
+  })
+
+  it('creates and runs a group of three: sender names, members, admins, add, remove, leave', async () => {
+    const carol = await newPage()
+    await signIn(carol, 'carol')
+    await alice.click('#new-group-button')
+    await alice.fill('#group-name', 'Trip')
+    await alice.fill('#group-members', 'bob, carol')
+    await alice.click('#new-group button[type="submit"]')
+    await textIs(alice, '#peer', 'Trip')
+    await message(alice, 'alice created the group “Trip”').waitFor(WAIT)
+    await send(alice, 'who is in?')
+
+    // Carol has not opened it: preview with the sender and an unread count.
+    await carol.locator('#chats li .preview', { hasText: 'alice: who is in?' }).waitFor(WAIT)
+    await carol.locator('#chats li .unread', { hasText: '1' }).waitFor(WAIT)
+    await openChat(bob, 'Trip')
+    await send(bob, 'me!')
+    await openChat(carol, 'Trip')
+    const fromBob = message(carol, 'me!')
+    await fromBob.waitFor(WAIT)
+    // Names arrive with the profiles, a moment after the messages.
+    await fromBob.locator('.sender', { hasText: 'Bob the Builder' }).waitFor(WAIT)
+    assert.equal(await message(carol, 'who is in?').locator('.sender').textContent(), 'alice')
+    assert.match((await carol.textContent('#group-summary')) ?? '', /3 members, 1 admin/)
+
+    await alice.click('#info')
+    const admin = alice.locator('#members li', { hasText: 'alice' })
+    assert.equal(await admin.locator('.role').textContent(), 'admin')
+    await alice.click('button[aria-label="Remove carol"]')
+    await message(alice, 'alice removed carol').waitFor(WAIT)
+    await carol.locator('.removed').waitFor(WAIT)
+    assert.equal(await carol.locator('#composer').count(), 0, 'a removed member cannot write')
+    await shot(carol, 'group-removed')
+
+    await alice.fill('#add-user', 'carol')
+    await alice.press('#add-user', 'Enter')
+    await message(alice, 'alice added carol').waitFor(WAIT)
+    await alice.locator('#members li', { hasText: 'carol' }).waitFor(WAIT)
+
+    await bob.click('#info')
+    await bob.click('#leave')
+    await bob.locator('#conversation').waitFor({ state: 'detached', ...WAIT })
+    await message(alice, 'Bob the Builder left').waitFor(WAIT)
+    await alice.locator('#members li', { hasText: 'Bob the Builder' }).waitFor({ state: 'detached', ...WAIT })
+    await shot(alice, 'group')
+    assert.deepEqual(await accessibilityProblems(alice), [])
+    await carol.context().close()
+  })
+
+  it('loads older messages as the reader scrolls up, a page at a time', async (ctx) => {
+    await alice.evaluate(`(async () => {
+      const chat = await window.natter.direct('dave')
+      const state = window.natter.chat(chat.id)
+      const sent = []
+      for (let i = 1; i <= 130; i++) sent.push(state.send('number ' + i).sent)
+      await Promise.all(sent)
+    })()`)
+    const dave = await newPage()
+    await signIn(dave, 'dave')
+    const opened = Date.now()
+    await openChat(dave, 'alice')
+    await message(dave, 'number 130').waitFor(WAIT)
+    const shown = () => dave.locator('#messages li.msg').count()
+    const firstPage = await shown()
+    assert.ok(firstPage <= 51, `one page at first (${firstPage})`)
+    const rendered = Date.now() - opened
+    for (let i = 0; i < 6 && (await shown()) < 130; i++) {
+      const n = await shown()
+      await dave.$eval('#messages', (e) => {
+        e.scrollTop = 0
+      })
+      await dave.waitForFunction(
+        `document.querySelectorAll('#messages li.msg').length > ${n} || !!document.querySelector('#messages li.start')`,
+        null,
+        WAIT,
+      )
+    }
+    assert.equal(await shown(), 130)
+    // The reader stays where they were: not thrown to the top or the bottom.
+    const top = await dave.$eval('#messages', (e) => e.scrollTop)
+    assert.ok(top > 0, 'the view kept its place after loading older messages')
+    await shot(dave, 'older-messages')
+    ctx.diagnostic(`first page shown ${rendered} ms after opening`)
+    await dave.context().close()
+  })
+
+  it('renders a burst of 300 messages within 300 ms of the last arriving, with read receipts debounced', async (ctx) => {
+    const erin = await newPage()
+    await signIn(erin, 'erin')
+    const chatId = (await alice.evaluate(`window.natter.direct('erin').then((c) => c.id)`)) as string
+    await alice.evaluate(`window.natter.chat(${JSON.stringify(chatId)}).send('ready?').sent`)
+    await openChat(erin, 'alice')
+    await message(erin, 'ready?').waitFor(WAIT)
+    await erin.evaluate(`(() => {
+      const natter = window.natter
+      window.reads = 0
+      const markRead = natter.markRead.bind(natter)
+      natter.markRead = (...a) => {
+        window.reads++
+        return markRead(...a)
+      }
+      window.arrived = []
+      natter.on('message.new', () => window.arrived.push(performance.now()))
+      const list = document.querySelector('#messages')
+      new MutationObserver(() => {
+        if (list.querySelectorAll('li.msg').length >= 301 && !window.allShown) window.allShown = performance.now()
+      }).observe(list, { childList: true })
+    })()`)
+    await alice.evaluate(`(async () => {
+      const chat = window.natter.chat(${JSON.stringify(chatId)})
+      const sent = []
+      for (let i = 1; i <= 300; i++) sent.push(chat.send('burst ' + i).sent)
+      await Promise.all(sent)
+    })()`)
+    await erin.waitForFunction('window.allShown', null, { timeout: 30_000 })
+    const [first, last, shown] = (await erin.evaluate(
+      '[window.arrived[0], window.arrived[window.arrived.length - 1], window.allShown]',
+    )) as number[]
+    const lag = (shown ?? 0) - (last ?? 0)
+    ctx.diagnostic(
+      `300 messages arrived over ${Math.round((last ?? 0) - (first ?? 0))} ms; all shown ${Math.round(lag)} ms after the last`,
+    )
+    assert.ok(lag < 300, `shown ${lag} ms after the last arrived`)
+    // The read receipts of the burst: debounced to a few requests, not one per message.
+    await new Promise((r) => setTimeout(r, 1000))
+    const reads = (await erin.evaluate('window.reads')) as number
+    ctx.diagnostic(`read requests for the burst: ${reads}`)
+    assert.ok(reads >= 1 && reads <= 10, `${reads} read requests`)
+    await alice.waitForSelector('#chats li .preview >> text=You: burst 300', WAIT)
+    await erin.context().close()
+  })
+
+  it('says the connection is gone within 5 s when the network goes silent, and comes back', async () => {
+    // No offline event, no closed socket: the WebSocket's packets stop going through either way.
+    const context = await browser.newContext({ viewport: { width: 1000, height: 700 } })
+    let silent = false
+    const page = await context.newPage()
+    await page.routeWebSocket(/\/mqtt$/, (ws) => {
+      const server = ws.connectToServer()
+      ws.onMessage((m) => {
+        if (!silent) server.send(m)
+      })
+      server.onMessage((m) => {
+        if (!silent) ws.send(m)
+      })
+    })
+    await page.goto(t.httpUrl)
+    await signIn(page, 'frank')
+    const dropped = Date.now()
+    silent = true
+    await page.waitForSelector('#connection:not([data-state="connected"])', { timeout: 5000 })
+    const after = Date.now() - dropped
+    assert.ok(after < 5000, `the banner changed ${after} ms after the network went silent`)
+    await shot(page, 'silent-network')
+    silent = false
+    await page.waitForSelector('#connection[data-state="connected"]', { timeout: 30_000 })
+    await context.close()
+  })
+
+  it('fits a phone in dark mode: one pane at a time, the list or the chat', async () => {
+    const phone = await newPage({
+      viewport: { width: 390, height: 844 },
+      colorScheme: 'dark',
+      isMobile: true,
+    })
+    await signIn(phone, 'bob')
+    const bg = await phone.evaluate('getComputedStyle(document.body).backgroundColor')
+    assert.equal(bg, 'rgb(13, 17, 23)', 'dark background')
+    assert.equal(await phone.locator('#sidebar').isVisible(), true)
+    await shot(phone, 'phone-list-dark')
+    assert.deepEqual(await accessibilityProblems(phone), [])
+    await openChat(phone, 'alice')
+    await message(phone, 'a reply').waitFor(WAIT)
+    assert.equal(await phone.locator('#sidebar').isVisible(), false, 'the list gives way to the chat')
+    const width = await phone.$eval('#messages', (e) => e.getBoundingClientRect().width)
+    assert.ok(width >= 380, `the conversation has the whole width (${width})`)
+    await shot(phone, 'phone-chat-dark')
+    assert.deepEqual(await accessibilityProblems(phone), [])
+    await phone.click('#back')
+    await phone.locator('#sidebar').waitFor({ state: 'visible', ...WAIT })
+    await phone.context().close()
+  })
+
+  it('serves the app minified, precompressed, content-hashed and cached for good; favicon and HEAD /', async (ctx) => {
+    const get = (path: string, encoding = 'br, gzip', method = 'GET') =>
+      fetch(`${t.httpUrl}${path}`, { method, headers: { 'accept-encoding': encoding } })
+    const page = await get('/')
+    assert.equal(page.status, 200)
+    assert.equal(page.headers.get('cache-control'), 'no-cache')
+    assert.equal(page.headers.get('content-encoding'), 'br')
+    const html = await page.text()
+    const js = /src="(\/assets\/app-[\w-]+\.js)"/.exec(html)?.[1]
+    const css = /href="(\/assets\/style-[\w-]+\.css)"/.exec(html)?.[1]
+    assert.ok(js && css, html)
+    let transferred = Number(page.headers.get('content-length'))
+    for (const path of [js, css]) {
+      const br = await get(path)
+      assert.equal(br.headers.get('cache-control'), 'public, max-age=31536000, immutable')
+      assert.equal(br.headers.get('content-encoding'), 'br')
+      assert.equal(br.headers.get('vary'), 'accept-encoding')
+      transferred += Number(br.headers.get('content-length'))
+      const gz = await get(path, 'gzip')
+      assert.equal(gz.headers.get('content-encoding'), 'gzip')
+      const plain = await get(path, 'identity')
+      assert.equal(plain.headers.get('content-encoding'), null)
+      assert.equal(await plain.text(), await br.text(), 'the same file in every encoding')
+      assert.ok(Number(gz.headers.get('content-length')) < Number(plain.headers.get('content-length')) / 2)
+    }
+    ctx.diagnostic(`the first load transfers ${transferred} bytes (brotli)`)
+    assert.ok(transferred < 250_000, `the first load transfers ${transferred} bytes compressed`)
+    assert.equal((await get('/assets/app-nothere.js')).status, 404)
+    const icon = await get('/favicon.ico')
+    assert.equal(icon.status, 200)
+    assert.match(icon.headers.get('content-type') ?? '', /^image\//)
+    const head = await get('/', 'identity', 'HEAD')
+    assert.equal(head.status, 200)
+    assert.equal(await head.text(), '')
   })
 
   it('refuses dev tokens to anything but the embedded default', async () => {

@@ -1,0 +1,148 @@
+import { useEffect, useRef, useState } from 'preact/hooks'
+import type { ChatMessage, ChatState } from '../../client-sdk/src/index.ts'
+import { useApp } from '../context.ts'
+import { previewOf } from '../format.ts'
+import { useNames } from '../names.ts'
+
+/** What the composer is doing beside writing a new message. */
+export type Mode = { kind: 'new' } | { kind: 'reply'; to: ChatMessage } | { kind: 'edit'; of: ChatMessage }
+
+/**
+ * The message box: multi-line (Enter sends, Shift+Enter a new line), typing indicators, a reply
+ * or an edit under way, and an image button. Sends through the chat's outbox.
+ */
+export function Composer({
+  chat,
+  mode,
+  setMode,
+  onError,
+}: {
+  chat: ChatState
+  mode: Mode
+  setMode: (m: Mode) => void
+  onError: (message: string) => void
+}) {
+  const { client, names } = useApp()
+  const draftKey = `natter:draft:${chat.id}`
+  // The draft of each chat outlives a reload of the tab.
+  const [text, setTextNow] = useState(() => sessionStorage.getItem(draftKey) ?? '')
+  const setText = (v: string) => {
+    setTextNow(v)
+    if (v) sessionStorage.setItem(draftKey, v)
+    else sessionStorage.removeItem(draftKey)
+  }
+  const box = useRef<HTMLTextAreaElement>(null)
+  const [uploading, setUploading] = useState<string[]>([])
+  const target = mode.kind === 'reply' ? mode.to : mode.kind === 'edit' ? mode.of : null
+  const nameOf = useNames(names, target ? [target.senderId] : [])
+  useEffect(() => {
+    if (mode.kind === 'edit') setText(mode.of.text ?? '')
+    if (mode.kind !== 'new') box.current?.focus()
+  }, [mode])
+
+  const submit = () => {
+    const t = text.trim()
+    if (!t) return
+    setText('')
+    onError('')
+    client.stopTyping(chat.id)
+    if (mode.kind === 'edit') {
+      chat.edit(mode.of.seq, t).catch((e: Error) => onError(e.message))
+    } else if (mode.kind === 'reply') {
+      chat.reply(mode.to.seq, t).sent.catch(() => {})
+    } else {
+      chat.send(t).sent.catch(() => {})
+    }
+    setMode({ kind: 'new' })
+  }
+
+  const upload = (input: HTMLInputElement) => {
+    const file = input.files?.[0]
+    input.value = ''
+    if (!file) return
+    // The SDK reports no progress: the file shows as uploading until it is stored.
+    setUploading((u) => [...u, file.name])
+    client
+      .uploadMedia(file, { chatId: chat.id, contentType: file.type, name: file.name })
+      .then(({ mediaId }) => {
+        setUploading((u) => u.filter((n) => n !== file.name))
+        return chat.send({ media: [mediaId] }).sent
+      })
+      .catch((e: Error) => {
+        setUploading((u) => u.filter((n) => n !== file.name))
+        onError(e.message)
+      })
+  }
+
+  return (
+    <form
+      id="composer"
+      onSubmit={(e) => {
+        e.preventDefault()
+        submit()
+      }}
+    >
+      {uploading.map((name) => (
+        <div key={name} class="uploading" role="status">
+          Uploading {name}… <progress aria-label={`Uploading ${name}`} />
+        </div>
+      ))}
+      {target && (
+        <div class="composing" data-mode={mode.kind}>
+          <span>
+            {mode.kind === 'edit' ? 'Editing' : `Replying to ${nameOf(target.senderId)}`}:{' '}
+            <span class="composing-text">{previewOf(target, nameOf)}</span>
+          </span>
+          <button
+            type="button"
+            class="composing-cancel"
+            aria-label={mode.kind === 'edit' ? 'Cancel the edit' : 'Cancel the reply'}
+            onClick={() => {
+              if (mode.kind === 'edit') setText('')
+              setMode({ kind: 'new' })
+            }}
+          >
+            ×
+          </button>
+        </div>
+      )}
+      <div class="composer-row">
+        <label for="text" class="visually-hidden">
+          Message
+        </label>
+        <textarea
+          id="text"
+          ref={box}
+          rows={1}
+          placeholder="Message"
+          value={text}
+          onInput={(e) => {
+            const v = (e.target as HTMLTextAreaElement).value
+            setText(v)
+            if (v) client.typing(chat.id)
+          }}
+          onKeyDown={(e) => {
+            if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
+              e.preventDefault()
+              submit()
+            } else if (e.key === 'Escape' && mode.kind !== 'new') {
+              if (mode.kind === 'edit') setText('')
+              setMode({ kind: 'new' })
+            }
+          }}
+        />
+        <label class="attach button" title="Send an image">
+          <span>Image</span>
+          <input
+            id="image"
+            type="file"
+            accept="image/*"
+            class="visually-hidden"
+            onChange={(e) => upload(e.target as HTMLInputElement)}
+          />
+        </label>
+        <button type="submit">{mode.kind === 'edit' ? 'Save' : 'Send'}</button>
+      </div>
+    </form>
+  )
+}

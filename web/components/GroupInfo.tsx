@@ -1,0 +1,83 @@
+import { useEffect, useState } from 'preact/hooks'
+import type { ChatState } from '../../client-sdk/src/index.ts'
+import { useApp } from '../context.ts'
+import { useNames } from '../names.ts'
+
+/** A group's members with their roles; admins add and remove, anyone leaves. */
+export function GroupInfo({
+  chat,
+  removed,
+  onError,
+}: {
+  chat: ChatState
+  removed: boolean
+  onError: (message: string) => void
+}) {
+  const { me, names } = useApp()
+  const [members, setMembers] = useState(chat.members)
+  const [add, setAdd] = useState('')
+  useEffect(() => {
+    const off = chat.on('members.updated', (u) => setMembers(u.members))
+    setMembers(chat.members)
+    return off
+  }, [chat])
+  const nameOf = useNames(
+    names,
+    members.map((m) => m.userId),
+  )
+  const amAdmin = members.some((m) => m.userId === me && m.role === 'admin')
+  const fail = (e: Error) => onError(e.message)
+  return (
+    <div id="group-info">
+      <ul id="members" aria-label="Members">
+        {members.map((m) => (
+          <li key={m.userId} data-user-id={m.userId}>
+            <span class="member-name">
+              {nameOf(m.userId)}
+              {m.userId === me ? ' (you)' : ''}
+            </span>
+            {m.role === 'admin' && <span class="role">admin</span>}
+            {amAdmin && m.userId !== me && !removed && (
+              <button
+                type="button"
+                class="remove-member"
+                aria-label={`Remove ${nameOf(m.userId)}`}
+                onClick={() => chat.removeMember(m.userId).catch(fail)}
+              >
+                Remove
+              </button>
+            )}
+          </li>
+        ))}
+      </ul>
+      {amAdmin && !removed && (
+        <form
+          id="add-member"
+          onSubmit={(e) => {
+            e.preventDefault()
+            const ids = add
+              .split(/[\s,]+/)
+              .map((s) => s.trim())
+              .filter(Boolean)
+            if (!ids.length) return
+            chat.addMembers(ids).then(() => setAdd(''), fail)
+          }}
+        >
+          <label for="add-user">Add people</label>
+          <input
+            id="add-user"
+            value={add}
+            placeholder="names, comma separated"
+            onInput={(e) => setAdd((e.target as HTMLInputElement).value)}
+          />
+          <button type="submit">Add</button>
+        </form>
+      )}
+      {!removed && (
+        <button type="button" id="leave" onClick={() => chat.leave().catch(fail)}>
+          Leave group
+        </button>
+      )}
+    </div>
+  )
+}

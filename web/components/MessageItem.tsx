@@ -1,0 +1,202 @@
+import { useEffect, useState } from 'preact/hooks'
+import type { ChatMessage, MessageStatus, OutboxItem } from '../../client-sdk/src/index.ts'
+import { useApp } from '../context.ts'
+import { describeEvent, previewOf, timeOf, usersOf } from '../format.ts'
+import { memo } from '../memo.ts'
+import { useName, useNames } from '../names.ts'
+import { Linkified } from './Linkified.tsx'
+import { MediaImage } from './MediaImage.tsx'
+
+export const TICKS: Record<MessageStatus, string> = {
+  sending: '🕓',
+  sent: '✓',
+  delivered: '✓✓',
+  read: '✓✓',
+  failed: '⚠',
+}
+
+/** What a message's menu does: stable across renders (the list passes one object). */
+export interface MessageActions {
+  reply(m: ChatMessage): void
+  edit(m: ChatMessage): void
+  remove(m: ChatMessage): void
+}
+
+/**
+ * One message: sender (in groups), text with links, media, time, edited mark, ticks for the
+ * user's own, a quote of the message it replies to, and a menu (reply, edit, delete). Memoized:
+ * it redraws only when its message, status or quote changed.
+ */
+export const MessageItem = memo(function MessageItem(p: {
+  m: ChatMessage
+  mine: boolean
+  group: boolean
+  status: MessageStatus | undefined
+  quoted: ChatMessage | undefined
+  actions: MessageActions
+}) {
+  const { m, mine } = p
+  const { names } = useApp()
+  if (m.kind === 'event') return <EventItem m={m} />
+  const deleted = m.deletedAt !== null
+  const status = p.status ?? 'sent'
+  return (
+    <li
+      data-seq={m.seq}
+      class={`msg${mine ? ' mine' : ''}${deleted ? ' deleted' : ''}`}
+      data-status={mine ? status : undefined}
+    >
+      {p.group && !mine && <Sender names={names} userId={m.senderId} />}
+      {m.replyTo !== undefined && <Quote seq={m.replyTo} quoted={p.quoted} />}
+      {deleted ? (
+        <span class="text">This message was deleted</span>
+      ) : (
+        <>
+          {m.text ? (
+            <span class="text">
+              <Linkified text={m.text} />
+            </span>
+          ) : (
+            <span class="text" />
+          )}
+          {(m.media ?? []).map((id) => (
+            <MediaImage key={id} mediaId={id} />
+          ))}
+        </>
+      )}
+      <span class="meta">
+        {m.editedAt !== null && !deleted && <span class="edited">edited</span>}
+        <time dateTime={new Date(m.at).toISOString()}>{timeOf(m.at)}</time>
+        {mine && !deleted && (
+          <span class="ticks" role="img" title={status} aria-label={status}>
+            {TICKS[status]}
+          </span>
+        )}
+      </span>
+      {!deleted && <Menu m={m} mine={mine} actions={p.actions} />}
+    </li>
+  )
+})
+
+function Sender({ names, userId }: { names: ReturnType<typeof useApp>['names']; userId: string }) {
+  const name = useName(names, userId)
+  return <span class="sender">{name}</span>
+}
+
+function Quote({ seq, quoted }: { seq: number; quoted: ChatMessage | undefined }) {
+  const { names } = useApp()
+  const nameOf = useNames(names, quoted ? [quoted.senderId] : [])
+  return (
+    <blockquote class="quote" data-reply-to={seq}>
+      {quoted ? (
+        <>
+          <span class="quote-sender">{nameOf(quoted.senderId)}</span>
+          <span class="quote-text">{previewOf(quoted, nameOf)}</span>
+        </>
+      ) : (
+        <span class="quote-text">An earlier message</span>
+      )}
+    </blockquote>
+  )
+}
+
+function EventItem({ m }: { m: ChatMessage }) {
+  const { names } = useApp()
+  const nameOf = useNames(names, usersOf(m))
+  return (
+    <li data-seq={m.seq} class="event">
+      {describeEvent(m, nameOf)}
+    </li>
+  )
+}
+
+function Menu({ m, mine, actions }: { m: ChatMessage; mine: boolean; actions: MessageActions }) {
+  const [open, setOpen] = useState(false)
+  useEffect(() => {
+    if (!open) return
+    const close = (e: KeyboardEvent) => {
+      if (e.key === 'Escape') setOpen(false)
+    }
+    addEventListener('keydown', close)
+    return () => removeEventListener('keydown', close)
+  }, [open])
+  const act = (f: (m: ChatMessage) => void) => () => {
+    setOpen(false)
+    f(m)
+  }
+  return (
+    <span class="menu">
+      <button
+        type="button"
+        class="menu-button"
+        aria-label="Message actions"
+        aria-haspopup="menu"
+        aria-expanded={open}
+        onClick={() => setOpen(!open)}
+      >
+        ⋯
+      </button>
+      {open && (
+        <span class="menu-items" role="menu">
+          <button type="button" role="menuitem" class="reply" onClick={act(actions.reply)}>
+            Reply
+          </button>
+          {mine && m.text !== null && (
+            <button type="button" role="menuitem" class="edit" onClick={act(actions.edit)}>
+              Edit
+            </button>
+          )}
+          {mine && (
+            <button type="button" role="menuitem" class="delete" onClick={act(actions.remove)}>
+              Delete
+            </button>
+          )}
+        </span>
+      )}
+    </span>
+  )
+}
+
+/** One of the user's messages the server has not stored yet: on its way, or refused (Retry, Cancel). */
+export function PendingItem({
+  item,
+  onRetry,
+  onCancel,
+}: {
+  item: OutboxItem
+  onRetry: (localId: string) => void
+  onCancel: (localId: string) => void
+}) {
+  const failed = item.failed
+  return (
+    <li class="msg mine pending" data-status={failed ? 'failed' : 'sending'} data-local-id={item.localId}>
+      <span class="text">
+        <Linkified text={item.text ?? ''} />
+      </span>
+      {(item.media ?? []).map((id) => (
+        <MediaImage key={id} mediaId={id} />
+      ))}
+      <span class="meta">
+        <span
+          class="ticks"
+          role="img"
+          title={failed ? 'not sent' : 'sending'}
+          aria-label={failed ? 'not sent' : 'sending'}
+        >
+          {failed ? TICKS.failed : TICKS.sending}
+        </span>
+      </span>
+      {failed && (
+        <span class="failed-actions">
+          <span class="failure">{failed.message}</span>
+          <button type="button" class="retry" onClick={() => onRetry(item.localId)}>
+            Retry
+          </button>
+          <button type="button" class="cancel" onClick={() => onCancel(item.localId)}>
+            Cancel
+          </button>
+        </span>
+      )}
+    </li>
+  )
+}

@@ -1,0 +1,59 @@
+import type { ChatMessage } from '../client-sdk/src/index.ts'
+
+/** A message's time: hours and minutes today, else the date too. */
+export function timeOf(at: number, now = Date.now()): string {
+  const d = new Date(at)
+  const today = new Date(now).toDateString() === d.toDateString()
+  const hm = d.toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit' })
+  return today ? hm : `${d.toLocaleDateString(undefined, { month: 'short', day: 'numeric' })} ${hm}`
+}
+
+/** A chat list time: hours and minutes today, else the date. */
+export function shortTimeOf(at: number, now = Date.now()): string {
+  const d = new Date(at)
+  return new Date(now).toDateString() === d.toDateString()
+    ? d.toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit' })
+    : d.toLocaleDateString(undefined, { month: 'short', day: 'numeric' })
+}
+
+const ids = (v: unknown): string[] => (Array.isArray(v) ? v.filter((x) => typeof x === 'string') : [])
+
+/** A membership event in words (docs/protocol.md#chats: members_added carries userIds). */
+export function describeEvent(m: ChatMessage, nameOf: (userId: string) => string): string {
+  const e = m.event ?? {}
+  const who = nameOf(m.senderId)
+  switch (e.type) {
+    case 'chat_created':
+      return m.chatId.startsWith('g_')
+        ? `${who} created the group${typeof e.name === 'string' ? ` “${e.name}”` : ''}`
+        : `${who} started the chat`
+    case 'members_added':
+      return `${who} added ${ids(e.userIds).map(nameOf).join(', ')}`
+    case 'member_removed':
+      return `${who} removed ${nameOf(String(e.userId ?? ''))}`
+    case 'member_left':
+      return `${nameOf(String(e.userId ?? m.senderId))} left`
+    default:
+      return typeof e.type === 'string' ? e.type : 'event'
+  }
+}
+
+/** Users named in a membership event (for loading their names). */
+export function usersOf(m: ChatMessage): string[] {
+  const e = m.event ?? {}
+  return [
+    m.senderId,
+    ...ids(e.members),
+    ...ids(e.userIds),
+    ...(typeof e.userId === 'string' ? [e.userId] : []),
+  ]
+}
+
+/** One line about a message, for chat list previews and reply quotes. */
+export function previewOf(m: ChatMessage, nameOf: (userId: string) => string): string {
+  if (m.deletedAt !== null) return 'Message deleted'
+  if (m.kind === 'event') return describeEvent(m, nameOf)
+  if (m.text) return m.text.replace(/\s+/g, ' ')
+  if (m.media?.length) return 'Photo'
+  return ''
+}
