@@ -124,8 +124,7 @@ export async function wireServices(d: ServiceDeps) {
     ops,
     blocks,
     isErased: (userId) => accounts.list.refusal(userId) === 'erased',
-    mutedChats: async (userId) =>
-      new Set((await stores.push.mutes([userId])).map((m) => m.chatId)),
+    mutedChats: async (userId) => new Set((await stores.push.mutes([userId])).map((m) => m.chatId)),
   })
   chatService.register(router)
   new BlockService({ store: blockStore, index: blocks, ops }).register(router)
