@@ -367,7 +367,12 @@ export class MessageService {
     await this.flushCursors().catch((err: unknown) => this.#flushFailed(err))
   }
 
-  async #advance(chatId: string, userId: string, kind: 'delivered' | 'read', seq: number) {
+  /**
+   * Moves a cursor and tells the senders it passed. `toSelf`: an explicit `read`, which the
+   * reader's other devices hear of too (a read implied by sending needs no word: those devices
+   * get the message itself).
+   */
+  async #advance(chatId: string, userId: string, kind: 'delivered' | 'read', seq: number, toSelf = false) {
     // A member removed and added again starts with fresh cursors: the key names the membership.
     const key = `${chatId}\u0000${userId}\u0000${this.#index.joinedAt(chatId, userId) ?? 0}`
     const before = this.#knownCursors.get(key) ?? (await this.#chats.cursor(chatId, userId))
@@ -388,7 +393,7 @@ export class MessageService {
     )
     if (senders.length) this.#inbox.receipt(receipt, senders)
     // The reader's other devices show the chat read too (their unread counts follow).
-    if (kind === 'read') this.#inbox.receipt(receipt, [userId])
+    if (toSelf) this.#inbox.receipt(receipt, [userId])
     return cursor
   }
 
@@ -459,7 +464,7 @@ export class MessageService {
         // Moves gathered before this one are written first, so cursors never go out of order.
         await this.flushCursors()
         const last = await this.#messages.lastSeq(p.chatId)
-        const cursor = await this.#advance(p.chatId, ctx.who.userId, 'read', Math.min(p.seq, last))
+        const cursor = await this.#advance(p.chatId, ctx.who.userId, 'read', Math.min(p.seq, last), true)
         return {
           readSeq: cursor.readSeq,
           unread: await this.#messages.countUnread(p.chatId, cursor.readSeq, ctx.who.userId),
