@@ -200,7 +200,17 @@ describe('the web chat in a real browser', () => {
     await tab.goto(t.httpUrl)
     await signIn(tab, 'alice')
     assert.notEqual(await deviceOf(tab), device)
-    await new Promise((r) => setTimeout(r, 2000))
+    // The server holds both devices connected at once (one device id would cut the other).
+    const listed = (await tab.evaluate(`window.natter.request('devices.list')`)) as {
+      devices: { deviceId: string; connected: boolean }[]
+    }
+    assert.deepEqual(
+      listed.devices
+        .filter((d) => d.connected)
+        .map((d) => d.deviceId)
+        .sort(),
+      [device, await deviceOf(tab)].sort(),
+    )
     assert.equal(await alice.getAttribute('#connection', 'data-state'), 'connected')
     assert.equal(await tab.getAttribute('#connection', 'data-state'), 'connected')
     await tab.close()
@@ -422,8 +432,13 @@ describe('the web chat in a real browser', () => {
       `300 messages arrived over ${Math.round((last ?? 0) - (first ?? 0))} ms; all shown ${Math.round(lag)} ms after the last`,
     )
     assert.ok(lag < 300, `shown ${lag} ms after the last arrived`)
-    // The read receipts of the burst: debounced to a few requests, not one per message.
-    await new Promise((r) => setTimeout(r, 1000))
+    // The read receipts of the burst: debounced to a few requests, not one per message. Counted
+    // once the chat is read up to its last message, which the last of them does.
+    await erin.waitForFunction(
+      `(() => { const c = window.natter.chat(${JSON.stringify(chatId)}); return c.lastSeq > 300 && c.readSeq === c.lastSeq })()`,
+      null,
+      WAIT,
+    )
     const reads = (await erin.evaluate('window.reads')) as number
     ctx.diagnostic(`read requests for the burst: ${reads}`)
     assert.ok(reads >= 1 && reads <= 10, `${reads} read requests`)
