@@ -771,6 +771,41 @@ describe('the web chat in a real browser', () => {
     }
   })
 
+  it('lets a new user with no chat set a profile photo that a later chat partner sees', async () => {
+    const [iris, jack] = await Promise.all([newPage(), newPage()])
+    try {
+      await signIn(iris, 'iris')
+      await signIn(jack, 'jack')
+      assert.equal(await iris.locator('#chats li').count(), 0, 'Iris has no chat yet')
+      await iris.click('#profile-button')
+      const photo = await sharp({
+        create: { width: 120, height: 120, channels: 3, background: { r: 30, g: 140, b: 90 } },
+      })
+        .png()
+        .toBuffer()
+      await iris.setInputFiles('#avatar-file', { name: 'iris.png', mimeType: 'image/png', buffer: photo })
+      await textIs(iris, '#profile-status', 'Photo saved')
+      assert.equal(await iris.locator('#profile-panel .error').count(), 0)
+      await iris.locator('#profile-panel .avatar img').waitFor(WAIT)
+      await shot(iris, 'profile-photo-before-any-chat')
+      assert.deepEqual(await accessibilityProblems(iris), [])
+      await iris.click('#profile-panel button.close')
+      // Her first chat: Jack sees her photo in his list and the chat's header.
+      await iris.fill('#with', 'jack')
+      await iris.press('#with', 'Enter')
+      await iris.waitForSelector('#conversation', WAIT)
+      await send(iris, 'hi jack')
+      await openChat(jack, 'iris')
+      const shown = (where: string) =>
+        `[...document.querySelectorAll(${JSON.stringify(`${where} .avatar img`)})].some((i) => i.complete && i.naturalWidth > 0)`
+      await jack.waitForFunction(shown('#chats li'), null, WAIT)
+      await jack.waitForFunction(shown('#conversation header'), null, WAIT)
+    } finally {
+      await iris.context().close()
+      await jack.context().close()
+    }
+  })
+
   it('refuses dev tokens to anything but the embedded default', async () => {
     const secured = await startTestNode()
     try {

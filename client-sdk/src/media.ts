@@ -25,9 +25,16 @@ export interface MediaUrls {
   expiresAt: number
 }
 
-export interface UploadOptions {
-  /** The chat the media is for; the caller must be a member. */
-  chatId: string
+/**
+ * What an upload is for: a chat (`chatId`, the caller must be a member), or this user's profile
+ * photo (`purpose: 'avatar'`: no chat needed, an image only, to pass to setProfile). Exactly one.
+ */
+export type UploadTarget = { chatId: string; purpose?: never } | { purpose: 'avatar'; chatId?: never }
+
+/** Options of uploadMedia: its target (UploadTarget) and the rest (UploadSettings). */
+export type UploadOptions = UploadTarget & UploadSettings
+
+export interface UploadSettings {
   /** One of the accepted types (docs/protocol.md#media); a Blob's own type when omitted. */
   contentType?: string
   /** File name, shown on download. */
@@ -106,10 +113,13 @@ function unlessAborted<T>(p: Promise<T>, signal: AbortSignal | undefined): Promi
 
 /**
  * Uploads bytes (a Uint8Array, a Node Buffer, or a browser Blob or File) for a chat and resolves
- * with a media id to send in a message's "media". The same bytes uploaded before by the same user
- * are not sent again. `onProgress` follows the PUT, `signal` aborts it (UploadOptions). Rejects
- * with NatterRequestError: the server's code, "upload_failed" when the storage refused the PUT
- * or the connection to it broke, "cancelled" when the signal aborted.
+ * with a media id to send in a message's "media"; with `purpose: 'avatar'` instead of a chatId,
+ * a profile photo for setProfile({avatar}) (an image; docs/protocol.md#profiles). The same bytes
+ * uploaded before by the same user are not sent again. `onProgress` follows the PUT, `signal`
+ * aborts it (UploadOptions). Rejects with NatterRequestError: the server's code
+ * (unsupported_media_type for a photo that is not an image, bad_request for both or neither of
+ * chatId and purpose), "upload_failed" when the storage refused the PUT or the connection to it
+ * broke, "cancelled" when the signal aborted.
  */
 export async function uploadMedia(
   conn: Connection,
@@ -124,7 +134,9 @@ export async function uploadMedia(
   const begun = await unlessAborted(
     (async () =>
       request<BeginResult>(conn.client, conn.clientId, 'media.begin', {
-        chatId: o.chatId,
+        // Both as given: the server refuses both or neither with bad_request.
+        ...(o.chatId !== undefined ? { chatId: o.chatId } : {}),
+        ...(o.purpose !== undefined ? { purpose: o.purpose } : {}),
         sha256: await sha256Hex(bytes),
         size: bytes.length,
         contentType,

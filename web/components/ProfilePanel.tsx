@@ -6,9 +6,8 @@ import { Avatar } from './Avatar.tsx'
 
 /**
  * The signed-in user's profile (docs/protocol.md#profiles): their display name, and their avatar
- * picked from an image file (uploaded with progress, then profile.set) or removed. The server
- * keeps an avatar as a media of one of the user's chats: with no chat yet there is none to put
- * it in, and the panel says so.
+ * picked from an image file (uploaded as a profile photo, purpose "avatar", with progress, then
+ * profile.set) or removed. No chat is needed: a new user sets a photo before their first chat.
  */
 export function ProfilePanel({ onClose }: { onClose: () => void }) {
   const { client, me, names } = useApp()
@@ -36,15 +35,10 @@ export function ProfilePanel({ onClose }: { onClose: () => void }) {
       setError(`${file.name} is not an image the server takes (JPEG, PNG, WebP, GIF or AVIF).`)
       return
     }
-    const chatId = client.chats()[0]?.id
-    if (!chatId) {
-      setError('Start a chat first: your photo is stored with one of your chats.')
-      return
-    }
     setProgress({ sent: 0, total: file.size })
     client
       .uploadMedia(file, {
-        chatId,
+        purpose: 'avatar',
         contentType: type,
         name: file.name,
         onProgress: (sent, total) => setProgress({ sent, total }),
