@@ -3,6 +3,7 @@ import { ChatState, type Member, type MessageChange } from './chat-state.ts'
 import { Emitter } from './emitter.ts'
 import { checkUrlForHere, connectTimeoutOf, firstToken, watchFirstConnect } from './first-connect.ts'
 import { type MediaUrls, mediaUrl, type Uploaded, type UploadOptions, uploadMedia } from './media.ts'
+import type { MembershipEvent } from './membership-events.ts'
 import { MemoryOutboxStorage, Outbox, type OutboxItem, type OutboxStorage } from './outbox.ts'
 import { type Profile, ProfileCache, type ProfilesAnswer } from './profile-cache.ts'
 import { type NatterErrorCode, NatterRequestError, request } from './request.ts'
@@ -118,6 +119,10 @@ export interface ClientEvents {
   'message.deleted': ChatMessage
   /** A chat's members changed (ChatState.members). */
   'members.updated': { chatId: string; members: Member[] }
+  /** A group was renamed (ChatState.name). */
+  'name.updated': { chatId: string; name: string | null }
+  /** A membership event new to this device, typed (ChatState's `membership`): who joined, left, became admin, renamed. */
+  membership: MembershipEvent
   /** A chat's unread count or read cursor changed. */
   'unread.updated': { chatId: string; unread: number; readSeq: number }
   /** This user muted or unmuted a chat's push notifications. */
@@ -722,6 +727,33 @@ export class NatterClient extends Emitter<ClientEvents> {
     return this.request('chat.remove', { chatId, userId })
   }
 
+  /**
+   * Makes a group member an admin, or an admin a member again (chat.role; admins only).
+   * Resolves with `changed: false` when they had that role already. Rejects with last_admin (the
+   * group's only admin made a member), not_allowed (not an admin, a direct chat), not_found (not
+   * a member) or chat_not_found.
+   */
+  setRole(
+    chatId: string,
+    userId: string,
+    role: 'admin' | 'member',
+  ): Promise<{ userId: string; role: 'admin' | 'member'; changed: boolean }> {
+    return this.request('chat.role', { chatId, userId, role })
+  }
+
+  /**
+   * Renames a group (chat.rename; admins only; 1–100 characters, as chat.create); its ChatState
+   * takes the new summary (name.updated). Rejects with not_allowed (not an admin, a direct chat),
+   * bad_request (a name chat.create would refuse) or chat_not_found.
+   */
+  rename(chatId: string, name: string): Promise<Chat> {
+    const askedAt = performance.now()
+    return this.request<Chat>('chat.rename', { chatId, name }).then((chat) => {
+      this.#summary(chat, askedAt)
+      return chat
+    })
+  }
+
   /** Mutes or unmutes a chat's push notifications on all of the user's devices (push.mute). */
   setMuted(chatId: string, muted: boolean): Promise<{ chatId: string; muted: boolean }> {
     return this.request<{ chatId: string; muted: boolean }>('push.mute', { chatId, muted }).then((r) => {
@@ -931,6 +963,8 @@ export class NatterClient extends Emitter<ClientEvents> {
       'message.updated',
       'message.deleted',
       'members.updated',
+      'name.updated',
+      'membership',
       'unread.updated',
       'muted.updated',
     ] as const) {

@@ -20,6 +20,7 @@ export {
   type UploadOptions,
   uploadMedia,
 } from './media.ts'
+export { type MembershipEvent, membershipEvent } from './membership-events.ts'
 export { MemoryOutboxStorage, type OutboxItem, type OutboxStorage } from './outbox.ts'
 export { type NatterErrorCode, NatterRequestError, request } from './request.ts'
 export type { ChatMessage } from './timeline.ts'
