@@ -126,6 +126,8 @@ export class ChatState extends Emitter<ChatStateEvents> {
   #mutedAt = Number.NEGATIVE_INFINITY
   #loaded = false
   #removed = false
+  /** The timeline when the user left or was removed (the client drops its own then). */
+  #frozen: ChatMessage[] | undefined
   readonly #host: ChatHost
   /** Bumped at every change; the snapshot of the current version, made when first asked. */
   #version = 0
@@ -254,9 +256,12 @@ export class ChatState extends Emitter<ChatStateEvents> {
     return this.#removed
   }
 
-  /** The timeline held so far: messages and membership events in seq order, each seq once. */
+  /**
+   * The timeline held so far: messages and membership events in seq order, each seq once. Once
+   * removed, the timeline as it was then (the client no longer holds one for the chat).
+   */
   get messages(): ChatMessage[] {
-    return this.#host.messages(this.id)
+    return this.#frozen ? [...this.#frozen] : this.#host.messages(this.id)
   }
 
   /**
@@ -537,10 +542,12 @@ export class ChatState extends Emitter<ChatStateEvents> {
     return new NatterRequestError('not_found', `not a member of chat ${this.id} any more (left or removed)`)
   }
 
-  /** @internal The user left or was removed. */
+  /** @internal The user left or was removed; called while the client still holds the timeline. */
   _removed(): void {
     clearTimeout(this.#readTimer)
     if (this.#removed) return
+    // What the user saw stays readable (a UI keeps showing the chat, read-only).
+    this.#frozen = this.#host.messages(this.id)
     this.#removed = true
     this.#version++
     this.#notify()

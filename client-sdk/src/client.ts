@@ -247,6 +247,11 @@ export class NatterClient extends Emitter<ClientEvents> {
   readonly #adding = new Set<string>()
   /** Chats the user left or was removed from: what still arrives for them is dropped. */
   readonly #gone = new Set<string>()
+  /**
+   * The states of chats the user left or was removed from, still shown by an app (read-only):
+   * outbox changes (a failed send, a cancel) still reach them, and chat(id) gives them back.
+   */
+  readonly #goneStates = new Map<string, ChatState>()
   /** Whether the app follows the chat list (loadChats was called): refreshed at each reconnect. */
   #followingList = false
   /** Whether a loadChats answered: chats() then lists the chats announced only. */
@@ -275,7 +280,7 @@ export class NatterClient extends Emitter<ClientEvents> {
     this.clientId = clientIdOf(o.userId, o.deviceId)
     // A change of the outbox is a change of its chat's state (pending, pendingChanges).
     this.#outbox = new Outbox(o.outbox ?? new MemoryOutboxStorage(), (chatId) =>
-      this.#chats.get(chatId)?._touch(),
+      (this.#chats.get(chatId) ?? this.#goneStates.get(chatId))?._touch(),
     )
   }
 
@@ -771,6 +776,8 @@ export class NatterClient extends Emitter<ClientEvents> {
   chat(chatId: string): ChatState {
     let state = this.#chats.get(chatId)
     if (!state) {
+      const kept = this.#goneStates.get(chatId)
+      if (kept) return kept
       state = new ChatState(this, chatId)
       if (this.#gone.has(chatId)) {
         // Asked again for a chat the user left or was removed from (a UI redrawing its
@@ -865,6 +872,7 @@ export class NatterClient extends Emitter<ClientEvents> {
   #summary(chat: Chat, askedAt: number): void {
     // The server counts the user a member again.
     this.#gone.delete(chat.id)
+    this.#goneStates.delete(chat.id)
     this.#members.set(
       chat.id,
       chat.members.map((m) => m.userId),
@@ -939,8 +947,11 @@ export class NatterClient extends Emitter<ClientEvents> {
   #drop(chatId: string, reason: 'left' | 'removed'): void {
     const state = this.#chats.get(chatId)
     if (!state) return
+    // Before the timeline goes: the state keeps what the user saw.
+    state._removed()
     this.#chats.delete(chatId)
     this.#gone.add(chatId)
+    this.#goneStates.set(chatId, state)
     this.#announced.delete(chatId)
     this.#timelines.delete(chatId)
     this.#cursors.delete(chatId)
@@ -951,7 +962,6 @@ export class NatterClient extends Emitter<ClientEvents> {
       this.#client.unsubscribeAsync(typing).catch(() => {})
     }
     this.#heldForAnnounce.delete(chatId)
-    state._removed()
     this.#listChanged()
     this.emit('chat.removed', { chatId, reason })
   }
@@ -1348,6 +1358,7 @@ export class NatterClient extends Emitter<ClientEvents> {
       // Only the event that adds the user back brings a chat they left or were removed from back.
       if (!(m.kind === 'event' && addsUser(m, this.userId))) return
       this.#gone.delete(m.chatId)
+      this.#goneStates.delete(m.chatId)
     }
     const timeline = this.#timeline(m.chatId)
     const before = timeline.upTo
