@@ -4,8 +4,15 @@ import { mkdirSync, readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
-import { type Browser, type BrowserContextOptions, chromium, type Page } from 'playwright-core'
+import {
+  type Browser,
+  type BrowserContext,
+  type BrowserContextOptions,
+  chromium,
+  type Page,
+} from 'playwright-core'
 import sharp from 'sharp'
+import { connectClient } from './helpers/clients.ts'
 import { startTestNode, type TestNode } from './helpers/node.ts'
 import { ROOT } from './helpers/processes.ts'
 
@@ -28,6 +35,13 @@ async function accessibilityProblems(page: Page): Promise<string[]> {
       .filter((v) => v.impact === 'serious' || v.impact === 'critical')
       .map((v) => v.id + ' (' + v.impact + '): ' + v.nodes.map((n) => n.target.join(' ') + ' ' + (n.failureSummary ?? '')).join('; ')))`)) as string[]
   return found
+}
+
+/** axe's page structure rules (moderate): one main landmark, one h1. Run after accessibilityProblems (it injects axe). */
+function structureProblems(page: Page): Promise<string[]> {
+  return page.evaluate(`axe
+    .run(document, { runOnly: ['landmark-one-main', 'page-has-heading-one'] })
+    .then((r) => r.violations.map((v) => v.id))`) as Promise<string[]>
 }
 
 /**
@@ -259,9 +273,27 @@ describe('the web chat in a real browser', () => {
   })
 
   it('keeps a message the server refuses, with its text and why, until Retry or Cancel', async () => {
-    // Alice's chat with Bob is open from the test before. One character over the limit.
+    // Alice's chat with Bob is open from the test before. One character over the limit: the
+    // composer counts as the server does (graphemes: each family emoji is one) and does not send.
     const long = 'x'.repeat(4001)
-    await send(alice, long)
+    const chatId = await alice.evaluate(`document.querySelector('#chats li.active').dataset.chatId`)
+    await alice.fill('#text', `${'x'.repeat(3998)}👨‍👩‍👧‍👦👨‍👩‍👧‍👦`)
+    await textIs(alice, '#char-count', '4,000 of 4,000 characters')
+    assert.equal(await alice.isEnabled('#composer button[type="submit"]'), true)
+    await alice.fill('#text', long)
+    await textIs(alice, '#char-count', '1 character over the limit of 4,000')
+    assert.equal(await alice.isDisabled('#composer button[type="submit"]'), true)
+    await alice.press('#text', 'Enter')
+    assert.equal(await alice.inputValue('#text'), long, 'not sent, kept')
+    await shot(alice, 'composer-over-limit')
+    // Zero-width characters alone are nothing to send.
+    await alice.fill('#text', '\u200b\u200b\u2060')
+    await alice.press('#text', 'Enter')
+    assert.equal(await alice.inputValue('#text'), '\u200b\u200b\u2060', 'not sent')
+    await alice.fill('#text', '')
+    assert.equal(await alice.locator('#messages li.pending').count(), 0)
+    // The server refuses what another client sends over its limit: kept with its text and why.
+    await alice.evaluate(`window.natter.send(${JSON.stringify(chatId)}, { text: 'x'.repeat(4001) }).queued`)
     const failed = alice.locator('#messages li.mine[data-status="failed"]')
     await failed.waitFor(WAIT)
     assert.equal(await failed.locator('.text').textContent(), long)
@@ -270,7 +302,12 @@ describe('the web chat in a real browser', () => {
     // Retry sends the same text again: refused again, still there.
     await failed.locator('button.retry').click()
     await alice.waitForSelector('#messages li.mine[data-status="failed"] button.retry', WAIT)
-    await failed.locator('button.cancel').click()
+    // Edit puts its text in the composer; sent shorter, it goes (the same message: chat.retry).
+    await failed.locator('button.edit-unsent').click()
+    await alice.locator('.composing[data-mode="fix"]').waitFor(WAIT)
+    assert.equal(await alice.inputValue('#text'), long)
+    await send(alice, 'shorter now')
+    await alice.waitForSelector('#messages li.mine[data-status="sent"] >> text=shorter now', WAIT)
     await failed.waitFor({ state: 'detached', ...WAIT })
     // What follows is stored as usual (Bob left in the test before: one tick, stored).
     await send(alice, 'after the refusal')
@@ -282,7 +319,19 @@ describe('the web chat in a real browser', () => {
     await target.locator('.menu-button').click()
     await target.locator('button.edit').click()
     await alice.locator('.composing[data-mode="edit"]').waitFor(WAIT)
-    await send(alice, long)
+    // The same text again is no edit: nothing is sent, no "edited" mark.
+    await send(alice, 'after the refusal')
+    assert.equal(await alice.locator('.composing').count(), 0)
+    assert.equal(
+      await alice.evaluate(`window.natter.chat(${JSON.stringify(chatId)}).pendingChanges.length`),
+      0,
+    )
+    assert.equal(await target.locator('.edited').count(), 0)
+    // Over the limit, from another client: refused.
+    const seq = Number(await target.getAttribute('data-seq'))
+    await alice.evaluate(
+      `window.natter.edit(${JSON.stringify(chatId)}, ${seq}, 'x'.repeat(4001)).catch(() => {})`,
+    )
     const change = target.locator('.change-failed[data-op="edit"]')
     await change.waitFor(WAIT)
     assert.match(
@@ -332,8 +381,30 @@ describe('the web chat in a real browser', () => {
     await reply.waitFor(WAIT)
     assert.match((await reply.locator('.quote').textContent()) ?? '', /line one/)
 
-    // Alice edits her message: Bob sees the new text and the mark.
     const mine = message(alice, 'line one').first()
+    // Each message says who wrote it to screen readers, in the direct chat too.
+    assert.equal(await mine.locator('.spoken-sender').textContent(), 'You: ')
+    assert.equal(await first.first().locator('.spoken-sender').textContent(), 'alice: ')
+    // By keyboard the menu is a menu: the focus moves into it, arrows move, Escape closes it and
+    // gives the focus back to its button.
+    const focused = (page: Page, cls: string) =>
+      page.waitForFunction(`document.activeElement?.classList.contains(${JSON.stringify(cls)})`, null, WAIT)
+    await mine.locator('.menu-button').focus()
+    await alice.keyboard.press('Enter')
+    await focused(alice, 'reply')
+    await alice.keyboard.press('ArrowDown')
+    await focused(alice, 'edit')
+    await alice.keyboard.press('ArrowUp')
+    await alice.keyboard.press('ArrowUp')
+    await focused(alice, 'delete')
+    await alice.keyboard.press('Escape')
+    await mine.locator('[role="menu"]').waitFor({ state: 'detached', ...WAIT })
+    await focused(alice, 'menu-button')
+    // One main landmark and one h1 (axe's moderate rules, not in accessibilityProblems).
+    assert.deepEqual(await accessibilityProblems(alice), [])
+    assert.deepEqual(await structureProblems(alice), [])
+
+    // Alice edits her message: Bob sees the new text and the mark.
     await mine.locator('.menu-button').click()
     await mine.locator('button.edit').click()
     await alice.waitForFunction(
@@ -474,9 +545,12 @@ describe('the web chat in a real browser', () => {
     await alice.click('#new-group-button')
     await alice.fill('#group-name', 'Trip')
     await alice.fill('#group-members', 'bob, carol')
-    await alice.click('#new-group button[type="submit"]')
+    // A double click creates one group: the button waits for the answer.
+    await alice.dblclick('#new-group button[type="submit"]')
     await textIs(alice, '#peer', 'Trip')
     await message(alice, 'alice created the group “Trip”').waitFor(WAIT)
+    const trips = (await alice.evaluate(`window.natter.listChats()`)) as { name: string | null }[]
+    assert.equal(trips.filter((c) => c.name === 'Trip').length, 1, 'one group for a double click')
     await send(alice, 'who is in?')
 
     // Carol has not opened it: preview with the sender and an unread count.
@@ -558,6 +632,31 @@ describe('the web chat in a real browser', () => {
     await alice.press('#add-user', 'Enter')
     await message(alice, 'alice added carol').waitFor(WAIT)
     await alice.locator('#members li', { hasText: 'carol' }).waitFor(WAIT)
+    // Added back, Carol's open chat is writable again, without reopening it.
+    await carol.locator('#composer').waitFor(WAIT)
+    // Her message refused while out says why in plain words (not "no chat g_…"), to retry now.
+    assert.equal(
+      await refused.locator('.failure').textContent(),
+      'Not sent: this chat is gone, or you are no longer in it.',
+    )
+    assert.equal(await refused.locator('button.retry').count(), 1)
+    assert.notEqual(await carol.textContent('#group-summary'), 'You are no longer a member')
+    await send(carol, 'back again')
+    await message(alice, 'back again').waitFor(WAIT)
+    // Alice makes Carol an admin; Carol renames the group, for everyone; Alice makes her a
+    // member again.
+    await alice.dblclick('button[aria-label="Make admin: carol"]')
+    await message(carol, 'alice made carol an admin').waitFor(WAIT)
+    await carol.click('#info')
+    await carol.fill('#group-title', 'Trip 2')
+    await carol.press('#group-title', 'Enter')
+    await textIs(alice, '#peer', 'Trip 2')
+    await message(alice, 'carol renamed the group to “Trip 2”').waitFor(WAIT)
+    await textIs(bob, '#peer', 'Trip 2')
+    await alice.click('button[aria-label="Remove admin: carol"]')
+    await message(carol, 'alice made carol a member, not an admin').waitFor(WAIT)
+    await carol.locator('#rename-group').waitFor({ state: 'detached', ...WAIT })
+    assert.equal(await alice.locator('#send-error').count(), 0, 'no error from the double click')
 
     await bob.click('#info')
     await bob.click('#leave')
@@ -566,6 +665,11 @@ describe('the web chat in a real browser', () => {
     await alice.locator('#members li', { hasText: 'Bob the Builder' }).waitFor({ state: 'detached', ...WAIT })
     await shot(alice, 'group')
     assert.deepEqual(await accessibilityProblems(alice), [])
+    // The last admin leaves: the server makes the longest-standing member admin, and says so.
+    await alice.click('#leave')
+    await message(carol, 'alice left; carol is now an admin').waitFor(WAIT)
+    await textIs(carol, '#group-summary', '1 member, 1 admin')
+    await shot(carol, 'group-promoted')
     await carol.context().close()
   })
 
@@ -603,6 +707,29 @@ describe('the web chat in a real browser', () => {
     assert.ok(top > 0, 'the view kept its place after loading older messages')
     await shot(dave, 'older-messages')
     ctx.diagnostic(`first page shown ${rendered} ms after opening`)
+
+    // Scrolled up, Dave is told of new messages below rather than pulled down; a click jumps.
+    const daveChat = await dave.evaluate(`document.querySelector('#chats li.active').dataset.chatId`)
+    await alice.evaluate(`Promise.all([
+      window.natter.send(${JSON.stringify(daveChat)}, { text: 'number 131' }).sent,
+      window.natter.send(${JSON.stringify(daveChat)}, { text: 'number 132' }).sent,
+    ])`)
+    await message(dave, 'number 132').waitFor(WAIT)
+    await textIs(dave, '#jump-latest', '2 new messages ↓')
+    assert.equal(await dave.$eval('#messages', (e) => e.scrollTop), top, 'not moved')
+    await shot(dave, 'jump-to-latest')
+    await dave.click('#jump-latest')
+    await dave.waitForFunction(
+      `(() => { const l = document.querySelector('#messages'); return l.scrollHeight - l.scrollTop - l.clientHeight < 2 })()`,
+      null,
+      WAIT,
+    )
+    await dave.locator('#jump-latest').waitFor({ state: 'detached', ...WAIT })
+    // Alice's tab title counts what she has not read: Dave's answer in a chat she has not open.
+    const unreadIn = (title: string) => Number(/^\((\d+)\) Natter$/.exec(title)?.[1] ?? 0)
+    const before = unreadIn(await alice.title())
+    await send(dave, 'got them')
+    await alice.waitForFunction(`document.title === ${JSON.stringify(`(${before + 1}) Natter`)}`, null, WAIT)
     await dave.context().close()
   })
 
@@ -951,8 +1078,38 @@ describe('the web chat in a real browser', () => {
     assert.ok(width >= 380, `the conversation has the whole width (${width})`)
     await shot(phone, 'phone-chat-dark')
     assert.deepEqual(await accessibilityProblems(phone), [])
+    // A file card's type is not broken mid-word, though the bubble breaks long URLs anywhere.
+    const pdfType = phone
+      .locator('#messages li.msg[data-seq] .file-card', { hasText: 'report.pdf' })
+      .locator('.file-size')
+    await pdfType.scrollIntoViewIfNeeded()
+    const typeLines = await pdfType.evaluate(`(() => {
+      const el = [...document.querySelectorAll('#messages li.msg[data-seq] .file-card .file-size')].find((e) =>
+        e.textContent.includes('application/pdf'),
+      )
+      const walk = document.createTreeWalker(el, NodeFilter.SHOW_TEXT)
+      for (let n = walk.nextNode(); n; n = walk.nextNode()) {
+        const at = n.data.indexOf('application/pdf')
+        if (at < 0) continue
+        const r = document.createRange()
+        r.setStart(n, at)
+        r.setEnd(n, at + 'application/pdf'.length)
+        return new Set([...r.getClientRects()].map((b) => Math.round(b.top))).size
+      }
+      return -1
+    })()`)
+    assert.equal(typeLines, 1, 'application/pdf on one line')
     await phone.click('#back')
     await phone.locator('#sidebar').waitFor({ state: 'visible', ...WAIT })
+    // A group's name keeps the header: its Search and Members buttons are icons on a phone.
+    await phone.evaluate(`window.natter.createGroup('Weekend plans', ['alice'])`)
+    await openChat(phone, 'Weekend plans')
+    await textIs(phone, '#group-summary', '2 members, 1 admin')
+    const title = await phone.$eval('#peer', (e) => [e.clientWidth, e.scrollWidth])
+    assert.ok((title[1] ?? 0) <= (title[0] ?? 0), `the group's name is not cut (${title[1]} > ${title[0]})`)
+    assert.ok((title[0] ?? 0) >= 150, `the name has room (${title[0]} px)`)
+    await shot(phone, 'phone-group-header-dark')
+    assert.deepEqual(await accessibilityProblems(phone), [])
     await phone.context().close()
   })
 
@@ -1069,6 +1226,281 @@ describe('the web chat in a real browser', () => {
       assert.match(((await res.json()) as { error: { message: string } }).error.message, /embedded default/)
     } finally {
       await secured.close()
+    }
+  })
+})
+
+/**
+ * The web chat within the server's limits, on a node with the production device cap (10 per
+ * user; the other nodes' test limits raise it) and download URLs that expire after 10 s.
+ */
+describe('the web chat within the server’s device cap and URL lifetimes', () => {
+  let t: TestNode
+  let browser: Browser
+  const shot = (page: Page, name: string) => page.screenshot({ path: join(SHOTS, `${name}.png`) })
+  const connected = (page: Page) => page.waitForSelector('#connection[data-state="connected"]', WAIT)
+  const open = async (context: BrowserContext) => {
+    const p = await context.newPage()
+    await p.goto(t.httpUrl)
+    return p
+  }
+  const signIn = async (page: Page, name: string) => {
+    await page.fill('#name', name)
+    await page.click('#login button')
+    await connected(page)
+  }
+  const deviceOf = (page: Page): Promise<string> =>
+    page.evaluate(`JSON.parse(sessionStorage.getItem('natter:session') ?? '{}').deviceId`)
+  const textIs = (page: Page, selector: string, text: string) =>
+    page.waitForFunction(
+      `document.querySelector(${JSON.stringify(selector)})?.textContent === ${JSON.stringify(text)}`,
+      null,
+      WAIT,
+    )
+  /** A dev token (the node's secret is the embedded default's own, not TestNode's). */
+  const token = async (userId: string) => {
+    const res = await fetch(`${t.httpUrl}/dev/token`, { method: 'POST', body: JSON.stringify({ userId }) })
+    return ((await res.json()) as { token: string }).token
+  }
+  /** The user's devices as the server lists them (devices.list over HTTP). */
+  const devices = async (userId: string) => {
+    const res = await fetch(`${t.httpUrl}/v1/devices.list`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${await token(userId)}` },
+      body: '{}',
+    })
+    const body = (await res.json()) as { result: { devices: { deviceId: string; connected: boolean }[] } }
+    return body.result.devices
+  }
+
+  before(async () => {
+    mkdirSync(SHOTS, { recursive: true })
+    t = await startTestNode({
+      NATTER_JWT_SECRET: '',
+      NATTER_MAX_DEVICES_PER_USER: '10',
+      NATTER_MEDIA_DOWNLOAD_URL_SECONDS: '10',
+      NATTER_MEDIA_MAX_FILE_BYTES: '150000',
+    })
+    browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox'] })
+  })
+  after(async () => {
+    await browser?.close()
+    await t?.close()
+  })
+
+  it('never locks a user out: 12 sign-ins and sign-outs, 11 tabs in turn, two tabs at once on two devices', async () => {
+    const context = await browser.newContext({ viewport: { width: 1000, height: 700 } })
+    try {
+      const page = await open(context)
+      // Each sign-out revokes the tab's device: the server forgets it, the cap is never reached.
+      for (let i = 0; i < 12; i++) {
+        await signIn(page, 'dora')
+        const device = await deviceOf(page)
+        assert.ok((await devices('dora')).some((d) => d.deviceId === device && d.connected))
+        await page.click('#sign-out')
+        await page.waitForSelector('#login', WAIT)
+        assert.equal(
+          (await devices('dora')).some((d) => d.deviceId === device),
+          false,
+          `sign-out ${i + 1} revoked ${device}`,
+        )
+      }
+      await page.close()
+      // Tabs closed without signing out: each next tab takes the closed one's device again.
+      const seen = new Set<string>()
+      for (let i = 0; i < 11; i++) {
+        const tab = await open(context)
+        await signIn(tab, 'dora')
+        seen.add(await deviceOf(tab))
+        await tab.close()
+      }
+      assert.equal(seen.size, 1, 'one device for tabs opened one after another')
+      // Two tabs at once are two devices, both connected.
+      const [one, two] = [await open(context), await open(context)]
+      await signIn(one, 'dora')
+      await signIn(two, 'dora')
+      const [a, b] = [await deviceOf(one), await deviceOf(two)]
+      assert.notEqual(a, b)
+      assert.ok(seen.has(a), 'the first takes the pooled device')
+      const listed = await devices('dora')
+      assert.deepEqual(
+        listed
+          .filter((d) => d.connected)
+          .map((d) => d.deviceId)
+          .sort(),
+        [a, b].sort(),
+      )
+      assert.ok(listed.length <= 2, `${listed.length} devices kept`)
+      assert.equal(await one.getAttribute('#connection', 'data-state'), 'connected')
+    } finally {
+      await context.close()
+    }
+  })
+
+  it('says in plain words when the device cap is reached, and signs out the other web sessions', async () => {
+    // Ten web sessions of another browser, closed without signing out (persistent sessions).
+    const eve = await token('eve')
+    for (let i = 0; i < 10; i++) {
+      const c = await connectClient(t.mqttUrl, { clientId: `eve/web-old${i}`, password: eve, clean: false })
+      await c.endAsync()
+    }
+    const context = await browser.newContext({ viewport: { width: 1000, height: 700 } })
+    try {
+      const page = await open(context)
+      await page.fill('#name', 'eve')
+      await page.click('#login button')
+      await page.waitForSelector('#free-devices', WAIT)
+      assert.match((await page.textContent('#login-error')) ?? '', /too many devices or browser tabs/)
+      await shot(page, 'device-cap')
+      assert.deepEqual(await accessibilityProblems(page), [])
+      assert.deepEqual(await structureProblems(page), [])
+      await page.click('#free-devices')
+      await connected(page)
+      const listed = await devices('eve')
+      assert.deepEqual(
+        listed.map((d) => d.deviceId),
+        [await deviceOf(page)],
+      )
+    } finally {
+      await context.close()
+    }
+  })
+
+  it('sends a message written offline in a tab closed since, from the next tab', async () => {
+    const context = await browser.newContext({ viewport: { width: 1000, height: 700 } })
+    const other = await browser.newContext({ viewport: { width: 1000, height: 700 } })
+    try {
+      const [fay, gus] = [await open(context), await open(other)]
+      await signIn(fay, 'fay')
+      await signIn(gus, 'gus')
+      await fay.fill('#with', 'gus')
+      await fay.press('#with', 'Enter')
+      await fay.waitForSelector('#conversation', WAIT)
+      await context.setOffline(true)
+      await fay.waitForSelector('#connection[data-state="offline"]', WAIT)
+      await fay.fill('#text', 'sent from a closed tab')
+      await fay.press('#text', 'Enter')
+      await fay.waitForSelector(
+        '#messages li.mine[data-status="sending"] >> text=sent from a closed tab',
+        WAIT,
+      )
+      // Waiting, it shows a drawn clock (an emoji clock needs a font many systems lack).
+      assert.equal(await fay.locator('#messages li.mine[data-status="sending"] .ticks svg.clock').count(), 1)
+      await shot(fay, 'sending-clock')
+      // The outbox has it (IndexedDB): closing the tab now asks first.
+      assert.equal(await fay.evaluate('window.natter.pending(window.natter.chats()[0].id).length'), 1)
+      let asked = false
+      fay.once('dialog', (d) => {
+        asked = d.type() === 'beforeunload'
+        void d.accept()
+      })
+      await fay.close({ runBeforeUnload: true })
+      if (!fay.isClosed()) await fay.waitForEvent('close', WAIT)
+      assert.ok(asked, 'warned before closing with a message unsent')
+      await context.setOffline(false)
+      const next = await open(context)
+      await signIn(next, 'fay')
+      await gus.locator('#chats li .preview', { hasText: 'sent from a closed tab' }).waitFor(WAIT)
+    } finally {
+      await context.close()
+      await other.close()
+    }
+  })
+
+  it('says a refused upload in plain words; stops a removed member’s uploads and typing at once', async () => {
+    const [one, two] = [await browser.newContext(), await browser.newContext()]
+    try {
+      const [jon, kim] = [await open(one), await open(two)]
+      await signIn(jon, 'jon')
+      await signIn(kim, 'kim')
+      await jon.evaluate(`window.natter.createGroup('Uploads', ['kim'])`)
+      const openChat = (page: Page) => page.locator('#chats li', { hasText: 'Uploads' }).click(WAIT)
+      await openChat(jon)
+      await openChat(kim)
+      await kim.locator('#text').pressSequentially('still typ')
+      await jon.waitForFunction(
+        `document.querySelector('#typing')?.textContent === 'kim is typing…'`,
+        null,
+        WAIT,
+      )
+      // Kim's upload is held on its way (the PUT does not reach the server).
+      let held: (() => void) | undefined
+      const putSeen = new Promise<void>((resolve) => {
+        void kim.route('**/*', (route) => {
+          if (route.request().method() !== 'PUT') return route.continue()
+          held = () => void route.abort().catch(() => {})
+          resolve()
+          return undefined
+        })
+      })
+      // Over the server's file limit (150 kB here): refused in plain words, not in bytes.
+      await kim.setInputFiles('#attach', {
+        name: 'huge.bin',
+        mimeType: 'application/octet-stream',
+        buffer: randomBytes(200_000),
+      })
+      const huge = kim.locator('#messages li.upload[data-status="failed"]')
+      await textIs(
+        kim,
+        '#messages li.upload[data-status="failed"] .failure',
+        'This file is larger than the server takes.',
+      )
+      await huge.locator('button.cancel').click()
+      await huge.waitFor({ state: 'detached', ...WAIT })
+      await kim.setInputFiles('#attach', {
+        name: 'big.bin',
+        mimeType: 'application/octet-stream',
+        buffer: randomBytes(100_000),
+      })
+      await kim.locator('#messages li.upload').waitFor(WAIT)
+      await putSeen
+      await jon.click('#info')
+      await jon.click('button[aria-label="Remove kim"]')
+      await jon.locator('#messages li.event', { hasText: 'jon removed kim' }).waitFor(WAIT)
+      // Typing ends with the removal, not seconds later when its notice would expire.
+      await jon.waitForFunction(`document.querySelector('#typing')?.textContent === ''`, null, {
+        timeout: 1500,
+      })
+      await kim.locator('#messages li.upload').waitFor({ state: 'detached', ...WAIT })
+      await kim.locator('.removed').waitFor(WAIT)
+      held?.()
+      assert.equal(await jon.locator('#messages li.msg .file-card').count(), 0, 'nothing was sent')
+    } finally {
+      await one.close()
+      await two.close()
+    }
+  })
+
+  it('opens an image whose download URL expired since it was shown with a fresh URL', async () => {
+    const context = await browser.newContext({ viewport: { width: 1000, height: 700 } })
+    try {
+      const [hal, ida] = [await open(context), await open(context)]
+      await signIn(hal, 'hal')
+      await signIn(ida, 'ida')
+      await hal.fill('#with', 'ida')
+      await hal.press('#with', 'Enter')
+      await hal.waitForSelector('#conversation', WAIT)
+      const image = await sharp({
+        create: { width: 64, height: 48, channels: 3, background: { r: 20, g: 120, b: 240 } },
+      })
+        .png()
+        .toBuffer()
+      await hal.setInputFiles('#attach', { name: 'blue.png', mimeType: 'image/png', buffer: image })
+      const link = hal.locator('#messages li.msg[data-seq] a.media-link')
+      await link.waitFor(WAIT)
+      const shownAt = Date.now()
+      const stale = await link.getAttribute('href')
+      // The URLs last 10 s (NATTER_MEDIA_DOWNLOAD_URL_SECONDS): past that, the shown one is refused.
+      await hal.waitForFunction(`Date.now() > ${shownAt + 11_000}`, null, { timeout: 20_000, polling: 500 })
+      assert.notEqual((await fetch(stale ?? '')).status, 200, 'the shown URL has expired')
+      const [tab] = await Promise.all([context.waitForEvent('page', WAIT), link.click()])
+      await tab.waitForURL((u) => u.href !== 'about:blank', WAIT)
+      assert.notEqual(tab.url(), stale)
+      const res = await fetch(tab.url())
+      assert.equal(res.status, 200)
+      assert.equal(res.headers.get('content-type'), 'image/png')
+    } finally {
+      await context.close()
     }
   })
 })

@@ -4,7 +4,16 @@ import type { NatterClient } from '../client-sdk/src/index.ts'
 import { ServerBanner, useServerReach } from './components/ServerBanner.tsx'
 import { Shell } from './components/Shell.tsx'
 import { SignIn } from './components/SignIn.tsx'
-import { connectSession, endSession, newSession, type Session, savedSession } from './session.ts'
+import {
+  connectSession,
+  endSession,
+  hasUnsent,
+  newSession,
+  type Session,
+  savedSession,
+  signOutOtherWebSessions,
+  tooManyDevices,
+} from './session.ts'
 
 // The web chat served by `npm start`: Preact over the client SDK, signed in with dev tokens.
 
@@ -12,6 +21,8 @@ function Root() {
   const [client, setClient] = useState<NatterClient | null>(null)
   const [busy, setBusy] = useState(false)
   const [error, setError] = useState('')
+  /** The session refused at the server's device cap, for "Sign out my other web sessions". */
+  const [capped, setCapped] = useState<Session | null>(null)
   /** Sign-ins that could not reach the server: each makes the banner ask the server again. */
   const [unreached, setUnreached] = useState(0)
   /** A session that could not connect, to try again once the server answers. */
@@ -22,6 +33,7 @@ function Root() {
     setBusy(true)
     setError('')
     setWaiting(null)
+    setCapped(null)
     connectSession(s, resumed).then(
       (c) => {
         setBusy(false)
@@ -35,6 +47,11 @@ function Root() {
           setError('Can’t reach the server: you will be signed in once it answers.')
           setWaiting(s)
           setUnreached((n) => n + 1)
+        } else if (tooManyDevices(e)) {
+          setError(
+            'You are signed in on too many devices or browser tabs. Sign out of one, or sign out your other web sessions here.',
+          )
+          setCapped(s)
         } else {
           setError(e.message)
         }
@@ -49,6 +66,16 @@ function Root() {
   useEffect(() => {
     if (reach === 'reachable' && waiting && !busy) start(waiting)
   }, [reach, waiting])
+  useEffect(() => {
+    if (!client) return
+    // A message still in the outbox goes out from the next tab of this device, but only if one
+    // is opened: closing the last one while offline should not pass unnoticed.
+    const warn = (e: BeforeUnloadEvent) => {
+      if (hasUnsent(client)) e.preventDefault()
+    }
+    addEventListener('beforeunload', warn)
+    return () => removeEventListener('beforeunload', warn)
+  }, [client])
   if (client) {
     return (
       <Shell
@@ -62,7 +89,25 @@ function Root() {
   return (
     <>
       <ServerBanner reach={reach} />
-      <SignIn busy={busy} error={error} onSignIn={(name) => start(newSession(name))} />
+      <SignIn
+        busy={busy}
+        error={error}
+        onSignIn={(name) => start(newSession(name))}
+        onFreeDevices={
+          capped
+            ? () => {
+                setBusy(true)
+                signOutOtherWebSessions(capped.userId).then(
+                  () => start(capped),
+                  (e: Error) => {
+                    setBusy(false)
+                    setError(`Could not sign out your other web sessions: ${e.message}`)
+                  },
+                )
+              }
+            : undefined
+        }
+      />
     </>
   )
 }

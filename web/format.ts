@@ -18,10 +18,14 @@ export function shortTimeOf(at: number, now = Date.now()): string {
 
 const ids = (v: unknown): string[] => (Array.isArray(v) ? v.filter((x) => typeof x === 'string') : [])
 
-/** A membership event in words (docs/protocol.md#chats: members_added carries userIds). */
+/**
+ * A membership event in words (docs/protocol.md#chats: members_added carries userIds; a member
+ * who left or was removed, or an admin who stepped down, may have made another admin: `promoted`).
+ */
 export function describeEvent(m: ChatMessage, nameOf: (userId: string) => string): string {
   const e = m.event ?? {}
   const who = nameOf(m.senderId)
+  const promoted = typeof e.promoted === 'string' ? `; ${nameOf(e.promoted)} is now an admin` : ''
   switch (e.type) {
     case 'chat_created':
       return m.chatId.startsWith('g_')
@@ -30,9 +34,15 @@ export function describeEvent(m: ChatMessage, nameOf: (userId: string) => string
     case 'members_added':
       return `${who} added ${ids(e.userIds).map(nameOf).join(', ')}`
     case 'member_removed':
-      return `${who} removed ${nameOf(String(e.userId ?? ''))}`
+      return `${who} removed ${nameOf(String(e.userId ?? ''))}${promoted}`
     case 'member_left':
-      return `${nameOf(String(e.userId ?? m.senderId))} left`
+      return `${nameOf(String(e.userId ?? m.senderId))} left${promoted}`
+    case 'member_role':
+      return e.role === 'admin'
+        ? `${who} made ${nameOf(String(e.userId ?? ''))} an admin${promoted}`
+        : `${who} made ${nameOf(String(e.userId ?? ''))} a member, not an admin${promoted}`
+    case 'chat_renamed':
+      return `${who} renamed the group to “${typeof e.name === 'string' ? e.name : ''}”`
     default:
       return typeof e.type === 'string' ? e.type : 'event'
   }
@@ -46,6 +56,7 @@ export function usersOf(m: ChatMessage): string[] {
     ...ids(e.members),
     ...ids(e.userIds),
     ...(typeof e.userId === 'string' ? [e.userId] : []),
+    ...(typeof e.promoted === 'string' ? [e.promoted] : []),
   ]
 }
 

@@ -1,6 +1,7 @@
 import { useEffect, useState } from 'preact/hooks'
 import type { ChatState, NatterClient, NatterRequestError } from '../client-sdk/src/index.ts'
 import { isImageType, uploadTypeOf } from './attach-types.ts'
+import { sayError } from './error-words.ts'
 
 /** A file on its way to the storage, shown at once as a bubble with its progress. */
 export interface Upload {
@@ -37,6 +38,13 @@ export class ChatUploads {
   constructor(client: NatterClient, chat: ChatState) {
     this.#client = client
     this.#chat = chat
+    // Removed from the chat (or left it): its uploads could never be sent, so they stop now
+    // rather than upload bytes the server then refuses to attach.
+    const off = client.on('chat.removed', (r) => {
+      if (r.chatId !== chat.id) return
+      off()
+      for (const id of [...this.#items.keys()]) this.cancel(id)
+    })
   }
 
   get list(): Upload[] {
@@ -104,7 +112,15 @@ export class ChatUploads {
         this.#chat.send({ media: [mediaId] }).sent.catch(() => {})
       })
       .catch((e: NatterRequestError) => {
-        if (e.code !== 'cancelled') this.#update(id, { error: e.message })
+        if (e.code === 'cancelled') return
+        // The server's message names bytes and content types; a person needs the gist.
+        const error =
+          e.code === 'too_large'
+            ? 'This file is larger than the server takes.'
+            : e.code === 'unsupported_media_type'
+              ? 'This kind of file cannot be sent.'
+              : sayError(e)
+        this.#update(id, { error })
       })
   }
 

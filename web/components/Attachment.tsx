@@ -38,7 +38,31 @@ export function Attachment({ mediaId }: { mediaId: string }) {
   const { width, height, kind } = u.media
   if (kind !== 'image') return <FileCard media={u.media} href={u} />
   return (
-    <a href={u.url} target="_blank" rel="noopener noreferrer" class="media-link">
+    <a
+      href={u.url}
+      target="_blank"
+      rel="noopener noreferrer"
+      class="media-link"
+      onClick={(e) => {
+        if (fresh(u)) return
+        // The signed URL has expired since it was shown (url_expired): a new one, opened in a
+        // tab taken now, while the click still allows it (after the request it might not).
+        e.preventDefault()
+        const tab = window.open('about:blank', '_blank')
+        if (tab) tab.opener = null
+        mediaUrls(client, mediaId).then(
+          (next) => {
+            setU(next)
+            if (tab) tab.location.href = next.url
+            else window.location.assign(next.url)
+          },
+          () => {
+            tab?.close()
+            setFailed(true)
+          },
+        )
+      }}
+    >
       {/* Sized from the media info before it loads: nothing jumps when it arrives. */}
       <img
         class="media"

@@ -2,6 +2,7 @@ import { useSyncExternalStore } from 'preact/compat'
 import { useEffect, useMemo, useState } from 'preact/hooks'
 import type { ChatState } from '../../client-sdk/src/index.ts'
 import { useApp } from '../context.ts'
+import { sayError } from '../error-words.ts'
 import { previewOf, shortTimeOf } from '../format.ts'
 import { memo } from '../memo.ts'
 import { useNames } from '../names.ts'
@@ -41,7 +42,7 @@ export function ChatList({ current, onOpen }: { current: string | null; onOpen: 
         },
         (e: Error) => {
           if (!live) return
-          if (client.state === 'connected') setError(`${e.message}; trying again`)
+          if (client.state === 'connected') setError(`${sayError(e)} Trying again.`)
           timer = setTimeout(load, RETRY_MS)
         },
       )

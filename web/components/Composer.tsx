@@ -1,11 +1,18 @@
 import { useEffect, useRef, useState } from 'preact/hooks'
-import type { ChatMessage, ChatState } from '../../client-sdk/src/index.ts'
+import type { ChatMessage, ChatState, OutboxItem } from '../../client-sdk/src/index.ts'
 import { useApp } from '../context.ts'
+import { sayError } from '../error-words.ts'
 import { previewOf } from '../format.ts'
 import { useNames } from '../names.ts'
+import { COUNTER_FROM, charactersIn, isBlank, MAX_TEXT_CHARS } from '../text-limit.ts'
 
 /** What the composer is doing beside writing a new message. */
-export type Mode = { kind: 'new' } | { kind: 'reply'; to: ChatMessage } | { kind: 'edit'; of: ChatMessage }
+export type Mode =
+  | { kind: 'new' }
+  | { kind: 'reply'; to: ChatMessage }
+  | { kind: 'edit'; of: ChatMessage }
+  /** A refused message of the user's, sent again with new text (chat.retry). */
+  | { kind: 'fix'; item: OutboxItem }
 
 /**
  * The message box: multi-line (Enter sends, Shift+Enter a new line), typing indicators, a reply
@@ -39,21 +46,35 @@ export function Composer({
   const nameOf = useNames(names, target ? [target.senderId] : [])
   useEffect(() => {
     if (mode.kind === 'edit') setText(mode.of.text ?? '')
+    if (mode.kind === 'fix') setText(mode.item.text ?? '')
     if (mode.kind !== 'new') box.current?.focus()
   }, [mode])
+  const count = charactersIn(text)
+  const over = count > MAX_TEXT_CHARS
 
   const submit = () => {
     const t = text.trim()
-    if (!t) return
+    if (over) return
+    // Media of a refused message go again with the new text; text alone must show something.
+    if (isBlank(t) && !(mode.kind === 'fix' && mode.item.media?.length)) return
     setText('')
     onError('')
     client.stopTyping(chat.id)
     if (mode.kind === 'edit') {
       const seq = mode.of.seq
-      // A refusal the outbox keeps shows on the message (Retry, Cancel); anything else here.
-      chat.edit(seq, t).catch((e: Error) => {
-        if (!chat.pendingChanges.some((c) => c.seq === seq && c.failed)) onError(e.message)
-      })
+      // The same text again is no edit: nothing to send, and no "edited" mark.
+      if (t !== mode.of.text?.trim()) {
+        // A refusal the outbox keeps shows on the message (Retry, Cancel); anything else here.
+        chat.edit(seq, t).catch((e: Error) => {
+          if (!chat.pendingChanges.some((c) => c.seq === seq && c.failed)) onError(sayError(e))
+        })
+      }
+    } else if (mode.kind === 'fix') {
+      try {
+        chat.retry(mode.item.localId, { text: t }).sent.catch(() => {})
+      } catch (e) {
+        onError(sayError(e))
+      }
     } else if (mode.kind === 'reply') {
       chat.reply(mode.to.seq, t).sent.catch(() => {})
     } else {
@@ -95,6 +116,22 @@ export function Composer({
           </button>
         </div>
       )}
+      {mode.kind === 'fix' && (
+        <div class="composing" data-mode="fix">
+          <span>Editing a message that was not sent</span>
+          <button
+            type="button"
+            class="composing-cancel"
+            aria-label="Stop editing the unsent message"
+            onClick={() => {
+              setText('')
+              setMode({ kind: 'new' })
+            }}
+          >
+            ×
+          </button>
+        </div>
+      )}
       <div class="composer-row">
         <label for="text" class="visually-hidden">
           Message
@@ -105,6 +142,8 @@ export function Composer({
           rows={1}
           placeholder="Message"
           value={text}
+          aria-invalid={over}
+          aria-describedby={count >= COUNTER_FROM ? 'char-count' : undefined}
           onInput={(e) => {
             const v = (e.target as HTMLTextAreaElement).value
             setText(v)
@@ -115,7 +154,7 @@ export function Composer({
               e.preventDefault()
               submit()
             } else if (e.key === 'Escape' && mode.kind !== 'new') {
-              if (mode.kind === 'edit') setText('')
+              if (mode.kind === 'edit' || mode.kind === 'fix') setText('')
               setMode({ kind: 'new' })
             }
           }}
@@ -130,8 +169,17 @@ export function Composer({
             onChange={(e) => attach(e.target as HTMLInputElement)}
           />
         </label>
-        <button type="submit">{mode.kind === 'edit' ? 'Save' : 'Send'}</button>
+        <button type="submit" disabled={over}>
+          {mode.kind === 'edit' ? 'Save' : 'Send'}
+        </button>
       </div>
+      {count >= COUNTER_FROM && (
+        <p id="char-count" class={over ? 'over' : ''} aria-live="polite">
+          {over
+            ? `${count - MAX_TEXT_CHARS} ${count - MAX_TEXT_CHARS === 1 ? 'character' : 'characters'} over the limit of ${MAX_TEXT_CHARS.toLocaleString('en')}`
+            : `${count.toLocaleString('en')} of ${MAX_TEXT_CHARS.toLocaleString('en')} characters`}
+        </p>
+      )}
     </form>
   )
 }

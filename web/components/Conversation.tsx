@@ -2,6 +2,7 @@ import { useSyncExternalStore } from 'preact/compat'
 import { useCallback, useEffect, useLayoutEffect, useMemo, useRef, useState } from 'preact/hooks'
 import type { ChatState, OutboxItem } from '../../client-sdk/src/index.ts'
 import { useApp } from '../context.ts'
+import { sayError } from '../error-words.ts'
 import { useNames } from '../names.ts'
 import { useUploads } from '../uploads.ts'
 import { MediaResized } from './Attachment.tsx'
@@ -67,6 +68,17 @@ export function Conversation({ chat, onBack }: { chat: ChatState; onBack: () => 
   const pending = removed ? chat.pending : snap.pending
   const pendingChanges = removed ? chat.pendingChanges : snap.pendingChanges
   const [typing, setTyping] = useState<string[]>([])
+  // Someone removed (or the user, removed) types no more here: not left to the typing timeout.
+  useEffect(() => {
+    if (removed) {
+      setTyping((now) => (now.length ? [] : now))
+      return
+    }
+    // No members yet: the summary has not loaded, which says nothing about who left.
+    if (!snap.members.length) return
+    const ids = new Set(snap.members.map((m) => m.userId))
+    setTyping((now) => (now.some((u) => !ids.has(u)) ? now.filter((u) => ids.has(u)) : now))
+  }, [snap.members, removed])
   const [presence, setPresence] = useState<{ online: boolean; lastSeenAt: number } | null>(null)
   const [connection, setConnection] = useState(client.state)
   const [error, setError] = useState('')
@@ -75,6 +87,8 @@ export function Conversation({ chat, onBack }: { chat: ChatState; onBack: () => 
   const [showSearch, setShowSearch] = useState(false)
   const [atStart, setAtStart] = useState(false)
   const [highlight, setHighlight] = useState<number | null>(null)
+  /** Messages from others that arrived below while the reader was scrolled up ("jump to latest"). */
+  const [newBelow, setNewBelow] = useState(0)
   /** A message to bring into view (a search result) once it is rendered. */
   const jumpTarget = useRef<number | null>(null)
   const { store: uploadStore, uploads } = useUploads(client, chat)
@@ -136,13 +150,15 @@ export function Conversation({ chat, onBack }: { chat: ChatState; onBack: () => 
         },
         (e: Error) => {
           opened = false
-          if (live) setError(e.message)
+          if (live) setError(sayError(e))
         },
       )
     }
     const offs = [
       chat.on('message.new', (m) => {
         if (m.senderId === me) return
+        // A reader scrolled up is not pulled down: they are told how many came below.
+        if (!follow.current) setNewBelow((n) => n + 1)
         readSoon()
         if (m.kind === 'text') announce(`${names.nameOf(m.senderId)}: ${m.text ?? 'an image'}`)
       }),
@@ -248,7 +264,7 @@ export function Conversation({ chat, onBack }: { chat: ChatState; onBack: () => 
         }
       }
     } catch (e) {
-      setError(`Could not load the message: ${(e as Error).message}`)
+      setError(`Could not load the message: ${sayError(e)}`)
       return
     }
     if (!held()) {
@@ -266,6 +282,7 @@ export function Conversation({ chat, onBack }: { chat: ChatState; onBack: () => 
     setTop.current = null
     if (mine) return
     follow.current = el.scrollHeight - el.scrollTop - el.clientHeight < EDGE
+    if (follow.current) setNewBelow(0)
     anchor.current = anchorOf(el)
     if (el.scrollTop < EDGE && !loading.current && !atStart && messages.length > 0) {
       if ((messages[0]?.seq ?? 1) <= 1) {
@@ -294,7 +311,7 @@ export function Conversation({ chat, onBack }: { chat: ChatState; onBack: () => 
       remove: (m) => {
         // A refusal the outbox keeps shows on the message (Retry, Cancel); anything else here.
         chat.delete(m.seq).catch((e: Error) => {
-          if (!chat.pendingChanges.some((c) => c.seq === m.seq && c.failed)) setError(e.message)
+          if (!chat.pendingChanges.some((c) => c.seq === m.seq && c.failed)) setError(sayError(e))
         })
       },
     }),
@@ -310,14 +327,15 @@ export function Conversation({ chat, onBack }: { chat: ChatState; onBack: () => 
       try {
         chat.retry(localId).sent.catch(() => {})
       } catch (e) {
-        setError((e as Error).message)
+        setError(sayError(e))
       }
     },
     [chat],
   )
+  const editUnsent = useCallback((item: OutboxItem) => setMode({ kind: 'fix', item }), [])
   const cancel = useCallback(
     (localId: string) => {
-      chat.cancel(localId).catch((e: Error) => setError(e.message))
+      chat.cancel(localId).catch((e: Error) => setError(sayError(e)))
     },
     [chat],
   )
@@ -334,7 +352,7 @@ export function Conversation({ chat, onBack }: { chat: ChatState; onBack: () => 
   const members = snap.members
   const admins = members.filter((m) => m.role === 'admin').length
   return (
-    <section id="conversation" aria-label={`Chat with ${title}`}>
+    <main id="conversation" aria-label={`Chat with ${title}`}>
       <header>
         <button type="button" id="back" aria-label="Back to chats" onClick={onBack}>
           ←
@@ -354,7 +372,7 @@ export function Conversation({ chat, onBack }: { chat: ChatState; onBack: () => 
             <span id="group-summary">
               {removed
                 ? 'You are no longer a member'
-                : `${members.length} members${admins ? `, ${admins} admin${admins > 1 ? 's' : ''}` : ''}`}
+                : `${members.length} member${members.length === 1 ? '' : 's'}${admins ? `, ${admins} admin${admins > 1 ? 's' : ''}` : ''}`}
             </span>
           )}
         </div>
@@ -362,13 +380,22 @@ export function Conversation({ chat, onBack }: { chat: ChatState; onBack: () => 
           type="button"
           id="search-button"
           aria-expanded={showSearch}
+          class="icon-button"
           onClick={() => setShowSearch(!showSearch)}
         >
-          Search
+          <Icon d="M7 2a5 5 0 1 0 3.2 8.8l3.5 3.5 1-1-3.5-3.5A5 5 0 0 0 7 2Zm0 1.5a3.5 3.5 0 1 1 0 7 3.5 3.5 0 0 1 0-7Z" />
+          <span class="button-label">Search</span>
         </button>
         {chat.kind === 'group' && (
-          <button type="button" id="info" aria-expanded={showInfo} onClick={() => setShowInfo(!showInfo)}>
-            Members
+          <button
+            type="button"
+            id="info"
+            class="icon-button"
+            aria-expanded={showInfo}
+            onClick={() => setShowInfo(!showInfo)}
+          >
+            <Icon d="M6 8a3 3 0 1 0 0-6 3 3 0 0 0 0 6Zm5.5 0a2.5 2.5 0 1 0 0-5 2.5 2.5 0 0 0 0 5ZM1 14c0-2.8 2.2-4.5 5-4.5s5 1.7 5 4.5v.5H1V14Zm11.2.5V14c0-1.5-.5-2.8-1.4-3.7 2.5 0 4.2 1.4 4.2 3.7v.5h-2.8Z" />
+            <span class="button-label">Members</span>
           </button>
         )}
       </header>
@@ -394,13 +421,35 @@ export function Conversation({ chat, onBack }: { chat: ChatState; onBack: () => 
             />
           ))}
           {pending.map((p) => (
-            <PendingItem key={p.localId} item={p} readOnly={removed} onRetry={retry} onCancel={cancel} />
+            <PendingItem
+              key={p.localId}
+              item={p}
+              readOnly={removed}
+              onRetry={retry}
+              onCancel={cancel}
+              onEdit={editUnsent}
+            />
           ))}
           {uploads.map((u) => (
             <UploadItem key={u.id} u={u} onCancel={uploadActions.cancel} onRetry={uploadActions.retry} />
           ))}
         </ol>
       </MediaResized.Provider>
+      {newBelow > 0 && (
+        <div class="jump-row">
+          <button
+            type="button"
+            id="jump-latest"
+            onClick={() => {
+              follow.current = true
+              setNewBelow(0)
+              keepView()
+            }}
+          >
+            {`${newBelow} new message${newBelow === 1 ? '' : 's'} ↓`}
+          </button>
+        </div>
+      )}
       <div id="typing">
         {typing.length ? `${typing.map(nameOf).join(', ')} ${typing.length > 1 ? 'are' : 'is'} typing…` : ''}
       </div>
@@ -423,6 +472,15 @@ export function Conversation({ chat, onBack }: { chat: ChatState; onBack: () => 
           }}
         />
       )}
-    </section>
+    </main>
+  )
+}
+
+/** A 16×16 icon in the text colour, beside a button's label (the label alone names the button). */
+function Icon({ d }: { d: string }) {
+  return (
+    <svg viewBox="0 0 16 16" width="16" height="16" aria-hidden="true" focusable="false">
+      <path d={d} fill="currentColor" />
+    </svg>
   )
 }

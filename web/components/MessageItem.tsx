@@ -1,6 +1,7 @@
-import { useEffect, useState } from 'preact/hooks'
+import { useEffect, useRef, useState } from 'preact/hooks'
 import type { ChatMessage, MessageStatus, OutboxItem } from '../../client-sdk/src/index.ts'
 import { useApp } from '../context.ts'
+import { sayRefusal } from '../error-words.ts'
 import { describeEvent, previewOf, timeOf, usersOf } from '../format.ts'
 import { memo } from '../memo.ts'
 import { useName, useNames } from '../names.ts'
@@ -8,12 +9,32 @@ import { Attachment } from './Attachment.tsx'
 import { Avatar } from './Avatar.tsx'
 import { Linkified } from './Linkified.tsx'
 
-export const TICKS: Record<MessageStatus, string> = {
-  sending: '🕓',
+export const TICKS: Record<Exclude<MessageStatus, 'sending'>, string> = {
   sent: '✓',
   delivered: '✓✓',
   read: '✓✓',
   failed: '⚠',
+}
+
+/** A small clock drawn in the text colour: an emoji clock needs a colour-emoji font many systems lack. */
+function Clock() {
+  return (
+    <svg class="clock" viewBox="0 0 16 16" width="12" height="12" aria-hidden="true" focusable="false">
+      <circle cx="8" cy="8" r="6.5" fill="none" stroke="currentColor" stroke-width="1.5" />
+      <path
+        d="M8 4.5V8l2.5 1.5"
+        fill="none"
+        stroke="currentColor"
+        stroke-width="1.5"
+        stroke-linecap="round"
+      />
+    </svg>
+  )
+}
+
+/** The ticks of a status: a clock while sending, else check marks (or ⚠ when refused). */
+function Ticks({ status }: { status: MessageStatus }) {
+  return status === 'sending' ? <Clock /> : TICKS[status]
 }
 
 /** What a message's menu does: stable across renders (the list passes one object). */
@@ -58,7 +79,12 @@ export const MessageItem = memo(function MessageItem(p: {
       // Focusable by script only: a search result jumped to takes the focus.
       tabIndex={-1}
     >
-      {p.group && !mine && <Sender names={names} userId={m.senderId} />}
+      {p.group && !mine ? (
+        <Sender names={names} userId={m.senderId} />
+      ) : (
+        // Who wrote it, for screen readers: shown only by the bubble's side and colour.
+        <SpokenSender userId={m.senderId} mine={mine} />
+      )}
       {m.replyTo !== undefined && <Quote seq={m.replyTo} quoted={p.quoted} />}
       {deleted ? (
         <span class="text">This message was deleted</span>
@@ -81,7 +107,7 @@ export const MessageItem = memo(function MessageItem(p: {
         <time dateTime={new Date(m.at).toISOString()}>{timeOf(m.at)}</time>
         {mine && !deleted && (
           <span class="ticks" role="img" title={status} aria-label={status}>
-            {TICKS[status]}
+            <Ticks status={status} />
           </span>
         )}
       </span>
@@ -124,7 +150,7 @@ function ChangeItem({
       </span>
     )
   }
-  const why = readOnly ? 'you are no longer a member of this chat.' : failed.message
+  const why = readOnly ? 'you are no longer a member of this chat.' : sayRefusal(failed)
   return (
     <span class="change change-failed" data-op={item.op} data-local-id={item.localId}>
       <span class="failure">{`${edit ? 'Edit not saved' : 'Not deleted'}: ${why}`}</span>
@@ -147,12 +173,19 @@ function ChangeItem({
   )
 }
 
+function SpokenSender({ userId, mine }: { userId: string; mine: boolean }) {
+  const { names } = useApp()
+  const name = useName(names, userId)
+  return <span class="visually-hidden spoken-sender">{mine ? 'You: ' : `${name}: `}</span>
+}
+
 function Sender({ names, userId }: { names: ReturnType<typeof useApp>['names']; userId: string }) {
   const name = useName(names, userId)
   return (
     <span class="sender">
       <Avatar userId={userId} size={20} />
       <span class="sender-name">{name}</span>
+      <span class="visually-hidden">: </span>
     </span>
   )
 }
@@ -184,18 +217,49 @@ function EventItem({ m }: { m: ChatMessage }) {
   )
 }
 
+/**
+ * The message's actions as a menu (WAI-ARIA menu button pattern): opening moves the focus to the
+ * first item, Up/Down (and Home/End) move between items, Escape or Tab closes it and Escape gives
+ * the focus back to the button; a click elsewhere closes it.
+ */
 function Menu({ m, mine, actions }: { m: ChatMessage; mine: boolean; actions: MessageActions }) {
   const [open, setOpen] = useState(false)
+  const button = useRef<HTMLButtonElement>(null)
+  const items = useRef<HTMLSpanElement>(null)
+  const entries = () => [...(items.current?.querySelectorAll<HTMLButtonElement>('[role="menuitem"]') ?? [])]
   useEffect(() => {
     if (!open) return
-    const close = (e: KeyboardEvent) => {
-      if (e.key === 'Escape') setOpen(false)
+    entries()[0]?.focus()
+    const outside = (e: PointerEvent) => {
+      if (!items.current?.contains(e.target as Node) && !button.current?.contains(e.target as Node))
+        setOpen(false)
     }
-    addEventListener('keydown', close)
-    return () => removeEventListener('keydown', close)
+    addEventListener('pointerdown', outside)
+    return () => removeEventListener('pointerdown', outside)
   }, [open])
-  const act = (f: (m: ChatMessage) => void) => () => {
+  const close = (refocus: boolean) => {
     setOpen(false)
+    if (refocus) button.current?.focus()
+  }
+  const onKeyDown = (e: KeyboardEvent) => {
+    const all = entries()
+    const at = all.indexOf(document.activeElement as HTMLButtonElement)
+    const to = (i: number) => {
+      e.preventDefault()
+      all[(i + all.length) % all.length]?.focus()
+    }
+    if (e.key === 'ArrowDown') to(at + 1)
+    else if (e.key === 'ArrowUp') to(at - 1)
+    else if (e.key === 'Home') to(0)
+    else if (e.key === 'End') to(all.length - 1)
+    else if (e.key === 'Escape') {
+      e.preventDefault()
+      e.stopPropagation()
+      close(true)
+    } else if (e.key === 'Tab') close(false)
+  }
+  const act = (f: (m: ChatMessage) => void) => () => {
+    close(false)
     f(m)
   }
   return (
@@ -203,25 +267,32 @@ function Menu({ m, mine, actions }: { m: ChatMessage; mine: boolean; actions: Me
       <button
         type="button"
         class="menu-button"
+        ref={button}
         aria-label="Message actions"
         aria-haspopup="menu"
         aria-expanded={open}
         onClick={() => setOpen(!open)}
+        onKeyDown={(e) => {
+          if (e.key === 'ArrowDown' && !open) {
+            e.preventDefault()
+            setOpen(true)
+          }
+        }}
       >
         ⋯
       </button>
       {open && (
-        <span class="menu-items" role="menu">
-          <button type="button" role="menuitem" class="reply" onClick={act(actions.reply)}>
+        <span class="menu-items" role="menu" aria-label="Message actions" ref={items} onKeyDown={onKeyDown}>
+          <button type="button" role="menuitem" tabIndex={-1} class="reply" onClick={act(actions.reply)}>
             Reply
           </button>
           {mine && m.text !== null && (
-            <button type="button" role="menuitem" class="edit" onClick={act(actions.edit)}>
+            <button type="button" role="menuitem" tabIndex={-1} class="edit" onClick={act(actions.edit)}>
               Edit
             </button>
           )}
           {mine && (
-            <button type="button" role="menuitem" class="delete" onClick={act(actions.remove)}>
+            <button type="button" role="menuitem" tabIndex={-1} class="delete" onClick={act(actions.remove)}>
               Delete
             </button>
           )}
@@ -240,11 +311,14 @@ export function PendingItem({
   readOnly,
   onRetry,
   onCancel,
+  onEdit,
 }: {
   item: OutboxItem
   readOnly: boolean
   onRetry: (localId: string) => void
   onCancel: (localId: string) => void
+  /** Puts the refused message's text in the composer, to send it again changed (chat.retry with text). */
+  onEdit: (item: OutboxItem) => void
 }) {
   const failed = item.failed
   return (
@@ -262,17 +336,24 @@ export function PendingItem({
           title={failed ? 'not sent' : 'sending'}
           aria-label={failed ? 'not sent' : 'sending'}
         >
-          {failed ? TICKS.failed : TICKS.sending}
+          <Ticks status={failed ? 'failed' : 'sending'} />
         </span>
       </span>
       {failed && (
         <span class="failed-actions">
           <span class="failure">
-            {readOnly ? 'Not sent: you are no longer a member of this chat.' : failed.message}
+            {readOnly
+              ? 'Not sent: you are no longer a member of this chat.'
+              : `Not sent: ${sayRefusal(failed)}`}
           </span>
           {!readOnly && (
             <button type="button" class="retry" onClick={() => onRetry(item.localId)}>
               Retry
+            </button>
+          )}
+          {!readOnly && item.text !== undefined && (
+            <button type="button" class="edit-unsent" onClick={() => onEdit(item)}>
+              Edit
             </button>
           )}
           <button type="button" class="cancel" onClick={() => onCancel(item.localId)}>

@@ -1,6 +1,8 @@
 import { useLayoutEffect, useRef, useState } from 'preact/hooks'
 import { isImageType, uploadTypeOf } from '../attach-types.ts'
+import { useBusy } from '../busy.ts'
 import { useApp } from '../context.ts'
+import { sayError } from '../error-words.ts'
 import { useAvatar, useName } from '../names.ts'
 import { Avatar } from './Avatar.tsx'
 
@@ -19,9 +21,10 @@ export function ProfilePanel({ onClose }: { onClose: () => void }) {
   const [error, setError] = useState('')
   const field = useRef<HTMLInputElement>(null)
   useLayoutEffect(() => field.current?.focus(), [])
-  const fail = (e: Error) => {
+  const { busy, run } = useBusy()
+  const fail = (e: unknown) => {
     setSaid('')
-    setError(e.message)
+    setError(sayError(e))
   }
 
   const pick = (input: HTMLInputElement) => {
@@ -74,7 +77,13 @@ export function ProfilePanel({ onClose }: { onClose: () => void }) {
             <button
               type="button"
               id="remove-avatar"
-              onClick={() => client.setProfile({ avatar: null }).then(() => setSaid('Photo removed'), fail)}
+              disabled={busy('avatar')}
+              onClick={() =>
+                run('avatar', () => client.setProfile({ avatar: null }))?.then(
+                  () => setSaid('Photo removed'),
+                  fail,
+                )
+              }
             >
               Remove photo
             </button>
@@ -95,7 +104,10 @@ export function ProfilePanel({ onClose }: { onClose: () => void }) {
           e.preventDefault()
           setError('')
           const n = displayName.trim()
-          client.setProfile({ displayName: n === '' ? null : n }).then(() => setSaid('Name saved'), fail)
+          run('name', () => client.setProfile({ displayName: n === '' ? null : n }))?.then(
+            () => setSaid('Name saved'),
+            fail,
+          )
         }}
       >
         <label for="display-name">Display name</label>
@@ -109,7 +121,9 @@ export function ProfilePanel({ onClose }: { onClose: () => void }) {
             value={displayName}
             onInput={(e) => setDisplayName((e.target as HTMLInputElement).value)}
           />
-          <button type="submit">Save</button>
+          <button type="submit" disabled={busy('name')}>
+            Save
+          </button>
         </div>
       </form>
       <p id="profile-status" role="status">

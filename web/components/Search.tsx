@@ -1,6 +1,7 @@
 import { useLayoutEffect, useRef, useState } from 'preact/hooks'
 import type { ChatMessage, ChatState } from '../../client-sdk/src/index.ts'
 import { useApp } from '../context.ts'
+import { sayError } from '../error-words.ts'
 import { previewOf, timeOf } from '../format.ts'
 import { useNames } from '../names.ts'
 
@@ -51,7 +52,7 @@ export function Search({
           const q = query.trim()
           if (!q) return
           setError('')
-          client.search(chat.id, q).then(setResults, (err: Error) => setError(err.message))
+          client.search(chat.id, q).then(setResults, (err: Error) => setError(sayError(err)))
         }}
       >
         <label for="search-query" class="visually-hidden">

@@ -1,8 +1,11 @@
 import { useState } from 'preact/hooks'
+import { useBusy } from '../busy.ts'
 import { useApp } from '../context.ts'
+import { sayError } from '../error-words.ts'
 import { useName } from '../names.ts'
 import { Avatar } from './Avatar.tsx'
 import { ChatList } from './ChatList.tsx'
+import { GROUP_NAME_MAX } from './GroupInfo.tsx'
 import { ProfilePanel } from './ProfilePanel.tsx'
 
 /** Who is signed in (their avatar and display name, the profile panel), new chats and groups, and the chat list. */
@@ -21,7 +24,8 @@ export function Sidebar({
   const [showProfile, setShowProfile] = useState(false)
   const [peer, setPeer] = useState('')
   const [group, setGroup] = useState<{ name: string; members: string } | null>(null)
-  const fail = (e: Error) => setError(e.message)
+  const { busy, run } = useBusy()
+  const fail = (e: unknown) => setError(sayError(e))
   return (
     <aside id="sidebar">
       <div class="me-row">
@@ -48,11 +52,12 @@ export function Sidebar({
           const who = peer.trim()
           if (!who) return
           setError('')
-          client.direct(who).then(async (chat) => {
+          run('direct', async () => {
+            const chat = await client.direct(who)
             setPeer('')
             await client.chat(chat.id).refresh()
             onOpen(chat.id)
-          }, fail)
+          })?.catch(fail)
         }}
       >
         <label for="with" class="visually-hidden">
@@ -65,7 +70,9 @@ export function Sidebar({
           value={peer}
           onInput={(e) => setPeer((e.target as HTMLInputElement).value)}
         />
-        <button type="submit">Start</button>
+        <button type="submit" disabled={busy('direct')}>
+          Start
+        </button>
       </form>
       {group ? (
         <form
@@ -77,7 +84,7 @@ export function Sidebar({
               .map((s) => s.trim())
               .filter(Boolean)
             setError('')
-            client.createGroup(group.name.trim(), members).then((chat) => {
+            run('create', () => client.createGroup(group.name.trim(), members))?.then((chat) => {
               setGroup(null)
               onOpen(chat.id)
             }, fail)
@@ -87,6 +94,7 @@ export function Sidebar({
           <input
             id="group-name"
             required
+            maxLength={GROUP_NAME_MAX}
             value={group.name}
             onInput={(e) => setGroup({ ...group, name: (e.target as HTMLInputElement).value })}
           />
@@ -97,7 +105,9 @@ export function Sidebar({
             onInput={(e) => setGroup({ ...group, members: (e.target as HTMLInputElement).value })}
           />
           <div class="buttons">
-            <button type="submit">Create group</button>
+            <button type="submit" disabled={busy('create')}>
+              Create group
+            </button>
             <button type="button" onClick={() => setGroup(null)}>
               Cancel
             </button>
