@@ -1,0 +1,115 @@
+import {
+  type CiphersuiteImpl,
+  decodeMlsMessage,
+  getCiphersuiteFromName,
+  getCiphersuiteImpl,
+  type KeyPackage,
+  type MLSMessage,
+} from 'ts-mls'
+import { makeKeyPackageRef, verifyKeyPackage } from 'ts-mls/keyPackage.js'
+import { verifyLeafNodeSignatureKeyPackage } from 'ts-mls/leafNode.js'
+
+/**
+ * Everything the server reads of MLS (RFC 9420) bytes, without any group secret: KeyPackages
+ * (checked before the directory stores them) and PublicMessage Commits (read for their epoch,
+ * sender and proposals). The one module that imports ts-mls on the server
+ * (docs/decisions.md, "MLS library").
+ */
+
+/** The one cipher suite encrypted chats use (RFC 9420 §17.1, suite 1; docs/e2ee.md). */
+export const CIPHER_SUITE = 'MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519'
+
+/** The largest KeyPackage accepted, in bytes (a suite-1 one is about 330). */
+export const MAX_KEY_PACKAGE_BYTES = 16 * 1024
+
+/** Why bytes are not an acceptable MLS message; the message says what is wrong. */
+export class MlsProblem extends Error {
+  override name = 'MlsProblem'
+}
+
+let suite: Promise<CiphersuiteImpl> | undefined
+const cipherSuite = () => {
+  suite ??= getCiphersuiteImpl(getCiphersuiteFromName(CIPHER_SUITE))
+  return suite
+}
+
+/** The credential identity a device's leaves carry: its MQTT client id, `userId/deviceId`. */
+export const leafIdentity = (userId: string, deviceId: string) => `${userId}/${deviceId}`
+
+/**
+ * Decodes one whole MLSMessage (RFC 9420 §6); trailing bytes or a decoding failure are an
+ * MlsProblem.
+ */
+export function decodeMessage(bytes: Uint8Array): MLSMessage {
+  let decoded: ReturnType<typeof decodeMlsMessage>
+  try {
+    decoded = decodeMlsMessage(bytes, 0)
+  } catch {
+    decoded = undefined
+  }
+  if (!decoded) throw new MlsProblem('not an MLS message')
+  const [message, end] = decoded
+  if (end !== bytes.length) throw new MlsProblem(`${bytes.length - end} bytes after the MLS message`)
+  return message
+}
+
+const identityOf = (kp: KeyPackage): string | null =>
+  kp.leafNode.credential.credentialType === 'basic'
+    ? new TextDecoder('utf-8', { fatal: false }).decode(kp.leafNode.credential.identity)
+    : null
+
+const sameBytes = (a: Uint8Array, b: Uint8Array) => a.length === b.length && a.every((x, i) => x === b[i])
+
+// ms since the epoch, from a lifetime bound in seconds (RFC 9420 §7.2); "forever" (2^64 - 1,
+// ts-mls' 2^63 - 1) is clamped to the latest time a Date holds.
+const MAX_DATE_MS = 8.64e15
+const toMs = (seconds: bigint) =>
+  seconds >= BigInt(MAX_DATE_MS / 1000) ? MAX_DATE_MS : Number(seconds) * 1000
+
+/** A KeyPackage that passed checkKeyPackage. */
+export interface CheckedKeyPackage {
+  /** The KeyPackageRef (RFC 9420 §5.2), hex: what a Welcome names the package by. */
+  ref: string
+  /** The end of its lifetime, ms since the epoch. */
+  notAfter: number
+}
+
+/**
+ * Checks that bytes are a KeyPackage the directory may hand out for device `identity`
+ * (`userId/deviceId`): an `mls_key_package` MLSMessage of version mls10 and CIPHER_SUITE, a
+ * basic credential whose identity is the device, a valid KeyPackage signature and leaf node
+ * signature, an init key other than the leaf's encryption key (RFC 9420 §10.1), a lifetime
+ * that covers `now` (ms), at most MAX_KEY_PACKAGE_BYTES.
+ *
+ * @throws MlsProblem saying which check failed
+ */
+export async function checkKeyPackage(
+  bytes: Uint8Array,
+  identity: string,
+  now: number,
+): Promise<CheckedKeyPackage> {
+  if (bytes.length > MAX_KEY_PACKAGE_BYTES)
+    throw new MlsProblem(`${bytes.length} bytes, over ${MAX_KEY_PACKAGE_BYTES}`)
+  const m = decodeMessage(bytes)
+  if (m.wireformat !== 'mls_key_package') throw new MlsProblem(`a ${m.wireformat}, not a KeyPackage`)
+  const kp = m.keyPackage
+  if (m.version !== 'mls10' || kp.version !== 'mls10') throw new MlsProblem('not MLS 1.0')
+  if (kp.cipherSuite !== CIPHER_SUITE)
+    throw new MlsProblem(`cipher suite ${String(kp.cipherSuite)}; only ${CIPHER_SUITE} is accepted`)
+  if (kp.leafNode.leafNodeSource !== 'key_package')
+    throw new MlsProblem('its leaf node is not a key_package one')
+  const who = identityOf(kp)
+  if (who === null)
+    throw new MlsProblem(`a ${kp.leafNode.credential.credentialType} credential; only basic is accepted`)
+  if (who !== identity)
+    throw new MlsProblem(`its credential is ${JSON.stringify(who)}, not this device (${identity})`)
+  const { notBefore, notAfter } = kp.leafNode.lifetime
+  if (toMs(notBefore) > now || toMs(notAfter) <= now) throw new MlsProblem('its lifetime does not cover now')
+  if (sameBytes(kp.initKey, kp.leafNode.hpkePublicKey))
+    throw new MlsProblem('its init key is its encryption key (RFC 9420 §10.1)')
+  const cs = await cipherSuite()
+  if (!(await verifyLeafNodeSignatureKeyPackage(kp.leafNode, cs.signature)))
+    throw new MlsProblem('its leaf node signature is not valid')
+  if (!(await verifyKeyPackage(kp, cs.signature))) throw new MlsProblem('its signature is not valid')
+  return { ref: Buffer.from(await makeKeyPackageRef(kp, cs.hash)).toString('hex'), notAfter: toMs(notAfter) }
+}
