@@ -113,3 +113,59 @@ export async function checkKeyPackage(
   if (!(await verifyKeyPackage(kp, cs.signature))) throw new MlsProblem('its signature is not valid')
   return { ref: Buffer.from(await makeKeyPackageRef(kp, cs.hash)).toString('hex'), notAfter: toMs(notAfter) }
 }
+
+/** A proposal of a Commit as the Delivery Service reads it. */
+export type CommitProposal =
+  /** A new member: the identity of its KeyPackage's basic credential (null for another kind), and its suite. */
+  | { type: 'add'; identity: string | null; cipherSuite: string }
+  /** A member removed, by leaf index only (RFC 9420 §12.1.3). */
+  | { type: 'remove'; leaf: number }
+  /** Any other proposal type, by name (update, psk, reinit, external_init, group_context_extensions) or number. */
+  | { type: 'other'; proposalType: string }
+
+/** What the Delivery Service reads of a PublicMessage Commit, without any group secret. */
+export interface ReadCommit {
+  /** The group id, which for a chat's group is the chat id in UTF-8. */
+  groupId: Uint8Array
+  /** The epoch the Commit was made in (it starts epoch + 1). */
+  epoch: number
+  /** The sender's leaf index; null for a sender that is not a member (an external commit). */
+  senderLeaf: number | null
+  proposals: CommitProposal[]
+  /** Whether it carries an UpdatePath (new keys for the sender's path). */
+  hasPath: boolean
+}
+
+/**
+ * Reads a PublicMessage Commit (RFC 9420 §6.2, §12.4): the group, epoch, sender and proposals.
+ *
+ * @throws MlsProblem when the bytes are not an MLS 1.0 PublicMessage with a Commit, or when the
+ *   Commit names a proposal by reference (its content would be hidden from the Delivery Service)
+ */
+export function readCommit(bytes: Uint8Array): ReadCommit {
+  const m = decodeMessage(bytes)
+  if (m.version !== 'mls10') throw new MlsProblem('not MLS 1.0')
+  if (m.wireformat !== 'mls_public_message')
+    throw new MlsProblem(`a ${m.wireformat}; a Commit must be a PublicMessage (mls_public_message)`)
+  const c = m.publicMessage.content
+  if (c.contentType !== 'commit') throw new MlsProblem(`a ${c.contentType} message, not a Commit`)
+  if (c.epoch > BigInt(Number.MAX_SAFE_INTEGER)) throw new MlsProblem('its epoch is out of range')
+  const proposals = c.commit.proposals.map((p): CommitProposal => {
+    if (p.proposalOrRefType !== 'proposal')
+      throw new MlsProblem('a proposal by reference: a Commit must carry its proposals by value')
+    const proposal = p.proposal
+    if (proposal.proposalType === 'add') {
+      const kp = proposal.add.keyPackage
+      return { type: 'add', identity: identityOf(kp), cipherSuite: String(kp.cipherSuite) }
+    }
+    if (proposal.proposalType === 'remove') return { type: 'remove', leaf: proposal.remove.removed }
+    return { type: 'other', proposalType: String(proposal.proposalType) }
+  })
+  return {
+    groupId: c.groupId,
+    epoch: Number(c.epoch),
+    senderLeaf: c.sender.senderType === 'member' ? c.sender.leafIndex : null,
+    proposals,
+    hasPath: c.commit.path !== undefined,
+  }
+}
