@@ -381,6 +381,7 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     await admin.close()
     await stores.profiles.close()
     await stores.keyPackages.close()
+    await stores.commits.close()
     await objects.close()
     await Promise.all(Object.values(services.providers).map((p) => p.close()))
   }

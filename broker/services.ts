@@ -20,6 +20,7 @@ import { UndeliveredTracker } from '../services/messages/undelivered-tracker.ts'
 import { createMediaMetrics } from '../services/metrics/media-metrics.ts'
 import { createMetrics } from '../services/metrics/metrics.ts'
 import { createPushMetrics } from '../services/metrics/push-metrics.ts'
+import { CommitService } from '../services/mls/commit-service.ts'
 import { KeyPackageService } from '../services/mls/key-package-service.ts'
 import { RedisDeviceCounter } from '../services/presence/device-counter.ts'
 import { PresenceTracker } from '../services/presence/presence-tracker.ts'
@@ -187,6 +188,15 @@ export async function wireServices(d: ServiceDeps) {
     log,
   })
   keyPackages.register(router)
+  new CommitService({
+    commits: stores.commits,
+    messages: stores.messages,
+    chats: stores.chats,
+    index,
+    inbox: wiring.sink,
+    ops,
+    log,
+  }).register(router)
   const deviceService = new DeviceService({
     delivery: stores.delivery,
     push: stores.push,

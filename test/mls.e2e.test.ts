@@ -2,7 +2,17 @@ import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { Device } from './helpers/device.ts'
 import { type FerretDb, startFerretDb } from './helpers/ferretdb.ts'
-import { newKeyPackage } from './helpers/mls.ts'
+import {
+  base64,
+  commitAdd,
+  commitRemove,
+  createChatGroup,
+  epochOf,
+  joinFromWelcome,
+  type MlsMember,
+  newKeyPackage,
+  receive,
+} from './helpers/mls.ts'
 import { startTestNode, type TestNode } from './helpers/node.ts'
 
 async function refused(work: Promise<unknown>, code: string): Promise<Error & { code: string }> {
@@ -12,6 +22,23 @@ async function refused(work: Promise<unknown>, code: string): Promise<Error & { 
   )) as Error & { code: string }
   assert.equal(err.code, code, err.message)
   return err
+}
+
+type Claim = { keyPackages: { deviceId: string; keyPackage: string; lastResort: boolean }[] }
+type CommitEvent = { type: 'mls_commit'; epoch: number; commit: string }
+
+/** The mls_commit events of a chat a device received, in arrival order. */
+const commitsSeen = (d: Device, chatId: string) =>
+  d.inbox
+    .filter((e) => e.type === 'message' && e.chatId === chatId && e.event?.type === 'mls_commit')
+    .map((e) => ({ seq: e.seq, senderId: e.senderId, ...(e.event as CommitEvent) }))
+
+/** A device as an MLS client: a fresh KeyPackage it uploaded, ready to be claimed. */
+async function mlsDevice(d: Device): Promise<MlsMember> {
+  const identity = `${d.userId}/${d.deviceId}`
+  const kp = await newKeyPackage(identity)
+  await d.request('mls.keypackages.upload', { keyPackages: [kp.base64] })
+  return { identity, kp }
 }
 
 /** n real KeyPackages of a device, base64 as the ops carry them. */
@@ -146,6 +173,215 @@ for (const backend of ['SQLite', 'MongoDB (FerretDB)'] as const) {
         after.keyPackages.map((k) => k.deviceId),
         ['phone'],
       )
+    })
+
+    describe('Commit ordering', () => {
+      let chatId: string
+      let dana: Device
+      let danaTablet: Device
+      let eve: Device
+      const mls: Record<string, MlsMember> = {}
+
+      before(async () => {
+        dana = await Device.connect(t.mqttUrl, 'dana', 'phone', await t.token('dana'))
+        danaTablet = await Device.connect(t.mqttUrl, 'dana', 'tablet', await t.token('dana'))
+        eve = await Device.connect(t.mqttUrl, 'eve', 'phone', await t.token('eve'))
+        devices.push(dana, danaTablet, eve)
+        chatId = (await dana.request<{ id: string }>('chat.create', { name: 'Secret', members: ['eve'] })).id
+        for (const d of [dana, danaTablet, eve]) mls[`${d.userId}/${d.deviceId}`] = await mlsDevice(d)
+      })
+
+      it('opens the group with the creator’s first Commit, stored with the next seq and delivered to every member device', async () => {
+        const creator = mls['dana/phone'] as MlsMember
+        await createChatGroup(chatId, creator)
+        const claimed = await dana.request<Claim>('mls.keypackages.claim', { userId: 'eve' })
+        assert.equal(claimed.keyPackages.length, 1)
+        const add = await commitAdd(
+          creator,
+          claimed.keyPackages.map((k) => new Uint8Array(Buffer.from(k.keyPackage, 'base64'))),
+        )
+        const accepted = await dana.request<{ seq: number; epoch: number }>('mls.commit', {
+          chatId,
+          commit: base64(add.commit),
+        })
+        assert.equal(accepted.epoch, 1)
+        creator.state = add.newState
+        await eve.until(() => commitsSeen(eve, chatId).length === 1, 'the Commit')
+        await danaTablet.until(() => commitsSeen(danaTablet, chatId).length === 1, 'the Commit')
+        assert.deepEqual(commitsSeen(eve, chatId), [
+          { seq: accepted.seq, senderId: 'dana', type: 'mls_commit', epoch: 0, commit: base64(add.commit) },
+        ])
+        // Eve's client joins from the Welcome (its routing to her inbox is the next step).
+        const eveMls = mls['eve/phone'] as MlsMember
+        assert.ok(add.welcome)
+        await joinFromWelcome(eveMls, add.welcome)
+        assert.equal(epochOf(eveMls), 1)
+        // A Commit for the epoch the chat left is refused with the current one.
+        const err = await refused(
+          dana.request('mls.commit', { chatId, commit: base64(add.commit) }),
+          'stale_epoch',
+        )
+        assert.match(err.message, /epoch 0; the chat is at epoch 1/)
+      })
+
+      it('accepts exactly one of two Commits for one epoch sent at the same instant; the other client rebases and wins the next', async () => {
+        const danaMls = mls['dana/phone'] as MlsMember
+        const eveMls = mls['eve/phone'] as MlsMember
+        const tabletKp = await dana.request<Claim>('mls.keypackages.claim', { userId: 'dana' })
+        const tablet = tabletKp.keyPackages.find((k) => k.deviceId === 'tablet')
+        assert.ok(tablet)
+        // Dana adds her tablet, Eve updates her keys: both on epoch 1.
+        const [byDana, byEve] = await Promise.all([
+          commitAdd(danaMls, [new Uint8Array(Buffer.from(tablet.keyPackage, 'base64'))]),
+          commitAdd(eveMls, []),
+        ])
+        const results = await Promise.allSettled([
+          dana.request<{ seq: number; epoch: number }>('mls.commit', {
+            chatId,
+            commit: base64(byDana.commit),
+          }),
+          eve.request<{ seq: number; epoch: number }>('mls.commit', { chatId, commit: base64(byEve.commit) }),
+        ])
+        const won = results.filter((r) => r.status === 'fulfilled')
+        const lost = results.filter((r) => r.status === 'rejected')
+        assert.equal(won.length, 1, 'exactly one Commit of epoch 1 is accepted')
+        assert.equal(lost.length, 1)
+        const reason = lost[0]?.reason as Error & { code: string }
+        assert.equal(reason.code, 'stale_epoch', reason.message)
+        assert.equal(won[0]?.value.epoch, 2)
+        const danaWon = results[0]?.status === 'fulfilled'
+        const [winner, loser, winnerDevice, loserDevice] = danaWon
+          ? [danaMls, eveMls, dana, eve]
+          : [eveMls, danaMls, eve, dana]
+        const winning = danaWon ? byDana : byEve
+        winner.state = winning.newState
+        // The loser drops its Commit, processes the winner's from its inbox, and commits again.
+        await loserDevice.until(
+          () => commitsSeen(loserDevice, chatId).some((c) => c.epoch === 1),
+          'the winner',
+        )
+        const seen = commitsSeen(loserDevice, chatId).find((c) => c.epoch === 1)
+        assert.ok(seen)
+        assert.equal(seen.commit, base64(winning.commit))
+        await receive(loser, new Uint8Array(Buffer.from(seen.commit, 'base64')))
+        assert.equal(epochOf(loser), 2)
+        const retry = danaWon
+          ? await commitAdd(eveMls, [])
+          : await commitAdd(danaMls, [new Uint8Array(Buffer.from(tablet.keyPackage, 'base64'))])
+        const again = await loserDevice.request<{ seq: number; epoch: number }>('mls.commit', {
+          chatId,
+          commit: base64(retry.commit),
+        })
+        assert.equal(again.epoch, 3)
+        loser.state = retry.newState
+        await winnerDevice.until(
+          () => commitsSeen(winnerDevice, chatId).some((c) => c.epoch === 2),
+          'the retry',
+        )
+        await receive(winner, retry.commit)
+        assert.equal(epochOf(winner), 3)
+        assert.equal(epochOf(loser), 3)
+        // Every member device got the Commits in one order, one per epoch, in seq order.
+        await eve.until(() => commitsSeen(eve, chatId).length === 3, 'three Commits')
+        const order = commitsSeen(eve, chatId)
+        assert.deepEqual(
+          order.map((c) => c.epoch),
+          [0, 1, 2],
+        )
+        assert.ok(
+          order[0] && order[1] && order[2] && order[0].seq < order[1].seq && order[1].seq < order[2].seq,
+        )
+      })
+
+      it('refuses a Commit that is not from the caller’s leaf, not of this chat’s group, adds a non-member, or is no Commit', async () => {
+        const danaMls = mls['dana/phone'] as MlsMember
+        const epoch = epochOf(danaMls)
+        const own = await commitAdd(danaMls, [])
+        // The tablet sends the phone's Commit: its sender leaf is not the tablet.
+        let err = await refused(
+          danaTablet.request('mls.commit', { chatId, commit: base64(own.commit) }),
+          'invalid_commit',
+        )
+        assert.match(err.message, /sender is leaf 0, which is not this device \(dana\/tablet\)/)
+        const carolKp = await newKeyPackage('carol/phone')
+        const addCarol = await commitAdd(danaMls, [carolKp.bytes])
+        err = await refused(
+          dana.request('mls.commit', { chatId, commit: base64(addCarol.commit) }),
+          'invalid_commit',
+        )
+        assert.match(err.message, /carol\/phone, whose user is not a member/)
+        const other = (await dana.request<{ id: string }>('chat.create', { name: 'Other', members: [] })).id
+        err = await refused(
+          dana.request('mls.commit', { chatId: other, commit: base64(own.commit) }),
+          'invalid_commit',
+        )
+        assert.match(err.message, /group is not this chat/)
+        err = await refused(
+          dana.request('mls.commit', { chatId, commit: base64((await newKeyPackage('dana/phone')).bytes) }),
+          'invalid_commit',
+        )
+        assert.match(err.message, /PublicMessage/)
+        await refused(dana.request('mls.commit', { chatId, commit: 'aGVsbG8=' }), 'invalid_commit')
+        await refused(carol.request('mls.commit', { chatId, commit: base64(own.commit) }), 'chat_not_found')
+        // Nothing of it was stored: the chat is where it was, and the valid Commit still goes in.
+        const ok = await dana.request<{ epoch: number }>('mls.commit', { chatId, commit: base64(own.commit) })
+        assert.equal(ok.epoch, epoch + 1)
+        danaMls.state = own.newState
+      })
+
+      it('opens a chat’s group only from its creator, and follows Removes by leaf index', async () => {
+        const solo = (await eve.request<{ id: string }>('chat.create', { name: 'Eve’s', members: ['dana'] }))
+          .id
+        const danaOwn: MlsMember = { identity: 'dana/phone', kp: await newKeyPackage('dana/phone') }
+        await createChatGroup(solo, danaOwn)
+        const first = await commitAdd(danaOwn, [])
+        const err = await refused(
+          dana.request('mls.commit', { chatId: solo, commit: base64(first.commit) }),
+          'not_allowed',
+        )
+        assert.match(err.message, /opened by its creator/)
+        // In the main chat, Dana removes Eve (leaf 1): Eve's device is no longer a sender there.
+        const danaMls = mls['dana/phone'] as MlsMember
+        const eveMls = mls['eve/phone'] as MlsMember
+        await eve.until(() => commitsSeen(eve, chatId).length >= epochOf(danaMls), 'every Commit so far')
+        for (const c of commitsSeen(eve, chatId).filter((c) => c.epoch >= epochOf(eveMls)))
+          if (c.senderId !== 'eve') await receive(eveMls, new Uint8Array(Buffer.from(c.commit, 'base64')))
+        assert.equal(epochOf(eveMls), epochOf(danaMls))
+        const eveUpdate = await commitAdd(eveMls, [])
+        const removeEve = await commitRemove(danaMls, [1])
+        const removed = await dana.request<{ epoch: number }>('mls.commit', {
+          chatId,
+          commit: base64(removeEve.commit),
+        })
+        danaMls.state = removeEve.newState
+        const late = await refused(
+          eve.request('mls.commit', { chatId, commit: base64(eveUpdate.commit) }),
+          'stale_epoch',
+        )
+        assert.equal(
+          (late as Error & { epoch?: number }).epoch,
+          removed.epoch,
+          'the current epoch comes with it',
+        )
+        // Eve's new KeyPackage is added back: the DS puts her in the leftmost blank leaf (1),
+        // as the members' clients do, so a Commit she sends from leaf 1 is hers.
+        const again = await mlsDevice(eve)
+        const claimed = await dana.request<Claim>('mls.keypackages.claim', { userId: 'eve' })
+        const back = await commitAdd(
+          danaMls,
+          claimed.keyPackages.map((k) => new Uint8Array(Buffer.from(k.keyPackage, 'base64'))),
+        )
+        await dana.request('mls.commit', { chatId, commit: base64(back.commit) })
+        danaMls.state = back.newState
+        assert.ok(back.welcome)
+        await joinFromWelcome(again, back.welcome)
+        const fromLeaf1 = await commitAdd(again, [])
+        const accepted = await eve.request<{ epoch: number }>('mls.commit', {
+          chatId,
+          commit: base64(fromLeaf1.commit),
+        })
+        assert.equal(accepted.epoch, epochOf(danaMls) + 1)
+      })
     })
   })
 }

@@ -238,6 +238,11 @@ export function operations(l: OperationLimits) {
         'One KeyPackage for every device of a user (oneself, or a user one shares a chat with), each one-time package handed out once; a device with none left gives its last-resort one.',
       params: z.object({ userId: idSchema }).strict(),
     },
+    'mls.commit': {
+      summary:
+        "An MLS Commit (a PublicMessage) for an encrypted chat's group (docs/e2ee.md): the first for the chat's current epoch is stored with the next seq and delivered to every member device; any other is refused (stale_epoch with the current epoch).",
+      params: z.object({ chatId, commit: base64Bytes(MAX_COMMIT_BYTES, 'an MLSMessage Commit') }).strict(),
+    },
     'user.blocked': {
       summary: 'The users the caller blocks, oldest block first.',
       params: z.object({}).strict(),

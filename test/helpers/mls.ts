@@ -1,17 +1,21 @@
 import {
+  acceptAll,
   type CiphersuiteImpl,
   type ClientState,
   createCommit,
   createGroup,
   defaultCapabilities,
   defaultLifetime,
+  emptyPskIndex,
   encodeMlsMessage,
   generateKeyPackage,
   getCiphersuiteFromName,
   getCiphersuiteImpl,
+  joinGroup,
   type KeyPackage,
   type Lifetime,
   type PrivateKeyPackage,
+  processMessage,
 } from 'ts-mls'
 import type { NewKeyPackage } from '../../services/mls/key-package-store.ts'
 import { CIPHER_SUITE, checkKeyPackage, decodeMessage } from '../../services/mls/mls-codec.ts'
@@ -129,3 +133,31 @@ export async function commitRemove(by: MlsMember, leafIndexes: number[]) {
 }
 
 export const base64 = (b: Uint8Array) => Buffer.from(b).toString('base64')
+
+/** `member` joins from a Welcome (MLSMessage bytes) made for its KeyPackage. */
+export async function joinFromWelcome(member: MlsMember, welcome: Uint8Array): Promise<ClientState> {
+  const m = decodeMessage(welcome)
+  if (m.wireformat !== 'mls_welcome') throw new Error('not a Welcome')
+  member.state = await joinGroup(
+    m.welcome,
+    member.kp.publicPackage,
+    member.kp.privatePackage,
+    emptyPskIndex,
+    await cipherSuite(),
+  )
+  return member.state
+}
+
+/** `member` processes a handshake message (MLSMessage bytes) another member sent, as its client would. */
+export async function receive(member: MlsMember, bytes: Uint8Array): Promise<ClientState> {
+  if (!member.state) throw new Error(`${member.identity} is in no group`)
+  const m = decodeMessage(bytes)
+  if (m.wireformat !== 'mls_public_message' && m.wireformat !== 'mls_private_message')
+    throw new Error(`cannot process a ${m.wireformat}`)
+  const r = await processMessage(m, member.state, emptyPskIndex, acceptAll, await cipherSuite())
+  member.state = r.newState
+  return r.newState
+}
+
+/** The epoch of a member's group state. */
+export const epochOf = (member: MlsMember) => Number(member.state?.groupContext.epoch ?? -1)
