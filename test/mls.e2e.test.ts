@@ -381,6 +381,54 @@ for (const backend of ['SQLite', 'MongoDB (FerretDB)'] as const) {
           commit: base64(fromLeaf1.commit),
         })
         assert.equal(accepted.epoch, epochOf(danaMls) + 1)
+        again.state = fromLeaf1.newState
+        await receive(danaMls, fromLeaf1.commit)
+        assert.equal(epochOf(danaMls), accepted.epoch)
+      })
+
+      it('appends a Commit its node recorded but did not store in the chat (it died between) before the next one', async () => {
+        const danaMls = mls['dana/phone'] as MlsMember
+        const epoch = epochOf(danaMls)
+        const lost = await commitAdd(danaMls, [])
+        // What a node that died right after recording the Commit leaves behind.
+        const latest = await t.node.stores.commits.latest(chatId)
+        assert.equal(latest?.epoch, epoch - 1)
+        assert.equal(
+          await t.node.stores.commits.insert({
+            chatId,
+            epoch,
+            senderId: 'dana',
+            deviceId: 'phone',
+            leaves: latest?.leaves ?? [],
+            bytes: lost.commit,
+            at: Date.now(),
+            seq: null,
+          }),
+          true,
+        )
+        danaMls.state = lost.newState
+        const next = await commitAdd(danaMls, [])
+        const accepted = await dana.request<{ seq: number; epoch: number }>('mls.commit', {
+          chatId,
+          commit: base64(next.commit),
+        })
+        assert.equal(accepted.epoch, epoch + 2)
+        danaMls.state = next.newState
+        await danaTablet.until(
+          () => commitsSeen(danaTablet, chatId).some((c) => c.epoch === epoch + 1),
+          'both Commits',
+        )
+        const two = commitsSeen(danaTablet, chatId).filter((c) => c.epoch >= epoch)
+        assert.deepEqual(
+          two.map((c) => [c.epoch, c.commit]),
+          [
+            [epoch, base64(lost.commit)],
+            [epoch + 1, base64(next.commit)],
+          ],
+        )
+        assert.equal(two[1]?.seq, accepted.seq)
+        assert.ok((two[0]?.seq ?? Infinity) < accepted.seq)
+        assert.equal((await t.node.stores.commits.latest(chatId))?.seq, accepted.seq)
       })
     })
   })
