@@ -329,7 +329,7 @@ for (const backend of ['SQLite', 'MongoDB (FerretDB)'] as const) {
         danaMls.state = own.newState
       })
 
-      it('opens a chat’s group only from its creator, and follows Removes by leaf index', async () => {
+      it('opens a chat’s group only from its creator, follows Removes by leaf index, and lets only admins remove others', async () => {
         const solo = (await eve.request<{ id: string }>('chat.create', { name: 'Eve’s', members: ['dana'] }))
           .id
         const danaOwn: MlsMember = { identity: 'dana/phone', kp: await newKeyPackage('dana/phone') }
@@ -384,6 +384,13 @@ for (const backend of ['SQLite', 'MongoDB (FerretDB)'] as const) {
         again.state = fromLeaf1.newState
         await receive(danaMls, fromLeaf1.commit)
         assert.equal(epochOf(danaMls), accepted.epoch)
+        // Eve is no admin: she may not remove Dana's device while Dana is in the chat.
+        const kick = await commitRemove(again, [0])
+        const denied = await refused(
+          eve.request('mls.commit', { chatId, commit: base64(kick.commit) }),
+          'not_allowed',
+        )
+        assert.match(denied.message, /dana\/phone: only admins remove another member's devices/)
       })
 
       it('appends a Commit its node recorded but did not store in the chat (it died between) before the next one', async () => {

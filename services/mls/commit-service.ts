@@ -26,7 +26,7 @@ export class CommitService {
   readonly #commits: CommitStore
   readonly #messages: MessageStore
   readonly #chats: Pick<ChatStore, 'getChat'>
-  readonly #index: Pick<MembershipIndex, 'isMember'>
+  readonly #index: Pick<MembershipIndex, 'isMember' | 'role'>
   readonly #inbox: Pick<InboxSink, 'message'>
   readonly #ops: Operations
   readonly #log: Logger
@@ -35,7 +35,7 @@ export class CommitService {
     commits: CommitStore
     messages: MessageStore
     chats: Pick<ChatStore, 'getChat'>
-    index: Pick<MembershipIndex, 'isMember'>
+    index: Pick<MembershipIndex, 'isMember' | 'role'>
     /** Where stored messages go to every member device, on every node. */
     inbox: Pick<InboxSink, 'message'>
     ops: Operations
@@ -61,8 +61,9 @@ export class CommitService {
    * Accepts or refuses one Commit (MLSMessage bytes) from the calling device.
    *
    * @returns the Commit's seq in the chat and the epoch it starts
-   * @throws NatterError not_allowed from a caller without an MQTT connection, or for a first
-   *   Commit (epoch 0) from someone other than the chat's creator; chat_not_found when the caller
+   * @throws NatterError not_allowed from a caller without an MQTT connection, for a first
+   *   Commit (epoch 0) from someone other than the chat's creator, or for a Remove of another
+   *   member's device by one who is not an admin; chat_not_found when the caller
    *   is not a member; invalid_commit when the bytes are not a PublicMessage Commit of the chat's
    *   group from the caller's leaf with proposals the Delivery Service accepts (the message says
    *   which); stale_epoch, with `epoch` the current one, for a Commit of any other epoch
@@ -154,6 +155,7 @@ export class CommitService {
       if (p.type === 'other') throw invalid(`a ${p.proposalType} proposal: only add and remove are accepted`)
       if (p.type === 'remove') {
         if (p.leaf === read.senderLeaf) throw invalid('it removes its own sender (RFC 9420 §12.2)')
+        this.#mayRemove(chatId, leaves[p.leaf], identity)
         removes.push(p.leaf)
         continue
       }
@@ -169,6 +171,22 @@ export class CommitService {
       adds.push(p.identity)
     }
     return { removes, adds }
+  }
+
+  /**
+   * Who may remove a leaf (docs/e2ee.md): a device of its own user, anyone once its user left the
+   * chat (the group catches up with the membership), and the chat's admins. A blank or missing
+   * leaf is left to applyCommit.
+   */
+  #mayRemove(chatId: string, target: string | null | undefined, committer: string): void {
+    if (!target) return
+    const user = target.slice(0, target.indexOf('/'))
+    const me = committer.slice(0, committer.indexOf('/'))
+    if (user === me || !this.#index.isMember(chatId, user) || this.#index.role(chatId, me) === 'admin') return
+    throw new NatterError(
+      'not_allowed',
+      `a Remove of ${target}: only admins remove another member's devices while they are in the chat`,
+    )
   }
 
   /**
