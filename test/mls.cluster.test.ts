@@ -72,7 +72,11 @@ describe('the MLS Delivery Service in a cluster (two nodes on Redis, MongoDB-wir
     const bob = await Device.connect(b.mqttUrl, 'bob', 'phone', await token('bob'))
     devices.push(alice, bob)
     const chatId = (
-      await alice.request<{ id: string }>('chat.create', { name: 'Two nodes', members: ['bob'] })
+      await alice.request<{ id: string }>('chat.create', {
+        name: 'Two nodes',
+        members: ['bob'],
+        encrypted: true,
+      })
     ).id
     const aliceMls: MlsMember = { identity: 'alice/phone', kp: await newKeyPackage('alice/phone') }
     const bobMls: MlsMember = { identity: 'bob/phone', kp: await newKeyPackage('bob/phone') }

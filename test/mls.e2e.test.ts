@@ -187,8 +187,42 @@ for (const backend of ['SQLite', 'MongoDB (FerretDB)'] as const) {
         danaTablet = await Device.connect(t.mqttUrl, 'dana', 'tablet', await t.token('dana'))
         eve = await Device.connect(t.mqttUrl, 'eve', 'phone', await t.token('eve'))
         devices.push(dana, danaTablet, eve)
-        chatId = (await dana.request<{ id: string }>('chat.create', { name: 'Secret', members: ['eve'] })).id
+        chatId = (
+          await dana.request<{ id: string }>('chat.create', {
+            name: 'Secret',
+            members: ['eve'],
+            encrypted: true,
+          })
+        ).id
         for (const d of [dana, danaTablet, eve]) mls[`${d.userId}/${d.deviceId}`] = await mlsDevice(d)
+      })
+
+      it('makes a chat encrypted at creation: no text in it, and no Commit in a plaintext chat', async () => {
+        const chat = await dana.request<{ id: string; kind: string; encrypted: boolean }>('chat.get', {
+          chatId,
+        })
+        assert.deepEqual([chat.id.slice(0, 2), chat.kind, chat.encrypted], ['e_', 'group', true])
+        const err = await refused(
+          dana.request('send', { chatId, clientMsgId: 'plain', text: 'hello' }),
+          'not_allowed',
+        )
+        assert.match(err.message, /end-to-end encrypted: it takes MLS ciphertext, not text/)
+        await dana.send(chatId, 'hello', 'plain-topic')
+        await dana.until(() => dana.errors.some((e) => e.ref === 'plain-topic'), 'the refusal')
+        assert.equal(dana.errors.find((e) => e.ref === 'plain-topic')?.code, 'not_allowed')
+        const plain = await dana.request<{ id: string; encrypted: boolean }>('chat.create', {
+          name: 'Open',
+          members: [],
+        })
+        assert.equal(plain.encrypted, false)
+        const creator: MlsMember = { identity: 'dana/phone', kp: await newKeyPackage('dana/phone') }
+        await createChatGroup(plain.id, creator)
+        const first = await commitAdd(creator, [])
+        const refusal = await refused(
+          dana.request('mls.commit', { chatId: plain.id, commit: base64(first.commit) }),
+          'not_allowed',
+        )
+        assert.match(refusal.message, /is not encrypted/)
       })
 
       it('opens the group with the creator’s first Commit, stored with the next seq and delivered to every member device', async () => {
@@ -310,7 +344,9 @@ for (const backend of ['SQLite', 'MongoDB (FerretDB)'] as const) {
           'invalid_commit',
         )
         assert.match(err.message, /carol\/phone, whose user is not a member/)
-        const other = (await dana.request<{ id: string }>('chat.create', { name: 'Other', members: [] })).id
+        const other = (
+          await dana.request<{ id: string }>('chat.create', { name: 'Other', members: [], encrypted: true })
+        ).id
         err = await refused(
           dana.request('mls.commit', { chatId: other, commit: base64(own.commit) }),
           'invalid_commit',
@@ -330,8 +366,13 @@ for (const backend of ['SQLite', 'MongoDB (FerretDB)'] as const) {
       })
 
       it('opens a chat’s group only from its creator, follows Removes by leaf index, and lets only admins remove others', async () => {
-        const solo = (await eve.request<{ id: string }>('chat.create', { name: 'Eve’s', members: ['dana'] }))
-          .id
+        const solo = (
+          await eve.request<{ id: string }>('chat.create', {
+            name: 'Eve’s',
+            members: ['dana'],
+            encrypted: true,
+          })
+        ).id
         const danaOwn: MlsMember = { identity: 'dana/phone', kp: await newKeyPackage('dana/phone') }
         await createChatGroup(solo, danaOwn)
         const first = await commitAdd(danaOwn, [])

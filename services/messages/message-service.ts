@@ -2,6 +2,7 @@ import type { Logger } from 'pino'
 import type { DeviceIdentity } from '../auth/identity.ts'
 import { hiddenFrom, visibleTo } from '../blocks/hidden.ts'
 import type { ChatStore } from '../chats/chat-store.ts'
+import { isEncryptedChat } from '../chats/encrypted-chats.ts'
 import type { MembershipIndex } from '../chats/membership-index.ts'
 import type { DeviceCursor } from '../delivery/delivery-store.ts'
 import type { Telemetry } from '../metrics/metrics.ts'
@@ -190,6 +191,12 @@ export class MessageService {
     if (!this.#index.isMember(chatId, who.userId)) {
       return refusal('chat_not_found', `no chat ${chatId}, or you are not a member`)
     }
+    // The server never holds an encrypted chat's text: its messages are MLS ciphertext (docs/e2ee.md).
+    if (isEncryptedChat(chatId))
+      return refusal(
+        'not_allowed',
+        `chat ${chatId} is end-to-end encrypted: it takes MLS ciphertext, not text`,
+      )
     // A direct chat with a block (docs/protocol.md#blocking): the blocker is told to unblock
     // first; the blocked user's message is stored as usual, hidden from the blocker, and they
     // are told nothing.

@@ -1,5 +1,6 @@
 import type { Logger } from 'pino'
 import type { ChatStore } from '../chats/chat-store.ts'
+import { isEncryptedChat } from '../chats/encrypted-chats.ts'
 import type { MembershipIndex } from '../chats/membership-index.ts'
 import type { InboxSink } from '../messages/message-service.ts'
 import type { MessageStore, StoredMessage } from '../messages/message-store.ts'
@@ -62,7 +63,7 @@ export class CommitService {
    *
    * @returns the Commit's seq in the chat and the epoch it starts
    * @throws NatterError not_allowed from a caller without an MQTT connection, for a first
-   *   Commit (epoch 0) from someone other than the chat's creator, or for a Remove of another
+   *   Commit (epoch 0) from someone other than the chat's creator, in a chat that is not encrypted, or for a Remove of another
    *   member's device by one who is not an admin; chat_not_found when the caller
    *   is not a member; invalid_commit when the bytes are not a PublicMessage Commit of the chat's
    *   group from the caller's leaf with proposals the Delivery Service accepts (the message says
@@ -81,6 +82,11 @@ export class CommitService {
       )
     if (!this.#index.isMember(chatId, userId))
       throw new NatterError('chat_not_found', `no chat ${chatId}, or you are not a member`)
+    if (!isEncryptedChat(chatId))
+      throw new NatterError(
+        'not_allowed',
+        `chat ${chatId} is not encrypted: MLS Commits go to chats created with encrypted: true`,
+      )
     let read: ReadCommit
     try {
       read = readCommit(bytes)

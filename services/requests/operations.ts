@@ -43,6 +43,12 @@ export function operations(l: OperationLimits) {
         .object({
           name: visibleName({ max: 100 }, 'The group’s name'),
           members: z.array(idSchema).max(l.maxGroupMembers),
+          encrypted: z
+            .boolean()
+            .optional()
+            .describe(
+              'End-to-end encrypted with MLS (docs/e2ee.md): fixed at creation, its id starts with e_',
+            ),
         })
         .strict(),
     },
