@@ -6,6 +6,7 @@ import { type FerretDb, startFerretDb } from './helpers/ferretdb.ts'
 import {
   base64,
   commitAdd,
+  commitParams,
   createChatGroup,
   epochOf,
   joinFromWelcome,
@@ -87,10 +88,11 @@ describe('the MLS Delivery Service in a cluster (two nodes on Redis, MongoDB-wir
       aliceMls,
       claimed.keyPackages.map((k) => new Uint8Array(Buffer.from(k.keyPackage, 'base64'))),
     )
-    await alice.request('mls.commit', { chatId, commit: base64(add.commit) })
+    await alice.request('mls.commit', commitParams(chatId, add))
     aliceMls.state = add.newState
-    assert.ok(add.welcome)
-    await joinFromWelcome(bobMls, add.welcome)
+    // Bob's device, on the other node, fetches the Welcome the Commit brought.
+    const w = await bob.request<{ welcome: string }>('mls.welcome', { chatId, epoch: 0 })
+    await joinFromWelcome(bobMls, new Uint8Array(Buffer.from(w.welcome, 'base64')))
     const members = [
       { d: alice, m: aliceMls },
       { d: bob, m: bobMls },

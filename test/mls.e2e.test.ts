@@ -5,6 +5,7 @@ import { type FerretDb, startFerretDb } from './helpers/ferretdb.ts'
 import {
   base64,
   commitAdd,
+  commitParams,
   commitRemove,
   createChatGroup,
   epochOf,
@@ -219,7 +220,7 @@ for (const backend of ['SQLite', 'MongoDB (FerretDB)'] as const) {
         await createChatGroup(plain.id, creator)
         const first = await commitAdd(creator, [])
         const refusal = await refused(
-          dana.request('mls.commit', { chatId: plain.id, commit: base64(first.commit) }),
+          dana.request('mls.commit', commitParams(plain.id, first)),
           'not_allowed',
         )
         assert.match(refusal.message, /is not encrypted/)
@@ -234,27 +235,37 @@ for (const backend of ['SQLite', 'MongoDB (FerretDB)'] as const) {
           creator,
           claimed.keyPackages.map((k) => new Uint8Array(Buffer.from(k.keyPackage, 'base64'))),
         )
-        const accepted = await dana.request<{ seq: number; epoch: number }>('mls.commit', {
-          chatId,
-          commit: base64(add.commit),
-        })
+        const accepted = await dana.request<{ seq: number; epoch: number }>(
+          'mls.commit',
+          commitParams(chatId, add),
+        )
         assert.equal(accepted.epoch, 1)
         creator.state = add.newState
         await eve.until(() => commitsSeen(eve, chatId).length === 1, 'the Commit')
         await danaTablet.until(() => commitsSeen(danaTablet, chatId).length === 1, 'the Commit')
         assert.deepEqual(commitsSeen(eve, chatId), [
-          { seq: accepted.seq, senderId: 'dana', type: 'mls_commit', epoch: 0, commit: base64(add.commit) },
+          {
+            seq: accepted.seq,
+            senderId: 'dana',
+            type: 'mls_commit',
+            epoch: 0,
+            commit: base64(add.commit),
+            added: ['eve/phone'],
+          },
         ])
-        // Eve's client joins from the Welcome (its routing to her inbox is the next step).
+        // Eve's device sees itself added, fetches its Welcome and joins; no one else gets that Welcome.
         const eveMls = mls['eve/phone'] as MlsMember
-        assert.ok(add.welcome)
-        await joinFromWelcome(eveMls, add.welcome)
+        const w = await eve.request<{ welcome: string; epoch: number; seq: number }>('mls.welcome', {
+          chatId,
+          epoch: 0,
+        })
+        assert.deepEqual(w, { welcome: base64(add.welcome ?? new Uint8Array()), epoch: 1, seq: accepted.seq })
+        await joinFromWelcome(eveMls, new Uint8Array(Buffer.from(w.welcome, 'base64')))
         assert.equal(epochOf(eveMls), 1)
+        await refused(danaTablet.request('mls.welcome', { chatId, epoch: 0 }), 'not_found')
+        await refused(carol.request('mls.welcome', { chatId, epoch: 0 }), 'chat_not_found')
         // A Commit for the epoch the chat left is refused with the current one.
-        const err = await refused(
-          dana.request('mls.commit', { chatId, commit: base64(add.commit) }),
-          'stale_epoch',
-        )
+        const err = await refused(dana.request('mls.commit', commitParams(chatId, add)), 'stale_epoch')
         assert.match(err.message, /epoch 0; the chat is at epoch 1/)
       })
 
@@ -270,11 +281,8 @@ for (const backend of ['SQLite', 'MongoDB (FerretDB)'] as const) {
           commitAdd(eveMls, []),
         ])
         const results = await Promise.allSettled([
-          dana.request<{ seq: number; epoch: number }>('mls.commit', {
-            chatId,
-            commit: base64(byDana.commit),
-          }),
-          eve.request<{ seq: number; epoch: number }>('mls.commit', { chatId, commit: base64(byEve.commit) }),
+          dana.request<{ seq: number; epoch: number }>('mls.commit', commitParams(chatId, byDana)),
+          eve.request<{ seq: number; epoch: number }>('mls.commit', commitParams(chatId, byEve)),
         ])
         const won = results.filter((r) => r.status === 'fulfilled')
         const lost = results.filter((r) => r.status === 'rejected')
@@ -302,10 +310,10 @@ for (const backend of ['SQLite', 'MongoDB (FerretDB)'] as const) {
         const retry = danaWon
           ? await commitAdd(eveMls, [])
           : await commitAdd(danaMls, [new Uint8Array(Buffer.from(tablet.keyPackage, 'base64'))])
-        const again = await loserDevice.request<{ seq: number; epoch: number }>('mls.commit', {
-          chatId,
-          commit: base64(retry.commit),
-        })
+        const again = await loserDevice.request<{ seq: number; epoch: number }>(
+          'mls.commit',
+          commitParams(chatId, retry),
+        )
         assert.equal(again.epoch, 3)
         loser.state = retry.newState
         await winnerDevice.until(
@@ -332,25 +340,16 @@ for (const backend of ['SQLite', 'MongoDB (FerretDB)'] as const) {
         const epoch = epochOf(danaMls)
         const own = await commitAdd(danaMls, [])
         // The tablet sends the phone's Commit: its sender leaf is not the tablet.
-        let err = await refused(
-          danaTablet.request('mls.commit', { chatId, commit: base64(own.commit) }),
-          'invalid_commit',
-        )
+        let err = await refused(danaTablet.request('mls.commit', commitParams(chatId, own)), 'invalid_commit')
         assert.match(err.message, /sender is leaf 0, which is not this device \(dana\/tablet\)/)
         const carolKp = await newKeyPackage('carol/phone')
         const addCarol = await commitAdd(danaMls, [carolKp.bytes])
-        err = await refused(
-          dana.request('mls.commit', { chatId, commit: base64(addCarol.commit) }),
-          'invalid_commit',
-        )
+        err = await refused(dana.request('mls.commit', commitParams(chatId, addCarol)), 'invalid_commit')
         assert.match(err.message, /carol\/phone, whose user is not a member/)
         const other = (
           await dana.request<{ id: string }>('chat.create', { name: 'Other', members: [], encrypted: true })
         ).id
-        err = await refused(
-          dana.request('mls.commit', { chatId: other, commit: base64(own.commit) }),
-          'invalid_commit',
-        )
+        err = await refused(dana.request('mls.commit', commitParams(other, own)), 'invalid_commit')
         assert.match(err.message, /group is not this chat/)
         err = await refused(
           dana.request('mls.commit', { chatId, commit: base64((await newKeyPackage('dana/phone')).bytes) }),
@@ -358,9 +357,36 @@ for (const backend of ['SQLite', 'MongoDB (FerretDB)'] as const) {
         )
         assert.match(err.message, /PublicMessage/)
         await refused(dana.request('mls.commit', { chatId, commit: 'aGVsbG8=' }), 'invalid_commit')
-        await refused(carol.request('mls.commit', { chatId, commit: base64(own.commit) }), 'chat_not_found')
+        await refused(carol.request('mls.commit', commitParams(chatId, own)), 'chat_not_found')
+        // An Add needs its Welcome, for the KeyPackages it adds and no others.
+        const tabletAgain = await newKeyPackage('dana/laptop')
+        const withoutWelcome = await commitAdd(danaMls, [tabletAgain.bytes])
+        err = await refused(
+          dana.request('mls.commit', { chatId, commit: base64(withoutWelcome.commit) }),
+          'invalid_commit',
+        )
+        assert.match(err.message, /adds devices comes with their Welcome/)
+        const otherAdd = await commitAdd(danaMls, [(await newKeyPackage('eve/phone2')).bytes])
+        err = await refused(
+          dana.request('mls.commit', {
+            chatId,
+            commit: base64(withoutWelcome.commit),
+            welcome: base64(otherAdd.welcome ?? new Uint8Array()),
+          }),
+          'invalid_commit',
+        )
+        assert.match(err.message, /not for the KeyPackages the Commit adds/)
+        err = await refused(
+          dana.request('mls.commit', {
+            chatId,
+            commit: base64(own.commit),
+            welcome: base64(otherAdd.welcome ?? new Uint8Array()),
+          }),
+          'invalid_commit',
+        )
+        assert.match(err.message, /a Welcome with a Commit that adds no one/)
         // Nothing of it was stored: the chat is where it was, and the valid Commit still goes in.
-        const ok = await dana.request<{ epoch: number }>('mls.commit', { chatId, commit: base64(own.commit) })
+        const ok = await dana.request<{ epoch: number }>('mls.commit', commitParams(chatId, own))
         assert.equal(ok.epoch, epoch + 1)
         danaMls.state = own.newState
       })
@@ -376,10 +402,7 @@ for (const backend of ['SQLite', 'MongoDB (FerretDB)'] as const) {
         const danaOwn: MlsMember = { identity: 'dana/phone', kp: await newKeyPackage('dana/phone') }
         await createChatGroup(solo, danaOwn)
         const first = await commitAdd(danaOwn, [])
-        const err = await refused(
-          dana.request('mls.commit', { chatId: solo, commit: base64(first.commit) }),
-          'not_allowed',
-        )
+        const err = await refused(dana.request('mls.commit', commitParams(solo, first)), 'not_allowed')
         assert.match(err.message, /opened by its creator/)
         // In the main chat, Dana removes Eve (leaf 1): Eve's device is no longer a sender there.
         const danaMls = mls['dana/phone'] as MlsMember
@@ -390,15 +413,9 @@ for (const backend of ['SQLite', 'MongoDB (FerretDB)'] as const) {
         assert.equal(epochOf(eveMls), epochOf(danaMls))
         const eveUpdate = await commitAdd(eveMls, [])
         const removeEve = await commitRemove(danaMls, [1])
-        const removed = await dana.request<{ epoch: number }>('mls.commit', {
-          chatId,
-          commit: base64(removeEve.commit),
-        })
+        const removed = await dana.request<{ epoch: number }>('mls.commit', commitParams(chatId, removeEve))
         danaMls.state = removeEve.newState
-        const late = await refused(
-          eve.request('mls.commit', { chatId, commit: base64(eveUpdate.commit) }),
-          'stale_epoch',
-        )
+        const late = await refused(eve.request('mls.commit', commitParams(chatId, eveUpdate)), 'stale_epoch')
         assert.equal(
           (late as Error & { epoch?: number }).epoch,
           removed.epoch,
@@ -412,25 +429,20 @@ for (const backend of ['SQLite', 'MongoDB (FerretDB)'] as const) {
           danaMls,
           claimed.keyPackages.map((k) => new Uint8Array(Buffer.from(k.keyPackage, 'base64'))),
         )
-        await dana.request('mls.commit', { chatId, commit: base64(back.commit) })
+        await dana.request('mls.commit', commitParams(chatId, back))
         danaMls.state = back.newState
-        assert.ok(back.welcome)
-        await joinFromWelcome(again, back.welcome)
+        const backAt = epochOf(danaMls) - 1
+        const w = await eve.request<{ welcome: string }>('mls.welcome', { chatId, epoch: backAt })
+        await joinFromWelcome(again, new Uint8Array(Buffer.from(w.welcome, 'base64')))
         const fromLeaf1 = await commitAdd(again, [])
-        const accepted = await eve.request<{ epoch: number }>('mls.commit', {
-          chatId,
-          commit: base64(fromLeaf1.commit),
-        })
+        const accepted = await eve.request<{ epoch: number }>('mls.commit', commitParams(chatId, fromLeaf1))
         assert.equal(accepted.epoch, epochOf(danaMls) + 1)
         again.state = fromLeaf1.newState
         await receive(danaMls, fromLeaf1.commit)
         assert.equal(epochOf(danaMls), accepted.epoch)
         // Eve is no admin: she may not remove Dana's device while Dana is in the chat.
         const kick = await commitRemove(again, [0])
-        const denied = await refused(
-          eve.request('mls.commit', { chatId, commit: base64(kick.commit) }),
-          'not_allowed',
-        )
+        const denied = await refused(eve.request('mls.commit', commitParams(chatId, kick)), 'not_allowed')
         assert.match(denied.message, /dana\/phone: only admins remove another member's devices/)
       })
 
@@ -449,6 +461,8 @@ for (const backend of ['SQLite', 'MongoDB (FerretDB)'] as const) {
             deviceId: 'phone',
             leaves: latest?.leaves ?? [],
             bytes: lost.commit,
+            added: [],
+            welcome: null,
             at: Date.now(),
             seq: null,
           }),
@@ -456,10 +470,10 @@ for (const backend of ['SQLite', 'MongoDB (FerretDB)'] as const) {
         )
         danaMls.state = lost.newState
         const next = await commitAdd(danaMls, [])
-        const accepted = await dana.request<{ seq: number; epoch: number }>('mls.commit', {
-          chatId,
-          commit: base64(next.commit),
-        })
+        const accepted = await dana.request<{ seq: number; epoch: number }>(
+          'mls.commit',
+          commitParams(chatId, next),
+        )
         assert.equal(accepted.epoch, epoch + 2)
         danaMls.state = next.newState
         await danaTablet.until(

@@ -9,7 +9,15 @@ import type { Operations } from '../requests/operations.ts'
 import type { RequestContext, RequestRouter } from '../requests/router.ts'
 import type { AcceptedCommit, CommitStore } from './commit-store.ts'
 import { applyCommit, type LeafMap } from './leaf-map.ts'
-import { CIPHER_SUITE, leafIdentity, MlsProblem, type ReadCommit, readCommit } from './mls-codec.ts'
+import {
+  CIPHER_SUITE,
+  checkWelcome,
+  keyPackageRef,
+  leafIdentity,
+  MlsProblem,
+  type ReadCommit,
+  readCommit,
+} from './mls-codec.ts'
 
 /** The client message id of a chat's Commit of `epoch`: a second append of it (a repair) stores nothing new. */
 const commitMessageId = (epoch: number) => `mls-commit:${epoch}`
@@ -54,25 +62,38 @@ export class CommitService {
   register(router: RequestRouter): void {
     router.register('mls.commit', {
       params: this.#ops['mls.commit'].params,
-      handle: (ctx, p) => this.commit(ctx, p.chatId, new Uint8Array(Buffer.from(p.commit, 'base64'))),
+      handle: (ctx, p) =>
+        this.commit(
+          ctx,
+          p.chatId,
+          bytesOf(p.commit),
+          p.welcome === undefined ? undefined : bytesOf(p.welcome),
+        ),
+    })
+    router.register('mls.welcome', {
+      params: this.#ops['mls.welcome'].params,
+      handle: (ctx, p) => this.welcome(ctx, p.chatId, p.epoch),
     })
   }
 
   /**
-   * Accepts or refuses one Commit (MLSMessage bytes) from the calling device.
+   * Accepts or refuses one Commit (MLSMessage bytes) from the calling device, with the Welcome
+   * (MLSMessage bytes) for the devices it adds, which those devices fetch with mls.welcome.
    *
    * @returns the Commit's seq in the chat and the epoch it starts
    * @throws NatterError not_allowed from a caller without an MQTT connection, for a first
    *   Commit (epoch 0) from someone other than the chat's creator, in a chat that is not encrypted, or for a Remove of another
    *   member's device by one who is not an admin; chat_not_found when the caller
    *   is not a member; invalid_commit when the bytes are not a PublicMessage Commit of the chat's
-   *   group from the caller's leaf with proposals the Delivery Service accepts (the message says
-   *   which); stale_epoch, with `epoch` the current one, for a Commit of any other epoch
+   *   group from the caller's leaf with proposals the Delivery Service accepts, or when the Welcome
+   *   is missing, extra or not for the KeyPackages added (the message says which); stale_epoch,
+   *   with `epoch` the current one, for a Commit of any other epoch
    */
   async commit(
     ctx: RequestContext,
     chatId: string,
     bytes: Uint8Array,
+    welcome?: Uint8Array,
   ): Promise<{ seq: number; epoch: number }> {
     const { userId, deviceId } = ctx.who
     if (!ctx.connected)
@@ -117,6 +138,7 @@ export class CommitService {
       if (err instanceof RangeError) throw invalid(`a Remove of ${err.message}`)
       throw err
     }
+    await this.#checkWelcome(read, welcome)
     const record: AcceptedCommit = {
       chatId,
       epoch: current,
@@ -124,6 +146,8 @@ export class CommitService {
       deviceId,
       leaves: next.leaves,
       bytes,
+      added: next.added.map((a) => a.identity),
+      welcome: welcome ?? null,
       at: Date.now(),
       seq: null,
     }
@@ -145,6 +169,43 @@ export class CommitService {
       bytes: bytes.length,
     })
     return { seq: message.seq, epoch: current + 1 }
+  }
+
+  /** A Commit that adds devices comes with their Welcome, and only such a Commit. */
+  async #checkWelcome(read: ReadCommit, welcome: Uint8Array | undefined): Promise<void> {
+    const adds = read.proposals.flatMap((p) => (p.type === 'add' ? [p.keyPackage] : []))
+    if (adds.length === 0) {
+      if (welcome) throw invalid('a Welcome with a Commit that adds no one')
+      return
+    }
+    if (!welcome) throw invalid('a Commit that adds devices comes with their Welcome')
+    try {
+      checkWelcome(welcome, await Promise.all(adds.map(keyPackageRef)))
+    } catch (err) {
+      if (err instanceof MlsProblem) throw invalid(err.message)
+      throw err
+    }
+  }
+
+  /**
+   * The Welcome of the Commit made in `epoch`, for a device it added, and the seq of that Commit:
+   * the device reads the chat's messages after it.
+   *
+   * @throws NatterError chat_not_found when the caller is not a member; not_found when that
+   *   Commit added no device of the caller's identity
+   */
+  async welcome(
+    ctx: RequestContext,
+    chatId: string,
+    epoch: number,
+  ): Promise<{ welcome: string; epoch: number; seq: number }> {
+    const { userId, deviceId } = ctx.who
+    if (!this.#index.isMember(chatId, userId))
+      throw new NatterError('chat_not_found', `no chat ${chatId}, or you are not a member`)
+    const c = await this.#settle(await this.#commits.get(chatId, epoch))
+    if (!c?.welcome || c.seq === null || !c.added.includes(leafIdentity(userId, deviceId)))
+      throw new NatterError('not_found', `no Welcome for this device in epoch ${epoch} of chat ${chatId}`)
+    return { welcome: Buffer.from(c.welcome).toString('base64'), epoch: epoch + 1, seq: c.seq }
   }
 
   /** The Removes and Adds of the Commit, after the checks on its sender and proposals. */
@@ -214,7 +275,13 @@ export class CommitService {
       kind: 'event',
       text: null,
       body: {
-        event: { type: 'mls_commit', epoch: c.epoch, commit: Buffer.from(c.bytes).toString('base64') },
+        event: {
+          type: 'mls_commit',
+          epoch: c.epoch,
+          commit: Buffer.from(c.bytes).toString('base64'),
+          // The devices added fetch their Welcome with mls.welcome.
+          ...(c.added.length ? { added: c.added } : {}),
+        },
       },
     })
     await this.#commits.setSeq(c.chatId, c.epoch, message.seq)
@@ -223,6 +290,8 @@ export class CommitService {
     return message
   }
 }
+
+const bytesOf = (b64: string) => new Uint8Array(Buffer.from(b64, 'base64'))
 
 function stale(current: number, theirs: number): NatterError {
   return new NatterError(

@@ -15,6 +15,10 @@ export interface AcceptedCommit {
   leaves: (string | null)[]
   /** The MLSMessage bytes. */
   bytes: Uint8Array
+  /** The devices it adds (`userId/deviceId`), in the order of its Adds. */
+  added: string[]
+  /** The Welcome (MLSMessage bytes) for the devices it adds; null when it adds none. */
+  welcome: Uint8Array | null
   /** ms since the epoch. */
   at: number
   /** Its seq in the chat once appended to the message store; null until then. */
@@ -22,6 +26,8 @@ export interface AcceptedCommit {
 }
 
 export interface CommitStore {
+  /** The chat's Commit made in `epoch`, or null. */
+  get(chatId: string, epoch: number): Promise<AcceptedCommit | null>
   /** The chat's Commit of the highest epoch, or null when its group has none (epoch 0). */
   latest(chatId: string): Promise<AcceptedCommit | null>
   /**

@@ -117,7 +117,7 @@ export async function checkKeyPackage(
 /** A proposal of a Commit as the Delivery Service reads it. */
 export type CommitProposal =
   /** A new member: the identity of its KeyPackage's basic credential (null for another kind), and its suite. */
-  | { type: 'add'; identity: string | null; cipherSuite: string }
+  | { type: 'add'; identity: string | null; cipherSuite: string; keyPackage: KeyPackage }
   /** A member removed, by leaf index only (RFC 9420 §12.1.3). */
   | { type: 'remove'; leaf: number }
   /** Any other proposal type, by name (update, psk, reinit, external_init, group_context_extensions) or number. */
@@ -156,7 +156,7 @@ export function readCommit(bytes: Uint8Array): ReadCommit {
     const proposal = p.proposal
     if (proposal.proposalType === 'add') {
       const kp = proposal.add.keyPackage
-      return { type: 'add', identity: identityOf(kp), cipherSuite: String(kp.cipherSuite) }
+      return { type: 'add', identity: identityOf(kp), cipherSuite: String(kp.cipherSuite), keyPackage: kp }
     }
     if (proposal.proposalType === 'remove') return { type: 'remove', leaf: proposal.remove.removed }
     return { type: 'other', proposalType: String(proposal.proposalType) }
@@ -168,4 +168,29 @@ export function readCommit(bytes: Uint8Array): ReadCommit {
     proposals,
     hasPath: c.commit.path !== undefined,
   }
+}
+
+/** The KeyPackageRef (RFC 9420 §5.2) of a KeyPackage, hex. */
+export async function keyPackageRef(kp: KeyPackage): Promise<string> {
+  return Buffer.from(await makeKeyPackageRef(kp, (await cipherSuite()).hash)).toString('hex')
+}
+
+/**
+ * Checks that bytes are the Welcome of a Commit whose Adds have these KeyPackageRefs: an MLS 1.0
+ * `mls_welcome` of CIPHER_SUITE with one EncryptedGroupSecrets per added KeyPackage, each naming
+ * one of them (RFC 9420 §12.4.3.1). Its content is encrypted to the new members; nothing more
+ * can be checked without their keys.
+ *
+ * @throws MlsProblem saying what does not match
+ */
+export function checkWelcome(bytes: Uint8Array, addedRefs: string[]): void {
+  const m = decodeMessage(bytes)
+  if (m.version !== 'mls10') throw new MlsProblem('the Welcome is not MLS 1.0')
+  if (m.wireformat !== 'mls_welcome') throw new MlsProblem(`a ${m.wireformat} where a Welcome was expected`)
+  if (m.welcome.cipherSuite !== CIPHER_SUITE)
+    throw new MlsProblem(`a Welcome of cipher suite ${m.welcome.cipherSuite}`)
+  const named = m.welcome.secrets.map((s) => Buffer.from(s.newMember).toString('hex')).sort()
+  const expected = [...addedRefs].sort()
+  if (named.length !== expected.length || named.some((r, i) => r !== expected[i]))
+    throw new MlsProblem('the Welcome is not for the KeyPackages the Commit adds')
 }

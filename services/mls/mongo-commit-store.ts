@@ -11,13 +11,16 @@ interface CommitDoc {
   deviceId: string
   leaves: (string | null)[]
   bytes: Binary
+  added: string[]
+  welcome: Binary | null
   at: number
   seq: number | null
 }
 
-const toCommit = ({ _id, bytes, ...rest }: CommitDoc): AcceptedCommit => ({
+const toCommit = ({ _id, bytes, welcome, ...rest }: CommitDoc): AcceptedCommit => ({
   ...rest,
   bytes: new Uint8Array(bytes.buffer),
+  welcome: welcome ? new Uint8Array(welcome.buffer) : null,
 })
 
 /**
@@ -39,6 +42,11 @@ export class MongoCommitStore implements CommitStore {
     return store
   }
 
+  async get(chatId: string, epoch: number): Promise<AcceptedCommit | null> {
+    const doc = await this.#commits.findOne({ _id: `${chatId}#${epoch}` })
+    return doc ? toCommit(doc) : null
+  }
+
   async latest(chatId: string): Promise<AcceptedCommit | null> {
     const doc = await this.#commits.findOne({ chatId }, { sort: { epoch: -1 } })
     return doc ? toCommit(doc) : null
@@ -46,7 +54,12 @@ export class MongoCommitStore implements CommitStore {
 
   async insert(c: AcceptedCommit): Promise<boolean> {
     try {
-      await this.#commits.insertOne({ _id: `${c.chatId}#${c.epoch}`, ...c, bytes: new Binary(c.bytes) })
+      await this.#commits.insertOne({
+        _id: `${c.chatId}#${c.epoch}`,
+        ...c,
+        bytes: new Binary(c.bytes),
+        welcome: c.welcome ? new Binary(c.welcome) : null,
+      })
       return true
     } catch (err) {
       if (isDuplicateKey(err)) return false

@@ -10,6 +10,8 @@ CREATE TABLE IF NOT EXISTS mls_commits (
   device_id TEXT NOT NULL,
   leaves TEXT NOT NULL,
   bytes BLOB NOT NULL,
+  added TEXT NOT NULL,
+  welcome BLOB,
   at INTEGER NOT NULL,
   seq INTEGER,
   PRIMARY KEY (chat_id, epoch)
@@ -23,6 +25,8 @@ interface Row {
   device_id: string
   leaves: string
   bytes: Uint8Array
+  added: string
+  welcome: Uint8Array | null
   at: number
   seq: number | null
 }
@@ -34,6 +38,8 @@ const toCommit = (r: Row): AcceptedCommit => ({
   deviceId: r.device_id,
   leaves: JSON.parse(r.leaves) as (string | null)[],
   bytes: new Uint8Array(r.bytes),
+  added: JSON.parse(r.added) as string[],
+  welcome: r.welcome === null ? null : new Uint8Array(r.welcome),
   at: r.at,
   seq: r.seq,
 })
@@ -52,6 +58,13 @@ export class SqliteCommitStore implements CommitStore {
     this.#sql = statementCache(this.#db)
   }
 
+  async get(chatId: string, epoch: number): Promise<AcceptedCommit | null> {
+    const r = this.#sql('SELECT * FROM mls_commits WHERE chat_id = ? AND epoch = ?').get(chatId, epoch) as
+      | Row
+      | undefined
+    return r ? toCommit(r) : null
+  }
+
   async latest(chatId: string): Promise<AcceptedCommit | null> {
     const r = this.#sql('SELECT * FROM mls_commits WHERE chat_id = ? ORDER BY epoch DESC LIMIT 1').get(
       chatId,
@@ -61,9 +74,20 @@ export class SqliteCommitStore implements CommitStore {
 
   async insert(c: AcceptedCommit): Promise<boolean> {
     const r = this.#sql(
-      `INSERT INTO mls_commits (chat_id, epoch, sender_id, device_id, leaves, bytes, at, seq)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (chat_id, epoch) DO NOTHING`,
-    ).run(c.chatId, c.epoch, c.senderId, c.deviceId, JSON.stringify(c.leaves), c.bytes, c.at, c.seq)
+      `INSERT INTO mls_commits (chat_id, epoch, sender_id, device_id, leaves, bytes, added, welcome, at, seq)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (chat_id, epoch) DO NOTHING`,
+    ).run(
+      c.chatId,
+      c.epoch,
+      c.senderId,
+      c.deviceId,
+      JSON.stringify(c.leaves),
+      c.bytes,
+      JSON.stringify(c.added),
+      c.welcome,
+      c.at,
+      c.seq,
+    )
     return Number(r.changes) === 1
   }
 

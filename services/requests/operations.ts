@@ -247,7 +247,20 @@ export function operations(l: OperationLimits) {
     'mls.commit': {
       summary:
         "An MLS Commit (a PublicMessage) for an encrypted chat's group (docs/e2ee.md): the first for the chat's current epoch is stored with the next seq and delivered to every member device; any other is refused (stale_epoch with the current epoch).",
-      params: z.object({ chatId, commit: base64Bytes(MAX_COMMIT_BYTES, 'an MLSMessage Commit') }).strict(),
+      params: z
+        .object({
+          chatId,
+          commit: base64Bytes(MAX_COMMIT_BYTES, 'an MLSMessage Commit'),
+          welcome: base64Bytes(MAX_COMMIT_BYTES, 'an MLSMessage Welcome')
+            .optional()
+            .describe('With a Commit that adds devices: their Welcome, which they fetch with mls.welcome'),
+        })
+        .strict(),
+    },
+    'mls.welcome': {
+      summary:
+        'The Welcome of the Commit made in an epoch of an encrypted chat, for the calling device if that Commit added it, and the seq of the Commit (read the chat after it).',
+      params: z.object({ chatId, epoch: z.number().int().min(0) }).strict(),
     },
     'user.blocked': {
       summary: 'The users the caller blocks, oldest block first.',

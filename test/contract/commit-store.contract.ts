@@ -13,6 +13,8 @@ const commit = (chatId: string, epoch: number, o: Partial<AcceptedCommit> = {}):
   deviceId: 'phone',
   leaves: ['alice/phone', null, 'bob/phone'],
   bytes: new Uint8Array([epoch, 1, 2, 3]),
+  added: ['bob/phone'],
+  welcome: new Uint8Array([9, epoch]),
   at: 1_000 + epoch,
   seq: null,
   ...o,
@@ -43,6 +45,15 @@ export function commitStoreContract(
       assert.equal(await store.insert(commit(chatId, 1, { leaves: ['alice/phone'] })), true)
       assert.deepEqual(await store.latest(chatId), commit(chatId, 1, { leaves: ['alice/phone'] }))
       assert.equal(await store.latest(unique('other')), null)
+    })
+
+    it('answers the Commit of an epoch, with its Welcome or none', async () => {
+      const chatId = unique('c')
+      await store.insert(commit(chatId, 0))
+      await store.insert(commit(chatId, 1, { added: [], welcome: null }))
+      assert.deepEqual(await store.get(chatId, 0), commit(chatId, 0))
+      assert.deepEqual(await store.get(chatId, 1), commit(chatId, 1, { added: [], welcome: null }))
+      assert.equal(await store.get(chatId, 2), null)
     })
 
     it('records the seq a Commit was given', async () => {

@@ -161,3 +161,13 @@ export async function receive(member: MlsMember, bytes: Uint8Array): Promise<Cli
 
 /** The epoch of a member's group state. */
 export const epochOf = (member: MlsMember) => Number(member.state?.groupContext.epoch ?? -1)
+
+/** The params of mls.commit for a Commit made by commitAdd or commitRemove: its Welcome goes along. */
+export const commitParams = (
+  chatId: string,
+  made: { commit: Uint8Array; welcome?: Uint8Array | undefined },
+) => ({
+  chatId,
+  commit: base64(made.commit),
+  ...(made.welcome ? { welcome: base64(made.welcome) } : {}),
+})
