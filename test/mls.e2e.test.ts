@@ -176,6 +176,19 @@ for (const backend of ['SQLite', 'MongoDB (FerretDB)'] as const) {
       )
     })
 
+    it('an erased account’s KeyPackages are gone', async () => {
+      const zed = await Device.connect(t.mqttUrl, 'zed', 'phone', await t.token('zed'))
+      devices.push(zed)
+      await zed.request('mls.keypackages.upload', { keyPackages: await packagesOf(zed, 2) })
+      await t.node.accounts.erase('zed', { by: 'test-operator' })
+      assert.equal((await t.node.accounts.finished('zed'))?.status, 'erased')
+      assert.deepEqual(await t.node.stores.keyPackages.count('zed', 'phone', Date.now()), {
+        count: 0,
+        lastResort: false,
+      })
+      assert.deepEqual(await t.node.stores.keyPackages.claim('zed', Date.now()), [])
+    })
+
     describe('Commit ordering', () => {
       let chatId: string
       let dana: Device

@@ -63,6 +63,13 @@ export interface KeyPackageStore {
   removeDevice(userId: string, deviceId: string): Promise<number>
   /** Removes every package of every device of the user but `keep` ("log out everywhere else"). */
   removeOtherDevices(userId: string, keep: string): Promise<number>
+  /** Removes every package and claim record of every device of the user (account erase). */
+  removeUser(userId: string): Promise<void>
+  /**
+   * Leaves nothing deleted before this in the store's files (account erase): SQLite truncates
+   * its WAL (services/storage/sqlite-checkpoint.ts); MongoDB: nothing to do.
+   */
+  purgeErased(): Promise<void>
   close(): Promise<void>
 }
 

@@ -178,6 +178,14 @@ export class MongoKeyPackageStore implements KeyPackageStore {
     return (await this.#packages.deleteMany({ userId, deviceId: { $ne: keep } })).deletedCount
   }
 
+  async removeUser(userId: string): Promise<void> {
+    await this.#packages.deleteMany({ userId })
+    await this.#claims.deleteMany({ userId })
+  }
+
+  /** Deletes replaced the documents: what the server's storage keeps is the operator's to compact. */
+  async purgeErased(): Promise<void> {}
+
   async close(): Promise<void> {
     await this.#client.close()
   }

@@ -1,5 +1,6 @@
 import type { DatabaseSync, StatementSync } from 'node:sqlite'
 import { inTransaction, openSqliteFile, statementCache } from '../storage/sqlite.ts'
+import { truncateWal } from '../storage/sqlite-checkpoint.ts'
 import {
   type ClaimedKeyPackage,
   type KeyPackageCount,
@@ -167,6 +168,17 @@ export class SqliteKeyPackageStore implements KeyPackageStore {
     return Number(
       this.#sql('DELETE FROM key_packages WHERE user_id = ? AND device_id <> ?').run(userId, keep).changes,
     )
+  }
+
+  async removeUser(userId: string): Promise<void> {
+    inTransaction(this.#db, () => {
+      this.#sql('DELETE FROM key_packages WHERE user_id = ?').run(userId)
+      this.#sql('DELETE FROM key_package_claims WHERE user_id = ?').run(userId)
+    })
+  }
+
+  async purgeErased(): Promise<void> {
+    await truncateWal(this.#db)
   }
 
   async close(): Promise<void> {

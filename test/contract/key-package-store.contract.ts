@@ -185,6 +185,31 @@ export function keyPackageStoreContract(
       )
     })
 
+    it('removes every package of a user (account erase), and no one else’s', async () => {
+      const userId = unique('kai')
+      const other = unique('lou')
+      const now = Date.now()
+      const [lr, kp] = await storable(`${userId}/a`, 2)
+      assert.ok(lr && kp)
+      await store.add({ userId, deviceId: 'a', packages: [kp], lastResort: lr, max: MAX, now })
+      await store.add({ userId, deviceId: 'b', packages: await storable(`${userId}/b`, 1), max: MAX, now })
+      await store.add({
+        userId: other,
+        deviceId: 'a',
+        packages: await storable(`${other}/a`, 1),
+        max: MAX,
+        now,
+      })
+      await store.claim(userId, now)
+      await store.removeUser(userId)
+      await store.purgeErased()
+      assert.deepEqual(await store.claim(userId, now), [])
+      assert.deepEqual(await store.count(userId, 'a', now), { count: 0, lastResort: false })
+      assert.deepEqual(await store.count(other, 'a', now), { count: 1, lastResort: false })
+      // Its claim records are gone too: the same package may be stored again after an erase.
+      assert.equal(storedOf(await store.add({ userId, deviceId: 'a', packages: [kp], max: MAX, now })), 1)
+    })
+
     it('never hands one package to two claimers at the same instant, through two connections', async () => {
       const userId = unique('ivy')
       const now = Date.now()
