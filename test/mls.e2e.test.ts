@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict'
+import { readdirSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
-import { Device } from './helpers/device.ts'
+import { Device, type InboxEvent } from './helpers/device.ts'
 import { type FerretDb, startFerretDb } from './helpers/ferretdb.ts'
 import {
   base64,
@@ -8,6 +10,8 @@ import {
   commitParams,
   commitRemove,
   createChatGroup,
+  decrypt,
+  encrypt,
   epochOf,
   joinFromWelcome,
   type MlsMember,
@@ -504,6 +508,101 @@ for (const backend of ['SQLite', 'MongoDB (FerretDB)'] as const) {
         assert.equal(two[1]?.seq, accepted.seq)
         assert.ok((two[0]?.seq ?? Infinity) < accepted.seq)
         assert.equal((await t.node.stores.commits.latest(chatId))?.seq, accepted.seq)
+      })
+
+      it('carries ciphertext in an encrypted chat, stored and delivered as is, counted unread, never readable by the server', async () => {
+        const gus = await Device.connect(t.mqttUrl, 'gus', 'phone', await t.token('gus'))
+        const hana = await Device.connect(t.mqttUrl, 'hana', 'phone', await t.token('hana'))
+        devices.push(gus, hana)
+        const secret = (
+          await gus.request<{ id: string }>('chat.create', {
+            name: 'Plans',
+            members: ['hana'],
+            encrypted: true,
+          })
+        ).id
+        const g = await mlsDevice(gus)
+        const h = await mlsDevice(hana)
+        await createChatGroup(secret, g)
+        const claimed = await gus.request<Claim>('mls.keypackages.claim', { userId: 'hana' })
+        const add = await commitAdd(
+          g,
+          claimed.keyPackages.map((k) => new Uint8Array(Buffer.from(k.keyPackage, 'base64'))),
+        )
+        await gus.request('mls.commit', commitParams(secret, add))
+        g.state = add.newState
+        const w = await hana.request<{ welcome: string }>('mls.welcome', { chatId: secret, epoch: 0 })
+        await joinFromWelcome(h, new Uint8Array(Buffer.from(w.welcome, 'base64')))
+        const plaintext = 'the surprise party is at seven'
+        const first = base64(await encrypt(g, plaintext))
+        await gus.client.publishAsync(
+          `c/${secret}/send`,
+          JSON.stringify({ clientMsgId: 'c1', ciphertext: first }),
+          {
+            qos: 1,
+          },
+        )
+        const viaOp = await gus.request<{ message: { seq: number; text: null; ciphertext: string } }>(
+          'send',
+          {
+            chatId: secret,
+            clientMsgId: 'c2',
+            ciphertext: base64(await encrypt(g, 'bring a cake')),
+          },
+        )
+        assert.equal(viaOp.message.text, null)
+        const got = () => hana.messages(secret).filter((e) => e.kind === 'text')
+        await hana.until(() => got().length === 2, 'two encrypted messages')
+        const [one, two] = got() as (InboxEvent & { ciphertext: string })[]
+        assert.equal(one?.text, null)
+        assert.equal(one?.ciphertext, first)
+        assert.equal(
+          await decrypt(h, new Uint8Array(Buffer.from(one?.ciphertext ?? '', 'base64'))),
+          plaintext,
+        )
+        assert.equal(
+          await decrypt(h, new Uint8Array(Buffer.from(two?.ciphertext ?? '', 'base64'))),
+          'bring a cake',
+        )
+        assert.equal((await hana.request<{ unread: number }>('chat.get', { chatId: secret })).unread, 2)
+        // What the server holds is the ciphertext: history, and on SQLite the store's own bytes.
+        const history = await hana.request<{ messages: { text: string | null; ciphertext?: string }[] }>(
+          'history',
+          {
+            chatId: secret,
+          },
+        )
+        assert.ok(history.messages.filter((m) => m.ciphertext).every((m) => m.text === null))
+        if (backend === 'SQLite') {
+          for (const f of readdirSync(t.dataDir).filter((n) => n.includes('.db')))
+            assert.ok(!readFileSync(join(t.dataDir, f)).includes(plaintext), `${f} holds the plaintext`)
+        }
+        // Refused: no text, edit or search in it; no ciphertext elsewhere; bytes that are not an application message.
+        await refused(
+          gus.request('edit', { chatId: secret, seq: viaOp.message.seq, text: 'x' }),
+          'not_allowed',
+        )
+        await refused(hana.request('search', { chatId: secret, query: 'cake' }), 'not_allowed')
+        const plainChat = (await gus.request<{ id: string }>('chat.create', { name: 'Open', members: [] })).id
+        await refused(
+          gus.request('send', { chatId: plainChat, clientMsgId: 'c3', ciphertext: first }),
+          'not_allowed',
+        )
+        let err = await refused(
+          gus.request('send', { chatId: secret, clientMsgId: 'c4', ciphertext: base64(add.commit) }),
+          'bad_request',
+        )
+        assert.match(err.message, /a mls_public_message; a message is an MLS PrivateMessage/)
+        err = await refused(
+          gus.request('send', { chatId: secret, clientMsgId: 'c5', ciphertext: 'aGVsbG8=' }),
+          'bad_request',
+        )
+        assert.match(err.message, /ciphertext: not an MLS message/)
+        err = await refused(
+          gus.request('send', { chatId: secret, clientMsgId: 'c6', media: ['m_1'] }),
+          'bad_request',
+        )
+        assert.match(err.message, /needs its ciphertext/)
       })
     })
   })

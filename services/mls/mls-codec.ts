@@ -194,3 +194,26 @@ export function checkWelcome(bytes: Uint8Array, addedRefs: string[]): void {
   if (named.length !== expected.length || named.some((r, i) => r !== expected[i]))
     throw new MlsProblem('the Welcome is not for the KeyPackages the Commit adds')
 }
+
+/**
+ * Checks that bytes are an application message of a chat's group: an MLS 1.0 PrivateMessage
+ * (RFC 9420 §6.3) with content type application and the chat id as group id. Its content is
+ * encrypted; its epoch and length are all the server learns.
+ *
+ * @returns the epoch it was sent in
+ * @throws MlsProblem saying what does not match
+ */
+export function checkApplicationMessage(bytes: Uint8Array, chatId: string): { epoch: number } {
+  const m = decodeMessage(bytes)
+  if (m.version !== 'mls10') throw new MlsProblem('not MLS 1.0')
+  if (m.wireformat !== 'mls_private_message')
+    throw new MlsProblem(
+      `a ${m.wireformat}; a message is an MLS PrivateMessage (handshakes go to mls.commit)`,
+    )
+  const p = m.privateMessage
+  if (p.contentType !== 'application')
+    throw new MlsProblem(`a ${p.contentType} PrivateMessage, not an application one`)
+  if (Buffer.compare(Buffer.from(p.groupId), Buffer.from(chatId, 'utf8')) !== 0)
+    throw new MlsProblem("its group is not this chat's")
+  return { epoch: Number(p.epoch) }
+}

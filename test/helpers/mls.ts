@@ -2,6 +2,7 @@ import {
   acceptAll,
   type CiphersuiteImpl,
   type ClientState,
+  createApplicationMessage,
   createCommit,
   createGroup,
   defaultCapabilities,
@@ -171,3 +172,26 @@ export const commitParams = (
   commit: base64(made.commit),
   ...(made.welcome ? { welcome: base64(made.welcome) } : {}),
 })
+
+/** `member` encrypts a text for its group: the MLS PrivateMessage bytes a device sends. */
+export async function encrypt(member: MlsMember, text: string): Promise<Uint8Array> {
+  if (!member.state) throw new Error(`${member.identity} is in no group`)
+  const r = await createApplicationMessage(member.state, te.encode(text), await cipherSuite())
+  member.state = r.newState
+  return encodeMlsMessage({
+    version: 'mls10',
+    wireformat: 'mls_private_message',
+    privateMessage: r.privateMessage,
+  })
+}
+
+/** `member` decrypts an application message (MLSMessage bytes) of its group. */
+export async function decrypt(member: MlsMember, bytes: Uint8Array): Promise<string> {
+  if (!member.state) throw new Error(`${member.identity} is in no group`)
+  const m = decodeMessage(bytes)
+  if (m.wireformat !== 'mls_private_message') throw new Error(`a ${m.wireformat}, not a PrivateMessage`)
+  const r = await processMessage(m, member.state, emptyPskIndex, acceptAll, await cipherSuite())
+  member.state = r.newState
+  if (r.kind !== 'applicationMessage') throw new Error('not an application message')
+  return new TextDecoder().decode(r.message)
+}
