@@ -604,6 +604,64 @@ for (const backend of ['SQLite', 'MongoDB (FerretDB)'] as const) {
         )
         assert.match(err.message, /needs its ciphertext/)
       })
+
+      it('keeps the group in step with the chat: a user removed from the chat must be removed from the group next', async () => {
+        const ivan = await Device.connect(t.mqttUrl, 'ivan', 'phone', await t.token('ivan'))
+        const jo = await Device.connect(t.mqttUrl, 'jo', 'phone', await t.token('jo'))
+        const kit = await Device.connect(t.mqttUrl, 'kit', 'phone', await t.token('kit'))
+        devices.push(ivan, jo, kit)
+        const room = (
+          await ivan.request<{ id: string }>('chat.create', {
+            name: 'Room',
+            members: ['jo', 'kit'],
+            encrypted: true,
+          })
+        ).id
+        const [i, j] = [await mlsDevice(ivan), await mlsDevice(jo)]
+        await mlsDevice(kit)
+        await createChatGroup(room, i)
+        const claims = [
+          ...(await ivan.request<Claim>('mls.keypackages.claim', { userId: 'jo' })).keyPackages,
+          ...(await ivan.request<Claim>('mls.keypackages.claim', { userId: 'kit' })).keyPackages,
+        ]
+        const add = await commitAdd(
+          i,
+          claims.map((k) => new Uint8Array(Buffer.from(k.keyPackage, 'base64'))),
+        )
+        await ivan.request('mls.commit', commitParams(room, add))
+        i.state = add.newState
+        const w = await jo.request<{ welcome: string }>('mls.welcome', { chatId: room, epoch: 0 })
+        await joinFromWelcome(j, new Uint8Array(Buffer.from(w.welcome, 'base64')))
+        assert.deepEqual(await jo.request('mls.group', { chatId: room }), {
+          epoch: 1,
+          leaves: [
+            { leaf: 0, userId: 'ivan', deviceId: 'phone' },
+            { leaf: 1, userId: 'jo', deviceId: 'phone' },
+            { leaf: 2, userId: 'kit', deviceId: 'phone' },
+          ],
+          departed: [],
+        })
+        await ivan.request('chat.remove', { chatId: room, userId: 'kit' })
+        assert.deepEqual(
+          (await jo.request<{ departed: number[] }>('mls.group', { chatId: room })).departed,
+          [2],
+        )
+        const update = await commitAdd(i, [])
+        const err = await refused(ivan.request('mls.commit', commitParams(room, update)), 'invalid_commit')
+        assert.match(err.message, /no longer members in the group: remove kit\/phone \(leaf 2\)/)
+        // Any member's device may catch the group up, an admin or not.
+        const removeKit = await commitRemove(j, [2])
+        assert.deepEqual(await jo.request('mls.commit', commitParams(room, removeKit)), { seq: 4, epoch: 2 })
+        assert.deepEqual(await ivan.request('mls.group', { chatId: room }), {
+          epoch: 2,
+          leaves: [
+            { leaf: 0, userId: 'ivan', deviceId: 'phone' },
+            { leaf: 1, userId: 'jo', deviceId: 'phone' },
+          ],
+          departed: [],
+        })
+        await refused(kit.request('mls.group', { chatId: room }), 'chat_not_found')
+      })
     })
   })
 }

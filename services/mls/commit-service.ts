@@ -70,6 +70,10 @@ export class CommitService {
           p.welcome === undefined ? undefined : bytesOf(p.welcome),
         ),
     })
+    router.register('mls.group', {
+      params: this.#ops['mls.group'].params,
+      handle: (ctx, p) => this.group(ctx, p.chatId),
+    })
     router.register('mls.welcome', {
       params: this.#ops['mls.welcome'].params,
       handle: (ctx, p) => this.welcome(ctx, p.chatId, p.epoch),
@@ -85,7 +89,8 @@ export class CommitService {
    *   Commit (epoch 0) from someone other than the chat's creator, in a chat that is not encrypted, or for a Remove of another
    *   member's device by one who is not an admin; chat_not_found when the caller
    *   is not a member; invalid_commit when the bytes are not a PublicMessage Commit of the chat's
-   *   group from the caller's leaf with proposals the Delivery Service accepts, or when the Welcome
+   *   group from the caller's leaf with proposals the Delivery Service accepts, that leaves a
+   *   device of a user who is no longer a member in the group, or when the Welcome
    *   is missing, extra or not for the KeyPackages added (the message says which); stale_epoch,
    *   with `epoch` the current one, for a Commit of any other epoch
    */
@@ -139,6 +144,13 @@ export class CommitService {
       throw err
     }
     await this.#checkWelcome(read, welcome)
+    const departed = this.#departed(chatId, next.leaves)
+    if (departed.length)
+      throw invalid(
+        `it leaves devices of users who are no longer members in the group: remove ${departed
+          .map((d) => `${d.identity} (leaf ${d.leaf})`)
+          .join(', ')}`,
+      )
     const record: AcceptedCommit = {
       chatId,
       epoch: current,
@@ -169,6 +181,44 @@ export class CommitService {
       bytes: bytes.length,
     })
     return { seq: message.seq, epoch: current + 1 }
+  }
+
+  /** The leaves whose user is no longer a member of the chat (left or removed): for the next Commit to remove. */
+  #departed(chatId: string, leaves: LeafMap): { leaf: number; identity: string }[] {
+    return leaves.flatMap((identity, leaf) =>
+      identity && !this.#index.isMember(chatId, identity.slice(0, identity.indexOf('/')))
+        ? [{ leaf, identity }]
+        : [],
+    )
+  }
+
+  /**
+   * The chat's group as the Delivery Service keeps it: the epoch the next Commit is for, every
+   * device's leaf, and the leaves of users no longer members, which that Commit must remove.
+   *
+   * @throws NatterError chat_not_found when the caller is not a member
+   */
+  async group(
+    ctx: RequestContext,
+    chatId: string,
+  ): Promise<{
+    epoch: number
+    leaves: { leaf: number; userId: string; deviceId: string }[]
+    departed: number[]
+  }> {
+    if (!this.#index.isMember(chatId, ctx.who.userId))
+      throw new NatterError('chat_not_found', `no chat ${chatId}, or you are not a member`)
+    const latest = await this.#settle(await this.#commits.latest(chatId))
+    const leaves = latest?.leaves ?? []
+    return {
+      epoch: latest ? latest.epoch + 1 : 0,
+      leaves: leaves.flatMap((identity, leaf) => {
+        if (!identity) return []
+        const slash = identity.indexOf('/')
+        return [{ leaf, userId: identity.slice(0, slash), deviceId: identity.slice(slash + 1) }]
+      }),
+      departed: this.#departed(chatId, leaves).map((d) => d.leaf),
+    }
   }
 
   /** A Commit that adds devices comes with their Welcome, and only such a Commit. */

@@ -257,6 +257,11 @@ export function operations(l: OperationLimits) {
         })
         .strict(),
     },
+    'mls.group': {
+      summary:
+        "An encrypted chat's group as the server keeps it: the epoch the next Commit is for, each device's leaf, and the leaves of users no longer members, which that Commit must remove.",
+      params: z.object({ chatId }).strict(),
+    },
     'mls.welcome': {
       summary:
         'The Welcome of the Commit made in an epoch of an encrypted chat, for the calling device if that Commit added it, and the seq of the Commit (read the chat after it).',
