@@ -33,6 +33,29 @@ const rate = (fallback: string) =>
     })
     .default(fallback)
 
+/**
+ * corsOrigins: NATTER_CORS_ORIGINS' text (origins separated by commas), or in a JSON config
+ * file an array of origins too, joined here into that text once each entry is checked to be one
+ * origin as a string (parseCorsOrigins checks the origins themselves, in settingsSchema).
+ */
+const originList = z
+  .union([z.string(), z.array(z.unknown())], {
+    error: 'expected origins separated by commas, or in a config file an array of origins',
+  })
+  .optional()
+  .transform((v, ctx) => {
+    if (!Array.isArray(v)) return v === '' ? undefined : v
+    v.forEach((entry, i) => {
+      if (typeof entry !== 'string' || entry.trim() === '' || entry.includes(',')) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `entry ${i} of the array, ${JSON.stringify(entry)}, is not an origin: expected one origin per entry, as a string such as "https://app.example.com"`,
+        })
+      }
+    })
+    return v.length > 0 ? v.join(',') : undefined
+  })
+
 export const settingsShape = {
   host: z
     .string()
@@ -103,8 +126,8 @@ export const settingsShape = {
   publicUrl: optionalText.describe(
     'Base URL of the HTTP port as clients reach it (https://chat.example.com), for the media links of the disk store. Unset: http://localhost:<httpPort>.',
   ),
-  corsOrigins: optionalText.describe(
-    'Origins of web apps on other sites that may call /v1/<op> and, on the embedded default, /dev/token from a browser (CORS): exact origins separated by commas (https://app.example.com,http://localhost:5173), or * for any origin on /v1/<op> only (dev tokens need an exact origin). Unset: none, same-origin pages only.',
+  corsOrigins: originList.describe(
+    'Origins of web apps on other sites that may call /v1/<op> and, on the embedded default, /dev/token from a browser (CORS): exact origins separated by commas (https://app.example.com,http://localhost:5173), in a config file also an array of them, or * for any origin on /v1/<op> only (dev tokens need an exact origin). Unset: none, same-origin pages only.',
   ),
   s3Bucket: optionalText.describe(
     'When set, media live in this S3 bucket (created if missing); unset: files in the data directory, served by the HTTP port.',

@@ -73,7 +73,7 @@ window.chatAsBob = async (url, token, chatId) => {
 const PAGE_HTML = `<!doctype html><meta charset="utf-8"><title>SDK app</title><pre id="log"></pre>
 <script type="module" src="/page.js"></script>`
 // TypeScript against the package's declarations, strict, as a Node app with nodenext resolution.
-const TYPED_APP = `import { createClient, type ChatMessage, type ChatState, type NatterClient, NatterRequestError } from '@natter/client-sdk'
+const TYPED_APP = `import { createClient, type ChatMessage, type ChatSnapshot, type ChatState, type NatterClient, NatterRequestError } from '@natter/client-sdk'
 import { IndexedDbOutboxStorage } from '@natter/client-sdk/indexeddb'
 import { topics } from '@natter/client-sdk/topics'
 const client: Promise<NatterClient> = createClient({
@@ -88,7 +88,19 @@ const follow = (s: ChatState): (() => void) =>
 // Event names are checked: a misspelt one does not compile.
 // @ts-expect-error: no such event
 const misspelt = (s: ChatState) => s.on('message.nope', () => {})
-export { client, follow, misspelt, show, IndexedDbOutboxStorage, NatterRequestError, topics }
+// The stores take the shape of React's useSyncExternalStore (its declaration, as React has it).
+declare function useSyncExternalStore<T>(subscribe: (onStoreChange: () => void) => () => void, getSnapshot: () => T): T
+const render = (s: ChatState, c: NatterClient): number => {
+  const snap: ChatSnapshot = useSyncExternalStore(s.subscribe, s.getSnapshot)
+  const chats: readonly ChatState[] = useSyncExternalStore(c.subscribeChats, c.getChatsSnapshot)
+  c.reconnectNow()
+  return snap.messages.length + snap.pending.length + chats.length + (c.profileOf('bob')?.displayName?.length ?? 0)
+}
+const offline = createClient({ url: 'ws://localhost:8083/mqtt', userId: 'a', deviceId: 'b', getToken: async () => 't', offlineStart: true })
+// What the client calls on its chat states is not in the declarations.
+// @ts-expect-error: internal
+const internal = (s: ChatState) => s._touch()
+export { client, follow, internal, misspelt, offline, render, show, IndexedDbOutboxStorage, NatterRequestError, topics }
 `
 
 /**
@@ -182,6 +194,16 @@ describe('the client SDK as a package an app installs', () => {
       paths.filter((p) => p.endsWith('.ts') && !p.endsWith('.d.ts')),
       [],
     )
+    // The methods the client calls on its chat states (marked @internal) are not declared: an
+    // app's editor does not offer them.
+    const types = join(app, 'node_modules/@natter/client-sdk/dist/types')
+    const declarations = paths.filter((p) => p.endsWith('.d.ts'))
+    assert.ok(declarations.length > 5, declarations.join(', '))
+    for (const file of declarations) {
+      const text = readFileSync(join(types, file.slice('dist/types/'.length)), 'utf8')
+      assert.doesNotMatch(text, /^\s*_\w+\(/m, `${file} declares an internal method`)
+      assert.doesNotMatch(text, /@internal/, file)
+    }
     const installed = JSON.parse(
       readFileSync(join(app, 'node_modules/@natter/client-sdk/package.json'), 'utf8'),
     ) as { exports: Record<string, unknown> }

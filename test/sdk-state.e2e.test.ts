@@ -62,7 +62,7 @@ function until(s: ChatState, condition: () => boolean, what: string, ms = 15_000
   })
 }
 
-const texts = (ms: ChatMessage[]) => ms.filter((m) => m.kind === 'text').map((m) => m.text)
+const texts = (ms: readonly ChatMessage[]) => ms.filter((m) => m.kind === 'text').map((m) => m.text)
 
 describe('the SDK’s chat states and events against a real node', () => {
   let t: TestNode
@@ -368,19 +368,68 @@ describe('the SDK’s chat states and events against a real node', () => {
       (e: NatterRequestError) => e.code === 'not_found',
     )
 
-    // An edit the server refuses is not kept: it rejects, and holds nothing up.
+    // An edit the server refuses rejects, and stays in pendingChanges as failed with its text
+    // and target (as a refused send does), holding nothing up; cancel removes it.
     const nedsOwn = chat.next('message.new', (m) => m.text === 'ned’s own')
     n.send('ned’s own')
     const nedSeq = (await nedsOwn).seq
+    const editFailed = chat.next('status', (s) => s.op === 'edit' && s.status === 'failed')
     await assert.rejects(
       chat.edit(nedSeq, 'not mine to edit'),
       (e: NatterRequestError) => e.code === 'not_allowed',
     )
-    assert.deepEqual(chat.pendingChanges, [])
+    const failedEdit = await editFailed
+    assert.equal(failedEdit.error?.code, 'not_allowed')
+    assert.deepEqual(
+      chat.pendingChanges.map((i) => [i.localId, i.op, i.seq, i.text, i.failed?.code]),
+      [[failedEdit.localId, 'edit', nedSeq, 'not mine to edit', 'not_allowed']],
+    )
+    assert.equal(max.statusOf(failedEdit.localId), 'failed')
     await chat.send('still flowing').sent
+    await chat.cancel(failedEdit.localId)
+    assert.deepEqual(chat.pendingChanges, [])
+    assert.equal(max.statusOf(failedEdit.localId), undefined)
+
+    // An edit too long for the server: failed, then retried with a text that fits.
+    const { seq: mine } = await chat.send('to be edited').sent
+    await assert.rejects(chat.edit(mine, long), (e: NatterRequestError) => e.code === 'too_large')
+    // (Read through the client: TypeScript took chat.pendingChanges for the [] asserted above.)
+    const [tooLong] = max.pendingChanges(chat.id)
+    assert.equal(tooLong?.text, long)
+    assert.equal(tooLong?.failed?.code, 'too_large')
+    const edited = n.next('message.updated', (m) => m.seq === mine)
+    const retried = chat.retry(tooLong?.localId as string, { text: 'edited, shorter' })
+    assert.deepEqual(await retried.sent, { seq: mine })
+    assert.equal((await edited).text, 'edited, shorter')
+    assert.deepEqual(chat.pendingChanges, [])
   })
 
-  it('queues edits and deletes made offline and runs them in order after the sends before them', async () => {
+  it('deletes a message deleted already (on another device): the queued delete is done', async () => {
+    const sam = await client('sam')
+    const tablet = await client('sam', { deviceId: 'tablet' })
+    const s = sam.chat((await sam.direct('tia')).id)
+    await s.open()
+    const { seq } = await s.send('delete me twice').sent
+    // The user's other device deletes it first; this one's delete is queued offline.
+    const down = sam.next('state', (st) => st === 'reconnecting')
+    cut(sam)
+    await down
+    const queued = s.delete(seq)
+    await tablet.deleteMessage(s.id, seq)
+    const tombstone = await queued
+    assert.equal(tombstone?.seq, seq)
+    assert.equal(tombstone?.text, null)
+    assert.notEqual(tombstone?.deletedAt, null)
+    assert.deepEqual(s.pendingChanges, [])
+    // Online, the same: a delete of a tombstone resolves with it.
+    assert.equal((await s.delete(seq))?.seq, seq)
+    assert.equal(s.messages.find((m) => m.seq === seq)?.deletedAt !== null, true)
+    // A message that does not exist is still not_found (and kept failed, to cancel).
+    await assert.rejects(s.delete(seq + 100), (e: NatterRequestError) => e.code === 'not_found')
+    await s.cancel(sam.pendingChanges(s.id)[0]?.localId as string)
+  })
+
+  it('queues edits and deletes made offline; each runs after what came before it for its message', async () => {
     // Reconnects wait 0.75–1.5 s: time to queue everything while offline.
     const ola = await client('ola', { minMs: 1500 })
     const pia = await client('pia')
@@ -395,6 +444,17 @@ describe('the SDK’s chat states and events against a real node', () => {
       p.on(e, (m) => m.kind === 'text' && seen.push(`${e} ${m.text}`))
     }
 
+    // What goes out and what comes back, once connected again: the sends are not held back
+    // until the edit and delete before them are answered.
+    const wire: string[] = []
+    ola.mqtt.on('packetsend', (pk) => {
+      if (pk.cmd === 'publish' && pk.topic.endsWith('/send'))
+        wire.push(`send ${JSON.parse(String(pk.payload)).text}`)
+      if (pk.cmd === 'publish' && (pk.topic === 'req/edit' || pk.topic === 'req/delete')) wire.push(pk.topic)
+    })
+    ola.mqtt.on('packetreceive', (pk) => {
+      if (pk.cmd === 'publish' && pk.topic === `d/${ola.clientId}/res`) wire.push('reply')
+    })
     const down = ola.next('state', (s) => s === 'reconnecting')
     cut(ola)
     await down
@@ -422,12 +482,18 @@ describe('the SDK’s chat states and events against a real node', () => {
     assert.equal(edited?.text, 'one (edited offline)')
     assert.equal(tombstone?.deletedAt !== null, true)
     await until(p, () => p.messages.some((m) => m.text === 'five (edited before it left)'), 'pia has five')
-    assert.deepEqual(seen, [
-      'message.new four',
-      'message.updated one (edited offline)',
+    // Sends keep their order, and go without waiting for the changes of other messages.
+    assert.deepEqual([...seen].sort(), [
       'message.deleted null',
       'message.new five (edited before it left)',
+      'message.new four',
+      'message.updated one (edited offline)',
     ])
+    assert.ok(seen.indexOf('message.new four') < seen.indexOf('message.new five (edited before it left)'))
+    const five = wire.indexOf('send five (edited before it left)')
+    assert.ok(five >= 0 && five < wire.indexOf('reply'), wire.join(', '))
+    // The edit and the delete, one at a time: the delete went once the edit was answered.
+    assert.ok(wire.indexOf('req/delete') > wire.indexOf('reply'), wire.join(', '))
     assert.deepEqual(texts(p.messages), [
       'one (edited offline)',
       null,
@@ -483,12 +549,20 @@ describe('the SDK’s chat states and events against a real node', () => {
     await r.next('message.updated', (m) => m.text === 'a draft, edited after the restart')
     assert.equal((await editDraft)?.text, 'a draft, edited after the restart')
     const draftSeq = r.messages.find((m) => m.clientMsgId === draft.localId)?.seq
-    assert.deepEqual(seen, [
-      `message.updated ${s1} edited, then the app quit`,
-      `message.deleted ${s2} null`,
-      `message.new ${draftSeq} a draft`,
-      `message.updated ${draftSeq} a draft, edited after the restart`,
-    ])
+    assert.deepEqual(
+      [...seen].sort(),
+      [
+        `message.deleted ${s2} null`,
+        `message.new ${draftSeq} a draft`,
+        `message.updated ${draftSeq} a draft, edited after the restart`,
+        `message.updated ${s1} edited, then the app quit`,
+      ].sort(),
+    )
+    // The draft's edit waited for the draft.
+    assert.ok(
+      seen.indexOf(`message.new ${draftSeq} a draft`) <
+        seen.indexOf(`message.updated ${draftSeq} a draft, edited after the restart`),
+    )
     assert.deepEqual(restarted.pending(chatId), [])
     assert.deepEqual(await storage.load(), [])
   })
@@ -519,7 +593,8 @@ describe('the SDK’s chat states and events against a real node', () => {
 
   it('keeps a chat the user was removed from, or never in, out of chats(), and refuses sends to it', async () => {
     const alice = await client('alice', { deviceId: 'laptop2' })
-    const gus = await client('gus')
+    // A device of its own: gus/phone is still connected from an earlier case.
+    const gus = await client('gus', { deviceId: 'laptop' })
     await gus.loadChats()
     const added = gus.next('chat.added')
     const group = await alice.createGroup('brief', ['gus'])
@@ -565,6 +640,122 @@ describe('the SDK’s chat states and events against a real node', () => {
     const seen = await laptopRead
     assert.equal(seen.readSeq, phone.chat(chat.id).readSeq)
     assert.equal(laptop.chat(chat.id).unread, 0)
+  })
+
+  it('lets a UI that rendered before it subscribed see what changed in between (subscribe, getSnapshot)', async () => {
+    const wes = await client('wes')
+    const xia = await client('xia')
+    await wes.loadChats()
+    // The chat list: a stable snapshot until something changes.
+    const listRendered = wes.getChatsSnapshot()
+    assert.equal(wes.getChatsSnapshot(), listRendered)
+    assert.deepEqual(listRendered, [])
+    const added = wes.next('chat.added')
+    const chatId = (await xia.direct('wes')).id
+    await added
+    // The effect subscribes after the chat came: the snapshot it compares with differs.
+    const listCalls: number[] = []
+    const offList = wes.subscribeChats(() => listCalls.push(wes.chatsVersion))
+    assert.notEqual(wes.getChatsSnapshot(), listRendered)
+    assert.deepEqual(
+      wes.getChatsSnapshot().map((c) => c.id),
+      [chatId],
+    )
+
+    const w = wes.chat(chatId)
+    await w.open()
+    const rendered = w.getSnapshot()
+    assert.equal(w.getSnapshot(), rendered, 'the same object until something changes')
+    assert.ok(Object.isFrozen(rendered) && Object.isFrozen(rendered.messages))
+    // A message arrives between the render and the effect that subscribes.
+    const arrived = w.next('message.new', (m) => m.kind === 'text')
+    await xia.chat(chatId).send('between render and effect').sent
+    await arrived
+    const calls: number[] = []
+    const off = w.subscribe(() => calls.push(w.version))
+    const now = w.getSnapshot()
+    assert.notEqual(now, rendered)
+    assert.ok(now.version > rendered.version)
+    assert.deepEqual(texts(now.messages), ['between render and effect'])
+    assert.deepEqual(texts(rendered.messages), [], 'an old snapshot does not change under a render')
+    assert.equal(now.unread, 1)
+
+    // Every change calls the listener, and the snapshot shows it at once: a message waiting in
+    // the outbox, its confirmation, a read.
+    const sending = w.send('from wes')
+    assert.ok(calls.length > 0)
+    assert.deepEqual(
+      w.getSnapshot().pending.map((i) => i.text),
+      ['from wes'],
+    )
+    await sending.sent
+    assert.deepEqual(w.getSnapshot().pending, [])
+    assert.ok(texts(w.getSnapshot().messages).includes('from wes'))
+    const beforeRead = w.getSnapshot()
+    await w.markRead()
+    assert.notEqual(w.getSnapshot(), beforeRead)
+    assert.equal(w.getSnapshot().unread, 0)
+    assert.deepEqual(
+      calls,
+      [...calls].sort((a, b) => a - b),
+      'each call sees a newer version',
+    )
+    assert.ok(listCalls.length > 0, 'the list changed with its last message')
+    assert.equal(wes.getChatsSnapshot()[0]?.lastMessage?.text, 'from wes')
+
+    // Unsubscribed: no more calls.
+    off()
+    offList()
+    const [seen, seenList] = [calls.length, listCalls.length]
+    await xia.chat(chatId).send('after the unmount').sent
+    await until(w, () => texts(w.messages).includes('after the unmount'), 'the last message')
+    assert.equal(calls.length, seen)
+    assert.equal(listCalls.length, seenList)
+  })
+
+  it('fires chat.added before the messages of the new chat, live and after a reconnect', async () => {
+    const yan = await client('yan')
+    const zoe = await client('zoe', { minMs: 1500 })
+    await zoe.loadChats()
+    const seen = record(zoe)
+    const got = (chatId: string, text: string) =>
+      seen.some(
+        (e) =>
+          e.name === 'message.new' &&
+          (e.value as ChatMessage).chatId === chatId &&
+          (e.value as ChatMessage).text === text,
+      )
+    const arrival = (chatId: string, text: string) =>
+      got(chatId, text)
+        ? Promise.resolve()
+        : zoe.next('message.new', (m) => m.chatId === chatId && m.text === text).then(() => {})
+
+    // Live: the group is created and written to at once.
+    const live = await yan.createGroup('live', ['zoe'])
+    await yan.send(live.id, { text: 'right away' }).sent
+    await arrival(live.id, 'right away')
+
+    // Offline: the group and its messages come with the session's queue and the list's reload.
+    const down = zoe.next('state', (s) => s === 'reconnecting')
+    cut(zoe)
+    await down
+    const away = await yan.createGroup('while away', ['zoe'])
+    for (const text of ['one', 'two']) await yan.send(away.id, { text }).sent
+    await arrival(away.id, 'two')
+
+    for (const chatId of [live.id, away.id]) {
+      const names = seen
+        .filter((e) =>
+          e.name === 'chat.added'
+            ? (e.value as ChatState).id === chatId
+            : e.name === 'message.new' && (e.value as ChatMessage).chatId === chatId,
+        )
+        .map((e) => (e.name === 'chat.added' ? 'chat.added' : `new ${(e.value as ChatMessage).kind}`))
+      assert.equal(names[0], 'chat.added', `${chatId}: ${names.join(', ')}`)
+      assert.equal(names.filter((n) => n === 'chat.added').length, 1)
+      assert.equal(names.filter((n) => n === 'new text').length, chatId === live.id ? 1 : 2)
+    }
+    assert.deepEqual(texts(zoe.chat(away.id).messages), ['one', 'two'])
   })
 
   it('tells what waited when the client is closed, and refuses what comes after', async () => {

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import { randomBytes } from 'node:crypto'
 import { mkdirSync, readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { join } from 'node:path'
@@ -121,7 +122,9 @@ describe('the web chat in a real browser', () => {
     await textIs(alice, '#typing', '')
     await bob.waitForSelector('#messages li.mine[data-status="read"]', WAIT)
 
-    // Bob names himself: Alice's header, chat list and typing line show the name, live.
+    // Bob names himself in his profile panel: Alice's header, chat list and typing line show the
+    // name, live.
+    await bob.click('#profile-button')
     await bob.fill('#display-name', 'Bob the Builder')
     await bob.press('#display-name', 'Enter')
     await textIs(bob, '#me', 'Signed in as Bob the Builder (bob)')
@@ -133,12 +136,35 @@ describe('the web chat in a real browser', () => {
     await bob.evaluate(`window.natter.stopTyping(document.querySelector('#chats li.active').dataset.chatId)`)
     await textIs(alice, '#typing', '')
 
+    // Bob picks a photo: Alice sees it in her chat list and the chat's header, live; before, an
+    // initials circle.
+    await textIs(alice, '#conversation header .avatar', 'BB')
+    // A diagonal gradient, green to blue: a photo, not a flat colour like the initials circle.
+    const pixels = Buffer.alloc(200 * 200 * 3)
+    for (let i = 0; i < 200 * 200; i++) {
+      const d = ((i % 200) + Math.floor(i / 200)) / 400
+      pixels.set([40, Math.round(200 - 120 * d), Math.round(90 + 160 * d)], i * 3)
+    }
+    const face = await sharp(pixels, { raw: { width: 200, height: 200, channels: 3 } })
+      .png()
+      .toBuffer()
+    await bob.setInputFiles('#avatar-file', { name: 'me.png', mimeType: 'image/png', buffer: face })
+    await textIs(bob, '#profile-status', 'Photo saved')
+    const avatarShown = (where: string) =>
+      `[...document.querySelectorAll(${JSON.stringify(`${where} .avatar img`)})].some((i) => i.complete && i.naturalWidth > 0)`
+    await alice.waitForFunction(avatarShown('#chats li'), null, WAIT)
+    await alice.waitForFunction(avatarShown('#conversation header'), null, WAIT)
+    await bob.waitForFunction(avatarShown('#profile-panel'), null, WAIT)
+    await shot(bob, 'profile-panel')
+    assert.deepEqual(await accessibilityProblems(bob), [])
+    await bob.click('#profile-panel button.close')
+
     const image = await sharp({
       create: { width: 640, height: 400, channels: 3, background: { r: 240, g: 120, b: 40 } },
     })
       .png()
       .toBuffer()
-    await alice.setInputFiles('#image', { name: 'sunset.png', mimeType: 'image/png', buffer: image })
+    await alice.setInputFiles('#attach', { name: 'sunset.png', mimeType: 'image/png', buffer: image })
     // Page code, run in the browser.
     const loaded = `[...document.querySelectorAll('#messages img.media')].some((i) => i.complete && i.naturalWidth > 0)`
     await bob.waitForFunction(loaded, null, WAIT)
@@ -148,6 +174,14 @@ describe('the web chat in a real browser', () => {
       (i) => (i as unknown as { naturalWidth: number }).naturalWidth,
     )
     assert.equal(width, 320, 'Bob sees the thumbnail')
+    // The newest image is not cut off: both are scrolled to the very bottom once it loaded.
+    for (const p of [alice, bob]) {
+      await p.waitForFunction(
+        `(() => { const l = document.querySelector('#messages'); return l.scrollHeight - l.scrollTop - l.clientHeight < 2 })()`,
+        null,
+        WAIT,
+      )
+    }
 
     assert.deepEqual(await alice.$$eval('#messages li.msg .text', (els) => els.map((e) => e.textContent)), [
       'hello bob',
@@ -310,6 +344,97 @@ describe('the web chat in a real browser', () => {
     await alice.click('#search-button')
   })
 
+  it('shows an upload at once in the image’s shape, with progress; Cancel aborts it and nothing is sent', async () => {
+    // The chat with Bob is open on both screens. Alice's uploads crawl at 256 KB/s.
+    const cdp = await alice.context().newCDPSession(alice)
+    await cdp.send('Network.enable')
+    const throttle = (uploadThroughput: number) =>
+      cdp.send('Network.emulateNetworkConditions', {
+        offline: false,
+        latency: 0,
+        downloadThroughput: -1,
+        uploadThroughput,
+      })
+    await throttle(256 * 1024)
+    // Noise does not compress: a PNG of about 2.9 MB.
+    const noise = await sharp(randomBytes(1200 * 800 * 3), { raw: { width: 1200, height: 800, channels: 3 } })
+      .png()
+      .toBuffer()
+    const abortedPut = new Promise<string>((resolve) =>
+      alice.on('requestfailed', (r) => {
+        if (r.method() === 'PUT') resolve(r.failure()?.errorText ?? '')
+      }),
+    )
+    const before = await bob.locator('#messages li.msg').count()
+    await alice.setInputFiles('#attach', { name: 'noise.png', mimeType: 'image/png', buffer: noise })
+    const bubble = alice.locator('#messages li.upload')
+    await bubble.locator('.upload-image img').waitFor(WAIT)
+    // The bubble has the image's own shape (1200 × 800) while the bytes go.
+    const box = await bubble.locator('.upload-image').boundingBox()
+    assert.ok(box && Math.abs(box.width / box.height - 1.5) < 0.05, `shaped ${box?.width} × ${box?.height}`)
+    await alice.waitForFunction(
+      `(() => { const p = document.querySelector('#messages li.upload progress'); return !!p && p.value > 0 && p.value < p.max })()`,
+      null,
+      WAIT,
+    )
+    assert.match((await bubble.locator('.upload-percent').textContent()) ?? '', /^\d+%$/)
+    await shot(alice, 'upload-progress')
+    assert.deepEqual(await accessibilityProblems(alice), [])
+    await bubble.locator('button.cancel-upload').click()
+    await bubble.waitFor({ state: 'detached', ...WAIT })
+    assert.match(await abortedPut, /ERR_ABORTED/)
+    await throttle(-1)
+    await cdp.detach()
+    // What Alice sends next is the only thing Bob gets: nothing came of the cancelled upload.
+    await send(alice, 'after the cancel')
+    await message(bob, 'after the cancel').waitFor(WAIT)
+    assert.equal(await bob.locator('#messages li.msg').count(), before + 1)
+    assert.equal(await alice.locator('#messages li.pending, #messages li.upload').count(), 0)
+  })
+
+  it('shows files as cards with name, size, type and a download, for sender and receiver', async () => {
+    const text = 'shopping list\nmilk\n'
+    await alice.setInputFiles('#attach', [
+      { name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from(text) },
+      { name: 'report.pdf', mimeType: 'application/pdf', buffer: Buffer.from('%PDF-1.4\n%%EOF\n') },
+    ])
+    for (const p of [alice, bob]) {
+      const card = p.locator('#messages li.msg .file-card', { hasText: 'notes.txt' })
+      await card.waitFor(WAIT)
+      assert.equal(await card.locator('.file-icon').textContent(), 'TXT')
+      assert.equal(await card.locator('.file-size').textContent(), '19 B · text/plain')
+      // The link downloads the file's own bytes.
+      const href = await card.locator('a.file-download').getAttribute('href')
+      assert.equal(await p.evaluate(`fetch(${JSON.stringify(href)}).then((r) => r.text())`), text)
+      const pdf = p.locator('#messages li.msg .file-card', { hasText: 'report.pdf' })
+      await pdf.waitFor(WAIT)
+      assert.equal(await pdf.locator('.file-icon').textContent(), 'PDF')
+    }
+    // Text that calls itself a PNG does not decode: it goes as a file, never a broken image.
+    await alice.setInputFiles('#attach', {
+      name: 'fake.png',
+      mimeType: 'image/png',
+      buffer: Buffer.from('not an image'),
+    })
+    for (const p of [alice, bob]) {
+      const card = p.locator('#messages li.msg .file-card', { hasText: 'fake.png' })
+      await card.waitFor(WAIT)
+      assert.equal(await card.locator('.file-size').textContent(), '12 B · application/octet-stream')
+      const broken = await p.$$eval(
+        '#messages img.media',
+        (imgs) =>
+          imgs.filter(
+            (i) =>
+              (i as unknown as { complete: boolean; naturalWidth: number }).complete &&
+              (i as unknown as { naturalWidth: number }).naturalWidth === 0,
+          ).length,
+      )
+      assert.equal(broken, 0, 'no broken image')
+    }
+    await shot(bob, 'file-cards')
+    assert.deepEqual(await accessibilityProblems(bob), [])
+  })
+
   it('creates and runs a group of three: sender names, members, admins, add, remove, leave', async () => {
     const carol = await newPage()
     await signIn(carol, 'carol')
@@ -329,19 +454,52 @@ describe('the web chat in a real browser', () => {
     await openChat(carol, 'Trip')
     const fromBob = message(carol, 'me!')
     await fromBob.waitFor(WAIT)
-    // Names arrive with the profiles, a moment after the messages.
+    // Names and avatars arrive with the profiles, a moment after the messages.
     await fromBob.locator('.sender', { hasText: 'Bob the Builder' }).waitFor(WAIT)
-    assert.equal(await message(carol, 'who is in?').locator('.sender').textContent(), 'alice')
+    await carol.waitForFunction(
+      `[...document.querySelectorAll('#messages li.msg .sender .avatar img')].some((i) => i.complete && i.naturalWidth > 0)`,
+      null,
+      WAIT,
+    )
+    assert.equal(await message(carol, 'who is in?').locator('.sender .avatar').textContent(), 'A')
+    assert.equal(await message(carol, 'who is in?').locator('.sender-name').textContent(), 'alice')
     assert.match((await carol.textContent('#group-summary')) ?? '', /3 members, 1 admin/)
 
     await alice.click('#info')
     const admin = alice.locator('#members li', { hasText: 'alice' })
     assert.equal(await admin.locator('.role').textContent(), 'admin')
+    await alice.locator('#members li[data-user-id="bob"] .avatar img').waitFor(WAIT)
+
+    // Carol writes while her network is down; Alice removes her meanwhile. Back online, Carol's
+    // message is refused: it stays with its text, and nothing in the chat offers to act.
+    await carol.context().setOffline(true)
+    await carol.waitForSelector('#connection[data-state="offline"]', WAIT)
+    await send(carol, 'count me in too')
+    await carol.locator('#messages li.pending', { hasText: 'count me in too' }).waitFor(WAIT)
     await alice.click('button[aria-label="Remove carol"]')
     await message(alice, 'alice removed carol').waitFor(WAIT)
+    await carol.context().setOffline(false)
     await carol.locator('.removed').waitFor(WAIT)
+    const refused = carol.locator('#messages li.pending[data-status="failed"]', {
+      hasText: 'count me in too',
+    })
+    await refused.waitFor(WAIT)
+    assert.equal(await refused.locator('.text').textContent(), 'count me in too')
+    assert.equal(await refused.locator('button.retry').count(), 0, 'nothing to retry in a chat one left')
+    assert.equal(
+      await refused.locator('.failure').textContent(),
+      'Not sent: you are no longer a member of this chat.',
+    )
+    assert.equal(await carol.textContent('#group-summary'), 'You are no longer a member')
     assert.equal(await carol.locator('#composer').count(), 0, 'a removed member cannot write')
+    assert.equal(await carol.locator('#attach').count(), 0, 'nor attach')
+    assert.equal(await carol.locator('#messages .menu-button').count(), 0, 'nor reply, edit or delete')
+    await carol.click('#info')
+    await carol.locator('#members li', { hasText: 'Bob the Builder' }).waitFor(WAIT)
+    assert.equal(await carol.locator('#group-info button').count(), 0, 'no add, remove or leave')
+    assert.equal(await carol.locator('#add-member').count(), 0)
     await shot(carol, 'group-removed')
+    assert.deepEqual(await accessibilityProblems(carol), [])
 
     await alice.fill('#add-user', 'carol')
     await alice.press('#add-user', 'Enter')
@@ -393,6 +551,50 @@ describe('the web chat in a real browser', () => {
     await shot(dave, 'older-messages')
     ctx.diagnostic(`first page shown ${rendered} ms after opening`)
     await dave.context().close()
+  })
+
+  it('jumps from a search result to a message older than the first page, by keyboard', async () => {
+    await alice.evaluate(`(async () => {
+      const chat = await window.natter.direct('gina')
+      const state = window.natter.chat(chat.id)
+      await state.send('the needle in the haystack').sent
+      const sent = []
+      for (let i = 1; i <= 120; i++) sent.push(state.send('hay ' + i).sent)
+      await Promise.all(sent)
+    })()`)
+    const gina = await newPage()
+    await signIn(gina, 'gina')
+    await openChat(gina, 'alice')
+    await message(gina, 'hay 120').waitFor(WAIT)
+    assert.equal(await message(gina, 'the needle').count(), 0, 'not on the first page')
+    await gina.click('#search-button')
+    await gina.waitForFunction(`document.activeElement?.id === 'search-query'`, null, WAIT)
+    // The search field has the focus: typing goes in, Enter searches.
+    await gina.keyboard.type('needle')
+    await gina.keyboard.press('Enter')
+    await gina.locator('#search-results button.result', { hasText: 'the needle' }).waitFor(WAIT)
+    await shot(gina, 'search-results')
+    assert.deepEqual(await accessibilityProblems(gina), [])
+    // ArrowDown to the result, Enter: the search closes and the message is shown, highlighted.
+    await gina.keyboard.press('ArrowDown')
+    await gina.keyboard.press('Enter')
+    await gina.locator('#search').waitFor({ state: 'detached', ...WAIT })
+    const found = gina.locator('#messages li.msg.highlight', { hasText: 'the needle in the haystack' })
+    await found.waitFor(WAIT)
+    const [item, list] = await Promise.all([found.boundingBox(), gina.locator('#messages').boundingBox()])
+    assert.ok(
+      item && list && item.y >= list.y && item.y + item.height <= list.y + list.height,
+      `in view: ${JSON.stringify({ item, list })}`,
+    )
+    assert.equal(
+      await gina.evaluate(`document.activeElement?.textContent?.includes('the needle in the haystack')`),
+      true,
+      'the message has the focus',
+    )
+    await shot(gina, 'search-jump')
+    // The highlight is brief.
+    await gina.locator('#messages li.msg.highlight').waitFor({ state: 'detached', ...WAIT })
+    await gina.context().close()
   })
 
   it('renders a burst of 300 messages within 300 ms of the last arriving, with read receipts debounced', async (ctx) => {
@@ -485,6 +687,11 @@ describe('the web chat in a real browser', () => {
     assert.equal(await phone.locator('#sidebar').isVisible(), true)
     await shot(phone, 'phone-list-dark')
     assert.deepEqual(await accessibilityProblems(phone), [])
+    await phone.click('#profile-button')
+    await phone.locator('#profile-panel .avatar img').waitFor(WAIT)
+    await shot(phone, 'phone-profile-dark')
+    assert.deepEqual(await accessibilityProblems(phone), [])
+    await phone.click('#profile-panel button.close')
     await openChat(phone, 'alice')
     await message(phone, 'a reply').waitFor(WAIT)
     assert.equal(await phone.locator('#sidebar').isVisible(), false, 'the list gives way to the chat')
@@ -531,6 +738,72 @@ describe('the web chat in a real browser', () => {
     const head = await get('/', 'identity', 'HEAD')
     assert.equal(head.status, 200)
     assert.equal(await head.text(), '')
+  })
+
+  it('says on the sign-in screen when the server cannot be reached, and signs in once it answers', async () => {
+    const gone = await startTestNode({ NATTER_JWT_SECRET: '' })
+    const port = new URL(gone.httpUrl).port
+    const context = await browser.newContext({ viewport: { width: 1000, height: 700 } })
+    const page = await context.newPage()
+    await page.goto(gone.httpUrl)
+    await page.locator('#name').waitFor(WAIT)
+    await gone.close()
+    await page.fill('#name', 'henry')
+    await page.click('#login button')
+    await page.waitForSelector('#connection[data-state="unreachable"]', WAIT)
+    assert.match((await page.textContent('#connection')) ?? '', /reach the server/)
+    assert.match((await page.textContent('#login-error')) ?? '', /reach the server/)
+    assert.equal(await page.isEnabled('#login button'), true, 'no endless spinner')
+    await shot(page, 'signin-unreachable')
+    assert.deepEqual(await accessibilityProblems(page), [])
+    // The browser's own offline says so too.
+    await context.setOffline(true)
+    await page.waitForSelector('#connection[data-state="offline"]', WAIT)
+    await context.setOffline(false)
+    // The server is back on the same address: the tab signs in by itself.
+    const back = await startTestNode({ NATTER_JWT_SECRET: '', NATTER_HTTP_PORT: port })
+    try {
+      await page.waitForSelector('#connection[data-state="connected"]', { timeout: 30_000 })
+      await textIs(page, '#me', 'Signed in as henry')
+    } finally {
+      await context.close()
+      await back.close()
+    }
+  })
+
+  it('lets a new user with no chat set a profile photo that a later chat partner sees', async () => {
+    const [iris, jack] = await Promise.all([newPage(), newPage()])
+    try {
+      await signIn(iris, 'iris')
+      await signIn(jack, 'jack')
+      assert.equal(await iris.locator('#chats li').count(), 0, 'Iris has no chat yet')
+      await iris.click('#profile-button')
+      const photo = await sharp({
+        create: { width: 120, height: 120, channels: 3, background: { r: 30, g: 140, b: 90 } },
+      })
+        .png()
+        .toBuffer()
+      await iris.setInputFiles('#avatar-file', { name: 'iris.png', mimeType: 'image/png', buffer: photo })
+      await textIs(iris, '#profile-status', 'Photo saved')
+      assert.equal(await iris.locator('#profile-panel .error').count(), 0)
+      await iris.locator('#profile-panel .avatar img').waitFor(WAIT)
+      await shot(iris, 'profile-photo-before-any-chat')
+      assert.deepEqual(await accessibilityProblems(iris), [])
+      await iris.click('#profile-panel button.close')
+      // Her first chat: Jack sees her photo in his list and the chat's header.
+      await iris.fill('#with', 'jack')
+      await iris.press('#with', 'Enter')
+      await iris.waitForSelector('#conversation', WAIT)
+      await send(iris, 'hi jack')
+      await openChat(jack, 'iris')
+      const shown = (where: string) =>
+        `[...document.querySelectorAll(${JSON.stringify(`${where} .avatar img`)})].some((i) => i.complete && i.naturalWidth > 0)`
+      await jack.waitForFunction(shown('#chats li'), null, WAIT)
+      await jack.waitForFunction(shown('#conversation header'), null, WAIT)
+    } finally {
+      await iris.context().close()
+      await jack.context().close()
+    }
   })
 
   it('refuses dev tokens to anything but the embedded default', async () => {

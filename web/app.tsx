@@ -1,6 +1,7 @@
 import { render } from 'preact'
 import { useEffect, useState } from 'preact/hooks'
 import type { NatterClient } from '../client-sdk/src/index.ts'
+import { ServerBanner, useServerReach } from './components/ServerBanner.tsx'
 import { Shell } from './components/Shell.tsx'
 import { SignIn } from './components/SignIn.tsx'
 import { connectSession, forgetSession, newSession, type Session, savedSession } from './session.ts'
@@ -11,17 +12,31 @@ function Root() {
   const [client, setClient] = useState<NatterClient | null>(null)
   const [busy, setBusy] = useState(false)
   const [error, setError] = useState('')
+  /** Sign-ins that could not reach the server: each makes the banner ask the server again. */
+  const [unreached, setUnreached] = useState(0)
+  /** A session that could not connect, to try again once the server answers. */
+  const [waiting, setWaiting] = useState<Session | null>(null)
+  const reach = useServerReach(unreached)
   const start = (s: Session) => {
     setBusy(true)
     setError('')
+    setWaiting(null)
     connectSession(s).then(
       (c) => {
         setBusy(false)
         setClient(c)
       },
-      (e: Error) => {
+      (e: Error & { code?: string }) => {
         setBusy(false)
-        setError(e.message)
+        // fetch fails with a TypeError when nothing answers, the SDK with connect_timeout.
+        const unreachable = e instanceof TypeError || e.code === 'connect_timeout'
+        if (unreachable) {
+          setError('Can’t reach the server: you will be signed in once it answers.')
+          setWaiting(s)
+          setUnreached((n) => n + 1)
+        } else {
+          setError(e.message)
+        }
       },
     )
   }
@@ -30,6 +45,9 @@ function Root() {
     const saved = savedSession()
     if (saved) start(saved)
   }, [])
+  useEffect(() => {
+    if (reach === 'reachable' && waiting && !busy) start(waiting)
+  }, [reach, waiting])
   if (client) {
     return (
       <Shell
@@ -41,7 +59,12 @@ function Root() {
       />
     )
   }
-  return <SignIn busy={busy} error={error} onSignIn={(name) => start(newSession(name))} />
+  return (
+    <>
+      <ServerBanner reach={reach} />
+      <SignIn busy={busy} error={error} onSignIn={(name) => start(newSession(name))} />
+    </>
+  )
 }
 
 const root = document.getElementById('root')

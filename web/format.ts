@@ -54,6 +54,7 @@ export function previewOf(m: ChatMessage, nameOf: (userId: string) => string): s
   if (m.deletedAt !== null) return 'Message deleted'
   if (m.kind === 'event') return describeEvent(m, nameOf)
   if (m.text) return m.text.replace(/\s+/g, ' ')
-  if (m.media?.length) return 'Photo'
+  // A message holds media ids only: whether one is a photo or a file is known once it is loaded.
+  if (m.media?.length) return m.media.length > 1 ? `${m.media.length} attachments` : 'Attachment'
   return ''
 }

@@ -5,12 +5,13 @@ import type { NatterClient, Profile } from '../client-sdk/src/index.ts'
 const PER_CALL = 1000
 
 /**
- * Display names of the users on screen (null: none set), read with getProfiles in batches and
- * kept from profile events; components follow one user each (useName), so a new name redraws
- * only where it shows.
+ * Profiles of the users on screen: display names (null: none set) and avatars (a mediaId, or
+ * null), read with getProfiles in batches and kept from profile events; components follow one
+ * user each (useName, useAvatar), so a new name or avatar redraws only where it shows.
  */
 export class Names {
   readonly #names = new Map<string, string | null>()
+  readonly #avatars = new Map<string, string | null>()
   readonly #listeners = new Map<string, Set<() => void>>()
   readonly #wanted = new Set<string>()
   #timer: ReturnType<typeof setTimeout> | undefined
@@ -31,6 +32,12 @@ export class Names {
     const n = this.#names.get(userId)
     if (n === undefined) this.want(userId)
     return n ?? userId
+  }
+
+  /** The mediaId of the user's avatar (docs/protocol.md#profiles), null when none is known. */
+  avatarOf(userId: string): string | null {
+    if (!this.#names.has(userId)) this.want(userId)
+    return this.#avatars.get(userId) ?? null
   }
 
   /** Whether the user has a display name (known so far). */
@@ -64,8 +71,15 @@ export class Names {
   }
 
   #set(p: Profile): void {
-    if (this.#names.get(p.userId) === p.displayName) return
+    if (
+      this.#names.has(p.userId) &&
+      this.#names.get(p.userId) === p.displayName &&
+      (this.#avatars.get(p.userId) ?? null) === p.avatar
+    ) {
+      return
+    }
     this.#names.set(p.userId, p.displayName)
+    this.#avatars.set(p.userId, p.avatar)
     for (const f of this.#listeners.get(p.userId) ?? []) f()
   }
 
@@ -97,6 +111,12 @@ export function useName(names: Names, userId: string): string {
     return off
   }, [names, userId])
   return names.nameOf(userId)
+}
+
+/** Re-renders the component when the user's avatar changes: its mediaId, or null. */
+export function useAvatar(names: Names, userId: string): string | null {
+  useName(names, userId)
+  return names.avatarOf(userId)
 }
 
 /** Re-renders when any of these users' names change. */

@@ -33,6 +33,30 @@ export interface ChatStateEvents {
   updated: ChatState
 }
 
+/**
+ * What a ChatState shows at one moment (`getSnapshot`): the same object until something in the
+ * chat changes, then a new one. Its arrays are copies: they do not change under a render.
+ */
+export interface ChatSnapshot {
+  /** Goes up by at least one at every change of the chat's state (see ChatState.version). */
+  readonly version: number
+  readonly name: string | null
+  readonly members: readonly Member[]
+  /** The timeline held, in seq order (ChatState.messages). */
+  readonly messages: readonly ChatMessage[]
+  /** This user's messages waiting in the outbox, failed ones included (ChatState.pending). */
+  readonly pending: readonly OutboxItem[]
+  /** This user's edits and deletes waiting in the outbox, failed ones included. */
+  readonly pendingChanges: readonly OutboxItem[]
+  readonly unread: number
+  readonly readSeq: number
+  readonly lastSeq: number
+  readonly lastMessage: ChatMessage | null
+  readonly muted: boolean | null
+  readonly loaded: boolean
+  readonly removed: boolean
+}
+
 /** What a ChatState asks of its client: the calls of NatterClient it is a shortcut for. */
 export interface ChatHost {
   readonly userId: string
@@ -88,6 +112,10 @@ export class ChatState extends Emitter<ChatStateEvents> {
   #loaded = false
   #removed = false
   readonly #host: ChatHost
+  /** Bumped at every change; the snapshot of the current version, made when first asked. */
+  #version = 0
+  #shot: ChatSnapshot | undefined
+  readonly #listeners = new Set<() => void>()
   /** Messages up to this seq are in the server's counts already: only later ones change them. */
   #countedTo = 0
   /** The members list reflects every membership event up to this seq. */
@@ -99,6 +127,59 @@ export class ChatState extends Emitter<ChatStateEvents> {
     this.#host = host
     this.id = chatId
     this.kind = chatId.startsWith('d_') ? 'direct' : 'group'
+  }
+
+  /**
+   * A number that goes up at every change of what this object shows: summary, timeline (new,
+   * edited, deleted and history messages), pending messages and changes, statuses of this user's
+   * messages, removal. A UI that read the state before it subscribed compares it to know whether
+   * it missed something.
+   */
+  get version(): number {
+    return this.#version
+  }
+
+  /**
+   * Calls `listener` (no argument) after every change of this chat's state, synchronously, until
+   * the returned function is called. With `getSnapshot` it is the store React's
+   * `useSyncExternalStore` and Preact's equivalent take: a change between a render and the
+   * subscription shows as a new snapshot, so none is missed. Bound: pass it as it is.
+   *
+   * ```ts
+   * const snap = useSyncExternalStore(chat.subscribe, chat.getSnapshot)
+   * return snap.messages.map((m) => <Message key={m.seq} m={m} />)
+   * ```
+   */
+  readonly subscribe = (listener: () => void): (() => void) => {
+    this.#listeners.add(listener)
+    return () => {
+      this.#listeners.delete(listener)
+    }
+  }
+
+  /**
+   * The chat's state now, as one immutable object: the same object (`===`) on every call until
+   * something changes (`version` goes up), then a new one. Bound: pass it as it is.
+   */
+  readonly getSnapshot = (): ChatSnapshot => {
+    if (this.#shot?.version !== this.#version) {
+      this.#shot = Object.freeze({
+        version: this.#version,
+        name: this.#name,
+        members: this.#members,
+        messages: Object.freeze(this.messages),
+        pending: Object.freeze(this.pending.map((i) => Object.freeze({ ...i }))),
+        pendingChanges: Object.freeze(this.pendingChanges.map((i) => Object.freeze({ ...i }))),
+        unread: this.#unread,
+        readSeq: this.#readSeq,
+        lastSeq: this.#lastSeq,
+        lastMessage: this.#lastMessage,
+        muted: this.#muted,
+        loaded: this.#loaded,
+        removed: this.#removed,
+      })
+    }
+    return this.#shot
   }
 
   /** A group's name; null for a direct chat, and until the summary is loaded. */
@@ -171,7 +252,10 @@ export class ChatState extends Emitter<ChatStateEvents> {
     return this.#host.pending(this.id)
   }
 
-  /** This user's edits and deletes in this chat that wait in the outbox, in order. */
+  /**
+   * This user's edits and deletes in this chat that wait in the outbox, in order: on their way,
+   * or refused (`failed` set, with the server's code, the text kept: retry or cancel).
+   */
   get pendingChanges(): OutboxItem[] {
     return this.#host.pendingChanges(this.id)
   }
@@ -219,11 +303,12 @@ export class ChatState extends Emitter<ChatStateEvents> {
 
   /**
    * Edits one of this user's messages: a seq (a stored message) or a pending message's localId.
-   * Queued in the outbox like a send (works offline, survives a restart, runs after the sends
-   * before it); a pending message not yet sent is changed in place instead. Resolves with the
-   * edited message, or null when a pending message was changed in place. Rejects with the
-   * server's refusal (not_found: no such message or deleted; not_allowed: not the sender, or a
-   * chat event; too_large).
+   * Queued in the outbox like a send (works offline, survives a restart, runs after the message's
+   * send and earlier changes of it); a pending message not yet sent is changed in place instead.
+   * Resolves with the edited message, or null when a pending message was changed in place.
+   * Rejects with the server's refusal (not_found: no such message or deleted; not_allowed: not
+   * the sender, or a chat event; too_large), and the edit then stays in pendingChanges as
+   * failed, with its text, until retry or cancel.
    */
   edit(target: number | string, text: string): Promise<ChatMessage | null> {
     if (this.#removed) return Promise.reject(this.#gone())
@@ -233,7 +318,8 @@ export class ChatState extends Emitter<ChatStateEvents> {
   /**
    * Deletes one of this user's messages for everyone: a seq or a pending message's localId,
    * queued like edit; a pending message not yet sent is cancelled instead. Resolves with the
-   * tombstone, or null when a pending message was cancelled. Rejects as edit does.
+   * tombstone, or null when a pending message was cancelled; a message deleted already (on
+   * another device) resolves with its tombstone too. Rejects as edit does.
    */
   delete(target: number | string): Promise<ChatMessage | null> {
     if (this.#removed) return Promise.reject(this.#gone())
@@ -298,12 +384,12 @@ export class ChatState extends Emitter<ChatStateEvents> {
     await this.#host.leave(this.id)
   }
 
-  /** Sends a failed message of this chat again (NatterClient.retry). */
+  /** Sends a failed message, or makes a failed edit or delete, of this chat again (NatterClient.retry). */
   retry(localId: string, change?: { text?: string; media?: string[] }): Sending {
     return this.#host.retry(localId, change)
   }
 
-  /** Removes a failed or not yet sent message from the outbox (NatterClient.cancel). */
+  /** Removes a failed or not yet sent message, edit or delete from the outbox (NatterClient.cancel). */
   cancel(localId: string): Promise<void> {
     return this.#host.cancel(localId)
   }
@@ -315,7 +401,8 @@ export class ChatState extends Emitter<ChatStateEvents> {
    * (`later`: messages with seq above chat.lastSeq, which the summary did not count yet).
    */
   _summary(chat: Chat, later: ChatMessage[], askedAt = Number.POSITIVE_INFINITY): void {
-    const before = this.#snapshot()
+    const before = this.#summaryNow()
+    const was = { loaded: this.#loaded, lastSeq: this.#lastSeq, createdAt: this.#createdAt }
     this.#name = chat.name
     this.#createdAt = chat.createdAt ?? this.#createdAt
     if (!sameMembers(this.#members, chat.members)) {
@@ -337,12 +424,19 @@ export class ChatState extends Emitter<ChatStateEvents> {
     }
     this.#loaded = true
     for (const m of later) if (m.seq > chat.lastSeq) this.#count(m)
+    const changed =
+      this.#differs(before) ||
+      was.loaded !== this.#loaded ||
+      was.lastSeq !== this.#lastSeq ||
+      was.createdAt !== this.#createdAt
+    if (changed) this.#version++
     this.#changed(before)
+    if (changed) this.#notify()
   }
 
   /** @internal A message entered the timeline or changed there; live: not from a history page. */
   _message(m: ChatMessage, change: MessageChange, previous: ChatMessage | undefined, live: boolean): void {
-    const before = this.#snapshot()
+    const before = this.#summaryNow()
     if (change === 'new') this.#count(m)
     else if (
       change === 'deleted' &&
@@ -355,29 +449,40 @@ export class ChatState extends Emitter<ChatStateEvents> {
     }
     if (m.seq > this.#lastSeq) this.#lastSeq = m.seq
     if (!this.#lastMessage || m.seq >= this.#lastMessage.seq) this.#lastMessage = m
+    // The timeline changed: a new version before any event, so handlers read the new snapshot.
+    this.#version++
     if (change !== 'new' || live) this.emit(`message.${change}`, m)
     this.#changed(before)
+    this.#notify()
   }
 
   /** @internal The server's answer to `read`. */
   _read(readSeq: number, unread: number): void {
-    const before = this.#snapshot()
+    const before = this.#summaryNow()
     this.#readSeq = Math.max(this.#readSeq, readSeq)
     this.#unread = unread
-    this.#changed(before)
+    this.#settle(before)
   }
 
   /** @internal The server's answer to push.mute. */
   _muted(muted: boolean): void {
-    const before = this.#snapshot()
+    const before = this.#summaryNow()
     this.#muted = muted
     this.#mutedAt = performance.now()
-    this.#changed(before)
+    this.#settle(before)
   }
 
   /** @internal A status of one of this user's messages to this chat. */
   _status(s: StatusEvent): void {
+    this.#version++
     this.emit('status', s)
+    this.#notify()
+  }
+
+  /** @internal Something this object shows changed on the client's side (the outbox): a new version. */
+  _touch(): void {
+    this.#version++
+    this.#notify()
   }
 
   /**
@@ -394,8 +499,11 @@ export class ChatState extends Emitter<ChatStateEvents> {
 
   /** @internal The user left or was removed. */
   _removed(): void {
-    this.#removed = true
     clearTimeout(this.#readTimer)
+    if (this.#removed) return
+    this.#removed = true
+    this.#version++
+    this.#notify()
   }
 
   /** Whether a message counts as unread when after the read cursor (the server's rule). */
@@ -420,7 +528,7 @@ export class ChatState extends Emitter<ChatStateEvents> {
   }
 
   /** What a change is compared with: members and lastMessage are replaced, never changed in place. */
-  #snapshot(): Snapshot {
+  #summaryNow(): Summary {
     return {
       name: this.#name,
       members: this.#members,
@@ -431,7 +539,25 @@ export class ChatState extends Emitter<ChatStateEvents> {
     }
   }
 
-  #changed(before: Snapshot): void {
+  /** A summary change: a new version when anything differs, then its events, then the subscribers. */
+  #settle(before: Summary): void {
+    const changed = this.#differs(before)
+    if (changed) this.#version++
+    this.#changed(before)
+    if (changed) this.#notify()
+  }
+
+  #differs(before: Summary): boolean {
+    const now = this.#summaryNow()
+    return (Object.keys(now) as (keyof Summary)[]).some((k) => now[k] !== before[k])
+  }
+
+  /** Calls the subscribers (a copy of the set: one may unsubscribe another). */
+  #notify(): void {
+    for (const listener of [...this.#listeners]) listener()
+  }
+
+  #changed(before: Summary): void {
     if (before.members !== this.#members) {
       this.emit('members.updated', { chatId: this.id, members: this.#members })
     }
@@ -441,12 +567,11 @@ export class ChatState extends Emitter<ChatStateEvents> {
     if (before.muted !== this.#muted && this.#muted !== null) {
       this.emit('muted.updated', { chatId: this.id, muted: this.#muted })
     }
-    const now = this.#snapshot()
-    if ((Object.keys(now) as (keyof Snapshot)[]).some((k) => now[k] !== before[k])) this.emit('updated', this)
+    if (this.#differs(before)) this.emit('updated', this)
   }
 }
 
-interface Snapshot {
+interface Summary {
   name: string | null
   members: Member[]
   unread: number

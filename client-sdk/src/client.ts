@@ -4,6 +4,7 @@ import { Emitter } from './emitter.ts'
 import { checkUrlForHere, connectTimeoutOf, firstToken, watchFirstConnect } from './first-connect.ts'
 import { type MediaUrls, mediaUrl, type Uploaded, type UploadOptions, uploadMedia } from './media.ts'
 import { MemoryOutboxStorage, Outbox, type OutboxItem, type OutboxStorage } from './outbox.ts'
+import { type Profile, ProfileCache, type ProfilesAnswer } from './profile-cache.ts'
 import { type NatterErrorCode, NatterRequestError, request } from './request.ts'
 import { type ChatMessage, Timeline } from './timeline.ts'
 import { clientIdOf, topics } from './topics.ts'
@@ -23,9 +24,16 @@ export type MessageStatus = 'sending' | 'sent' | 'delivered' | 'read' | 'failed'
 export interface StatusEvent {
   chatId: string
   localId: string
+  /** The message's seq once stored; for an edit or delete, the seq of the message it changes, once known. */
   seq?: number
   status: MessageStatus | 'cancelled'
   error?: NatterRequestError
+  /**
+   * Set for a queued edit or delete (absent for a send): `sending` when queued or retried, `sent`
+   * once the server applied it, `failed` when refused (kept in pendingChanges: retry or cancel),
+   * `cancelled` once removed.
+   */
+  op?: 'edit' | 'delete'
 }
 
 export interface ClientOptions {
@@ -48,6 +56,30 @@ export interface ClientOptions {
    * first success are never given up.
    */
   connectTimeoutMs?: number
+  /**
+   * When the first connection cannot be made (no network, server unreachable, getToken failing,
+   * connect_timeout), resolve anyway with the client in state `reconnecting`, which keeps trying
+   * with its backoff: the outbox is loaded, `chats()` lists the chats with queued messages and
+   * `chat(id).pending` shows them, and they are sent once a connection is made. A server that
+   * answers and refuses (a CONNACK refusal: a bad token, too many devices) or answers something
+   * that is not MQTT still makes it reject with connect_failed (in a browser, where a failed
+   * WebSocket shows no cause, a wrong URL starts offline too); `connectTimeoutMs` is how long
+   * the first attempt may take before the client gives it up and starts offline. Default
+   * false: createClient rejects on any failure, so an app that shows a sign-in error at once is
+   * not left waiting for a connection that may never come.
+   */
+  offlineStart?: boolean
+  /**
+   * MQTT options passed to mqtt.js. Natter's defaults differ from mqtt.js' in two:
+   * - `keepalive` 5 (seconds; mqtt.js: 60): mqtt.js pings after a keepalive of silence and
+   *   drops the connection when no answer came half a keepalive later, so a network gone silent
+   *   (a dropped Wi-Fi, a sleeping laptop's NAT entry gone) shows as state `reconnecting` within
+   *   1.5 × keepalive, 7.5 s, rather than 90 s. It costs one 2-byte PINGREQ and PINGRESP every
+   *   5 s while nothing else is sent; a mobile app that keeps a connection in the background
+   *   may want more.
+   * - `connectTimeout` 10 000 ms (mqtt.js: 30 000): a reconnect that gets no CONNACK is given
+   *   up and tried again after the backoff.
+   */
   mqtt?: Omit<
     IClientOptions,
     'clientId' | 'username' | 'password' | 'clean' | 'protocolVersion' | 'reconnectPeriod'
@@ -108,23 +140,17 @@ export interface ClientEvents {
   /** lastSeenAt: when the user was last connected (now, while online), ms since the epoch. */
   presence: { userId: string; online: boolean; lastSeenAt: number }
   /**
-   * A chat partner (or this user, on another device) changed their profile. Live only: after a
-   * reconnect, read the profiles shown with getProfiles.
+   * A profile in the client's cache became known or changed: read by getProfiles, changed by a
+   * chat partner (or this user, on another device) live, or found changed when the cached
+   * profiles are read again after a reconnect (the server's profile events are live only). Render
+   * names and avatars from it, or from profileOf.
    */
   profile: Profile
   /** Something the server refused that no call was waiting for. */
   error: NatterRequestError
 }
 
-/** A user's profile; updatedAt (ms) is null for a user who never set one. */
-export interface Profile {
-  userId: string
-  /** Show it instead of the user id when not null. */
-  displayName: string | null
-  /** A mediaId: mediaUrl gives its URLs. */
-  avatar: string | null
-  updatedAt: number | null
-}
+export type { Profile } from './profile-cache.ts'
 
 export interface Sending {
   localId: string
@@ -143,6 +169,10 @@ interface Receipt {
 }
 
 const TYPING_EVERY_MS = 1000
+/** mqtt.js keepalive, in seconds, unless the app sets one (see ClientOptions.mqtt). */
+export const DEFAULT_KEEPALIVE_SECONDS = 5
+/** mqtt.js connectTimeout for reconnects, in ms, unless the app sets one (see ClientOptions.mqtt). */
+const DEFAULT_MQTT_CONNECT_TIMEOUT_MS = 10_000
 /** After getToken failed, the next try of a refresh. */
 const TOKEN_RETRY_MS = 1000
 
@@ -214,7 +244,23 @@ export class NatterClient extends Emitter<ClientEvents> {
   readonly #gone = new Set<string>()
   /** Whether the app follows the chat list (loadChats was called): refreshed at each reconnect. */
   #followingList = false
+  /** Whether a loadChats answered: chats() then lists the chats announced only. */
+  #listLoaded = false
   #listTimer: ReturnType<typeof setTimeout> | undefined
+  /** Bumped at every change of the chat list; getChatsSnapshot's array of the current one. */
+  #listVersion = 0
+  #listShot: { version: number; chats: readonly ChatState[] } | undefined
+  readonly #listListeners = new Set<() => void>()
+  /**
+   * Live messages of chats not announced yet that are being added (their summary is read):
+   * held so that chat.added goes before the chat's first message.new, then handled in order.
+   */
+  readonly #heldForAnnounce = new Map<string, ChatMessage[]>()
+  /** Profiles read or heard of (getProfiles, profile events), each change a `profile` event. */
+  readonly #profiles = new ProfileCache(
+    (userIds) => this.request<ProfilesAnswer>('profile.get', { userIds }),
+    (p) => this.emit('profile', p),
+  )
 
   private constructor(o: ClientOptions) {
     super()
@@ -222,14 +268,19 @@ export class NatterClient extends Emitter<ClientEvents> {
     this.userId = o.userId
     this.deviceId = o.deviceId
     this.clientId = clientIdOf(o.userId, o.deviceId)
-    this.#outbox = new Outbox(o.outbox ?? new MemoryOutboxStorage())
+    // A change of the outbox is a change of its chat's state (pending, pendingChanges).
+    this.#outbox = new Outbox(o.outbox ?? new MemoryOutboxStorage(), (chatId) =>
+      this.#chats.get(chatId)?._touch(),
+    )
   }
 
   /**
    * Connects; resolves at the first connection. Rejects with a NatterRequestError:
    * connect_failed when the server refuses it (a bad token, too many devices) or the connection
    * fails or closes before it is accepted (a closed port, a wrong URL); connect_timeout when it
-   * takes over connectTimeoutMs. Either way nothing is left running.
+   * takes over connectTimeoutMs. Either way nothing is left running. With `offlineStart`, the
+   * failures a missing network explains resolve instead, in state `reconnecting`. Rejects with
+   * the outbox storage's error when it cannot be read.
    */
   static async connect(o: ClientOptions): Promise<NatterClient> {
     const c = new NatterClient(o)
@@ -270,8 +321,29 @@ export class NatterClient extends Emitter<ClientEvents> {
     checkUrlForHere(this.#o.url)
     const timeoutMs = connectTimeoutOf(this.#o.connectTimeoutMs)
     const deadline = Date.now() + timeoutMs
-    this.#token = await firstToken(this.#o.getToken, timeoutMs)
+    const offline = this.#o.offlineStart === true
+    // Messages a previous run of the app left unconfirmed go first, in their order. Read before
+    // anything connects: an offline start shows them, and a storage that fails leaves nothing
+    // running.
+    for (const item of await this.#outbox.load()) {
+      this.#maybeStored.add(item.localId)
+      this.chat(item.chatId)
+    }
+    try {
+      this.#token = await firstToken(this.#o.getToken, Math.max(1, deadline - Date.now()))
+    } catch (err) {
+      if (!offline) throw err
+      // No token without a network, often: the reconnects ask getToken again.
+      this.#token = ''
+    }
     this.#client = mqtt.connect(this.#o.url, {
+      keepalive: DEFAULT_KEEPALIVE_SECONDS,
+      // The first attempt is bounded by connectTimeoutMs (mqtt.js' CONNACK timer must not cut a
+      // longer one short); the reconnects by DEFAULT_MQTT_CONNECT_TIMEOUT_MS, set below.
+      connectTimeout:
+        timeoutMs === Number.POSITIVE_INFINITY
+          ? 30_000
+          : Math.max(timeoutMs, DEFAULT_MQTT_CONNECT_TIMEOUT_MS),
       ...this.#o.mqtt,
       clientId: this.clientId,
       username: this.userId,
@@ -280,6 +352,8 @@ export class NatterClient extends Emitter<ClientEvents> {
       protocolVersion: 4,
       // Reconnects are this class's: each one may need a fresh token first.
       reconnectPeriod: 0,
+      // Without a token there is nothing to connect with yet.
+      manualConnect: this.#token === '',
     })
     this.#client.on('message', (topic, payload) => {
       if (this.#early && topic === this.#inboxTopic) this.#early.push([topic, payload])
@@ -294,16 +368,35 @@ export class NatterClient extends Emitter<ClientEvents> {
       // A refused CONNECT (bad or expired token): the next attempt fetches a new one.
       this.#token = ''
     })
+    const reconnectsTimeout = () => {
+      this.#client.options.connectTimeout = this.#o.mqtt?.connectTimeout ?? DEFAULT_MQTT_CONNECT_TIMEOUT_MS
+    }
+    if (this.#token === '') {
+      reconnectsTimeout()
+      this.#setState('reconnecting')
+      this.#scheduleReconnect()
+      return
+    }
     await new Promise<void>((resolve, reject) => {
       const onState = this.on('state', (s) => {
         if (s === 'connected') {
           onState()
           stop()
+          reconnectsTimeout()
           resolve()
         }
       })
-      const fail = (err: NatterRequestError) => {
+      const fail = (err: NatterRequestError, answered: boolean) => {
         onState()
+        if (offline && !answered) {
+          reconnectsTimeout()
+          // Started offline: the backoff goes on from the close (a timeout's attempt is dropped
+          // for it), and the app gets the client now.
+          this.#setState('reconnecting')
+          this.#client.stream?.destroy()
+          resolve()
+          return
+        }
         this.#closing = true
         // The close that failed it may have scheduled a reconnect already.
         clearTimeout(this.#reconnectTimer)
@@ -315,7 +408,7 @@ export class NatterClient extends Emitter<ClientEvents> {
         this.#client,
         {
           url: this.#o.url,
-          // What getToken left of it (at least 1 ms: a timeout, not a failure).
+          // What the outbox and getToken left of it (at least 1 ms: a timeout, not a failure).
           timeoutMs: Math.max(1, deadline - Date.now()),
           limitMs: timeoutMs,
           describeRefusal: refusalMessage,
@@ -323,9 +416,6 @@ export class NatterClient extends Emitter<ClientEvents> {
         fail,
       )
     })
-    // Messages a previous run of the app left unconfirmed go first, in their order.
-    for (const item of await this.#outbox.load()) this.#maybeStored.add(item.localId)
-    this.#flushOutbox()
   }
 
   /**
@@ -336,16 +426,19 @@ export class NatterClient extends Emitter<ClientEvents> {
    */
   #flushOutbox(): void {
     if (this.#state !== 'connected') return
+    // Messages with an item still waiting before: an edit or delete of one goes after it.
+    const busy = new Set<string>()
     for (const item of this.#outbox.items) {
       if (item.failed) continue
+      const key = messageKey(item)
       if ((item.op ?? 'send') === 'send') {
         if (!this.#inFlight.has(item.localId)) this.#publish(item)
-        continue
+      } else if (!busy.has(key) && this.#runningOp === undefined) {
+        // One edit or delete at a time, after the send and the earlier changes of its message;
+        // sends and changes of other messages do not wait for it.
+        this.#runOp(item)
       }
-      // An edit or delete goes once everything before it is confirmed (or failed), and what
-      // follows waits for it: the server applies the user's changes in the order made.
-      if (item === this.#outbox.items.find((i) => !i.failed)) this.#runOp(item)
-      return
+      busy.add(key)
     }
   }
 
@@ -378,17 +471,45 @@ export class NatterClient extends Emitter<ClientEvents> {
     }
     // What changed while away (chats added, removed, new counts): once the app follows the list.
     if (this.#followingList) this.#background(this.loadChats())
+    // Chats whose adding a lost connection interrupted: their held messages wait for it.
+    for (const chatId of this.#heldForAnnounce.keys()) this.#added(chatId)
+    // Profile events are live only: what changed while away is read again.
+    if (this.#profiles.size > 0) this.#background(this.#profiles.refresh())
     // Whatever arrived while the device was away: every open chat catches up from its last seq.
     for (const chatId of this.#timelines.keys()) this.#background(this.sync(chatId))
   }
 
   #onClose(): void {
     clearTimeout(this.#refreshTimer)
+    this.#forgetUnacknowledged()
     if (this.#closing) {
       this.#setState('closed')
       return
     }
     this.#setState('reconnecting')
+    this.#scheduleReconnect()
+  }
+
+  /**
+   * The closed connection's QoS 1 packets still waiting for their acknowledgement, failed with
+   * `disconnected`: mqtt.js would wait for them for ever (each reconnect starts an empty store;
+   * the outbox sends again what matters), and a later end(false) waited for them too, so close()
+   * after a reconnect left the connection open. Called again before each reconnect, for what
+   * was subscribed while disconnected (it is subscribed again once connected).
+   */
+  #forgetUnacknowledged(): void {
+    const outgoing = this.#client.outgoing
+    for (const id of Object.keys(outgoing)) {
+      const waiting = outgoing[Number(id)]
+      delete outgoing[Number(id)]
+      waiting?.cb?.(
+        new NatterRequestError('disconnected', 'the connection closed before the server acknowledged it'),
+      )
+    }
+  }
+
+  /** The next reconnect, after the backoff (unless one is scheduled already). */
+  #scheduleReconnect(): void {
     if (this.#reconnectTimer) return
     const min = this.#o.reconnect?.minMs ?? 500
     const max = this.#o.reconnect?.maxMs ?? 30_000
@@ -400,13 +521,32 @@ export class NatterClient extends Emitter<ClientEvents> {
     }, delay)
   }
 
+  /**
+   * Reconnects now instead of waiting out the backoff: for the browser's `online` event, an app
+   * coming back to the foreground, or a user's "Retry now". The backoff starts again from
+   * `reconnect.minMs` should this attempt fail. Does nothing when connected, connecting, closed,
+   * or while an attempt is under way (getToken, or a CONNECT waiting for its CONNACK: it ends
+   * within mqtt.js' connectTimeout, 10 s by default).
+   */
+  reconnectNow(): void {
+    if (this.#closing || this.#state !== 'reconnecting' || !this.#reconnectTimer) return
+    clearTimeout(this.#reconnectTimer)
+    this.#reconnectTimer = undefined
+    this.#attempt = 0
+    this.#reconnect().catch(() => this.#onClose())
+  }
+
   async #reconnect(): Promise<void> {
     if (this.#closing) return
     const exp = expiresAt(this.#token)
     if (!this.#token || (exp !== undefined && exp - Date.now() < this.#refreshBefore(exp))) {
       this.#token = await this.#o.getToken()
     }
+    // A close may have come while getToken ran.
+    if (this.#closing) return
     this.#client.options.password = this.#token
+    // What was subscribed or published meanwhile would not go out on the new connection either.
+    this.#forgetUnacknowledged()
     this.#client.reconnect()
   }
 
@@ -469,8 +609,14 @@ export class NatterClient extends Emitter<ClientEvents> {
     // 2 s); otherwise there is nothing to wait for.
     const client = this.#client
     await new Promise<void>((resolve) => {
+      // Started offline and never connected: there is no stream to end (mqtt.js would throw).
+      if (!client.stream) return resolve()
       if (!client.connected) return void client.end(true, {}, () => resolve())
-      const timer = setTimeout(() => client.end(true, {}, () => resolve()), 2000)
+      const timer = setTimeout(() => {
+        // end(true) is no more than a callback while the end(false) waits: the socket goes here.
+        client.stream?.destroy()
+        client.end(true, {}, () => resolve())
+      }, 2000)
       client.end(false, {}, () => {
         clearTimeout(timer)
         resolve()
@@ -504,7 +650,16 @@ export class NatterClient extends Emitter<ClientEvents> {
 
   // --- requests ---------------------------------------------------------------------------
 
+  /**
+   * One operation (docs/protocol.md#operations): resolves with its result, rejects with the
+   * server's error code, `timeout` after 10 s, or `disconnected` when the connection closes
+   * first or is not up: a request is not kept for the next connection (the outbox is what
+   * survives a disconnect), so a call made while `reconnecting` fails at once.
+   */
   request<T = unknown>(op: string, params: Record<string, unknown> = {}): Promise<T> {
+    if (!this.#client.connected) {
+      return Promise.reject(new NatterRequestError('disconnected', `not connected: ${op} was not sent`))
+    }
     return request<T>(this.#client, this.clientId, op, params)
   }
 
@@ -593,19 +748,60 @@ export class NatterClient extends Emitter<ClientEvents> {
       }
       this.#chats.set(chatId, state)
       this.#forward(state)
+      // Until the list is loaded, chats() holds every chat known.
+      if (!this.#listLoaded) this.#listChangedNow()
     }
     return state
   }
 
   /**
-   * The user's chats, newest activity first: once loadChats ran, those the list and the live
-   * events announced (a state the app made with chat(id) for a chat not the user's stays out);
-   * before, every chat this client knows.
+   * The user's chats, newest activity first: once a loadChats answered, those the list and the
+   * live events announced (a state the app made with chat(id) for a chat not the user's stays
+   * out); before, every chat this client knows (after an offline start: those with messages in
+   * the outbox).
    */
   chats(): ChatState[] {
     const states = [...this.#chats.values()]
-    const listed = this.#followingList ? states.filter((c) => this.#announced.has(c.id)) : states
+    const listed = this.#listLoaded ? states.filter((c) => this.#announced.has(c.id)) : states
     return listed.sort((a, b) => b.lastActivityAt - a.lastActivityAt)
+  }
+
+  /**
+   * A number that goes up at every change of the chat list: a chat added or removed, or a
+   * change of what a list shows of a chat (name, members, last message, unread count, mute),
+   * which may reorder it.
+   */
+  get chatsVersion(): number {
+    return this.#listVersion
+  }
+
+  /**
+   * Calls `listener` (no argument) after every change of the chat list (chatsVersion),
+   * synchronously, until the returned function is called. With getChatsSnapshot it is the store
+   * React's `useSyncExternalStore` and Preact's equivalent take, so a change between a render
+   * and the subscription is not missed. Bound: pass it as it is.
+   *
+   * ```ts
+   * const chats = useSyncExternalStore(client.subscribeChats, client.getChatsSnapshot)
+   * ```
+   */
+  readonly subscribeChats = (listener: () => void): (() => void) => {
+    this.#listListeners.add(listener)
+    return () => {
+      this.#listListeners.delete(listener)
+    }
+  }
+
+  /**
+   * chats() as one frozen array: the same array (`===`) on every call until the list changes
+   * (chatsVersion goes up), then a new one. The ChatStates in it are live objects: a row
+   * that shows more than the list's summary follows its own chat (ChatState.subscribe).
+   */
+  readonly getChatsSnapshot = (): readonly ChatState[] => {
+    if (this.#listShot?.version !== this.#listVersion) {
+      this.#listShot = { version: this.#listVersion, chats: Object.freeze(this.chats()) }
+    }
+    return this.#listShot.chats
   }
 
   /**
@@ -621,8 +817,14 @@ export class NatterClient extends Emitter<ClientEvents> {
     // Only chats the list had: one the app named itself (chat(id)) may not be the user's yet.
     for (const id of [...this.#announced]) if (!ids.has(id)) this.#drop(id, 'removed')
     for (const chat of listed) {
-      if (first) this.#announced.add(chat.id)
-      else this.#announce(chat.id)
+      if (first) {
+        this.#announced.add(chat.id)
+        this.#releaseHeld(chat.id)
+      } else this.#announce(chat.id)
+    }
+    if (!this.#listLoaded) {
+      this.#listLoaded = true
+      this.#listChangedNow()
     }
     return this.chats()
   }
@@ -645,7 +847,9 @@ export class NatterClient extends Emitter<ClientEvents> {
     const state = this.#chats.get(chatId)
     if (!state || this.#announced.has(chatId)) return
     this.#announced.add(chatId)
+    this.#listChangedNow()
     this.emit('chat.added', state)
+    this.#releaseHeld(chatId)
   }
 
   /** A chat the user was added to, seen live: its summary is read, then it is announced. */
@@ -654,9 +858,49 @@ export class NatterClient extends Emitter<ClientEvents> {
     this.#adding.add(chatId)
     this.#background(
       this.getChat(chatId)
-        .then(() => this.#announce(chatId))
+        .then(
+          () => this.#announce(chatId),
+          (err: unknown) => {
+            const code = asError(err).code
+            // Not a member after all (removed again at once): what was held for it goes. A lost
+            // connection keeps it for the next one (#onConnect adds the chat again); any other
+            // failure lets it through, late rather than stuck.
+            if (code === 'chat_not_found') this.#heldForAnnounce.delete(chatId)
+            else if (code !== 'disconnected') this.#releaseHeld(chatId)
+            throw err
+          },
+        )
         .finally(() => this.#adding.delete(chatId)),
     )
+  }
+
+  /**
+   * Whether a message from the inbox waits for its chat's chat.added: its chat is being added, or this
+   * message is what adds it (an event adding the user, or the first message of a chat unknown
+   * while the app follows the list). It is handled once the chat is announced.
+   */
+  #holdForAnnounce(m: ChatMessage): boolean {
+    const chatId = m.chatId
+    const addsMe = m.kind === 'event' && addsUser(m, this.userId)
+    // A chat the user left: dropped in #add, unless this adds them back.
+    if (this.#announced.has(chatId) || (this.#gone.has(chatId) && !addsMe)) return false
+    const held = this.#heldForAnnounce.get(chatId)
+    if (!held && !this.#adding.has(chatId)) {
+      if (this.#timelines.get(chatId)?.get(m.seq)) return false
+      if (!addsMe && !(this.#followingList && !this.#chats.has(chatId))) return false
+    }
+    if (held) held.push(m)
+    else this.#heldForAnnounce.set(chatId, [m])
+    this.#added(chatId)
+    return true
+  }
+
+  /** The messages held for a chat's announcement, handled in the order they came. */
+  #releaseHeld(chatId: string): void {
+    const held = this.#heldForAnnounce.get(chatId)
+    if (!held) return
+    this.#heldForAnnounce.delete(chatId)
+    for (const m of held) this.#add(m)
   }
 
   /** The user left or was removed: everything held of the chat goes. */
@@ -674,9 +918,10 @@ export class NatterClient extends Emitter<ClientEvents> {
     if (this.#watched.delete(typing) && this.#client.connected) {
       this.#client.unsubscribeAsync(typing).catch(() => {})
     }
+    this.#heldForAnnounce.delete(chatId)
     state._removed()
-    this.emit('chat.removed', { chatId, reason })
     this.#listChanged()
+    this.emit('chat.removed', { chatId, reason })
   }
 
   /** A chat's events are the client's too; a summary change reorders the list (once per tick). */
@@ -694,12 +939,19 @@ export class NatterClient extends Emitter<ClientEvents> {
     state.on('updated', () => this.#listChanged())
   }
 
+  /** The list changed: a new version and its subscribers now; chats.updated once per tick. */
   #listChanged(): void {
+    this.#listChangedNow()
     if (this.#listTimer) return
     this.#listTimer = setTimeout(() => {
       this.#listTimer = undefined
       this.emit('chats.updated', this.chats())
     }, 0)
+  }
+
+  #listChangedNow(): void {
+    this.#listVersion++
+    for (const listener of [...this.#listListeners]) listener()
   }
 
   search(chatId: string, query: string, limit = 50): Promise<ChatMessage[]> {
@@ -710,11 +962,14 @@ export class NatterClient extends Emitter<ClientEvents> {
 
   /**
    * Edits one of this user's messages: `target` is its seq, or the localId of a message still in
-   * the outbox. Queued in the outbox like a send (kept offline and across restarts, run in order
-   * after the sends before it); a pending message that cannot have reached the server yet (not
-   * sent on any connection, or failed) is changed in place instead. Resolves with the edited
-   * message, or null when changed in place. Rejects with not_found (no such message, deleted,
-   * or a localId the client does not know), not_allowed (not the sender, a chat event), too_large.
+   * the outbox. Queued in the outbox like a send (kept offline and across restarts; run after
+   * the message's send and its earlier edits and deletes, one change at a time; sends never wait
+   * for it); a pending message that cannot have reached the server yet (not sent on any
+   * connection, or failed) is changed in place instead. Resolves with the edited message, or
+   * null when changed in place. Rejects with not_found (no such message, deleted, or a localId
+   * the client does not know), not_allowed (not the sender, a chat event), too_large; a refused
+   * edit stays in the outbox as failed, with its text (pendingChanges, a `status` event with
+   * `op`), until retry or cancel.
    */
   edit(chatId: string, target: number | string, text: string): Promise<ChatMessage | null> {
     return this.#change(chatId, 'edit', target, text)
@@ -723,7 +978,8 @@ export class NatterClient extends Emitter<ClientEvents> {
   /**
    * Deletes one of this user's messages for everyone (a tombstone): `target` as for edit, queued
    * the same way; a pending message not yet sent is cancelled instead (status `cancelled`).
-   * Resolves with the tombstone, or null when cancelled. Rejects as edit does.
+   * Resolves with the tombstone, or null when cancelled; deleting a message deleted already
+   * (another device did) is done too: it resolves with the tombstone. Rejects as edit does.
    */
   deleteMessage(chatId: string, target: number | string): Promise<ChatMessage | null> {
     return this.#change(chatId, 'delete', target)
@@ -770,24 +1026,31 @@ export class NatterClient extends Emitter<ClientEvents> {
     const done = new Promise<ChatMessage | null>((resolve, reject) =>
       this.#opWaiting.set(item.localId, { resolve, reject }),
     )
+    const added = this.#outbox.add(item)
+    this.#status({ chatId, localId: item.localId, ...(seq ? { seq } : {}), status: 'sending', op })
     try {
-      await this.#outbox.add(item)
+      await added
     } catch (err) {
+      // Not kept anywhere: it is gone, not failed for a retry.
       this.#opWaiting.delete(item.localId)
       await this.#outbox.remove(item.localId).catch(() => {})
-      throw asError(err)
+      const error = asError(err)
+      this.#status({ chatId, localId: item.localId, status: 'failed', error, op })
+      throw error
     }
     this.#flushOutbox()
     return done
   }
 
   /**
-   * Runs a queued edit or delete; the outbox waits for it. Lost connections and timeouts leave
-   * it queued for the next try; a refusal removes it and rejects its caller (an app restarted
-   * since hears of it as an `error` event).
+   * Runs a queued edit or delete; changes of the same message wait for it. Lost connections and
+   * timeouts leave it queued for the next try; a refusal keeps it in the outbox as failed, with
+   * its text (retry, cancel), and rejects its caller.
    */
   #runOp(item: OutboxItem): void {
     if (this.#runningOp !== undefined) return
+    // Set first: what runs below may flush the outbox again.
+    this.#runningOp = item.localId
     const seq = item.seq ?? (item.target ? this.#mine.get(item.target)?.seq : undefined)
     if (seq === undefined) {
       // Its message is not stored: refused (then it is changed where it waits) or gone.
@@ -818,18 +1081,36 @@ export class NatterClient extends Emitter<ClientEvents> {
         this.#add(r.message, true)
         return r.message
       },
-      (err: unknown) => {
+      async (err: unknown) => {
         const e = asError(err)
-        // A delete whose first answer was lost may have been done then.
-        if (op === 'delete' && tried && e.code === 'not_found') return null
+        if (op === 'delete' && e.code === 'not_found') {
+          // Deleted already (on another device, or by this delete whose first answer was lost):
+          // what it asked for is done.
+          const tombstone = await this.#tombstone(item.chatId, seq)
+          if (tombstone) return tombstone
+          if (tried) return null
+        }
         throw e
       },
     )
     this.#opDone(item, run)
   }
 
+  /** The message at seq when it is deleted (the timeline's, else the server's), else undefined. */
+  async #tombstone(chatId: string, seq: number): Promise<ChatMessage | undefined> {
+    const held = this.#timelines.get(chatId)?.get(seq)
+    if (held?.deletedAt != null) return held
+    const page = await this.request<{ messages: ChatMessage[] }>('sync', { chatId, after: seq - 1, limit: 1 })
+    const m = page.messages[0]
+    if (m?.seq !== seq || m.deletedAt == null) return undefined
+    // A timeline that holds the message takes its tombstone (message.deleted).
+    if (held) this.#add(m, true)
+    return { ...m, type: 'message' }
+  }
+
   #opDone(item: OutboxItem, run: Promise<ChatMessage | null>): void {
     this.#runningOp = item.localId
+    const op = item.op === 'edit' ? 'edit' : 'delete'
     run.then(
       (message) => {
         this.#runningOp = undefined
@@ -837,6 +1118,14 @@ export class NatterClient extends Emitter<ClientEvents> {
         this.#opWaiting.get(item.localId)?.resolve(message)
         this.#opWaiting.delete(item.localId)
         this.#outbox.remove(item.localId).catch(() => {})
+        const seq = message?.seq ?? item.seq
+        this.#status({
+          chatId: item.chatId,
+          localId: item.localId,
+          ...(seq ? { seq } : {}),
+          status: 'sent',
+          op,
+        })
         this.#flushOutbox()
       },
       (err: unknown) => {
@@ -852,22 +1141,40 @@ export class NatterClient extends Emitter<ClientEvents> {
           return
         }
         this.#opTried.delete(item.localId)
-        const waiting = this.#opWaiting.get(item.localId)
+        // Kept, failed, with its text, as a refused send is: the app shows it, retries or cancels it.
+        this.#outbox.update(item.localId, { failed: { code: e.code, message: e.message } }).catch(() => {})
+        this.#opWaiting.get(item.localId)?.reject(e)
         this.#opWaiting.delete(item.localId)
-        if (waiting) waiting.reject(e)
-        else this.emit('error', e)
-        this.#outbox.remove(item.localId).catch(() => {})
+        const seq = this.#outbox.get(item.localId)?.seq
+        this.#status({
+          chatId: item.chatId,
+          localId: item.localId,
+          ...(seq ? { seq } : {}),
+          status: 'failed',
+          error: e,
+          op,
+        })
         this.#flushOutbox()
       },
     )
   }
 
   /**
-   * Profiles of this user and of users who share a chat with them, in the order asked; every
-   * other id is in notFound (a stranger and a user that does not exist alike).
+   * Profiles of this user and of users who share a chat with them, in the order asked (each id
+   * once); every other id is in notFound (a stranger and a user that does not exist alike).
+   * Cached per user: a profile read once is answered from the cache, kept up to date by the
+   * server's profile events and read again after every reconnect; calls for users being read
+   * share that request; not-found ids are asked again each time (the user may share a chat
+   * since). Each profile that becomes known or changes fires `profile`. Rejects with the
+   * request's error (disconnected, timeout; bad_request for no id or over 1,000).
    */
-  getProfiles(userIds: string[]): Promise<{ profiles: Profile[]; notFound: string[] }> {
-    return this.request('profile.get', { userIds })
+  getProfiles(userIds: string[]): Promise<ProfilesAnswer> {
+    return this.#profiles.get(userIds)
+  }
+
+  /** A user's profile from the cache (getProfiles, profile events), or undefined when not read yet. */
+  profileOf(userId: string): Profile | undefined {
+    return this.#profiles.of(userId)
   }
 
   /**
@@ -877,7 +1184,10 @@ export class NatterClient extends Emitter<ClientEvents> {
    * unsupported_media_type.
    */
   setProfile(p: { displayName?: string | null; avatar?: string | null }): Promise<Profile> {
-    return this.request<{ profile: Profile }>('profile.set', p).then((r) => r.profile)
+    return this.request<{ profile: Profile }>('profile.set', p).then((r) => {
+      this.#profiles.keep(r.profile)
+      return r.profile
+    })
   }
 
   uploadMedia(data: Uint8Array | Blob, o: UploadOptions): Promise<Uploaded> {
@@ -1085,14 +1395,16 @@ export class NatterClient extends Emitter<ClientEvents> {
    * Sends a failed message again: out of the failed state, after everything in the outbox now
    * (it is stored after what was sent meanwhile), with the same clientMsgId, which is safe since
    * a refused message was not stored. `change` replaces its text or media first, for refusals
-   * that need it (too_large, bad_request). Throws not_found when localId is not a failed message
-   * in the outbox.
+   * that need it (too_large, bad_request). A failed edit or delete (pendingChanges) is queued
+   * again the same way, `change.text` replacing an edit's text; its `sent` resolves with the seq
+   * of the message it changes. Throws not_found when localId is not a failed item in the outbox.
    */
   retry(localId: string, change: { text?: string; media?: string[] } = {}): Sending {
     const item = this.#outbox.get(localId)
-    if (!item?.failed || (item.op ?? 'send') !== 'send') {
-      throw new NatterRequestError('not_found', `no failed message ${localId} in the outbox`)
+    if (!item?.failed) {
+      throw new NatterRequestError('not_found', `no failed message or change ${localId} in the outbox`)
     }
+    if ((item.op ?? 'send') !== 'send') return this.#retryChange(item, change.text)
     const sent = new Promise<{ seq: number }>((resolve, reject) =>
       this.#waiting.set(localId, { resolve, reject }),
     )
@@ -1107,16 +1419,40 @@ export class NatterClient extends Emitter<ClientEvents> {
   }
 
   /**
+   * A failed edit or delete queued again, after everything in the outbox now; `text` replaces an
+   * edit's text. Its `sent` resolves with the seq of the message changed.
+   */
+  #retryChange(item: OutboxItem, text: string | undefined): Sending {
+    const { localId, chatId } = item
+    const op = item.op === 'edit' ? 'edit' : 'delete'
+    const sent = new Promise<{ seq: number }>((resolve, reject) =>
+      this.#opWaiting.set(localId, {
+        resolve: (m) => resolve({ seq: m?.seq ?? item.seq ?? 0 }),
+        reject,
+      }),
+    )
+    sent.catch(() => {})
+    const change = op === 'edit' && text !== undefined ? { text } : {}
+    const queued = this.#outbox.update(localId, { ...change, failed: undefined }, true)
+    queued.then(
+      () => this.#flushOutbox(),
+      () => {},
+    )
+    this.#status({ chatId, localId, ...(item.seq ? { seq: item.seq } : {}), status: 'sending', op })
+    return { localId, queued, sent }
+  }
+
+  /**
    * Removes a message from the outbox (status `cancelled`; its `sent` rejects with cancelled):
-   * a failed one, or one not sent on any connection yet. Resolves once the outbox storage has
+   * a failed one, or one not sent on any connection yet; or an edit or delete that failed or
+   * was not tried yet (its promise rejects with cancelled). Resolves once the outbox storage has
    * it gone. Throws not_allowed for a message that may have reached the server (delete it once
-   * stored), not_found for a localId not in the outbox.
+   * stored) or a change being applied, not_found for a localId not in the outbox.
    */
   async cancel(localId: string): Promise<void> {
     const item = this.#outbox.get(localId)
-    if (!item || (item.op ?? 'send') !== 'send') {
-      throw new NatterRequestError('not_found', `no message ${localId} in the outbox`)
-    }
+    if (!item) throw new NatterRequestError('not_found', `no message ${localId} in the outbox`)
+    if ((item.op ?? 'send') !== 'send') return this.#cancelChange(item)
     if (!item.failed && this.#maybeStored.has(localId)) {
       throw new NatterRequestError(
         'not_allowed',
@@ -1129,6 +1465,22 @@ export class NatterClient extends Emitter<ClientEvents> {
       ?.reject(new NatterRequestError('cancelled', `message ${localId} was cancelled`))
     this.#waiting.delete(localId)
     this.#status({ chatId: item.chatId, localId, status: 'cancelled' })
+    this.#flushOutbox()
+    await removed
+  }
+
+  async #cancelChange(item: OutboxItem): Promise<void> {
+    const { localId, chatId } = item
+    if (!item.failed && (this.#runningOp === localId || this.#opTried.has(localId))) {
+      throw new NatterRequestError('not_allowed', `the ${item.op} ${localId} may be applied already`)
+    }
+    const removed = this.#outbox.remove(localId)
+    this.#opWaiting
+      .get(localId)
+      ?.reject(new NatterRequestError('cancelled', `${item.op} ${localId} was cancelled`))
+    this.#opWaiting.delete(localId)
+    const op = item.op === 'edit' ? 'edit' : 'delete'
+    this.#status({ chatId, localId, ...(item.seq ? { seq: item.seq } : {}), status: 'cancelled', op })
     this.#flushOutbox()
     await removed
   }
@@ -1284,9 +1636,12 @@ export class NatterClient extends Emitter<ClientEvents> {
     if (topic === topics.inbox(this.userId)) {
       if (body.type === 'receipt') this.#receipt(body as unknown as Receipt)
       else if (body.type === 'profile') {
-        const { userId, displayName, avatar, updatedAt } = body as unknown as Profile
-        this.emit('profile', { userId, displayName, avatar, updatedAt })
-      } else this.#add(body as unknown as ChatMessage)
+        this.#profiles.keep(body as unknown as Profile)
+      } else {
+        const m = body as unknown as ChatMessage
+        // chat.added goes before the chat's messages: those of a chat being added wait for it.
+        if (!this.#holdForAnnounce(m)) this.#add(m)
+      }
     } else if (topic === topics.errors(this.clientId)) {
       const n = body as { code: string; message: string; ref?: string; topic?: string; retryAfterMs?: number }
       const error = new NatterRequestError(n.code as NatterErrorCode, n.message, n.retryAfterMs)
@@ -1338,6 +1693,15 @@ function refusalMessage(err: Error): string {
   }
   if (code === 4) return 'connection refused: the token is bad, expired, or was revoked for this device'
   return err.message
+}
+
+/**
+ * The message an outbox item concerns: a send's own local id; for an edit or delete, the local
+ * id of the send it targets while that is pending, else the chat and seq.
+ */
+function messageKey(item: OutboxItem): string {
+  if ((item.op ?? 'send') === 'send') return item.localId
+  return item.target ?? `${item.chatId}#${item.seq}`
 }
 
 /** Whether a membership event adds this user: chat_created naming them, or members_added. */

@@ -72,7 +72,10 @@ export async function firstToken(getToken: () => Promise<string>, timeoutMs: num
  *   connect would wait through reconnects forever);
  * - `connect_timeout` when `timeoutMs` pass first: a host that drops packets, or a port that
  *   accepts TCP and never answers.
- * The caller ends the client in `fail` (which stops mqtt.js' reconnects).
+ * `fail`'s second argument says whether the server answered: a CONNACK refusal, or bytes that
+ * are not MQTT (a wrong URL); false for an unreachable address, a closed transport or a timeout,
+ * which a device without a network meets too. The caller ends the client in `fail` (which stops
+ * mqtt.js' reconnects), or keeps it trying.
  */
 export function watchFirstConnect(
   client: MqttClient,
@@ -84,7 +87,7 @@ export function watchFirstConnect(
     limitMs?: number
     describeRefusal?: (err: Error) => string
   },
-  fail: (err: NatterRequestError) => void,
+  fail: (err: NatterRequestError, answered: boolean) => void,
 ): () => void {
   const where = o.url.replace(/\/\/[^@/]*@/, '//')
   const timer =
@@ -100,13 +103,15 @@ export function watchFirstConnect(
             ),
           o.timeoutMs,
         )
-  const onError = (err: Error) =>
-    settle(
-      // mqtt.js' own CONNACK timer (its connectTimeout option), when set below timeoutMs.
-      err.message === 'connack timeout'
-        ? new NatterRequestError('connect_timeout', `no CONNACK from ${where}`)
-        : new NatterRequestError('connect_failed', failureMessage(err, where, o.describeRefusal)),
-    )
+  const onError = (err: Error) => {
+    // mqtt.js' own CONNACK timer (its connectTimeout option), when set below timeoutMs.
+    if (err.message === 'connack timeout')
+      return settle(new NatterRequestError('connect_timeout', `no CONNACK from ${where}`))
+    // A socket error (ECONNREFUSED, ENOTFOUND…) has a string code; a CONNACK refusal a number,
+    // and bytes that do not parse as MQTT none.
+    const answered = typeof (err as { code?: unknown }).code !== 'string'
+    settle(new NatterRequestError('connect_failed', failureMessage(err, where, o.describeRefusal)), answered)
+  }
   const onClose = () =>
     settle(
       new NatterRequestError(
@@ -119,9 +124,9 @@ export function watchFirstConnect(
     client.off('error', onError)
     client.off('close', onClose)
   }
-  const settle = (err: NatterRequestError) => {
+  const settle = (err: NatterRequestError, answered = false) => {
     stop()
-    fail(err)
+    fail(err, answered)
   }
   client.on('error', onError)
   client.on('close', onClose)

@@ -1,4 +1,4 @@
-export { ChatState, type ChatStateEvents, type Member } from './chat-state.ts'
+export { type ChatSnapshot, ChatState, type ChatStateEvents, type Member } from './chat-state.ts'
 export {
   type Chat,
   type ClientEvents,

@@ -47,23 +47,30 @@ export class MemoryOutboxStorage implements OutboxStorage {
   }
 }
 
-/** Items in the order they were sent; every change is written through to the storage. */
+/**
+ * Items in the order they were sent; every change is written through to the storage, and told
+ * to `onChange` (with the chat it concerns) as soon as it is made in memory.
+ */
 export class Outbox {
   readonly #storage: OutboxStorage
+  readonly #onChange: (chatId: string) => void
   #items: OutboxItem[] = []
   #writing: Promise<void> = Promise.resolve()
 
-  constructor(storage: OutboxStorage) {
+  constructor(storage: OutboxStorage, onChange: (chatId: string) => void = () => {}) {
     this.#storage = storage
+    this.#onChange = onChange
   }
 
   async load(): Promise<OutboxItem[]> {
     this.#items = await this.#storage.load()
+    for (const chatId of new Set(this.#items.map((i) => i.chatId))) this.#onChange(chatId)
     return [...this.#items]
   }
 
   add(item: OutboxItem): Promise<void> {
     this.#items.push(item)
+    this.#onChange(item.chatId)
     return this.#persist()
   }
 
@@ -72,7 +79,10 @@ export class Outbox {
   }
 
   remove(localId: string): Promise<void> {
-    this.#items = this.#items.filter((i) => i.localId !== localId)
+    const item = this.get(localId)
+    if (!item) return this.#writing
+    this.#items = this.#items.filter((i) => i !== item)
+    this.#onChange(item.chatId)
     return this.#persist()
   }
 
@@ -91,6 +101,7 @@ export class Outbox {
     this.#items = toEnd
       ? [...this.#items.filter((i) => i !== item), next]
       : this.#items.map((i) => (i === item ? next : i))
+    this.#onChange(item.chatId)
     return this.#persist()
   }
 

@@ -22,6 +22,10 @@ export interface MediaRecord {
   createdAt: number
   /** Pending: the upload must be completed before this; past it the upload is swept. */
   expiresAt: number
+  /**
+   * When it became ready; while it was never sent, moved up to when its uploader last began the
+   * same bytes again (begin), since the week an unsent media is kept counts from this.
+   */
   readyAt: number | null
   /** When a message last referenced it; null until it is first sent. */
   lastSentAt: number | null
@@ -60,7 +64,13 @@ export interface SweepCutoffs {
 }
 
 export interface MediaCatalog {
-  /** Records a pending upload; when the uploader has a record with that checksum, returns it instead. */
+  /**
+   * Records a pending upload; when the uploader has a record with that checksum, returns it
+   * instead, and if that one is ready and was never sent, moves its readyAt up to m.createdAt
+   * (the same bytes picked again, say as a profile photo once more, are kept another week from
+   * now), atomically with respect to markDeleting: the record returned is either renewed or
+   * already being deleted.
+   */
   begin(m: NewMedia): Promise<{ record: MediaRecord; created: boolean }>
   get(id: string): Promise<MediaRecord | null>
   /** Gives a pending upload a new deadline (its uploader asked for a new URL). */

@@ -63,7 +63,9 @@ const notFound = (id: string) => new NatterError('media_not_found', `no media ${
 /**
  * Media beside the chat: uploads through signed URLs straight to the object store, checked on
  * completion, de-duplicated per uploader by SHA-256, downloadable by the members of the chats
- * they were sent in, and deleted once the messages that sent them are gone.
+ * they were sent in, and deleted once the messages that sent them are gone. A profile photo is
+ * uploaded without a chat (purpose "avatar"); the hooks let its owner's chat partners read it
+ * and keep it while it is the avatar (services/profiles/).
  */
 export class MediaService {
   readonly #catalog: MediaCatalog
@@ -114,10 +116,20 @@ export class MediaService {
     })
   }
 
+  /**
+   * Starts an upload (docs/protocol.md#media): for a chat the caller is a member of (`chatId`),
+   * or of a profile photo (`purpose: "avatar"`, no chat needed: images only, within the image
+   * cap). Exactly one of the two; the router's schema enforces it. The same bytes uploaded by the
+   * caller before come back ready, whatever they were first uploaded for. Errors:
+   * unsupported_media_type (a type not accepted, or not an image for an avatar), too_large (over
+   * the kind's cap, in bytes), chat_not_found (not a member), bad_request (the same bytes pending
+   * with another size or type).
+   */
   async begin(
     ctx: RequestContext,
     p: {
-      chatId: string
+      chatId?: string | undefined
+      purpose?: 'avatar' | undefined
       sha256: string
       size: number
       contentType: string
@@ -134,14 +146,24 @@ export class MediaService {
         `${p.contentType} is not accepted; accepted: ${accepted}`,
       )
     }
+    if (p.purpose === 'avatar' && kind !== 'image') {
+      throw new NatterError(
+        'unsupported_media_type',
+        `a profile photo is an image (${acceptedTypes('image').join(', ')}); ${p.contentType} is not`,
+      )
+    }
     const max = this.#limits.maxBytes[kind]
     if (p.size > max)
       throw new NatterError(
         'too_large',
         `${kind} uploads are limited to ${max} bytes; this one has ${p.size}`,
       )
-    if (!(await this.#isMember(p.chatId, userId))) {
-      throw new NatterError('chat_not_found', `no chat ${p.chatId}, or you are not a member`)
+    if (p.purpose !== 'avatar') {
+      // Reached only by a direct call that skipped the router's schema.
+      if (p.chatId === undefined) throw new NatterError('bad_request', 'name a chatId, or purpose "avatar"')
+      if (!(await this.#isMember(p.chatId, userId))) {
+        throw new NatterError('chat_not_found', `no chat ${p.chatId}, or you are not a member`)
+      }
     }
     const now = Date.now()
     const expiresAt = now + this.#limits.uploadUrlSeconds * 1000

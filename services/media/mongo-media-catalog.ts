@@ -63,6 +63,11 @@ export class MongoMediaCatalog implements MediaCatalog {
     } catch (err) {
       if (!isDuplicateKey(err)) throw err
     }
+    // One update, so a sweep marking the record deleting comes wholly before or after it.
+    await this.#media.updateOne(
+      { uploaderId: m.uploaderId, sha256: m.sha256, status: 'ready', lastSentAt: null },
+      { $max: { readyAt: m.createdAt } },
+    )
     const existing = await this.#media.findOne({ uploaderId: m.uploaderId, sha256: m.sha256 })
     if (!existing) throw new Error(`media of ${m.uploaderId} with sha256 ${m.sha256} vanished during begin`)
     return { record: toRecord(existing), created: false }

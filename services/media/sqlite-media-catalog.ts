@@ -100,10 +100,12 @@ export class SqliteMediaCatalog implements MediaCatalog {
   }
 
   async begin(m: NewMedia): Promise<{ record: MediaRecord; created: boolean }> {
-    const inserted = this.#sql(
+    // One statement, so a sweep marking the record deleting comes wholly before or after it.
+    this.#sql(
       `INSERT INTO media (id, uploader_id, sha256, size, content_type, kind, name, status, created_at, expires_at, duration_ms)
          VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)
-         ON CONFLICT (uploader_id, sha256) DO NOTHING`,
+         ON CONFLICT (uploader_id, sha256) DO UPDATE SET ready_at = max(ready_at, excluded.created_at)
+           WHERE status = 'ready' AND last_sent_at IS NULL`,
     ).run(
       m.id,
       m.uploaderId,
@@ -120,7 +122,7 @@ export class SqliteMediaCatalog implements MediaCatalog {
       m.uploaderId,
       m.sha256,
     ) as unknown as MediaRow
-    return { record: toRecord(row), created: Number(inserted.changes) === 1 }
+    return { record: toRecord(row), created: row.id === m.id }
   }
 
   async get(id: string): Promise<MediaRecord | null> {

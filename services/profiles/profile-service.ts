@@ -102,7 +102,7 @@ export class ProfileService {
     if (!record || record.uploaderId !== userId || record.status !== 'ready') {
       throw new NatterError(
         'media_not_found',
-        `no media ${mediaId} uploaded by you: an avatar is an image you uploaded (media.begin, media.complete)`,
+        `no media ${mediaId} uploaded by you: an avatar is an image you uploaded (media.begin with purpose "avatar", the PUT, media.complete)`,
       )
     }
     if (record.kind !== 'image') {

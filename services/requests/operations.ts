@@ -111,10 +111,20 @@ export function operations(l: OperationLimits) {
     },
     'media.begin': {
       summary:
-        'Start an upload for a chat: the same bytes uploaded before come back ready; otherwise a signed URL to PUT them to.',
+        'Start an upload for a chat, or of a profile photo (purpose "avatar"): the same bytes uploaded before come back ready; otherwise a signed URL to PUT them to.',
       params: z
         .object({
-          chatId,
+          chatId: chatId
+            .optional()
+            .describe(
+              'The chat the media is for (the caller is a member); exactly one of chatId and purpose',
+            ),
+          purpose: z
+            .literal('avatar')
+            .optional()
+            .describe(
+              '"avatar": a profile photo, an image needing no chat; exactly one of chatId and purpose',
+            ),
           sha256: z
             .string()
             .regex(/^[0-9a-fA-F]{64}$/, { error: 'expected the SHA-256 of the bytes as 64 hex digits' })
@@ -131,7 +141,11 @@ export function operations(l: OperationLimits) {
             .optional()
             .describe('Audio and video: the length, as the uploader measured it'),
         })
-        .strict(),
+        .strict()
+        .refine((p) => (p.chatId === undefined) !== (p.purpose === undefined), {
+          error:
+            'name exactly one of chatId (an upload for a chat) and purpose "avatar" (a profile photo, no chat needed)',
+        }),
     },
     'media.complete': {
       summary: 'After the PUT: the server checks the stored bytes and makes the media sendable.',

@@ -136,6 +136,68 @@ export function mediaCatalogContract(name: string, open: () => Promise<Harness<M
       assert.deepEqual(await catalog.chatsOf(unsent.id), [])
     })
 
+    it('holds a media no chat carried (a profile photo): no chats, due a week after ready, then sendable all the same', async () => {
+      // media.begin with purpose "avatar" records it like any upload, only no chat is checked.
+      const cut = (now: number): SweepCutoffs => ({ now, unsentBefore: now - 100, sentBefore: now - 1000 })
+      const photo = upload({ createdAt: 1, expiresAt: 2000 })
+      await catalog.begin(photo)
+      await catalog.complete(photo.id, facts, 5000)
+      assert.deepEqual(await catalog.chatsOf(photo.id), [])
+      const due = async (now: number) => (await catalog.due(cut(now), 1000)).some((r) => r.id === photo.id)
+      // Uploaded long before, ready at 5000: the week (here 100) counts from ready, not from the upload.
+      assert.equal(await due(5050), false)
+      assert.equal(await catalog.markDeleting(photo.id, cut(5050)), false)
+      assert.equal(await due(5101), true)
+      // The same bytes begun for a chat are the same record, ready; sent, it has its chat.
+      const again = await catalog.begin(upload({ uploaderId: photo.uploaderId, sha256: photo.sha256 }))
+      assert.deepEqual([again.created, again.record.id, again.record.status], [false, photo.id, 'ready'])
+      assert.equal(await catalog.reference(photo.id, 'chat-a', 5200), true)
+      assert.deepEqual(await catalog.chatsOf(photo.id), ['chat-a'])
+      assert.equal(await due(5101), false, 'now kept as long as the message that sent it')
+      assert.deepEqual(
+        (await catalog.uploadedBy(photo.uploaderId)).map((r) => r.id),
+        [photo.id],
+      )
+    })
+
+    it('renews an unsent ready record begun again: its week counts from the new begin, atomically with the sweep', async () => {
+      const cut = (now: number): SweepCutoffs => ({ now, unsentBefore: now - 100, sentBefore: now - 1000 })
+      const photo = upload({ createdAt: 1, expiresAt: 2000 })
+      await catalog.begin(photo)
+      await catalog.complete(photo.id, facts, 1000)
+      const again = (createdAt: number) =>
+        catalog.begin(upload({ uploaderId: photo.uploaderId, sha256: photo.sha256, createdAt }))
+      // Picked again at 1090: no longer due at 1150, though readied more than 100 before.
+      assert.equal((await again(1090)).record.readyAt, 1090)
+      assert.equal(await catalog.markDeleting(photo.id, cut(1150)), false)
+      assert.equal((await again(1050)).record.readyAt, 1090, 'never moved back')
+      assert.equal(await catalog.markDeleting(photo.id, cut(1191)), true)
+      const late = await again(1200)
+      assert.deepEqual(
+        [late.created, late.record.status, late.record.readyAt],
+        [false, 'deleting', 1090],
+        'once being deleted it stays so: the caller finishes the deletion',
+      )
+
+      const pending = upload()
+      await catalog.begin(pending)
+      assert.equal(
+        (await catalog.begin({ ...upload(), uploaderId: pending.uploaderId, sha256: pending.sha256 })).record
+          .readyAt,
+        null,
+      )
+      const sent = upload()
+      await catalog.begin(sent)
+      await catalog.complete(sent.id, facts, 1000)
+      await catalog.reference(sent.id, 'chat-a', 1100)
+      const sentAgain = await catalog.begin({
+        ...upload({ createdAt: 5000 }),
+        uploaderId: sent.uploaderId,
+        sha256: sent.sha256,
+      })
+      assert.equal(sentAgain.record.readyAt, 1000, 'a sent media is kept by its messages instead')
+    })
+
     it('keeps records across a reopen', async () => {
       const m = upload()
       await catalog.begin(m)

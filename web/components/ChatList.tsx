@@ -4,6 +4,7 @@ import { useApp } from '../context.ts'
 import { previewOf, shortTimeOf } from '../format.ts'
 import { memo } from '../memo.ts'
 import { useNames } from '../names.ts'
+import { Avatar, GroupAvatar } from './Avatar.tsx'
 
 /**
  * The user's chats, newest activity first (client.chats(), chats.updated). Each row follows its
@@ -83,6 +84,7 @@ const ChatRow = memo(function ChatRow({
     return off
   }, [chat])
   const title = useTitle(chat)
+  const peer = chat.kind === 'direct' ? peerOf(chat, me) : null
   const last = chat.lastMessage
   const nameOf = useNames(names, last ? [last.senderId] : [])
   let preview = last ? previewOf(last, nameOf) : ''
@@ -99,9 +101,7 @@ const ChatRow = memo(function ChatRow({
         aria-current={active ? 'true' : undefined}
         onClick={() => onOpen(chat.id)}
       >
-        <span class="avatar" aria-hidden="true">
-          {chat.kind === 'group' ? '#' : title.slice(0, 1).toUpperCase()}
-        </span>
+        {peer ? <Avatar userId={peer} /> : <GroupAvatar name={title} />}
         <span class="row-main">
           <span class="row-top">
             <span class="name">{title}</span>

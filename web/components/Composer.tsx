@@ -9,18 +9,21 @@ export type Mode = { kind: 'new' } | { kind: 'reply'; to: ChatMessage } | { kind
 
 /**
  * The message box: multi-line (Enter sends, Shift+Enter a new line), typing indicators, a reply
- * or an edit under way, and an image button. Sends through the chat's outbox.
+ * or an edit under way, and one Attach button for images and files alike (what a picked file is
+ * sent as follows its type: onAttach). Sends through the chat's outbox.
  */
 export function Composer({
   chat,
   mode,
   setMode,
   onError,
+  onAttach,
 }: {
   chat: ChatState
   mode: Mode
   setMode: (m: Mode) => void
   onError: (message: string) => void
+  onAttach: (file: File) => void
 }) {
   const { client, names } = useApp()
   const draftKey = `natter:draft:${chat.id}`
@@ -32,7 +35,6 @@ export function Composer({
     else sessionStorage.removeItem(draftKey)
   }
   const box = useRef<HTMLTextAreaElement>(null)
-  const [uploading, setUploading] = useState<string[]>([])
   const target = mode.kind === 'reply' ? mode.to : mode.kind === 'edit' ? mode.of : null
   const nameOf = useNames(names, target ? [target.senderId] : [])
   useEffect(() => {
@@ -56,22 +58,10 @@ export function Composer({
     setMode({ kind: 'new' })
   }
 
-  const upload = (input: HTMLInputElement) => {
-    const file = input.files?.[0]
+  const attach = (input: HTMLInputElement) => {
+    const files = [...(input.files ?? [])]
     input.value = ''
-    if (!file) return
-    // The SDK reports no progress: the file shows as uploading until it is stored.
-    setUploading((u) => [...u, file.name])
-    client
-      .uploadMedia(file, { chatId: chat.id, contentType: file.type, name: file.name })
-      .then(({ mediaId }) => {
-        setUploading((u) => u.filter((n) => n !== file.name))
-        return chat.send({ media: [mediaId] }).sent
-      })
-      .catch((e: Error) => {
-        setUploading((u) => u.filter((n) => n !== file.name))
-        onError(e.message)
-      })
+    for (const file of files) onAttach(file)
   }
 
   return (
@@ -82,11 +72,6 @@ export function Composer({
         submit()
       }}
     >
-      {uploading.map((name) => (
-        <div key={name} class="uploading" role="status">
-          Uploading {name}… <progress aria-label={`Uploading ${name}`} />
-        </div>
-      ))}
       {target && (
         <div class="composing" data-mode={mode.kind}>
           <span>
@@ -131,14 +116,14 @@ export function Composer({
             }
           }}
         />
-        <label class="attach button" title="Send an image">
-          <span>Image</span>
+        <label class="attach button" title="Send images or files">
+          <span>Attach</span>
           <input
-            id="image"
+            id="attach"
             type="file"
-            accept="image/*"
+            multiple
             class="visually-hidden"
-            onChange={(e) => upload(e.target as HTMLInputElement)}
+            onChange={(e) => attach(e.target as HTMLInputElement)}
           />
         </label>
         <button type="submit">{mode.kind === 'edit' ? 'Save' : 'Send'}</button>

@@ -2,14 +2,23 @@ import { useEffect, useLayoutEffect, useMemo, useRef, useState } from 'preact/ho
 import type { ChatMessage, ChatState, OutboxItem } from '../../client-sdk/src/index.ts'
 import { useApp } from '../context.ts'
 import { useNames } from '../names.ts'
+import { useUploads } from '../uploads.ts'
+import { MediaResized } from './Attachment.tsx'
+import { Avatar, GroupAvatar } from './Avatar.tsx'
 import { peerOf, useTitle } from './ChatList.tsx'
 import { Composer, type Mode } from './Composer.tsx'
 import { GroupInfo } from './GroupInfo.tsx'
 import { type MessageActions, MessageItem, PendingItem } from './MessageItem.tsx'
 import { Search } from './Search.tsx'
+import { UploadItem } from './UploadItem.tsx'
 
 /** Near enough to the top (px) to load older messages, or to the bottom to follow new ones. */
 const EDGE = 150
+/** A search result further back is loaded a page of this many messages at a time, at most this many pages. */
+const JUMP_PAGE = 100
+const JUMP_PAGES = 20
+/** How long (ms) a message jumped to stays highlighted. */
+const HIGHLIGHT_MS = 2500
 
 /**
  * One open chat: its timeline from the ChatState (message.new/updated/deleted redraw only the
@@ -25,12 +34,16 @@ export function Conversation({ chat, onBack }: { chat: ChatState; onBack: () => 
   const [typing, setTyping] = useState<string[]>([])
   const [presence, setPresence] = useState<{ online: boolean; lastSeenAt: number } | null>(null)
   const [connection, setConnection] = useState(client.state)
-  const [removed, setRemoved] = useState(false)
+  const [removed, setRemoved] = useState(chat.removed)
   const [error, setError] = useState('')
   const [mode, setMode] = useState<Mode>({ kind: 'new' })
   const [showInfo, setShowInfo] = useState(false)
   const [showSearch, setShowSearch] = useState(false)
   const [atStart, setAtStart] = useState(false)
+  const [highlight, setHighlight] = useState<number | null>(null)
+  /** A message to bring into view (a search result) once it is rendered. */
+  const jumpTarget = useRef<number | null>(null)
+  const { store: uploadStore, uploads } = useUploads(client, chat)
   const list = useRef<HTMLOListElement>(null)
   const loading = useRef(false)
   /** Where the view was before an update: following the newest, or this far from the bottom. */
@@ -109,7 +122,67 @@ export function Conversation({ chat, onBack }: { chat: ChatState; onBack: () => 
     } else if (follow.current) {
       el.scrollTop = el.scrollHeight
     }
-  }, [messages, pending])
+  }, [messages, pending, uploads])
+
+  // A search result jumped to: into view, focused for keyboard and screen reader users.
+  useLayoutEffect(() => {
+    const seq = jumpTarget.current
+    if (seq === null) return
+    const el = list.current?.querySelector<HTMLElement>(`li[data-seq="${seq}"]`)
+    if (!el) return
+    jumpTarget.current = null
+    el.scrollIntoView({ block: 'center' })
+    el.focus({ preventScroll: true })
+  }, [messages, highlight])
+
+  useEffect(() => {
+    if (highlight === null) return
+    const timer = setTimeout(() => setHighlight(null), HIGHLIGHT_MS)
+    return () => clearTimeout(timer)
+  }, [highlight])
+
+  /** An attachment grew (its info or image came): the reader at the bottom stays there. */
+  const mediaResized = useMemo(
+    () => () => {
+      const el = list.current
+      if (el && follow.current && keepFromBottom.current === null) el.scrollTop = el.scrollHeight
+    },
+    [],
+  )
+
+  /**
+   * Shows the message with this seq: older pages are loaded until the timeline holds it (at most
+   * JUMP_PAGES pages), then it is scrolled into view and highlighted.
+   */
+  const jumpTo = async (seq: number) => {
+    setShowSearch(false)
+    setError('')
+    follow.current = false
+    const held = () => chat.messages.some((m) => m.seq === seq)
+    try {
+      for (let i = 0; i < JUMP_PAGES && !held(); i++) {
+        loading.current = true
+        const n = await chat.loadOlder(JUMP_PAGE).finally(() => {
+          loading.current = false
+        })
+        if (n === 0) {
+          setAtStart(true)
+          break
+        }
+      }
+    } catch (e) {
+      setMessages(chat.messages)
+      setError(`Could not load the message: ${(e as Error).message}`)
+      return
+    }
+    if (!held()) {
+      setError('That message is too far back to show here.')
+      return
+    }
+    jumpTarget.current = seq
+    setMessages(chat.messages)
+    setHighlight(seq)
+  }
 
   const onScroll = () => {
     const el = list.current
@@ -146,6 +219,10 @@ export function Conversation({ chat, onBack }: { chat: ChatState; onBack: () => 
     }),
     [chat],
   )
+  const uploadActions = useMemo(
+    () => ({ cancel: (id: string) => uploadStore.cancel(id), retry: (id: string) => uploadStore.retry(id) }),
+    [uploadStore],
+  )
   const retry = (localId: string) => {
     chat.retry(localId).sent.catch(() => {})
     setPending(chat.pending)
@@ -165,6 +242,7 @@ export function Conversation({ chat, onBack }: { chat: ChatState; onBack: () => 
         <button type="button" id="back" aria-label="Back to chats" onClick={onBack}>
           ←
         </button>
+        {peer ? <Avatar userId={peer} size={40} /> : <GroupAvatar name={title} size={40} />}
         <div class="heading">
           <h2 id="peer">{title}</h2>
           {peer ? (
@@ -177,7 +255,9 @@ export function Conversation({ chat, onBack }: { chat: ChatState; onBack: () => 
             </span>
           ) : (
             <span id="group-summary">
-              {members.length} members{admins ? `, ${admins} admin${admins > 1 ? 's' : ''}` : ''}
+              {removed
+                ? 'You are no longer a member'
+                : `${members.length} members${admins ? `, ${admins} admin${admins > 1 ? 's' : ''}` : ''}`}
             </span>
           )}
         </div>
@@ -195,25 +275,32 @@ export function Conversation({ chat, onBack }: { chat: ChatState; onBack: () => 
           </button>
         )}
       </header>
-      {showSearch && <Search chat={chat} />}
+      {showSearch && <Search chat={chat} onJump={jumpTo} onClose={() => setShowSearch(false)} />}
       {showInfo && chat.kind === 'group' && <GroupInfo chat={chat} removed={removed} onError={setError} />}
-      <ol id="messages" ref={list} onScroll={onScroll} aria-label="Messages">
-        {atStart && <li class="start">This is the start of the chat</li>}
-        {messages.map((m) => (
-          <MessageItem
-            key={m.seq}
-            m={m}
-            mine={m.senderId === me}
-            group={chat.kind === 'group'}
-            status={m.senderId === me ? client.statusOf(m.clientMsgId) : undefined}
-            quoted={m.replyTo !== undefined ? bySeq.get(m.replyTo) : undefined}
-            actions={actions}
-          />
-        ))}
-        {pending.map((p) => (
-          <PendingItem key={p.localId} item={p} onRetry={retry} onCancel={cancel} />
-        ))}
-      </ol>
+      <MediaResized.Provider value={mediaResized}>
+        <ol id="messages" ref={list} onScroll={onScroll} aria-label="Messages">
+          {atStart && <li class="start">This is the start of the chat</li>}
+          {messages.map((m) => (
+            <MessageItem
+              key={m.seq}
+              m={m}
+              mine={m.senderId === me}
+              group={chat.kind === 'group'}
+              status={m.senderId === me ? client.statusOf(m.clientMsgId) : undefined}
+              quoted={m.replyTo !== undefined ? bySeq.get(m.replyTo) : undefined}
+              actions={actions}
+              readOnly={removed}
+              highlighted={m.seq === highlight}
+            />
+          ))}
+          {pending.map((p) => (
+            <PendingItem key={p.localId} item={p} readOnly={removed} onRetry={retry} onCancel={cancel} />
+          ))}
+          {uploads.map((u) => (
+            <UploadItem key={u.id} u={u} onCancel={uploadActions.cancel} onRetry={uploadActions.retry} />
+          ))}
+        </ol>
+      </MediaResized.Provider>
       <div id="typing">
         {typing.length ? `${typing.map(nameOf).join(', ')} ${typing.length > 1 ? 'are' : 'is'} typing…` : ''}
       </div>
@@ -225,7 +312,16 @@ export function Conversation({ chat, onBack }: { chat: ChatState; onBack: () => 
       {removed ? (
         <p class="removed">You are no longer a member of this chat.</p>
       ) : (
-        <Composer chat={chat} mode={mode} setMode={setMode} onError={setError} />
+        <Composer
+          chat={chat}
+          mode={mode}
+          setMode={setMode}
+          onError={setError}
+          onAttach={(file) => {
+            follow.current = true
+            uploadStore.start(file)
+          }}
+        />
       )}
     </section>
   )

@@ -2,8 +2,12 @@ import { useEffect, useState } from 'preact/hooks'
 import type { ChatState } from '../../client-sdk/src/index.ts'
 import { useApp } from '../context.ts'
 import { useNames } from '../names.ts'
+import { Avatar } from './Avatar.tsx'
 
-/** A group's members with their roles; admins add and remove, anyone leaves. */
+/**
+ * A group's members with their avatars and roles; admins add and remove, anyone leaves. A user
+ * no longer in the group sees the list only.
+ */
 export function GroupInfo({
   chat,
   removed,
@@ -14,7 +18,9 @@ export function GroupInfo({
   onError: (message: string) => void
 }) {
   const { me, names } = useApp()
-  const [members, setMembers] = useState(chat.members)
+  const [all, setMembers] = useState(chat.members)
+  // Once out, the list is the last one known, without the user.
+  const members = removed ? all.filter((m) => m.userId !== me) : all
   const [add, setAdd] = useState('')
   useEffect(() => {
     const off = chat.on('members.updated', (u) => setMembers(u.members))
@@ -29,9 +35,11 @@ export function GroupInfo({
   const fail = (e: Error) => onError(e.message)
   return (
     <div id="group-info">
+      {removed && <p class="members-note">Members when you were removed:</p>}
       <ul id="members" aria-label="Members">
         {members.map((m) => (
           <li key={m.userId} data-user-id={m.userId}>
+            <Avatar userId={m.userId} size={24} />
             <span class="member-name">
               {nameOf(m.userId)}
               {m.userId === me ? ' (you)' : ''}

@@ -4,8 +4,9 @@ import { useApp } from '../context.ts'
 import { describeEvent, previewOf, timeOf, usersOf } from '../format.ts'
 import { memo } from '../memo.ts'
 import { useName, useNames } from '../names.ts'
+import { Attachment } from './Attachment.tsx'
+import { Avatar } from './Avatar.tsx'
 import { Linkified } from './Linkified.tsx'
-import { MediaImage } from './MediaImage.tsx'
 
 export const TICKS: Record<MessageStatus, string> = {
   sending: '🕓',
@@ -34,6 +35,10 @@ export const MessageItem = memo(function MessageItem(p: {
   status: MessageStatus | undefined
   quoted: ChatMessage | undefined
   actions: MessageActions
+  /** The user is no longer a member: nothing to reply to, edit or delete. */
+  readOnly: boolean
+  /** Just jumped to (a search result): marked for a moment. */
+  highlighted: boolean
 }) {
   const { m, mine } = p
   const { names } = useApp()
@@ -43,8 +48,10 @@ export const MessageItem = memo(function MessageItem(p: {
   return (
     <li
       data-seq={m.seq}
-      class={`msg${mine ? ' mine' : ''}${deleted ? ' deleted' : ''}`}
+      class={`msg${mine ? ' mine' : ''}${deleted ? ' deleted' : ''}${p.highlighted ? ' highlight' : ''}`}
       data-status={mine ? status : undefined}
+      // Focusable by script only: a search result jumped to takes the focus.
+      tabIndex={-1}
     >
       {p.group && !mine && <Sender names={names} userId={m.senderId} />}
       {m.replyTo !== undefined && <Quote seq={m.replyTo} quoted={p.quoted} />}
@@ -60,7 +67,7 @@ export const MessageItem = memo(function MessageItem(p: {
             <span class="text" />
           )}
           {(m.media ?? []).map((id) => (
-            <MediaImage key={id} mediaId={id} />
+            <Attachment key={id} mediaId={id} />
           ))}
         </>
       )}
@@ -73,14 +80,19 @@ export const MessageItem = memo(function MessageItem(p: {
           </span>
         )}
       </span>
-      {!deleted && <Menu m={m} mine={mine} actions={p.actions} />}
+      {!deleted && !p.readOnly && <Menu m={m} mine={mine} actions={p.actions} />}
     </li>
   )
 })
 
 function Sender({ names, userId }: { names: ReturnType<typeof useApp>['names']; userId: string }) {
   const name = useName(names, userId)
-  return <span class="sender">{name}</span>
+  return (
+    <span class="sender">
+      <Avatar userId={userId} size={20} />
+      <span class="sender-name">{name}</span>
+    </span>
+  )
 }
 
 function Quote({ seq, quoted }: { seq: number; quoted: ChatMessage | undefined }) {
@@ -157,13 +169,18 @@ function Menu({ m, mine, actions }: { m: ChatMessage; mine: boolean; actions: Me
   )
 }
 
-/** One of the user's messages the server has not stored yet: on its way, or refused (Retry, Cancel). */
+/**
+ * One of the user's messages the server has not stored yet: on its way, or refused with its text
+ * kept (Retry, Cancel; no Retry once the user is no longer a member).
+ */
 export function PendingItem({
   item,
+  readOnly,
   onRetry,
   onCancel,
 }: {
   item: OutboxItem
+  readOnly: boolean
   onRetry: (localId: string) => void
   onCancel: (localId: string) => void
 }) {
@@ -174,7 +191,7 @@ export function PendingItem({
         <Linkified text={item.text ?? ''} />
       </span>
       {(item.media ?? []).map((id) => (
-        <MediaImage key={id} mediaId={id} />
+        <Attachment key={id} mediaId={id} />
       ))}
       <span class="meta">
         <span
@@ -188,12 +205,16 @@ export function PendingItem({
       </span>
       {failed && (
         <span class="failed-actions">
-          <span class="failure">{failed.message}</span>
-          <button type="button" class="retry" onClick={() => onRetry(item.localId)}>
-            Retry
-          </button>
+          <span class="failure">
+            {readOnly ? 'Not sent: you are no longer a member of this chat.' : failed.message}
+          </span>
+          {!readOnly && (
+            <button type="button" class="retry" onClick={() => onRetry(item.localId)}>
+              Retry
+            </button>
+          )}
           <button type="button" class="cancel" onClick={() => onCancel(item.localId)}>
-            Cancel
+            {readOnly ? 'Remove' : 'Cancel'}
           </button>
         </span>
       )}

@@ -1,18 +1,50 @@
-import { useState } from 'preact/hooks'
+import { useLayoutEffect, useRef, useState } from 'preact/hooks'
 import type { ChatMessage, ChatState } from '../../client-sdk/src/index.ts'
 import { useApp } from '../context.ts'
 import { previewOf, timeOf } from '../format.ts'
 import { useNames } from '../names.ts'
 
-/** Searches the chat's messages on the server (client.search): newest first, with sender and time. */
-export function Search({ chat }: { chat: ChatState }) {
+/**
+ * Searches the chat's messages on the server (client.search): newest first, with sender and
+ * time. A result, clicked or picked with Enter, jumps to the message (onJump). Keyboard: the
+ * field takes the focus, ArrowDown enters the results, ArrowUp and ArrowDown move in them,
+ * Escape closes.
+ */
+export function Search({
+  chat,
+  onJump,
+  onClose,
+}: {
+  chat: ChatState
+  onJump: (seq: number) => void
+  onClose: () => void
+}) {
   const { client, names } = useApp()
   const [query, setQuery] = useState('')
   const [results, setResults] = useState<ChatMessage[] | null>(null)
   const [error, setError] = useState('')
+  const field = useRef<HTMLInputElement>(null)
+  const list = useRef<HTMLUListElement>(null)
   const nameOf = useNames(names, [...new Set((results ?? []).map((m) => m.senderId))])
+  useLayoutEffect(() => field.current?.focus(), [])
+  const buttons = () => [...(list.current?.querySelectorAll<HTMLButtonElement>('button.result') ?? [])]
+  const onKeyDown = (e: KeyboardEvent) => {
+    if (e.key === 'Escape') {
+      e.preventDefault()
+      onClose()
+      return
+    }
+    if (e.key !== 'ArrowDown' && e.key !== 'ArrowUp') return
+    const all = buttons()
+    if (!all.length) return
+    e.preventDefault()
+    const at = all.indexOf(document.activeElement as HTMLButtonElement)
+    const next = e.key === 'ArrowDown' ? Math.min(at + 1, all.length - 1) : at - 1
+    if (next < 0) field.current?.focus()
+    else all[next]?.focus()
+  }
   return (
-    <search id="search">
+    <search id="search" onKeyDown={onKeyDown}>
       <form
         onSubmit={(e) => {
           e.preventDefault()
@@ -27,6 +59,7 @@ export function Search({ chat }: { chat: ChatState }) {
         </label>
         <input
           id="search-query"
+          ref={field}
           type="search"
           placeholder="Search this chat"
           value={query}
@@ -36,15 +69,22 @@ export function Search({ chat }: { chat: ChatState }) {
       </form>
       {error && <p role="alert">{error}</p>}
       {results && (
-        <ul id="search-results" aria-label="Search results">
-          {results.length === 0 && <li class="empty">Nothing found</li>}
-          {results.map((m) => (
-            <li key={m.seq} data-seq={m.seq}>
-              <span class="sender">{nameOf(m.senderId)}</span>{' '}
-              <span class="text">{previewOf(m, nameOf)}</span> <time class="time">{timeOf(m.at)}</time>
-            </li>
-          ))}
-        </ul>
+        <>
+          <p class="visually-hidden" role="status">
+            {results.length === 0 ? 'Nothing found' : `${results.length} found`}
+          </p>
+          <ul id="search-results" ref={list} aria-label="Search results">
+            {results.length === 0 && <li class="empty">Nothing found</li>}
+            {results.map((m) => (
+              <li key={m.seq} data-seq={m.seq}>
+                <button type="button" class="result" onClick={() => onJump(m.seq)}>
+                  <span class="sender">{nameOf(m.senderId)}</span>{' '}
+                  <span class="text">{previewOf(m, nameOf)}</span> <time class="time">{timeOf(m.at)}</time>
+                </button>
+              </li>
+            ))}
+          </ul>
+        </>
       )}
     </search>
   )

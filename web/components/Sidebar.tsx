@@ -1,9 +1,11 @@
 import { useState } from 'preact/hooks'
 import { useApp } from '../context.ts'
 import { useName } from '../names.ts'
+import { Avatar } from './Avatar.tsx'
 import { ChatList } from './ChatList.tsx'
+import { ProfilePanel } from './ProfilePanel.tsx'
 
-/** Who is signed in (and their display name), new chats and groups, and the chat list. */
+/** Who is signed in (their avatar and display name, the profile panel), new chats and groups, and the chat list. */
 export function Sidebar({
   current,
   onOpen,
@@ -16,41 +18,29 @@ export function Sidebar({
   const { client, me, names } = useApp()
   const myName = useName(names, me)
   const [error, setError] = useState('')
-  const [displayName, setDisplayName] = useState('')
+  const [showProfile, setShowProfile] = useState(false)
   const [peer, setPeer] = useState('')
   const [group, setGroup] = useState<{ name: string; members: string } | null>(null)
   const fail = (e: Error) => setError(e.message)
   return (
     <aside id="sidebar">
       <div class="me-row">
-        <div id="me">{`Signed in as ${names.hasName(me) ? `${myName} (${me})` : me}`}</div>
+        <button
+          type="button"
+          id="profile-button"
+          aria-expanded={showProfile}
+          aria-controls="profile-panel"
+          title="Your profile"
+          onClick={() => setShowProfile(!showProfile)}
+        >
+          <Avatar userId={me} size={32} />
+          <span id="me">{`Signed in as ${names.hasName(me) ? `${myName} (${me})` : me}`}</span>
+        </button>
         <button type="button" id="sign-out" onClick={onSignOut}>
           Sign out
         </button>
       </div>
-      <form
-        id="profile"
-        onSubmit={(e) => {
-          e.preventDefault()
-          const n = displayName.trim()
-          client.setProfile({ displayName: n === '' ? null : n }).then((p) => {
-            setDisplayName('')
-            names.set(p)
-          }, fail)
-        }}
-      >
-        <label for="display-name" class="visually-hidden">
-          Your display name
-        </label>
-        <input
-          id="display-name"
-          placeholder="Your display name"
-          autocomplete="nickname"
-          value={displayName}
-          onInput={(e) => setDisplayName((e.target as HTMLInputElement).value)}
-        />
-        <button type="submit">Save</button>
-      </form>
+      {showProfile && <ProfilePanel onClose={() => setShowProfile(false)} />}
       <form
         id="new-chat"
         onSubmit={(e) => {
