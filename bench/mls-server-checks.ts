@@ -49,6 +49,6 @@ const rows = [
   [`Commit read (add 1 to ${size})`, addOne.commit.length, await median(() => readCommit(addOne.commit))],
   ['application message check', message.length, await median(() => checkApplicationMessage(message, chatId))],
 ] as const
-console.log(`node ${process.version}, median of ${n}`)
+process.stdout.write(`node ${process.version}, median of ${n}\n`)
 for (const [what, bytes, us] of rows)
-  console.log(`${what.padEnd(32)} ${String(bytes).padStart(6)} B ${us.toFixed(1).padStart(9)} µs`)
+  process.stdout.write(`${what.padEnd(32)} ${String(bytes).padStart(6)} B ${us.toFixed(1).padStart(9)} µs\n`)
