@@ -20,6 +20,7 @@ const ENTRIES = {
   index: join(SRC, 'index.ts'),
   'indexeddb-outbox': join(SRC, 'indexeddb-outbox.ts'),
   topics: join(SRC, 'topics.ts'),
+  'mls-file': join(SRC, 'mls/file-storage.ts'),
 }
 /** The one-file build's entry: the main one and the IndexedDB outbox. */
 const STANDALONE = join(SRC, 'standalone.ts')
