@@ -502,7 +502,21 @@ export class NatterClient extends Emitter<ClientEvents> {
     for (const chatId of this.#timelines.keys()) this.#background(this.sync(chatId))
     // KeyPackages for others to add this device with, and this user's new devices into its groups.
     const mls = this.#mls
-    if (mls) this.#background(mls.topUp().then(() => this.addOwnDevices()))
+    if (mls) {
+      this.#keyPackages = mls.topUp().then(() => {})
+      this.#background(this.#keyPackages.then(() => this.addOwnDevices()))
+    }
+  }
+
+  #keyPackages: Promise<void> = Promise.resolve()
+
+  /**
+   * Resolves once the KeyPackages of the latest connect are uploaded (mls.keypackages.count, then
+   * upload when fewer than 5 or no last-resort one); rejects as that upload did.
+   */
+  keyPackagesReady(): Promise<void> {
+    this.#needMls()
+    return this.#keyPackages
   }
 
   #encryptedChats(device: MlsDevice): EncryptedChats {
@@ -556,6 +570,7 @@ export class NatterClient extends Emitter<ClientEvents> {
     return this.#needMls()
       .devicesOf(chatId, userId)
       .map((d) => d.deviceId)
+      .sort()
   }
 
   /**
@@ -1033,6 +1048,8 @@ export class NatterClient extends Emitter<ClientEvents> {
       this.#client.unsubscribeAsync(typing).catch(() => {})
     }
     this.#heldForAnnounce.delete(chatId)
+    // Out of an encrypted chat: its group's secrets go from the device.
+    if (this.#mls && isEncryptedChat(chatId)) this.#background(this.#mls.device.dropGroup(chatId))
     state._removed()
     this.#listChanged()
     this.emit('chat.removed', { chatId, reason })
