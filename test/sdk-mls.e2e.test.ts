@@ -204,6 +204,22 @@ for (const backend of ['SQLite', 'MongoDB (FerretDB)'] as const) {
       )
     })
 
+    it('chat.add in an encrypted chat adds the devices with a Welcome; after chat.leave an admin’s device removes them', async () => {
+      const dave = await device('dave', 'phone')
+      const joined = bob.next('devices.changed', (e) => e.userId === 'dave')
+      assert.deepEqual(await alicePhone.chat(chatId).addMembers(['dave']), { added: ['dave'] })
+      assert.deepEqual((await joined).added, ['phone'])
+      await dave.whenEncryptionReady(chatId)
+      assert.equal(dave.chat(chatId).encrypted, true)
+      assert.equal(await dave.chat(chatId).safetyNumber('bob'), await bob.chat(chatId).safetyNumber('dave'))
+      await bob.send(chatId, { text: 'india for dave' }).sent
+      await holds(dave, chatId, ['india for dave'])
+      const left = bob.next('devices.changed', (e) => e.userId === 'dave')
+      await dave.leave(chatId)
+      assert.deepEqual((await left).removed, ['phone'])
+      assert.deepEqual(bob.devicesOf(chatId, 'dave'), [])
+    })
+
     it('two members commit at once: one wins, the other rebases without app action', async () => {
       const refusals: string[] = []
       for (const c of [alicePhone, bob]) {

@@ -74,6 +74,8 @@ export interface ChatHost {
   setMuted(chatId: string, muted: boolean): Promise<{ chatId: string; muted: boolean }>
   addMembers(chatId: string, userIds: string[]): Promise<{ added: string[] }>
   removeMember(chatId: string, userId: string): Promise<{ removed: string }>
+  safetyNumber(chatId: string, userId: string, deviceId?: string): Promise<string>
+  devicesOf(chatId: string, userId: string): string[]
   leave(chatId: string): Promise<unknown>
   retry(localId: string, change?: { text?: string; media?: string[] }): Sending
   cancel(localId: string): Promise<void>
@@ -99,6 +101,8 @@ export class ChatState extends Emitter<ChatStateEvents> {
   readonly id: string
   /** From the chat id: direct chats' ids start with `d_`, groups' with `g_`. */
   readonly kind: 'direct' | 'group'
+  /** End-to-end encrypted (MLS, docs/e2ee.md): from the chat id, which starts with `e_`. */
+  readonly encrypted: boolean
   #name: string | null = null
   #members: Member[] = []
   #lastSeq = 0
@@ -127,6 +131,7 @@ export class ChatState extends Emitter<ChatStateEvents> {
     this.#host = host
     this.id = chatId
     this.kind = chatId.startsWith('d_') ? 'direct' : 'group'
+    this.encrypted = chatId.startsWith('e_')
   }
 
   /**
@@ -377,6 +382,19 @@ export class ChatState extends Emitter<ChatStateEvents> {
   /** Removes a member from a group (chat.remove; admins only). Rejects with not_allowed or not_found. */
   removeMember(userId: string): Promise<{ removed: string }> {
     return this.#host.removeMember(this.id, userId)
+  }
+
+  /**
+   * In an encrypted chat, the safety number of this user and `userId` (NatterClient.safetyNumber):
+   * 12 groups of 5 digits, the same on both sides, from both users' devices in the group.
+   */
+  safetyNumber(userId: string, deviceId?: string): Promise<string> {
+    return this.#host.safetyNumber(this.id, userId, deviceId)
+  }
+
+  /** In an encrypted chat, a member's device ids in the MLS group, sorted. */
+  devicesOf(userId: string): string[] {
+    return this.#host.devicesOf(this.id, userId)
   }
 
   /** Leaves the group (chat.leave): the client forgets the chat (chat.removed). Rejects with not_allowed for a direct chat. */

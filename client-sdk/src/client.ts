@@ -525,6 +525,11 @@ export class NatterClient extends Emitter<ClientEvents> {
         userId: this.userId,
         deviceId: this.deviceId,
         request: (op, params) => this.request(op, params),
+        members: (chatId) => {
+          // The state's list follows membership events; the summary's is as of the last chat.get.
+          const state = this.#chats.get(chatId)
+          return state?.loaded ? state.members.map((m) => m.userId) : this.#members.get(chatId)
+        },
         sync: (chatId) => this.sync(chatId),
         deliver: (m, live) => this.#addResolved(m, live),
         joined: (chatId, epoch) => this.emit('encryption.ready', { chatId, epoch }),
@@ -1494,6 +1499,15 @@ export class NatterClient extends Emitter<ClientEvents> {
       const fresh = !this.#chats.has(m.chatId)
       this.chat(m.chatId)._message(held, change, previous, live)
       if (change === 'new' && live) this.#membership(held, fresh)
+      if (change === 'new' && live && this.#mls && isEncryptedChat(m.chatId) && e.type === 'member_left') {
+        // Someone left: their devices still hold the epoch's keys until a Commit removes them.
+        // The admins' devices do it (racing ones settle it by rebase); any later Commit would too.
+        const mls = this.#mls
+        const admin = this.#chats
+          .get(m.chatId)
+          ?.members.some((x) => x.userId === this.userId && x.role === 'admin')
+        if (admin) this.#background(mls.removeDeparted(m.chatId))
+      }
     }
     // A seq beyond the next one: the ones between are fetched.
     if (timeline.hasGap && timeline.upTo === before && this.#state === 'connected') {

@@ -54,6 +54,8 @@ export interface EncryptedChatsHost {
   readonly userId: string
   readonly deviceId: string
   request<T>(op: string, params?: Record<string, unknown>): Promise<T>
+  /** The chat's members as last known (undefined: not known yet). */
+  members(chatId: string): string[] | undefined
   /** Fetches the chat's messages after the last one held (sync), feeding them here in order. */
   sync(chatId: string): Promise<void>
   /**
@@ -411,6 +413,24 @@ export class EncryptedChats {
     return changed
   }
 
+  /** Leaves of users no longer in the chat's member list (none while it is not known). */
+  #departed(chatId: string, state: ClientState): number[] {
+    const members = this.#host.members(chatId)
+    if (!members) return []
+    return leavesOf(state)
+      .filter((l) => !members.includes(userOf(l.identity)))
+      .map((l) => l.leaf)
+  }
+
+  /**
+   * Commits the Removes of the devices of users who left or were removed from the chat, if any
+   * remain in the group (docs/e2ee.md §3): after a member_left event, so they stop holding the
+   * epoch's keys. Racing members' devices settle it by rebase: the losers find nothing left to do.
+   */
+  removeDeparted(chatId: string): Promise<void> {
+    return this.#commit(chatId, () => null)
+  }
+
   #state(chatId: string): ClientState {
     const state = this.device.group(chatId)
     if (!state) throw new Error(`this device is in no group of chat ${chatId}`)
@@ -429,8 +449,11 @@ export class EncryptedChats {
     for (let attempt = 1; ; attempt++) {
       const outcome = await this.#run(chatId, async () => {
         const state = this.#state(chatId)
-        const change = build(state)
-        if (!change) return 'nothing' as const
+        const built = build(state)
+        // Devices of users who left or were removed go with any Commit (the server requires it).
+        const departed = this.#departed(chatId, state).filter((l) => !built?.remove?.includes(l))
+        if (!built && departed.length === 0) return 'nothing' as const
+        const change = { ...built, remove: [...(built?.remove ?? []), ...departed] }
         const made = await makeCommit(state, change)
         try {
           await this.#host.request('mls.commit', {
