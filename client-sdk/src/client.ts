@@ -3,8 +3,8 @@ import { ChatState, type Member, type MessageChange } from './chat-state.ts'
 import { Emitter } from './emitter.ts'
 import { checkUrlForHere, connectTimeoutOf, firstToken, watchFirstConnect } from './first-connect.ts'
 import { type MediaUrls, mediaUrl, type Uploaded, type UploadOptions, uploadMedia } from './media.ts'
-import { type DevicesChangedEvent, EncryptedChats, isEncryptedChat } from './mls/encrypted-chats.ts'
-import { MlsDevice } from './mls/mls-device.ts'
+import { isEncryptedChat } from './mls/chat-kind.ts'
+import type { DevicesChangedEvent, EncryptedChats, EncryptedChatsHost } from './mls/encrypted-chats.ts'
 import type { MlsStorage } from './mls/storage.ts'
 import { MemoryOutboxStorage, Outbox, type OutboxItem, type OutboxStorage } from './outbox.ts'
 import { type Profile, ProfileCache, type ProfilesAnswer } from './profile-cache.ts'
@@ -350,8 +350,11 @@ export class NatterClient extends Emitter<ClientEvents> {
       this.#maybeStored.add(item.localId)
       this.chat(item.chatId)
     }
-    if (this.#o.mls)
-      this.#mls = this.#encryptedChats(await MlsDevice.open(this.#o.mls.storage, this.clientId))
+    if (this.#o.mls) {
+      // Loaded on demand: an app without encrypted chats does not load ts-mls.
+      const { openEncryptedChats } = await import('./mls/open.ts')
+      this.#mls = await openEncryptedChats(this.#mlsHost(), this.#o.mls.storage, this.clientId)
+    }
     try {
       this.#token = await firstToken(this.#o.getToken, Math.max(1, deadline - Date.now()))
     } catch (err) {
@@ -519,25 +522,22 @@ export class NatterClient extends Emitter<ClientEvents> {
     return this.#keyPackages
   }
 
-  #encryptedChats(device: MlsDevice): EncryptedChats {
-    return new EncryptedChats(
-      {
-        userId: this.userId,
-        deviceId: this.deviceId,
-        request: (op, params) => this.request(op, params),
-        members: (chatId) => {
-          // The state's list follows membership events; the summary's is as of the last chat.get.
-          const state = this.#chats.get(chatId)
-          return state?.loaded ? state.members.map((m) => m.userId) : this.#members.get(chatId)
-        },
-        sync: (chatId) => this.sync(chatId),
-        deliver: (m, live) => this.#addResolved(m, live),
-        joined: (chatId, epoch) => this.emit('encryption.ready', { chatId, epoch }),
-        devicesChanged: (e) => this.emit('devices.changed', e),
-        failed: (err) => this.emit('error', new NatterRequestError('internal', err.message)),
+  #mlsHost(): EncryptedChatsHost {
+    return {
+      userId: this.userId,
+      deviceId: this.deviceId,
+      request: (op, params) => this.request(op, params),
+      members: (chatId) => {
+        // The state's list follows membership events; the summary's is as of the last chat.get.
+        const state = this.#chats.get(chatId)
+        return state?.loaded ? state.members.map((m) => m.userId) : this.#members.get(chatId)
       },
-      device,
-    )
+      sync: (chatId) => this.sync(chatId),
+      deliver: (m, live) => this.#addResolved(m, live),
+      joined: (chatId, epoch) => this.emit('encryption.ready', { chatId, epoch }),
+      devicesChanged: (e) => this.emit('devices.changed', e),
+      failed: (err) => this.emit('error', new NatterRequestError('internal', err.message)),
+    }
   }
 
   /** The MLS client, or a not_allowed refusal when ClientOptions.mls was not given. */

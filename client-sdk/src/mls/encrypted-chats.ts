@@ -19,10 +19,6 @@ import {
 } from './codec.ts'
 import type { MlsDevice } from './mls-device.ts'
 
-/** Chat ids of encrypted chats start with this (docs/e2ee.md §1): known from the id alone. */
-export const ENCRYPTED_CHAT_PREFIX = 'e_'
-export const isEncryptedChat = (chatId: string): boolean => chatId.startsWith(ENCRYPTED_CHAT_PREFIX)
-
 /** KeyPackages on the server below which the SDK uploads a batch (mls.keypackages.count). */
 export const KEY_PACKAGES_LOW = 5
 /** How many one-time KeyPackages one top-up uploads. */
@@ -79,6 +75,8 @@ interface ChatPipe {
   resolved: Map<number, ChatMessage>
   /** The chain every step on this chat's group waits on: one at a time, in order. */
   queue: Promise<unknown>
+  /** A sync started for a gap is running: another gap waits for it rather than starting one more. */
+  filling: boolean
 }
 
 const userOf = (identity: string) => identity.slice(0, identity.indexOf('/'))
@@ -115,6 +113,7 @@ export class EncryptedChats {
         waiting: new Map(),
         resolved: new Map(),
         queue: Promise.resolve(),
+        filling: false,
       }
       this.#pipes.set(chatId, p)
     }
@@ -190,8 +189,24 @@ export class EncryptedChats {
       }
       p.waiting.set(m.seq, { m, live })
       await this.#drain(m.chatId, p, p.done)
-      if (p.waiting.size > 0) this.#host.sync(m.chatId).catch(() => {})
+      if (p.waiting.size > 0) this.#fill(m.chatId, p)
     })
+  }
+
+  /** Fetches a gap with sync, one at a time per chat; a gap left when it ends starts the next one. */
+  #fill(chatId: string, p: ChatPipe): void {
+    if (p.filling) return
+    p.filling = true
+    const fillFrom = p.done
+    this.#host
+      .sync(chatId)
+      .catch(() => {})
+      .finally(() => {
+        p.filling = false
+        // Progress made and still a gap (messages that came during the sync): once more. No
+        // progress: the next message or reconnect tries again, not a loop.
+        if (p.waiting.size > 0 && p.done > fillFrom) this.#fill(chatId, p)
+      })
   }
 
   /**
