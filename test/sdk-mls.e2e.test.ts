@@ -139,6 +139,9 @@ for (const backend of ['SQLite', 'MongoDB (FerretDB)'] as const) {
       )
       // Each device's own messages in order, as for a plaintext chat.
       assert.deepEqual(texts(carol, chatId), said)
+      // The chat list shows the last message as read on the device (the server holds ciphertext).
+      await bob.loadChats()
+      assert.equal(bob.chat(chatId).lastMessage?.text, 'delta from carol')
       if (backend === 'SQLite') {
         const bytes = Buffer.concat(filesUnder(t.dataDir).map((f) => readFileSync(f)))
         for (const text of said) assert.equal(bytes.includes(text), false, `"${text}" is in the store files`)
@@ -217,6 +220,12 @@ for (const backend of ['SQLite', 'MongoDB (FerretDB)'] as const) {
       const left = bob.next('devices.changed', (e) => e.userId === 'dave')
       await dave.leave(chatId)
       assert.deepEqual((await left).removed, ['phone'])
+      // One device made that Commit: the admins' device at the lowest leaf (Alice's phone, leaf 0).
+      const removal = bob
+        .messages(chatId)
+        .filter((m) => m.event?.type === 'mls_commit')
+        .at(-1)
+      assert.equal(`${removal?.senderId}/${removal?.deviceId}`, 'alice/phone')
       assert.deepEqual(bob.devicesOf(chatId, 'dave'), [])
     })
 
@@ -226,13 +235,17 @@ for (const backend of ['SQLite', 'MongoDB (FerretDB)'] as const) {
         const request = c.request.bind(c)
         c.request = (async (op: string, params?: Record<string, unknown>) =>
           request(op, params).catch((err: { code?: string }) => {
-            if (err.code === 'stale_epoch') refusals.push(c.clientId)
+            if (err.code === 'stale_epoch') refusals.push(`${c.clientId}: ${(err as Error).message}`)
             throw err
           })) as typeof c.request
       }
       const epochBefore = lastCommitEpoch(bob, chatId)
       await Promise.all([alicePhone.updateKeys(chatId), bob.updateKeys(chatId)])
-      assert.equal(refusals.length, 1, 'exactly one Commit was refused as stale, then made again on top')
+      assert.equal(
+        refusals.length,
+        1,
+        `exactly one Commit refused as stale, then made again: ${refusals.join('; ')}`,
+      )
       await bob.sync(chatId)
       // Both landed, one epoch after the other: no fork.
       assert.deepEqual(

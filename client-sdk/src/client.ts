@@ -972,7 +972,10 @@ export class NatterClient extends Emitter<ClientEvents> {
       chat.members.map((m) => m.userId),
     )
     const later = (this.#timelines.get(chat.id)?.messages() ?? []).filter((m) => m.seq > chat.lastSeq)
-    this.chat(chat.id)._summary(chat, later, askedAt)
+    // An encrypted chat's last message is ciphertext on the server: shown as this device read it.
+    const last =
+      chat.lastMessage && isEncryptedChat(chat.id) ? this.#mls?.readable(chat.lastMessage) : undefined
+    this.chat(chat.id)._summary(last ? { ...chat, lastMessage: last } : chat, later, askedAt)
     this.#recompute(chat.id)
   }
 
@@ -1501,12 +1504,13 @@ export class NatterClient extends Emitter<ClientEvents> {
       if (change === 'new' && live) this.#membership(held, fresh)
       if (change === 'new' && live && this.#mls && isEncryptedChat(m.chatId) && e.type === 'member_left') {
         // Someone left: their devices still hold the epoch's keys until a Commit removes them.
-        // The admins' devices do it (racing ones settle it by rebase); any later Commit would too.
-        const mls = this.#mls
-        const admin = this.#chats
-          .get(m.chatId)
-          ?.members.some((x) => x.userId === this.userId && x.role === 'admin')
-        if (admin) this.#background(mls.removeDeparted(m.chatId))
+        const admins = (this.#chats.get(m.chatId)?.members ?? []).filter((x) => x.role === 'admin')
+        this.#background(
+          this.#mls.removeDeparted(
+            m.chatId,
+            admins.map((x) => x.userId),
+          ),
+        )
       }
     }
     // A seq beyond the next one: the ones between are fetched.

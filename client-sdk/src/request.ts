@@ -40,10 +40,13 @@ export class NatterRequestError extends Error {
   readonly code: NatterErrorCode
   /** rate_limited: ms after which the same call may succeed (the server's retryAfterMs). */
   readonly retryAfterMs: number | undefined
-  constructor(code: NatterErrorCode, message: string, retryAfterMs?: number) {
+  /** stale_epoch: the MLS epoch the chat is at (docs/e2ee.md §3). */
+  readonly epoch: number | undefined
+  constructor(code: NatterErrorCode, message: string, retryAfterMs?: number, epoch?: number) {
     super(message)
     this.code = code
     this.retryAfterMs = retryAfterMs
+    this.epoch = epoch
   }
 }
 
@@ -76,7 +79,7 @@ function pendingFor(client: MqttClient, replyTopic: string): Map<string, Pending
         id?: string
         ok?: boolean
         result?: unknown
-        error?: { code: string; message: string; retryAfterMs?: number }
+        error?: { code: string; message: string; retryAfterMs?: number; epoch?: number }
       }
       try {
         reply = JSON.parse(payload.toString('utf8'))
@@ -94,6 +97,7 @@ function pendingFor(client: MqttClient, replyTopic: string): Map<string, Pending
             (reply.error?.code ?? 'internal') as NatterErrorCode,
             reply.error?.message ?? 'request failed',
             reply.error?.retryAfterMs,
+            reply.error?.epoch,
           ),
         )
     })

@@ -25,6 +25,8 @@ export const KEY_PACKAGES_LOW = 5
 export const KEY_PACKAGES_BATCH = 20
 /** Tries of one Commit refused as stale_epoch (each after catching up) before giving up. */
 const COMMIT_TRIES = 5
+/** After a stale_epoch, how long a device waits for the winning Commit to arrive when sync has not brought it. */
+const CATCH_UP_WAIT_MS = 5000
 
 /** What is inside an encrypted message's ciphertext: JSON, UTF-8 (the server never sees it). */
 export interface EncryptedBody {
@@ -193,6 +195,19 @@ export class EncryptedChats {
     })
   }
 
+  /**
+   * A message of an encrypted chat as this device read it (decrypted, or why not), for a copy
+   * the server sent outside the timeline (a chat summary's last message).
+   */
+  readable(m: ChatMessage): ChatMessage {
+    const known = this.#pipes.get(m.chatId)?.resolved.get(m.seq)
+    if (known)
+      return m.deletedAt !== null && known.deletedAt === null
+        ? { ...known, text: null, deletedAt: m.deletedAt }
+        : known
+    return opaque(m, 'not read on this device yet')
+  }
+
   /** Fetches a gap with sync, one at a time per chat; a gap left when it ends starts the next one. */
   #fill(chatId: string, p: ChatPipe): void {
     if (p.filling) return
@@ -304,6 +319,7 @@ export class EncryptedChats {
     }
     await this.device.setGroup(chatId, next, m.seq)
     this.#changes(chatId, leavesOf(state), leavesOf(next), epochOf(next))
+    this.#epochReached(chatId, epochOf(next))
   }
 
   #changes(chatId: string, before: Leaf[], after: Leaf[], epoch: number): void {
@@ -438,12 +454,17 @@ export class EncryptedChats {
   }
 
   /**
-   * Commits the Removes of the devices of users who left or were removed from the chat, if any
-   * remain in the group (docs/e2ee.md §3): after a member_left event, so they stop holding the
-   * epoch's keys. Racing members' devices settle it by rebase: the losers find nothing left to do.
+   * After a member_left event: the Removes of the devices of users no longer in the chat, so they
+   * stop holding the epoch's keys (docs/e2ee.md §3), committed by one device only: the admins'
+   * device with the lowest leaf index (each member's device finds the same one). When it is
+   * offline, the next Commit by anyone takes them along.
    */
-  removeDeparted(chatId: string): Promise<void> {
-    return this.#commit(chatId, () => null)
+  async removeDeparted(chatId: string, admins: string[]): Promise<void> {
+    const state = this.device.group(chatId)
+    if (!state) return
+    const first = leavesOf(state).find((l) => admins.includes(userOf(l.identity)))
+    if (first?.identity !== this.#identity) return
+    await this.#commit(chatId, () => null)
   }
 
   #state(chatId: string): ClientState {
@@ -467,7 +488,7 @@ export class EncryptedChats {
         const built = build(state)
         // Devices of users who left or were removed go with any Commit (the server requires it).
         const departed = this.#departed(chatId, state).filter((l) => !built?.remove?.includes(l))
-        if (!built && departed.length === 0) return 'nothing' as const
+        if (!built && departed.length === 0) return { kind: 'nothing' as const }
         const change = { ...built, remove: [...(built?.remove ?? []), ...departed] }
         const made = await makeCommit(state, change)
         try {
@@ -477,18 +498,65 @@ export class EncryptedChats {
             ...(made.welcome ? { welcome: toBase64(made.welcome) } : {}),
           })
         } catch (err) {
-          if ((err as { code?: string }).code === 'stale_epoch') return 'stale' as const
+          const e = err as { code?: string; epoch?: number }
+          if (e.code === 'stale_epoch') return { kind: 'stale' as const, epoch: e.epoch }
           throw err
         }
         await this.device.setGroup(chatId, made.newState, this.#pipe(chatId).done)
         this.#changes(chatId, leavesOf(state), leavesOf(made.newState), epochOf(made.newState))
-        return 'done' as const
+        this.#epochReached(chatId, epochOf(made.newState))
+        return { kind: 'done' as const }
       })
-      if (outcome !== 'stale') return
+      if (outcome.kind !== 'stale') return
       if (attempt >= COMMIT_TRIES)
         throw new Error(`chat ${chatId}: the Commit was refused as stale ${attempt} times`)
-      await this.#host.sync(chatId)
+      await this.#catchUp(chatId, outcome.epoch)
     }
+  }
+
+  /**
+   * After a stale_epoch: the Commits missed, by sync, until the group is at the chat's `epoch`. The
+   * winning Commit may be recorded and not yet in the chat (the DS appends it right after: §3), so
+   * when sync brings nothing the device waits for it to arrive live (at most CATCH_UP_WAIT_MS,
+   * then the next try finds out again).
+   */
+  async #catchUp(chatId: string, epoch: number | undefined): Promise<void> {
+    await this.#host.sync(chatId)
+    if (epoch === undefined || epochOf(this.#state(chatId)) >= epoch) return
+    let timer: ReturnType<typeof setTimeout> | undefined
+    await Promise.race([
+      this.#untilEpoch(chatId, epoch),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, CATCH_UP_WAIT_MS)
+      }),
+    ])
+    clearTimeout(timer)
+  }
+
+  readonly #epochWaiters = new Map<string, { epoch: number; resolve: () => void }[]>()
+
+  /** Resolves once this device's group of the chat is at `epoch` or later. */
+  #untilEpoch(chatId: string, epoch: number): Promise<void> {
+    const state = this.device.group(chatId)
+    if (state && epochOf(state) >= epoch) return Promise.resolve()
+    return new Promise((resolve) => {
+      const list = this.#epochWaiters.get(chatId) ?? []
+      list.push({ epoch, resolve })
+      this.#epochWaiters.set(chatId, list)
+    })
+  }
+
+  /** The group moved to `epoch`: those waiting for it go on. */
+  #epochReached(chatId: string, epoch: number): void {
+    const list = this.#epochWaiters.get(chatId)
+    if (!list) return
+    const still = list.filter((w) => {
+      if (w.epoch > epoch) return true
+      w.resolve()
+      return false
+    })
+    if (still.length) this.#epochWaiters.set(chatId, still)
+    else this.#epochWaiters.delete(chatId)
   }
 
   // --- safety numbers ------------------------------------------------------------------------------
