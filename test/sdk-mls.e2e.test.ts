@@ -207,6 +207,24 @@ for (const backend of ['SQLite', 'MongoDB (FerretDB)'] as const) {
       )
     })
 
+    it('a device of the user without MLS is claimed for once, not at every call', async () => {
+      const web = await createClient({
+        url: t.mqttUrl,
+        userId: 'bob',
+        deviceId: 'web',
+        getToken: () => t.token('bob'),
+      })
+      clients.push(web)
+      const tablet = clients.find((c) => c.clientId === 'bob/tablet') as NatterClient
+      const stock = async () => (await tablet.request<{ count: number }>('mls.keypackages.count')).count
+      const before = await stock()
+      assert.deepEqual(await bob.addOwnDevices(), [])
+      assert.equal(await stock(), before - 1, 'the claim took one of the tablet’s packages')
+      assert.deepEqual(await bob.addOwnDevices(), [])
+      assert.equal(await stock(), before - 1, 'no second claim')
+      await web.close()
+    })
+
     it('chat.add in an encrypted chat adds the devices with a Welcome; after chat.leave an admin’s device removes them', async () => {
       const dave = await device('dave', 'phone')
       const joined = bob.next('devices.changed', (e) => e.userId === 'dave')

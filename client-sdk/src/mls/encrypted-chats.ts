@@ -288,6 +288,8 @@ export class EncryptedChats {
         const joined = await this.device.join(fromBase64(w.welcome))
         await this.device.setGroup(chatId, joined, m.seq)
         this.#joinedNow(chatId, joined)
+        // A package of this device was just used: the server's stock may be low.
+        this.topUp().catch(() => {})
       } catch (err) {
         this.#host.failed(new Error(`joining ${chatId} at epoch ${e.epoch + 1}: ${(err as Error).message}`))
       }
@@ -398,16 +400,23 @@ export class EncryptedChats {
     await this.add(chatId, [this.#host.userId, ...members.filter((u) => u !== this.#host.userId)])
   }
 
-  /** Commits the Adds of every device of these users not in the group yet (claiming their KeyPackages). */
-  async add(chatId: string, userIds: string[]): Promise<void> {
+  /**
+   * Commits the Adds of every device of these users not in the group yet (claiming their
+   * KeyPackages). Resolves with the devices added (`userId/deviceId`): none for a device with no
+   * KeyPackage on the server (one without MLS, or that never connected with it).
+   */
+  async add(chatId: string, userIds: string[]): Promise<string[]> {
     const inGroup = new Set(leavesOf(this.#state(chatId)).map((l) => l.identity))
     const claimed = await this.#claim(userIds, (id) => !inGroup.has(id))
-    if (claimed.length === 0) return
+    if (claimed.length === 0) return []
+    let added: string[] = []
     await this.#commit(chatId, (state) => {
       const present = new Set(leavesOf(state).map((l) => l.identity))
       const add = claimed.filter((kp) => !present.has(identityOfKeyPackage(kp) ?? ''))
+      added = add.map((kp) => identityOfKeyPackage(kp) ?? '')
       return add.length ? { add } : null
     })
+    return added
   }
 
   /** Commits the Remove of every device of a user (after chat.remove, docs/e2ee.md §3). */
@@ -437,12 +446,19 @@ export class EncryptedChats {
       const state = this.device.group(chatId)
       if (!state) continue
       const present = new Set(leavesOf(state).map((l) => l.identity))
-      if (mine.every((id) => present.has(id))) continue
-      await this.add(chatId, [this.#host.userId])
-      changed.push(chatId)
+      const missing = mine.filter((id) => !present.has(id) && !this.#withoutPackages.has(id))
+      if (missing.length === 0) continue
+      const added = await this.add(chatId, [this.#host.userId])
+      // A device with no KeyPackage (no MLS there): not claimed for again by this client, since
+      // each claim takes a package from every other device of the user.
+      for (const id of missing) if (!added.includes(id)) this.#withoutPackages.add(id)
+      if (added.length) changed.push(chatId)
     }
     return changed
   }
+
+  /** This user's devices a claim found without KeyPackages (addOwnDevices skips them). */
+  readonly #withoutPackages = new Set<string>()
 
   /** Leaves of users no longer in the chat's member list (none while it is not known). */
   #departed(chatId: string, state: ClientState): number[] {
