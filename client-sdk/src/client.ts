@@ -555,7 +555,10 @@ export class NatterClient extends Emitter<ClientEvents> {
     return isEncryptedChat(chatId)
   }
 
-  /** Resolves once this device is in an encrypted chat's MLS group (created it, or joined from a Welcome). */
+  /**
+   * Resolves once this device is in an encrypted chat's MLS group (created it, or joined from a
+   * Welcome); until a member's device adds it, it waits (no timeout: race it with one if need be).
+   */
   whenEncryptionReady(chatId: string): Promise<void> {
     return this.#needMls().inGroup(chatId)
   }

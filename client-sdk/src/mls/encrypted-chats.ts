@@ -313,7 +313,9 @@ export class EncryptedChats {
       )
       return
     }
-    const stillIn = leavesOf(next).some((l) => l.identity === this.#identity && l.leaf === ownLeafOf(next))
+    const stillIn =
+      next.groupActiveState.kind !== 'removedFromGroup' &&
+      leavesOf(next).some((l) => l.identity === this.#identity && l.leaf === ownLeafOf(next))
     if (!stillIn) {
       // Removed from the group: its secrets go, nothing after this Commit can be read.
       await this.device.dropGroup(chatId)
