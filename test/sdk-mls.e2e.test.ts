@@ -217,6 +217,12 @@ for (const backend of ['SQLite', 'MongoDB (FerretDB)'] as const) {
       clients.push(web)
       const tablet = clients.find((c) => c.clientId === 'bob/tablet') as NatterClient
       const stock = async () => (await tablet.request<{ count: number }>('mls.keypackages.count')).count
+      // The device list is written as the connection is set up: asked until it names the new one.
+      const listed = async () =>
+        (await bob.request<{ devices: { deviceId: string }[] }>('devices.list')).devices.some(
+          (d) => d.deviceId === 'web',
+        )
+      for (let i = 0; !(await listed()); i++) assert.ok(i < 500, 'bob/web never listed')
       const before = await stock()
       assert.deepEqual(await bob.addOwnDevices(), [])
       assert.equal(await stock(), before - 1, 'the claim took one of the tablet’s packages')
