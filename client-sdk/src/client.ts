@@ -1423,7 +1423,7 @@ export class NatterClient extends Emitter<ClientEvents> {
       })
       const last = page.messages.at(-1)
       if (mls) {
-        for (const m of page.messages) void mls.feed(m)
+        for (const m of page.messages) this.#background(mls.feed(m))
         if (last) await mls.passedTo(chatId, last.seq)
       } else for (const m of page.messages) this.#add(m)
       // Seqs the answer passed over are hidden from this user: no gap to fetch again.

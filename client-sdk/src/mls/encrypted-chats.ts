@@ -263,6 +263,8 @@ export class EncryptedChats {
     if (m.deletedAt !== null) return { ...rest, encrypted: true }
     if (m.senderId === this.#host.userId && m.deviceId === this.#host.deviceId) {
       const mine = this.#sent.get(m.clientMsgId)
+      // Kept from here on as this chat's resolved message.
+      this.#sent.delete(m.clientMsgId)
       return mine ? withBody(rest, mine) : opaque(m, 'sent by this device before it restarted')
     }
     const state = this.device.group(chatId)
