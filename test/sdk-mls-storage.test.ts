@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict'
-import { mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { appendFileSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, describe, it } from 'node:test'
-import { MemoryMlsStorage } from '../client-sdk/src/index.ts'
+import { type ChatMessage, MemoryMlsStorage } from '../client-sdk/src/index.ts'
 import { decrypt, encrypt, epochOf, utf8Decoder, utf8Encoder } from '../client-sdk/src/mls/codec.ts'
 import { FileMlsStorage } from '../client-sdk/src/mls/file-storage.ts'
 import { MlsDevice } from '../client-sdk/src/mls/mls-device.ts'
@@ -32,6 +32,27 @@ describe('MLS key storage on the device', () => {
     writeFileSync(storage.path, '{"version":2}')
     await assert.rejects(storage.load(), /not an MLS device record of version 1/)
     await assert.rejects(MlsDevice.open(storage, 'bad/x'))
+  })
+
+  it('FileMlsStorage: messages read, one line each, the latest of a seq wins, a torn line skipped', async () => {
+    const storage = new FileMlsStorage(dir, 'dee', 'phone')
+    assert.deepEqual(await storage.loadMessages('e_1'), [])
+    const m = (seq: number, text: string | null) =>
+      ({ chatId: 'e_1', seq, text, deletedAt: text === null ? 1 : null }) as unknown as ChatMessage
+    await Promise.all([storage.saveMessage(m(1, 'one')), storage.saveMessage(m(2, 'two'))])
+    await storage.saveMessage(m(2, null))
+    appendFileSync(join(storage.messagesDir, 'e_1.jsonl'), '{"chatId":"e_1","seq":3,"te')
+    const loaded = await storage.loadMessages('e_1')
+    assert.deepEqual(
+      loaded.map((x) => [x.seq, x.text]),
+      [
+        [1, 'one'],
+        [2, null],
+      ],
+    )
+    assert.equal(statSync(join(storage.messagesDir, 'e_1.jsonl')).mode & 0o777, 0o600)
+    await storage.dropMessages('e_1')
+    assert.deepEqual(await storage.loadMessages('e_1'), [])
   })
 
   it('MlsDevice: keeps its signature key and group states across opens; refuses another device’s record', async () => {

@@ -1060,7 +1060,7 @@ export class NatterClient extends Emitter<ClientEvents> {
     }
     this.#heldForAnnounce.delete(chatId)
     // Out of an encrypted chat: its group's secrets go from the device.
-    if (this.#mls && isEncryptedChat(chatId)) this.#background(this.#mls.device.dropGroup(chatId))
+    if (this.#mls && isEncryptedChat(chatId)) this.#background(this.#mls.forget(chatId))
     state._removed()
     this.#listChanged()
     this.emit('chat.removed', { chatId, reason })

@@ -79,6 +79,8 @@ interface ChatPipe {
   queue: Promise<unknown>
   /** A sync started for a gap is running: another gap waits for it rather than starting one more. */
   filling: boolean
+  /** Whether the messages read before (MlsStorage.loadMessages) are in `resolved`. */
+  loaded: boolean
 }
 
 const userOf = (identity: string) => identity.slice(0, identity.indexOf('/'))
@@ -116,6 +118,7 @@ export class EncryptedChats {
         resolved: new Map(),
         queue: Promise.resolve(),
         filling: false,
+        loaded: false,
       }
       this.#pipes.set(chatId, p)
     }
@@ -174,19 +177,16 @@ export class EncryptedChats {
    */
   feed(m: ChatMessage, live = true): Promise<void> {
     return this.#run(m.chatId, async () => {
-      const p = this.#pipe(m.chatId)
+      const p = await this.#loadedPipe(m.chatId)
       if (m.seq <= p.done) {
         const known = p.resolved.get(m.seq)
         // Changed since (a delete): the tombstone replaces what was decrypted.
         if (known && m.deletedAt !== null && known.deletedAt === null) {
           const tomb = { ...known, text: null, deletedAt: m.deletedAt }
           p.resolved.set(m.seq, tomb)
+          await this.device.saveMessage(tomb)
           this.#host.deliver(tomb, live)
-        } else
-          this.#host.deliver(
-            known ?? opaque(m, 'before this device joined, or read here before and not kept'),
-            live,
-          )
+        } else this.#host.deliver(known ?? opaque(m, 'before this device joined'), live)
         return
       }
       p.waiting.set(m.seq, { m, live })
@@ -230,8 +230,27 @@ export class EncryptedChats {
    */
   passedTo(chatId: string, seq: number): Promise<void> {
     return this.#run(chatId, async () => {
-      const p = this.#pipe(chatId)
+      const p = await this.#loadedPipe(chatId)
       await this.#drain(chatId, p, seq)
+    })
+  }
+
+  /** The chat's pipe, with the messages read before a restart loaded (once, on the chat's queue). */
+  async #loadedPipe(chatId: string): Promise<ChatPipe> {
+    const p = this.#pipe(chatId)
+    if (!p.loaded) {
+      p.loaded = true
+      for (const m of await this.device.loadMessages(chatId))
+        if (!p.resolved.has(m.seq)) p.resolved.set(m.seq, m)
+    }
+    return p
+  }
+
+  /** Forgets a chat the user left or was removed from: its group's secrets and what was read in it. */
+  async forget(chatId: string): Promise<void> {
+    await this.#run(chatId, async () => {
+      this.#pipes.delete(chatId)
+      await this.device.forgetChat(chatId)
     })
   }
 
@@ -244,9 +263,19 @@ export class EncryptedChats {
       if (next === undefined) break
       const { m, live } = p.waiting.get(next) as { m: ChatMessage; live: boolean }
       p.waiting.delete(next)
-      const out = await this.#process(chatId, m)
+      // Read before a restart (kept by the storage) and not changed since: its keys are used up,
+      // the copy kept is what it said.
+      const kept = p.resolved.get(m.seq)
+      const readBefore =
+        kept?.encrypted &&
+        kept.undecryptable === undefined &&
+        m.ciphertext !== undefined &&
+        m.deletedAt === null
+      const out = readBefore ? kept : await this.#process(chatId, m)
       p.done = Math.max(p.done, m.seq)
       p.resolved.set(m.seq, out)
+      // What was read is kept where the storage keeps messages: MLS keys are used once.
+      if (!readBefore && out.encrypted && out.undecryptable === undefined) await this.device.saveMessage(out)
       this.#host.deliver(out, live)
     }
     if (through > p.done && [...p.waiting.keys()].every((s) => s > through)) p.done = through

@@ -1,5 +1,6 @@
 import type { ClientState } from 'ts-mls'
 import { createGroup, emptyPskIndex, joinGroup } from 'ts-mls'
+import type { ChatMessage } from '../timeline.ts'
 import {
   cipherSuite,
   decodeMessage,
@@ -136,6 +137,22 @@ export class MlsDevice {
     this.#groups.delete(chatId)
     delete this.#record.groups[chatId]
     return this.#save()
+  }
+
+  /** Keeps a message as read here, when the storage keeps messages (MlsStorage.saveMessage). */
+  async saveMessage(m: ChatMessage): Promise<void> {
+    await this.#storage.saveMessage?.(m)
+  }
+
+  /** The messages of a chat kept by saveMessage (none when the storage keeps none). */
+  async loadMessages(chatId: string): Promise<ChatMessage[]> {
+    return (await this.#storage.loadMessages?.(chatId)) ?? []
+  }
+
+  /** Forgets a chat: its group's secrets and the messages read in it. */
+  async forgetChat(chatId: string): Promise<void> {
+    await this.dropGroup(chatId)
+    await this.#storage.dropMessages?.(chatId)
   }
 
   /** A new group of one (epoch 0) for chat `chatId` (its group id is the chat id, docs/e2ee.md §1). */

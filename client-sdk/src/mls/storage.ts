@@ -1,3 +1,5 @@
+import type { ChatMessage } from '../timeline.ts'
+
 /**
  * Where a device keeps its MLS secrets (docs/e2ee.md, "How keys are stored"): its signature key
  * pair, the private parts of the KeyPackages it uploaded and not yet used, and its state of each
@@ -47,11 +49,40 @@ export interface MlsStorage {
   /** The record saved last, or null before the first save. */
   load(): Promise<MlsDeviceRecord | null>
   save(record: MlsDeviceRecord): Promise<void>
+  /**
+   * Optional: keeps a message of an encrypted chat as this device read it (decrypted text, or a
+   * tombstone), so that it is readable again after a restart: MLS keys are used once, and the
+   * ciphertext the server still holds can no longer be decrypted. The same chat and seq saved
+   * again replaces it. Without these three methods, what was read is readable until the app stops.
+   */
+  saveMessage?(m: ChatMessage): Promise<void>
+  /** Optional: the messages of a chat saved with saveMessage, each seq once (the latest saved). */
+  loadMessages?(chatId: string): Promise<ChatMessage[]>
+  /** Optional: forgets a chat's saved messages (the user left it or was removed). */
+  dropMessages?(chatId: string): Promise<void>
 }
 
 /** An MlsStorage in memory: gone with the process (tests, or a device that keeps nothing). */
 export class MemoryMlsStorage implements MlsStorage {
   #record: string | null = null
+  readonly #messages = new Map<string, Map<number, string>>()
+
+  async saveMessage(m: ChatMessage): Promise<void> {
+    let chat = this.#messages.get(m.chatId)
+    if (!chat) {
+      chat = new Map()
+      this.#messages.set(m.chatId, chat)
+    }
+    chat.set(m.seq, JSON.stringify(m))
+  }
+
+  async loadMessages(chatId: string): Promise<ChatMessage[]> {
+    return [...(this.#messages.get(chatId)?.values() ?? [])].map((m) => JSON.parse(m) as ChatMessage)
+  }
+
+  async dropMessages(chatId: string): Promise<void> {
+    this.#messages.delete(chatId)
+  }
 
   async load(): Promise<MlsDeviceRecord | null> {
     return this.#record === null ? null : (JSON.parse(this.#record) as MlsDeviceRecord)
