@@ -229,6 +229,41 @@ for (const store of ['disk', 'S3 (versitygw)'] as const) {
       assert.equal(retry.status, 'upload', 'the refused bytes are gone: a new upload is needed')
     })
 
+    it('uploads the same bytes under another type beside a pending upload of them, and both together', async () => {
+      const bytes = Buffer.from(`notes ${randomBytes(6).toString('hex')}\n`)
+      const begin = (contentType: string, name: string) =>
+        request<{ mediaId: string; status: string }>(alice.client, alice.clientId, 'media.begin', {
+          chatId: groupId,
+          sha256: sha(bytes),
+          size: bytes.length,
+          contentType,
+          name,
+        })
+      // A text upload begun and abandoned (cancelled before its PUT) stays pending…
+      const abandoned = await begin('text/plain', 'notes.txt')
+      assert.equal(abandoned.status, 'upload')
+      // …and blocks neither the same bytes as an image nor, begun again as text, itself.
+      const asImage = await begin('image/jpeg', 'fake.jpg')
+      assert.equal(asImage.status, 'upload')
+      assert.notEqual(asImage.mediaId, abandoned.mediaId, 'another type is a record of its own')
+      const again = await begin('text/plain', 'notes again.txt')
+      assert.equal(again.mediaId, abandoned.mediaId, 'the same type continues the pending upload')
+
+      // Both picked at once: each is uploaded and checked on its own.
+      const [text, image] = await Promise.allSettled([
+        uploadMedia(alice, bytes, { chatId: groupId, contentType: 'text/plain', name: 'notes.txt' }),
+        uploadMedia(alice, bytes, { chatId: groupId, contentType: 'image/jpeg', name: 'fake.jpg' }),
+      ])
+      assert.equal(text.status, 'fulfilled', text.status === 'rejected' ? String(text.reason) : '')
+      assert.equal(text.value.mediaId, abandoned.mediaId)
+      assert.equal(image.status, 'rejected')
+      assert.equal((image.reason as NatterRequestError).code, 'invalid_image', 'not a JPEG: refused as one')
+
+      // Completed media is still de-duplicated by bytes and type.
+      const dup = await begin('text/plain', 'copy.txt')
+      assert.deepEqual([dup.status, dup.mediaId], ['ready', abandoned.mediaId])
+    })
+
     it('serves a file as a download with its name', async () => {
       const pdf = Buffer.from('%PDF-1.4\n% a tiny test document\n')
       const up = await uploadMedia(alice, pdf, {

@@ -189,6 +189,37 @@ for (const backend of ['SQLite', 'MongoDB (FerretDB)'] as const) {
       await assert.rejects(decrypt(stateFrom(fromBase64(carolKeys.state)), fromBase64(ciphertext)))
       // And the device forgot the group's secrets when the chat went.
       assert.equal((await storages.get('carol/phone')?.load())?.groups[chatId], undefined)
+      // While her chat state stays, read-only, with the plaintext she saw.
+      const gone = carol.chat(chatId)
+      assert.equal(gone.removed, true)
+      assert.ok(gone.messages.some((m) => m.text === 'delta from carol' && m.encrypted === true))
+    })
+
+    it('chat.rename and chat.role in an encrypted chat: plaintext chat events, no Commit, the group goes on', async () => {
+      const epoch = lastCommitEpoch(bob, chatId)
+      const events: string[] = []
+      const off = bob.on('membership', (e) => events.push(`${e.type} by ${e.by}`))
+      const renamed = bob.next('name.updated', (e) => e.chatId === chatId)
+      await alicePhone.chat(chatId).rename('secret plans, v2')
+      assert.equal((await renamed).name, 'secret plans, v2')
+      const promoted = bob.next('members.updated', (e) =>
+        e.members.some((m) => m.userId === 'bob' && m.role === 'admin'),
+      )
+      assert.equal((await alicePhone.chat(chatId).setRole('bob', 'admin')).changed, true)
+      await promoted
+      off()
+      assert.deepEqual(events, ['chat_renamed by alice', 'member_role by alice'])
+      // Names and roles are the chat's, not the MLS group's: no Commit, and messages still decrypt.
+      assert.equal(lastCommitEpoch(bob, chatId), epoch)
+      await alicePhone.send(chatId, { text: 'golf after the rename' }).sent
+      await holds(bob, chatId, ['golf after the rename'])
+      assert.equal(
+        await bob
+          .chat(chatId)
+          .setRole('bob', 'member')
+          .then((r) => r.role),
+        'member',
+      )
     })
 
     it('Bob’s new device reads what is sent after it joined', async () => {

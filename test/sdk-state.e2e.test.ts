@@ -269,6 +269,14 @@ describe('the SDK’s chat states and events against a real node', () => {
     assert.equal(h.removed, true)
     assert.ok(!hal.chats().some((c) => c.id === group.id))
     assert.deepEqual(hal.messages(group.id), [])
+    // The removed state keeps what hal saw (a UI shows it read-only), and is the one chat(id)
+    // gives back; its snapshot too.
+    assert.ok(
+      h.messages.some((m) => m.kind === 'event'),
+      'the removed state keeps its timeline',
+    )
+    assert.equal(hal.chat(group.id), h)
+    assert.deepEqual(h.getSnapshot().messages, h.messages)
 
     // gus leaves.
     const fayAfterLeave = f.next('members.updated', (u) => u.members.length === 1)

@@ -275,6 +275,37 @@ describe('the web chat in a real browser', () => {
     // What follows is stored as usual (Bob left in the test before: one tick, stored).
     await send(alice, 'after the refusal')
     await alice.waitForSelector('#messages li.mine[data-status="sent"] >> text=after the refusal', WAIT)
+
+    // An edit the server refuses (over the limit) stays on its message, with why and its text,
+    // until Retry or Cancel; the message keeps its text meanwhile.
+    const target = message(alice, 'after the refusal').first()
+    await target.locator('.menu-button').click()
+    await target.locator('button.edit').click()
+    await alice.locator('.composing[data-mode="edit"]').waitFor(WAIT)
+    await send(alice, long)
+    const change = target.locator('.change-failed[data-op="edit"]')
+    await change.waitFor(WAIT)
+    assert.match(
+      (await change.locator('.failure').textContent()) ?? '',
+      /^Edit not saved: .*4001 characters; the limit is 4000/,
+    )
+    assert.equal(await change.locator('.change-text').textContent(), long)
+    assert.equal(await target.locator(':scope > .text').textContent(), 'after the refusal')
+    assert.equal(await alice.locator('#send-error').count(), 0, 'said once, on the message')
+    assert.equal(
+      await alice.evaluate(`window.natter.chat(document.querySelector('#chats li.active').dataset.chatId)
+        .pendingChanges.filter((c) => c.failed).length`),
+      1,
+    )
+    await shot(alice, 'refused-edit')
+    assert.deepEqual(await accessibilityProblems(alice), [])
+    // Retry makes it again: refused again, still there.
+    await change.locator('button.retry').click()
+    await target.locator('.change-failed[data-op="edit"] button.retry').waitFor(WAIT)
+    await change.locator('button.cancel').click()
+    await target.locator('.change').waitFor({ state: 'detached', ...WAIT })
+    assert.equal(await target.locator(':scope > .text').textContent(), 'after the refusal')
+    assert.equal(await target.locator('.edited').count(), 0)
   })
 
   it('replies, edits and deletes from the message menu; multi-line text, links and long words', async () => {
@@ -398,15 +429,17 @@ describe('the web chat in a real browser', () => {
       { name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from(text) },
       { name: 'report.pdf', mimeType: 'application/pdf', buffer: Buffer.from('%PDF-1.4\n%%EOF\n') },
     ])
+    // The sent messages' cards (data-seq), not the sender's upload bubbles before them, which show
+    // the type the file declared until it is checked.
     for (const p of [alice, bob]) {
-      const card = p.locator('#messages li.msg .file-card', { hasText: 'notes.txt' })
+      const card = p.locator('#messages li.msg[data-seq] .file-card', { hasText: 'notes.txt' })
       await card.waitFor(WAIT)
       assert.equal(await card.locator('.file-icon').textContent(), 'TXT')
       assert.equal(await card.locator('.file-size').textContent(), '19 B · text/plain')
       // The link downloads the file's own bytes.
       const href = await card.locator('a.file-download').getAttribute('href')
       assert.equal(await p.evaluate(`fetch(${JSON.stringify(href)}).then((r) => r.text())`), text)
-      const pdf = p.locator('#messages li.msg .file-card', { hasText: 'report.pdf' })
+      const pdf = p.locator('#messages li.msg[data-seq] .file-card', { hasText: 'report.pdf' })
       await pdf.waitFor(WAIT)
       assert.equal(await pdf.locator('.file-icon').textContent(), 'PDF')
     }
@@ -417,7 +450,7 @@ describe('the web chat in a real browser', () => {
       buffer: Buffer.from('not an image'),
     })
     for (const p of [alice, bob]) {
-      const card = p.locator('#messages li.msg .file-card', { hasText: 'fake.png' })
+      const card = p.locator('#messages li.msg[data-seq] .file-card', { hasText: 'fake.png' })
       await card.waitFor(WAIT)
       assert.equal(await card.locator('.file-size').textContent(), '12 B · application/octet-stream')
       const broken = await p.$$eval(
@@ -452,6 +485,8 @@ describe('the web chat in a real browser', () => {
     await openChat(bob, 'Trip')
     await send(bob, 'me!')
     await openChat(carol, 'Trip')
+    await send(carol, 'carol was here')
+    await carol.waitForSelector('#messages li.msg.mine[data-seq] >> text=carol was here', WAIT)
     const fromBob = message(carol, 'me!')
     await fromBob.waitFor(WAIT)
     // Names and avatars arrive with the profiles, a moment after the messages.
@@ -476,6 +511,11 @@ describe('the web chat in a real browser', () => {
     await carol.waitForSelector('#connection[data-state="offline"]', WAIT)
     await send(carol, 'count me in too')
     await carol.locator('#messages li.pending', { hasText: 'count me in too' }).waitFor(WAIT)
+    // And deletes a message of hers: it waits in the outbox, said on the message.
+    const hers = message(carol, 'carol was here').first()
+    await hers.locator('.menu-button').click()
+    await hers.locator('button.delete').click()
+    await hers.locator('.change-pending[data-op="delete"]').waitFor(WAIT)
     await alice.click('button[aria-label="Remove carol"]')
     await message(alice, 'alice removed carol').waitFor(WAIT)
     await carol.context().setOffline(false)
@@ -490,6 +530,17 @@ describe('the web chat in a real browser', () => {
       await refused.locator('.failure').textContent(),
       'Not sent: you are no longer a member of this chat.',
     )
+    // The delete is refused too: the message stays as it was, the delete with why, to remove.
+    const undone = hers.locator('.change-failed[data-op="delete"]')
+    await undone.waitFor(WAIT)
+    await textIs(
+      carol,
+      '#messages li.msg.mine .change-failed[data-op="delete"] .failure',
+      'Not deleted: you are no longer a member of this chat.',
+    )
+    assert.equal(await undone.locator('button.retry').count(), 0, 'nothing to retry in a chat one left')
+    assert.equal(await hers.locator(':scope > .text').textContent(), 'carol was here')
+    assert.equal(await message(alice, 'carol was here').count(), 1, 'not deleted for the others')
     assert.equal(await carol.textContent('#group-summary'), 'You are no longer a member')
     assert.equal(await carol.locator('#composer').count(), 0, 'a removed member cannot write')
     assert.equal(await carol.locator('#attach').count(), 0, 'nor attach')
@@ -500,6 +551,8 @@ describe('the web chat in a real browser', () => {
     assert.equal(await carol.locator('#add-member').count(), 0)
     await shot(carol, 'group-removed')
     assert.deepEqual(await accessibilityProblems(carol), [])
+    await undone.locator('button.cancel').click()
+    await hers.locator('.change').waitFor({ state: 'detached', ...WAIT })
 
     await alice.fill('#add-user', 'carol')
     await alice.press('#add-user', 'Enter')
@@ -551,6 +604,128 @@ describe('the web chat in a real browser', () => {
     await shot(dave, 'older-messages')
     ctx.diagnostic(`first page shown ${rendered} ms after opening`)
     await dave.context().close()
+  })
+
+  it('keeps the message being read in place while older pages and their images load above it', async (ctx) => {
+    // 130 messages from Alice to Olga, every tenth with an image of its own height.
+    const images: string[] = []
+    for (let i = 0; i < 13; i++) {
+      const png = await sharp({
+        create: { width: 400, height: 120 + i * 20, channels: 3, background: { r: 20 * i, g: 90, b: 160 } },
+      })
+        .png()
+        .toBuffer()
+      images.push(png.toString('base64'))
+    }
+    await alice.evaluate(`(async () => {
+      const chat = await window.natter.direct('olga')
+      const state = window.natter.chat(chat.id)
+      const images = ${JSON.stringify(images)}
+      const sent = []
+      for (let i = 1; i <= 130; i++) {
+        if (i % 10 === 5) {
+          const bytes = Uint8Array.from(atob(images[(i - 5) / 10]), (c) => c.charCodeAt(0))
+          const { mediaId } = await window.natter.uploadMedia(bytes, {
+            chatId: chat.id,
+            contentType: 'image/png',
+            name: 'picture ' + i + '.png',
+          })
+          sent.push(state.send({ text: 'picture ' + i, media: [mediaId] }).sent)
+        } else {
+          sent.push(state.send('line ' + i).sent)
+        }
+      }
+      await Promise.all(sent)
+    })()`)
+    const olga = await newPage()
+    // Images come late, as on a slow network: each after the page laid out the rest.
+    await olga.route(
+      (url) => !url.pathname.startsWith('/assets/'),
+      async (route) => {
+        if (route.request().resourceType() !== 'image') return route.fallback()
+        await new Promise((r) => setTimeout(r, 400))
+        return route.fallback()
+      },
+    )
+    await signIn(olga, 'olga')
+    await openChat(olga, 'alice')
+    await message(olga, 'line 130').waitFor(WAIT)
+    const imagesDone = `(() => {
+      const list = document.querySelector('#messages')
+      const imgs = [...list.querySelectorAll('img.media')]
+      return !list.querySelector('.media-placeholder') && imgs.length > 0 && imgs.every((i) => i.complete && i.naturalWidth > 0)
+    })()`
+    // At the bottom, the newest images loading late push nothing out of view.
+    await olga.waitForFunction(imagesDone, null, WAIT)
+    await olga.waitForFunction(
+      `(() => { const l = document.querySelector('#messages'); return l.scrollHeight - l.scrollTop - l.clientHeight < 2 })()`,
+      null,
+      WAIT,
+    )
+    // Page code: where the message with this seq is, px from the list's top edge.
+    const topOf = (seq: string) =>
+      olga.evaluate(`(() => {
+        const list = document.querySelector('#messages')
+        const el = list.querySelector('li[data-seq="${seq}"]')
+        return el.getBoundingClientRect().top - list.getBoundingClientRect().top
+      })()`) as Promise<number>
+    let worst = 0
+    for (let page = 1; page <= 2; page++) {
+      const before = await olga.locator('#messages li.msg').count()
+      // The reader scrolls near the top: the first message in view is the one read.
+      const anchor = (await olga.evaluate(`(() => {
+        const list = document.querySelector('#messages')
+        list.scrollTop = 60
+        const top = list.getBoundingClientRect().top
+        const el = [...list.querySelectorAll('li[data-seq]')].find((e) => e.getBoundingClientRect().bottom > top)
+        return el.dataset.seq
+      })()`)) as string
+      const was = await topOf(anchor)
+      // Until the page and its images are in, how far the message moved at most in what was laid
+      // out: sampled whenever a message changed size, after the app's own ResizeObserver (the
+      // first made, so the first called) put the view back, and after every render.
+      await olga.evaluate(`(() => {
+        const list = document.querySelector('#messages')
+        const el = list.querySelector('li[data-seq="${anchor}"]')
+        window.moved = 0
+        const sample = () => {
+          const at = el.getBoundingClientRect().top - list.getBoundingClientRect().top
+          window.moved = Math.max(window.moved, Math.abs(at - ${was}))
+        }
+        const sizes = new ResizeObserver(sample)
+        for (const item of list.children) sizes.observe(item)
+        const added = new MutationObserver((records) => {
+          for (const r of records) for (const n of r.addedNodes) sizes.observe(n)
+          // After the render's layout effects, which ran before this callback.
+          sample()
+        })
+        added.observe(list, { childList: true })
+        window.stopSampling = () => {
+          sizes.disconnect()
+          added.disconnect()
+        }
+      })()`)
+      await olga.waitForFunction(
+        `document.querySelectorAll('#messages li.msg').length > ${before}`,
+        null,
+        WAIT,
+      )
+      await olga.waitForFunction(imagesDone, null, WAIT)
+      // Two frames more: anything the images' loading moved has been put back.
+      await olga.evaluate('new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))')
+      await olga.evaluate('window.stopSampling()')
+      const now = await topOf(anchor)
+      const framed = (await olga.evaluate('window.moved')) as number
+      worst = Math.max(worst, framed)
+      ctx.diagnostic(
+        `page ${page}: ${(await olga.locator('#messages li.msg').count()) - before} older messages above; message ${anchor} moved ${Math.abs(now - was).toFixed(2)} px (at most ${framed.toFixed(2)} px in any layout)`,
+      )
+      assert.ok(Math.abs(now - was) < 2, `message ${anchor} moved from ${was} to ${now} px`)
+      assert.ok(framed < 2, `message ${anchor} moved ${framed} px on the way`)
+    }
+    await shot(olga, 'older-pages-anchored')
+    ctx.diagnostic(`largest move seen in any layout: ${worst.toFixed(2)} px`)
+    await olga.context().close()
   })
 
   it('jumps from a search result to a message older than the first page, by keyboard', async () => {
@@ -675,6 +850,83 @@ describe('the web chat in a real browser', () => {
     await context.close()
   })
 
+  it('after a reload without a network, shows the chat with its queued message and sends it once back', async (ctx) => {
+    const [kate, liam] = await Promise.all([newPage(), newPage()])
+    try {
+      await signIn(kate, 'kate')
+      await signIn(liam, 'liam')
+      await kate.fill('#with', 'liam')
+      await kate.press('#with', 'Enter')
+      await send(kate, 'hello liam')
+      await openChat(liam, 'kate')
+      await message(liam, 'hello liam').waitFor(WAIT)
+      const device = await deviceOf(kate)
+
+      await kate.context().setOffline(true)
+      await kate.waitForSelector('#connection[data-state="offline"]', WAIT)
+      await send(kate, 'written offline, then reloaded')
+      await kate
+        .locator('#messages li.pending[data-status="sending"]', { hasText: 'then reloaded' })
+        .waitFor(WAIT)
+      // In IndexedDB before the reload.
+      await kate.waitForFunction(
+        `new Promise((resolve) => {
+          const open = indexedDB.open('natter-outbox:kate/${device}')
+          open.onerror = () => resolve(false)
+          open.onsuccess = () => {
+            const count = open.result.transaction('items').objectStore('items').count()
+            count.onsuccess = () => resolve(count.result === 1)
+          }
+        })`,
+        null,
+        WAIT,
+      )
+      // Closed first: back online for the reload, this page's client would send it at once.
+      await kate.evaluate('window.natter.close()')
+      // The page asks whether the server answers when the browser comes back online: done.
+      await Promise.all([kate.waitForResponse('**/web/config.json'), kate.context().setOffline(false)])
+      // Chromium cannot reload an uncached page offline (no service worker here): the page and its
+      // scripts load, and the network drops as the page makes its first request (for the config);
+      // the config, tokens and the WebSocket then find no network.
+      await kate.route('**/web/config.json', async (route) => {
+        await kate.context().setOffline(true)
+        await route.abort('internetdisconnected')
+      })
+      await kate.reload()
+      await kate.waitForSelector('#connection[data-state="offline"]', WAIT)
+      assert.equal(await kate.evaluate('navigator.onLine'), false)
+      assert.equal(await deviceOf(kate), device, 'the same device, its outbox with it')
+      // The chat, named, with the message waiting: in the list and in the conversation.
+      await kate.locator('#chats li .name', { hasText: 'liam' }).waitFor(WAIT)
+      await kate
+        .locator('#chats li .preview', { hasText: 'Waiting: written offline, then reloaded' })
+        .waitFor(WAIT)
+      const waiting = kate.locator('#messages li.pending[data-status="sending"]', {
+        hasText: 'then reloaded',
+      })
+      await waiting.waitFor(WAIT)
+      await shot(kate, 'offline-reload')
+      assert.deepEqual(await accessibilityProblems(kate), [])
+      assert.equal(await message(liam, 'then reloaded').count(), 0)
+
+      // The network is back: the browser's online event makes the client connect at once.
+      await kate.unrouteAll()
+      const back = Date.now()
+      await kate.context().setOffline(false)
+      await message(liam, 'written offline, then reloaded').waitFor(WAIT)
+      ctx.diagnostic(`received ${Date.now() - back} ms after the network came back`)
+      await connected(kate)
+      await kate.locator('#messages li.msg.mine[data-seq]', { hasText: 'then reloaded' }).waitFor(WAIT)
+      await message(kate, 'hello liam').waitFor(WAIT)
+      assert.equal(await kate.locator('#messages li.pending').count(), 0)
+      assert.equal(await message(liam, 'then reloaded').count(), 1, 'sent once')
+    } finally {
+      await kate.unrouteAll({ behavior: 'ignoreErrors' })
+      await kate.context().close()
+      await liam.context().close()
+    }
+  })
+
   it('fits a phone in dark mode: one pane at a time, the list or the chat', async () => {
     const phone = await newPage({
       viewport: { width: 390, height: 844 },
@@ -731,6 +983,15 @@ describe('the web chat in a real browser', () => {
     }
     ctx.diagnostic(`the first load transfers ${transferred} bytes (brotli)`)
     assert.ok(transferred < 250_000, `the first load transfers ${transferred} bytes compressed`)
+    // The SDK's MLS client (ts-mls) is a chunk imported on demand, served beside the app, not in it.
+    const app = await (await get(js, 'identity')).text()
+    const chunks = [...app.matchAll(/import\("\.\/(chunk-[\w-]+\.js)"\)/g)].map((m) => `/assets/${m[1]}`)
+    assert.ok(chunks.length > 0, 'a chunk imported on demand')
+    for (const path of chunks) {
+      const chunk = await get(path)
+      assert.equal(chunk.status, 200, path)
+      assert.equal(chunk.headers.get('cache-control'), 'public, max-age=31536000, immutable')
+    }
     assert.equal((await get('/assets/app-nothere.js')).status, 404)
     const icon = await get('/favicon.ico')
     assert.equal(icon.status, 200)

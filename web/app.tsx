@@ -4,7 +4,7 @@ import type { NatterClient } from '../client-sdk/src/index.ts'
 import { ServerBanner, useServerReach } from './components/ServerBanner.tsx'
 import { Shell } from './components/Shell.tsx'
 import { SignIn } from './components/SignIn.tsx'
-import { connectSession, forgetSession, newSession, type Session, savedSession } from './session.ts'
+import { connectSession, endSession, newSession, type Session, savedSession } from './session.ts'
 
 // The web chat served by `npm start`: Preact over the client SDK, signed in with dev tokens.
 
@@ -17,11 +17,12 @@ function Root() {
   /** A session that could not connect, to try again once the server answers. */
   const [waiting, setWaiting] = useState<Session | null>(null)
   const reach = useServerReach(unreached)
-  const start = (s: Session) => {
+  /** `resumed`: the tab's saved session after a reload, which may start without a network. */
+  const start = (s: Session, resumed = false) => {
     setBusy(true)
     setError('')
     setWaiting(null)
-    connectSession(s).then(
+    connectSession(s, resumed).then(
       (c) => {
         setBusy(false)
         setClient(c)
@@ -43,7 +44,7 @@ function Root() {
   useEffect(() => {
     // A reload keeps the tab signed in, with its device (and the outbox that waits there).
     const saved = savedSession()
-    if (saved) start(saved)
+    if (saved) start(saved, true)
   }, [])
   useEffect(() => {
     if (reach === 'reachable' && waiting && !busy) start(waiting)
@@ -53,8 +54,7 @@ function Root() {
       <Shell
         client={client}
         onSignOut={() => {
-          forgetSession()
-          client.close().finally(() => location.reload())
+          endSession(client).finally(() => location.reload())
         }}
       />
     )

@@ -1,5 +1,6 @@
 import type { Chat, MessageStatus, Sending, StatusEvent } from './client.ts'
 import { Emitter } from './emitter.ts'
+import { type MembershipEvent, membershipEvent } from './membership-events.ts'
 import type { OutboxItem } from './outbox.ts'
 import { NatterRequestError } from './request.ts'
 import type { ChatMessage } from './timeline.ts'
@@ -23,6 +24,14 @@ export interface ChatStateEvents {
   'message.deleted': ChatMessage
   /** Who is in the chat changed (a membership event, or the server's answer to chat.get or chat.list). */
   'members.updated': { chatId: string; members: Member[] }
+  /** The group was renamed (a chat_renamed event, or the server's answer to chat.get or chat.list). */
+  'name.updated': { chatId: string; name: string | null }
+  /**
+   * A membership event new to this device, live or caught up by sync (as message.new), typed:
+   * created, members added, removed, left (with `promoted`, the member made admin when the last
+   * admin left), a role change, a rename. Fired after `members` and `name` took it in.
+   */
+  membership: MembershipEvent
   /** The unread count or the read cursor changed. */
   'unread.updated': { chatId: string; unread: number; readSeq: number }
   /** This user muted or unmuted the chat's push notifications (mute, unmute). */
@@ -76,6 +85,12 @@ export interface ChatHost {
   removeMember(chatId: string, userId: string): Promise<{ removed: string }>
   safetyNumber(chatId: string, userId: string, deviceId?: string): Promise<string>
   devicesOf(chatId: string, userId: string): string[]
+  setRole(
+    chatId: string,
+    userId: string,
+    role: 'admin' | 'member',
+  ): Promise<{ userId: string; role: 'admin' | 'member'; changed: boolean }>
+  rename(chatId: string, name: string): Promise<Chat>
   leave(chatId: string): Promise<unknown>
   retry(localId: string, change?: { text?: string; media?: string[] }): Sending
   cancel(localId: string): Promise<void>
@@ -115,6 +130,8 @@ export class ChatState extends Emitter<ChatStateEvents> {
   #mutedAt = Number.NEGATIVE_INFINITY
   #loaded = false
   #removed = false
+  /** The timeline when the user left or was removed (the client drops its own then). */
+  #frozen: ChatMessage[] | undefined
   readonly #host: ChatHost
   /** Bumped at every change; the snapshot of the current version, made when first asked. */
   #version = 0
@@ -244,9 +261,12 @@ export class ChatState extends Emitter<ChatStateEvents> {
     return this.#removed
   }
 
-  /** The timeline held so far: messages and membership events in seq order, each seq once. */
+  /**
+   * The timeline held so far: messages and membership events in seq order, each seq once. Once
+   * removed, the timeline as it was then (the client no longer holds one for the chat).
+   */
   get messages(): ChatMessage[] {
-    return this.#host.messages(this.id)
+    return this.#frozen ? [...this.#frozen] : this.#host.messages(this.id)
   }
 
   /**
@@ -397,6 +417,29 @@ export class ChatState extends Emitter<ChatStateEvents> {
     return this.#host.devicesOf(this.id, userId)
   }
 
+  /**
+   * Makes a member an admin, or an admin a member again (chat.role; admins only). Resolves
+   * with `changed: false` when they had that role already; `members` changes when the chat's
+   * member_role event arrives (members.updated, membership). Rejects with last_admin (the only
+   * admin made a member), not_allowed (not an admin, a direct chat) or not_found (not a member).
+   */
+  setRole(
+    userId: string,
+    role: 'admin' | 'member',
+  ): Promise<{ userId: string; role: 'admin' | 'member'; changed: boolean }> {
+    return this.#host.setRole(this.id, userId, role)
+  }
+
+  /**
+   * Renames the group (chat.rename; admins only; 1–100 characters, as chat.create). Resolves with
+   * the chat as the server now describes it; `name` changes at once (name.updated), and every
+   * member gets a chat_renamed event. The same name again changes nothing. Rejects with
+   * not_allowed (not an admin, a direct chat) or bad_request (an empty or too long name).
+   */
+  rename(name: string): Promise<Chat> {
+    return this.#host.rename(this.id, name)
+  }
+
   /** Leaves the group (chat.leave): the client forgets the chat (chat.removed). Rejects with not_allowed for a direct chat. */
   async leave(): Promise<void> {
     await this.#host.leave(this.id)
@@ -471,6 +514,8 @@ export class ChatState extends Emitter<ChatStateEvents> {
     this.#version++
     if (change !== 'new' || live) this.emit(`message.${change}`, m)
     this.#changed(before)
+    const membership = change === 'new' && live ? membershipEvent(m) : null
+    if (membership) this.emit('membership', membership)
     this.#notify()
   }
 
@@ -515,10 +560,12 @@ export class ChatState extends Emitter<ChatStateEvents> {
     return new NatterRequestError('not_found', `not a member of chat ${this.id} any more (left or removed)`)
   }
 
-  /** @internal The user left or was removed. */
+  /** @internal The user left or was removed; called while the client still holds the timeline. */
   _removed(): void {
     clearTimeout(this.#readTimer)
     if (this.#removed) return
+    // What the user saw stays readable (a UI keeps showing the chat, read-only).
+    this.#frozen = this.#host.messages(this.id)
     this.#removed = true
     this.#version++
     this.#notify()
@@ -542,6 +589,7 @@ export class ChatState extends Emitter<ChatStateEvents> {
       this.#membersAt = m.seq
       const next = applyMembership(this.#members, m)
       if (!sameMembers(next, this.#members)) this.#members = next
+      if (m.event?.type === 'chat_renamed' && typeof m.event.name === 'string') this.#name = m.event.name
     }
   }
 
@@ -579,6 +627,7 @@ export class ChatState extends Emitter<ChatStateEvents> {
     if (before.members !== this.#members) {
       this.emit('members.updated', { chatId: this.id, members: this.#members })
     }
+    if (before.name !== this.#name) this.emit('name.updated', { chatId: this.id, name: this.#name })
     if (before.unread !== this.#unread || before.readSeq !== this.#readSeq) {
       this.emit('unread.updated', { chatId: this.id, unread: this.#unread, readSeq: this.#readSeq })
     }
@@ -604,22 +653,27 @@ function sameMembers(a: Member[], b: Member[]): boolean {
 
 /**
  * The members after a membership event (docs/protocol.md#chats): chat_created {members},
- * members_added {userIds}, member_removed / member_left {userId, promoted?}.
+ * members_added {userIds}, member_removed / member_left {userId, promoted?}, member_role
+ * {userId, role, promoted?}.
  */
 function applyMembership(members: Member[], m: ChatMessage): Member[] {
   const e = m.event ?? {}
   const ids = (v: unknown): string[] => (Array.isArray(v) ? v.filter((x) => typeof x === 'string') : [])
   let next = members
   if (e.type === 'chat_created') {
+    // Groups, encrypted ones (`e_`) included, start with their creator as admin; direct chats have none.
     next = ids(e.members).map((userId) => ({
       userId,
-      role: m.chatId.startsWith('g_') && userId === m.senderId ? 'admin' : 'member',
+      role: !m.chatId.startsWith('d_') && userId === m.senderId ? 'admin' : 'member',
     }))
   } else if (e.type === 'members_added') {
     const fresh = ids(e.userIds).filter((u) => !members.some((x) => x.userId === u))
     next = [...members, ...fresh.map((userId) => ({ userId, role: 'member' as const }))]
   } else if (e.type === 'member_removed' || e.type === 'member_left') {
     next = members.filter((x) => x.userId !== e.userId)
+  } else if (e.type === 'member_role' && (e.role === 'admin' || e.role === 'member')) {
+    const role = e.role
+    next = members.map((x) => (x.userId === e.userId ? { ...x, role } : x))
   }
   if (typeof e.promoted === 'string') {
     next = next.map((x) => (x.userId === e.promoted ? { ...x, role: 'admin' as const } : x))

@@ -3,6 +3,7 @@ import { ChatState, type Member, type MessageChange } from './chat-state.ts'
 import { Emitter } from './emitter.ts'
 import { checkUrlForHere, connectTimeoutOf, firstToken, watchFirstConnect } from './first-connect.ts'
 import { type MediaUrls, mediaUrl, type Uploaded, type UploadOptions, uploadMedia } from './media.ts'
+import type { MembershipEvent } from './membership-events.ts'
 import { isEncryptedChat } from './mls/chat-kind.ts'
 import type { DevicesChangedEvent, EncryptedChats, EncryptedChatsHost } from './mls/encrypted-chats.ts'
 import type { MlsStorage } from './mls/storage.ts'
@@ -128,6 +129,10 @@ export interface ClientEvents {
   'message.deleted': ChatMessage
   /** A chat's members changed (ChatState.members). */
   'members.updated': { chatId: string; members: Member[] }
+  /** A group was renamed (ChatState.name). */
+  'name.updated': { chatId: string; name: string | null }
+  /** A membership event new to this device, typed (ChatState's `membership`): who joined, left, became admin, renamed. */
+  membership: MembershipEvent
   /** A chat's unread count or read cursor changed. */
   'unread.updated': { chatId: string; unread: number; readSeq: number }
   /** This user muted or unmuted a chat's push notifications. */
@@ -263,6 +268,11 @@ export class NatterClient extends Emitter<ClientEvents> {
   readonly #adding = new Set<string>()
   /** Chats the user left or was removed from: what still arrives for them is dropped. */
   readonly #gone = new Set<string>()
+  /**
+   * The states of chats the user left or was removed from, still shown by an app (read-only):
+   * outbox changes (a failed send, a cancel) still reach them, and chat(id) gives them back.
+   */
+  readonly #goneStates = new Map<string, ChatState>()
   /** Whether the app follows the chat list (loadChats was called): refreshed at each reconnect. */
   #followingList = false
   /** Whether a loadChats answered: chats() then lists the chats announced only. */
@@ -291,7 +301,7 @@ export class NatterClient extends Emitter<ClientEvents> {
     this.clientId = clientIdOf(o.userId, o.deviceId)
     // A change of the outbox is a change of its chat's state (pending, pendingChanges).
     this.#outbox = new Outbox(o.outbox ?? new MemoryOutboxStorage(), (chatId) =>
-      this.#chats.get(chatId)?._touch(),
+      (this.#chats.get(chatId) ?? this.#goneStates.get(chatId))?._touch(),
     )
   }
 
@@ -859,6 +869,33 @@ export class NatterClient extends Emitter<ClientEvents> {
     return r
   }
 
+  /**
+   * Makes a group member an admin, or an admin a member again (chat.role; admins only).
+   * Resolves with `changed: false` when they had that role already. Rejects with last_admin (the
+   * group's only admin made a member), not_allowed (not an admin, a direct chat), not_found (not
+   * a member) or chat_not_found.
+   */
+  setRole(
+    chatId: string,
+    userId: string,
+    role: 'admin' | 'member',
+  ): Promise<{ userId: string; role: 'admin' | 'member'; changed: boolean }> {
+    return this.request('chat.role', { chatId, userId, role })
+  }
+
+  /**
+   * Renames a group (chat.rename; admins only; 1–100 characters, as chat.create); its ChatState
+   * takes the new summary (name.updated). Rejects with not_allowed (not an admin, a direct chat),
+   * bad_request (a name chat.create would refuse) or chat_not_found.
+   */
+  rename(chatId: string, name: string): Promise<Chat> {
+    const askedAt = performance.now()
+    return this.request<Chat>('chat.rename', { chatId, name }).then((chat) => {
+      this.#summary(chat, askedAt)
+      return chat
+    })
+  }
+
   /** Mutes or unmutes a chat's push notifications on all of the user's devices (push.mute). */
   setMuted(chatId: string, muted: boolean): Promise<{ chatId: string; muted: boolean }> {
     return this.request<{ chatId: string; muted: boolean }>('push.mute', { chatId, muted }).then((r) => {
@@ -876,6 +913,8 @@ export class NatterClient extends Emitter<ClientEvents> {
   chat(chatId: string): ChatState {
     let state = this.#chats.get(chatId)
     if (!state) {
+      const kept = this.#goneStates.get(chatId)
+      if (kept) return kept
       state = new ChatState(this, chatId)
       if (this.#gone.has(chatId)) {
         // Asked again for a chat the user left or was removed from (a UI redrawing its
@@ -970,6 +1009,7 @@ export class NatterClient extends Emitter<ClientEvents> {
   #summary(chat: Chat, askedAt: number): void {
     // The server counts the user a member again.
     this.#gone.delete(chat.id)
+    this.#goneStates.delete(chat.id)
     this.#members.set(
       chat.id,
       chat.members.map((m) => m.userId),
@@ -1047,8 +1087,11 @@ export class NatterClient extends Emitter<ClientEvents> {
   #drop(chatId: string, reason: 'left' | 'removed'): void {
     const state = this.#chats.get(chatId)
     if (!state) return
+    // Before the timeline goes: the state keeps what the user saw.
+    state._removed()
     this.#chats.delete(chatId)
     this.#gone.add(chatId)
+    this.#goneStates.set(chatId, state)
     this.#announced.delete(chatId)
     this.#timelines.delete(chatId)
     this.#cursors.delete(chatId)
@@ -1059,9 +1102,9 @@ export class NatterClient extends Emitter<ClientEvents> {
       this.#client.unsubscribeAsync(typing).catch(() => {})
     }
     this.#heldForAnnounce.delete(chatId)
-    // Out of an encrypted chat: its group's secrets go from the device.
+    // Out of an encrypted chat: its group's secrets go from the device; the read-only state
+    // keeps only the plaintext the user already saw.
     if (this.#mls && isEncryptedChat(chatId)) this.#background(this.#mls.forget(chatId))
-    state._removed()
     this.#listChanged()
     this.emit('chat.removed', { chatId, reason })
   }
@@ -1073,6 +1116,8 @@ export class NatterClient extends Emitter<ClientEvents> {
       'message.updated',
       'message.deleted',
       'members.updated',
+      'name.updated',
+      'membership',
       'unread.updated',
       'muted.updated',
     ] as const) {
@@ -1474,6 +1519,7 @@ export class NatterClient extends Emitter<ClientEvents> {
       // Only the event that adds the user back brings a chat they left or were removed from back.
       if (!(m.kind === 'event' && addsUser(m, this.userId))) return
       this.#gone.delete(m.chatId)
+      this.#goneStates.delete(m.chatId)
     }
     const timeline = this.#timeline(m.chatId)
     const before = timeline.upTo

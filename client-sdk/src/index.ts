@@ -21,6 +21,7 @@ export {
   type UploadOptions,
   uploadMedia,
 } from './media.ts'
+export { type MembershipEvent, membershipEvent } from './membership-events.ts'
 export type { EncryptedBody } from './mls/encrypted-chats.ts'
 export {
   MemoryMlsStorage,

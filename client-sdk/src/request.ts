@@ -16,6 +16,7 @@ export type NatterErrorCode =
   | 'not_found'
   | 'not_allowed'
   | 'too_many_members'
+  | 'last_admin'
   | 'too_large'
   | 'rate_limited'
   | 'media_not_found'

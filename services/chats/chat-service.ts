@@ -6,7 +6,8 @@ import type { MessageStore } from '../messages/message-store.ts'
 import { NatterError } from '../requests/envelope.ts'
 import type { Operations } from '../requests/operations.ts'
 import type { RequestContext, RequestRouter } from '../requests/router.ts'
-import type { Chat, ChatStore } from './chat-store.ts'
+import { KeyedQueue } from '../storage/keyed-queue.ts'
+import type { Chat, ChatStore, Role } from './chat-store.ts'
 import { ENCRYPTED_CHAT_PREFIX, isEncryptedChat } from './encrypted-chats.ts'
 import type { MembershipIndex } from './membership-index.ts'
 
@@ -21,8 +22,9 @@ const newEventId = () => `evt_${randomBytes(12).toString('base64url')}`
 const OPERATOR = { userId: '', deviceId: '', clientId: '' }
 
 /**
- * Chats and their members: creating groups and direct chats, adding, removing, leaving. Every
- * membership change becomes an event message in the chat's history, fanned out like any message.
+ * Chats and their members: creating groups and direct chats, adding, removing, leaving, admin
+ * roles and renaming. Every membership change becomes an event message in the chat's history,
+ * fanned out like any message.
  */
 export class ChatService {
   readonly #chats: ChatStore
@@ -34,6 +36,8 @@ export class ChatService {
   readonly #blocks: { eitherBlocks(a: string, b: string): boolean } | undefined
   readonly #isErased: (userId: string) => boolean
   readonly #mutedChats: (userId: string) => Promise<Set<string>>
+  /** Role changes of one chat, one after another on this node, so two never both pass the last-admin check. */
+  readonly #roleChanges = new KeyedQueue()
 
   constructor(d: {
     chats: ChatStore
@@ -239,6 +243,29 @@ export class ChatService {
       },
     })
 
+    router.register('chat.role', {
+      params: ops['chat.role'].params,
+      handle: async (ctx, p) => {
+        const chat = await this.chatOf(ctx, p.chatId)
+        this.#requireAdmin(ctx, chat)
+        return this.#roleChanges.run(chat.id, () => this.#setRole(ctx, chat, p.userId, p.role))
+      },
+    })
+
+    router.register('chat.rename', {
+      params: ops['chat.rename'].params,
+      handle: async (ctx, p) => {
+        const chat = await this.chatOf(ctx, p.chatId)
+        this.#requireAdmin(ctx, chat)
+        // The same name again changes nothing: no write, no event.
+        if (chat.name === p.name) return this.describe(chat, ctx.who.userId)
+        if (!(await this.#chats.renameChat(chat.id, p.name)))
+          throw new NatterError('chat_not_found', `no chat ${chat.id}, or you are not a member`)
+        await this.#event(ctx, chat.id, { type: 'chat_renamed', name: p.name, previous: chat.name })
+        return this.describe({ ...chat, name: p.name }, ctx.who.userId)
+      },
+    })
+
     router.register('chat.leave', {
       params: ops['chat.leave'].params,
       handle: async (ctx, p) => {
@@ -264,6 +291,52 @@ export class ChatService {
     return true
   }
 
+  /**
+   * chat.role once the caller is known to be an admin: `member_role` {userId, role} in the
+   * history, fanned out to the members. Setting the role someone has is answered with
+   * `changed: false` and no event. Errors: not_allowed (the caller is no longer an admin),
+   * not_found (not a member), last_admin (the group's only admin made a member: a group always
+   * keeps one, docs/protocol.md#chats).
+   */
+  async #setRole(ctx: RequestContext, chat: Chat, userId: string, role: Role) {
+    // The store, not this node's index, which another node's change may not have reached yet.
+    const members = await this.#chats.members(chat.id)
+    // Checked again in the queue: a role change just before this one may have made the caller a member.
+    if (members.find((m) => m.userId === ctx.who.userId)?.role !== 'admin')
+      throw new NatterError('not_allowed', 'only an admin of the group can do this')
+    const target = members.find((m) => m.userId === userId)
+    if (!target) throw new NatterError('not_found', `${userId} is not a member`)
+    if (target.role === role) return { userId, role, changed: false }
+    if (role === 'member' && !members.some((m) => m.role === 'admin' && m.userId !== userId)) {
+      throw new NatterError(
+        'last_admin',
+        `${userId} is the group's only admin: make another member admin first (a group keeps at least one)`,
+      )
+    }
+    await this.#chats.setRole(chat.id, userId, role)
+    this.#index.add(chat.id, userId, role)
+    const event: Record<string, unknown> = { type: 'member_role', userId, role }
+    // Two nodes can each demote one of the last two admins at once (MongoDB has no transaction to
+    // stop it): whoever finds no admin left afterwards promotes the longest-standing member, as a
+    // leave does.
+    if (role === 'member') {
+      const heir = await this.#heirIfNoAdmin(chat.id)
+      if (heir) event.promoted = heir
+    }
+    await this.#event(ctx, chat.id, event)
+    return { userId, role, changed: true }
+  }
+
+  /** When the group has members but no admin, makes the longest-standing member admin and returns them. */
+  async #heirIfNoAdmin(chatId: string): Promise<string | undefined> {
+    const rest = await this.#chats.members(chatId)
+    const heir = rest[0]
+    if (!heir || rest.some((m) => m.role === 'admin')) return undefined
+    await this.#chats.setRole(chatId, heir.userId, 'admin')
+    this.#index.add(chatId, heir.userId, 'admin')
+    return heir.userId
+  }
+
   /** The newest message userId may see (services/blocks/hidden.ts), or undefined. */
   async #lastVisible(chatId: string, userId: string) {
     let before: number | null = null
@@ -286,15 +359,8 @@ export class ChatService {
     this.#index.remove(chat.id, userId)
     const event: Record<string, unknown> = { type, userId }
     // A group is never left without an admin: the longest-standing member takes over.
-    const rest = await this.#chats.members(chat.id)
-    if (wasAdmin && rest.length > 0 && !rest.some((m) => m.role === 'admin')) {
-      const heir = rest[0]
-      if (heir) {
-        await this.#chats.setRole(chat.id, heir.userId, 'admin')
-        this.#index.add(chat.id, heir.userId, 'admin')
-        event.promoted = heir.userId
-      }
-    }
+    const heir = wasAdmin ? await this.#heirIfNoAdmin(chat.id) : undefined
+    if (heir) event.promoted = heir
     // The one who left hears of it too, so each of their devices drops the chat.
     await this.#event(ctx, chat.id, event, [userId])
   }

@@ -73,7 +73,10 @@ export interface ChatStore {
    * they had none), so a member who comes back keeps their read position and is not a newcomer.
    */
   removeMember(chatId: string, userId: string): Promise<boolean>
+  /** Sets a member's role; nothing when they are not a member. */
   setRole(chatId: string, userId: string, role: Role): Promise<void>
+  /** Renames a group; false when there is no such group (a direct chat keeps its null name). */
+  renameChat(chatId: string, name: string): Promise<boolean>
   /** The chats a user is a member of, newest first by createdAt. */
   chatsOf(userId: string): Promise<Chat[]>
   /** Every membership, for the in-memory index a node builds at start. */

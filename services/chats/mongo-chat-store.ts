@@ -173,6 +173,11 @@ export class MongoChatStore implements ChatStore {
     await this.#members.updateOne({ chatId, userId }, { $set: { role } })
   }
 
+  async renameChat(chatId: string, name: string): Promise<boolean> {
+    const { matchedCount } = await this.#chats.updateOne({ id: chatId, kind: 'group' }, { $set: { name } })
+    return matchedCount > 0
+  }
+
   async chatsOf(userId: string): Promise<Chat[]> {
     const memberships = await this.#members.find({ userId }, { projection: { _id: 0, chatId: 1 } }).toArray()
     if (memberships.length === 0) return []

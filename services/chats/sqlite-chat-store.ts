@@ -217,6 +217,11 @@ export class SqliteChatStore implements ChatStore {
     this.#sql('UPDATE members SET role = ? WHERE chat_id = ? AND user_id = ?').run(role, chatId, userId)
   }
 
+  async renameChat(chatId: string, name: string): Promise<boolean> {
+    const renamed = this.#sql("UPDATE chats SET name = ? WHERE id = ? AND kind = 'group'").run(name, chatId)
+    return Number(renamed.changes) > 0
+  }
+
   async chatsOf(userId: string): Promise<Chat[]> {
     const rows = this.#sql(
       `SELECT c.* FROM members m JOIN chats c ON c.id = m.chat_id

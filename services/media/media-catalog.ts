@@ -11,7 +11,10 @@ export type MediaStatus = 'pending' | 'ready' | 'deleting'
 export interface MediaRecord {
   id: string
   uploaderId: string
-  /** 64 hex digits. One uploader has one record per checksum. */
+  /**
+   * 64 hex digits. One uploader has one record per checksum, content type and size: the same
+   * bytes declared as another type (or size) are another record, uploaded on their own.
+   */
   sha256: string
   size: number
   contentType: string
@@ -65,8 +68,8 @@ export interface SweepCutoffs {
 
 export interface MediaCatalog {
   /**
-   * Records a pending upload; when the uploader has a record with that checksum, returns it
-   * instead, and if that one is ready and was never sent, moves its readyAt up to m.createdAt
+   * Records a pending upload; when the uploader has a record with that checksum, content type
+   * and size (whatever its name and status), returns it instead, and if that one is ready and was never sent, moves its readyAt up to m.createdAt
    * (the same bytes picked again, say as a profile photo once more, are kept another week from
    * now), atomically with respect to markDeleting: the record returned is either renewed or
    * already being deleted.

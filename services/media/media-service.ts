@@ -120,10 +120,11 @@ export class MediaService {
    * Starts an upload (docs/protocol.md#media): for a chat the caller is a member of (`chatId`),
    * or of a profile photo (`purpose: "avatar"`, no chat needed: images only, within the image
    * cap). Exactly one of the two; the router's schema enforces it. The same bytes uploaded by the
-   * caller before come back ready, whatever they were first uploaded for. Errors:
+   * caller before, as the same type and size, come back ready, whatever they were first uploaded for. Errors:
    * unsupported_media_type (a type not accepted, or not an image for an avatar), too_large (over
-   * the kind's cap, in bytes), chat_not_found (not a member), bad_request (the same bytes pending
-   * with another size or type).
+   * the kind's cap, in bytes), chat_not_found (not a member). The same bytes begun under another
+   * content type or size are a record of their own beside the first (pending or ready), uploaded
+   * and checked on their own; a pending one under the same type and size is continued (a new URL).
    */
   async begin(
     ctx: RequestContext,
@@ -189,12 +190,6 @@ export class MediaService {
     if (record.status === 'ready') {
       this.#telemetry?.upload(record.kind, 'duplicate', 0)
       return { mediaId: record.id, status: 'ready' as const, media: info(record) }
-    }
-    if (record.size !== p.size || record.contentType !== p.contentType) {
-      throw new NatterError(
-        'bad_request',
-        `an upload of these bytes is already pending as ${record.size} bytes of ${record.contentType}`,
-      )
     }
     await this.#catalog.extend(record.id, expiresAt + COMPLETE_GRACE_MS)
     const upload = await this.#objects.signPut(objectKey(record.id), {

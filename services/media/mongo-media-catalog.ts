@@ -38,9 +38,18 @@ export class MongoMediaCatalog implements MediaCatalog {
   static async open(uri: string): Promise<MongoMediaCatalog> {
     const catalog = new MongoMediaCatalog(await connectMongo(uri))
     await ensureIndexes(catalog.#media, [
-      { key: { uploaderId: 1, sha256: 1 }, name: 'uploader_sha', unique: true },
+      // One record per uploader and declared bytes: checksum, type and size.
+      {
+        key: { uploaderId: 1, sha256: 1, contentType: 1, size: 1 },
+        name: 'uploader_bytes',
+        unique: true,
+      },
       { key: { status: 1 }, name: 'status' },
     ])
+    // Catalogs made before the type and size were part of the key had uploader_sha (uploader,
+    // checksum), which would refuse the same bytes under another type: dropped once the new one is in.
+    const indexes = await catalog.#media.listIndexes().toArray()
+    if (indexes.some((i) => i.name === 'uploader_sha')) await catalog.#media.dropIndex('uploader_sha')
     return catalog
   }
 
@@ -64,11 +73,12 @@ export class MongoMediaCatalog implements MediaCatalog {
       if (!isDuplicateKey(err)) throw err
     }
     // One update, so a sweep marking the record deleting comes wholly before or after it.
+    const same = { uploaderId: m.uploaderId, sha256: m.sha256, contentType: m.contentType, size: m.size }
     await this.#media.updateOne(
-      { uploaderId: m.uploaderId, sha256: m.sha256, status: 'ready', lastSentAt: null },
+      { ...same, status: 'ready', lastSentAt: null },
       { $max: { readyAt: m.createdAt } },
     )
-    const existing = await this.#media.findOne({ uploaderId: m.uploaderId, sha256: m.sha256 })
+    const existing = await this.#media.findOne(same)
     if (!existing) throw new Error(`media of ${m.uploaderId} with sha256 ${m.sha256} vanished during begin`)
     return { record: toRecord(existing), created: false }
   }
@@ -122,7 +132,7 @@ export class MongoMediaCatalog implements MediaCatalog {
   }
 
   async uploadedBy(userId: string): Promise<MediaRecord[]> {
-    // uploader_sha leads with the uploader.
+    // uploader_bytes leads with the uploader.
     const docs = await this.#media.find({ uploaderId: userId }).sort({ createdAt: 1, _id: 1 }).toArray()
     return docs.map(toRecord)
   }

@@ -42,7 +42,11 @@ CREATE TABLE IF NOT EXISTS media (
   duration_ms INTEGER,
   has_thumbnail INTEGER NOT NULL DEFAULT 0
 );
-CREATE UNIQUE INDEX IF NOT EXISTS media_uploader_sha ON media (uploader_id, sha256);
+-- One record per uploader and declared bytes: checksum, type and size. Catalogs made before the
+-- type and size were part of it had media_uploader_sha (uploader, checksum): replaced, since a
+-- pending upload of the same bytes under another type would otherwise block that one.
+CREATE UNIQUE INDEX IF NOT EXISTS media_uploader_bytes ON media (uploader_id, sha256, content_type, size);
+DROP INDEX IF EXISTS media_uploader_sha;
 CREATE INDEX IF NOT EXISTS media_status ON media (status);
 CREATE TABLE IF NOT EXISTS media_chats (
   media_id TEXT NOT NULL,
@@ -104,7 +108,7 @@ export class SqliteMediaCatalog implements MediaCatalog {
     this.#sql(
       `INSERT INTO media (id, uploader_id, sha256, size, content_type, kind, name, status, created_at, expires_at, duration_ms)
          VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)
-         ON CONFLICT (uploader_id, sha256) DO UPDATE SET ready_at = max(ready_at, excluded.created_at)
+         ON CONFLICT (uploader_id, sha256, content_type, size) DO UPDATE SET ready_at = max(ready_at, excluded.created_at)
            WHERE status = 'ready' AND last_sent_at IS NULL`,
     ).run(
       m.id,
@@ -118,10 +122,9 @@ export class SqliteMediaCatalog implements MediaCatalog {
       m.expiresAt,
       m.durationMs,
     )
-    const row = this.#sql('SELECT * FROM media WHERE uploader_id = ? AND sha256 = ?').get(
-      m.uploaderId,
-      m.sha256,
-    ) as unknown as MediaRow
+    const row = this.#sql(
+      'SELECT * FROM media WHERE uploader_id = ? AND sha256 = ? AND content_type = ? AND size = ?',
+    ).get(m.uploaderId, m.sha256, m.contentType, m.size) as unknown as MediaRow
     return { record: toRecord(row), created: row.id === m.id }
   }
 
@@ -178,7 +181,7 @@ export class SqliteMediaCatalog implements MediaCatalog {
   }
 
   async uploadedBy(userId: string): Promise<MediaRecord[]> {
-    // media_uploader_sha leads with the uploader.
+    // media_uploader_bytes leads with the uploader.
     const rows = this.#sql('SELECT * FROM media WHERE uploader_id = ? ORDER BY created_at, id').all(
       userId,
     ) as unknown as MediaRow[]

@@ -530,6 +530,9 @@ export class MessageService {
           )
         const textProblem = checkCharacters(p.text, { max: this.#limits.maxTextChars })
         if (textProblem) throw new NatterError('too_large', `text ${describeCharacterProblem(textProblem)}`)
+        // The text it has already (code unit for code unit) is no edit: the message comes back as
+        // it is, with no new editedAt and no event (docs/protocol.md#operations).
+        if (m.text === p.text) return { message: toEvent(m) }
         const edited = await this.#messages.edit(m.chatId, m.seq, p.text, Date.now())
         // Deleted between the check in #own and the edit.
         if (!edited)

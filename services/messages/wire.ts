@@ -83,7 +83,9 @@ export const messageEventSchema = z
     event: z
       .record(z.string(), z.unknown())
       .optional()
-      .describe('For kind "event": {type: chat_created|members_added|member_removed|member_left, …}'),
+      .describe(
+        'For kind "event": {type: chat_created|members_added|member_removed|member_left|member_role|chat_renamed, …}',
+      ),
     editedAt: z.number().int().nullable(),
     deletedAt: z.number().int().nullable().describe('Set on a tombstone: text is null and media gone'),
   })

@@ -25,6 +25,7 @@ export const errorCatalogue = {
   not_found: { status: 404, over: BOTH },
   not_allowed: { status: 403, over: BOTH },
   too_many_members: { status: 422, over: BOTH },
+  last_admin: { status: 409, over: BOTH },
   too_large: { status: 413, over: BOTH },
   rate_limited: { status: 429, over: BOTH },
   media_not_found: { status: 404, over: BOTH },

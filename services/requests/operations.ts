@@ -35,13 +35,15 @@ export function operations(l: OperationLimits) {
   const chatId = idSchema
   const seq = z.number().int().min(1)
   const limit = z.number().int().min(1).max(l.maxPageSize).default(50)
+  // chat.create and chat.rename: one rule for a group's name.
+  const groupName = visibleName({ max: 100 }, 'The group’s name')
   return {
     whoami: { summary: 'Who the connection is: user, device, token expiry.', params: z.object({}).strict() },
     'chat.create': {
       summary: 'Create a group; the caller becomes its admin.',
       params: z
         .object({
-          name: visibleName({ max: 100 }, 'The group’s name'),
+          name: groupName,
           members: z.array(idSchema).max(l.maxGroupMembers),
           encrypted: z
             .boolean()
@@ -71,6 +73,15 @@ export function operations(l: OperationLimits) {
     'chat.remove': {
       summary: 'Remove a member from a group (admins only).',
       params: z.object({ chatId, userId: idSchema }).strict(),
+    },
+    'chat.role': {
+      summary:
+        'Make a group member an admin, or an admin a member again (admins only); the last admin cannot be made a member.',
+      params: z.object({ chatId, userId: idSchema, role: z.enum(['admin', 'member']) }).strict(),
+    },
+    'chat.rename': {
+      summary: 'Rename a group (admins only).',
+      params: z.object({ chatId, name: groupName }).strict(),
     },
     'chat.leave': {
       summary: 'Leave a group; if the last admin leaves, the longest-standing member becomes admin.',

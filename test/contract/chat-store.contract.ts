@@ -231,6 +231,25 @@ export function chatStoreContract(name: string, open: () => Promise<Harness<Chat
       )
     })
 
+    it('renames a group, keeps the name across a reopen, and never names a direct chat', async () => {
+      const [id, alice, bob] = [unique('group'), unique('alice'), unique('bob')]
+      await store.createGroup({ id, name: 'G', createdBy: alice, members: [bob], at: 1000 })
+      assert.equal(await store.renameChat(id, 'Trip to Lisbon 🇵🇹'), true)
+      assert.equal((await store.getChat(id))?.name, 'Trip to Lisbon 🇵🇹')
+      assert.equal((await store.chatsOf(bob)).find((c) => c.id === id)?.name, 'Trip to Lisbon 🇵🇹')
+      store = await h.reopen()
+      assert.equal((await store.getChat(id))?.name, 'Trip to Lisbon 🇵🇹')
+      const { chat: direct } = await store.findOrCreateDirect({
+        id: unique('direct'),
+        a: alice,
+        b: bob,
+        at: 1,
+      })
+      assert.equal(await store.renameChat(direct.id, 'Us'), false)
+      assert.equal((await store.getChat(direct.id))?.name, null)
+      assert.equal(await store.renameChat(unique('missing'), 'Nobody'), false)
+    })
+
     it("lists a user's chats newest first, without those the user left", async () => {
       const [alice, bob] = [unique('alice'), unique('bob')]
       const [oldest, newest, middle, left] = [unique('g'), unique('g'), unique('g'), unique('g')]

@@ -61,6 +61,45 @@ export function mediaCatalogContract(name: string, open: () => Promise<Harness<M
       assert.equal(await catalog.get(unique('missing')), null)
     })
 
+    it('keeps the same bytes declared as another type or size beside, pending or ready', async () => {
+      const first = upload({ contentType: 'text/plain', kind: 'file', name: 'notes.txt', size: 16 })
+      await catalog.begin(first)
+      const same = { uploaderId: first.uploaderId, sha256: first.sha256 }
+      const asImage = await catalog.begin(
+        upload({ ...same, contentType: 'image/jpeg', kind: 'image', name: 'fake.jpg', size: 16 }),
+      )
+      assert.equal(asImage.created, true, 'another type is a record of its own')
+      assert.equal(asImage.record.contentType, 'image/jpeg')
+      assert.notEqual(asImage.record.id, first.id)
+      const otherSize = await catalog.begin(
+        upload({ ...same, contentType: 'text/plain', kind: 'file', size: 17 }),
+      )
+      assert.equal(otherSize.created, true, 'another size is a record of its own')
+      const renamed = await catalog.begin(
+        upload({ ...same, contentType: 'text/plain', kind: 'file', size: 16, name: 'other.txt' }),
+      )
+      assert.deepEqual(
+        [renamed.created, renamed.record.id],
+        [false, first.id],
+        'a name is no part of the key',
+      )
+
+      await catalog.complete(first.id, { width: null, height: null, hasThumbnail: false }, 1500)
+      const readyAgain = await catalog.begin(
+        upload({ ...same, contentType: 'text/plain', kind: 'file', size: 16 }),
+      )
+      assert.deepEqual([readyAgain.created, readyAgain.record.status], [false, 'ready'])
+      const imageAgain = await catalog.begin(
+        upload({ ...same, contentType: 'image/jpeg', kind: 'image', size: 16 }),
+      )
+      assert.deepEqual(
+        [imageAgain.created, imageAgain.record.id, imageAgain.record.status],
+        [false, asImage.record.id, 'pending'],
+        'the pending image beside the ready text is still its own',
+      )
+      assert.equal((await catalog.uploadedBy(first.uploaderId)).length, 3)
+    })
+
     it('completes a pending upload once, with what the server learnt', async () => {
       const m = upload()
       await catalog.begin(m)

@@ -1,4 +1,5 @@
-import { useEffect, useState } from 'preact/hooks'
+import { useSyncExternalStore } from 'preact/compat'
+import { useEffect, useMemo, useState } from 'preact/hooks'
 import type { ChatState } from '../../client-sdk/src/index.ts'
 import { useApp } from '../context.ts'
 import { previewOf, shortTimeOf } from '../format.ts'
@@ -6,33 +7,47 @@ import { memo } from '../memo.ts'
 import { useNames } from '../names.ts'
 import { Avatar, GroupAvatar } from './Avatar.tsx'
 
+/** How long (ms) to wait before loading the chat list again after a failed load. */
+const RETRY_MS = 2000
+
 /**
- * The user's chats, newest activity first (client.chats(), chats.updated). Each row follows its
- * own ChatState ('updated'): a new message redraws its row and moves it, nothing else.
+ * The user's chats, newest activity first: the client's chat list as an external store
+ * (subscribeChats, getChatsSnapshot), loaded once connected (loadChats; after an offline start
+ * it holds the chats with messages waiting in the outbox). Each row follows its own ChatState,
+ * so a new message redraws its row and moves it, nothing else.
  */
 export function ChatList({ current, onOpen }: { current: string | null; onOpen: (chatId: string) => void }) {
   const { client } = useApp()
-  const [chats, setChats] = useState<ChatState[]>(() => client.chats())
+  const all = useSyncExternalStore(client.subscribeChats, client.getChatsSnapshot)
+  // Before chat.list answered, the client knows chats from what its inbox brought too, a group
+  // the user left among them: only those the server described, or with messages waiting here.
+  const chats = useMemo(
+    () => all.filter((c) => c.loaded || c.pending.length > 0 || c.id === current),
+    [all, current],
+  )
   const [error, setError] = useState('')
   useEffect(() => {
-    const off = client.on('chats.updated', setChats)
-    setChats(client.chats())
     let timer: ReturnType<typeof setTimeout> | undefined
     let live = true
-    // A first load that fails (a timeout just after connecting) is tried again until it works.
-    const load = () =>
+    let loaded = false
+    // Loaded once connected; a load that fails (a timeout just after connecting) is tried again.
+    const load = () => {
+      clearTimeout(timer)
+      if (!live || loaded || client.state !== 'connected') return
       client.loadChats().then(
-        (chats) => {
-          if (!live) return
-          setError('')
-          setChats(chats)
+        () => {
+          loaded = true
+          if (live) setError('')
         },
         (e: Error) => {
           if (!live) return
-          setError(`${e.message}; trying again`)
-          timer = setTimeout(load, 2000)
+          if (client.state === 'connected') setError(`${e.message}; trying again`)
+          timer = setTimeout(load, RETRY_MS)
         },
       )
+    }
+    // The SDK reads the list again after every reconnect once it was loaded.
+    const off = client.on('state', load)
     load()
     return () => {
       live = false
@@ -53,13 +68,22 @@ export function ChatList({ current, onOpen }: { current: string | null; onOpen: 
   )
 }
 
-/** A chat's title: the group's name, or the other member's display name. */
+const titleKey = (chatId: string) => `natter:title:${chatId}`
+
+/**
+ * A chat's title: the group's name, or the other member's display name. Each title shown is
+ * kept in sessionStorage: a tab reloaded without a network (an offline start, with no summaries
+ * or profiles yet) still names the chats whose messages wait.
+ */
 export function useTitle(chat: ChatState): string {
   const { me, names } = useApp()
   const peer = chat.kind === 'direct' ? peerOf(chat, me) : null
   const nameOf = useNames(names, peer ? [peer] : [])
-  if (chat.kind === 'group') return chat.name ?? 'Group'
-  return peer ? nameOf(peer) : '…'
+  const title = chat.kind === 'group' ? chat.name : peer ? nameOf(peer) : null
+  useEffect(() => {
+    if (title) sessionStorage.setItem(titleKey(chat.id), title)
+  }, [chat.id, title])
+  return title ?? sessionStorage.getItem(titleKey(chat.id)) ?? (chat.kind === 'group' ? 'Group' : '…')
 }
 
 export function peerOf(chat: ChatState, me: string): string | null {
@@ -76,23 +100,20 @@ const ChatRow = memo(function ChatRow({
   onOpen: (chatId: string) => void
 }) {
   const { me, names } = useApp()
-  const [, bump] = useState(0)
-  useEffect(() => {
-    const off = chat.on('updated', () => bump((n) => n + 1))
-    // What changed between the first render and the subscription (a summary that just came).
-    bump((n) => n + 1)
-    return off
-  }, [chat])
+  const snap = useSyncExternalStore(chat.subscribe, chat.getSnapshot)
   const title = useTitle(chat)
   const peer = chat.kind === 'direct' ? peerOf(chat, me) : null
-  const last = chat.lastMessage
+  const last = snap.lastMessage
   const nameOf = useNames(names, last ? [last.senderId] : [])
   let preview = last ? previewOf(last, nameOf) : ''
   if (last && last.kind === 'text' && last.deletedAt === null) {
     if (last.senderId === me) preview = `You: ${preview}`
     else if (chat.kind === 'group') preview = `${nameOf(last.senderId)}: ${preview}`
   }
-  const unread = active ? 0 : chat.unread
+  // Messages waiting in the outbox (offline, or refused) come after the last one stored.
+  const waiting = snap.pending.at(-1)
+  if (waiting) preview = `${waiting.failed ? 'Not sent' : 'Waiting'}: ${waiting.text || 'an attachment'}`
+  const unread = active ? 0 : snap.unread
   return (
     <li data-chat-id={chat.id} class={active ? 'active' : ''}>
       <button

@@ -49,7 +49,11 @@ export function Composer({
     onError('')
     client.stopTyping(chat.id)
     if (mode.kind === 'edit') {
-      chat.edit(mode.of.seq, t).catch((e: Error) => onError(e.message))
+      const seq = mode.of.seq
+      // A refusal the outbox keeps shows on the message (Retry, Cancel); anything else here.
+      chat.edit(seq, t).catch((e: Error) => {
+        if (!chat.pendingChanges.some((c) => c.seq === seq && c.failed)) onError(e.message)
+      })
     } else if (mode.kind === 'reply') {
       chat.reply(mode.to.seq, t).sent.catch(() => {})
     } else {

@@ -1,5 +1,6 @@
-import { useEffect, useLayoutEffect, useMemo, useRef, useState } from 'preact/hooks'
-import type { ChatMessage, ChatState, OutboxItem } from '../../client-sdk/src/index.ts'
+import { useSyncExternalStore } from 'preact/compat'
+import { useCallback, useEffect, useLayoutEffect, useMemo, useRef, useState } from 'preact/hooks'
+import type { ChatState, OutboxItem } from '../../client-sdk/src/index.ts'
 import { useApp } from '../context.ts'
 import { useNames } from '../names.ts'
 import { useUploads } from '../uploads.ts'
@@ -20,21 +21,54 @@ const JUMP_PAGES = 20
 /** How long (ms) a message jumped to stays highlighted. */
 const HIGHLIGHT_MS = 2500
 
+/** Where the reader is looking: a message (its element) and its top, px from the list's top. */
+interface Anchor {
+  el: Element
+  top: number
+}
+
+/** The first item of the list whose bottom is below the list's top edge: what the reader sees first. */
+function anchorOf(list: HTMLElement): Anchor | null {
+  const top = list.getBoundingClientRect().top
+  for (const el of list.children) {
+    const box = el.getBoundingClientRect()
+    if (box.bottom > top) return { el, top: box.top - top }
+  }
+  return null
+}
+
 /**
- * One open chat: its timeline from the ChatState (message.new/updated/deleted redraw only the
- * messages that changed), the user's pending messages, typing and presence, infinite scroll
- * backwards (loadOlder), one debounced read receipt (markReadSoon).
+ * One open chat: its state from the ChatState as an external store (subscribe, getSnapshot:
+ * timeline, pending messages and changes, membership), typing and presence, infinite scroll
+ * backwards (loadOlder), one debounced read receipt (markReadSoon). The view stays on what the
+ * reader looks at while older pages and media above it load, and on the newest message when
+ * the reader was at the bottom.
  */
 export function Conversation({ chat, onBack }: { chat: ChatState; onBack: () => void }) {
   const { client, me, names, announce } = useApp()
   const title = useTitle(chat)
-  const [messages, setMessages] = useState<ChatMessage[]>(() => chat.messages)
-  const [pending, setPending] = useState<OutboxItem[]>(() => chat.pending)
-  const [, bumpStatus] = useState(0)
+  const snap = useSyncExternalStore(chat.subscribe, chat.getSnapshot)
+  const removed = snap.removed
+  // The client forgets a chat the user was removed from, its timeline with it: the messages seen
+  // until then stay on screen, read-only. Its refused messages and changes stay in the outbox,
+  // whose changes no longer reach the forgotten ChatState's snapshot: read directly, redrawn at
+  // each `status` of the chat.
+  const seen = useRef(snap.messages)
+  if (!removed) seen.current = snap.messages
+  const messages = removed ? seen.current : snap.messages
+  const [, bumpRemoved] = useState(0)
+  useEffect(
+    () =>
+      client.on('status', (e) => {
+        if (e.chatId === chat.id && chat.removed) bumpRemoved((n) => n + 1)
+      }),
+    [client, chat],
+  )
+  const pending = removed ? chat.pending : snap.pending
+  const pendingChanges = removed ? chat.pendingChanges : snap.pendingChanges
   const [typing, setTyping] = useState<string[]>([])
   const [presence, setPresence] = useState<{ online: boolean; lastSeenAt: number } | null>(null)
   const [connection, setConnection] = useState(client.state)
-  const [removed, setRemoved] = useState(chat.removed)
   const [error, setError] = useState('')
   const [mode, setMode] = useState<Mode>({ kind: 'new' })
   const [showInfo, setShowInfo] = useState(false)
@@ -46,31 +80,71 @@ export function Conversation({ chat, onBack }: { chat: ChatState; onBack: () => 
   const { store: uploadStore, uploads } = useUploads(client, chat)
   const list = useRef<HTMLOListElement>(null)
   const loading = useRef(false)
-  /** Where the view was before an update: following the newest, or this far from the bottom. */
+  /** The reader is at the bottom: the newest message stays in view as things arrive. */
   const follow = useRef(true)
-  const keepFromBottom = useRef<number | null>(null)
+  /** Otherwise, what the reader looks at: kept at its place on screen when things above change. */
+  const anchor = useRef<Anchor | null>(null)
+  /**
+   * The scrollTop the app last set. Its scroll event comes a frame later, when a message may
+   * have grown since (an image decoded): read then, the distance to the bottom would look like
+   * the reader's doing, so such events leave `follow` and the anchor as they are.
+   */
+  const setTop = useRef<number | null>(null)
   const peer = chat.kind === 'direct' ? peerOf(chat, me) : null
   const nameOf = useNames(names, typing)
+
+  /**
+   * Puts the view back after the list's content changed (a render, an attachment's info or image,
+   * anything that resized a message): at the bottom for a reader who follows the newest message,
+   * else with the anchored message where it was on screen. The browser's own scroll anchoring is
+   * off for the list (style.css): one rule, the same in every browser (Safari has none).
+   */
+  const keepView = useCallback(() => {
+    const el = list.current
+    if (!el) return
+    const was = el.scrollTop
+    if (follow.current) {
+      el.scrollTop = el.scrollHeight
+    } else {
+      const a = anchor.current
+      if (a?.el.isConnected) {
+        const moved = a.el.getBoundingClientRect().top - el.getBoundingClientRect().top - a.top
+        if (Math.abs(moved) >= 0.5) el.scrollTop += moved
+      }
+    }
+    if (el.scrollTop !== was) setTop.current = el.scrollTop
+    anchor.current = anchorOf(el)
+  }, [])
 
   const readSoon = () => {
     if (document.visibilityState === 'visible') chat.markReadSoon()
   }
 
   useEffect(() => {
-    const refresh = () => setMessages(chat.messages)
+    let opened = false
+    let live = true
+    // Opened once connected (after an offline start, when the connection comes), and again
+    // after a failed try: the SDK follows an opened chat across reconnects by itself.
+    const open = () => {
+      if (opened || client.state !== 'connected') return
+      opened = true
+      chat.open().then(
+        () => {
+          if (!live) return
+          setError('')
+          readSoon()
+        },
+        (e: Error) => {
+          opened = false
+          if (live) setError(e.message)
+        },
+      )
+    }
     const offs = [
       chat.on('message.new', (m) => {
-        refresh()
-        if (m.senderId !== me) {
-          readSoon()
-          if (m.kind === 'text') announce(`${names.nameOf(m.senderId)}: ${m.text ?? 'an image'}`)
-        }
-      }),
-      chat.on('message.updated', refresh),
-      chat.on('message.deleted', refresh),
-      chat.on('status', () => {
-        setPending(chat.pending)
-        bumpStatus((n) => n + 1)
+        if (m.senderId === me) return
+        readSoon()
+        if (m.kind === 'text') announce(`${names.nameOf(m.senderId)}: ${m.text ?? 'an image'}`)
       }),
       client.on('typing', (t) => {
         if (t.chatId !== chat.id || t.userId === me) return
@@ -79,25 +153,17 @@ export function Conversation({ chat, onBack }: { chat: ChatState; onBack: () => 
         )
       }),
       // Presence seen before a disconnect may be stale: not shown until connected again.
-      client.on('state', setConnection),
-      client.on('chat.removed', (r) => {
-        if (r.chatId === chat.id) setRemoved(true)
+      client.on('state', (s) => {
+        setConnection(s)
+        open()
       }),
     ]
-    // What came between the first render and the subscriptions.
-    refresh()
     setConnection(client.state)
+    open()
     const visible = () => readSoon()
     document.addEventListener('visibilitychange', visible)
-    chat.open().then(
-      () => {
-        refresh()
-        setPending(chat.pending)
-        readSoon()
-      },
-      (e: Error) => setError(e.message),
-    )
     return () => {
+      live = false
       for (const off of offs) off()
       document.removeEventListener('visibilitychange', visible)
     }
@@ -112,17 +178,30 @@ export function Conversation({ chat, onBack }: { chat: ChatState; onBack: () => 
     return off
   }, [client, peer])
 
-  // After a render: keep the view where the reader was (older messages above, new ones below).
+  // After a render: older messages above, new ones below, the view where the reader was.
+  useLayoutEffect(keepView, [messages, pending, uploads, atStart, pendingChanges])
+
+  // Whatever resizes a message later (its media's info or image, a name, a font), or the list, is
+  // seen after layout and before paint: the view is put back before anything shows it moved.
   useLayoutEffect(() => {
     const el = list.current
-    if (!el) return
-    if (keepFromBottom.current !== null) {
-      el.scrollTop = el.scrollHeight - keepFromBottom.current
-      keepFromBottom.current = null
-    } else if (follow.current) {
-      el.scrollTop = el.scrollHeight
+    if (!el || typeof ResizeObserver === 'undefined') return
+    const seen = new ResizeObserver(() => keepView())
+    // The list itself too: a panel, an error or a taller composer makes it shorter.
+    seen.observe(el)
+    for (const item of el.children) seen.observe(item)
+    const added = new MutationObserver((records) => {
+      for (const r of records) {
+        for (const n of r.addedNodes) if (n instanceof Element) seen.observe(n)
+        for (const n of r.removedNodes) if (n instanceof Element) seen.unobserve(n)
+      }
+    })
+    added.observe(el, { childList: true })
+    return () => {
+      added.disconnect()
+      seen.disconnect()
     }
-  }, [messages, pending, uploads])
+  }, [keepView])
 
   // A search result jumped to: into view, focused for keyboard and screen reader users.
   useLayoutEffect(() => {
@@ -131,8 +210,15 @@ export function Conversation({ chat, onBack }: { chat: ChatState; onBack: () => 
     const el = list.current?.querySelector<HTMLElement>(`li[data-seq="${seq}"]`)
     if (!el) return
     jumpTarget.current = null
+    // Whatever scrolled meanwhile (the search panel closing clamps the list at the bottom), the
+    // reader now reads here: what loads or resizes later keeps this message in place.
+    follow.current = false
     el.scrollIntoView({ block: 'center' })
     el.focus({ preventScroll: true })
+    if (list.current) {
+      setTop.current = list.current.scrollTop
+      anchor.current = anchorOf(list.current)
+    }
   }, [messages, highlight])
 
   useEffect(() => {
@@ -140,15 +226,6 @@ export function Conversation({ chat, onBack }: { chat: ChatState; onBack: () => 
     const timer = setTimeout(() => setHighlight(null), HIGHLIGHT_MS)
     return () => clearTimeout(timer)
   }, [highlight])
-
-  /** An attachment grew (its info or image came): the reader at the bottom stays there. */
-  const mediaResized = useMemo(
-    () => () => {
-      const el = list.current
-      if (el && follow.current && keepFromBottom.current === null) el.scrollTop = el.scrollHeight
-    },
-    [],
-  )
 
   /**
    * Shows the message with this seq: older pages are loaded until the timeline holds it (at most
@@ -171,7 +248,6 @@ export function Conversation({ chat, onBack }: { chat: ChatState; onBack: () => 
         }
       }
     } catch (e) {
-      setMessages(chat.messages)
       setError(`Could not load the message: ${(e as Error).message}`)
       return
     }
@@ -180,26 +256,28 @@ export function Conversation({ chat, onBack }: { chat: ChatState; onBack: () => 
       return
     }
     jumpTarget.current = seq
-    setMessages(chat.messages)
     setHighlight(seq)
   }
 
   const onScroll = () => {
     const el = list.current
     if (!el) return
+    const mine = setTop.current !== null && Math.abs(el.scrollTop - setTop.current) < 1
+    setTop.current = null
+    if (mine) return
     follow.current = el.scrollHeight - el.scrollTop - el.clientHeight < EDGE
+    anchor.current = anchorOf(el)
     if (el.scrollTop < EDGE && !loading.current && !atStart && messages.length > 0) {
       if ((messages[0]?.seq ?? 1) <= 1) {
         setAtStart(true)
         return
       }
       loading.current = true
+      // The page comes into the timeline (a new snapshot) and renders above the anchor.
       chat.loadOlder(50).then(
         (n) => {
           loading.current = false
           if (n === 0) setAtStart(true)
-          keepFromBottom.current = el.scrollHeight - el.scrollTop
-          setMessages(chat.messages)
         },
         () => {
           loading.current = false
@@ -214,7 +292,10 @@ export function Conversation({ chat, onBack }: { chat: ChatState; onBack: () => 
       reply: (m) => setMode({ kind: 'reply', to: m }),
       edit: (m) => setMode({ kind: 'edit', of: m }),
       remove: (m) => {
-        chat.delete(m.seq).catch((e: Error) => setError(e.message))
+        // A refusal the outbox keeps shows on the message (Retry, Cancel); anything else here.
+        chat.delete(m.seq).catch((e: Error) => {
+          if (!chat.pendingChanges.some((c) => c.seq === m.seq && c.failed)) setError(e.message)
+        })
       },
     }),
     [chat],
@@ -223,18 +304,34 @@ export function Conversation({ chat, onBack }: { chat: ChatState; onBack: () => 
     () => ({ cancel: (id: string) => uploadStore.cancel(id), retry: (id: string) => uploadStore.retry(id) }),
     [uploadStore],
   )
-  const retry = (localId: string) => {
-    chat.retry(localId).sent.catch(() => {})
-    setPending(chat.pending)
-  }
-  const cancel = (localId: string) => {
-    chat
-      .cancel(localId)
-      .catch(() => {})
-      .finally(() => setPending(chat.pending))
-  }
+  // A failed message, edit or delete: sent again, or dropped (the snapshot shows either).
+  const retry = useCallback(
+    (localId: string) => {
+      try {
+        chat.retry(localId).sent.catch(() => {})
+      } catch (e) {
+        setError((e as Error).message)
+      }
+    },
+    [chat],
+  )
+  const cancel = useCallback(
+    (localId: string) => {
+      chat.cancel(localId).catch((e: Error) => setError(e.message))
+    },
+    [chat],
+  )
+  /** The user's edits and deletes of each message that wait in the outbox or were refused, by seq. */
+  const changesBySeq = useMemo(() => {
+    const by = new Map<number, OutboxItem[]>()
+    for (const c of pendingChanges) {
+      if (c.seq === undefined) continue
+      by.set(c.seq, [...(by.get(c.seq) ?? []), c])
+    }
+    return by
+  }, [pendingChanges])
 
-  const members = chat.members
+  const members = snap.members
   const admins = members.filter((m) => m.role === 'admin').length
   return (
     <section id="conversation" aria-label={`Chat with ${title}`}>
@@ -245,7 +342,7 @@ export function Conversation({ chat, onBack }: { chat: ChatState; onBack: () => 
         {peer ? <Avatar userId={peer} size={40} /> : <GroupAvatar name={title} size={40} />}
         <div class="heading">
           <h2 id="peer">{title}</h2>
-          {peer ? (
+          {chat.kind === 'direct' ? (
             <span id="presence" class={presence?.online && connection === 'connected' ? 'online' : ''}>
               {presence && connection === 'connected'
                 ? presence.online
@@ -277,7 +374,7 @@ export function Conversation({ chat, onBack }: { chat: ChatState; onBack: () => 
       </header>
       {showSearch && <Search chat={chat} onJump={jumpTo} onClose={() => setShowSearch(false)} />}
       {showInfo && chat.kind === 'group' && <GroupInfo chat={chat} removed={removed} onError={setError} />}
-      <MediaResized.Provider value={mediaResized}>
+      <MediaResized.Provider value={keepView}>
         <ol id="messages" ref={list} onScroll={onScroll} aria-label="Messages">
           {atStart && <li class="start">This is the start of the chat</li>}
           {messages.map((m) => (
@@ -291,6 +388,9 @@ export function Conversation({ chat, onBack }: { chat: ChatState; onBack: () => 
               actions={actions}
               readOnly={removed}
               highlighted={m.seq === highlight}
+              changes={changesBySeq.get(m.seq)}
+              onRetry={retry}
+              onCancel={cancel}
             />
           ))}
           {pending.map((p) => (

@@ -1,4 +1,5 @@
-import { useEffect, useState } from 'preact/hooks'
+import { useSyncExternalStore } from 'preact/compat'
+import { useState } from 'preact/hooks'
 import type { ChatState } from '../../client-sdk/src/index.ts'
 import { useApp } from '../context.ts'
 import { useNames } from '../names.ts'
@@ -18,15 +19,10 @@ export function GroupInfo({
   onError: (message: string) => void
 }) {
   const { me, names } = useApp()
-  const [all, setMembers] = useState(chat.members)
+  const all = useSyncExternalStore(chat.subscribe, chat.getSnapshot).members
   // Once out, the list is the last one known, without the user.
   const members = removed ? all.filter((m) => m.userId !== me) : all
   const [add, setAdd] = useState('')
-  useEffect(() => {
-    const off = chat.on('members.updated', (u) => setMembers(u.members))
-    setMembers(chat.members)
-    return off
-  }, [chat])
   const nameOf = useNames(
     names,
     members.map((m) => m.userId),

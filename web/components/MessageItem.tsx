@@ -39,6 +39,11 @@ export const MessageItem = memo(function MessageItem(p: {
   readOnly: boolean
   /** Just jumped to (a search result): marked for a moment. */
   highlighted: boolean
+  /** The user's edits and deletes of this message that wait in the outbox, or were refused. */
+  changes?: readonly OutboxItem[] | undefined
+  /** Make a refused edit or delete again, or drop it (by its localId): stable across renders. */
+  onRetry: (localId: string) => void
+  onCancel: (localId: string) => void
 }) {
   const { m, mine } = p
   const { names } = useApp()
@@ -81,9 +86,66 @@ export const MessageItem = memo(function MessageItem(p: {
         )}
       </span>
       {!deleted && !p.readOnly && <Menu m={m} mine={mine} actions={p.actions} />}
+      {p.changes?.map((c) => (
+        <ChangeItem
+          key={c.localId}
+          item={c}
+          readOnly={p.readOnly}
+          onRetry={p.onRetry}
+          onCancel={p.onCancel}
+        />
+      ))}
     </li>
   )
 })
+
+/**
+ * An edit or delete of the user's that the server has not applied: on its way (offline, or
+ * behind the message's send), or refused with why, its text kept, and Retry / Cancel (only
+ * Remove once the user is no longer a member), as a refused message has.
+ */
+function ChangeItem({
+  item,
+  readOnly,
+  onRetry,
+  onCancel,
+}: {
+  item: OutboxItem
+  readOnly: boolean
+  onRetry: (localId: string) => void
+  onCancel: (localId: string) => void
+}) {
+  const edit = item.op === 'edit'
+  const failed = item.failed
+  if (!failed) {
+    return (
+      <span class="change change-pending" data-op={item.op} data-local-id={item.localId}>
+        {edit ? 'Edit waiting to be saved' : 'Delete waiting to be done'}
+      </span>
+    )
+  }
+  const why = readOnly ? 'you are no longer a member of this chat.' : failed.message
+  return (
+    <span class="change change-failed" data-op={item.op} data-local-id={item.localId}>
+      <span class="failure">{`${edit ? 'Edit not saved' : 'Not deleted'}: ${why}`}</span>
+      {edit && item.text !== undefined && (
+        <span class="change-text" title="The edit's text">
+          {item.text}
+        </span>
+      )}
+      <span class="change-actions">
+        {!readOnly && (
+          <button type="button" class="retry" onClick={() => onRetry(item.localId)}>
+            Retry
+          </button>
+        )}
+        <button type="button" class="cancel" onClick={() => onCancel(item.localId)}>
+          {readOnly ? 'Remove' : 'Cancel'}
+        </button>
+      </span>
+    </span>
+  )
+}
 
 function Sender({ names, userId }: { names: ReturnType<typeof useApp>['names']; userId: string }) {
   const name = useName(names, userId)

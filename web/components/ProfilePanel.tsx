@@ -44,10 +44,8 @@ export function ProfilePanel({ onClose }: { onClose: () => void }) {
         onProgress: (sent, total) => setProgress({ sent, total }),
       })
       .then(({ mediaId }) => client.setProfile({ avatar: mediaId }))
-      .then((p) => {
-        names.set(p)
-        setSaid('Photo saved')
-      }, fail)
+      // The SDK's profile cache takes the answer: the new photo shows wherever the user does.
+      .then(() => setSaid('Photo saved'), fail)
       .finally(() => setProgress(null))
   }
 
@@ -76,12 +74,7 @@ export function ProfilePanel({ onClose }: { onClose: () => void }) {
             <button
               type="button"
               id="remove-avatar"
-              onClick={() =>
-                client.setProfile({ avatar: null }).then((p) => {
-                  names.set(p)
-                  setSaid('Photo removed')
-                }, fail)
-              }
+              onClick={() => client.setProfile({ avatar: null }).then(() => setSaid('Photo removed'), fail)}
             >
               Remove photo
             </button>
@@ -102,10 +95,7 @@ export function ProfilePanel({ onClose }: { onClose: () => void }) {
           e.preventDefault()
           setError('')
           const n = displayName.trim()
-          client.setProfile({ displayName: n === '' ? null : n }).then((p) => {
-            names.set(p)
-            setSaid('Name saved')
-          }, fail)
+          client.setProfile({ displayName: n === '' ? null : n }).then(() => setSaid('Name saved'), fail)
         }}
       >
         <label for="display-name">Display name</label>
