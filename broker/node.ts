@@ -380,6 +380,8 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
     await blockStore.close()
     await admin.close()
     await stores.profiles.close()
+    await stores.keyPackages.close()
+    await stores.commits.close()
     await objects.close()
     await Promise.all(Object.values(services.providers).map((p) => p.close()))
   }

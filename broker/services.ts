@@ -20,6 +20,8 @@ import { UndeliveredTracker } from '../services/messages/undelivered-tracker.ts'
 import { createMediaMetrics } from '../services/metrics/media-metrics.ts'
 import { createMetrics } from '../services/metrics/metrics.ts'
 import { createPushMetrics } from '../services/metrics/push-metrics.ts'
+import { CommitService } from '../services/mls/commit-service.ts'
+import { KeyPackageService } from '../services/mls/key-package-service.ts'
 import { RedisDeviceCounter } from '../services/presence/device-counter.ts'
 import { PresenceTracker } from '../services/presence/presence-tracker.ts'
 import { ProfileService } from '../services/profiles/profile-service.ts'
@@ -178,6 +180,23 @@ export async function wireServices(d: ServiceDeps) {
   const revocations = new RevocationList()
   revocations.load(await stores.delivery.revocations())
   const accounts = await openAccounts(settings)
+  const keyPackages = new KeyPackageService({
+    store: stores.keyPackages,
+    shareChat: (a, b) => index.shareChat(a, b),
+    maxPerDevice: settings.mlsMaxKeyPackages,
+    ops,
+    log,
+  })
+  keyPackages.register(router)
+  new CommitService({
+    commits: stores.commits,
+    messages: stores.messages,
+    chats: stores.chats,
+    index,
+    inbox: wiring.sink,
+    ops,
+    log,
+  }).register(router)
   const deviceService = new DeviceService({
     delivery: stores.delivery,
     push: stores.push,
@@ -189,6 +208,10 @@ export async function wireServices(d: ServiceDeps) {
         id: clientIdOf(dev.userId, dev.deviceId),
       })
     },
+    forgetKeyPackages: (userId, which) =>
+      'deviceId' in which
+        ? keyPackages.forgetDevice(userId, which.deviceId)
+        : keyPackages.forgetOtherDevices(userId, which.except),
     revocations,
     accounts: accounts.list,
     announce: d.announceRevocation,

@@ -15,6 +15,12 @@ import { SqliteMediaCatalog } from '../services/media/sqlite-media-catalog.ts'
 import type { MessageStore } from '../services/messages/message-store.ts'
 import { MongoMessageStore } from '../services/messages/mongo-message-store.ts'
 import { SqliteMessageStore } from '../services/messages/sqlite-message-store.ts'
+import type { CommitStore } from '../services/mls/commit-store.ts'
+import type { KeyPackageStore } from '../services/mls/key-package-store.ts'
+import { MongoCommitStore } from '../services/mls/mongo-commit-store.ts'
+import { MongoKeyPackageStore } from '../services/mls/mongo-key-package-store.ts'
+import { SqliteCommitStore } from '../services/mls/sqlite-commit-store.ts'
+import { SqliteKeyPackageStore } from '../services/mls/sqlite-key-package-store.ts'
 import { MongoProfileStore } from '../services/profiles/mongo-profile-store.ts'
 import type { ProfileStore } from '../services/profiles/profile-store.ts'
 import { SqliteProfileStore } from '../services/profiles/sqlite-profile-store.ts'
@@ -31,21 +37,27 @@ export interface Stores {
   profiles: ProfileStore
   /** Per-device MQTT sessions and delivery cursors. */
   delivery: DeliveryStore
+  /** The MLS KeyPackage directory (docs/e2ee.md). */
+  keyPackages: KeyPackageStore
+  /** Accepted MLS Commits, one per chat and epoch. */
+  commits: CommitStore
   kind: 'sqlite' | 'mongodb'
 }
 
 /** MongoDB when NATTER_MONGODB_URI is set, otherwise SQLite files in the data directory. */
 export async function openStores(settings: Settings): Promise<Stores> {
   if (settings.mongodbUri) {
-    const [messages, chats, media, push, delivery, profiles] = await Promise.all([
+    const [messages, chats, media, push, delivery, profiles, keyPackages, commits] = await Promise.all([
       MongoMessageStore.open(settings.mongodbUri),
       MongoChatStore.open(settings.mongodbUri),
       MongoMediaCatalog.open(settings.mongodbUri),
       MongoPushStore.open(settings.mongodbUri),
       MongoDeliveryStore.open(settings.mongodbUri),
       MongoProfileStore.open(settings.mongodbUri),
+      MongoKeyPackageStore.open(settings.mongodbUri),
+      MongoCommitStore.open(settings.mongodbUri),
     ])
-    return { messages, chats, media, push, delivery, profiles, kind: 'mongodb' }
+    return { messages, chats, media, push, delivery, profiles, keyPackages, commits, kind: 'mongodb' }
   }
   return {
     messages: new SqliteMessageStore(join(settings.dataDir, 'messages.db')),
@@ -54,6 +66,8 @@ export async function openStores(settings: Settings): Promise<Stores> {
     push: new SqlitePushStore(join(settings.dataDir, 'push.db')),
     delivery: new SqliteDeliveryStore(join(settings.dataDir, 'delivery.db')),
     profiles: new SqliteProfileStore(join(settings.dataDir, 'profiles.db')),
+    keyPackages: new SqliteKeyPackageStore(join(settings.dataDir, 'mls.db')),
+    commits: new SqliteCommitStore(join(settings.dataDir, 'mls.db')),
     kind: 'sqlite',
   }
 }

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import { basename } from 'node:path'
 import { promisify } from 'node:util'
 import { brotliCompress, gzip, constants as zlib } from 'node:zlib'
 import { build } from 'esbuild'
@@ -167,7 +168,8 @@ const hashOf = (b: Buffer) => createHash('sha256').update(b).digest('base64url')
 /**
  * The web chat's files, built once on first request: the app (web/app.tsx, Preact and the
  * client SDK) and the stylesheet, minified by esbuild under content-hashed names; index.html
- * naming them; all three precompressed with brotli and gzip.
+ * naming them; the app's chunks imported on demand (the SDK's MLS client); all precompressed
+ * with brotli and gzip.
  */
 async function buildAssets(): Promise<Assets> {
   const common = {
@@ -185,11 +187,30 @@ async function buildAssets(): Promise<Assets> {
       platform: 'browser',
       jsx: 'automatic',
       jsxImportSource: 'preact',
+      // Dynamic imports become chunks loaded when called: the SDK's MLS client (ts-mls, ~37 KB
+      // brotli) stays out of the first load of a page that opens no encrypted chat.
+      splitting: true,
+      outdir: ASSETS,
+      entryNames: 'app',
+      chunkNames: 'chunk-[hash]',
     }),
     build({ ...common, entryPoints: [new URL('style.css', WEB).pathname] }),
     readFile(new URL('index.html', WEB), 'utf8'),
   ])
-  const jsBody = Buffer.from(js.outputFiles[0]?.contents ?? new Uint8Array())
+  const entry = js.outputFiles.find((f) => basename(f.path) === 'app.js')
+  const jsBody = Buffer.from(entry?.contents ?? new Uint8Array())
+  // Chunks keep esbuild's names (content-hashed): the entry imports them by those, relative to /assets/.
+  const chunks = await Promise.all(
+    js.outputFiles
+      .filter((f) => f !== entry)
+      .map(
+        async (f) =>
+          [
+            basename(f.path),
+            await asset('text/javascript; charset=utf-8', Buffer.from(f.contents), IMMUTABLE),
+          ] as const,
+      ),
+  )
   const cssBody = Buffer.from(css.outputFiles[0]?.contents ?? new Uint8Array())
   const jsName = `app-${hashOf(jsBody)}.js`
   const cssName = `style-${hashOf(cssBody)}.css`
@@ -203,10 +224,7 @@ async function buildAssets(): Promise<Assets> {
   return {
     html: htmlAsset,
     favicon,
-    byName: new Map([
-      [jsName, jsAsset],
-      [cssName, cssAsset],
-    ]),
+    byName: new Map([[jsName, jsAsset], [cssName, cssAsset], ...chunks]),
     jsName,
     cssName,
   }

@@ -206,6 +206,11 @@ export const settingsShape = {
     .describe(
       'Devices (MQTT sessions) one user may have; a CONNECT of one more is refused (CONNACK 5) until one is revoked or its session expires.',
     ),
+  mlsMaxKeyPackages: integer(1, 10_000)
+    .default(100)
+    .describe(
+      'One-time MLS KeyPackages one device may hold in the directory (docs/e2ee.md); an upload that would pass it is refused (too_many_key_packages).',
+    ),
   eraseBatch: integer(1, 100_000)
     .default(500)
     .describe(

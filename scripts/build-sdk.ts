@@ -11,7 +11,7 @@ import { builtinModules } from 'node:module'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { gzipSync } from 'node:zlib'
-import { build } from 'esbuild'
+import { build, type Plugin } from 'esbuild'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const SRC = join(ROOT, 'client-sdk/src')
@@ -20,10 +20,27 @@ const ENTRIES = {
   index: join(SRC, 'index.ts'),
   'indexeddb-outbox': join(SRC, 'indexeddb-outbox.ts'),
   topics: join(SRC, 'topics.ts'),
+  'mls-file': join(SRC, 'mls/file-storage.ts'),
 }
 /** The one-file build's entry: the main one and the IndexedDB outbox. */
 const STANDALONE = join(SRC, 'standalone.ts')
 const builtins = new Set([...builtinModules, ...builtinModules.map((m) => `node:${m}`)])
+
+/**
+ * ts-mls' HPKE library (@hpke/common) falls back to `import("crypto")` when `globalThis.crypto` is
+ * missing, which never happens in a browser (nor in Node 20+): the browser build takes the global
+ * WebCrypto instead of Node's module.
+ */
+const webCryptoOnly: Plugin = {
+  name: 'webcrypto-only',
+  setup(b) {
+    b.onResolve({ filter: /^(node:)?crypto$/ }, () => ({ path: 'webcrypto', namespace: 'webcrypto-only' }))
+    b.onLoad({ filter: /.*/, namespace: 'webcrypto-only' }, () => ({
+      contents: 'export const webcrypto = globalThis.crypto',
+      loader: 'js',
+    }))
+  },
+}
 
 export interface SdkBuild {
   /** The one-file build for pages without a bundler. */
@@ -58,6 +75,7 @@ export async function buildSdk(out = join(ROOT, 'client-sdk/dist')): Promise<Sdk
     minify: true,
     metafile: true,
     logLevel: 'error',
+    plugins: [webCryptoOnly],
   })
   // platform neutral: the same files serve Node and bundlers, which resolve mqtt.js for their
   // own target (its browser field in a bundler).

@@ -6,6 +6,15 @@ import { after, before, describe, it } from 'node:test'
 import { clusterSecret } from './helpers/cluster.ts'
 import { Device } from './helpers/device.ts'
 import { FakeApns, makeCert, type TestCert } from './helpers/fake-push.ts'
+import {
+  base64,
+  commitAdd,
+  commitParams,
+  createChatGroup,
+  encrypt,
+  type MlsMember,
+  newKeyPackage,
+} from './helpers/mls.ts'
 import { localNodeEnv, logEvent, type Proc, run } from './helpers/processes.ts'
 
 /**
@@ -94,6 +103,43 @@ describe('push notifications end to end (a node process, APNs)', () => {
     assert.equal(pushesSince(before).length, 1, 'one notification for the burst')
     const metrics = await (await fetch(`${httpUrl}/metrics`)).text()
     assert.match(metrics, /natter_push_sent_total\{provider="apns"\} 1\n/)
+  })
+
+  it('says only "New message" for an encrypted chat: no text, no ciphertext (docs/e2ee.md)', async () => {
+    const alice = await device('alice')
+    let bob = await device('bob')
+    const chat = (
+      await alice.request<{ id: string }>('chat.create', { name: 'Vault', members: ['bob'], encrypted: true })
+    ).id
+    const bobKp = await newKeyPackage('bob/phone')
+    await bob.request('mls.keypackages.upload', { keyPackages: [bobKp.base64] })
+    await bob.request('push.register', {
+      platform: 'apns',
+      token: bobsToken,
+      apnsTopic: 'com.example.natter',
+      sandbox: true,
+    })
+    await bob.close()
+    const a: MlsMember = { identity: 'alice/phone', kp: await newKeyPackage('alice/phone') }
+    await createChatGroup(chat, a)
+    const add = await commitAdd(a, [bobKp.bytes])
+    await alice.request('mls.commit', commitParams(chat, add))
+    a.state = add.newState
+    const before = apns.received.length
+    const ciphertext = base64(await encrypt(a, 'the vault code is 4711'))
+    await alice.request('send', { chatId: chat, clientMsgId: 'secret-1', ciphertext })
+    await apns.waitFor(before + 1)
+    const [push] = pushesSince(before)
+    assert.deepEqual(push?.problems, [])
+    const aps = push?.body.aps as { alert: { title: string; body: string }; badge: number }
+    assert.deepEqual(aps.alert, { title: 'Vault', body: 'New message' })
+    const wire = JSON.stringify(push?.body)
+    assert.ok(!wire.includes('4711') && !wire.includes(ciphertext.slice(0, 40)), wire)
+    bob = await device('bob')
+    await bob.until(
+      () => bob.messages(chat).some((m) => m.clientMsgId === 'secret-1'),
+      'bob gets the message',
+    )
   })
 
   it('sends nothing to a device that comes back within the grace period', async () => {

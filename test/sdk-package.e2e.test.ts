@@ -210,6 +210,7 @@ describe('the client SDK as a package an app installs', () => {
     assert.deepEqual(Object.keys(installed.exports).sort(), [
       '.',
       './indexeddb',
+      './mls-file',
       './package.json',
       './standalone',
       './topics',

@@ -1140,6 +1140,15 @@ describe('the web chat in a real browser', () => {
     }
     ctx.diagnostic(`the first load transfers ${transferred} bytes (brotli)`)
     assert.ok(transferred < 250_000, `the first load transfers ${transferred} bytes compressed`)
+    // The SDK's MLS client (ts-mls) is a chunk imported on demand, served beside the app, not in it.
+    const app = await (await get(js, 'identity')).text()
+    const chunks = [...app.matchAll(/import\("\.\/(chunk-[\w-]+\.js)"\)/g)].map((m) => `/assets/${m[1]}`)
+    assert.ok(chunks.length > 0, 'a chunk imported on demand')
+    for (const path of chunks) {
+      const chunk = await get(path)
+      assert.equal(chunk.status, 200, path)
+      assert.equal(chunk.headers.get('cache-control'), 'public, max-age=31536000, immutable')
+    }
     assert.equal((await get('/assets/app-nothere.js')).status, 404)
     const icon = await get('/favicon.ico')
     assert.equal(icon.status, 200)

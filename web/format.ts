@@ -28,7 +28,7 @@ export function describeEvent(m: ChatMessage, nameOf: (userId: string) => string
   const promoted = typeof e.promoted === 'string' ? `; ${nameOf(e.promoted)} is now an admin` : ''
   switch (e.type) {
     case 'chat_created':
-      return m.chatId.startsWith('g_')
+      return !m.chatId.startsWith('d_')
         ? `${who} created the group${typeof e.name === 'string' ? ` “${e.name}”` : ''}`
         : `${who} started the chat`
     case 'members_added':

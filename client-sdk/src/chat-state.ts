@@ -83,6 +83,8 @@ export interface ChatHost {
   setMuted(chatId: string, muted: boolean): Promise<{ chatId: string; muted: boolean }>
   addMembers(chatId: string, userIds: string[]): Promise<{ added: string[] }>
   removeMember(chatId: string, userId: string): Promise<{ removed: string }>
+  safetyNumber(chatId: string, userId: string, deviceId?: string): Promise<string>
+  devicesOf(chatId: string, userId: string): string[]
   setRole(
     chatId: string,
     userId: string,
@@ -114,6 +116,8 @@ export class ChatState extends Emitter<ChatStateEvents> {
   readonly id: string
   /** From the chat id: direct chats' ids start with `d_`, groups' with `g_`. */
   readonly kind: 'direct' | 'group'
+  /** End-to-end encrypted (MLS, docs/e2ee.md): from the chat id, which starts with `e_`. */
+  readonly encrypted: boolean
   #name: string | null = null
   #members: Member[] = []
   #lastSeq = 0
@@ -144,6 +148,7 @@ export class ChatState extends Emitter<ChatStateEvents> {
     this.#host = host
     this.id = chatId
     this.kind = chatId.startsWith('d_') ? 'direct' : 'group'
+    this.encrypted = chatId.startsWith('e_')
   }
 
   /**
@@ -400,6 +405,19 @@ export class ChatState extends Emitter<ChatStateEvents> {
   }
 
   /**
+   * In an encrypted chat, the safety number of this user and `userId` (NatterClient.safetyNumber):
+   * 12 groups of 5 digits, the same on both sides, from both users' devices in the group.
+   */
+  safetyNumber(userId: string, deviceId?: string): Promise<string> {
+    return this.#host.safetyNumber(this.id, userId, deviceId)
+  }
+
+  /** In an encrypted chat, a member's device ids in the MLS group, sorted. */
+  devicesOf(userId: string): string[] {
+    return this.#host.devicesOf(this.id, userId)
+  }
+
+  /**
    * Makes a member an admin, or an admin a member again (chat.role; admins only). Resolves
    * with `changed: false` when they had that role already; `members` changes when the chat's
    * member_role event arrives (members.updated, membership). Rejects with last_admin (the only
@@ -643,9 +661,10 @@ function applyMembership(members: Member[], m: ChatMessage): Member[] {
   const ids = (v: unknown): string[] => (Array.isArray(v) ? v.filter((x) => typeof x === 'string') : [])
   let next = members
   if (e.type === 'chat_created') {
+    // Groups, encrypted ones (`e_`) included, start with their creator as admin; direct chats have none.
     next = ids(e.members).map((userId) => ({
       userId,
-      role: m.chatId.startsWith('g_') && userId === m.senderId ? 'admin' : 'member',
+      role: !m.chatId.startsWith('d_') && userId === m.senderId ? 'admin' : 'member',
     }))
   } else if (e.type === 'members_added') {
     const fresh = ids(e.userIds).filter((u) => !members.some((x) => x.userId === u))

@@ -4,6 +4,9 @@ import { Emitter } from './emitter.ts'
 import { checkUrlForHere, connectTimeoutOf, firstToken, watchFirstConnect } from './first-connect.ts'
 import { type MediaUrls, mediaUrl, type Uploaded, type UploadOptions, uploadMedia } from './media.ts'
 import type { MembershipEvent } from './membership-events.ts'
+import { isEncryptedChat } from './mls/chat-kind.ts'
+import type { DevicesChangedEvent, EncryptedChats, EncryptedChatsHost } from './mls/encrypted-chats.ts'
+import type { MlsStorage } from './mls/storage.ts'
 import { MemoryOutboxStorage, Outbox, type OutboxItem, type OutboxStorage } from './outbox.ts'
 import { type Profile, ProfileCache, type ProfilesAnswer } from './profile-cache.ts'
 import { type NatterErrorCode, NatterRequestError, request } from './request.ts'
@@ -81,6 +84,13 @@ export interface ClientOptions {
    * - `connectTimeout` 10 000 ms (mqtt.js: 30 000): a reconnect that gets no CONNACK is given
    *   up and tried again after the backoff.
    */
+  /**
+   * End-to-end encrypted chats (docs/e2ee.md): where this device keeps its MLS keys and group
+   * states (MemoryMlsStorage, FileMlsStorage for Node, IndexedDbMlsStorage for browsers). Without
+   * it the client reads and writes plaintext chats only: an encrypted chat's messages stay
+   * undecryptable and sends to one fail.
+   */
+  mls?: { storage: MlsStorage }
   mqtt?: Omit<
     IClientOptions,
     'clientId' | 'username' | 'password' | 'clean' | 'protocolVersion' | 'reconnectPeriod'
@@ -151,9 +161,18 @@ export interface ClientEvents {
    * names and avatars from it, or from profileOf.
    */
   profile: Profile
+  /**
+   * A member's devices in an encrypted chat changed (a Commit added or removed some): the safety
+   * number with that user changed; an app may ask the user to compare it again.
+   */
+  'devices.changed': DevicesChangedEvent
+  /** This device is in an encrypted chat's MLS group: it can send there and read what follows. */
+  'encryption.ready': { chatId: string; epoch: number }
   /** Something the server refused that no call was waiting for. */
   error: NatterRequestError
 }
+
+export type { DevicesChangedEvent } from './mls/encrypted-chats.ts'
 
 export type { Profile } from './profile-cache.ts'
 
@@ -217,6 +236,8 @@ export class NatterClient extends Emitter<ClientEvents> {
   readonly #typingTimers = new Map<string, ReturnType<typeof setTimeout>>()
   readonly #typingSent = new Map<string, number>()
   #client!: MqttClient
+  /** The MLS client of encrypted chats, when ClientOptions.mls is given. */
+  #mls: EncryptedChats | undefined
   #token = ''
   #state: ConnectionState = 'connecting'
   #attempt = 0
@@ -338,6 +359,11 @@ export class NatterClient extends Emitter<ClientEvents> {
     for (const item of await this.#outbox.load()) {
       this.#maybeStored.add(item.localId)
       this.chat(item.chatId)
+    }
+    if (this.#o.mls) {
+      // Loaded on demand: an app without encrypted chats does not load ts-mls.
+      const { openEncryptedChats } = await import('./mls/open.ts')
+      this.#mls = await openEncryptedChats(this.#mlsHost(), this.#o.mls.storage, this.clientId)
     }
     try {
       this.#token = await firstToken(this.#o.getToken, Math.max(1, deadline - Date.now()))
@@ -487,6 +513,97 @@ export class NatterClient extends Emitter<ClientEvents> {
     if (this.#profiles.size > 0) this.#background(this.#profiles.refresh())
     // Whatever arrived while the device was away: every open chat catches up from its last seq.
     for (const chatId of this.#timelines.keys()) this.#background(this.sync(chatId))
+    // KeyPackages for others to add this device with, and this user's new devices into its groups.
+    const mls = this.#mls
+    if (mls) {
+      this.#keyPackages = mls.topUp().then(() => {})
+      this.#background(this.#keyPackages.then(() => this.addOwnDevices()))
+    }
+  }
+
+  #keyPackages: Promise<void> = Promise.resolve()
+
+  /**
+   * Resolves once the KeyPackages of the latest connect are uploaded (mls.keypackages.count, then
+   * upload when fewer than 5 or no last-resort one); rejects as that upload did.
+   */
+  keyPackagesReady(): Promise<void> {
+    this.#needMls()
+    return this.#keyPackages
+  }
+
+  #mlsHost(): EncryptedChatsHost {
+    return {
+      userId: this.userId,
+      deviceId: this.deviceId,
+      request: (op, params) => this.request(op, params),
+      members: (chatId) => {
+        // The state's list follows membership events; the summary's is as of the last chat.get.
+        const state = this.#chats.get(chatId)
+        return state?.loaded ? state.members.map((m) => m.userId) : this.#members.get(chatId)
+      },
+      sync: (chatId) => this.sync(chatId),
+      deliver: (m, live) => this.#addResolved(m, live),
+      joined: (chatId, epoch) => this.emit('encryption.ready', { chatId, epoch }),
+      devicesChanged: (e) => this.emit('devices.changed', e),
+      failed: (err) => this.emit('error', new NatterRequestError('internal', err.message)),
+    }
+  }
+
+  /** The MLS client, or a not_allowed refusal when ClientOptions.mls was not given. */
+  #needMls(): EncryptedChats {
+    if (!this.#mls)
+      throw new NatterRequestError(
+        'not_allowed',
+        'encrypted chats need ClientOptions.mls (a storage for the keys)',
+      )
+    return this.#mls
+  }
+
+  /** Whether a chat is end-to-end encrypted (from its id: docs/e2ee.md §1). */
+  isEncrypted(chatId: string): boolean {
+    return isEncryptedChat(chatId)
+  }
+
+  /**
+   * Resolves once this device is in an encrypted chat's MLS group (created it, or joined from a
+   * Welcome); until a member's device adds it, it waits (no timeout: race it with one if need be).
+   */
+  whenEncryptionReady(chatId: string): Promise<void> {
+    return this.#needMls().inGroup(chatId)
+  }
+
+  /**
+   * The safety number of this user and `userId` in an encrypted chat (12 groups of 5 digits, the
+   * same on both sides), from both users' devices' credential keys in the group; `deviceId` for
+   * one of their devices only (docs/e2ee.md §9). Compared out of band; it changes when a device
+   * is added or removed (`devices.changed`). Rejects when they have no device in the group.
+   */
+  safetyNumber(chatId: string, userId: string, deviceId?: string): Promise<string> {
+    return this.#needMls().safetyNumber(chatId, userId, deviceId)
+  }
+
+  /** A member's devices in an encrypted chat's group, as this device sees them. */
+  devicesOf(chatId: string, userId: string): string[] {
+    return this.#needMls()
+      .devicesOf(chatId, userId)
+      .map((d) => d.deviceId)
+      .sort()
+  }
+
+  /**
+   * Adds this user's devices missing from the groups of the encrypted chats this device is in (a
+   * new device: docs/e2ee.md §6). Done at each connect; call it when the app learns of a new
+   * device. Resolves with the chats changed.
+   */
+  addOwnDevices(): Promise<string[]> {
+    const mls = this.#needMls()
+    return mls.addOwnDevices(mls.device.chatIds())
+  }
+
+  /** Commits fresh keys for this device in an encrypted chat (an empty Commit with an UpdatePath). */
+  updateKeys(chatId: string): Promise<void> {
+    return this.#needMls().updateKeys(chatId)
   }
 
   #onClose(): void {
@@ -691,14 +808,25 @@ export class NatterClient extends Emitter<ClientEvents> {
     })
   }
 
-  /** Creates a group with this user as admin (chat.create); chat.added fires for it. */
-  createGroup(name: string, members: string[]): Promise<Chat> {
+  /**
+   * Creates a group with this user as admin (chat.create); chat.added fires for it. With
+   * `encrypted`, an end-to-end encrypted chat: this device creates its MLS group and adds every
+   * device of every member (and this user's other devices) with one Commit before it resolves
+   * (docs/e2ee.md); members' devices join from the Welcome when they see the Commit. Rejects with
+   * not_allowed when encrypted and ClientOptions.mls is not given.
+   */
+  async createGroup(name: string, members: string[], o: { encrypted?: boolean } = {}): Promise<Chat> {
+    const mls = o.encrypted ? this.#needMls() : undefined
     const askedAt = performance.now()
-    return this.request<Chat>('chat.create', { name, members }).then((chat) => {
-      this.#summary(chat, askedAt)
-      this.#announce(chat.id)
-      return chat
+    const chat = await this.request<Chat>('chat.create', {
+      name,
+      members,
+      ...(o.encrypted ? { encrypted: true } : {}),
     })
+    this.#summary(chat, askedAt)
+    this.#announce(chat.id)
+    if (mls) await mls.createGroup(chat.id, members)
+    return chat
   }
 
   /** The direct chat with another user, created the first time (chat.direct); chat.added fires when new here. */
@@ -723,13 +851,22 @@ export class NatterClient extends Emitter<ClientEvents> {
    * Adds members to a group (chat.add; admins only): resolves with those who were not members.
    * Rejects with not_allowed (not an admin, a direct chat), too_many_members or chat_not_found.
    */
-  addMembers(chatId: string, userIds: string[]): Promise<{ added: string[] }> {
-    return this.request('chat.add', { chatId, members: userIds })
+  async addMembers(chatId: string, userIds: string[]): Promise<{ added: string[] }> {
+    const r = await this.request<{ added: string[] }>('chat.add', { chatId, members: userIds })
+    // In an encrypted chat their devices join the group with one Commit (rebased if need be).
+    if (isEncryptedChat(chatId) && r.added.length) await this.#needMls().add(chatId, r.added)
+    return r
   }
 
-  /** Removes a member from a group (chat.remove; admins only). Rejects with not_allowed or not_found. */
-  removeMember(chatId: string, userId: string): Promise<{ removed: string }> {
-    return this.request('chat.remove', { chatId, userId })
+  /**
+   * Removes a member from a group (chat.remove; admins only). Rejects with not_allowed or not_found.
+   * In an encrypted chat, a Commit then removes all of their devices from the group: nothing sent
+   * after it can be read by them.
+   */
+  async removeMember(chatId: string, userId: string): Promise<{ removed: string }> {
+    const r = await this.request<{ removed: string }>('chat.remove', { chatId, userId })
+    if (isEncryptedChat(chatId)) await this.#needMls().removeUser(chatId, userId)
+    return r
   }
 
   /**
@@ -878,7 +1015,10 @@ export class NatterClient extends Emitter<ClientEvents> {
       chat.members.map((m) => m.userId),
     )
     const later = (this.#timelines.get(chat.id)?.messages() ?? []).filter((m) => m.seq > chat.lastSeq)
-    this.chat(chat.id)._summary(chat, later, askedAt)
+    // An encrypted chat's last message is ciphertext on the server: shown as this device read it.
+    const last =
+      chat.lastMessage && isEncryptedChat(chat.id) ? this.#mls?.readable(chat.lastMessage) : undefined
+    this.chat(chat.id)._summary(last ? { ...chat, lastMessage: last } : chat, later, askedAt)
     this.#recompute(chat.id)
   }
 
@@ -962,6 +1102,9 @@ export class NatterClient extends Emitter<ClientEvents> {
       this.#client.unsubscribeAsync(typing).catch(() => {})
     }
     this.#heldForAnnounce.delete(chatId)
+    // Out of an encrypted chat: its group's secrets go from the device; the read-only state
+    // keeps only the plaintext the user already saw.
+    if (this.#mls && isEncryptedChat(chatId)) this.#background(this.#mls.forget(chatId))
     this.#listChanged()
     this.emit('chat.removed', { chatId, reason })
   }
@@ -1310,18 +1453,25 @@ export class NatterClient extends Emitter<ClientEvents> {
     return page.messages.length
   }
 
-  /** Fetches everything after the last seq held without a gap. */
+  /**
+   * Fetches everything after the last seq held without a gap. In an encrypted chat each page is
+   * processed (Commits applied, messages decrypted, in seq order) before the next is asked for.
+   */
   async sync(chatId: string): Promise<void> {
     const timeline = this.#timeline(chatId)
+    const mls = isEncryptedChat(chatId) ? this.#mls : undefined
     for (;;) {
       const page = await this.request<{ messages: ChatMessage[]; more: boolean }>('sync', {
         chatId,
         after: timeline.upTo,
         limit: 200,
       })
-      for (const m of page.messages) this.#add(m)
-      // Seqs the answer passed over are hidden from this user: no gap to fetch again.
       const last = page.messages.at(-1)
+      if (mls) {
+        for (const m of page.messages) this.#background(mls.feed(m))
+        if (last) await mls.passedTo(chatId, last.seq)
+      } else for (const m of page.messages) this.#add(m)
+      // Seqs the answer passed over are hidden from this user: no gap to fetch again.
       if (last) timeline.syncedTo(last.seq)
       if (!page.more) return
     }
@@ -1352,8 +1502,19 @@ export class NatterClient extends Emitter<ClientEvents> {
     return t
   }
 
-  /** A message from the inbox, a sync or a history page (live false: old, no message.new). */
+  /**
+   * A message from the inbox, a sync or a history page (live false: old, no message.new). An
+   * encrypted chat's go through its MLS client first, which hands them on in seq order.
+   */
   #add(m: ChatMessage, live = true): void {
+    if (this.#mls && isEncryptedChat(m.chatId) && m.type === 'message' && !this.#gone.has(m.chatId)) {
+      this.#background(this.#mls.feed(m, live))
+      return
+    }
+    this.#addResolved(m, live)
+  }
+
+  #addResolved(m: ChatMessage, live: boolean): void {
     if (this.#gone.has(m.chatId)) {
       // Only the event that adds the user back brings a chat they left or were removed from back.
       if (!(m.kind === 'event' && addsUser(m, this.userId))) return
@@ -1390,6 +1551,16 @@ export class NatterClient extends Emitter<ClientEvents> {
       const fresh = !this.#chats.has(m.chatId)
       this.chat(m.chatId)._message(held, change, previous, live)
       if (change === 'new' && live) this.#membership(held, fresh)
+      if (change === 'new' && live && this.#mls && isEncryptedChat(m.chatId) && e.type === 'member_left') {
+        // Someone left: their devices still hold the epoch's keys until a Commit removes them.
+        const admins = (this.#chats.get(m.chatId)?.members ?? []).filter((x) => x.role === 'admin')
+        this.#background(
+          this.#mls.removeDeparted(
+            m.chatId,
+            admins.map((x) => x.userId),
+          ),
+        )
+      }
     }
     // A seq beyond the next one: the ones between are fetched.
     if (timeline.hasGap && timeline.upTo === before && this.#state === 'connected') {
@@ -1546,8 +1717,42 @@ export class NatterClient extends Emitter<ClientEvents> {
     const { localId, chatId, text, media, replyTo } = item
     this.#inFlight.add(localId)
     this.#maybeStored.add(localId)
+    if (isEncryptedChat(chatId)) {
+      this.#publishEncrypted(item)
+      return
+    }
     const body = { clientMsgId: localId, text, media, replyTo }
     this.#client.publish(topics.send(chatId), JSON.stringify(body), { qos: 1 })
+  }
+
+  /**
+   * An encrypted chat's message: text, media and replyTo go inside the MLS PrivateMessage, made
+   * once per local id, in the order sent (docs/e2ee.md §4). The server sees the ciphertext only.
+   */
+  #publishEncrypted(item: OutboxItem): void {
+    const { localId, chatId, text, media, replyTo } = item
+    let mls: EncryptedChats
+    try {
+      mls = this.#needMls()
+    } catch (err) {
+      this.#fail(localId, chatId, asError(err))
+      return
+    }
+    const body = {
+      ...(text !== undefined ? { text } : {}),
+      ...(media ? { media } : {}),
+      ...(replyTo !== undefined ? { replyTo } : {}),
+    }
+    mls.encryptFor(chatId, localId, body).then(
+      (ciphertext) => {
+        // Dropped meanwhile (a reconnect sends it again; cancelled, or stored already).
+        if (!this.#inFlight.has(localId) || this.#state !== 'connected') return
+        this.#client.publish(topics.send(chatId), JSON.stringify({ clientMsgId: localId, ciphertext }), {
+          qos: 1,
+        })
+      },
+      (err: unknown) => this.#fail(localId, chatId, asError(err)),
+    )
   }
 
   /**
@@ -1579,6 +1784,7 @@ export class NatterClient extends Emitter<ClientEvents> {
     }
     const item = this.#outbox.get(m.clientMsgId)
     if (item && (item.op ?? 'send') === 'send') {
+      this.#mls?.forgetCiphertext(m.clientMsgId)
       this.#outbox.remove(m.clientMsgId).catch(() => {})
       this.#inFlight.delete(m.clientMsgId)
       this.#maybeStored.delete(m.clientMsgId)

@@ -5,6 +5,7 @@ export {
   type ClientOptions,
   type ConnectionState,
   createClient,
+  type DevicesChangedEvent,
   type MessageStatus,
   NatterClient,
   type Profile,
@@ -21,6 +22,14 @@ export {
   uploadMedia,
 } from './media.ts'
 export { type MembershipEvent, membershipEvent } from './membership-events.ts'
+export type { EncryptedBody } from './mls/encrypted-chats.ts'
+export {
+  MemoryMlsStorage,
+  type MlsDeviceRecord,
+  type MlsStorage,
+  type StoredGroup,
+  type StoredKeyPackage,
+} from './mls/storage.ts'
 export { MemoryOutboxStorage, type OutboxItem, type OutboxStorage } from './outbox.ts'
 export { type NatterErrorCode, NatterRequestError, request } from './request.ts'
 export type { ChatMessage } from './timeline.ts'

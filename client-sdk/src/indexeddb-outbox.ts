@@ -1,5 +1,8 @@
 import type { OutboxItem, OutboxStorage } from './outbox.ts'
 
+// The `@natter/client-sdk/indexeddb` entry holds every IndexedDB storage of the SDK.
+export { IndexedDbMlsStorage } from './mls/indexeddb-storage.ts'
+
 const STORE = 'items'
 
 /**

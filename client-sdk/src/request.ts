@@ -24,6 +24,10 @@ export type NatterErrorCode =
   | 'upload_incomplete'
   | 'checksum_mismatch'
   | 'invalid_image'
+  | 'invalid_key_package'
+  | 'too_many_key_packages'
+  | 'invalid_commit'
+  | 'stale_epoch'
   | 'internal'
   | 'disconnected'
   | 'timeout'
@@ -37,10 +41,13 @@ export class NatterRequestError extends Error {
   readonly code: NatterErrorCode
   /** rate_limited: ms after which the same call may succeed (the server's retryAfterMs). */
   readonly retryAfterMs: number | undefined
-  constructor(code: NatterErrorCode, message: string, retryAfterMs?: number) {
+  /** stale_epoch: the MLS epoch the chat is at (docs/e2ee.md §3). */
+  readonly epoch: number | undefined
+  constructor(code: NatterErrorCode, message: string, retryAfterMs?: number, epoch?: number) {
     super(message)
     this.code = code
     this.retryAfterMs = retryAfterMs
+    this.epoch = epoch
   }
 }
 
@@ -73,7 +80,7 @@ function pendingFor(client: MqttClient, replyTopic: string): Map<string, Pending
         id?: string
         ok?: boolean
         result?: unknown
-        error?: { code: string; message: string; retryAfterMs?: number }
+        error?: { code: string; message: string; retryAfterMs?: number; epoch?: number }
       }
       try {
         reply = JSON.parse(payload.toString('utf8'))
@@ -91,6 +98,7 @@ function pendingFor(client: MqttClient, replyTopic: string): Map<string, Pending
             (reply.error?.code ?? 'internal') as NatterErrorCode,
             reply.error?.message ?? 'request failed',
             reply.error?.retryAfterMs,
+            reply.error?.epoch,
           ),
         )
     })

@@ -4,4 +4,4 @@
  * from a second file.
  */
 export * from './index.ts'
-export { IndexedDbOutboxStorage } from './indexeddb-outbox.ts'
+export { IndexedDbMlsStorage, IndexedDbOutboxStorage } from './indexeddb-outbox.ts'

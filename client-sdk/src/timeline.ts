@@ -12,6 +12,12 @@ export interface ChatMessage {
   media?: string[]
   replyTo?: number
   event?: Record<string, unknown>
+  /** An encrypted chat's message as the server holds it: base64 MLS PrivateMessage (docs/e2ee.md §4). */
+  ciphertext?: string
+  /** Set on an encrypted chat's messages the SDK decrypted (their text, media, replyTo came from inside). */
+  encrypted?: true
+  /** Why an encrypted message could not be read on this device (text stays null). */
+  undecryptable?: string
   editedAt: number | null
   deletedAt: number | null
 }

@@ -8,13 +8,15 @@ import type { Operations } from '../requests/operations.ts'
 import type { RequestContext, RequestRouter } from '../requests/router.ts'
 import { KeyedQueue } from '../storage/keyed-queue.ts'
 import type { Chat, ChatStore, Role } from './chat-store.ts'
+import { ENCRYPTED_CHAT_PREFIX, isEncryptedChat } from './encrypted-chats.ts'
 import type { MembershipIndex } from './membership-index.ts'
 
 export interface ChatLimits {
   maxGroupMembers: number
 }
 
-const newChatId = (prefix: 'g' | 'd') => `${prefix}_${randomBytes(12).toString('base64url')}`
+const newChatId = (prefix: 'g' | 'd' | typeof ENCRYPTED_CHAT_PREFIX) =>
+  `${prefix}_${randomBytes(12).toString('base64url')}`
 const newEventId = () => `evt_${randomBytes(12).toString('base64url')}`
 // The sender of events the operator causes: no user id is empty (services/auth/identity.ts).
 const OPERATOR = { userId: '', deviceId: '', clientId: '' }
@@ -111,6 +113,7 @@ export class ChatService {
     return {
       id: chat.id,
       kind: chat.kind,
+      encrypted: isEncryptedChat(chat.id),
       name: chat.name,
       createdBy: chat.createdBy,
       createdAt: chat.createdAt,
@@ -137,7 +140,7 @@ export class ChatService {
           )
         }
         const chat = await this.#chats.createGroup({
-          id: newChatId('g'),
+          id: newChatId(p.encrypted ? ENCRYPTED_CHAT_PREFIX : 'g'),
           name: p.name,
           createdBy: ctx.who.userId,
           members,

@@ -14,6 +14,12 @@ export type DeviceRefusal =
   | { reason: 'account_banned' | 'account_erased'; message: string }
 
 /** One device in the answer of devices.list. Times are ms since the epoch (docs/protocol.md#times). */
+/** Forgets what a store holds for one device of a user, or for every device of the user but one. */
+export type DeviceForgetter = (
+  userId: string,
+  which: { deviceId: string } | { except: string },
+) => Promise<unknown>
+
 export interface DeviceEntry {
   deviceId: string
   firstSeenAt: number
@@ -40,6 +46,7 @@ export class DeviceService {
   readonly #push: Pick<PushStore, 'registrations'>
   readonly #forgetPush: (userId: string, deviceId: string) => Promise<boolean>
   readonly #forgetSubscriptions: (d: DeviceRef) => Promise<void>
+  readonly #forgetKeyPackages: DeviceForgetter | undefined
   readonly #revocations: RevocationList
   readonly #accounts: { refusal(userId: string): 'banned' | 'erased' | null } | undefined
   readonly #announce: (r: Revocation) => void
@@ -57,6 +64,8 @@ export class DeviceService {
     push: Pick<PushStore, 'registrations'>
     forgetPush: (userId: string, deviceId: string) => Promise<boolean>
     forgetSubscriptions: (d: DeviceRef) => Promise<void>
+    /** Removes MLS KeyPackages (services/mls/): of one device, or of every device but one. */
+    forgetKeyPackages?: DeviceForgetter
     revocations: RevocationList
     /** Banned and erased accounts (services/accounts/account-list.ts), refused before any device rule. */
     accounts?: { refusal(userId: string): 'banned' | 'erased' | null }
@@ -69,6 +78,7 @@ export class DeviceService {
     this.#push = d.push
     this.#forgetPush = d.forgetPush
     this.#forgetSubscriptions = d.forgetSubscriptions
+    this.#forgetKeyPackages = d.forgetKeyPackages
     this.#revocations = d.revocations
     this.#accounts = d.accounts
     this.#announce = d.announce
@@ -164,6 +174,8 @@ export class DeviceService {
     others.delete(keep)
     const revoked = [...others].sort()
     for (const deviceId of revoked) await this.#forget({ userId, deviceId })
+    // Also devices whose session is gone but whose KeyPackages are not.
+    await this.#forgetKeyPackages?.(userId, { except: keep })
     this.#log.info({ event: 'devices_revoked', userId, kept: keep, count: revoked.length })
     return { kept: keep, revoked, revokedAt }
   }
@@ -220,6 +232,7 @@ export class DeviceService {
     const sessionRemoved = await this.#delivery.remove(d)
     await this.#forgetSubscriptions(d)
     const pushRemoved = await this.#forgetPush(d.userId, d.deviceId)
+    await this.#forgetKeyPackages?.(d.userId, { deviceId: d.deviceId })
     return { sessionRemoved, pushRemoved }
   }
 }

@@ -16,9 +16,15 @@ export function toEvent(m: StoredMessage, type: MessageEvent['type'] = 'message'
     editedAt: m.editedAt,
     deletedAt: m.deletedAt,
   }
-  const body = m.body as { media?: string[]; replyTo?: number; event?: Record<string, unknown> }
+  const body = m.body as {
+    media?: string[]
+    replyTo?: number
+    event?: Record<string, unknown>
+    ciphertext?: string
+  }
   if (body.media?.length) e.media = body.media
   if (body.replyTo !== undefined) e.replyTo = body.replyTo
+  if (body.ciphertext !== undefined) e.ciphertext = body.ciphertext
   if (body.event) e.event = body.event
   return e
 }

@@ -2,9 +2,11 @@ import type { Logger } from 'pino'
 import type { DeviceIdentity } from '../auth/identity.ts'
 import { hiddenFrom, visibleTo } from '../blocks/hidden.ts'
 import type { ChatStore } from '../chats/chat-store.ts'
+import { isEncryptedChat } from '../chats/encrypted-chats.ts'
 import type { MembershipIndex } from '../chats/membership-index.ts'
 import type { DeviceCursor } from '../delivery/delivery-store.ts'
 import type { Telemetry } from '../metrics/metrics.ts'
+import { checkApplicationMessage, MlsProblem } from '../mls/mls-codec.ts'
 import { type ErrorNotice, NatterError, type OperationErrorCode } from '../requests/envelope.ts'
 import type { Operations } from '../requests/operations.ts'
 import type { RequestRouter } from '../requests/router.ts'
@@ -190,6 +192,28 @@ export class MessageService {
     if (!this.#index.isMember(chatId, who.userId)) {
       return refusal('chat_not_found', `no chat ${chatId}, or you are not a member`)
     }
+    // The server never holds an encrypted chat's text: its messages are MLS ciphertext (docs/e2ee.md).
+    const encrypted = isEncryptedChat(chatId)
+    if (encrypted && (p.text !== undefined || p.replyTo !== undefined))
+      return refusal(
+        'not_allowed',
+        `chat ${chatId} is end-to-end encrypted: it takes MLS ciphertext, not text (a reply goes inside it)`,
+      )
+    if (encrypted && p.ciphertext === undefined)
+      return refusal('bad_request', `chat ${chatId} is end-to-end encrypted: a message needs its ciphertext`)
+    if (!encrypted && p.ciphertext !== undefined)
+      return refusal(
+        'not_allowed',
+        `chat ${chatId} is not encrypted: ciphertext goes to encrypted chats only`,
+      )
+    if (p.ciphertext !== undefined) {
+      try {
+        checkApplicationMessage(new Uint8Array(Buffer.from(p.ciphertext, 'base64')), chatId)
+      } catch (err) {
+        if (err instanceof MlsProblem) return refusal('bad_request', `ciphertext: ${err.message}`)
+        throw err
+      }
+    }
     // A direct chat with a block (docs/protocol.md#blocking): the blocker is told to unblock
     // first; the blocked user's message is stored as usual, hidden from the blocker, and they
     // are told nothing.
@@ -229,6 +253,7 @@ export class MessageService {
         ...(p.media ? { media: p.media } : {}),
         ...(p.replyTo !== undefined ? { replyTo: p.replyTo } : {}),
         ...(hideFrom !== undefined ? { hiddenFrom: hideFrom } : {}),
+        ...(p.ciphertext !== undefined ? { ciphertext: p.ciphertext } : {}),
       },
     })
     this.#telemetry.storeWrite((performance.now() - started) / 1000)
@@ -498,6 +523,11 @@ export class MessageService {
       params: ops.edit.params,
       handle: async (ctx, p) => {
         const m = await this.#own(ctx.who.userId, p.chatId, p.seq, 'edited')
+        if (isEncryptedChat(p.chatId))
+          throw new NatterError(
+            'not_allowed',
+            `chat ${p.chatId} is end-to-end encrypted: an edit is a new ciphertext message that names the one it replaces`,
+          )
         const textProblem = checkCharacters(p.text, { max: this.#limits.maxTextChars })
         if (textProblem) throw new NatterError('too_large', `text ${describeCharacterProblem(textProblem)}`)
         // The text it has already (code unit for code unit) is no edit: the message comes back as
@@ -534,6 +564,11 @@ export class MessageService {
       params: ops.search.params,
       handle: async (ctx, p) => {
         this.#member(ctx.who.userId, p.chatId)
+        if (isEncryptedChat(p.chatId))
+          throw new NatterError(
+            'not_allowed',
+            `chat ${p.chatId} is end-to-end encrypted: the server cannot read it, search it on the device`,
+          )
         const found = await this.#messages.search(p.chatId, p.query, p.limit)
         return { messages: found.filter((m) => visibleTo(m, ctx.who.userId)).map((m) => toEvent(m)) }
       },

@@ -19,6 +19,13 @@ export const messageTextSchema = z
     `1 to NATTER_MAX_TEXT_CHARS (default 4,000) characters (user-perceived: grapheme clusters, UAX #29) of at most ${MAX_CODE_POINTS_PER_CHARACTER} code points each`,
   )
 
+/**
+ * The largest MLS PrivateMessage of an encrypted chat, in bytes: a 4,000-character text is at
+ * most 16,000 bytes of UTF-8, plus what the client puts beside it (media keys, a reply) and MLS'
+ * framing and padding.
+ */
+export const MAX_CIPHERTEXT_BYTES = 64 * 1024
+
 /** c/<chatId>/send */
 export const sendSchema = z
   .object({
@@ -29,10 +36,21 @@ export const sendSchema = z
       .max(10)
       .optional(),
     replyTo: z.number().int().positive().optional(),
+    ciphertext: z
+      .base64({ error: 'expected the MLS PrivateMessage as base64' })
+      .max(Math.ceil(MAX_CIPHERTEXT_BYTES / 3) * 4, {
+        error: `ciphertext is over ${MAX_CIPHERTEXT_BYTES} bytes`,
+      })
+      .optional()
+      .describe(
+        'Encrypted chats only, instead of text (docs/e2ee.md): an MLS PrivateMessage of the chat’s group, base64',
+      ),
   })
   .strict()
-  .describe('c/<chatId>/send (QoS 1): a chat message, with text or media; PUBACK once it is stored')
-  .refine((s) => s.text !== undefined || (s.media?.length ?? 0) > 0, {
+  .describe(
+    'c/<chatId>/send (QoS 1): a chat message, with text or media (or, in an encrypted chat, ciphertext); PUBACK once it is stored',
+  )
+  .refine((s) => s.text !== undefined || (s.media?.length ?? 0) > 0 || s.ciphertext !== undefined, {
     error: 'a message needs text or media',
   })
 export type SendPayload = z.infer<typeof sendSchema>
@@ -58,6 +76,10 @@ export const messageEventSchema = z
     text: z.string().nullable(),
     media: z.array(z.string()).optional(),
     replyTo: z.number().int().positive().optional(),
+    ciphertext: z
+      .string()
+      .optional()
+      .describe('Encrypted chats: the MLS PrivateMessage, base64; text is null (docs/e2ee.md)'),
     event: z
       .record(z.string(), z.unknown())
       .optional()

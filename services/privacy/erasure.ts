@@ -5,6 +5,7 @@ import type { Chat, ChatStore } from '../chats/chat-store.ts'
 import type { DeliveryStore, DeviceRef } from '../delivery/delivery-store.ts'
 import type { MediaCatalog, MediaRecord } from '../media/media-catalog.ts'
 import type { MessageStore } from '../messages/message-store.ts'
+import type { KeyPackageStore } from '../mls/key-package-store.ts'
 import type { ProfileStore } from '../profiles/profile-store.ts'
 import type { PushStore } from '../push/push-store.ts'
 
@@ -44,6 +45,8 @@ export interface ErasureStores {
   blocks: BlockStore
   delivery: DeliveryStore
   push: PushStore
+  /** MLS KeyPackages: they carry the user's devices and public keys. */
+  keyPackages: KeyPackageStore
 }
 
 export interface ErasureOptions {
@@ -216,6 +219,7 @@ export class Erasure {
         return done
       case 'data': {
         await s.profiles.remove(userId)
+        await s.keyPackages.removeUser(userId)
         await s.blocks.removeUser(userId)
         await this.#hooks.blocksRemoved(userId)
         // Listed first: forgetUser returns only what it removed, and a resumed erase must still
@@ -232,7 +236,16 @@ export class Erasure {
       case 'purge':
         // Every store the steps deleted from: on SQLite each truncates its WAL (old page images).
         await s.messages.purgeErased()
-        for (const store of [s.chats, s.media, s.profiles, s.blocks, s.delivery, s.push, this.#accounts])
+        for (const store of [
+          s.chats,
+          s.media,
+          s.profiles,
+          s.blocks,
+          s.delivery,
+          s.push,
+          s.keyPackages,
+          this.#accounts,
+        ])
           await store.purgeErased()
         return done
     }

@@ -3,6 +3,7 @@ import type { Logger } from 'pino'
 import { clientIdOf } from '../auth/topic-acl.ts'
 import { hiddenFrom } from '../blocks/hidden.ts'
 import type { ChatStore } from '../chats/chat-store.ts'
+import { isEncryptedChat } from '../chats/encrypted-chats.ts'
 import type { MessageStore, StoredMessage } from '../messages/message-store.ts'
 import type { PushTelemetry } from '../metrics/push-metrics.ts'
 import { NatterError } from '../requests/envelope.ts'
@@ -400,7 +401,8 @@ export class PushService {
       chatName: chat.name,
       message,
       unread,
-      hideText: to.hideText,
+      // An encrypted chat's message has no text the server could show (docs/e2ee.md).
+      hideText: to.hideText || isEncryptedChat(job.chatId),
       locale: to.locale,
     })
     return { chatId: job.chatId, seq: job.claimedSeq, ...text, badge, unread }

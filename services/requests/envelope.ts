@@ -39,6 +39,10 @@ export const errorCatalogue = {
   signature_mismatch: { status: 403, over: HTTP },
   url_expired: { status: 403, over: HTTP },
   bad_digest: { status: 400, over: HTTP },
+  invalid_key_package: { status: 422, over: BOTH },
+  too_many_key_packages: { status: 409, over: BOTH },
+  invalid_commit: { status: 422, over: BOTH },
+  stale_epoch: { status: 409, over: BOTH },
   internal: { status: 500, over: BOTH },
 } as const satisfies Record<string, { status: number; over: readonly ErrorTransport[] }>
 
@@ -75,10 +79,13 @@ export class NatterError extends Error {
   readonly code: OperationErrorCode
   /** rate_limited: ms after which the same call may succeed. */
   readonly retryAfterMs: number | undefined
-  constructor(code: OperationErrorCode, message: string, retryAfterMs?: number) {
+  /** stale_epoch: the chat's current MLS epoch, on which the client commits again. */
+  readonly epoch: number | undefined
+  constructor(code: OperationErrorCode, message: string, retryAfterMs?: number, o: { epoch?: number } = {}) {
     super(message)
     this.code = code
     this.retryAfterMs = retryAfterMs
+    this.epoch = o.epoch
   }
 }
 
@@ -96,10 +103,18 @@ const retryAfterMsSchema = z
   .optional()
   .describe('rate_limited: ms after which the same call or message may be sent again')
 
+const epochSchema = z
+  .number()
+  .int()
+  .min(0)
+  .optional()
+  .describe('stale_epoch: the chat’s current MLS epoch, on which the client commits again (docs/e2ee.md)')
+
 const errorBodySchema = z.object({
   code: z.enum(mqttErrorCodes),
   message: z.string(),
   retryAfterMs: retryAfterMsSchema,
+  epoch: epochSchema,
 })
 
 export const replySchema = z
@@ -128,7 +143,12 @@ export const errorNoticeSchema = errorBodySchema
 
 export const httpErrorSchema = z
   .object({
-    error: z.object({ code: z.enum(httpErrorCodes), message: z.string(), retryAfterMs: retryAfterMsSchema }),
+    error: z.object({
+      code: z.enum(httpErrorCodes),
+      message: z.string(),
+      retryAfterMs: retryAfterMsSchema,
+      epoch: epochSchema,
+    }),
   })
   .describe('The body of every 4xx and 5xx answer of the HTTP port (POST /v1/<op>, web, media URLs)')
 export type Request = z.infer<typeof requestSchema>
@@ -138,6 +158,8 @@ export interface ErrorBody {
   message: string
   /** rate_limited: ms after which the same call or message may be sent again (at least 1). */
   retryAfterMs?: number
+  /** stale_epoch: the chat's current MLS epoch. */
+  epoch?: number
 }
 
 export type Reply = { id: string; ok: true; result: unknown } | { id: string; ok: false; error: ErrorBody }

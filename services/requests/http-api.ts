@@ -53,7 +53,8 @@ export function createHttpApi(d: {
 /** An operation's refusal: its code, with the code's HTTP status. */
 function sendFailure(res: ServerResponse, e: ErrorBody): void {
   if (e.retryAfterMs === undefined) {
-    sendJson(res, httpStatusOf(e.code), { error: { code: e.code, message: e.message } })
+    const epoch = e.epoch !== undefined ? { epoch: e.epoch } : {}
+    sendJson(res, httpStatusOf(e.code), { error: { code: e.code, message: e.message, ...epoch } })
     return
   }
   // rate_limited: Retry-After in whole seconds (RFC 9110 §10.2.3), the exact ms in the body.

@@ -6,6 +6,19 @@ import { visibleName } from '../text/visible-names.ts'
 /** The largest page of history, sync or search results. */
 export const MAX_PAGE_SIZE = 200
 
+/** The most KeyPackages one mls.keypackages.upload carries. */
+export const MAX_KEY_PACKAGE_BATCH = 100
+
+/** The largest Commit mls.commit takes, in bytes (a Commit with an UpdatePath in a group of 100 is about 9 KB). */
+export const MAX_COMMIT_BYTES = 128 * 1024
+
+/** Bytes as base64 (RFC 4648 §4), at most `maxBytes` of them once decoded. */
+const base64Bytes = (maxBytes: number, what: string) =>
+  z
+    .base64({ error: `expected ${what} as base64` })
+    .max(Math.ceil(maxBytes / 3) * 4, { error: `${what} is over ${maxBytes} bytes` })
+    .describe(`${what}, base64`)
+
 /** The longest display name of a profile, in characters (grapheme clusters). */
 export const MAX_DISPLAY_NAME_CHARS = 64
 
@@ -32,6 +45,12 @@ export function operations(l: OperationLimits) {
         .object({
           name: groupName,
           members: z.array(idSchema).max(l.maxGroupMembers),
+          encrypted: z
+            .boolean()
+            .optional()
+            .describe(
+              'End-to-end encrypted with MLS (docs/e2ee.md): fixed at creation, its id starts with e_',
+            ),
         })
         .strict(),
     },
@@ -225,6 +244,53 @@ export function operations(l: OperationLimits) {
     'user.unblock': {
       summary: 'Unblock a user blocked with user.block.',
       params: z.object({ userId: idSchema }).strict(),
+    },
+    'mls.keypackages.upload': {
+      summary:
+        "Store MLS KeyPackages of the calling device (docs/e2ee.md): each one checked (suite, the device's credential, signatures, lifetime); one bad package refuses the batch. lastResort replaces the device's last-resort package.",
+      params: z
+        .object({
+          keyPackages: z.array(base64Bytes(16 * 1024, 'an MLSMessage KeyPackage')).max(MAX_KEY_PACKAGE_BATCH),
+          lastResort: base64Bytes(16 * 1024, 'an MLSMessage KeyPackage')
+            .optional()
+            .describe('Handed out when the device has no other left, and kept'),
+        })
+        .strict()
+        .refine((p) => p.keyPackages.length > 0 || p.lastResort !== undefined, {
+          error: 'give keyPackages, lastResort or both',
+        }),
+    },
+    'mls.keypackages.count': {
+      summary: "The calling device's unclaimed KeyPackages: when to upload more.",
+      params: z.object({}).strict(),
+    },
+    'mls.keypackages.claim': {
+      summary:
+        'One KeyPackage for every device of a user (oneself, or a user one shares a chat with), each one-time package handed out once; a device with none left gives its last-resort one.',
+      params: z.object({ userId: idSchema }).strict(),
+    },
+    'mls.commit': {
+      summary:
+        "An MLS Commit (a PublicMessage) for an encrypted chat's group (docs/e2ee.md): the first for the chat's current epoch is stored with the next seq and delivered to every member device; any other is refused (stale_epoch with the current epoch).",
+      params: z
+        .object({
+          chatId,
+          commit: base64Bytes(MAX_COMMIT_BYTES, 'an MLSMessage Commit'),
+          welcome: base64Bytes(MAX_COMMIT_BYTES, 'an MLSMessage Welcome')
+            .optional()
+            .describe('With a Commit that adds devices: their Welcome, which they fetch with mls.welcome'),
+        })
+        .strict(),
+    },
+    'mls.group': {
+      summary:
+        "An encrypted chat's group as the server keeps it: the epoch the next Commit is for, each device's leaf, and the leaves of users no longer members, which that Commit must remove.",
+      params: z.object({ chatId }).strict(),
+    },
+    'mls.welcome': {
+      summary:
+        'The Welcome of the Commit made in an epoch of an encrypted chat, for the calling device if that Commit added it, and the seq of the Commit (read the chat after it).',
+      params: z.object({ chatId, epoch: z.number().int().min(0) }).strict(),
     },
     'user.blocked': {
       summary: 'The users the caller blocks, oldest block first.',

@@ -106,6 +106,7 @@ function errorBody(err: NatterError) {
     code: err.code,
     message: err.message,
     ...(err.retryAfterMs !== undefined ? { retryAfterMs: err.retryAfterMs } : {}),
+    ...(err.epoch !== undefined ? { epoch: err.epoch } : {}),
   }
 }
 

@@ -117,7 +117,8 @@ export class Device {
         clearTimeout(timer)
         this.client.off('message', on)
         if (reply.ok) resolve(reply.result as T)
-        else reject(Object.assign(new Error(reply.error.message), { code: reply.error.code }))
+        // Every field of the error (code, retryAfterMs, epoch) on the Error.
+        else reject(Object.assign(new Error(reply.error.message), reply.error))
       }
       this.client.on('message', on)
       this.client.publish(`req/${op}`, JSON.stringify({ id, params }), { qos: 1 })

@@ -1,0 +1,128 @@
+import assert from 'node:assert/strict'
+import { once } from 'node:events'
+import { createServer, type Server } from 'node:http'
+import { after, before, describe, it } from 'node:test'
+import { build } from 'esbuild'
+import { type Browser, chromium, type Page } from 'playwright-core'
+import { createClient, MemoryMlsStorage, type NatterClient } from '../client-sdk/src/index.ts'
+import { startTestNode, type TestNode } from './helpers/node.ts'
+import { ROOT } from './helpers/processes.ts'
+
+const PAGE = `<!doctype html><meta charset="utf-8"><title>mls</title>
+<script type="module">import * as sdk from '/sdk.js'; window.sdk = sdk</script>`
+
+/** The page connects wes/browser with its MLS keys in IndexedDB (the code an app would write). */
+const CONNECT = `async ({ url, token }) => {
+  const { createClient, IndexedDbMlsStorage } = window.sdk
+  window.client = await createClient({
+    url,
+    userId: 'wes',
+    deviceId: 'browser',
+    getToken: async () => token,
+    mls: { storage: new IndexedDbMlsStorage('natter-mls:wes/browser') },
+  })
+  await window.client.keyPackagesReady()
+}`
+
+/** Waits in the page until the chat holds a text, and answers the texts held. */
+const READ = `async ({ chatId, text }) => {
+  const c = window.client
+  await c.whenEncryptionReady(chatId)
+  await c.open(chatId)
+  const has = () => c.messages(chatId).some((m) => m.text === text)
+  if (!has()) await c.next('message', has)
+  return c.messages(chatId).filter((m) => m.kind === 'text').map((m) => [m.text, m.encrypted ?? false])
+}`
+
+/**
+ * The SDK as an MLS client in Chromium: keys, group state and the messages read in IndexedDB,
+ * kept across a reload of the page, talking with a Node client in an encrypted group.
+ */
+describe('an encrypted chat in Chromium, keys in IndexedDB', () => {
+  let t: TestNode
+  let site: Server
+  let origin: string
+  let browser: Browser
+  let xia: NatterClient
+
+  before(async () => {
+    const sdk = await build({
+      stdin: {
+        contents: `export * from './index.ts'\nexport { IndexedDbMlsStorage } from './indexeddb-outbox.ts'`,
+        resolveDir: `${ROOT}/client-sdk/src`,
+        loader: 'ts',
+      },
+      bundle: true,
+      format: 'esm',
+      platform: 'browser',
+      target: 'es2022',
+      write: false,
+      logLevel: 'silent',
+    })
+    const script = sdk.outputFiles[0]?.text ?? ''
+    site = createServer((req, res) => {
+      if (req.url === '/sdk.js') res.writeHead(200, { 'content-type': 'text/javascript' }).end(script)
+      else if (req.url === '/') res.writeHead(200, { 'content-type': 'text/html' }).end(PAGE)
+      else res.writeHead(404).end()
+    })
+    site.listen(0, '127.0.0.1')
+    await once(site, 'listening')
+    origin = `http://127.0.0.1:${(site.address() as { port: number }).port}`
+    t = await startTestNode()
+    browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox'] })
+  })
+  after(async () => {
+    await xia?.close()
+    await browser?.close()
+    site?.close()
+    await t?.close()
+  })
+
+  async function load(page: Page): Promise<void> {
+    await page.goto(origin)
+    await page.waitForFunction('window.sdk !== undefined', null, { timeout: 15_000 })
+    await page.evaluate(`(${CONNECT})(${JSON.stringify({ url: t.wsUrl, token: await t.token('wes') })})`)
+  }
+
+  const read = (page: Page, chatId: string, text: string) =>
+    page.evaluate(`(${READ})(${JSON.stringify({ chatId, text })})`) as Promise<[string, boolean][]>
+
+  it('joins, decrypts and sends; after a reload the keys from IndexedDB read what follows', async () => {
+    const page = await (await browser.newContext()).newPage()
+    const errors: string[] = []
+    page.on('pageerror', (e) => errors.push(e.message))
+    await load(page)
+    xia = await createClient({
+      url: t.mqttUrl,
+      userId: 'xia',
+      deviceId: 'phone',
+      getToken: () => t.token('xia'),
+      mls: { storage: new MemoryMlsStorage() },
+    })
+    await xia.keyPackagesReady()
+    const chatId = (await xia.createGroup('browser test', ['wes'], { encrypted: true })).id
+    await xia.send(chatId, { text: 'kilo from node' }).sent
+    assert.deepEqual(await read(page, chatId, 'kilo from node'), [['kilo from node', true]])
+    await page.evaluate(`window.client.send(${JSON.stringify(chatId)}, { text: 'lima from chromium' }).sent`)
+    await xia.open(chatId)
+    const fromBrowser = () => xia.messages(chatId).some((m) => m.text === 'lima from chromium')
+    if (!fromBrowser()) await xia.next('message', fromBrowser)
+    assert.equal(xia.messages(chatId).find((m) => m.text === 'lima from chromium')?.encrypted, true)
+
+    // The tab goes away; the next one has the keys and the group state from IndexedDB.
+    await page.evaluate('window.client.close()')
+    await page.reload()
+    await page.waitForFunction('window.sdk !== undefined', null, { timeout: 15_000 })
+    await page.evaluate(`(${CONNECT})(${JSON.stringify({ url: t.wsUrl, token: await t.token('wes') })})`)
+    await xia.send(chatId, { text: 'mike after the reload' }).sent
+    const after = await read(page, chatId, 'mike after the reload')
+    // What was read before the reload is read from IndexedDB (its keys are used up); what came
+    // after is decrypted with the group state kept there.
+    assert.deepEqual(after, [
+      ['kilo from node', true],
+      ['lima from chromium', true],
+      ['mike after the reload', true],
+    ])
+    assert.deepEqual(errors, [])
+  })
+})
