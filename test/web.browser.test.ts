@@ -1224,6 +1224,33 @@ describe('the web chat in a real browser', () => {
     }
   })
 
+  it('says an end-to-end encrypted chat cannot be read or written here yet, instead of empty bubbles', async () => {
+    // An SDK app with encryption on made the group; the web chat is not an MLS client yet.
+    const minted = await fetch(`${t.httpUrl}/dev/token`, {
+      method: 'POST',
+      body: JSON.stringify({ userId: 'nora' }),
+    })
+    const { token } = (await minted.json()) as { token: string }
+    const res = await fetch(`${t.httpUrl}/v1/chat.create`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'sealed', members: ['otto'], encrypted: true }),
+    })
+    assert.equal(res.status, 200)
+    const otto = await newPage()
+    try {
+      await signIn(otto, 'otto')
+      await openChat(otto, 'sealed')
+      await otto.locator('#encrypted-note').waitFor(WAIT)
+      assert.match((await otto.locator('#encrypted-note').textContent()) ?? '', /end-to-end encrypted/)
+      assert.equal(await otto.locator('#text').count(), 0, 'no composer whose sends would be refused')
+      await shot(otto, 'encrypted-chat-note')
+      assert.deepEqual(await accessibilityProblems(otto), [])
+    } finally {
+      await otto.context().close()
+    }
+  })
+
   it('refuses dev tokens to anything but the embedded default', async () => {
     const secured = await startTestNode()
     try {

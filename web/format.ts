@@ -41,6 +41,8 @@ export function describeEvent(m: ChatMessage, nameOf: (userId: string) => string
       return e.role === 'admin'
         ? `${who} made ${nameOf(String(e.userId ?? ''))} an admin${promoted}`
         : `${who} made ${nameOf(String(e.userId ?? ''))} a member, not an admin${promoted}`
+    case 'mls_commit':
+      return 'Encryption keys changed'
     case 'chat_renamed':
       return `${who} renamed the group to “${typeof e.name === 'string' ? e.name : ''}”`
     default:
@@ -67,5 +69,6 @@ export function previewOf(m: ChatMessage, nameOf: (userId: string) => string): s
   if (m.text) return m.text.replace(/\s+/g, ' ')
   // A message holds media ids only: whether one is a photo or a file is known once it is loaded.
   if (m.media?.length) return m.media.length > 1 ? `${m.media.length} attachments` : 'Attachment'
+  if (m.chatId.startsWith('e_')) return 'Encrypted message'
   return ''
 }

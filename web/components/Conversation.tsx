@@ -460,6 +460,12 @@ export function Conversation({ chat, onBack }: { chat: ChatState; onBack: () => 
       )}
       {removed ? (
         <p class="removed">You are no longer a member of this chat.</p>
+      ) : chat.encrypted ? (
+        // The web chat is not an MLS client yet (docs/e2ee.md): a plain-text send would be refused.
+        <p class="removed" id="encrypted-note">
+          This chat is end-to-end encrypted. The web chat cannot read or send encrypted messages yet: use an
+          app built on the Natter SDK with encryption on.
+        </p>
       ) : (
         <Composer
           chat={chat}

@@ -94,6 +94,9 @@ export const MessageItem = memo(function MessageItem(p: {
             <span class="text">
               <Linkified text={m.text} />
             </span>
+          ) : m.chatId.startsWith('e_') && !m.media?.length ? (
+            // Ciphertext the web chat cannot read yet (docs/e2ee.md): say so, not an empty bubble.
+            <span class="text encrypted-note">Encrypted message</span>
           ) : (
             <span class="text" />
           )}
