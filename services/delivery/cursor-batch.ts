@@ -1,6 +1,6 @@
 import type { Logger } from 'pino'
 import { clientIdOf } from '../auth/topic-acl.ts'
-import type { DeliveryStore, DeviceCursor } from './delivery-store.ts'
+import type { CursorMove, DeliveryStore } from './delivery-store.ts'
 
 /** Acknowledged cursors are gathered this long and written in one batch. */
 const FLUSH_MS = 50
@@ -16,8 +16,12 @@ const RETRY_MS = 1000
 export class CursorBatch {
   readonly #store: Pick<DeliveryStore, 'advance'>
   readonly #log: Logger
-  /** Gathered moves by device (`<userId>/<deviceId>`), then chat; entries are updated in place. */
-  readonly #moves = new Map<string, Map<string, DeviceCursor>>()
+  /**
+   * Gathered moves by device (`<userId>/<deviceId>`), then chat; entries are updated in place.
+   * Each carries the since of the session it was made in; of two sessions' moves the newer
+   * session's wins (the store takes only the current session's, CursorMove).
+   */
+  readonly #moves = new Map<string, Map<string, Required<CursorMove>>>()
   #timer: NodeJS.Timeout | undefined
   #writing: Promise<void> = Promise.resolve()
   #closed = false
@@ -30,9 +34,14 @@ export class CursorBatch {
   /**
    * Gathers a cursor move (to the highest seq seen for that device and chat). Called for every
    * acknowledged packet, so a cursor already gathered is moved without allocating.
-   * @param device the device, with its client id `<userId>/<deviceId>` as key
+   * @param device the device, with its client id `<userId>/<deviceId>` and the since (ms) of the
+   *   session the move was made in (CursorMove)
    */
-  move(device: { userId: string; deviceId: string; clientId: string }, chatId: string, seq: number): void {
+  move(
+    device: { userId: string; deviceId: string; clientId: string; since: number },
+    chatId: string,
+    seq: number,
+  ): void {
     this.#gather(device, chatId, seq)
     this.#schedule(FLUSH_MS)
   }
@@ -41,7 +50,7 @@ export class CursorBatch {
   async flush(): Promise<void> {
     clearTimeout(this.#timer)
     this.#timer = undefined
-    const batch: DeviceCursor[] = []
+    const batch: Required<CursorMove>[] = []
     for (const chats of this.#moves.values()) for (const m of chats.values()) batch.push(m)
     this.#moves.clear()
     const mine = this.#writing.then(() => (batch.length ? this.#write(batch) : undefined))
@@ -55,18 +64,33 @@ export class CursorBatch {
     return this.flush()
   }
 
-  #gather(device: { userId: string; deviceId: string; clientId: string }, chatId: string, seq: number): void {
+  #gather(
+    device: { userId: string; deviceId: string; clientId: string; since: number },
+    chatId: string,
+    seq: number,
+  ): void {
     let chats = this.#moves.get(device.clientId)
     if (!chats) {
       chats = new Map()
       this.#moves.set(device.clientId, chats)
     }
     const had = chats.get(chatId)
-    if (!had) chats.set(chatId, { userId: device.userId, deviceId: device.deviceId, chatId, seq })
-    else if (had.seq < seq) had.seq = seq
+    if (!had)
+      chats.set(chatId, {
+        userId: device.userId,
+        deviceId: device.deviceId,
+        chatId,
+        seq,
+        since: device.since,
+      })
+    else if (had.since < device.since) {
+      // A newer session of the device: the older one's move would be refused by the store anyway.
+      had.since = device.since
+      had.seq = seq
+    } else if (had.since === device.since && had.seq < seq) had.seq = seq
   }
 
-  async #write(batch: DeviceCursor[]): Promise<void> {
+  async #write(batch: Required<CursorMove>[]): Promise<void> {
     try {
       await this.#store.advance(batch)
     } catch (err) {

@@ -11,7 +11,11 @@
 export interface DeviceSession {
   userId: string
   deviceId: string
-  /** When this session began: the CONNECT that created it. */
+  /**
+   * When this session began: the CONNECT that created it (the recording node's clock, ms). Also
+   * the session's identity: each new session of a device gets a greater since than the one
+   * before (sessionAfterConnect), so a cursor move made in an earlier session is told apart.
+   */
   since: number
   /** The last time a connection of this device was seen (connect, disconnect, periodic refresh). */
   lastSeen: number
@@ -36,6 +40,14 @@ export interface DeviceCursor {
   chatId: string
   seq: number
 }
+
+/**
+ * A cursor move made in one session of the device: `since` is that session's
+ * DeviceSession.since. A move that arrives after a new session began (a batch of the old
+ * connection written late, or on another node) is ignored: the new session starts where its
+ * CONNECT began, not at an older session's cursor. Without `since`, any session takes it.
+ */
+export type CursorMove = DeviceCursor & { since?: number }
 
 export interface DeviceRef {
   userId: string
@@ -75,7 +87,8 @@ export interface ConnectResult {
 
 export interface DeliveryStore {
   /**
-   * Records a CONNECT. A new session begins (since = at, every cursor of the device removed)
+   * Records a CONNECT. A new session begins (since = at, or 1 ms past the previous
+   * session's since when at is not greater; every cursor of the device removed)
    * when clean is true [MQTT-3.1.2-6], when the device has no session, or when its previous
    * session was clean [MQTT-3.1.2-5]; otherwise the session resumes (since and inboxQos kept; a new one has inboxQos null). Either way the
    * session is marked connected by `conn` with lastSeen = at.
@@ -95,13 +108,17 @@ export interface DeliveryStore {
   touch(devices: DeviceRef[], at: number): Promise<void>
   /** The device's session, or null. */
   session(d: DeviceRef): Promise<DeviceSession | null>
-  /** Every cursor of one device, chatId → seq. */
-  cursors(d: DeviceRef): Promise<Map<string, number>>
+  /**
+   * Every cursor of one device, chatId → seq; with `since`, only those of that session (a
+   * store where a move can land after a new session began keeps them apart; see CursorMove).
+   */
+  cursors(d: DeviceRef & { since?: number }): Promise<Map<string, number>>
   /**
    * Moves each cursor forward to its seq, never back; creates the ones that do not exist yet.
-   * Moves for a device without a session are ignored (it expired, or a clean one reconnected).
+   * Moves for a device without a session are ignored (it expired), and so are moves whose
+   * `since` is not the device's current session's (a new session began after the move was made).
    */
-  advance(moves: DeviceCursor[]): Promise<void>
+  advance(moves: CursorMove[]): Promise<void>
   /**
    * Every device cursor of a chat, ordered by userId then deviceId (the `receipts` operation says
    * which devices received what).
@@ -154,12 +171,15 @@ export function sessionAfterConnect(
   d: DeviceRef & { clean: boolean; conn: string; at: number },
 ): { session: DeviceSession; fresh: boolean } {
   const resumed = !d.clean && previous !== null && !previous.clean ? previous : null
+  // A new session's since is greater than its predecessor's even within one ms or when the clock
+  // stepped back, so that it names the session (CursorMove).
+  const since = resumed ? resumed.since : previous ? Math.max(d.at, previous.since + 1) : d.at
   return {
     fresh: resumed === null,
     session: {
       userId: d.userId,
       deviceId: d.deviceId,
-      since: resumed ? resumed.since : d.at,
+      since,
       lastSeen: d.at,
       connected: true,
       conn: d.conn,

@@ -498,8 +498,10 @@ export class InboxDelivery {
 
   async #load(state: ClientState, feed: DeviceFeed): Promise<void> {
     const ref = { userId: feed.userId, deviceId: feed.deviceId }
+    // Only this session's: an earlier session's cursor move may have been written after this
+    // session began, and a new session starts where its CONNECT began.
     const cursors = await this.#retry(
-      () => this.#d.store.cursors(ref),
+      () => this.#d.store.cursors({ ...ref, since: feed.since }),
       () => feed.closed,
       'read delivery cursors',
     )

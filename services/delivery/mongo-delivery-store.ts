@@ -4,6 +4,7 @@ import { KeyedQueue } from '../storage/keyed-queue.ts'
 import { connectMongo, ensureIndexes, isDuplicateKey } from '../storage/mongo.ts'
 import {
   type ConnectResult,
+  type CursorMove,
   type DeliveryStore,
   type DeviceCursor,
   type DeviceRef,
@@ -32,6 +33,11 @@ interface RevocationDoc {
 interface CursorDoc extends DeviceCursor {
   /** JSON of [userId, deviceId, chatId]. */
   _id: string
+  /**
+   * The since of the session the cursor belongs to (CursorMove); absent on documents written
+   * before cursors named their session (taken as the current session's).
+   */
+  since?: number
 }
 
 /**
@@ -194,33 +200,43 @@ export class MongoDeliveryStore implements DeliveryStore {
     return doc ? toSession(doc) : null
   }
 
-  async cursors(d: DeviceRef): Promise<Map<string, number>> {
+  async cursors(d: DeviceRef & { since?: number }): Promise<Map<string, number>> {
     const docs = await this.#cursors
-      .find({ userId: d.userId, deviceId: d.deviceId }, { projection: { _id: 0, chatId: 1, seq: 1 } })
+      .find(
+        { userId: d.userId, deviceId: d.deviceId },
+        { projection: { _id: 0, chatId: 1, seq: 1, since: 1 } },
+      )
       .toArray()
-    return new Map(docs.map((c) => [c.chatId, c.seq]))
+    const mine = docs.filter((c) => d.since === undefined || c.since === undefined || c.since === d.since)
+    return new Map(mine.map((c) => [c.chatId, c.seq]))
   }
 
   /**
-   * Two round trips whatever the number of moves: one query for which devices have a session,
-   * one unordered bulk write of upserts that only ever raise seq ($max).
+   * Two round trips whatever the number of moves: one query for the devices' sessions, one
+   * unordered bulk write of upserts that only ever raise seq ($max). Each cursor names the
+   * session it belongs to (`since`): a move checked against one session may land after another
+   * node recorded a new one, and then its cursor is one cursors() of the new session skips.
    */
-  advance(moves: DeviceCursor[]): Promise<void> {
+  advance(moves: CursorMove[]): Promise<void> {
     if (moves.length === 0) return Promise.resolve()
     return this.#holding(moves, async () => {
       const devices = [...new Set(moves.map(sessionKey))]
-      const live = await this.#sessions.find({ _id: { $in: devices } }, { projection: { _id: 1 } }).toArray()
-      const withSession = new Set(live.map((s) => s._id))
+      const live = await this.#sessions
+        .find({ _id: { $in: devices } }, { projection: { _id: 1, since: 1 } })
+        .toArray()
+      const current = new Map(live.map((s) => [s._id, s.since]))
       // One write per cursor: two updates of one document in a batch could race on FerretDB.
-      const highest = new Map<string, DeviceCursor>()
+      const highest = new Map<string, Required<CursorMove>>()
       for (const m of moves) {
-        if (!withSession.has(sessionKey(m))) continue
+        const since = current.get(sessionKey(m))
+        if (since === undefined || (m.since !== undefined && m.since !== since)) continue
         const key = cursorKey(m)
-        if ((highest.get(key)?.seq ?? Number.NEGATIVE_INFINITY) < m.seq) highest.set(key, m)
+        if ((highest.get(key)?.seq ?? Number.NEGATIVE_INFINITY) < m.seq) highest.set(key, { ...m, since })
       }
-      let ops: AnyBulkWriteOperation<CursorDoc>[] = [...highest].map(([_id, m]) => ({
+      const entries = [...highest]
+      const ops: AnyBulkWriteOperation<CursorDoc>[] = entries.map(([_id, m]) => ({
         updateOne: {
-          filter: { _id },
+          filter: { _id, since: m.since },
           update: {
             $max: { seq: m.seq },
             $setOnInsert: { userId: m.userId, deviceId: m.deviceId, chatId: m.chatId },
@@ -228,19 +244,58 @@ export class MongoDeliveryStore implements DeliveryStore {
           upsert: true,
         },
       }))
-      for (let attempt = 0; ops.length > 0; attempt++) {
-        try {
-          await this.#cursors.bulkWrite(ops, { ordered: false })
-          return
-        } catch (err) {
-          // Another node created some of these cursors meanwhile: those upserts go again, as updates now.
-          const failed = writeErrors(err)
-          if (attempt >= 5 || failed.length === 0 || failed.some((e) => e.code !== 11000)) throw err
-          const retry = new Set(failed.map((e) => e.index))
-          ops = ops.filter((_, i) => retry.has(i))
+      if (ops.length === 0) return
+      try {
+        await this.#cursors.bulkWrite(ops, { ordered: false })
+      } catch (err) {
+        // A cursor with this _id but another session (or created by another node meanwhile).
+        const failed = writeErrors(err)
+        if (failed.length === 0 || failed.some((e) => e.code !== 11000)) throw err
+        for (const { index } of failed) {
+          const [_id, m] = entries[index] as [string, Required<CursorMove>]
+          await this.#settleCursor(_id, m)
         }
       }
     })
+  }
+
+  /**
+   * Writes one move whose upsert found a cursor of the same _id: raised when it is this
+   * session's, taken over when it is an older session's (written late) or one written before
+   * cursors named their session, left alone (the move is stale) when it is a newer session's.
+   */
+  async #settleCursor(_id: string, m: Required<CursorMove>): Promise<void> {
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const doc = await this.#cursors.findOne({ _id }, { projection: { _id: 0, since: 1 } })
+      if (doc?.since !== undefined && doc.since > m.since) return
+      try {
+        if (!doc || doc.since === m.since) {
+          await this.#cursors.updateOne(
+            { _id, since: m.since },
+            {
+              $max: { seq: m.seq },
+              $setOnInsert: { userId: m.userId, deviceId: m.deviceId, chatId: m.chatId },
+            },
+            { upsert: true },
+          )
+          return
+        }
+        const taken =
+          doc.since === undefined
+            ? await this.#cursors.updateOne(
+                { _id, since: { $exists: false } },
+                { $max: { seq: m.seq }, $set: { since: m.since } },
+              )
+            : await this.#cursors.updateOne(
+                { _id, since: doc.since },
+                { $set: { seq: m.seq, since: m.since } },
+              )
+        if (taken.matchedCount === 1) return
+      } catch (err) {
+        if (!isDuplicateKey(err)) throw err
+      }
+    }
+    throw new Error(`delivery cursor ${_id} kept changing while it was written`)
   }
 
   async chatCursors(chatId: string): Promise<DeviceCursor[]> {

@@ -3,6 +3,7 @@ import { inTransaction, openSqliteFile, statementCache } from '../storage/sqlite
 import { truncateWal } from '../storage/sqlite-checkpoint.ts'
 import {
   type ConnectResult,
+  type CursorMove,
   type DeliveryStore,
   type DeviceCursor,
   type DeviceRef,
@@ -166,7 +167,8 @@ export class SqliteDeliveryStore implements DeliveryStore {
     return this.#session(d.userId, d.deviceId)
   }
 
-  async cursors(d: DeviceRef): Promise<Map<string, number>> {
+  /** `since` is not needed here: advance() and connect() are serialized on one connection. */
+  async cursors(d: DeviceRef & { since?: number }): Promise<Map<string, number>> {
     const rows = this.#sql('SELECT chat_id, seq FROM cursors WHERE user_id = ? AND device_id = ?').all(
       d.userId,
       d.deviceId,
@@ -174,18 +176,26 @@ export class SqliteDeliveryStore implements DeliveryStore {
     return new Map(rows.map((r) => [r.chat_id, r.seq]))
   }
 
-  async advance(moves: DeviceCursor[]): Promise<void> {
+  async advance(moves: CursorMove[]): Promise<void> {
     if (moves.length === 0) return
     // The WHERE on the SELECT also keeps SQLite from reading ON CONFLICT as a join constraint.
+    // connect() runs on this same connection, so the session read here is the current one.
     const upsert = this.#sql(
       `INSERT INTO cursors (user_id, device_id, chat_id, seq)
        SELECT :userId, :deviceId, :chatId, :seq
-       WHERE EXISTS (SELECT 1 FROM sessions WHERE user_id = :userId AND device_id = :deviceId)
+       WHERE EXISTS (SELECT 1 FROM sessions WHERE user_id = :userId AND device_id = :deviceId
+         AND (:since IS NULL OR since = :since))
        ON CONFLICT (user_id, device_id, chat_id) DO UPDATE SET seq = excluded.seq WHERE excluded.seq > cursors.seq`,
     )
     this.#tx(() => {
       for (const m of moves) {
-        upsert.run({ userId: m.userId, deviceId: m.deviceId, chatId: m.chatId, seq: m.seq })
+        upsert.run({
+          userId: m.userId,
+          deviceId: m.deviceId,
+          chatId: m.chatId,
+          seq: m.seq,
+          since: m.since ?? null,
+        })
       }
     })
   }
