@@ -323,6 +323,7 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
         audience: settings.jwtAudience,
         hosts: allowedHosts(settings),
         devTokenOrigins: cors.allowsDevTokens,
+        maxTextChars: settings.maxTextChars,
       }),
     }),
   })

@@ -48,6 +48,8 @@ export function createWebApp(o: {
   hosts: readonly string[]
   /** Origins besides this server's own whose pages may ask for dev tokens (Cors.allowsDevTokens). */
   devTokenOrigins?: ((origin: string) => boolean) | undefined
+  /** NATTER_MAX_TEXT_CHARS: the composer counts against it (characters, as the server counts). */
+  maxTextChars: number
 }): WebApp {
   const checkHost = createHostCheck(o.hosts)
   let built: Promise<Assets> | undefined
@@ -77,7 +79,11 @@ export function createWebApp(o: {
     '/web/config.json': async (req, res) => {
       // The Host header passed the host check: a name this server answers to.
       const host = (req.headers.host ?? 'localhost').replace(/:\d+$/, '')
-      sendJson(res, 200, { wsUrl: o.wsUrl(host), devTokens: o.devSecret !== undefined })
+      sendJson(res, 200, {
+        wsUrl: o.wsUrl(host),
+        devTokens: o.devSecret !== undefined,
+        maxTextChars: o.maxTextChars,
+      })
     },
   }
   pages['/index.html'] = pages['/']

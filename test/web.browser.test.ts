@@ -1316,12 +1316,33 @@ describe('the web chat within the server’s device cap and URL lifetimes', () =
       NATTER_MAX_DEVICES_PER_USER: '10',
       NATTER_MEDIA_DOWNLOAD_URL_SECONDS: '10',
       NATTER_MEDIA_MAX_FILE_BYTES: '150000',
+      NATTER_MAX_TEXT_CHARS: '500',
     })
     browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox'] })
   })
   after(async () => {
     await browser?.close()
     await t?.close()
+  })
+
+  it('counts against the server’s own text limit (NATTER_MAX_TEXT_CHARS), not a built-in one', async () => {
+    const config = (await (await fetch(`${t.httpUrl}/web/config.json`)).json()) as { maxTextChars: number }
+    assert.equal(config.maxTextChars, 500)
+    const context = await browser.newContext({ viewport: { width: 1000, height: 700 } })
+    try {
+      const page = await open(context)
+      await signIn(page, 'pia')
+      await page.fill('#with', 'quin')
+      await page.press('#with', 'Enter')
+      await page.waitForSelector('#text', WAIT)
+      await page.fill('#text', 'y'.repeat(500))
+      await textIs(page, '#char-count', '500 of 500 characters')
+      await page.fill('#text', 'y'.repeat(501))
+      await textIs(page, '#char-count', '1 character over the limit of 500')
+      assert.equal(await page.isDisabled('#composer button[type="submit"]'), true)
+    } finally {
+      await context.close()
+    }
   })
 
   it('never locks a user out: 12 sign-ins and sign-outs, 11 tabs in turn, two tabs at once on two devices', async () => {

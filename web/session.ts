@@ -1,6 +1,7 @@
 import { createClient, type NatterClient } from '../client-sdk/src/index.ts'
 import { IndexedDbOutboxStorage } from '../client-sdk/src/indexeddb-outbox.ts'
 import { claimDevice, dropDevices } from './device-pool.ts'
+import { setMaxTextChars } from './text-limit.ts'
 
 /**
  * The signed-in session of this tab, kept in sessionStorage: a reload keeps the tab signed in
@@ -50,9 +51,10 @@ export async function devToken(userId: string): Promise<string> {
   return body.token
 }
 
-/** The server's answer to /web/config.json: where the WebSocket listens. */
+/** The server's answer to /web/config.json: where the WebSocket listens, the text limit. */
 interface WebConfig {
   wsUrl: string
+  maxTextChars?: number
 }
 
 const CONFIG_KEY = 'natter:config'
@@ -65,11 +67,18 @@ const CONFIG_KEY = 'natter:config'
 async function webConfig(): Promise<WebConfig> {
   try {
     const config = (await (await fetch('/web/config.json')).json()) as WebConfig
-    localStorage.setItem(CONFIG_KEY, JSON.stringify({ wsUrl: config.wsUrl }))
+    localStorage.setItem(
+      CONFIG_KEY,
+      JSON.stringify({ wsUrl: config.wsUrl, maxTextChars: config.maxTextChars }),
+    )
+    setMaxTextChars(config.maxTextChars)
     return config
   } catch (e) {
     const kept = JSON.parse(localStorage.getItem(CONFIG_KEY) ?? 'null') as WebConfig | null
-    if (kept && typeof kept.wsUrl === 'string') return kept
+    if (kept && typeof kept.wsUrl === 'string') {
+      setMaxTextChars(kept.maxTextChars)
+      return kept
+    }
     throw e
   }
 }

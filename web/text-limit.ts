@@ -1,13 +1,21 @@
 /**
  * The server's message text limit, counted as it counts: user-perceived characters (extended
  * grapheme clusters, UAX #29, by `Intl.Segmenter`; docs/protocol.md#text-limits-and-names).
- * 4,000 is `NATTER_MAX_TEXT_CHARS`'s default; a server set otherwise still refuses what is over
- * its own limit, and the message then stays, refused, with Edit, Retry and Cancel.
+ * The server's `NATTER_MAX_TEXT_CHARS`, from /web/config.json (setMaxTextChars); 4,000, its
+ * default, until the config is read. A text over it is refused by the server anyway, and stays
+ * there, refused, with Edit, Retry and Cancel.
  */
-export const MAX_TEXT_CHARS = 4000
+export let MAX_TEXT_CHARS = 4000
 
-/** From this many characters on, the composer shows its counter. */
-export const COUNTER_FROM = 3500
+/** From this many characters on, the composer shows its counter: 7/8 of the limit. */
+export let COUNTER_FROM = 3500
+
+/** Takes the server's limit (characters); anything but a positive integer is ignored. */
+export function setMaxTextChars(n: unknown): void {
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 1) return
+  MAX_TEXT_CHARS = n
+  COUNTER_FROM = Math.floor((n * 7) / 8)
+}
 
 const segmenter = new Intl.Segmenter(undefined, { granularity: 'grapheme' })
 
