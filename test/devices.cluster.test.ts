@@ -2,20 +2,20 @@ import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { SignJWT } from 'jose'
 import { closed, connackCode } from './helpers/clients.ts'
-import { type ClusterNode, type ClusterSetup, clusterSecret, startClusterNode } from './helpers/cluster.ts'
+import {
+  type ClusterNode,
+  clusterSecret,
+  startTwoNodeCluster,
+  type TwoNodeCluster,
+} from './helpers/cluster.ts'
 import { Device } from './helpers/device.ts'
-import { type FerretDb, startFerretDb } from './helpers/ferretdb.ts'
-import { type RedisServer, startRedis } from './helpers/redis.ts'
-import { type S3Server, startVersitygw } from './helpers/versitygw.ts'
 
 const BAD_USERNAME_OR_PASSWORD = 4
 /** docs/protocol.md#devices states that a revoked device is cut on every node within this. */
 const CUT_WITHIN_MS = 1000
 
 describe('device revocation in a cluster (two nodes on Redis, MongoDB-wire store)', () => {
-  let redis: RedisServer
-  let ferret: FerretDb
-  let s3: S3Server
+  let cluster: TwoNodeCluster | undefined
   let a: ClusterNode
   let b: ClusterNode
   const { secret } = clusterSecret()
@@ -30,16 +30,12 @@ describe('device revocation in a cluster (two nodes on Redis, MongoDB-wire store
       .sign(key)
 
   before(async () => {
-    ;[redis, ferret, s3] = await Promise.all([startRedis(), startFerretDb(), startVersitygw()])
-    const setup: ClusterSetup = { redisUrl: redis.url, mongoUri: ferret.uri, s3, secret }
-    ;[a, b] = await Promise.all([startClusterNode('a', setup), startClusterNode('b', setup)])
+    cluster = await startTwoNodeCluster(secret)
+    ;({ a, b } = cluster)
   })
   after(async () => {
     for (const d of devices) await d.close().catch(() => {})
-    for (const n of [a, b]) await n?.stop()
-    await ferret?.stop()
-    await s3?.stop()
-    await redis?.stop()
+    await cluster?.stop()
   })
 
   it('cuts a device revoked on node A from node B within a second; its old token is refused on both', async (t) => {

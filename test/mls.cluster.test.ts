@@ -1,8 +1,12 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import { type ClusterNode, type ClusterSetup, clusterSecret, startClusterNode } from './helpers/cluster.ts'
+import {
+  type ClusterNode,
+  clusterSecret,
+  startTwoNodeCluster,
+  type TwoNodeCluster,
+} from './helpers/cluster.ts'
 import { Device } from './helpers/device.ts'
-import { type FerretDb, startFerretDb } from './helpers/ferretdb.ts'
 import {
   base64,
   commitAdd,
@@ -14,8 +18,6 @@ import {
   newKeyPackage,
   receive,
 } from './helpers/mls.ts'
-import { type RedisServer, startRedis } from './helpers/redis.ts'
-import { type S3Server, startVersitygw } from './helpers/versitygw.ts'
 
 type Claim = { keyPackages: { deviceId: string; keyPackage: string; lastResort: boolean }[] }
 type CommitEvent = { type: 'mls_commit'; epoch: number; commit: string }
@@ -27,25 +29,19 @@ const commitsSeen = (d: Device, chatId: string) =>
     .map((e) => ({ seq: e.seq, ...(e.event as CommitEvent) }))
 
 describe('the MLS Delivery Service in a cluster (two nodes on Redis, MongoDB-wire store)', () => {
-  let redis: RedisServer
-  let ferret: FerretDb
-  let s3: S3Server
+  let cluster: TwoNodeCluster | undefined
   let a: ClusterNode
   let b: ClusterNode
   const { secret, token } = clusterSecret()
   const devices: Device[] = []
 
   before(async () => {
-    ;[redis, ferret, s3] = await Promise.all([startRedis(), startFerretDb(), startVersitygw()])
-    const setup: ClusterSetup = { redisUrl: redis.url, mongoUri: ferret.uri, s3, secret }
-    ;[a, b] = await Promise.all([startClusterNode('a', setup), startClusterNode('b', setup)])
+    cluster = await startTwoNodeCluster(secret)
+    ;({ a, b } = cluster)
   })
   after(async () => {
     for (const d of devices) await d.close().catch(() => {})
-    for (const n of [a, b]) await n?.stop()
-    await ferret?.stop()
-    await s3?.stop()
-    await redis?.stop()
+    await cluster?.stop()
   })
 
   it('hands each KeyPackage to one of two claimers on two nodes at the same instant', async () => {

@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { createClient, MemoryMlsStorage, type NatterClient } from '../client-sdk/src/index.ts'
-import { type ClusterNode, type ClusterSetup, clusterSecret, startClusterNode } from './helpers/cluster.ts'
-import { type FerretDb, startFerretDb } from './helpers/ferretdb.ts'
-import { type RedisServer, startRedis } from './helpers/redis.ts'
-import { type S3Server, startVersitygw } from './helpers/versitygw.ts'
+import {
+  type ClusterNode,
+  clusterSecret,
+  startTwoNodeCluster,
+  type TwoNodeCluster,
+} from './helpers/cluster.ts'
 
 const ROUNDS = 5
 
@@ -15,9 +17,7 @@ function holds(c: NatterClient, chatId: string, text: string): Promise<void> {
 }
 
 describe('the SDK as an MLS client on two nodes (Redis, MongoDB-wire store)', () => {
-  let redis: RedisServer
-  let ferret: FerretDb
-  let s3: S3Server
+  let cluster: TwoNodeCluster | undefined
   let a: ClusterNode
   let b: ClusterNode
   const { secret, token } = clusterSecret()
@@ -37,16 +37,12 @@ describe('the SDK as an MLS client on two nodes (Redis, MongoDB-wire store)', ()
   }
 
   before(async () => {
-    ;[redis, ferret, s3] = await Promise.all([startRedis(), startFerretDb(), startVersitygw()])
-    const setup: ClusterSetup = { redisUrl: redis.url, mongoUri: ferret.uri, s3, secret }
-    ;[a, b] = await Promise.all([startClusterNode('a', setup), startClusterNode('b', setup)])
+    cluster = await startTwoNodeCluster(secret)
+    ;({ a, b } = cluster)
   })
   after(async () => {
     for (const c of clients) await c.close().catch(() => {})
-    for (const n of [a, b]) await n?.stop()
-    await ferret?.stop()
-    await s3?.stop()
-    await redis?.stop()
+    await cluster?.stop()
   })
 
   it(`two members on two nodes commit at the same instant, ${ROUNDS} times: one wins each time, the other rebases by itself; messages still decrypt both ways`, async () => {

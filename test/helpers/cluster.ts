@@ -3,8 +3,10 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { SignJWT } from 'jose'
+import { startFerretDb } from './ferretdb.ts'
 import { localNodeEnv, logEvent, type Proc, ROOT, run } from './processes.ts'
-import { type S3Server, s3Env } from './versitygw.ts'
+import { startRedis } from './redis.ts'
+import { type S3Server, s3Env, startVersitygw } from './versitygw.ts'
 
 export interface ClusterNode {
   id: string
@@ -91,4 +93,44 @@ export async function startClusterNode(
     },
   }
   return node
+}
+
+/** Two nodes `a` and `b` on one Redis, one FerretDB and one versitygw bucket, and their teardown. */
+export interface TwoNodeCluster {
+  a: ClusterNode
+  b: ClusterNode
+  /** SIGTERMs both nodes, then stops the servers they share; safe to call after a failed start. */
+  stop(): Promise<void>
+}
+
+/**
+ * Starts the cluster most cluster tests need: Redis, FerretDB (the MongoDB path) and versitygw
+ * (S3), then nodes `a` and `b` signing with `secret` (clusterSecret). A start that fails part way
+ * stops what did come up before it rethrows.
+ */
+export async function startTwoNodeCluster(secret: string): Promise<TwoNodeCluster> {
+  const [redis, ferret, s3] = await Promise.allSettled([startRedis(), startFerretDb(), startVersitygw()])
+  const nodes: ClusterNode[] = []
+  const stop = async () => {
+    for (const n of nodes) await n.stop()
+    for (const server of [ferret, s3, redis]) if (server.status === 'fulfilled') await server.value.stop()
+  }
+  try {
+    if (redis.status === 'rejected') throw redis.reason
+    if (ferret.status === 'rejected') throw ferret.reason
+    if (s3.status === 'rejected') throw s3.reason
+    const setup: ClusterSetup = {
+      redisUrl: redis.value.url,
+      mongoUri: ferret.value.uri,
+      s3: s3.value,
+      secret,
+    }
+    const started = await Promise.allSettled([startClusterNode('a', setup), startClusterNode('b', setup)])
+    for (const n of started) if (n.status === 'fulfilled') nodes.push(n.value)
+    for (const n of started) if (n.status === 'rejected') throw n.reason
+  } catch (err) {
+    await stop()
+    throw err
+  }
+  return { a: nodes[0] as ClusterNode, b: nodes[1] as ClusterNode, stop }
 }
