@@ -7,6 +7,7 @@ import { loadVerifyKey } from '../services/auth/jwt-keys.ts'
 import { createTokenVerifier } from '../services/auth/token-verifier.ts'
 import { topics } from '../services/auth/topic-acl.ts'
 import type { BlockStore } from '../services/blocks/block-store.ts'
+import { isDirectChat } from '../services/chats/chat-ids.ts'
 import { diskObjectRoute } from '../services/media/disk-object-store.ts'
 import type { MediaService } from '../services/media/media-service.ts'
 import type { ObjectStore } from '../services/media/object-store.ts'
@@ -193,7 +194,7 @@ export async function startNode(settings: Settings, log: Logger): Promise<Natter
   ) => {
     const outcome = typing.check(who, chatId, payloadOf(packet))
     // A direct chat with a block either way relays no typing, and the sender is told nothing.
-    if (outcome.ok && chatId.startsWith('d_')) {
+    if (outcome.ok && isDirectChat(chatId)) {
       const other = index.members(chatId).find((u) => u !== who.userId)
       if (other !== undefined && blocks.eitherBlocks(who.userId, other)) return null
     }

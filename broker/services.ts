@@ -194,6 +194,7 @@ export async function wireServices(d: ServiceDeps) {
     chats: stores.chats,
     index,
     inbox: wiring.sink,
+    keyPackages: stores.keyPackages,
     ops,
     log,
   }).register(router)

@@ -72,9 +72,9 @@ export function createWebApp(o: {
     '/style.css': serve(
       (a) => a.byName.get(a.cssName) && { ...(a.byName.get(a.cssName) as Asset), cache: NO_CACHE },
     ),
-    '/app.js': serve(
-      (a) => a.byName.get(a.jsName) && { ...(a.byName.get(a.jsName) as Asset), cache: NO_CACHE },
-    ),
+    // A module that imports the hashed app: the app's own relative imports of its chunks then
+    // resolve under /assets/ (served here as the app itself, they would resolve at the root).
+    '/app.js': serve((a) => a.legacyJs),
     '/favicon.ico': serve((a) => a.favicon),
     '/web/config.json': async (req, res) => {
       // The Host header passed the host check: a name this server answers to.
@@ -154,6 +154,8 @@ interface Assets {
   byName: Map<string, Asset>
   jsName: string
   cssName: string
+  /** /app.js of earlier pages: `import "/assets/app-<hash>.js"`, revalidated each time. */
+  legacyJs: Asset
 }
 
 const brotli = promisify(brotliCompress)
@@ -174,7 +176,7 @@ const hashOf = (b: Buffer) => createHash('sha256').update(b).digest('base64url')
 /**
  * The web chat's files, built once on first request: the app (web/app.tsx, Preact and the
  * client SDK) and the stylesheet, minified by esbuild under content-hashed names; index.html
- * naming them; the app's chunks imported on demand (the SDK's MLS client); all precompressed
+ * naming them (and chunks, were splitting on: none now, see below); all precompressed
  * with brotli and gzip.
  */
 async function buildAssets(): Promise<Assets> {
@@ -193,9 +195,11 @@ async function buildAssets(): Promise<Assets> {
       platform: 'browser',
       jsx: 'automatic',
       jsxImportSource: 'preact',
-      // Dynamic imports become chunks loaded when called: the SDK's MLS client (ts-mls, ~37 KB
-      // brotli) stays out of the first load of a page that opens no encrypted chat.
-      splitting: true,
+      // One file, the SDK's MLS client (ts-mls, ~40 KB brotli) in it: every signed-in tab is an
+      // MLS client (web/session.ts) and imports it as it starts, and a tab reloaded without a
+      // network must start (offlineStart) with no chunk left to fetch. Chunks, were splitting
+      // turned on, are served beside the app under /assets/.
+      splitting: false,
       outdir: ASSETS,
       entryNames: 'app',
       chunkNames: 'chunk-[hash]',
@@ -221,11 +225,16 @@ async function buildAssets(): Promise<Assets> {
   const jsName = `app-${hashOf(jsBody)}.js`
   const cssName = `style-${hashOf(cssBody)}.css`
   const page = html.replace('/style.css', `${ASSETS}${cssName}`).replace('/app.js', `${ASSETS}${jsName}`)
-  const [jsAsset, cssAsset, htmlAsset, favicon] = await Promise.all([
+  const [jsAsset, cssAsset, htmlAsset, favicon, legacyJs] = await Promise.all([
     asset('text/javascript; charset=utf-8', jsBody, IMMUTABLE),
     asset('text/css; charset=utf-8', cssBody, IMMUTABLE),
     asset('text/html; charset=utf-8', Buffer.from(page), NO_CACHE),
     asset('image/svg+xml', Buffer.from(FAVICON), 'public, max-age=86400'),
+    asset(
+      'text/javascript; charset=utf-8',
+      Buffer.from(`import ${JSON.stringify(ASSETS + jsName)}\n`),
+      NO_CACHE,
+    ),
   ])
   return {
     html: htmlAsset,
@@ -233,6 +242,7 @@ async function buildAssets(): Promise<Assets> {
     byName: new Map([[jsName, jsAsset], [cssName, cssAsset], ...chunks]),
     jsName,
     cssName,
+    legacyJs,
   }
 }
 

@@ -4,6 +4,7 @@ import { createServer, type Server } from 'node:http'
 import { after, before, describe, it } from 'node:test'
 import { build } from 'esbuild'
 import { type Browser, chromium, type Page } from 'playwright-core'
+import sharp from 'sharp'
 import { createClient, MemoryMlsStorage, type NatterClient } from '../client-sdk/src/index.ts'
 import { startTestNode, type TestNode } from './helpers/node.ts'
 import { ROOT } from './helpers/processes.ts'
@@ -44,6 +45,9 @@ describe('an encrypted chat in Chromium, keys in IndexedDB', () => {
   let origin: string
   let browser: Browser
   let xia: NatterClient
+  // The first test's tab and chat, which the media test goes on with.
+  let page: Page
+  let chatId: string
 
   before(async () => {
     const sdk = await build({
@@ -88,7 +92,7 @@ describe('an encrypted chat in Chromium, keys in IndexedDB', () => {
     page.evaluate(`(${READ})(${JSON.stringify({ chatId, text })})`) as Promise<[string, boolean][]>
 
   it('joins, decrypts and sends; after a reload the keys from IndexedDB read what follows', async () => {
-    const page = await (await browser.newContext()).newPage()
+    page = await (await browser.newContext()).newPage()
     const errors: string[] = []
     page.on('pageerror', (e) => errors.push(e.message))
     await load(page)
@@ -100,7 +104,7 @@ describe('an encrypted chat in Chromium, keys in IndexedDB', () => {
       mls: { storage: new MemoryMlsStorage() },
     })
     await xia.keyPackagesReady()
-    const chatId = (await xia.createGroup('browser test', ['wes'], { encrypted: true })).id
+    chatId = (await xia.createGroup('browser test', ['wes'], { encrypted: true })).id
     await xia.send(chatId, { text: 'kilo from node' }).sent
     assert.deepEqual(await read(page, chatId, 'kilo from node'), [['kilo from node', true]])
     await page.evaluate(`window.client.send(${JSON.stringify(chatId)}, { text: 'lima from chromium' }).sent`)
@@ -124,5 +128,61 @@ describe('an encrypted chat in Chromium, keys in IndexedDB', () => {
       ['mike after the reload', true],
     ])
     assert.deepEqual(errors, [])
+  })
+
+  it('encrypts an image in Chromium (measured there, XHR upload) and decrypts a file from Node', async () => {
+    const png = await sharp(Buffer.alloc(64 * 48 * 3, 0x5a), { raw: { width: 64, height: 48, channels: 3 } })
+      .png()
+      .toBuffer()
+    const UPLOAD = `async ({ chatId, b64 }) => {
+      const c = window.client
+      const bytes = Uint8Array.from(atob(b64), (ch) => ch.charCodeAt(0))
+      const progress = []
+      const up = await c.uploadMedia(new Blob([bytes], { type: 'image/png' }), {
+        chatId,
+        name: 'photo.png',
+        onProgress: (sent, total) => progress.push([sent, total]),
+      })
+      await c.send(chatId, { text: 'photo from chromium', media: [up.mediaId] }).sent
+      return { id: up.mediaId, width: up.encrypted.width, height: up.encrypted.height, last: progress.at(-1) }
+    }`
+    const up = (await page.evaluate(
+      `(${UPLOAD})(${JSON.stringify({ chatId, b64: png.toString('base64') })})`,
+    )) as {
+      id: string
+      width: number
+      height: number
+      last: [number, number]
+    }
+    assert.deepEqual([up.width, up.height, up.last], [64, 48, [png.length + 16, png.length + 16]])
+    const hasPhoto = () => xia.messages(chatId).some((m) => m.encryptedMedia?.[0]?.id === up.id)
+    if (!hasPhoto()) await xia.next('message', hasPhoto)
+    const photo = xia.messages(chatId).find((m) => m.encryptedMedia?.[0]?.id === up.id)?.encryptedMedia?.[0]
+    assert.equal(photo?.name, 'photo.png')
+    assert.ok(
+      photo && Buffer.from(await xia.downloadMedia(photo)).equals(png),
+      'Node decrypts what Chromium sent',
+    )
+
+    const sent = await xia.uploadMedia(Buffer.from('notes for the browser'), {
+      chatId,
+      contentType: 'text/plain',
+      name: 'notes.txt',
+    })
+    await xia.send(chatId, { media: [sent.mediaId] }).sent
+    const DOWNLOAD = `async ({ chatId, id }) => {
+      const c = window.client
+      const has = () => c.messages(chatId).some((m) => m.encryptedMedia?.[0]?.id === id)
+      if (!has()) await c.next('message', has)
+      const media = c.messages(chatId).find((m) => m.encryptedMedia?.[0]?.id === id).encryptedMedia[0]
+      const bytes = await c.downloadMedia(media)
+      const found = await c.search(chatId, 'chromi')
+      return { text: new TextDecoder().decode(bytes), name: media.name, found: found.map((m) => m.text) }
+    }`
+    assert.deepEqual(await page.evaluate(`(${DOWNLOAD})(${JSON.stringify({ chatId, id: sent.mediaId })})`), {
+      text: 'notes for the browser',
+      name: 'notes.txt',
+      found: ['photo from chromium', 'lima from chromium'],
+    })
   })
 })

@@ -70,7 +70,11 @@ window.chatAsBob = async (url, token, chatId) => {
   return got.text
 }
 `
-const PAGE_HTML = `<!doctype html><meta charset="utf-8"><title>SDK app</title><pre id="log"></pre>
+// A strict Content Security Policy, as many apps have: no eval, no inline script. The SDK must run
+// under it without a violation (the page test counts them); `worker-src blob:` is for mqtt.js,
+// whose keepalive timers (worker-timers) run in a Worker made from a blob: URL.
+const PAGE_HTML = `<!doctype html><meta charset="utf-8"><title>SDK app</title>
+<meta http-equiv="Content-Security-Policy" content="script-src 'self'; worker-src 'self' blob:"><pre id="log"></pre>
 <script type="module" src="/page.js"></script>`
 // TypeScript against the package's declarations, strict, as a Node app with nodenext resolution.
 const TYPED_APP = `import { createClient, type ChatMessage, type ChatSnapshot, type ChatState, type NatterClient, NatterRequestError } from '@natter/client-sdk'
@@ -101,6 +105,48 @@ const offline = createClient({ url: 'ws://localhost:8083/mqtt', userId: 'a', dev
 // @ts-expect-error: internal
 const internal = (s: ChatState) => s._touch()
 export { client, follow, internal, misspelt, offline, render, show, IndexedDbOutboxStorage, NatterRequestError, topics }
+`
+
+// What the package README's "Encrypted chats" examples take from the app around them (`url`,
+// Alice's `getToken`, Bob's client, a `file`, a `show`), then the examples as written, then what
+// the test reads back: one JSON line.
+const ENCRYPTED_PRELUDE = `import { readFileSync } from 'node:fs'
+import { createClient as connect } from '@natter/client-sdk'
+import { FileMlsStorage as KeyFile } from '@natter/client-sdk/mls-file'
+const url = process.env.NATTER_URL as string
+const tokens = JSON.parse(process.env.NATTER_TOKENS as string) as Record<string, string>
+const getToken = async () => tokens.alice as string
+const bob = await connect({
+  url,
+  userId: 'bob',
+  deviceId: 'laptop',
+  getToken: async () => tokens.bob as string,
+  mls: { storage: new KeyFile('./keys', 'bob', 'laptop') },
+})
+await bob.keyPackagesReady()
+const file = readFileSync('beach.png')
+type Shown = { blob: Blob; name: string | null; width: number | null; height: number | null }
+let onShown = (_: Shown) => {}
+const shown = new Promise<Shown>((resolve) => {
+  onShown = resolve
+})
+const show = (blob: Blob, name: string | null, width: number | null, height: number | null) =>
+  onShown({ blob, name, width, height })
+`
+const ENCRYPTED_POSTLUDE = `
+const got = await shown
+const read = (await bob.open(chat.id)).map((m) => m.text)
+console.log(JSON.stringify({
+  chatId: chat.id,
+  directId: direct.id,
+  shown: { type: got.blob.type, name: got.name, same: Buffer.from(await got.blob.arrayBuffer()).equals(file) },
+  read,
+  found: Array.isArray(found),
+  searched: (await bob.search(chat.id, 'beach')).map((m) => m.text),
+  bobSees: await bob.safetyNumber(chat.id, 'alice'),
+}))
+await alice.close()
+await bob.close()
 `
 
 /**
@@ -138,6 +184,22 @@ describe('the client SDK as a package an app installs', () => {
         token: string
       }
     ).token
+
+  /**
+   * The package README's "Encrypted chats" examples, in the order written, between what they take
+   * from the app around them and what the test reads back, as `encrypted-example.ts` in the app.
+   */
+  const writeEncryptedExample = (): void => {
+    const readme = readFileSync(join(app, 'node_modules/@natter/client-sdk/README.md'), 'utf8')
+    const from = readme.indexOf('## Encrypted chats')
+    const end = readme.indexOf('\n## ', from + 1)
+    const section = readme.slice(from, end === -1 ? undefined : end)
+    const examples = [...section.matchAll(/```ts\n([\s\S]*?)\n```/g)].map((m) => m[1] as string)
+    assert.equal(examples.length, 2, 'the section has its key-and-group example and its media one')
+    assert.match(examples[0] as string, /from '@natter\/client-sdk\/mls-file'/)
+    const script = `${ENCRYPTED_PRELUDE}\n${examples.join('\n')}\n${ENCRYPTED_POSTLUDE}`
+    writeFileSync(join(app, 'encrypted-example.ts'), script)
+  }
 
   before(async () => {
     work = mkdtempSync(join(tmpdir(), 'natter-sdk-app-'))
@@ -217,8 +279,10 @@ describe('the client SDK as a package an app installs', () => {
     ])
   })
 
-  it('type-checks a strict TypeScript app against its declarations', async () => {
+  it('type-checks a strict TypeScript app, and the encrypted chat examples, against its declarations', async () => {
     writeFileSync(join(app, 'typed.ts'), TYPED_APP)
+    // One tsc for both (each run costs seconds): the examples run in their own test below.
+    writeEncryptedExample()
     // An app on Node has @types/node (mqtt.js's declarations use it); the repository's copy.
     const { stdout } = await exec(
       join(ROOT, 'node_modules/.bin/tsc'),
@@ -238,6 +302,7 @@ describe('the client SDK as a package an app installs', () => {
         '--types',
         'node',
         'typed.ts',
+        'encrypted-example.ts',
       ],
       { cwd: app },
     ).catch((err: { stdout?: string }) => {
@@ -263,6 +328,8 @@ describe('the client SDK as a package an app installs', () => {
     const inputs = Object.keys(bundle.metafile.inputs)
     assert.ok(inputs.includes('node_modules/@natter/client-sdk/dist/esm/index.js'), inputs.join('\n'))
     assert.ok(inputs.some((i) => i.startsWith('node_modules/mqtt/')))
+    // zod/mini checks what other members write in encrypted chats: in the page, under the CSP.
+    assert.ok(inputs.some((i) => i.startsWith('node_modules/zod/')))
 
     const node = await appNode()
     ctx.diagnostic(`the Node script runs on Node ${node.version}`)
@@ -292,6 +359,10 @@ describe('the client SDK as a package an app installs', () => {
     const page = await browser.newPage()
     const errors: string[] = []
     page.on('pageerror', (e) => errors.push(e.message))
+    // Even a refused `new Function` that the code catches is reported as a violation.
+    await page.addInitScript(`window.cspViolations = []
+      document.addEventListener('securitypolicyviolation', (e) =>
+        window.cspViolations.push(e.violatedDirective + ' ' + e.blockedURI))`)
     await page.goto(`${siteUrl}/`)
     await page.waitForFunction('"chatAsBob" in window')
     const args = JSON.stringify([t.wsUrl, await devToken('bob'), chatId])
@@ -302,6 +373,7 @@ describe('the client SDK as a package an app installs', () => {
     assert.equal(await exited, 0, stderr)
     assert.deepEqual(lines[1], { reply: 'hello from the browser' })
     assert.deepEqual(errors, [])
+    assert.deepEqual(await page.evaluate('window.cspViolations'), [], 'CSP violations')
   })
 
   it("runs the README's Node and browser examples as written, against the node's ports", async () => {
@@ -407,5 +479,40 @@ describe('the client SDK as a package an app installs', () => {
       'edited: brunch at 11:30?',
       'weekend: 2 members, 0 unread',
     ])
+  })
+  it("runs the package README's encrypted chat examples as written: a group, safety numbers, an image, search", async () => {
+    writeEncryptedExample()
+    const sharp = (await import('sharp')).default
+    const png = await sharp({ create: { width: 48, height: 32, channels: 3, background: '#f4a261' } })
+      .png()
+      .toBuffer()
+    writeFileSync(join(app, 'beach.png'), png)
+    const tokens = { alice: await devToken('alice'), bob: await devToken('bob') }
+    const ran = await exec(process.execPath, ['encrypted-example.ts'], {
+      cwd: app,
+      env: { ...process.env, NATTER_URL: t.mqttUrl, NATTER_TOKENS: JSON.stringify(tokens) },
+      timeout: 60_000,
+    }).catch((err: { stdout?: string; stderr?: string }) => {
+      throw new Error(`encrypted-example.ts failed: ${err.stdout}${err.stderr}`)
+    })
+    const lines = ran.stdout.trim().split('\n')
+    const result = JSON.parse(lines.at(-1) as string) as {
+      chatId: string
+      directId: string
+      shown: { type: string; name: string; same: boolean }
+      read: (string | null)[]
+      found: boolean
+      searched: string[]
+      bobSees: string
+    }
+    assert.match(result.chatId, /^e_/)
+    assert.match(result.directId, /^e_d\./)
+    assert.deepEqual(result.shown, { type: 'image/png', name: 'beach.png', same: true })
+    assert.ok(result.read.includes('only members read this'), JSON.stringify(result.read))
+    assert.ok(result.found)
+    assert.deepEqual(result.searched, ['the beach'])
+    // Alice's example printed her side's safety number for Bob: the same 60 digits as Bob's.
+    assert.match(result.bobSees, /^(\d{5} ){11}\d{5}$/)
+    assert.ok(lines.includes(result.bobSees), ran.stdout)
   })
 })

@@ -28,7 +28,8 @@ export function describeEvent(m: ChatMessage, nameOf: (userId: string) => string
   const promoted = typeof e.promoted === 'string' ? `; ${nameOf(e.promoted)} is now an admin` : ''
   switch (e.type) {
     case 'chat_created':
-      return !m.chatId.startsWith('d_')
+      // Direct chats' ids start with d_, encrypted ones' with e_d. (docs/e2ee.md §1).
+      return !m.chatId.startsWith('d_') && !m.chatId.startsWith('e_d.')
         ? `${who} created the group${typeof e.name === 'string' ? ` “${e.name}”` : ''}`
         : `${who} started the chat`
     case 'members_added':
@@ -42,7 +43,8 @@ export function describeEvent(m: ChatMessage, nameOf: (userId: string) => string
         ? `${who} made ${nameOf(String(e.userId ?? ''))} an admin${promoted}`
         : `${who} made ${nameOf(String(e.userId ?? ''))} a member, not an admin${promoted}`
     case 'mls_commit':
-      return 'Encryption keys changed'
+      // The first Commit (epoch 0) opens the group's encryption (docs/e2ee.md §3).
+      return e.epoch === 0 ? 'End-to-end encryption set up' : 'Encryption keys changed'
     case 'chat_renamed':
       return `${who} renamed the group to “${typeof e.name === 'string' ? e.name : ''}”`
     default:
@@ -69,6 +71,9 @@ export function previewOf(m: ChatMessage, nameOf: (userId: string) => string): s
   if (m.text) return m.text.replace(/\s+/g, ' ')
   // A message holds media ids only: whether one is a photo or a file is known once it is loaded.
   if (m.media?.length) return m.media.length > 1 ? `${m.media.length} attachments` : 'Attachment'
+  // An encrypted chat's message this device has not read (or cannot: docs/e2ee.md §9).
+  if (m.undecryptable === 'not read on this device yet') return 'Encrypted message'
+  if (m.undecryptable !== undefined) return 'Message not readable on this device'
   if (m.chatId.startsWith('e_')) return 'Encrypted message'
   return ''
 }

@@ -1,5 +1,7 @@
 import { createClient, type NatterClient } from '../client-sdk/src/index.ts'
 import { IndexedDbOutboxStorage } from '../client-sdk/src/indexeddb-outbox.ts'
+// The storage only: the MLS client itself (ts-mls) is a chunk the SDK imports when it starts.
+import { IndexedDbMlsStorage } from '../client-sdk/src/mls/indexeddb-storage.ts'
 import { claimDevice, dropDevices } from './device-pool.ts'
 import { setMaxTextChars } from './text-limit.ts'
 
@@ -84,9 +86,51 @@ async function webConfig(): Promise<WebConfig> {
 }
 
 /** What each connected client holds besides itself: its `online` listener, its device's lock. */
-const held = new WeakMap<NatterClient, { online: () => void; release: () => void; deviceId: string }>()
+const held = new WeakMap<
+  NatterClient,
+  { online: () => void; release: () => void; deviceId: string; devices: BroadcastChannel | undefined }
+>()
+
+/**
+ * Tells this user's other tabs in this browser that a device of theirs is ready for encrypted
+ * chats (its KeyPackages uploaded), and adds a device they announce to this device's encrypted
+ * chats (`addOwnDevices`). The SDK adds the user's new devices only at its own connects
+ * (docs/e2ee.md §6: there is no device-added event from the server), so without this a second tab
+ * would read nothing until the first one reconnected.
+ */
+function announceDevice(client: NatterClient): BroadcastChannel | undefined {
+  if (typeof BroadcastChannel === 'undefined') return undefined
+  const channel = new BroadcastChannel(`natter-devices:${client.userId}`)
+  channel.onmessage = () => {
+    client.addOwnDevices().catch(() => {
+      // Offline, or a refusal: the SDK checks again at its next connect.
+    })
+  }
+  client
+    .keyPackagesReady()
+    .then(() => channel.postMessage({ deviceId: client.deviceId }))
+    .catch(() => {
+      // Not uploaded (offline), or signed out meanwhile (the channel closed): nothing to announce.
+    })
+  return channel
+}
 
 const outboxName = (userId: string, deviceId: string) => `natter-outbox:${userId}/${deviceId}`
+/**
+ * The IndexedDB database of a device's MLS keys, group states and the messages it read in
+ * encrypted chats (docs/e2ee.md §9): the keys belong to the device, so one per pooled device id.
+ */
+const mlsName = (userId: string, deviceId: string) => `natter-mls:${userId}/${deviceId}`
+
+/**
+ * Deletes the MLS keys this browser kept for devices revoked on the server: a revoked device is
+ * never added to a group again (its KeyPackages are deleted with it), so its keys and what it
+ * read only take room. An open tab still using one (revoked from another tab) blocks the delete
+ * until it closes.
+ */
+function forgetMlsKeys(userId: string, deviceIds: string[]): void {
+  for (const d of deviceIds) indexedDB.deleteDatabase(mlsName(userId, d))
+}
 
 /**
  * Connects the session's client on a device claimed from the user's pool (device-pool.ts); its
@@ -115,6 +159,9 @@ export async function connectSession(s: Session, resumed = false): Promise<Natte
         deviceId: device.deviceId,
         getToken: () => devToken(s.userId),
         outbox: new IndexedDbOutboxStorage(outboxName(s.userId, device.deviceId)),
+        // Every web device is an MLS client: it uploads KeyPackages at connect, so others can add
+        // it to encrypted chats, and it reads and writes those chats like any other.
+        mls: { storage: new IndexedDbMlsStorage(mlsName(s.userId, device.deviceId)) },
         offlineStart: true,
         // A ping every 2 s, dropped after 1 s more unanswered: a silent network is noticed within
         // 3 s, inside the 5 s the banner has to say so (the SDK's 5 s default takes up to 7.5 s).
@@ -126,8 +173,10 @@ export async function connectSession(s: Session, resumed = false): Promise<Natte
       device.release()
       // A pooled id revoked elsewhere (devices.list and device.revoke from another app) refuses
       // every earlier token (CONNACK 4): it leaves the pool, and this tab takes another.
-      if (e instanceof Error && e.message.includes('revoked for this device'))
+      if (e instanceof Error && e.message.includes('revoked for this device')) {
         dropDevices(s.userId, [device.deviceId])
+        forgetMlsKeys(s.userId, [device.deviceId])
+      }
       throw e
     }
   }
@@ -139,7 +188,7 @@ export async function connectSession(s: Session, resumed = false): Promise<Natte
   // The network is back: connect now rather than at the end of the backoff's wait.
   const online = () => client.reconnectNow()
   addEventListener('online', online)
-  held.set(client, { online, release, deviceId })
+  held.set(client, { online, release, deviceId, devices: announceDevice(client) })
   // For the browser console (and the browser test): the app's client.
   ;(window as unknown as { natter: NatterClient }).natter = client
   return client
@@ -183,6 +232,7 @@ export async function signOutOtherWebSessions(userId: string): Promise<number> {
   for (const deviceId of revoke) await httpOp(userId, 'device.revoke', { deviceId })
   // Revoked ids refuse the tokens issued before: this browser must not lend them again.
   dropDevices(userId, revoke)
+  forgetMlsKeys(userId, revoke)
   return revoke.length
 }
 
@@ -196,7 +246,7 @@ export function hasUnsent(client: NatterClient): boolean {
 /**
  * Signs the tab out: closes the client, revokes its device on the server (`device.revoke`, over
  * HTTP: revoking over the device's own connection closes it before the answer), so that it no
- * longer counts against the device cap, then forgets the device (pool, outbox) and the session.
+ * longer counts against the device cap, then forgets the device (pool, outbox, MLS keys) and the session.
  * A revoke that fails (no network) keeps the device in the pool for the next tab: its session
  * then ends by expiry, and what its outbox holds still goes out from there.
  */
@@ -205,6 +255,7 @@ export async function endSession(client: NatterClient): Promise<void> {
   held.delete(client)
   forgetSession()
   if (h) removeEventListener('online', h.online)
+  h?.devices?.close()
   await client.close()
   if (!h) return
   const { userId } = client
@@ -212,6 +263,7 @@ export async function endSession(client: NatterClient): Promise<void> {
     await httpOp(userId, 'device.revoke', { deviceId: h.deviceId })
     dropDevices(userId, [h.deviceId])
     indexedDB.deleteDatabase(outboxName(userId, h.deviceId))
+    forgetMlsKeys(userId, [h.deviceId])
   } catch {
     // Kept in the pool (see above).
   }

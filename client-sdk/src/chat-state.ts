@@ -1,6 +1,7 @@
 import type { Chat, MessageStatus, Sending, StatusEvent } from './client.ts'
 import { Emitter } from './emitter.ts'
 import { type MembershipEvent, membershipEvent } from './membership-events.ts'
+import { isDirectChat } from './mls/chat-kind.ts'
 import type { OutboxItem } from './outbox.ts'
 import { NatterRequestError } from './request.ts'
 import type { ChatMessage } from './timeline.ts'
@@ -147,7 +148,7 @@ export class ChatState extends Emitter<ChatStateEvents> {
     super()
     this.#host = host
     this.id = chatId
-    this.kind = chatId.startsWith('d_') ? 'direct' : 'group'
+    this.kind = isDirectChat(chatId) ? 'direct' : 'group'
     this.encrypted = chatId.startsWith('e_')
   }
 
@@ -664,7 +665,7 @@ function applyMembership(members: Member[], m: ChatMessage): Member[] {
     // Groups, encrypted ones (`e_`) included, start with their creator as admin; direct chats have none.
     next = ids(e.members).map((userId) => ({
       userId,
-      role: !m.chatId.startsWith('d_') && userId === m.senderId ? 'admin' : 'member',
+      role: !isDirectChat(m.chatId) && userId === m.senderId ? 'admin' : 'member',
     }))
   } else if (e.type === 'members_added') {
     const fresh = ids(e.userIds).filter((u) => !members.some((x) => x.userId === u))

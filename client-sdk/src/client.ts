@@ -5,7 +5,16 @@ import { checkUrlForHere, connectTimeoutOf, firstToken, watchFirstConnect } from
 import { type MediaUrls, mediaUrl, type Uploaded, type UploadOptions, uploadMedia } from './media.ts'
 import type { MembershipEvent } from './membership-events.ts'
 import { isEncryptedChat } from './mls/chat-kind.ts'
-import type { DevicesChangedEvent, EncryptedChats, EncryptedChatsHost } from './mls/encrypted-chats.ts'
+import { parseEncryptedMedia } from './mls/encrypted-body-schema.ts'
+import {
+  type DevicesChangedEvent,
+  ENCRYPTED_BODY_VERSION,
+  type EncryptedChats,
+  type EncryptedChatsHost,
+} from './mls/encrypted-chats.ts'
+import type { EncryptedMedia } from './mls/encrypted-media.ts'
+import { LocalSearch } from './mls/local-search.ts'
+import { type DownloadOptions, downloadMedia, uploadEncryptedMedia } from './mls/media-transfer.ts'
 import type { MlsStorage } from './mls/storage.ts'
 import { MemoryOutboxStorage, Outbox, type OutboxItem, type OutboxStorage } from './outbox.ts'
 import { type Profile, ProfileCache, type ProfilesAnswer } from './profile-cache.ts'
@@ -112,6 +121,8 @@ export interface Chat {
   lastMessage: ChatMessage | null
   /** Whether the user muted the chat's push notifications (push.mute); absent from older servers. */
   muted?: boolean
+  /** End-to-end encrypted (docs/e2ee.md), fixed at creation; absent from older servers. */
+  encrypted?: boolean
 }
 
 export interface ClientEvents {
@@ -829,14 +840,26 @@ export class NatterClient extends Emitter<ClientEvents> {
     return chat
   }
 
-  /** The direct chat with another user, created the first time (chat.direct); chat.added fires when new here. */
-  direct(userId: string): Promise<Chat> {
+  /**
+   * The direct chat with another user, created the first time (chat.direct); chat.added fires when
+   * new here. With `encrypted`, the pair's end-to-end encrypted direct chat (a second one beside
+   * the plaintext one, id `e_d.…`, docs/e2ee.md): when no device opened its MLS group yet, this
+   * device makes it and adds both users' devices with one Commit before it resolves (if the other
+   * side's device won that race, this one joins from its Welcome: whenEncryptionReady); when this
+   * device is in the group and the other user has no device there yet, their devices are added.
+   * Rejects with not_allowed (encrypted without ClientOptions.mls; a block between the two, docs/protocol.md#blocking).
+   */
+  async direct(userId: string, o: { encrypted?: boolean } = {}): Promise<Chat> {
+    const mls = o.encrypted ? this.#needMls() : undefined
     const askedAt = performance.now()
-    return this.request<Chat>('chat.direct', { with: userId }).then((chat) => {
-      this.#summary(chat, askedAt)
-      this.#announce(chat.id)
-      return chat
+    const chat = await this.request<Chat>('chat.direct', {
+      with: userId,
+      ...(mls ? { encrypted: true } : {}),
     })
+    this.#summary(chat, askedAt)
+    this.#announce(chat.id)
+    if (mls) await mls.openDirect(chat.id, userId)
+    return chat
   }
 
   /** Leaves a group (chat.leave); the client forgets the chat (chat.removed). Rejects with not_allowed for a direct chat. */
@@ -1141,10 +1164,41 @@ export class NatterClient extends Emitter<ClientEvents> {
     for (const listener of [...this.#listListeners]) listener()
   }
 
+  /**
+   * Messages of a chat holding every word of the query (the last one as a prefix unless the query
+   * ends outside a word), newest first, at most `limit`. In an encrypted chat the device searches
+   * what it decrypted and holds (docs/e2ee.md, "Search"), by the server's rules (search-terms.ts),
+   * with the same result shape; messages from before this device joined are not among them.
+   * Rejects with the server's codes; in an encrypted chat, bad_request for an empty query and
+   * chat_not_found when this device is in no such chat.
+   */
   search(chatId: string, query: string, limit = 50): Promise<ChatMessage[]> {
+    if (isEncryptedChat(chatId)) return this.#searchOnDevice(chatId, query, limit)
     return this.request<{ messages: ChatMessage[] }>('search', { chatId, query, limit }).then(
       (r) => r.messages,
     )
+  }
+
+  readonly #localSearch = new LocalSearch()
+
+  async #searchOnDevice(chatId: string, query: string, limit: number): Promise<ChatMessage[]> {
+    const mls = this.#needMls()
+    // The server's bound is 200 characters (graphemes); this one only keeps the work bounded.
+    if (query.length === 0 || query.length > 4000)
+      throw new NatterRequestError('bad_request', 'query: 1 to 200 characters')
+    if (!Number.isSafeInteger(limit) || limit < 1)
+      throw new NatterRequestError('bad_request', 'limit: a whole number from 1')
+    if (!mls.device.group(chatId)) {
+      const known = this.#chats.get(chatId)
+      // A member whose device has not joined yet holds nothing to search; anyone else, as the server says.
+      if (!known || known.removed)
+        throw new NatterRequestError(
+          'chat_not_found',
+          `no chat ${chatId} on this device, or you are not a member`,
+        )
+      return []
+    }
+    return this.#localSearch.search(await mls.readMessages(chatId), query, limit)
   }
 
   /**
@@ -1377,8 +1431,65 @@ export class NatterClient extends Emitter<ClientEvents> {
     })
   }
 
+  /**
+   * Uploads a file for a chat (or an avatar): media.ts uploadMedia. To an encrypted chat the file
+   * is encrypted on the device first (docs/e2ee.md, "Media"; mls/media-transfer.ts): the result's
+   * `encrypted` is its descriptor with the key, which `send(chatId, {media: [mediaId]})` puts
+   * inside the message (this client remembers it by media id; pass the descriptor itself to send
+   * from another client run).
+   */
   uploadMedia(data: Uint8Array | Blob, o: UploadOptions): Promise<Uploaded> {
-    return uploadMedia({ client: this.#client, clientId: this.clientId }, data, o)
+    const conn = { client: this.#client, clientId: this.clientId }
+    if (o.chatId === undefined || !isEncryptedChat(o.chatId)) return uploadMedia(conn, data, o)
+    return uploadEncryptedMedia(conn, data, { ...o, chatId: o.chatId }).then((up) => {
+      this.#mediaKeys.set(up.mediaId, up.encrypted)
+      return up
+    })
+  }
+
+  /** Descriptors of the media this client uploaded to encrypted chats, by media id, for send. */
+  readonly #mediaKeys = new Map<string, EncryptedMedia>()
+
+  /**
+   * Downloads a media and checks it (mls/media-transfer.ts downloadMedia): an encrypted chat's
+   * media from a message's `encryptedMedia` is decrypted on the device; a plaintext chat's media
+   * id is checked against its SHA-256. Resolves with the file's bytes, over an ArrayBuffer (in a
+   * browser, `new Blob([bytes], {type: media.contentType})` takes them as they are). Rejects with media_not_found,
+   * download_failed, media_corrupt (changed bytes, or a wrong key) or cancelled.
+   */
+  downloadMedia(media: EncryptedMedia | string, o: DownloadOptions = {}): Promise<Uint8Array<ArrayBuffer>> {
+    return downloadMedia({ client: this.#client, clientId: this.clientId }, media, o)
+  }
+
+  /**
+   * An encrypted chat's media for a message: each entry a descriptor (checked) or the id of one
+   * this client uploaded. Throws bad_request for an id without a known key, and for descriptors
+   * sent to a plaintext chat (its members would get ciphertext without the key).
+   */
+  #mediaFor(
+    chatId: string,
+    media: (string | EncryptedMedia)[],
+  ): { media: string[]; encryptedMedia?: EncryptedMedia[] } {
+    if (!isEncryptedChat(chatId)) {
+      if (media.some((m) => typeof m !== 'string'))
+        throw new NatterRequestError(
+          'bad_request',
+          `chat ${chatId} is not encrypted: send media ids (an encrypted media's key would go to the server)`,
+        )
+      return { media: media as string[] }
+    }
+    const encryptedMedia = media.map((m) => {
+      const d = typeof m === 'string' ? this.#mediaKeys.get(m) : parseEncryptedMedia(m)
+      if (!d)
+        throw new NatterRequestError(
+          'bad_request',
+          typeof m === 'string'
+            ? `media ${m} has no key on this client: upload it to ${chatId} with uploadMedia, or pass its EncryptedMedia`
+            : 'an EncryptedMedia that is not well-formed (id, key, nonce, hashes, size)',
+        )
+      return d
+    })
+    return { media: encryptedMedia.map((d) => d.id), encryptedMedia }
   }
 
   mediaUrl(mediaId: string): Promise<MediaUrls> {
@@ -1580,13 +1691,24 @@ export class NatterClient extends Emitter<ClientEvents> {
    * Sends a message: it is kept in the outbox until the server has stored it, sent again after
    * a reconnect if need be, and stored once (its local id is its clientMsgId).
    */
-  send(chatId: string, message: { text?: string; media?: string[]; replyTo?: number }): Sending {
-    if (this.#closing) {
-      const refused = Promise.reject(new NatterRequestError('disconnected', 'the client is closed'))
+  send(
+    chatId: string,
+    message: { text?: string; media?: (string | EncryptedMedia)[]; replyTo?: number },
+  ): Sending {
+    const refuse = (err: Error): Sending => {
+      const refused = Promise.reject(err)
       refused.catch(() => {})
       return { localId: newLocalId(), queued: refused, sent: refused }
     }
-    const item: OutboxItem = { localId: newLocalId(), chatId, ...message, createdAt: Date.now() }
+    if (this.#closing) return refuse(new NatterRequestError('disconnected', 'the client is closed'))
+    let media: { media: string[]; encryptedMedia?: EncryptedMedia[] } | undefined
+    try {
+      media = message.media ? this.#mediaFor(chatId, message.media) : undefined
+    } catch (err) {
+      return refuse(asError(err))
+    }
+    const { media: _picked, ...rest } = message
+    const item: OutboxItem = { localId: newLocalId(), chatId, ...rest, ...media, createdAt: Date.now() }
     const sent = new Promise<{ seq: number }>((resolve, reject) =>
       this.#waiting.set(item.localId, { resolve, reject }),
     )
@@ -1615,17 +1737,20 @@ export class NatterClient extends Emitter<ClientEvents> {
    * again the same way, `change.text` replacing an edit's text; its `sent` resolves with the seq
    * of the message it changes. Throws not_found when localId is not a failed item in the outbox.
    */
-  retry(localId: string, change: { text?: string; media?: string[] } = {}): Sending {
+  retry(localId: string, change: { text?: string; media?: (string | EncryptedMedia)[] } = {}): Sending {
     const item = this.#outbox.get(localId)
     if (!item?.failed) {
       throw new NatterRequestError('not_found', `no failed message or change ${localId} in the outbox`)
     }
     if ((item.op ?? 'send') !== 'send') return this.#retryChange(item, change.text)
+    const { media: picked, ...rest } = change
+    // Throws bad_request for an encrypted chat's media id without a known key.
+    const update: Partial<OutboxItem> = { ...rest, ...(picked ? this.#mediaFor(item.chatId, picked) : {}) }
     const sent = new Promise<{ seq: number }>((resolve, reject) =>
       this.#waiting.set(localId, { resolve, reject }),
     )
     sent.catch(() => {})
-    const queued = this.#outbox.update(localId, { ...change, failed: undefined }, true)
+    const queued = this.#outbox.update(localId, { ...update, failed: undefined }, true)
     queued.then(
       () => this.#flushOutbox(),
       () => {},
@@ -1730,26 +1855,30 @@ export class NatterClient extends Emitter<ClientEvents> {
    * once per local id, in the order sent (docs/e2ee.md §4). The server sees the ciphertext only.
    */
   #publishEncrypted(item: OutboxItem): void {
-    const { localId, chatId, text, media, replyTo } = item
+    const { localId, chatId, text, media, encryptedMedia, replyTo } = item
     let mls: EncryptedChats
     try {
       mls = this.#needMls()
+      // An item queued before media were encrypted (ids only): nobody could read them.
+      if (media?.length && encryptedMedia?.length !== media.length)
+        throw new NatterRequestError('bad_request', 'media without their keys cannot go to an encrypted chat')
     } catch (err) {
       this.#fail(localId, chatId, asError(err))
       return
     }
     const body = {
+      v: ENCRYPTED_BODY_VERSION,
       ...(text !== undefined ? { text } : {}),
-      ...(media ? { media } : {}),
+      ...(encryptedMedia?.length ? { media: encryptedMedia } : {}),
       ...(replyTo !== undefined ? { replyTo } : {}),
     }
     mls.encryptFor(chatId, localId, body).then(
       (ciphertext) => {
         // Dropped meanwhile (a reconnect sends it again; cancelled, or stored already).
         if (!this.#inFlight.has(localId) || this.#state !== 'connected') return
-        this.#client.publish(topics.send(chatId), JSON.stringify({ clientMsgId: localId, ciphertext }), {
-          qos: 1,
-        })
+        // The ids go beside the ciphertext too: the server lets the chat's members download them.
+        const payload = { clientMsgId: localId, ciphertext, ...(media?.length ? { media } : {}) }
+        this.#client.publish(topics.send(chatId), JSON.stringify(payload), { qos: 1 })
       },
       (err: unknown) => this.#fail(localId, chatId, asError(err)),
     )

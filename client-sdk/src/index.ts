@@ -23,6 +23,8 @@ export {
 } from './media.ts'
 export { type MembershipEvent, membershipEvent } from './membership-events.ts'
 export type { EncryptedBody } from './mls/encrypted-chats.ts'
+export type { EncryptedMedia } from './mls/encrypted-media.ts'
+export type { DownloadOptions } from './mls/media-transfer.ts'
 export {
   MemoryMlsStorage,
   type MlsDeviceRecord,

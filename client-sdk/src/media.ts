@@ -1,4 +1,5 @@
 import type { MqttClient } from 'mqtt'
+import type { EncryptedMedia } from './mls/encrypted-media.ts'
 import { NatterRequestError, request } from './request.ts'
 
 /** What the server tells about a media (docs/protocol.md#media); the server builds it with this very type. */
@@ -37,10 +38,20 @@ export type UploadOptions = UploadTarget & UploadSettings
 export interface UploadSettings {
   /** One of the accepted types (docs/protocol.md#media); a Blob's own type when omitted. */
   contentType?: string
-  /** File name, shown on download. */
+  /**
+   * File name, shown on download. In an encrypted chat it goes inside the message only (the
+   * server refuses a name there).
+   */
   name?: string
-  /** Audio and video: the length in ms, as the app measured it. */
+  /** Audio and video: the length in ms, as the app measured it (in an encrypted chat: inside the message). */
   durationMs?: number
+  /**
+   * Encrypted chats only: an image's size in pixels as displayed, carried inside the message (the
+   * server cannot decode ciphertext). In browsers the SDK measures an image itself
+   * (createImageBitmap) when these are not given.
+   */
+  width?: number
+  height?: number
   /**
    * Called as the bytes go out, with the bytes sent so far and the total (bytes): in browsers
    * from XMLHttpRequest's upload progress events, in Node per 64 KiB chunk of the streamed body
@@ -58,9 +69,15 @@ export interface UploadSettings {
 
 export interface Uploaded {
   mediaId: string
+  /** What the server holds: in an encrypted chat, the ciphertext (application/octet-stream, no name). */
   media: MediaInfo
   /** False when the server had these bytes from this user already and nothing was sent. */
   uploaded: boolean
+  /**
+   * Encrypted chats: the file's descriptor with its key, which `send` puts inside the message
+   * (pass the media id or this to send). Undefined for plaintext chats and avatars.
+   */
+  encrypted?: EncryptedMedia
 }
 
 interface Connection {

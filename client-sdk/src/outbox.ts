@@ -1,3 +1,5 @@
+import type { EncryptedMedia } from './mls/encrypted-media.ts'
+
 /**
  * A message the app sent, or an edit or delete it made, that the server has not confirmed yet.
  * Items stored before edits and deletes were queued have no `op`: they are sends.
@@ -18,6 +20,8 @@ export interface OutboxItem {
   /** A send's text, or an edit's new text. */
   text?: string
   media?: string[]
+  /** An encrypted chat's media: the descriptors (keys included) that go inside the message, one per id of `media`. */
+  encryptedMedia?: EncryptedMedia[]
   replyTo?: number
   /** When the app asked, ms since the epoch. */
   createdAt: number

@@ -35,6 +35,10 @@ export type NatterErrorCode =
   | 'connect_timeout'
   | 'upload_failed'
   | 'cancelled'
+  /** SDK only: a downloaded media is not what its message describes (hash, size or AES-GCM tag). */
+  | 'media_corrupt'
+  /** SDK only: the storage refused a media download, or the connection to it broke. */
+  | 'download_failed'
 
 export class NatterRequestError extends Error {
   override name = 'NatterRequestError'

@@ -1,3 +1,5 @@
+import type { EncryptedMedia } from './mls/encrypted-media.ts'
+
 /** A chat message as the server sends it on the inbox (docs/protocol.md). */
 export interface ChatMessage {
   type: 'message' | 'edit' | 'delete'
@@ -14,6 +16,11 @@ export interface ChatMessage {
   event?: Record<string, unknown>
   /** An encrypted chat's message as the server holds it: base64 MLS PrivateMessage (docs/e2ee.md §4). */
   ciphertext?: string
+  /**
+   * An encrypted chat's media, as the message carried them (decrypted on this device): one per id
+   * of `media`, in its order, with the key to read it (NatterClient.downloadMedia; docs/e2ee.md).
+   */
+  encryptedMedia?: EncryptedMedia[]
   /** Set on an encrypted chat's messages the SDK decrypted (their text, media, replyTo came from inside). */
   encrypted?: true
   /** Why an encrypted message could not be read on this device (text stays null). */

@@ -7,6 +7,7 @@ import { NatterError } from '../requests/envelope.ts'
 import type { Operations } from '../requests/operations.ts'
 import type { RequestContext, RequestRouter } from '../requests/router.ts'
 import { KeyedQueue } from '../storage/keyed-queue.ts'
+import { ENCRYPTED_DIRECT_CHAT_PREFIX } from './chat-ids.ts'
 import type { Chat, ChatStore, Role } from './chat-store.ts'
 import { ENCRYPTED_CHAT_PREFIX, isEncryptedChat } from './encrypted-chats.ts'
 import type { MembershipIndex } from './membership-index.ts'
@@ -17,6 +18,8 @@ export interface ChatLimits {
 
 const newChatId = (prefix: 'g' | 'd' | typeof ENCRYPTED_CHAT_PREFIX) =>
   `${prefix}_${randomBytes(12).toString('base64url')}`
+/** An encrypted direct chat's id (services/chats/chat-ids.ts): `e_d.` then the random part. */
+const newEncryptedDirectId = () => `${ENCRYPTED_DIRECT_CHAT_PREFIX}${randomBytes(12).toString('base64url')}`
 const newEventId = () => `evt_${randomBytes(12).toString('base64url')}`
 // The sender of events the operator causes: no user id is empty (services/auth/identity.ts).
 const OPERATOR = { userId: '', deviceId: '', clientId: '' }
@@ -164,13 +167,19 @@ export class ChatService {
           throw new NatterError('bad_request', 'a direct chat needs another user')
         this.#refuseErased([p.with])
         // Both sides get the same answer, which does not say who blocks whom (docs/protocol.md#blocking).
-        if (this.#blocks?.eitherBlocks(ctx.who.userId, p.with) && !this.#directExists(ctx.who.userId, p.with))
+        const encrypted = p.encrypted === true
+        if (
+          this.#blocks?.eitherBlocks(ctx.who.userId, p.with) &&
+          !this.#directExists(ctx.who.userId, p.with, encrypted)
+        )
           throw new NatterError('not_allowed', `a direct chat with ${p.with} cannot be started`)
+        // The encrypted one is the pair's second direct chat, beside the plaintext one (docs/e2ee.md).
         const { chat, created } = await this.#chats.findOrCreateDirect({
-          id: newChatId('d'),
+          id: encrypted ? newEncryptedDirectId() : newChatId('d'),
           a: ctx.who.userId,
           b: p.with,
           at: Date.now(),
+          encrypted,
         })
         // A direct chat one of the two left (an erase removes the erased user) is never shown
         // to, or reopened by, someone who is no longer in it.
@@ -348,9 +357,15 @@ export class ChatService {
     }
   }
 
-  /** Whether the two users already have their direct chat (direct chat ids start with d_). */
-  #directExists(a: string, b: string): boolean {
-    return this.#index.chatsOf(a).some((chatId) => chatId.startsWith('d_') && this.#index.isMember(chatId, b))
+  /**
+   * Whether the two users already have their direct chat, the plaintext one (ids start with d_)
+   * or the encrypted one (e_d.).
+   */
+  #directExists(a: string, b: string, encrypted: boolean): boolean {
+    const prefix = encrypted ? ENCRYPTED_DIRECT_CHAT_PREFIX : 'd_'
+    return this.#index
+      .chatsOf(a)
+      .some((chatId) => chatId.startsWith(prefix) && this.#index.isMember(chatId, b))
   }
 
   async #leave(ctx: RequestContext, chat: Chat, userId: string, type: 'member_removed' | 'member_left') {

@@ -51,12 +51,15 @@ export interface ChatStore {
   /**
    * The one direct chat of two users: created with `id` the first time (both members, role
    * member), found again after, in either order of a and b, even when called concurrently.
+   * `encrypted` (docs/e2ee.md §5) looks up the pair's other direct chat, the end-to-end
+   * encrypted one, under a second pair key: two users have at most one of each.
    */
   findOrCreateDirect(d: {
     id: string
     a: string
     b: string
     at: number
+    encrypted?: boolean
   }): Promise<{ chat: Chat; created: boolean }>
   getChat(chatId: string): Promise<Chat | null>
   /** Members in join order. */

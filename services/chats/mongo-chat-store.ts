@@ -5,7 +5,7 @@ import type { Chat, ChatStore, Cursor, Member, Presence, Role } from './chat-sto
 
 /** The claim on a direct chat: whoever inserts it first creates the chat. */
 interface PairDoc {
-  /** The two user ids, sorted, NUL-separated. */
+  /** The two user ids, sorted, NUL-separated (and a third part, `e2ee`, for the encrypted one). */
   _id: string
   chatId: string
   a: string
@@ -30,9 +30,10 @@ async function inserted(insert: Promise<unknown>): Promise<boolean> {
   }
 }
 
-function pairKey(a: string, b: string): string {
+/** As the SQLite store's: the encrypted direct chat's key has a third part, `e2ee`. */
+function pairKey(a: string, b: string, encrypted = false): string {
   // User ids travel in MQTT strings, which cannot hold NUL, so ("ab", "c") and ("a", "bc") stay apart.
-  return [a, b].sort().join('\u0000')
+  return [...[a, b].sort(), ...(encrypted ? ['e2ee'] : [])].join('\u0000')
 }
 
 /**
@@ -110,8 +111,9 @@ export class MongoChatStore implements ChatStore {
     a: string
     b: string
     at: number
+    encrypted?: boolean
   }): Promise<{ chat: Chat; created: boolean }> {
-    let pair: PairDoc = { _id: pairKey(d.a, d.b), chatId: d.id, a: d.a, b: d.b, at: d.at }
+    let pair: PairDoc = { _id: pairKey(d.a, d.b, d.encrypted), chatId: d.id, a: d.a, b: d.b, at: d.at }
     const created = await inserted(this.#pairs.insertOne({ ...pair }))
     if (!created) {
       const existing = await this.#pairs.findOne({ _id: pair._id })

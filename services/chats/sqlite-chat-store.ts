@@ -67,10 +67,13 @@ CREATE TABLE IF NOT EXISTS presence (
 ) WITHOUT ROWID;
 `
 
-/** The two users of a direct chat in one order, whichever order they come in. */
-function directPairKey(a: string, b: string): string {
+/**
+ * The two users of a direct chat in one order, whichever order they come in; the encrypted
+ * direct chat's key has a third part, so the pair's two chats never share a key.
+ */
+function directPairKey(a: string, b: string, encrypted = false): string {
   // User ids travel in MQTT strings, which cannot hold NUL, so ("ab", "c") and ("a", "bc") stay apart.
-  return [a, b].sort().join('\u0000')
+  return [...[a, b].sort(), ...(encrypted ? ['e2ee'] : [])].join('\u0000')
 }
 
 const toChat = (r: ChatRow): Chat => ({
@@ -159,8 +162,9 @@ export class SqliteChatStore implements ChatStore {
     a: string
     b: string
     at: number
+    encrypted?: boolean
   }): Promise<{ chat: Chat; created: boolean }> {
-    const key = directPairKey(d.a, d.b)
+    const key = directPairKey(d.a, d.b, d.encrypted)
     return this.#transaction(() => {
       const found = this.#sql(
         'SELECT c.* FROM direct_pairs p JOIN chats c ON c.id = p.chat_id WHERE p.pair_key = ?',

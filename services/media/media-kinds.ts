@@ -1,3 +1,4 @@
+import { MEDIA_TYPES, type MediaKind, mediaKindOf, mediaKinds } from '../../client-sdk/src/media-types.ts'
 import { sanitizeName } from '../text/visible-names.ts'
 
 /**
@@ -6,37 +7,17 @@ import { sanitizeName } from '../text/visible-names.ts'
  * script in a browser.
  */
 
-export const mediaKinds = ['image', 'video', 'audio', 'file'] as const
-export type MediaKind = (typeof mediaKinds)[number]
-
-const TYPES: Record<MediaKind, readonly string[]> = {
-  image: ['image/jpeg', 'image/png', 'image/webp', 'image/gif', 'image/avif'],
-  video: ['video/mp4', 'video/webm', 'video/quicktime'],
-  audio: ['audio/mpeg', 'audio/mp4', 'audio/aac', 'audio/ogg', 'audio/webm', 'audio/wav'],
-  file: [
-    'application/pdf',
-    'application/zip',
-    'application/octet-stream',
-    'text/plain',
-    'text/csv',
-    'application/msword',
-    'application/vnd.openxmlformats-officedocument.wordprocessingml.document',
-    'application/vnd.openxmlformats-officedocument.spreadsheetml.sheet',
-    'application/vnd.openxmlformats-officedocument.presentationml.presentation',
-  ],
-}
-
-const kindOfType = new Map<string, MediaKind>(
-  mediaKinds.flatMap((kind) => TYPES[kind].map((type) => [type, kind] as const)),
-)
+// The list is the SDK's (client-sdk/src/media-types.ts): it also checks the type named inside an
+// encrypted message, which the server never sees.
+export { type MediaKind, mediaKinds }
 
 /** The kind a content type belongs to, or undefined when it is not accepted. */
 export function kindOf(contentType: string): MediaKind | undefined {
-  return kindOfType.get(contentType)
+  return mediaKindOf(contentType)
 }
 
 export function acceptedTypes(kind: MediaKind): readonly string[] {
-  return TYPES[kind]
+  return MEDIA_TYPES[kind]
 }
 
 /** Images, video and audio play inline; anything else is served as a download. */

@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto'
 import type { Logger } from 'pino'
 import type { MediaInfo } from '../../client-sdk/src/index.ts'
+import { isEncryptedChat } from '../chats/encrypted-chats.ts'
 import type { MediaTelemetry } from '../metrics/media-metrics.ts'
 import { NatterError } from '../requests/envelope.ts'
 import type { Operations } from '../requests/operations.ts'
@@ -10,6 +11,8 @@ import type { MediaCatalog, MediaFacts, MediaRecord, SweepCutoffs } from './medi
 import { acceptedTypes, contentDisposition, kindOf, type MediaKind, mediaKinds } from './media-kinds.ts'
 import type { ObjectStore } from './object-store.ts'
 
+/** The only content type of an encrypted chat's media on the server (client-sdk/src/mls/encrypted-media.ts). */
+const ENCRYPTED_MEDIA_TYPE = 'application/octet-stream'
 const HOUR = 3600_000
 const DAY = 24 * HOUR
 // A pending upload may still be completed this long after its URL expired (a slow last PUT).
@@ -122,7 +125,8 @@ export class MediaService {
    * cap). Exactly one of the two; the router's schema enforces it. The same bytes uploaded by the
    * caller before, as the same type and size, come back ready, whatever they were first uploaded for. Errors:
    * unsupported_media_type (a type not accepted, or not an image for an avatar), too_large (over
-   * the kind's cap, in bytes), chat_not_found (not a member). The same bytes begun under another
+   * the kind's cap, in bytes), chat_not_found (not a member); for an end-to-end encrypted chat also
+   * the rules of #checkEncrypted (docs/e2ee.md §10). The same bytes begun under another
    * content type or size are a record of their own beside the first (pending or ready), uploaded
    * and checked on their own; a pending one under the same type and size is continued (a new URL).
    */
@@ -139,6 +143,7 @@ export class MediaService {
     },
   ) {
     const userId = ctx.who.userId
+    if (p.chatId !== undefined && isEncryptedChat(p.chatId)) this.#checkEncrypted(p.chatId, p)
     const kind = kindOf(p.contentType)
     if (!kind) {
       const accepted = mediaKinds.map((k) => acceptedTypes(k).join(', ')).join(', ')
@@ -199,6 +204,35 @@ export class MediaService {
       expiresInSeconds: this.#limits.uploadUrlSeconds,
     })
     return { mediaId: record.id, status: 'upload' as const, upload: { ...upload, expiresAt } }
+  }
+
+  /**
+   * An upload for an end-to-end encrypted chat is the client's ciphertext (docs/e2ee.md, "Media"):
+   * its type is ENCRYPTED_MEDIA_TYPE (the real one goes inside the message: a type the server
+   * knew would also send an image down the decoding and thumbnail path, which ciphertext fails),
+   * and it has no `name` and no `durationMs`, which the server must not learn. So the server
+   * stores no more than the ciphertext's size and hash; the file cap is its size limit.
+   * Errors: unsupported_media_type (another type), not_allowed (a name or a duration).
+   */
+  #checkEncrypted(
+    chatId: string,
+    p: { contentType: string; name?: string | undefined; durationMs?: number | undefined },
+  ): void {
+    if (p.contentType !== ENCRYPTED_MEDIA_TYPE)
+      throw new NatterError(
+        'unsupported_media_type',
+        `chat ${chatId} is end-to-end encrypted: upload the encrypted bytes as ${ENCRYPTED_MEDIA_TYPE}; the real type goes inside the message, not ${p.contentType}`,
+      )
+    if (p.name !== undefined)
+      throw new NatterError(
+        'not_allowed',
+        `chat ${chatId} is end-to-end encrypted: the server must not learn file names; the name goes inside the message`,
+      )
+    if (p.durationMs !== undefined)
+      throw new NatterError(
+        'not_allowed',
+        `chat ${chatId} is end-to-end encrypted: durationMs goes inside the message, not to the server`,
+      )
   }
 
   async complete(ctx: RequestContext, mediaId: string) {

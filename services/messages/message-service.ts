@@ -1,6 +1,7 @@
 import type { Logger } from 'pino'
 import type { DeviceIdentity } from '../auth/identity.ts'
 import { hiddenFrom, visibleTo } from '../blocks/hidden.ts'
+import { isDirectChat } from '../chats/chat-ids.ts'
 import type { ChatStore } from '../chats/chat-store.ts'
 import { isEncryptedChat } from '../chats/encrypted-chats.ts'
 import type { MembershipIndex } from '../chats/membership-index.ts'
@@ -218,7 +219,7 @@ export class MessageService {
     // first; the blocked user's message is stored as usual, hidden from the blocker, and they
     // are told nothing.
     let hideFrom: string | undefined
-    if (this.#blocks && chatId.startsWith('d_')) {
+    if (this.#blocks && isDirectChat(chatId)) {
       const other = this.#index.members(chatId).find((u) => u !== who.userId)
       if (other !== undefined && this.#blocks.blocks(who.userId, other))
         return refusal('not_allowed', `you block ${other}: unblock them to send in this chat`)
@@ -429,7 +430,7 @@ export class MessageService {
    */
   #blockedDirect(chatId: string, a: string, b: string): boolean {
     return (
-      chatId.startsWith('d_') &&
+      isDirectChat(chatId) &&
       this.#blocks !== undefined &&
       (this.#blocks.blocks(a, b) || this.#blocks.blocks(b, a))
     )

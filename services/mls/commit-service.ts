@@ -1,4 +1,5 @@
 import type { Logger } from 'pino'
+import { isDirectChat } from '../chats/chat-ids.ts'
 import type { ChatStore } from '../chats/chat-store.ts'
 import { isEncryptedChat } from '../chats/encrypted-chats.ts'
 import type { MembershipIndex } from '../chats/membership-index.ts'
@@ -8,6 +9,7 @@ import { NatterError } from '../requests/envelope.ts'
 import type { Operations } from '../requests/operations.ts'
 import type { RequestContext, RequestRouter } from '../requests/router.ts'
 import type { AcceptedCommit, CommitStore } from './commit-store.ts'
+import type { KeyPackageStore } from './key-package-store.ts'
 import { applyCommit, type LeafMap } from './leaf-map.ts'
 import {
   CIPHER_SUITE,
@@ -37,6 +39,7 @@ export class CommitService {
   readonly #chats: Pick<ChatStore, 'getChat'>
   readonly #index: Pick<MembershipIndex, 'isMember' | 'role'>
   readonly #inbox: Pick<InboxSink, 'message'>
+  readonly #keyPackages: Pick<KeyPackageStore, 'uploaded'>
   readonly #ops: Operations
   readonly #log: Logger
 
@@ -47,9 +50,12 @@ export class CommitService {
     index: Pick<MembershipIndex, 'isMember' | 'role'>
     /** Where stored messages go to every member device, on every node. */
     inbox: Pick<InboxSink, 'message'>
+    /** The KeyPackage directory: an Add carries a package its device uploaded. */
+    keyPackages: Pick<KeyPackageStore, 'uploaded'>
     ops: Operations
     log: Logger
   }) {
+    this.#keyPackages = d.keyPackages
     this.#commits = d.commits
     this.#messages = d.messages
     this.#chats = d.chats
@@ -86,10 +92,13 @@ export class CommitService {
    *
    * @returns the Commit's seq in the chat and the epoch it starts
    * @throws NatterError not_allowed from a caller without an MQTT connection, for a first
-   *   Commit (epoch 0) from someone other than the chat's creator, in a chat that is not encrypted, or for a Remove of another
-   *   member's device by one who is not an admin; chat_not_found when the caller
+   *   Commit (epoch 0) from someone other than the chat's creator (in a direct chat, either
+   *   user opens it), in a chat that is not encrypted, or for a Remove of another member's device
+   *   by one who is not an admin (in a direct chat: by the other user); chat_not_found when the caller
    *   is not a member; invalid_commit when the bytes are not a PublicMessage Commit of the chat's
-   *   group from the caller's leaf with proposals the Delivery Service accepts, that leaves a
+   *   group from the caller's leaf with proposals the Delivery Service accepts, whose UpdatePath
+   *   gives the caller's leaf another identity, that adds a KeyPackage its device did not upload
+   *   (services/mls/key-package-store.ts uploaded), that leaves a
    *   device of a user who is no longer a member in the group, or when the Welcome
    *   is missing, extra or not for the KeyPackages added (the message says which); stale_epoch,
    *   with `epoch` the current one, for a Commit of any other epoch
@@ -129,9 +138,11 @@ export class CommitService {
     let leaves: LeafMap
     if (latest) leaves = latest.leaves
     else {
-      // Epoch 0: the group of one its creator made (RFC 9420 §11), at leaf 0.
+      // Epoch 0: the group of one its creator made (RFC 9420 §11), at leaf 0. A direct chat
+      // has no creator in charge: either user's device opens it, and when both try at once the
+      // one epoch-0 record settles it like any race (the loser gets stale_epoch).
       const chat = await this.#chats.getChat(chatId)
-      if (chat?.createdBy !== userId)
+      if (chat?.createdBy !== userId && chat?.kind !== 'direct')
         throw new NatterError('not_allowed', `the group of chat ${chatId} is opened by its creator`)
       leaves = [identity]
     }
@@ -143,7 +154,14 @@ export class CommitService {
       if (err instanceof RangeError) throw invalid(`a Remove of ${err.message}`)
       throw err
     }
-    await this.#checkWelcome(read, welcome)
+    // Every Add's KeyPackageRef (RFC 9420 §5.2), once: the Welcome names them, the directory knows them.
+    const adds = await Promise.all(
+      read.proposals.flatMap((p) =>
+        p.type === 'add' ? [keyPackageRef(p.keyPackage).then((ref) => ({ identity: p.identity, ref }))] : [],
+      ),
+    )
+    this.#checkWelcome(adds, welcome)
+    await this.#checkUploaded(adds)
     const departed = this.#departed(chatId, next.leaves)
     if (departed.length)
       throw invalid(
@@ -221,16 +239,35 @@ export class CommitService {
     }
   }
 
+  /**
+   * Every Add carries a KeyPackage its device uploaded (docs/e2ee.md §1): the directory checked
+   * then that its credential is that device, so no member can add a device it made up for
+   * another user, or for its own, holding that leaf's keys itself.
+   */
+  async #checkUploaded(adds: { identity: string | null; ref: string }[]): Promise<void> {
+    for (const { identity, ref } of adds) {
+      // #change refused an Add whose credential is no device.
+      if (!identity) continue
+      const slash = identity.indexOf('/')
+      if (!(await this.#keyPackages.uploaded(identity.slice(0, slash), identity.slice(slash + 1), ref)))
+        throw invalid(
+          `an Add of ${identity} with a KeyPackage that device did not upload: claim its packages with mls.keypackages.claim`,
+        )
+    }
+  }
+
   /** A Commit that adds devices comes with their Welcome, and only such a Commit. */
-  async #checkWelcome(read: ReadCommit, welcome: Uint8Array | undefined): Promise<void> {
-    const adds = read.proposals.flatMap((p) => (p.type === 'add' ? [p.keyPackage] : []))
+  #checkWelcome(adds: { ref: string }[], welcome: Uint8Array | undefined): void {
     if (adds.length === 0) {
       if (welcome) throw invalid('a Welcome with a Commit that adds no one')
       return
     }
     if (!welcome) throw invalid('a Commit that adds devices comes with their Welcome')
     try {
-      checkWelcome(welcome, await Promise.all(adds.map(keyPackageRef)))
+      checkWelcome(
+        welcome,
+        adds.map((a) => a.ref),
+      )
     } catch (err) {
       if (err instanceof MlsProblem) throw invalid(err.message)
       throw err
@@ -266,6 +303,12 @@ export class CommitService {
       )
     if (leaves[read.senderLeaf] !== identity)
       throw invalid(`its sender is leaf ${read.senderLeaf}, which is not this device (${identity})`)
+    // The UpdatePath's leaf node replaces the sender's, credential and all (RFC 9420 §12.4.1;
+    // §5.3.1 leaves what a credential may become to the application): here it stays the device.
+    if (read.pathIdentity !== undefined && read.pathIdentity !== identity)
+      throw invalid(
+        `its UpdatePath's leaf is ${JSON.stringify(read.pathIdentity)}, not its sender (${identity})`,
+      )
     const removes: number[] = []
     const adds: string[] = []
     for (const p of read.proposals) {
@@ -300,9 +343,12 @@ export class CommitService {
     const user = target.slice(0, target.indexOf('/'))
     const me = committer.slice(0, committer.indexOf('/'))
     if (user === me || !this.#index.isMember(chatId, user) || this.#index.role(chatId, me) === 'admin') return
+    // A direct chat has no admins (both are members): each user removes only their own devices.
     throw new NatterError(
       'not_allowed',
-      `a Remove of ${target}: only admins remove another member's devices while they are in the chat`,
+      isDirectChat(chatId)
+        ? `a Remove of ${target}: in a direct chat each user removes only their own devices`
+        : `a Remove of ${target}: only admins remove another member's devices while they are in the chat`,
     )
   }
 

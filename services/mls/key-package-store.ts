@@ -59,6 +59,13 @@ export interface KeyPackageStore {
    * else the last-resort package, which stays.
    */
   claim(userId: string, now: number): Promise<ClaimedKeyPackage[]>
+  /**
+   * Whether the device uploaded the package of this ref: the directory holds it (one-time or
+   * last-resort, expired or not) or handed it out. A Commit's Add must carry such a package
+   * (services/mls/commit-service.ts), so every leaf's identity is a device that proved it. A
+   * revoked device's or an erased user's packages are no longer known.
+   */
+  uploaded(userId: string, deviceId: string, ref: string): Promise<boolean>
   /** Removes every package of the device (a revoked device); returns how many. */
   removeDevice(userId: string, deviceId: string): Promise<number>
   /** Removes every package of every device of the user but `keep` ("log out everywhere else"). */

@@ -53,10 +53,10 @@ export function decodeMessage(bytes: Uint8Array): MLSMessage {
   return message
 }
 
-const identityOf = (kp: KeyPackage): string | null =>
-  kp.leafNode.credential.credentialType === 'basic'
-    ? new TextDecoder('utf-8', { fatal: false }).decode(kp.leafNode.credential.identity)
-    : null
+const credentialIdentity = (c: KeyPackage['leafNode']['credential']): string | null =>
+  c.credentialType === 'basic' ? new TextDecoder('utf-8', { fatal: false }).decode(c.identity) : null
+
+const identityOf = (kp: KeyPackage): string | null => credentialIdentity(kp.leafNode.credential)
 
 const sameBytes = (a: Uint8Array, b: Uint8Array) => a.length === b.length && a.every((x, i) => x === b[i])
 
@@ -134,6 +134,12 @@ export interface ReadCommit {
   proposals: CommitProposal[]
   /** Whether it carries an UpdatePath (new keys for the sender's path). */
   hasPath: boolean
+  /**
+   * The identity of the UpdatePath's new leaf node for the sender (RFC 9420 §12.4.1), which
+   * replaces its leaf, credential included: undefined without a path, null for a credential
+   * that is not basic.
+   */
+  pathIdentity?: string | null
 }
 
 /**
@@ -161,12 +167,14 @@ export function readCommit(bytes: Uint8Array): ReadCommit {
     if (proposal.proposalType === 'remove') return { type: 'remove', leaf: proposal.remove.removed }
     return { type: 'other', proposalType: String(proposal.proposalType) }
   })
+  const path = c.commit.path
   return {
     groupId: c.groupId,
     epoch: Number(c.epoch),
     senderLeaf: c.sender.senderType === 'member' ? c.sender.leafIndex : null,
     proposals,
-    hasPath: c.commit.path !== undefined,
+    hasPath: path !== undefined,
+    ...(path ? { pathIdentity: credentialIdentity(path.leafNode.credential) } : {}),
   }
 }
 

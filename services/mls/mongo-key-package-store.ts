@@ -144,6 +144,14 @@ export class MongoKeyPackageStore implements KeyPackageStore {
     return claimed.filter((c) => c !== null)
   }
 
+  async uploaded(userId: string, deviceId: string, ref: string): Promise<boolean> {
+    const [held, handedOut] = await Promise.all([
+      this.#packages.countDocuments({ userId, deviceId, ref }, { limit: 1 }),
+      this.#claims.countDocuments({ _id: oneTimeId(userId, deviceId, ref) }, { limit: 1 }),
+    ])
+    return held + handedOut > 0
+  }
+
   /** The device's oldest one-time package that this call managed to claim, or null when none is left. */
   async #claimOneTime(userId: string, deviceId: string, now: number): Promise<KeyPackageDoc | null> {
     for (;;) {

@@ -156,6 +156,15 @@ export class SqliteKeyPackageStore implements KeyPackageStore {
     })
   }
 
+  async uploaded(userId: string, deviceId: string, ref: string): Promise<boolean> {
+    return (
+      this.#sql(
+        `SELECT 1 FROM key_packages WHERE user_id = ?1 AND device_id = ?2 AND ref = ?3
+         UNION ALL SELECT 1 FROM key_package_claims WHERE user_id = ?1 AND device_id = ?2 AND ref = ?3 LIMIT 1`,
+      ).get(userId, deviceId, ref) !== undefined
+    )
+  }
+
   async removeDevice(userId: string, deviceId: string): Promise<number> {
     this.#sql('DELETE FROM key_package_claims WHERE user_id = ? AND device_id = ?').run(userId, deviceId)
     return Number(

@@ -56,7 +56,17 @@ export function operations(l: OperationLimits) {
     },
     'chat.direct': {
       summary: 'The one direct chat with another user, created the first time.',
-      params: z.object({ with: idSchema }).strict(),
+      params: z
+        .object({
+          with: idSchema,
+          encrypted: z
+            .boolean()
+            .optional()
+            .describe(
+              'The pair’s end-to-end encrypted direct chat (docs/e2ee.md), beside the plaintext one: its id starts with e_d.',
+            ),
+        })
+        .strict(),
     },
     'chat.get': {
       summary: 'One chat: members, last message, unread count.',

@@ -88,6 +88,34 @@ export function chatStoreContract(name: string, open: () => Promise<Harness<Chat
       assert.equal(new Set([one.chat.id, two.chat.id, three.chat.id]).size, 3)
     })
 
+    it('keeps a pair’s encrypted direct chat apart from its plaintext one, one of each even when ten callers race', async () => {
+      const [alice, bob] = [unique('alice'), unique('bob')]
+      const plain = await store.findOrCreateDirect({ id: unique('direct'), a: alice, b: bob, at: 1 })
+      const results = await Promise.all(
+        Array.from({ length: 10 }, (_, i) =>
+          store.findOrCreateDirect({
+            id: unique('e_d.'),
+            a: i % 2 ? alice : bob,
+            b: i % 2 ? bob : alice,
+            at: 2 + i,
+            encrypted: true,
+          }),
+        ),
+      )
+      assert.equal(results.filter((r) => r.created).length, 1)
+      const secret = results.find((r) => r.created)?.chat
+      for (const r of results) assert.deepEqual(r.chat, secret)
+      assert.notEqual(secret?.id, plain.chat.id)
+      assert.equal(secret?.kind, 'direct')
+      // Each found again, by the kind asked for.
+      const again = await store.findOrCreateDirect({ id: unique('direct'), a: bob, b: alice, at: 99 })
+      assert.deepEqual(again, { chat: plain.chat, created: false })
+      assert.deepEqual(
+        (await store.members(secret?.id ?? '')).map((m) => m.userId).sort(),
+        [alice, bob].sort(),
+      )
+    })
+
     it('creates one direct chat when ten callers race to create it', async () => {
       const [alice, bob] = [unique('alice'), unique('bob')]
       const results = await Promise.all(

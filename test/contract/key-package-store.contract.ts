@@ -233,6 +233,31 @@ export function keyPackageStoreContract(
       }
     })
 
+    it('knows which packages a device uploaded: held, last-resort or handed out, until the device goes', async () => {
+      const userId = unique('uma')
+      const now = Date.now()
+      const [held, handedOut, last] = await storable(`${userId}/phone`, 3)
+      const [never] = await storable(`${userId}/phone`, 1)
+      assert.ok(held && handedOut && last && never)
+      await store.add({
+        userId,
+        deviceId: 'phone',
+        packages: [handedOut, held],
+        lastResort: last,
+        max: MAX,
+        now,
+      })
+      assert.deepEqual(refs(await store.claim(userId, now)), [handedOut.ref])
+      for (const kp of [held, handedOut, last])
+        assert.equal(await store.uploaded(userId, 'phone', kp.ref), true)
+      assert.equal(await store.uploaded(userId, 'phone', never.ref), false)
+      // Another device of the user, or the same device id of another user, did not upload it.
+      assert.equal(await store.uploaded(userId, 'laptop', held.ref), false)
+      assert.equal(await store.uploaded(unique('uma'), 'phone', held.ref), false)
+      await store.removeDevice(userId, 'phone')
+      assert.equal(await store.uploaded(userId, 'phone', handedOut.ref), false)
+    })
+
     it('keeps packages across a reopen', async () => {
       const userId = unique('jo')
       const now = Date.now()

@@ -99,16 +99,23 @@ export async function startClusterNode(
 export interface TwoNodeCluster {
   a: ClusterNode
   b: ClusterNode
+  /** The FerretDB both nodes store in (connection string, and its SQLite files' directory). */
+  store: { uri: string; dataDir: string }
+  /** The S3 server (versitygw) of both nodes' media. */
+  s3: S3Server
   /** SIGTERMs both nodes, then stops the servers they share; safe to call after a failed start. */
   stop(): Promise<void>
 }
 
 /**
  * Starts the cluster most cluster tests need: Redis, FerretDB (the MongoDB path) and versitygw
- * (S3), then nodes `a` and `b` signing with `secret` (clusterSecret). A start that fails part way
- * stops what did come up before it rethrows.
+ * (S3), then nodes `a` and `b` signing with `secret` (clusterSecret), with `env` added to both
+ * (push providers, say). A start that fails part way stops what did come up before it rethrows.
  */
-export async function startTwoNodeCluster(secret: string): Promise<TwoNodeCluster> {
+export async function startTwoNodeCluster(
+  secret: string,
+  env: Record<string, string> = {},
+): Promise<TwoNodeCluster> {
   const [redis, ferret, s3] = await Promise.allSettled([startRedis(), startFerretDb(), startVersitygw()])
   const nodes: ClusterNode[] = []
   const stop = async () => {
@@ -125,12 +132,21 @@ export async function startTwoNodeCluster(secret: string): Promise<TwoNodeCluste
       s3: s3.value,
       secret,
     }
-    const started = await Promise.allSettled([startClusterNode('a', setup), startClusterNode('b', setup)])
+    const started = await Promise.allSettled([
+      startClusterNode('a', setup, env),
+      startClusterNode('b', setup, env),
+    ])
     for (const n of started) if (n.status === 'fulfilled') nodes.push(n.value)
     for (const n of started) if (n.status === 'rejected') throw n.reason
   } catch (err) {
     await stop()
     throw err
   }
-  return { a: nodes[0] as ClusterNode, b: nodes[1] as ClusterNode, stop }
+  return {
+    a: nodes[0] as ClusterNode,
+    b: nodes[1] as ClusterNode,
+    store: { uri: ferret.value.uri, dataDir: ferret.value.dataDir },
+    s3: s3.value,
+    stop,
+  }
 }

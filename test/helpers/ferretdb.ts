@@ -6,6 +6,8 @@ import { type Proc, ROOT, run, runOnFreePort } from './processes.ts'
 
 export interface FerretDb {
   uri: string
+  /** Where the server keeps its SQLite files: the store's bytes on disk. */
+  dataDir: string
   stop(): Promise<void>
   /** Stops the server, keeping its port and data for up(). */
   down(): Promise<void>
@@ -38,6 +40,7 @@ export async function startFerretDb(): Promise<FerretDb> {
   }
   return {
     uri: `mongodb://127.0.0.1:${port}/natter_test`,
+    dataDir: dir,
     stop: async () => {
       removed = true
       await down()

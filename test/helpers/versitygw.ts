@@ -10,6 +10,8 @@ export interface S3Server {
   accessKeyId: string
   secretAccessKey: string
   region: string
+  /** The server's directory: buckets and objects as plain files under data/, metadata under meta/. */
+  dir: string
   stop(): Promise<void>
 }
 
@@ -38,6 +40,7 @@ export async function startVersitygw(): Promise<S3Server> {
     accessKeyId,
     secretAccessKey,
     region: 'us-east-1',
+    dir,
     stop: async () => {
       await p.stop()
       rmSync(dir, { recursive: true, force: true })

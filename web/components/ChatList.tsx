@@ -7,6 +7,7 @@ import { previewOf, shortTimeOf } from '../format.ts'
 import { memo } from '../memo.ts'
 import { useNames } from '../names.ts'
 import { Avatar, GroupAvatar } from './Avatar.tsx'
+import { Lock } from './Lock.tsx'
 
 /** How long (ms) to wait before loading the chat list again after a failed load. */
 const RETRY_MS = 2000
@@ -104,7 +105,12 @@ const ChatRow = memo(function ChatRow({
   const snap = useSyncExternalStore(chat.subscribe, chat.getSnapshot)
   const title = useTitle(chat)
   const peer = chat.kind === 'direct' ? peerOf(chat, me) : null
-  const last = snap.lastMessage
+  // An encrypted chat's Commit says nothing to show in a list: the message before it does, when
+  // held (the timeline of a chat opened in this tab).
+  const last =
+    snap.lastMessage?.event?.type === 'mls_commit'
+      ? (snap.messages.findLast((m) => m.event?.type !== 'mls_commit') ?? snap.lastMessage)
+      : snap.lastMessage
   const nameOf = useNames(names, last ? [last.senderId] : [])
   let preview = last ? previewOf(last, nameOf) : ''
   if (last && last.kind === 'text' && last.deletedAt === null) {
@@ -126,7 +132,10 @@ const ChatRow = memo(function ChatRow({
         {peer ? <Avatar userId={peer} /> : <GroupAvatar name={title} />}
         <span class="row-main">
           <span class="row-top">
-            <span class="name">{title}</span>
+            <span class="name">
+              {chat.encrypted && <Lock />}
+              {title}
+            </span>
             {chat.lastActivityAt > 0 && <span class="time">{shortTimeOf(chat.lastActivityAt)}</span>}
           </span>
           <span class="row-bottom">

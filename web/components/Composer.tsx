@@ -159,7 +159,10 @@ export function Composer({
             }
           }}
         />
-        <label class="attach button" title="Send images or files">
+        <label
+          class="attach button"
+          title={chat.encrypted ? 'Send images or files, encrypted on this device' : 'Send images or files'}
+        >
           <span>Attach</span>
           <input
             id="attach"

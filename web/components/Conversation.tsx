@@ -1,7 +1,8 @@
 import { useSyncExternalStore } from 'preact/compat'
 import { useCallback, useEffect, useLayoutEffect, useMemo, useRef, useState } from 'preact/hooks'
-import type { ChatState, OutboxItem } from '../../client-sdk/src/index.ts'
+import type { ChatMessage, ChatState, OutboxItem } from '../../client-sdk/src/index.ts'
 import { useApp } from '../context.ts'
+import { useDeviceNotices } from '../device-notices.ts'
 import { sayError } from '../error-words.ts'
 import { useNames } from '../names.ts'
 import { useUploads } from '../uploads.ts'
@@ -10,9 +11,14 @@ import { Avatar, GroupAvatar } from './Avatar.tsx'
 import { peerOf, useTitle } from './ChatList.tsx'
 import { Composer, type Mode } from './Composer.tsx'
 import { GroupInfo } from './GroupInfo.tsx'
+import { Lock } from './Lock.tsx'
 import { type MessageActions, MessageItem, PendingItem } from './MessageItem.tsx'
+import { SafetyNumbers } from './SafetyNumbers.tsx'
 import { Search } from './Search.tsx'
 import { UploadItem } from './UploadItem.tsx'
+
+/** The SDK's `undecryptable` for a message sent before this device joined (docs/e2ee.md §9). */
+const BEFORE_JOINING = 'this device is not in the group'
 
 /** Near enough to the top (px) to load older messages, or to the bottom to follow new ones. */
 const EDGE = 150
@@ -85,6 +91,10 @@ export function Conversation({ chat, onBack }: { chat: ChatState; onBack: () => 
   const [mode, setMode] = useState<Mode>({ kind: 'new' })
   const [showInfo, setShowInfo] = useState(false)
   const [showSearch, setShowSearch] = useState(false)
+  const [showSafety, setShowSafety] = useState(false)
+  const encrypted = chat.encrypted
+  const notices = useDeviceNotices(chat.id)
+  const outside = useOutsideEncryption(chat)
   const [atStart, setAtStart] = useState(false)
   const [highlight, setHighlight] = useState<number | null>(null)
   /** Messages from others that arrived below while the reader was scrolled up ("jump to latest"). */
@@ -160,7 +170,10 @@ export function Conversation({ chat, onBack }: { chat: ChatState; onBack: () => 
         // A reader scrolled up is not pulled down: they are told how many came below.
         if (!follow.current) setNewBelow((n) => n + 1)
         readSoon()
-        if (m.kind === 'text') announce(`${names.nameOf(m.senderId)}: ${m.text ?? 'an image'}`)
+        if (m.kind === 'text')
+          announce(
+            `${names.nameOf(m.senderId)}: ${m.text ?? (m.undecryptable !== undefined ? 'a message that cannot be read on this device' : 'an attachment')}`,
+          )
       }),
       client.on('typing', (t) => {
         if (t.chatId !== chat.id || t.userId === me) return
@@ -304,10 +317,39 @@ export function Conversation({ chat, onBack }: { chat: ChatState; onBack: () => 
   }
 
   const bySeq = useMemo(() => new Map(messages.map((m) => [m.seq, m])), [messages])
+  /**
+   * The timeline as shown: messages sent before this device joined an encrypted chat (which it
+   * can never read: MLS gives no history) as one line per run rather than a bubble each; the
+   * Commits between them show nothing unless they changed someone's devices.
+   */
+  const shown = useMemo(() => {
+    const out: (ChatMessage | { first: ChatMessage; unreadable: number })[] = []
+    let run: ChatMessage[] = []
+    const flush = () => {
+      if (run.length > 1) out.push({ first: run[0] as ChatMessage, unreadable: run.length })
+      else out.push(...run)
+      run = []
+    }
+    for (const m of messages) {
+      if (m.undecryptable === BEFORE_JOINING && m.deletedAt === null) run.push(m)
+      else if (run.length && m.event?.type === 'mls_commit' && !notices.has(Number(m.event.epoch))) continue
+      else {
+        flush()
+        out.push(m)
+      }
+    }
+    flush()
+    return out
+  }, [messages, notices])
   const actions = useMemo<MessageActions>(
     () => ({
       reply: (m) => setMode({ kind: 'reply', to: m }),
       edit: (m) => setMode({ kind: 'edit', of: m }),
+      verify: () => {
+        setShowSafety(true)
+        setShowInfo(false)
+        setShowSearch(false)
+      },
       remove: (m) => {
         // A refusal the outbox keeps shows on the message (Retry, Cancel); anything else here.
         chat.delete(m.seq).catch((e: Error) => {
@@ -360,21 +402,37 @@ export function Conversation({ chat, onBack }: { chat: ChatState; onBack: () => 
         {peer ? <Avatar userId={peer} size={40} /> : <GroupAvatar name={title} size={40} />}
         <div class="heading">
           <h2 id="peer">{title}</h2>
-          {chat.kind === 'direct' ? (
-            <span id="presence" class={presence?.online && connection === 'connected' ? 'online' : ''}>
-              {presence && connection === 'connected'
-                ? presence.online
-                  ? 'online'
-                  : `last seen ${new Date(presence.lastSeenAt).toLocaleTimeString()}`
-                : ''}
-            </span>
-          ) : (
-            <span id="group-summary">
-              {removed
-                ? 'You are no longer a member'
-                : `${members.length} member${members.length === 1 ? '' : 's'}${admins ? `, ${admins} admin${admins > 1 ? 's' : ''}` : ''}`}
-            </span>
-          )}
+          <div class="subline">
+            {encrypted && (
+              // Also the way to the safety numbers where the header has no room for Verify (a phone).
+              <button
+                type="button"
+                id="e2ee-badge"
+                aria-expanded={showSafety}
+                title="Verify safety numbers"
+                onClick={() => setShowSafety(!showSafety)}
+              >
+                <Lock label={null} size={12} />
+                <span class="badge-label">End-to-end encrypted</span>
+                <span class="visually-hidden">: verify safety numbers</span>
+              </button>
+            )}
+            {chat.kind === 'direct' ? (
+              <span id="presence" class={presence?.online && connection === 'connected' ? 'online' : ''}>
+                {presence && connection === 'connected'
+                  ? presence.online
+                    ? 'online'
+                    : `last seen ${new Date(presence.lastSeenAt).toLocaleTimeString()}`
+                  : ''}
+              </span>
+            ) : (
+              <span id="group-summary">
+                {removed
+                  ? 'You are no longer a member'
+                  : `${members.length} member${members.length === 1 ? '' : 's'}${admins ? `, ${admins} admin${admins > 1 ? 's' : ''}` : ''}`}
+              </span>
+            )}
+          </div>
         </div>
         <button
           type="button"
@@ -386,6 +444,18 @@ export function Conversation({ chat, onBack }: { chat: ChatState; onBack: () => 
           <Icon d="M7 2a5 5 0 1 0 3.2 8.8l3.5 3.5 1-1-3.5-3.5A5 5 0 0 0 7 2Zm0 1.5a3.5 3.5 0 1 1 0 7 3.5 3.5 0 0 1 0-7Z" />
           <span class="button-label">Search</span>
         </button>
+        {encrypted && (
+          <button
+            type="button"
+            id="verify-button"
+            class="icon-button"
+            aria-expanded={showSafety}
+            onClick={() => setShowSafety(!showSafety)}
+          >
+            <Icon d="M8 1 2.5 3v4.5c0 3.4 2.3 6.3 5.5 7.5 3.2-1.2 5.5-4.1 5.5-7.5V3L8 1Zm-1 10L4.5 8.5l1-1L7 9l3.5-3.5 1 1L7 11Z" />
+            <span class="button-label">Verify</span>
+          </button>
+        )}
         {chat.kind === 'group' && (
           <button
             type="button"
@@ -401,30 +471,50 @@ export function Conversation({ chat, onBack }: { chat: ChatState; onBack: () => 
       </header>
       {showSearch && <Search chat={chat} onJump={jumpTo} onClose={() => setShowSearch(false)} />}
       {showInfo && chat.kind === 'group' && <GroupInfo chat={chat} removed={removed} onError={setError} />}
+      {showSafety && encrypted && !removed && (
+        <SafetyNumbers chat={chat} onClose={() => setShowSafety(false)} />
+      )}
       <MediaResized.Provider value={keepView}>
         <ol id="messages" ref={list} onScroll={onScroll} aria-label="Messages">
           {atStart && <li class="start">This is the start of the chat</li>}
-          {messages.map((m) => (
-            <MessageItem
-              key={m.seq}
-              m={m}
-              mine={m.senderId === me}
-              group={chat.kind === 'group'}
-              status={m.senderId === me ? client.statusOf(m.clientMsgId) : undefined}
-              quoted={m.replyTo !== undefined ? bySeq.get(m.replyTo) : undefined}
-              actions={actions}
-              readOnly={removed}
-              highlighted={m.seq === highlight}
-              changes={changesBySeq.get(m.seq)}
-              onRetry={retry}
-              onCancel={cancel}
-            />
-          ))}
+          {encrypted && (atStart || (messages[0]?.seq ?? 1) <= 1) && (
+            <li class="e2ee-intro">
+              <Lock label={null} size={12} /> Messages here are end-to-end encrypted: only the members’
+              devices can read them, not the server. A device that joins later cannot read what was sent
+              before.
+            </li>
+          )}
+          {shown.map((m) =>
+            'unreadable' in m ? (
+              <li key={m.first.seq} data-seq={m.first.seq} class="event unreadable-run">
+                {`${m.unreadable} earlier messages were sent before this device joined the chat, so they cannot be read here.`}
+              </li>
+            ) : (
+              <MessageItem
+                key={m.seq}
+                m={m}
+                mine={m.senderId === me}
+                group={chat.kind === 'group'}
+                status={m.senderId === me ? client.statusOf(m.clientMsgId) : undefined}
+                quoted={m.replyTo !== undefined ? bySeq.get(m.replyTo) : undefined}
+                actions={actions}
+                readOnly={removed}
+                highlighted={m.seq === highlight}
+                encrypted={encrypted}
+                notices={m.kind === 'event' ? notices.get(Number(m.event?.epoch)) : undefined}
+                changes={changesBySeq.get(m.seq)}
+                onRetry={retry}
+                onCancel={cancel}
+              />
+            ),
+          )}
           {pending.map((p) => (
             <PendingItem
               key={p.localId}
               item={p}
               readOnly={removed}
+              // The SDK encrypts a message once: a retry with other text would send the first.
+              editable={!encrypted}
               onRetry={retry}
               onCancel={cancel}
               onEdit={editUnsent}
@@ -458,14 +548,15 @@ export function Conversation({ chat, onBack }: { chat: ChatState; onBack: () => 
           {error}
         </p>
       )}
+      {outside && !removed && (
+        <p id="e2ee-waiting" class="hint waiting-note" role="status">
+          This device has not joined the chat’s encryption yet: it cannot read what is sent here, and what you
+          write waits. It joins when someone in the chat adds it from their app (Verify shows whose devices
+          are in).
+        </p>
+      )}
       {removed ? (
         <p class="removed">You are no longer a member of this chat.</p>
-      ) : chat.encrypted ? (
-        // The web chat is not an MLS client yet (docs/e2ee.md): a plain-text send would be refused.
-        <p class="removed" id="encrypted-note">
-          This chat is end-to-end encrypted. The web chat cannot read or send encrypted messages yet: use an
-          app built on the Natter SDK with encryption on.
-        </p>
       ) : (
         <Composer
           chat={chat}
@@ -480,6 +571,40 @@ export function Conversation({ chat, onBack }: { chat: ChatState; onBack: () => 
       )}
     </main>
   )
+}
+
+/** How long (ms) a device may take to join an encrypted chat it was just added to before the page says it is not in. */
+const JOINING_MS = 2000
+
+/**
+ * Whether this device is outside an encrypted chat's MLS group (docs/e2ee.md §6, §9): added to
+ * the chat while none of its devices had KeyPackages, say, so nobody's Commit added it. Said only
+ * after JOINING_MS, not while a Welcome is on its way; checked again when it joins or a member's
+ * devices change.
+ */
+function useOutsideEncryption(chat: ChatState): boolean {
+  const { client, me } = useApp()
+  const [outside, setOutside] = useState(false)
+  useEffect(() => {
+    if (!chat.encrypted) return
+    const isIn = () => chat.devicesOf(me).includes(client.deviceId)
+    let timer: ReturnType<typeof setTimeout> | undefined
+    const check = () => {
+      clearTimeout(timer)
+      if (isIn()) setOutside(false)
+      else timer = setTimeout(() => setOutside(!isIn()), JOINING_MS)
+    }
+    check()
+    const offs = [
+      client.on('encryption.ready', (e) => e.chatId === chat.id && check()),
+      client.on('devices.changed', (e) => e.chatId === chat.id && check()),
+    ]
+    return () => {
+      clearTimeout(timer)
+      for (const off of offs) off()
+    }
+  }, [client, chat, me])
+  return outside
 }
 
 /** A 16×16 icon in the text colour, beside a button's label (the label alone names the button). */

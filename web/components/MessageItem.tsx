@@ -1,12 +1,14 @@
 import { useEffect, useRef, useState } from 'preact/hooks'
-import type { ChatMessage, MessageStatus, OutboxItem } from '../../client-sdk/src/index.ts'
+import type { ChatMessage, EncryptedMedia, MessageStatus, OutboxItem } from '../../client-sdk/src/index.ts'
 import { useApp } from '../context.ts'
+import type { DeviceNotice } from '../device-notices.ts'
 import { sayRefusal } from '../error-words.ts'
 import { describeEvent, previewOf, timeOf, usersOf } from '../format.ts'
 import { memo } from '../memo.ts'
 import { useName, useNames } from '../names.ts'
 import { Attachment } from './Attachment.tsx'
 import { Avatar } from './Avatar.tsx'
+import { EncryptedAttachment } from './EncryptedAttachment.tsx'
 import { Linkified } from './Linkified.tsx'
 
 export const TICKS: Record<Exclude<MessageStatus, 'sending'>, string> = {
@@ -37,11 +39,45 @@ function Ticks({ status }: { status: MessageStatus }) {
   return status === 'sending' ? <Clock /> : TICKS[status]
 }
 
+/**
+ * A message's media: by id (media.get), or in an encrypted chat by the descriptors the message
+ * carried (`encryptedMedia`: type, name, key), decrypted on this device.
+ */
+function Attachments({
+  media,
+  encryptedMedia,
+}: {
+  media: readonly string[] | undefined
+  encryptedMedia: readonly EncryptedMedia[] | undefined
+}) {
+  if (encryptedMedia) return encryptedMedia.map((d) => <EncryptedAttachment key={d.id} media={d} />)
+  return (media ?? []).map((id) => <Attachment key={id} mediaId={id} />)
+}
+
 /** What a message's menu does: stable across renders (the list passes one object). */
 export interface MessageActions {
   reply(m: ChatMessage): void
   edit(m: ChatMessage): void
   remove(m: ChatMessage): void
+  /** Opens the encrypted chat's safety numbers (from a devices-changed notice). */
+  verify(): void
+}
+
+/**
+ * Why a message of an encrypted chat cannot be shown, in plain words, from the SDK's
+ * `undecryptable` (docs/e2ee.md §9: MLS gives no history, and keys are used once).
+ */
+export function unreadableWords(m: ChatMessage): string {
+  switch (m.undecryptable) {
+    case 'this device is not in the group':
+      return 'This message was sent before this device joined the chat, so it cannot be read here.'
+    case 'sent by this device before it restarted':
+      return 'You sent this from this browser, but its text was not kept here, so it cannot be shown.'
+    case 'not read on this device yet':
+      return 'Encrypted message, not read on this device yet.'
+    default:
+      return 'This message cannot be read on this device.'
+  }
 }
 
 /**
@@ -60,6 +96,10 @@ export const MessageItem = memo(function MessageItem(p: {
   readOnly: boolean
   /** Just jumped to (a search result): marked for a moment. */
   highlighted: boolean
+  /** In an end-to-end encrypted chat: no edits (docs/e2ee.md §4: the server refuses them). */
+  encrypted: boolean
+  /** At an `mls_commit` event: the members whose devices that Commit changed. */
+  notices?: readonly DeviceNotice[] | undefined
   /** The user's edits and deletes of this message that wait in the outbox, or were refused. */
   changes?: readonly OutboxItem[] | undefined
   /** Make a refused edit or delete again, or drop it (by its localId): stable across renders. */
@@ -68,7 +108,13 @@ export const MessageItem = memo(function MessageItem(p: {
 }) {
   const { m, mine } = p
   const { names } = useApp()
-  if (m.kind === 'event') return <EventItem m={m} />
+  if (m.kind === 'event') {
+    if (m.event?.type === 'mls_commit')
+      return p.notices?.length ? (
+        <DevicesChanged m={m} notices={p.notices} onVerify={p.actions.verify} />
+      ) : null
+    return <EventItem m={m} />
+  }
   const deleted = m.deletedAt !== null
   const status = p.status ?? 'sent'
   return (
@@ -94,15 +140,13 @@ export const MessageItem = memo(function MessageItem(p: {
             <span class="text">
               <Linkified text={m.text} />
             </span>
-          ) : m.chatId.startsWith('e_') && !m.media?.length ? (
-            // Ciphertext the web chat cannot read yet (docs/e2ee.md): say so, not an empty bubble.
-            <span class="text encrypted-note">Encrypted message</span>
+          ) : m.undecryptable !== undefined || (p.encrypted && !m.media?.length) ? (
+            // Not an empty bubble: why it cannot be read here.
+            <span class="text undecryptable">{unreadableWords(m)}</span>
           ) : (
             <span class="text" />
           )}
-          {(m.media ?? []).map((id) => (
-            <Attachment key={id} mediaId={id} />
-          ))}
+          <Attachments media={m.media} encryptedMedia={p.encrypted ? (m.encryptedMedia ?? []) : undefined} />
         </>
       )}
       <span class="meta">
@@ -114,7 +158,9 @@ export const MessageItem = memo(function MessageItem(p: {
           </span>
         )}
       </span>
-      {!deleted && !p.readOnly && <Menu m={m} mine={mine} actions={p.actions} />}
+      {!deleted && !p.readOnly && (
+        <Menu m={m} mine={mine} editable={!p.encrypted && m.text !== null} actions={p.actions} />
+      )}
       {p.changes?.map((c) => (
         <ChangeItem
           key={c.localId}
@@ -210,6 +256,39 @@ function Quote({ seq, quoted }: { seq: number; quoted: ChatMessage | undefined }
   )
 }
 
+/**
+ * "Bob's devices changed" at the Commit that changed them: the safety number with Bob is new, so
+ * people who compared it know to compare again (Verify opens the numbers).
+ */
+function DevicesChanged({
+  m,
+  notices,
+  onVerify,
+}: {
+  m: ChatMessage
+  notices: readonly DeviceNotice[]
+  onVerify: () => void
+}) {
+  const { me, names } = useApp()
+  const nameOf = useNames(
+    names,
+    notices.map((n) => n.userId),
+  )
+  const who = notices.map((n) => (n.userId === me ? 'Your' : `${nameOf(n.userId)}’s`))
+  const text =
+    who.length === 1
+      ? `${who[0]} devices changed`
+      : `${who.slice(0, -1).join(', ')} and ${(who.at(-1) ?? '').replace(/^Your/, 'your')} devices changed`
+  return (
+    <li data-seq={m.seq} class="event devices-changed">
+      <span>{`${text}: compare safety numbers again.`}</span>{' '}
+      <button type="button" class="link-button" onClick={onVerify}>
+        Verify
+      </button>
+    </li>
+  )
+}
+
 function EventItem({ m }: { m: ChatMessage }) {
   const { names } = useApp()
   const nameOf = useNames(names, usersOf(m))
@@ -225,7 +304,17 @@ function EventItem({ m }: { m: ChatMessage }) {
  * first item, Up/Down (and Home/End) move between items, Escape or Tab closes it and Escape gives
  * the focus back to the button; a click elsewhere closes it.
  */
-function Menu({ m, mine, actions }: { m: ChatMessage; mine: boolean; actions: MessageActions }) {
+function Menu({
+  m,
+  mine,
+  editable,
+  actions,
+}: {
+  m: ChatMessage
+  mine: boolean
+  editable: boolean
+  actions: MessageActions
+}) {
   const [open, setOpen] = useState(false)
   const button = useRef<HTMLButtonElement>(null)
   const items = useRef<HTMLSpanElement>(null)
@@ -289,7 +378,7 @@ function Menu({ m, mine, actions }: { m: ChatMessage; mine: boolean; actions: Me
           <button type="button" role="menuitem" tabIndex={-1} class="reply" onClick={act(actions.reply)}>
             Reply
           </button>
-          {mine && m.text !== null && (
+          {mine && editable && (
             <button type="button" role="menuitem" tabIndex={-1} class="edit" onClick={act(actions.edit)}>
               Edit
             </button>
@@ -315,9 +404,12 @@ export function PendingItem({
   onRetry,
   onCancel,
   onEdit,
+  editable = true,
 }: {
   item: OutboxItem
   readOnly: boolean
+  /** Whether Edit (send again with other text) is offered: not in encrypted chats. */
+  editable?: boolean
   onRetry: (localId: string) => void
   onCancel: (localId: string) => void
   /** Puts the refused message's text in the composer, to send it again changed (chat.retry with text). */
@@ -329,9 +421,7 @@ export function PendingItem({
       <span class="text">
         <Linkified text={item.text ?? ''} />
       </span>
-      {(item.media ?? []).map((id) => (
-        <Attachment key={id} mediaId={id} />
-      ))}
+      <Attachments media={item.media} encryptedMedia={item.encryptedMedia} />
       <span class="meta">
         <span
           class="ticks"
@@ -354,7 +444,7 @@ export function PendingItem({
               Retry
             </button>
           )}
-          {!readOnly && item.text !== undefined && (
+          {!readOnly && editable && item.text !== undefined && (
             <button type="button" class="edit-unsent" onClick={() => onEdit(item)}>
               Edit
             </button>

@@ -6,7 +6,8 @@ import { previewOf, timeOf } from '../format.ts'
 import { useNames } from '../names.ts'
 
 /**
- * Searches the chat's messages on the server (client.search): newest first, with sender and
+ * Searches the chat's messages (client.search: on the server, or in an encrypted chat on this
+ * device, over what it decrypted; docs/e2ee.md): newest first, with sender and
  * time. A result, clicked or picked with Enter, jumps to the message (onJump). Keyboard: the
  * field takes the focus, ArrowDown enters the results, ArrowUp and ArrowDown move in them,
  * Escape closes.
@@ -68,6 +69,12 @@ export function Search({
         />
         <button type="submit">Search</button>
       </form>
+      {chat.encrypted && (
+        <p id="search-local" class="hint">
+          Searched on this device: the server cannot read this chat. Messages sent before this device joined
+          are not included.
+        </p>
+      )}
       {error && <p role="alert">{error}</p>}
       {results && (
         <>

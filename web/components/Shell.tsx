@@ -1,6 +1,7 @@
 import { useCallback, useEffect, useMemo, useState } from 'preact/hooks'
 import type { NatterClient } from '../../client-sdk/src/index.ts'
 import { App, type AppContext } from '../context.ts'
+import { keepDeviceNotices } from '../device-notices.ts'
 import { Names } from '../names.ts'
 import { Banner } from './Banner.tsx'
 import { Conversation } from './Conversation.tsx'
@@ -56,6 +57,8 @@ export function Shell({ client, onSignOut }: { client: NatterClient; onSignOut: 
       offAdded()
     }
   }, [client])
+  // Kept for every encrypted chat, open or not: the SDK says it once, when it applies the Commit.
+  useEffect(() => keepDeviceNotices(client), [client])
   useEffect(() => {
     // The tab's title counts the unread messages of every chat: seen from another tab.
     const update = () => {

@@ -6,6 +6,7 @@ import { useName } from '../names.ts'
 import { Avatar } from './Avatar.tsx'
 import { ChatList } from './ChatList.tsx'
 import { GROUP_NAME_MAX } from './GroupInfo.tsx'
+import { Lock } from './Lock.tsx'
 import { ProfilePanel } from './ProfilePanel.tsx'
 
 /** Who is signed in (their avatar and display name, the profile panel), new chats and groups, and the chat list. */
@@ -23,7 +24,8 @@ export function Sidebar({
   const [error, setError] = useState('')
   const [showProfile, setShowProfile] = useState(false)
   const [peer, setPeer] = useState('')
-  const [group, setGroup] = useState<{ name: string; members: string } | null>(null)
+  const [peerEncrypted, setPeerEncrypted] = useState(false)
+  const [group, setGroup] = useState<{ name: string; members: string; encrypted: boolean } | null>(null)
   const { busy, run } = useBusy()
   const fail = (e: unknown) => setError(sayError(e))
   return (
@@ -53,8 +55,9 @@ export function Sidebar({
           if (!who) return
           setError('')
           run('direct', async () => {
-            const chat = await client.direct(who)
+            const chat = await client.direct(who, peerEncrypted ? { encrypted: true } : {})
             setPeer('')
+            setPeerEncrypted(false)
             await client.chat(chat.id).refresh()
             onOpen(chat.id)
           })?.catch(fail)
@@ -73,6 +76,24 @@ export function Sidebar({
         <button type="submit" disabled={busy('direct')}>
           Start
         </button>
+        <div class="e2ee-choice">
+          <input
+            id="with-encrypted"
+            type="checkbox"
+            checked={peerEncrypted}
+            aria-describedby={peerEncrypted ? 'with-encrypted-help' : undefined}
+            onChange={(e) => setPeerEncrypted((e.target as HTMLInputElement).checked)}
+          />
+          <label for="with-encrypted">
+            <Lock label={null} size={12} /> End-to-end encrypted
+          </label>
+          {peerEncrypted && (
+            <p id="with-encrypted-help" class="hint">
+              A chat of its own beside the plain one, that only your and their devices can read: the server
+              cannot. Search runs on this device.
+            </p>
+          )}
+        </div>
       </form>
       {group ? (
         <form
@@ -84,7 +105,9 @@ export function Sidebar({
               .map((s) => s.trim())
               .filter(Boolean)
             setError('')
-            run('create', () => client.createGroup(group.name.trim(), members))?.then((chat) => {
+            run('create', () =>
+              client.createGroup(group.name.trim(), members, group.encrypted ? { encrypted: true } : {}),
+            )?.then((chat) => {
               setGroup(null)
               onOpen(chat.id)
             }, fail)
@@ -104,6 +127,22 @@ export function Sidebar({
             value={group.members}
             onInput={(e) => setGroup({ ...group, members: (e.target as HTMLInputElement).value })}
           />
+          <div class="e2ee-choice">
+            <input
+              id="group-encrypted"
+              type="checkbox"
+              checked={group.encrypted}
+              aria-describedby="group-encrypted-help"
+              onChange={(e) => setGroup({ ...group, encrypted: (e.target as HTMLInputElement).checked })}
+            />
+            <label for="group-encrypted">
+              <Lock label={null} size={12} /> End-to-end encrypted
+            </label>
+            <p id="group-encrypted-help" class="hint">
+              Only the members’ devices can read it: the server cannot. Search runs on this device. People
+              added later cannot read what was sent before they joined. Cannot be changed later.
+            </p>
+          </div>
           <div class="buttons">
             <button type="submit" disabled={busy('create')}>
               Create group
@@ -114,7 +153,11 @@ export function Sidebar({
           </div>
         </form>
       ) : (
-        <button type="button" id="new-group-button" onClick={() => setGroup({ name: '', members: '' })}>
+        <button
+          type="button"
+          id="new-group-button"
+          onClick={() => setGroup({ name: '', members: '', encrypted: false })}
+        >
           New group
         </button>
       )}

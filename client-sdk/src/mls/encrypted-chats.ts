@@ -17,6 +17,8 @@ import {
   utf8Decoder,
   utf8Encoder,
 } from './codec.ts'
+import { parseEncryptedBody } from './encrypted-body-schema.ts'
+import type { EncryptedMedia } from './encrypted-media.ts'
 import type { MlsDevice } from './mls-device.ts'
 
 /** KeyPackages on the server below which the SDK uploads a batch (mls.keypackages.count). */
@@ -28,12 +30,21 @@ const COMMIT_TRIES = 5
 /** After a stale_epoch, how long a device waits for the winning Commit to arrive when sync has not brought it. */
 const CATCH_UP_WAIT_MS = 5000
 
-/** What is inside an encrypted message's ciphertext: JSON, UTF-8 (the server never sees it). */
+/**
+ * What is inside an encrypted message's ciphertext: JSON, UTF-8 (the server never sees it).
+ * `v: 1` (docs/e2ee.md, "Media"): `media` holds each file's descriptor with its key. Without `v`
+ * (the first SDKs with MLS), `media` held bare media ids, which nobody can decrypt: they are
+ * shown as ids without `encryptedMedia`.
+ */
 export interface EncryptedBody {
+  v?: 1
   text?: string
-  media?: string[]
+  media?: EncryptedMedia[] | string[]
   replyTo?: number
 }
+
+/** The version of EncryptedBody this SDK writes. */
+export const ENCRYPTED_BODY_VERSION = 1 as const
 
 /** A member user's devices in an encrypted chat's group changed (a Commit added or removed leaves). */
 export interface DevicesChangedEvent {
@@ -199,6 +210,14 @@ export class EncryptedChats {
    * A message of an encrypted chat as this device read it (decrypted, or why not), for a copy
    * the server sent outside the timeline (a chat summary's last message).
    */
+  /**
+   * The messages of an encrypted chat this device read and still holds (kept by the storage
+   * across restarts, decrypted this run), for a search on the device; none for a chat it left.
+   */
+  readMessages(chatId: string): Promise<ChatMessage[]> {
+    return this.#run(chatId, async () => [...(await this.#loadedPipe(chatId)).resolved.values()])
+  }
+
   readable(m: ChatMessage): ChatMessage {
     const known = this.#pipes.get(m.chatId)?.resolved.get(m.seq)
     if (known)
@@ -301,7 +320,8 @@ export class EncryptedChats {
     try {
       const r = await decrypt(state, fromBase64(m.ciphertext))
       await this.device.setGroup(chatId, r.newState, m.seq)
-      return withBody(rest, JSON.parse(utf8Decoder.decode(r.plaintext)) as EncryptedBody)
+      const body = parseEncryptedBody(JSON.parse(utf8Decoder.decode(r.plaintext)))
+      return typeof body === 'string' ? opaque(m, body) : withBody(rest, body)
     } catch (err) {
       return opaque(m, `cannot decrypt: ${(err as Error).message}`)
     }
@@ -431,6 +451,50 @@ export class EncryptedChats {
       this.#joinedNow(chatId, state)
     })
     await this.add(chatId, [this.#host.userId, ...members.filter((u) => u !== this.#host.userId)])
+  }
+
+  /**
+   * The MLS group of an encrypted direct chat (docs/e2ee.md §12), for `client.direct(…, {encrypted})`.
+   * Either user's device may open it (the DS takes the first Commit of epoch 0): when the server
+   * says none did yet, this device makes the group and commits the Adds of both users' devices in
+   * one go, right away; losing that race to the other side (stale_epoch) drops the group made
+   * here, and the device joins from the winner's Welcome instead. When this device is in the
+   * group and the other user has no device in it yet (none had KeyPackages then), their devices
+   * are added. Resolves with what happened.
+   */
+  async openDirect(chatId: string, other: string): Promise<'opened' | 'added' | 'joining' | 'in group'> {
+    if (this.device.group(chatId)) {
+      const theirs = leavesOf(this.#state(chatId)).some((l) => userOf(l.identity) === other)
+      if (theirs) return 'in group'
+      return (await this.add(chatId, [other])).length ? 'added' : 'in group'
+    }
+    const g = await this.#host.request<{ epoch: number }>('mls.group', { chatId })
+    if (g.epoch > 0) return 'joining'
+    const claimed = await this.#claim([this.#host.userId, other])
+    return this.#run(chatId, async () => {
+      // Joined from a Welcome while claiming.
+      if (this.device.group(chatId)) return 'in group'
+      const fresh = await this.device.createGroup(chatId)
+      // An opening Commit even with no one to add (the other user has no KeyPackages yet): it
+      // takes epoch 0 on the server, so the pair's two sides never both make a group.
+      const made = await makeCommit(fresh, { add: claimed })
+      try {
+        await this.#host.request('mls.commit', {
+          chatId,
+          commit: toBase64(made.commit),
+          ...(made.welcome ? { welcome: toBase64(made.welcome) } : {}),
+        })
+      } catch (err) {
+        // The other side (or another device of this user) opened it first: its Welcome brings this device in.
+        if ((err as { code?: string }).code === 'stale_epoch') return 'joining'
+        throw err
+      }
+      await this.device.setGroup(chatId, made.newState, this.#pipe(chatId).done)
+      this.#joinedNow(chatId, made.newState)
+      this.#changes(chatId, leavesOf(fresh), leavesOf(made.newState), epochOf(made.newState))
+      this.#epochReached(chatId, epochOf(made.newState))
+      return 'opened'
+    })
   }
 
   /**
@@ -646,8 +710,19 @@ function withBody(m: ChatMessage, body: EncryptedBody): ChatMessage {
   return {
     ...m,
     text: typeof body.text === 'string' ? body.text : null,
-    ...(Array.isArray(body.media) ? { media: body.media } : {}),
+    ...mediaOf(body),
     ...(typeof body.replyTo === 'number' ? { replyTo: body.replyTo } : {}),
     encrypted: true,
   }
+}
+
+/**
+ * The media of a checked body (parseEncryptedBody): `media` the ids (as in a plaintext chat's
+ * message) and `encryptedMedia` their descriptors (v1 bodies). A body without `v` named bare ids.
+ */
+function mediaOf(body: EncryptedBody): Pick<ChatMessage, 'media' | 'encryptedMedia'> {
+  if (body.media === undefined) return {}
+  if (body.v === undefined) return { media: body.media as string[] }
+  const encryptedMedia = body.media as EncryptedMedia[]
+  return { media: encryptedMedia.map((d) => d.id), encryptedMedia }
 }

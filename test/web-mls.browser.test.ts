@@ -1,0 +1,368 @@
+import assert from 'node:assert/strict'
+import { mkdirSync, readFileSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import { join } from 'node:path'
+import { after, before, describe, it } from 'node:test'
+import { type Browser, type BrowserContextOptions, chromium, type Page } from 'playwright-core'
+import sharp from 'sharp'
+import { startTestNode, type TestNode } from './helpers/node.ts'
+import { ROOT } from './helpers/processes.ts'
+
+const SHOTS = join(ROOT, 'test-output', 'browser')
+const WAIT = { timeout: 20_000 }
+const AXE = readFileSync(
+  createRequire(import.meta.url).resolve('axe-core/axe.min.js', { paths: [ROOT, join(ROOT, 'web')] }),
+  'utf8',
+)
+/** A safety number as the web chat shows it: 12 groups of 5 digits (docs/e2ee.md §9). */
+const SAFETY_NUMBER = /^(\d{5} ){11}\d{5}$/
+
+/** What axe-core finds serious or critical on the page (rule, impact, the elements). */
+async function accessibilityProblems(page: Page): Promise<string[]> {
+  if (!(await page.evaluate('typeof window.axe'))?.toString().includes('object')) {
+    await page.addScriptTag({ content: AXE })
+  }
+  return (await page.evaluate(`axe.run(document, { resultTypes: ['violations'] }).then((r) =>
+    r.violations
+      .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+      .map((v) => v.id + ' (' + v.impact + '): ' + v.nodes.map((n) => n.target.join(' ') + ' ' + (n.failureSummary ?? '')).join('; ')))`)) as string[]
+}
+
+/**
+ * The web chat as an MLS client (docs/e2ee.md): in headless Chromium, Alice and Bob each in their
+ * own browser profile (keys in that profile's IndexedDB), Carol on a phone in dark mode. They make
+ * and use an end-to-end encrypted group through the page only, compare safety numbers, see a
+ * new device of Bob's announced, and read again after a reload; the server holds ciphertext only.
+ */
+describe('the web chat in encrypted chats', () => {
+  let t: TestNode
+  let browser: Browser
+  let alice: Page
+  let bob: Page
+  let chatId = ''
+  const errors: string[] = []
+  const shot = (page: Page, name: string) => page.screenshot({ path: join(SHOTS, `${name}.png`) })
+  const newPage = async (o: BrowserContextOptions = {}) => {
+    const p = await (await browser.newContext({ viewport: { width: 1000, height: 700 }, ...o })).newPage()
+    p.on('pageerror', (e) => errors.push(e.message))
+    await p.goto(t.httpUrl)
+    return p
+  }
+  const connected = (page: Page) => page.waitForSelector('#connection[data-state="connected"]', WAIT)
+  const signIn = async (page: Page, name: string) => {
+    await page.fill('#name', name)
+    await page.click('#login button')
+    await connected(page)
+    // Its KeyPackages are on the server: others can add this device to encrypted chats.
+    await page.evaluate('window.natter.keyPackagesReady()')
+  }
+  const send = async (page: Page, text: string) => {
+    await page.fill('#text', text)
+    await page.press('#text', 'Enter')
+  }
+  const message = (page: Page, text: string) => page.locator('#messages li', { hasText: text })
+  const openChat = (page: Page, title: string) => page.locator('#chats li', { hasText: title }).click(WAIT)
+  /** The safety number a page shows for a member (opening the Verify panel). */
+  const safetyNumberOf = async (page: Page, userId: string): Promise<string> => {
+    // Verify, or on a phone (no room for it) the lock beside the chat's name.
+    if ((await page.locator('#safety-numbers').count()) === 0)
+      await page.locator('#verify-button:visible, #e2ee-badge:visible').first().click()
+    const shown = page.locator(`#safety-numbers li[data-user-id="${userId}"] > .safety-number`)
+    await shown.waitFor(WAIT)
+    return (await shown.getAttribute('data-number')) ?? ''
+  }
+  /** The chat as the server keeps it (history over HTTP, with a dev token). */
+  const stored = async (userId: string) => {
+    const { token } = (await (
+      await fetch(`${t.httpUrl}/dev/token`, { method: 'POST', body: JSON.stringify({ userId }) })
+    ).json()) as { token: string }
+    const res = await fetch(`${t.httpUrl}/v1/history`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ chatId, limit: 100 }),
+    })
+    return ((await res.json()) as { result: { messages: { text: string | null; ciphertext?: string }[] } })
+      .result.messages
+  }
+
+  before(async () => {
+    mkdirSync(SHOTS, { recursive: true })
+    // The embedded default: its generated secret signs dev tokens.
+    t = await startTestNode({ NATTER_JWT_SECRET: '' })
+    browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox'] })
+    ;[alice, bob] = await Promise.all([newPage(), newPage()])
+  })
+  after(async () => {
+    await browser?.close()
+    await t?.close()
+  })
+
+  it('makes an encrypted group from the page, and both write and read in it, with the lock shown', async () => {
+    await Promise.all([signIn(alice, 'alice'), signIn(bob, 'bob')])
+    await alice.click('#new-group-button')
+    await alice.fill('#group-name', 'Secret plans')
+    await alice.fill('#group-members', 'bob')
+    await alice.check('#group-encrypted')
+    assert.match(
+      (await alice.textContent('#group-encrypted-help')) ?? '',
+      /server cannot.*before they joined/s,
+      'the toggle says what it means',
+    )
+    await shot(alice, 'e2ee-new-group')
+    assert.deepEqual(await accessibilityProblems(alice), [])
+    await alice.click('#new-group button[type="submit"]')
+    await alice.locator('#e2ee-badge').waitFor(WAIT)
+    chatId = (await alice.getAttribute('#chats li.active', 'data-chat-id')) ?? ''
+    assert.match(chatId, /^e_/)
+    await send(alice, 'the key is under the mat')
+    await alice.waitForSelector(
+      '#messages li.mine[data-status="sent"], #messages li.mine[data-status="delivered"]',
+      WAIT,
+    )
+
+    // Bob's list marks the chat with a lock that says what it means.
+    const row = bob.locator(`#chats li[data-chat-id="${chatId}"]`)
+    await row.locator('svg.lock[aria-label="End-to-end encrypted"]').waitFor(WAIT)
+    await openChat(bob, 'Secret plans')
+    await message(bob, 'the key is under the mat').waitFor(WAIT)
+    assert.equal(await bob.locator('#messages .undecryptable').count(), 0)
+    await send(bob, 'got it, see you at nine')
+    await message(alice, 'got it, see you at nine').waitFor(WAIT)
+    await alice.waitForSelector('#messages li.mine[data-status="read"]', WAIT)
+    assert.match((await alice.textContent('#e2ee-badge')) ?? '', /End-to-end encrypted/)
+    assert.equal(await alice.locator('#messages li.e2ee-intro').count(), 1)
+
+    // No edit (the server refuses it in encrypted chats); reply and delete stay.
+    const mine = alice.locator('#messages li.msg.mine', { hasText: 'the key is under the mat' })
+    await mine.locator('.menu-button').click()
+    await mine.locator('.menu-items .reply').waitFor(WAIT)
+    assert.equal(await mine.locator('.menu-items .edit').count(), 0)
+    assert.equal(await mine.locator('.menu-items .delete').count(), 1)
+    await alice.keyboard.press('Escape')
+    // Search runs on the device, over what it decrypted, and jumps to the message.
+    await bob.click('#search-button')
+    await bob.locator('#search-local').waitFor(WAIT)
+    await bob.fill('#search-query', 'mat')
+    await bob.press('#search-query', 'Enter')
+    await bob.locator('#search-results button.result', { hasText: 'the key is under the mat' }).click(WAIT)
+    await bob.locator('#messages li.msg.highlight', { hasText: 'the key is under the mat' }).waitFor(WAIT)
+
+    // An image: encrypted on Alice's device, decrypted on Bob's, shown from a blob: URL.
+    const image = await sharp({
+      create: { width: 480, height: 300, channels: 3, background: { r: 40, g: 120, b: 240 } },
+    })
+      .png()
+      .toBuffer()
+    await alice.setInputFiles('#attach', { name: 'floor-plan.png', mimeType: 'image/png', buffer: image })
+    const loaded = `[...document.querySelectorAll('#messages img.media')].some((i) => i.complete && i.naturalWidth === 480 && i.src.startsWith('blob:'))`
+    await bob.waitForFunction(loaded, null, WAIT)
+    await alice.waitForFunction(loaded, null, WAIT)
+    assert.equal(await bob.getAttribute('#messages img.media', 'alt'), 'floor-plan.png')
+    // A file: a card whose Download decrypts it.
+    await alice.setInputFiles('#attach', {
+      name: 'notes.txt',
+      mimeType: 'text/plain',
+      buffer: Buffer.from('meet at nine, bring the map'),
+    })
+    const card = bob.locator('#messages .file-card', { hasText: 'notes.txt' })
+    await card.waitFor(WAIT)
+    const [download] = await Promise.all([bob.waitForEvent('download', WAIT), card.locator('button').click()])
+    assert.equal(download.suggestedFilename(), 'notes.txt')
+    assert.equal(readFileSync((await download.path()) ?? '', 'utf8'), 'meet at nine, bring the map')
+    await shot(bob, 'e2ee-chat')
+    assert.deepEqual(await accessibilityProblems(bob), [])
+
+    // The server keeps ciphertext: none of the words.
+    const kept = await stored('alice')
+    assert.ok(kept.some((m) => typeof m.ciphertext === 'string' && m.ciphertext.length > 0))
+    for (const m of kept) assert.ok(!/mat|nine|floor-plan/.test(`${m.text} ${m.ciphertext}`))
+  })
+
+  it('shows the same safety numbers on both sides, in groups of digits', async () => {
+    const [a, b] = await Promise.all([safetyNumberOf(alice, 'bob'), safetyNumberOf(bob, 'alice')])
+    assert.match(a, SAFETY_NUMBER)
+    assert.equal(a, b, 'Alice and Bob compare the same number')
+    assert.equal(
+      await alice.locator('#safety-numbers li[data-user-id="bob"] > .safety-number .digits').count(),
+      12,
+    )
+    // Bob's one device is named.
+    assert.match(
+      (await alice.textContent('#safety-numbers li[data-user-id="bob"] .device-id')) ?? '',
+      /From their one device, web-[0-9a-f]{8}\./,
+    )
+    await shot(alice, 'e2ee-safety-numbers')
+    assert.deepEqual(await accessibilityProblems(alice), [])
+  })
+
+  it("announces Bob's new device in the timeline; the new device reads only what follows", async () => {
+    const before = await safetyNumberOf(alice, 'bob')
+    // A second tab of Bob's profile: a device of its own, which his first tab adds to the chat.
+    const bob2 = await bob.context().newPage()
+    bob2.on('pageerror', (e) => errors.push(e.message))
+    await bob2.goto(t.httpUrl)
+    await signIn(bob2, 'bob')
+    const notice = alice.locator('#messages li.devices-changed')
+    await notice.waitFor(WAIT)
+    assert.match((await notice.textContent()) ?? '', /bob’s devices changed: compare safety numbers again/)
+    await alice.click('#safety-numbers .panel-close')
+    await shot(alice, 'e2ee-devices-changed')
+    assert.deepEqual(await accessibilityProblems(alice), [])
+    // The number changed with the device; Verify in the notice opens them again.
+    await notice.locator('button').click()
+    await alice.waitForFunction(
+      `document.querySelector('#safety-numbers li[data-user-id="bob"] > .safety-number')?.dataset.number !== ${JSON.stringify(before)}`,
+      null,
+      WAIT,
+    )
+    const [a, b] = await Promise.all([safetyNumberOf(alice, 'bob'), safetyNumberOf(bob, 'alice')])
+    assert.equal(a, b)
+    // One number per device of his, each unlike the number over both.
+    await alice.click('#safety-numbers li[data-user-id="bob"] summary')
+    const perDevice = alice.locator(
+      '#safety-numbers li[data-user-id="bob"] li[data-device-id] .safety-number',
+    )
+    await perDevice.first().waitFor(WAIT)
+    const numbers = await perDevice.evaluateAll((els) =>
+      els.map((e) => (e as unknown as { dataset: Record<string, string> }).dataset.number),
+    )
+    assert.equal(numbers.length, 2)
+    for (const n of numbers) {
+      assert.match(n ?? '', SAFETY_NUMBER)
+      assert.notEqual(n, a)
+    }
+    await shot(alice, 'e2ee-safety-numbers-per-device')
+
+    await openChat(bob2, 'Secret plans')
+    await bob2
+      .locator('#messages li.unreadable-run', {
+        hasText: '4 earlier messages were sent before this device joined',
+      })
+      .first()
+      .waitFor(WAIT)
+    await send(alice, 'welcome, second tab')
+    await message(bob2, 'welcome, second tab').waitFor(WAIT)
+    await bob2.close()
+  })
+
+  it('reads the chat again after a reload: keys and what was read come from IndexedDB', async () => {
+    await bob.reload()
+    await connected(bob)
+    await bob.locator('#conversation #e2ee-badge').waitFor(WAIT)
+    for (const text of ['the key is under the mat', 'got it, see you at nine', 'welcome, second tab'])
+      await message(bob, text).waitFor(WAIT)
+    // The image's key came inside a message read before: kept with it, it decrypts again.
+    await bob.waitForFunction(
+      `[...document.querySelectorAll('#messages img.media')].some((i) => i.complete && i.naturalWidth === 480)`,
+      null,
+      WAIT,
+    )
+    await send(alice, 'after your reload')
+    await message(bob, 'after your reload').waitFor(WAIT)
+    await send(bob, 'still here')
+    await message(alice, 'still here').waitFor(WAIT)
+    assert.equal(await bob.locator('#messages .undecryptable').count(), 0)
+  })
+
+  it('starts an encrypted direct chat beside the plain one', async () => {
+    await alice.fill('#with', 'bob')
+    await alice.check('#with-encrypted')
+    await alice.locator('#with-encrypted-help').waitFor(WAIT)
+    await alice.press('#with', 'Enter')
+    await alice.waitForFunction(
+      `document.querySelector('#chats li.active')?.dataset.chatId?.startsWith('e_d.')`,
+      null,
+      WAIT,
+    )
+    await alice.locator('#conversation #e2ee-badge').waitFor(WAIT)
+    await send(alice, 'just between us')
+    const row = bob.locator('#chats li[data-chat-id^="e_d."]')
+    await row.locator('svg.lock').waitFor(WAIT)
+    await row.click()
+    await message(bob, 'just between us').waitFor(WAIT)
+    await send(bob, 'agreed')
+    await message(alice, 'agreed').waitFor(WAIT)
+    const [a, b] = await Promise.all([safetyNumberOf(alice, 'bob'), safetyNumberOf(bob, 'alice')])
+    assert.match(a, SAFETY_NUMBER)
+    assert.equal(a, b)
+    await shot(bob, 'e2ee-direct-chat')
+    assert.deepEqual(await accessibilityProblems(bob), [])
+    await openChat(alice, 'Secret plans')
+    await openChat(bob, 'Secret plans')
+  })
+
+  it('adds Carol from the members panel; on a phone in dark mode she reads what follows', async () => {
+    const carol = await newPage({
+      viewport: { width: 390, height: 844 },
+      colorScheme: 'dark',
+      isMobile: true,
+    })
+    try {
+      await signIn(carol, 'carol')
+      await alice.click('#info')
+      await alice.fill('#add-user', 'carol')
+      await alice.click('#add-member button')
+      await alice.locator('#members li[data-user-id="carol"]').waitFor(WAIT)
+      await alice.click('#info')
+      await openChat(carol, 'Secret plans')
+      await carol.locator('#e2ee-badge').waitFor(WAIT)
+      // The lock takes the place of Verify: the group's name keeps its room.
+      assert.equal(await carol.locator('#verify-button').isVisible(), false)
+      const title = await carol.$eval('#peer', (e) => [e.clientWidth, e.scrollWidth])
+      assert.ok((title[1] ?? 0) <= (title[0] ?? 0), `the group's name is not cut (${title[1]} > ${title[0]})`)
+      await send(alice, 'hi carol, welcome in')
+      await message(carol, 'hi carol, welcome in').waitFor(WAIT)
+      // What was sent before she joined is said to be unreadable, in words.
+      await carol
+        .locator('#messages li.unreadable-run', { hasText: 'sent before this device joined' })
+        .waitFor(WAIT)
+      await send(carol, 'hello from my phone')
+      await message(alice, 'hello from my phone').waitFor(WAIT)
+      await shot(carol, 'e2ee-phone-chat-dark')
+      assert.deepEqual(await accessibilityProblems(carol), [])
+      const [a, c] = await Promise.all([safetyNumberOf(alice, 'carol'), safetyNumberOf(carol, 'alice')])
+      assert.equal(a, c)
+      await shot(carol, 'e2ee-phone-safety-numbers-dark')
+      assert.deepEqual(await accessibilityProblems(carol), [])
+    } finally {
+      await carol.context().close()
+    }
+  })
+
+  it('says when this device is outside the encryption, until the other side adds its devices', async () => {
+    // Dave has never signed in: no device of his has KeyPackages when Alice opens the chat.
+    await alice.fill('#with', 'dave')
+    await alice.check('#with-encrypted')
+    await alice.press('#with', 'Enter')
+    await alice.waitForFunction(
+      `document.querySelector('#chats li.active')?.dataset.chatId?.startsWith('e_d.')`,
+      null,
+      WAIT,
+    )
+    await alice.click('#verify-button')
+    await alice.locator('#safety-numbers li[data-user-id="dave"] .no-devices').waitFor(WAIT)
+    const dave = await newPage()
+    try {
+      await signIn(dave, 'dave')
+      await openChat(dave, 'alice')
+      await dave.locator('#e2ee-waiting').waitFor(WAIT)
+      // Written before the device joined: it waits, and goes once it can be encrypted.
+      await send(dave, 'written while waiting')
+      await dave.locator('#messages li.pending', { hasText: 'written while waiting' }).waitFor(WAIT)
+      await shot(dave, 'e2ee-not-joined')
+      assert.deepEqual(await accessibilityProblems(dave), [])
+
+      await alice.click('#safety-numbers .add-devices')
+      const shown = alice.locator('#safety-numbers li[data-user-id="dave"] > .safety-number')
+      await shown.waitFor(WAIT)
+      await dave.locator('#e2ee-waiting').waitFor({ state: 'detached', ...WAIT })
+      await message(alice, 'written while waiting').waitFor(WAIT)
+      await send(alice, 'now you are in')
+      await message(dave, 'now you are in').waitFor(WAIT)
+      assert.equal(await shown.getAttribute('data-number'), await safetyNumberOf(dave, 'alice'))
+    } finally {
+      await dave.context().close()
+    }
+    assert.deepEqual(errors, [])
+  })
+})
