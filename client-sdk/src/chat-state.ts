@@ -83,6 +83,7 @@ export interface ChatHost {
   markRead(chatId: string, seq?: number): Promise<{ readSeq: number; unread: number }>
   setMuted(chatId: string, muted: boolean): Promise<{ chatId: string; muted: boolean }>
   addMembers(chatId: string, userIds: string[]): Promise<{ added: string[] }>
+  addDevices(chatId: string, userIds: string[]): Promise<string[]>
   removeMember(chatId: string, userId: string): Promise<{ removed: string }>
   safetyNumber(chatId: string, userId: string, deviceId?: string): Promise<string>
   devicesOf(chatId: string, userId: string): string[]
@@ -398,6 +399,14 @@ export class ChatState extends Emitter<ChatStateEvents> {
    */
   addMembers(userIds: string[]): Promise<{ added: string[] }> {
     return this.#host.addMembers(this.id, userIds)
+  }
+
+  /**
+   * In an encrypted chat, adds the devices of members that are not in its MLS group yet
+   * (NatterClient.addDevices; any member may). Resolves with the devices added (`userId/deviceId`).
+   */
+  addDevices(userIds: string[]): Promise<string[]> {
+    return this.#host.addDevices(this.id, userIds)
   }
 
   /** Removes a member from a group (chat.remove; admins only). Rejects with not_allowed or not_found. */

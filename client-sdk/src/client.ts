@@ -527,6 +527,8 @@ export class NatterClient extends Emitter<ClientEvents> {
     // KeyPackages for others to add this device with, and this user's new devices into its groups.
     const mls = this.#mls
     if (mls) {
+      // Own devices found without KeyPackages are claimed for again, once on this connection.
+      mls.connected()
       this.#keyPackages = mls.topUp().then(() => {})
       this.#background(this.#keyPackages.then(() => this.addOwnDevices()))
     }
@@ -876,9 +878,30 @@ export class NatterClient extends Emitter<ClientEvents> {
    */
   async addMembers(chatId: string, userIds: string[]): Promise<{ added: string[] }> {
     const r = await this.request<{ added: string[] }>('chat.add', { chatId, members: userIds })
-    // In an encrypted chat their devices join the group with one Commit (rebased if need be).
-    if (isEncryptedChat(chatId) && r.added.length) await this.#needMls().add(chatId, r.added)
+    // In an encrypted chat their devices join the group with one Commit (rebased if need be),
+    // and so do the missing devices of those who were members already (addDevices).
+    if (isEncryptedChat(chatId)) await this.#needMls().add(chatId, [...new Set(userIds)])
     return r
+  }
+
+  /**
+   * In an encrypted chat, commits the Adds of the devices of these members that are not in its
+   * MLS group yet: a member added before any of their devices had KeyPackages (never signed in
+   * with MLS), or a member's device that signed in since (another browser). Any member may call
+   * it: the DS takes Adds from any member's device, of devices of members only
+   * (docs/e2ee.md §3); `addMembers` does it too for the users it names. A user's own new
+   * devices are added by `addOwnDevices`. Each call claims one KeyPackage of every device of
+   * each user (mls.keypackages.claim), in the group or not. Resolves with the devices added
+   * (`userId/deviceId`), none when every device with KeyPackages is in already (or for a user
+   * sharing no chat with this one: the directory hands out none of their packages). Rejects with
+   * not_allowed without ClientOptions.mls or for a chat that is not encrypted, invalid_commit for
+   * a user who is not a member of this chat (but of another one shared), and as mls.commit does.
+   */
+  async addDevices(chatId: string, userIds: string[]): Promise<string[]> {
+    const mls = this.#needMls()
+    if (!isEncryptedChat(chatId))
+      throw new NatterRequestError('not_allowed', `chat ${chatId} is not encrypted: it has no MLS group`)
+    return mls.add(chatId, [...new Set(userIds)])
   }
 
   /**
@@ -1746,6 +1769,9 @@ export class NatterClient extends Emitter<ClientEvents> {
     const { media: picked, ...rest } = change
     // Throws bad_request for an encrypted chat's media id without a known key.
     const update: Partial<OutboxItem> = { ...rest, ...(picked ? this.#mediaFor(item.chatId, picked) : {}) }
+    // A refused message was not stored, so the same clientMsgId is safe (as in a plaintext
+    // chat); its ciphertext is made again: the content may have changed, the epoch too.
+    if (isEncryptedChat(item.chatId)) this.#mls?.forgetCiphertext(localId)
     const sent = new Promise<{ seq: number }>((resolve, reject) =>
       this.#waiting.set(localId, { resolve, reject }),
     )

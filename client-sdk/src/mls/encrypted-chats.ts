@@ -414,7 +414,10 @@ export class EncryptedChats {
     })
   }
 
-  /** Forget what was kept for a message once the server stored it (its echo was delivered). */
+  /**
+   * Forget what was kept for a message: once the server stored it (its echo was delivered), or
+   * when it was refused and is retried (the retry encrypts its content again, in the epoch then).
+   */
   forgetCiphertext(clientMsgId: string): void {
     this.#ciphertexts.delete(clientMsgId)
   }
@@ -499,8 +502,14 @@ export class EncryptedChats {
 
   /**
    * Commits the Adds of every device of these users not in the group yet (claiming their
-   * KeyPackages). Resolves with the devices added (`userId/deviceId`): none for a device with no
-   * KeyPackage on the server (one without MLS, or that never connected with it).
+   * KeyPackages): the devices of new members, and those of members that had no KeyPackage when
+   * their user was added (never signed in with MLS then, or a new device). The DS takes Adds from
+   * any member's device, of devices of members only (services/mls/commit-service.ts). Each
+   * claim takes one package of every device of the user, in the group or not. Resolves with the
+   * devices added (`userId/deviceId`): none for a device with no KeyPackage on the server (one
+   * without MLS, or that never connected with it; for a user sharing no chat with this one).
+   * Rejects as mls.keypackages.claim and mls.commit do (invalid_commit for a user who is not a
+   * member of this chat).
    */
   async add(chatId: string, userIds: string[]): Promise<string[]> {
     const inGroup = new Set(leavesOf(this.#state(chatId)).map((l) => l.identity))
@@ -546,16 +555,28 @@ export class EncryptedChats {
       const missing = mine.filter((id) => !present.has(id) && !this.#withoutPackages.has(id))
       if (missing.length === 0) continue
       const added = await this.add(chatId, [this.#host.userId])
-      // A device with no KeyPackage (no MLS there): not claimed for again by this client, since
-      // each claim takes a package from every other device of the user.
+      // A device with no KeyPackage (no MLS there, or not yet): not claimed for again until the
+      // next connect (connected()), since each claim takes a package from every other device of
+      // the user.
       for (const id of missing) if (!added.includes(id)) this.#withoutPackages.add(id)
       if (added.length) changed.push(chatId)
     }
     return changed
   }
 
-  /** This user's devices a claim found without KeyPackages (addOwnDevices skips them). */
+  /**
+   * This user's devices a claim found without KeyPackages since the last connect (addOwnDevices
+   * skips them): one claim per such device per connect at most.
+   */
   readonly #withoutPackages = new Set<string>()
+
+  /**
+   * A connection was made: the devices found without KeyPackages are looked for again (one may
+   * have signed in with MLS since, in another browser or app).
+   */
+  connected(): void {
+    this.#withoutPackages.clear()
+  }
 
   /** Leaves of users no longer in the chat's member list (none while it is not known). */
   #departed(chatId: string, state: ClientState): number[] {
