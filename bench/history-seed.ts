@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto'
 import { DatabaseSync } from 'node:sqlite'
-import { chatTag } from '../services/messages/sqlite-message-rows.ts'
+import { chatTag, searchIndexPath } from '../services/messages/sqlite-search-index.ts'
 
 /**
- * Writes a large history straight into a running node's messages.db (WAL lets it write beside
- * the node), in one statement per chat: sending a million messages through MQTT first would
+ * Writes a large history straight into a running node's messages.db and its search index file
+ * (messages-search.db, attached; WAL lets it write beside the node), in one statement per chat: sending a million messages through MQTT first would
  * take most of the benchmark's time budget. Rows look like what the send path writes, search
  * terms included (searchTerms of each text), and each chat's search mark and sequence counter
  * move past them: later sends continue without a gap, and no search or restart has to index
@@ -18,6 +18,7 @@ export function seedHistory(
 ) {
   const db = new DatabaseSync(dbPath)
   db.exec('PRAGMA busy_timeout = 10000')
+  db.prepare('ATTACH DATABASE ? AS search').run(searchIndexPath(dbPath))
   const last = db.prepare('SELECT last FROM chat_seq WHERE chat_id = ?')
   const insert = db.prepare(`
     WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < :count)
@@ -29,12 +30,12 @@ export function seedHistory(
   // lower case already, once each), each behind the chat's tag (searchDocument).
   const terms = db.prepare(`
     WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < :count)
-    INSERT INTO message_search (rowid, terms)
+    INSERT INTO search.message_search (rowid, terms)
     SELECT (:num << 32) | (:from + i), :chatTag || 'seeded ' || :chatTag || 'message ' || :chatTag || i || ' ' || :chatTag || :filler FROM n`)
   const chatNum = db.prepare(
-    'INSERT INTO search_chats (chat_id) VALUES (?) ON CONFLICT (chat_id) DO UPDATE SET chat_id = excluded.chat_id RETURNING num',
+    'INSERT INTO search.search_chats (chat_id) VALUES (?) ON CONFLICT (chat_id) DO UPDATE SET chat_id = excluded.chat_id RETURNING num',
   )
-  const setIndexed = db.prepare('UPDATE search_chats SET indexed = max(indexed, ?) WHERE num = ?')
+  const setIndexed = db.prepare('UPDATE search.search_chats SET indexed = max(indexed, ?) WHERE num = ?')
   const setLast = db.prepare(
     'INSERT INTO chat_seq (chat_id, last) VALUES (?, ?) ON CONFLICT (chat_id) DO UPDATE SET last = excluded.last',
   )

@@ -7,8 +7,8 @@ import { DatabaseSync } from 'node:sqlite'
 import { after, before, describe, it } from 'node:test'
 import type { NewMessage } from '../services/messages/message-store.ts'
 import { searchTerms } from '../services/messages/search-terms.ts'
-import { chatTag } from '../services/messages/sqlite-message-rows.ts'
 import { SqliteMessageStore } from '../services/messages/sqlite-message-store.ts'
+import { chatTag, searchIndexPath } from '../services/messages/sqlite-search-index.ts'
 import { messageStoreContract } from './contract/message-store.contract.ts'
 import { sqliteHarness } from './helpers/store-harness.ts'
 
@@ -70,9 +70,10 @@ describe('SQLite message store: search terms written after the commit', () => {
     writeRaw(path, 'c', ['lost words one', 'lost words two'])
     const reopened = new SqliteMessageStore(path)
     try {
-      const db = new DatabaseSync(path, { readOnly: true })
-      // The writer indexes before its first request; a write round-trip waits for it.
-      await reopened.deleteOlderThan(0)
+      // The indexer's first slice of catch-up runs before it serves a request: purgeErased, a
+      // round-trip to the writer and then the indexer, waits for it.
+      await reopened.purgeErased()
+      const db = new DatabaseSync(searchIndexPath(path), { readOnly: true })
       assert.deepEqual(
         { ...db.prepare("SELECT indexed FROM search_chats WHERE chat_id = 'c'").get() },
         { indexed: 3 },
@@ -237,15 +238,18 @@ describe('SQLite message store: search terms written after the commit', () => {
     writeRaw(path, 'old', ['from the old days', 'old but gold'], true)
     const store = new SqliteMessageStore(path)
     try {
-      await store.deleteOlderThan(0)
+      // A round-trip to the indexer waits for its first slice of catch-up (see above).
+      await store.purgeErased()
       const check = new DatabaseSync(path, { readOnly: true })
       assert.equal(check.prepare("SELECT 1 FROM sqlite_schema WHERE name = 'messages_at'").get(), undefined)
       assert.equal(check.prepare("SELECT 1 FROM sqlite_schema WHERE name = 'message_terms'").get(), undefined)
+      check.close()
+      const index = new DatabaseSync(searchIndexPath(path), { readOnly: true })
       assert.deepEqual(
-        { ...check.prepare("SELECT indexed FROM search_chats WHERE chat_id = 'old'").get() },
+        { ...index.prepare("SELECT indexed FROM search_chats WHERE chat_id = 'old'").get() },
         { indexed: 2 },
       )
-      check.close()
+      index.close()
       assert.deepEqual(
         (await store.search('old', 'old', 10)).map((m) => m.seq),
         [2, 1],
@@ -255,6 +259,48 @@ describe('SQLite message store: search terms written after the commit', () => {
       await store.close()
     }
   })
+  it('drops the search index an earlier layout kept inside messages.db, and builds it in its own file', async () => {
+    const path = join(dir, 'in-file-index.db')
+    // The layout before the index moved out: FTS5 tables beside the messages, in one file.
+    const db = new DatabaseSync(path)
+    db.exec(`
+      PRAGMA journal_mode = WAL;
+      CREATE TABLE messages (chat_id TEXT NOT NULL, seq INTEGER NOT NULL, sender_id TEXT NOT NULL,
+        device_id TEXT NOT NULL, client_msg_id TEXT NOT NULL, kind TEXT NOT NULL, text TEXT, body TEXT NOT NULL,
+        at INTEGER NOT NULL, edited_at INTEGER, deleted_at INTEGER, PRIMARY KEY (chat_id, seq)) WITHOUT ROWID;
+      CREATE UNIQUE INDEX messages_client_id ON messages (chat_id, sender_id, client_msg_id);
+      CREATE INDEX messages_chat_at ON messages (chat_id, at);
+      CREATE TABLE chat_seq (chat_id TEXT PRIMARY KEY, last INTEGER NOT NULL) WITHOUT ROWID;
+      CREATE TABLE search_chats (num INTEGER PRIMARY KEY, chat_id TEXT NOT NULL UNIQUE, indexed INTEGER NOT NULL DEFAULT 0);
+      CREATE VIRTUAL TABLE message_search USING fts5(terms, content = '', contentless_delete = 1, detail = none, tokenize = 'ascii');
+      CREATE TABLE search_version (one INTEGER PRIMARY KEY CHECK (one = 1), terms INTEGER NOT NULL, layout INTEGER NOT NULL);
+      INSERT INTO search_version VALUES (1, 2, 2);
+      INSERT INTO search_chats (chat_id, indexed) VALUES ('in', 2);
+      INSERT INTO message_search (rowid, terms) VALUES ((1 << 32) | 1, '000001stalewordonly');
+    `)
+    db.close()
+    writeRaw(path, 'in', ['kept in one file', 'one file no more'])
+    const store = new SqliteMessageStore(path)
+    try {
+      const check = new DatabaseSync(path, { readOnly: true })
+      for (const name of ['message_search', 'search_chats', 'search_version'])
+        assert.equal(check.prepare('SELECT 1 FROM sqlite_schema WHERE name = ?').get(name), undefined, name)
+      check.close()
+      assert.deepEqual(
+        (await store.search('in', 'file', 10)).map((m) => m.seq),
+        [2, 1],
+      )
+      assert.deepEqual(await store.search('in', 'stalewordonly', 10), [])
+      assert.equal((await store.append(msg('in', 'new', 'file three'))).message.seq, 3)
+      assert.deepEqual(
+        (await store.search('in', 'file', 10)).map((m) => m.seq),
+        [3, 2, 1],
+      )
+    } finally {
+      await store.close()
+    }
+  })
+
   it('indexes again, a slice at a time, a file indexed by an older searchTerms', async () => {
     const path = join(dir, 'old-terms.db')
     const store = new SqliteMessageStore(path)
@@ -267,11 +313,13 @@ describe('SQLite message store: search terms written after the commit', () => {
     await store.close()
     // As version 1 left it: no search_version, one token per regex run of letters and digits,
     // not tagged by chat, and every chat marked indexed.
-    const db = new DatabaseSync(path)
+    const indexPath = searchIndexPath(path)
+    const db = new DatabaseSync(indexPath)
+    db.prepare('ATTACH DATABASE ? AS m').run(path)
     db.exec('DROP TABLE search_version; DELETE FROM message_search;')
     const insert = db.prepare('INSERT INTO message_search (rowid, terms) VALUES ((?1 << 32) | ?2, ?3)')
     const rows = db
-      .prepare('SELECT c.num, m.seq, m.text FROM messages m JOIN search_chats c USING (chat_id)')
+      .prepare('SELECT c.num, m.seq, m.text FROM m.messages m JOIN search_chats c USING (chat_id)')
       .all() as Array<{ num: number; seq: number; text: string }>
     for (const r of rows)
       insert.run(r.num, r.seq, [...new Set(r.text.toLowerCase().match(/[\p{L}\p{N}]+/gu))].join(' '))
@@ -279,7 +327,7 @@ describe('SQLite message store: search terms written after the commit', () => {
       (
         db
           .prepare(
-            'SELECT min(indexed = (SELECT last FROM chat_seq s WHERE s.chat_id = c.chat_id)) AS ok FROM search_chats c',
+            'SELECT min(indexed = (SELECT last FROM m.chat_seq s WHERE s.chat_id = c.chat_id)) AS ok FROM search_chats c',
           )
           .get() as { ok: number }
       ).ok,
@@ -287,9 +335,9 @@ describe('SQLite message store: search terms written after the commit', () => {
     // And 40,000 more in a third chat, written straight into the tables: about a second of work.
     db.exec(`
       WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 40000)
-      INSERT INTO messages (chat_id, seq, sender_id, device_id, client_msg_id, kind, text, body, at)
+      INSERT INTO m.messages (chat_id, seq, sender_id, device_id, client_msg_id, kind, text, body, at)
       SELECT 'huge', i, 'bob', 'laptop', 'h' || i, 'text', 'Straße ' || i, '{}', 1 FROM n;
-      INSERT INTO chat_seq (chat_id, last) VALUES ('huge', 40000);
+      INSERT INTO m.chat_seq (chat_id, last) VALUES ('huge', 40000);
       INSERT INTO search_chats (chat_id, indexed) VALUES ('huge', 40000);
     `)
     db.close()
@@ -299,10 +347,11 @@ describe('SQLite message store: search terms written after the commit', () => {
       // Appends go on while the catch-up runs (they wait for one slice, not for all of it), and
       // are found with the rest.
       await reopened.append(msg('big', 'after', '病院 again'))
-      const progress = new DatabaseSync(path, { readOnly: true })
+      const progress = new DatabaseSync(indexPath, { readOnly: true })
+      progress.prepare('ATTACH DATABASE ? AS m').run(path)
       const behind = progress
         .prepare(
-          'SELECT count(*) AS n FROM search_chats s JOIN chat_seq c USING (chat_id) WHERE s.indexed < c.last',
+          'SELECT count(*) AS n FROM search_chats s JOIN m.chat_seq c USING (chat_id) WHERE s.indexed < c.last',
         )
         .get() as { n: number }
       progress.close()
@@ -324,7 +373,7 @@ describe('SQLite message store: search terms written after the commit', () => {
         (await reopened.search('huge', 'STRASSE 39999', 10)).map((m) => m.seq),
         [39999],
       )
-      const check = new DatabaseSync(path, { readOnly: true })
+      const check = new DatabaseSync(indexPath, { readOnly: true })
       assert.deepEqual(
         { ...check.prepare('SELECT terms, layout FROM search_version').get() },
         { terms: 2, layout: 2 },
@@ -352,9 +401,12 @@ describe('SQLite message store: erased text leaves the files', () => {
   })
   after(() => rmSync(dir, { recursive: true, force: true }))
 
-  /** Which of the words some file of the database (main, -wal, -shm) still holds, as raw bytes. */
+  /** Which of the words some file of the store (messages and search index, each with -wal and -shm) still holds, as raw bytes. */
   const leftIn = (path: string, words: string[]): string[] => {
-    const files = [path, `${path}-wal`, `${path}-shm`].filter(existsSync).map((f) => readFileSync(f))
+    const files = [path, searchIndexPath(path)]
+      .flatMap((f) => [f, `${f}-wal`, `${f}-shm`])
+      .filter(existsSync)
+      .map((f) => readFileSync(f))
     // The search index stores a term after the part it shares with the one before it (and every
     // term of a chat shares its tag): the words are looked for without their first letter.
     return words.filter((w) => files.some((bytes) => bytes.includes(Buffer.from(w.slice(1)))))

@@ -6,8 +6,8 @@ import { DatabaseSync } from 'node:sqlite'
 import { describe, it } from 'node:test'
 import pino from 'pino'
 import { startRetention } from '../services/messages/retention.ts'
-import { chatTag } from '../services/messages/sqlite-message-rows.ts'
 import { SqliteMessageStore } from '../services/messages/sqlite-message-store.ts'
+import { chatTag, searchIndexPath } from '../services/messages/sqlite-search-index.ts'
 
 describe('retention job', () => {
   it('deletes messages older than the retention age and keeps the rest', async () => {
@@ -57,7 +57,7 @@ describe('retention job', () => {
         assert.deepEqual(await store.search(chatId, 'ancient', 10), [])
         assert.equal((await store.search(chatId, 'words', 10)).length, 1)
       }
-      const db = new DatabaseSync(path, { readOnly: true })
+      const db = new DatabaseSync(searchIndexPath(path), { readOnly: true })
       // Tokens carry their chat's tag (sqlite-message-rows.ts): count each chat's.
       const count = db.prepare('SELECT count(*) AS n FROM message_search WHERE message_search MATCH ?')
       let terms = 0

@@ -1,24 +1,25 @@
 import { mkdirSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite'
-import { Worker } from 'node:worker_threads'
+import { MessageChannel, type MessagePort, type TransferListItem, Worker } from 'node:worker_threads'
 import { statementCache } from '../storage/sqlite.ts'
 import type { AppendResult, MessageStore, NewMessage, StoredMessage } from './message-store.ts'
 import { parseSearchQuery } from './search-terms.ts'
+import type { IndexReply, IndexRequest } from './sqlite-message-indexer.ts'
 import {
   APPEND_FIELDS,
   type AppendRows,
   type MessageRow,
   openSchema,
-  searchQuery,
   toMessage,
 } from './sqlite-message-rows.ts'
 import type { WriteReply, WriteRequest } from './sqlite-message-writer.ts'
+import { openSearchSchema, searchIndexPath, searchQuery } from './sqlite-search-index.ts'
 
 // A write request without its id, kind by kind (a plain Omit would merge the kinds).
 type WithoutId<T> = T extends unknown ? Omit<T, 'id'> : never
-type Request = WithoutId<WriteRequest>
-type Done = Extract<WriteReply, { ok: true }>
+type Request = WithoutId<Exclude<WriteRequest, { op: 'indexer' }>>
+type IndexAsk = WithoutId<Exclude<IndexRequest, { op: 'writer' }>>
 
 /**
  * How long, in ms, an append waits for others before its commit when none is running. Each
@@ -52,16 +53,18 @@ interface Pending {
  * (and the stored row of a duplicate only): the stored message is built here from what was sent.
  *
  * How soon a message is searchable: at once, for a search. Its search terms are not in the commit
- * that stores it; the writer writes them in a transaction of their own after it, within 50 ms or
- * as soon as 1,024 messages wait. A search whose chat has messages without terms yet first asks
- * the writer to write them (one round-trip), so it finds every message stored before it began.
+ * that stores it: the writer hands the new messages to the indexer thread
+ * (sqlite-message-indexer.ts) within 50 ms of their commit, or as soon as 1,024 wait, and the
+ * indexer writes them into the search index's own file (sqlite-search-index.ts) in its next
+ * event-loop turn. A search whose chat
+ * has messages without terms yet first asks the indexer to write them (one round-trip), so it
+ * finds every message stored before it began. This connection attaches the index file as
+ * `search`.
  */
 export class SqliteMessageStore implements MessageStore {
   readonly #db: DatabaseSync
-  readonly #path: string
-  #worker: Worker
-  #nextId = 1
-  readonly #waiting = new Map<number, { resolve: (r: Done) => void; reject: (err: Error) => void }>()
+  readonly #writer: ThreadLane<Request, WriteReply>
+  readonly #indexer: ThreadLane<IndexAsk, IndexReply>
   readonly #sql: (sql: string) => StatementSync
   #queue: Pending[] = []
   #writing: Promise<void> | null = null
@@ -70,55 +73,49 @@ export class SqliteMessageStore implements MessageStore {
 
   constructor(path: string) {
     mkdirSync(dirname(path), { recursive: true })
-    this.#path = path
     this.#db = new DatabaseSync(path)
-    // secure_delete as on the writer: openSchema may drop a search index here.
+    // secure_delete as on the writer: openSchema may drop an old layout's search index here.
     this.#db.exec('PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; PRAGMA secure_delete = ON;')
     openSchema(this.#db)
+    const indexPath = searchIndexPath(path)
+    // The index file's schema exists before any thread or this connection reads it.
+    const index = new DatabaseSync(indexPath)
+    try {
+      openSearchSchema(index)
+    } finally {
+      index.close()
+    }
+    this.#db.prepare('ATTACH DATABASE ? AS search').run(indexPath)
     this.#db.exec('PRAGMA query_only = 1')
     this.#sql = statementCache(this.#db)
-    this.#worker = this.#startWriter()
+    // Index updates go from the writer to the indexer on a channel of their own. A thread that
+    // dies is started again with a new channel, whose other end goes to the thread still running.
+    const first = new MessageChannel()
+    const writerUrl = new URL('./sqlite-message-writer.ts', import.meta.url)
+    const indexerUrl = new URL('./sqlite-message-indexer.ts', import.meta.url)
+    this.#writer = new ThreadLane('message writer', (again) => {
+      const { port1 } = again ? this.#newChannel((port) => ({ id: 0, op: 'writer', port }), 'indexer') : first
+      return new Worker(writerUrl, { workerData: { path, indexer: port1 }, transferList: [port1] })
+    })
+    this.#indexer = new ThreadLane('search indexer', (again) => {
+      const { port2 } = again ? this.#newChannel((port) => ({ id: 0, op: 'indexer', port }), 'writer') : first
+      return new Worker(indexerUrl, { workerData: { path, indexPath, writer: port2 }, transferList: [port2] })
+    })
   }
 
-  #startWriter(): Worker {
-    const worker = new Worker(new URL('./sqlite-message-writer.ts', import.meta.url), {
-      workerData: { path: this.#path },
-    })
-    // An idle writer must not keep the process alive; a busy one must.
-    worker.unref()
-    worker.on('message', (reply: WriteReply) => {
-      const waiter = this.#waiting.get(reply.id)
-      if (!waiter) return
-      this.#settled(reply.id)
-      if (reply.ok) waiter.resolve(reply)
-      else waiter.reject(Object.assign(new Error(reply.message), reply.code ? { code: reply.code } : {}))
-    })
-    const fail = (err: Error) => {
-      if (this.#worker !== worker) return
-      for (const [id, waiter] of this.#waiting) {
-        this.#settled(id)
-        waiter.reject(err)
-      }
-      // The next write gets a fresh writer: what was committed is on disk, the rest was refused.
-      if (!this.#closed) this.#worker = this.#startWriter()
-    }
-    worker.on('error', (err) => fail(new Error(`message writer failed: ${err.message}`)))
-    worker.on('exit', (code) => fail(new Error(`message writer stopped (exit code ${code})`)))
-    return worker
-  }
-
-  #settled(id: number): void {
-    this.#waiting.delete(id)
-    if (this.#waiting.size === 0) this.#worker.unref()
-  }
-
-  #write(req: Request): Promise<Done> {
-    return new Promise((resolve, reject) => {
-      const id = this.#nextId++
-      if (this.#waiting.size === 0) this.#worker.ref()
-      this.#waiting.set(id, { resolve, reject })
-      this.#worker.postMessage({ ...req, id })
-    })
+  /**
+   * A channel for a thread started again: port2 goes to the indexer, port1 to the writer; the
+   * end of the thread still running is posted to it (made by message(port)).
+   */
+  #newChannel(
+    message: (port: MessagePort) => { id: 0; op: 'writer' | 'indexer'; port: MessagePort },
+    running: 'writer' | 'indexer',
+  ): MessageChannel {
+    const channel = new MessageChannel()
+    const port = running === 'indexer' ? channel.port2 : channel.port1
+    const lane = running === 'indexer' ? this.#indexer : this.#writer
+    lane.post(message(port), [port])
+    return channel
   }
 
   append(m: NewMessage, at = Date.now()): Promise<AppendResult> {
@@ -156,7 +153,8 @@ export class SqliteMessageStore implements MessageStore {
       rows[o + 6] = JSON.stringify(m.body)
       rows[o + 7] = at
     }
-    this.#writing = this.#write({ op: 'append', rows })
+    this.#writing = this.#writer
+      .request({ op: 'append', rows })
       .then(
         ({ seqs = [], dups = [] }) => {
           let d = 0
@@ -205,29 +203,33 @@ export class SqliteMessageStore implements MessageStore {
   }
 
   async edit(chatId: string, seq: number, text: string, at: number): Promise<StoredMessage | null> {
-    await this.#write({ op: 'edit', chatId, seq, text, at })
+    await this.#writer.request({ op: 'edit', chatId, seq, text, at })
+    // The old text's words must not find the message once this resolves: the indexer writes
+    // the new terms first (edits are rare; one more round-trip).
+    await this.#indexer.request({ op: 'flush' })
     const m = await this.get(chatId, seq)
     return m && m.deletedAt === null ? m : null
   }
 
   async tombstone(chatId: string, seq: number, at: number): Promise<StoredMessage | null> {
-    await this.#write({ op: 'tombstone', chatId, seq, at })
+    await this.#writer.request({ op: 'tombstone', chatId, seq, at })
     return this.get(chatId, seq)
   }
 
   async search(chatId: string, query: string, limit: number): Promise<StoredMessage[]> {
     const terms = parseSearchQuery(query)
     if (terms.whole.length === 0 && terms.prefix === null) return []
-    // One read, one snapshot: every message of the chat stored so far has its terms.
+    // The chat's mark in the index file and its last seq in messages.db: reads of two files,
+    // each a snapshot; the mark never passes a committed seq, so either order is safe.
     const read = () =>
       this.#sql(
-        `SELECT (SELECT num FROM search_chats WHERE chat_id = ?1) AS num,
-                coalesce((SELECT indexed FROM search_chats WHERE chat_id = ?1), 0)
-                  < coalesce((SELECT last FROM chat_seq WHERE chat_id = ?1), 0) AS behind`,
+        `SELECT (SELECT num FROM search.search_chats WHERE chat_id = ?1) AS num,
+                coalesce((SELECT indexed FROM search.search_chats WHERE chat_id = ?1), 0)
+                  < coalesce((SELECT last FROM main.chat_seq WHERE chat_id = ?1), 0) AS behind`,
       ).get(chatId) as { num: number | null; behind: number }
     let state = read()
     if (state.behind) {
-      await this.#write({ op: 'indexed', chatId })
+      await this.#indexer.request({ op: 'indexed', chatId })
       state = read()
     }
     if (state.num === null) return []
@@ -235,7 +237,7 @@ export class SqliteMessageStore implements MessageStore {
     // FTS5 reads the chat's lists (of its words with the prefix, merged), newest first, and stops
     // at the limit.
     return this.#rows(
-      `SELECT m.* FROM message_search s JOIN messages m ON m.chat_id = ?1 AND m.seq = (s.rowid & 0xFFFFFFFF)
+      `SELECT m.* FROM search.message_search s JOIN main.messages m ON m.chat_id = ?1 AND m.seq = (s.rowid & 0xFFFFFFFF)
        WHERE message_search MATCH ?2 AND s.rowid >= (?3 << 32) AND s.rowid < ((?3 + 1) << 32)
          AND m.deleted_at IS NULL
        ORDER BY s.rowid DESC LIMIT ?4`,
@@ -301,7 +303,7 @@ export class SqliteMessageStore implements MessageStore {
   }
 
   async deleteOlderThan(cutoff: number): Promise<number> {
-    return (await this.#write({ op: 'deleteOlderThan', cutoff })).changes ?? 0
+    return (await this.#writer.request({ op: 'deleteOlderThan', cutoff })).changes ?? 0
   }
 
   async sentBy(chatId: string, senderId: string, afterSeq: number, limit: number): Promise<StoredMessage[]> {
@@ -317,11 +319,17 @@ export class SqliteMessageStore implements MessageStore {
 
   async eraseSender(chatId: string, senderId: string, limit: number): Promise<number> {
     if (limit <= 0) return 0
-    return (await this.#write({ op: 'eraseSender', chatId, senderId, limit, at: Date.now() })).changes ?? 0
+    return (
+      (await this.#writer.request({ op: 'eraseSender', chatId, senderId, limit, at: Date.now() })).changes ??
+      0
+    )
   }
 
   async purgeErased(): Promise<void> {
-    await this.#write({ op: 'purge' })
+    // The writer first: it has posted the erased messages' term deletes before it answered, and
+    // the indexer takes them before its purge.
+    await this.#writer.request({ op: 'purge' })
+    await this.#indexer.request({ op: 'purge' })
   }
 
   async close(): Promise<void> {
@@ -332,9 +340,88 @@ export class SqliteMessageStore implements MessageStore {
       await this.#writing
     }
     this.#closed = true
-    await this.#write({ op: 'close' })
-    await this.#worker.terminate()
+    // The writer first: the indexer takes every update it posted before closing its file.
+    await this.#writer.request({ op: 'close' })
+    await this.#indexer.request({ op: 'close' })
+    await this.#writer.close()
+    await this.#indexer.close()
     this.#db.close()
+  }
+}
+
+/**
+ * Requests to one worker thread, answered by id. A thread that dies (an error, an exit) rejects
+ * every request waiting on it and is started again for the next one (start(true)): what was
+ * committed is on disk, the rest was refused. An idle thread does not keep the process alive.
+ */
+class ThreadLane<Q extends object, R extends { id: number; ok: boolean }> {
+  readonly #what: string
+  readonly #start: (again: boolean) => Worker
+  #worker: Worker
+  #nextId = 1
+  readonly #waiting = new Map<
+    number,
+    { resolve: (r: Extract<R, { ok: true }>) => void; reject: (err: Error) => void }
+  >()
+  #closed = false
+
+  /** @param start makes the thread; again is true when one died before it */
+  constructor(what: string, start: (again: boolean) => Worker) {
+    this.#what = what
+    this.#start = start
+    this.#worker = this.#run(false)
+  }
+
+  #run(again: boolean): Worker {
+    const worker = this.#start(again)
+    worker.unref()
+    worker.on('message', (reply: R) => {
+      const waiter = this.#waiting.get(reply.id)
+      if (!waiter) return
+      this.#settled(reply.id)
+      if (reply.ok) waiter.resolve(reply as Extract<R, { ok: true }>)
+      else {
+        const { message, code } = reply as unknown as { message: string; code?: string }
+        waiter.reject(Object.assign(new Error(message), code ? { code } : {}))
+      }
+    })
+    const fail = (err: Error) => {
+      if (this.#worker !== worker) return
+      for (const [id, waiter] of this.#waiting) {
+        this.#settled(id)
+        waiter.reject(err)
+      }
+      if (!this.#closed) this.#worker = this.#run(true)
+    }
+    worker.on('error', (err) => fail(new Error(`${this.#what} failed: ${err.message}`)))
+    worker.on('exit', (code) => fail(new Error(`${this.#what} stopped (exit code ${code})`)))
+    return worker
+  }
+
+  #settled(id: number): void {
+    this.#waiting.delete(id)
+    if (this.#waiting.size === 0) this.#worker.unref()
+  }
+
+  /** Sends req and resolves with the thread's reply; rejects with its error. */
+  request(req: Q): Promise<Extract<R, { ok: true }>> {
+    return new Promise((resolve, reject) => {
+      const id = this.#nextId++
+      if (this.#waiting.size === 0) this.#worker.ref()
+      this.#waiting.set(id, { resolve, reject })
+      this.#worker.postMessage({ ...req, id })
+    })
+  }
+
+  /** Sends a message that gets no reply, handing over the transferred objects (a MessagePort). */
+  post(message: object, transfer: TransferListItem[]): void {
+    this.#worker.postMessage(message, transfer)
+  }
+
+  /** Stops the thread; it is not started again. */
+  async close(): Promise<void> {
+    this.#closed = true
+    await this.#worker.terminate()
   }
 }
 
