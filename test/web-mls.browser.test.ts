@@ -3,7 +3,7 @@ import { mkdirSync, readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
-import { type Browser, type BrowserContextOptions, chromium, type Page } from 'playwright-core'
+import { type Browser, type BrowserContextOptions, chromium, type Page, type Route } from 'playwright-core'
 import sharp from 'sharp'
 import { startTestNode, type TestNode } from './helpers/node.ts'
 import { ROOT } from './helpers/processes.ts'
@@ -205,6 +205,10 @@ describe('the web chat in encrypted chats', () => {
     const notice = alice.locator('#messages li.devices-changed')
     await notice.waitFor(WAIT)
     assert.match((await notice.textContent()) ?? '', /bob’s devices changed: compare safety numbers again/)
+    // Bob is asked whether it was him.
+    await bob
+      .locator('#messages li.devices-changed', { hasText: 'If you did not sign in or out somewhere' })
+      .waitFor(WAIT)
     await alice.click('#safety-numbers .panel-close')
     await shot(alice, 'e2ee-devices-changed')
     assert.deepEqual(await accessibilityProblems(alice), [])
@@ -339,6 +343,10 @@ describe('the web chat in encrypted chats', () => {
       null,
       WAIT,
     )
+    // Said before she writes, not only in Verify: what she sends now never reaches Dave.
+    await alice.locator('#e2ee-unreachable', { hasText: 'dave cannot read what is sent here' }).waitFor(WAIT)
+    await shot(alice, 'e2ee-peer-not-joined')
+    assert.deepEqual(await accessibilityProblems(alice), [])
     await alice.click('#verify-button')
     await alice.locator('#safety-numbers li[data-user-id="dave"] .no-devices').waitFor(WAIT)
     const dave = await newPage()
@@ -357,11 +365,92 @@ describe('the web chat in encrypted chats', () => {
       await shown.waitFor(WAIT)
       await dave.locator('#e2ee-waiting').waitFor({ state: 'detached', ...WAIT })
       await message(alice, 'written while waiting').waitFor(WAIT)
+      await alice.locator('#e2ee-unreachable').waitFor({ state: 'detached', ...WAIT })
       await send(alice, 'now you are in')
       await message(dave, 'now you are in').waitFor(WAIT)
       assert.equal(await shown.getAttribute('data-number'), await safetyNumberOf(dave, 'alice'))
     } finally {
       await dave.context().close()
+    }
+  })
+
+  it('lets any member add a new browser of Carol to a group, and warns before signing out of it', async () => {
+    // Carol's phone (still in the group) is off; she signs in on a new browser.
+    const carol = await newPage()
+    try {
+      await signIn(carol, 'carol')
+      await openChat(carol, 'Secret plans')
+      await carol.locator('#e2ee-waiting', { hasText: 'from their Verify panel' }).waitFor(WAIT)
+      await openChat(alice, 'Secret plans')
+      await safetyNumberOf(alice, 'carol')
+      await alice.click('#safety-numbers li[data-user-id="carol"] .add-new-devices')
+      await alice
+        .locator('#safety-numbers li[data-user-id="carol"] [role="status"]', { hasText: 'Added one device' })
+        .waitFor(WAIT)
+      await carol.locator('#e2ee-waiting').waitFor({ state: 'detached', ...WAIT })
+      await send(alice, 'your new browser is in')
+      await message(carol, 'your new browser is in').waitFor(WAIT)
+
+      // A file still uploading lives only in the page: closing it asks first, and staying keeps it.
+      const held: Route[] = []
+      await carol.route('**/*', (r) => (r.request().method() === 'PUT' ? held.push(r) : r.continue()))
+      await carol.setInputFiles('#attach', {
+        name: 'boarding-pass.txt',
+        mimeType: 'text/plain',
+        buffer: Buffer.from('gate 12'),
+      })
+      await carol.locator('#messages li.upload[data-status="uploading"]').waitFor(WAIT)
+      let asked = false
+      carol.once('dialog', (d) => {
+        asked = d.type() === 'beforeunload'
+        void d.dismiss()
+      })
+      await carol.close({ runBeforeUnload: true })
+      await carol.locator('#messages li.upload').waitFor(WAIT)
+      assert.ok(asked && !carol.isClosed(), 'asked before closing with a file uploading')
+      for (const r of held.splice(0)) await r.continue()
+      await carol.unroute('**/*')
+      await alice.locator('#messages .file-card', { hasText: 'boarding-pass.txt' }).waitFor(WAIT)
+
+      // Signing out deletes this browser's keys: said first, and Escape keeps her signed in.
+      await carol.click('#sign-out')
+      const warning = carol.locator('#sign-out-warning[role="alertdialog"]')
+      assert.match(
+        (await warning.textContent()) ?? '',
+        /deletes the keys of your encrypted chat here.*a new device that reads only what is sent after/s,
+      )
+      await shot(carol, 'e2ee-sign-out-warning')
+      assert.deepEqual(await accessibilityProblems(carol), [])
+      await carol.keyboard.press('Escape')
+      await warning.waitFor({ state: 'detached', ...WAIT })
+      assert.equal(await carol.evaluate('document.activeElement?.id'), 'sign-out')
+      // Signing out for real is the warning's own button (tried in a tab of her own).
+      const spare = await carol.context().newPage()
+      await spare.goto(t.httpUrl)
+      await signIn(spare, 'carol')
+      await openChat(spare, 'Secret plans')
+      await spare.click('#sign-out')
+      await spare.click('#sign-out-confirm')
+      await spare.locator('#login').waitFor(WAIT)
+      await spare.close()
+
+      // Removed, she keeps what she read, and the header no longer offers safety numbers to open.
+      await alice.click('#info')
+      await alice.locator('#members li[data-user-id="carol"] button', { hasText: 'Remove' }).click()
+      await carol.locator('#conversation p.removed').waitFor(WAIT)
+      await alice.click('#info')
+      assert.equal(await carol.locator('#verify-button').count(), 0)
+      assert.equal(await carol.locator('#messages li.devices-changed button').count(), 0)
+      assert.equal(await carol.$eval('#e2ee-badge', (e) => e.tagName), 'SPAN')
+      await message(carol, 'your new browser is in').waitFor(WAIT)
+      await shot(carol, 'e2ee-removed')
+      assert.deepEqual(await accessibilityProblems(carol), [])
+
+      // No encrypted chat left to lose (the client forgot the one she was removed from): no question.
+      await carol.click('#sign-out')
+      await carol.locator('#login').waitFor(WAIT)
+    } finally {
+      await carol.context().close()
     }
     assert.deepEqual(errors, [])
   })

@@ -14,6 +14,7 @@ import {
   signOutOtherWebSessions,
   tooManyDevices,
 } from './session.ts'
+import { uploadsGoing } from './uploads.ts'
 
 // The web chat served by `npm start`: Preact over the client SDK, signed in with dev tokens.
 
@@ -69,9 +70,10 @@ function Root() {
   useEffect(() => {
     if (!client) return
     // A message still in the outbox goes out from the next tab of this device, but only if one
-    // is opened: closing the last one while offline should not pass unnoticed.
+    // is opened: closing the last one while offline should not pass unnoticed. A file still
+    // uploading is lost with the page.
     const warn = (e: BeforeUnloadEvent) => {
-      if (hasUnsent(client)) e.preventDefault()
+      if (hasUnsent(client) || uploadsGoing()) e.preventDefault()
     }
     addEventListener('beforeunload', warn)
     return () => removeEventListener('beforeunload', warn)

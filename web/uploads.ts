@@ -152,6 +152,17 @@ export class ChatUploads {
 }
 
 const byChat = new WeakMap<ChatState, ChatUploads>()
+/** Every chat's uploads made in this tab, for the warning before it closes (at most one per chat). */
+const stores = new Set<ChatUploads>()
+
+/**
+ * Whether a file is still uploading in some chat of this tab: a reload or close would drop it
+ * without a trace (its bytes are only in this page's memory), so the page asks first.
+ */
+export function uploadsGoing(): boolean {
+  for (const store of stores) if (store.list.some((u) => u.error === null)) return true
+  return false
+}
 
 /** The chat's uploads (the same store each time), and a redraw when they change. */
 export function useUploads(client: NatterClient, chat: ChatState): { store: ChatUploads; uploads: Upload[] } {
@@ -159,6 +170,7 @@ export function useUploads(client: NatterClient, chat: ChatState): { store: Chat
   if (!store) {
     store = new ChatUploads(client, chat)
     byChat.set(chat, store)
+    stores.add(store)
   }
   const [uploads, setUploads] = useState<Upload[]>(store.list)
   useEffect(() => {

@@ -95,6 +95,14 @@ export function Conversation({ chat, onBack }: { chat: ChatState; onBack: () => 
   const encrypted = chat.encrypted
   const notices = useDeviceNotices(chat.id)
   const outside = useOutsideEncryption(chat)
+  // Members none of whose devices is in the group (they had not signed in when added): what is
+  // written now never reaches them, so the writer is told before, not only in Verify. Read on
+  // each redraw: a Commit adding their devices is a timeline message, which redraws.
+  const unreachable =
+    encrypted && !removed && !outside && chat.devicesOf(me).includes(client.deviceId)
+      ? snap.members.map((m) => m.userId).filter((u) => u !== me && chat.devicesOf(u).length === 0)
+      : []
+  const nameOfUnreachable = useNames(names, unreachable)
   const [atStart, setAtStart] = useState(false)
   const [highlight, setHighlight] = useState<number | null>(null)
   /** Messages from others that arrived below while the reader was scrolled up ("jump to latest"). */
@@ -403,7 +411,14 @@ export function Conversation({ chat, onBack }: { chat: ChatState; onBack: () => 
         <div class="heading">
           <h2 id="peer">{title}</h2>
           <div class="subline">
-            {encrypted && (
+            {encrypted && removed && (
+              // No safety numbers to open once removed: the lock only says what the chat was.
+              <span id="e2ee-badge">
+                <Lock label={null} size={12} />
+                <span class="badge-label">End-to-end encrypted</span>
+              </span>
+            )}
+            {encrypted && !removed && (
               // Also the way to the safety numbers where the header has no room for Verify (a phone).
               <button
                 type="button"
@@ -444,7 +459,7 @@ export function Conversation({ chat, onBack }: { chat: ChatState; onBack: () => 
           <Icon d="M7 2a5 5 0 1 0 3.2 8.8l3.5 3.5 1-1-3.5-3.5A5 5 0 0 0 7 2Zm0 1.5a3.5 3.5 0 1 1 0 7 3.5 3.5 0 0 1 0-7Z" />
           <span class="button-label">Search</span>
         </button>
-        {encrypted && (
+        {encrypted && !removed && (
           <button
             type="button"
             id="verify-button"
@@ -551,8 +566,17 @@ export function Conversation({ chat, onBack }: { chat: ChatState; onBack: () => 
       {outside && !removed && (
         <p id="e2ee-waiting" class="hint waiting-note" role="status">
           This device has not joined the chat’s encryption yet: it cannot read what is sent here, and what you
-          write waits. It joins when someone in the chat adds it from their app (Verify shows whose devices
-          are in).
+          write waits. It joins when another device of yours connects, or when someone in the chat adds your
+          new devices from their Verify panel.
+        </p>
+      )}
+      {unreachable.length > 0 && (
+        <p id="e2ee-unreachable" class="hint waiting-note" role="status">
+          {`${unreachable.map(nameOfUnreachable).join(', ')} cannot read what is sent here: none of their devices has joined the chat’s encryption yet. Once they have signed in, add their devices in `}
+          <button type="button" class="link-button" onClick={() => setShowSafety(true)}>
+            Verify
+          </button>
+          .
         </p>
       )}
       {removed ? (

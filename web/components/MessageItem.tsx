@@ -111,7 +111,7 @@ export const MessageItem = memo(function MessageItem(p: {
   if (m.kind === 'event') {
     if (m.event?.type === 'mls_commit')
       return p.notices?.length ? (
-        <DevicesChanged m={m} notices={p.notices} onVerify={p.actions.verify} />
+        <DevicesChanged m={m} notices={p.notices} onVerify={p.readOnly ? null : p.actions.verify} />
       ) : null
     return <EventItem m={m} />
   }
@@ -267,7 +267,8 @@ function DevicesChanged({
 }: {
   m: ChatMessage
   notices: readonly DeviceNotice[]
-  onVerify: () => void
+  /** Null once the user is no longer a member: there are no numbers to compare then. */
+  onVerify: (() => void) | null
 }) {
   const { me, names } = useApp()
   const nameOf = useNames(
@@ -281,10 +282,21 @@ function DevicesChanged({
       : `${who.slice(0, -1).join(', ')} and ${(who.at(-1) ?? '').replace(/^Your/, 'your')} devices changed`
   return (
     <li data-seq={m.seq} class="event devices-changed">
-      <span>{`${text}: compare safety numbers again.`}</span>{' '}
-      <button type="button" class="link-button" onClick={onVerify}>
-        Verify
-      </button>
+      {onVerify ? (
+        <>
+          <span>
+            {notices.every((n) => n.userId === me)
+              ? // Only this user knows whether it was them: a device they did not add is the warning sign.
+                'Your devices changed, and your safety numbers here with them. If you did not sign in or out somewhere, tell the others.'
+              : `${text}: compare safety numbers again.`}
+          </span>{' '}
+          <button type="button" class="link-button" onClick={onVerify}>
+            Verify
+          </button>
+        </>
+      ) : (
+        <span>{`${text}.`}</span>
+      )}
     </li>
   )
 }

@@ -126,10 +126,20 @@ export function SafetyNumbers({ chat, onClose }: { chat: ChatState; onClose: () 
                 )}
               </>
             ) : (
-              <NoDevices
+              <AddDevices
                 chat={chat}
                 userId={n.userId}
                 name={nameOf(n.userId)}
+                any={false}
+                onAdded={() => setVersion((v) => v + 1)}
+              />
+            )}
+            {n.all && (
+              <AddDevices
+                chat={chat}
+                userId={n.userId}
+                name={nameOf(n.userId)}
+                any
                 onAdded={() => setVersion((v) => v + 1)}
               />
             )}
@@ -159,56 +169,60 @@ function Digits({ number, label }: { number: string; label: string }) {
 }
 
 /**
- * A member none of whose devices is in the group (none had KeyPackages when they were added: they
- * had not signed in with an MLS app yet). In a direct chat, `direct(…, {encrypted: true})` again
- * adds their devices (docs/e2ee.md §12); in a group the SDK has no call for it, so the way is to
- * remove them and add them again.
+ * Adds a member's devices that are not in the chat's MLS group yet (`ChatState.addDevices`: any
+ * member may, docs/e2ee.md §6): none of theirs when they were added before they first signed in,
+ * or a new one since (another browser, or a sign-in again after signing out) while none of
+ * their own devices has been online to add it. Says what came of it: devices added, or none ready.
  */
-function NoDevices({
+function AddDevices({
   chat,
   userId,
   name,
+  any,
   onAdded,
 }: {
   chat: ChatState
   userId: string
   name: string
+  /** Whether some of their devices are in the group already (then only new ones are looked for). */
+  any: boolean
   onAdded: () => void
 }) {
-  const { client } = useApp()
   const { busy, run } = useBusy()
   const [error, setError] = useState('')
-  const [tried, setTried] = useState(false)
+  const [added, setAdded] = useState<number | null>(null)
   return (
-    <div class="no-devices">
-      <p class="hint">
-        {`None of ${name}’s devices has joined this chat’s encryption yet, so they cannot read it. `}
-        {chat.kind === 'direct'
-          ? 'Once they have signed in, add their devices.'
-          : 'Once they have signed in, a group admin can remove them and add them again.'}
-      </p>
-      {chat.kind === 'direct' && (
-        <button
-          type="button"
-          class="add-devices"
-          disabled={busy('add')}
-          onClick={() => {
-            setError('')
-            run('add', () => client.direct(userId, { encrypted: true }))?.then(
-              () => {
-                setTried(true)
-                onAdded()
-              },
-              (e: unknown) => setError(sayError(e)),
-            )
-          }}
-        >
-          {`Add ${name}’s devices`}
-        </button>
+    <div class={any ? 'new-devices' : 'no-devices'}>
+      {!any && (
+        <p class="hint">
+          {`None of ${name}’s devices has joined this chat’s encryption yet, so they cannot read it. Once they have signed in, add their devices.`}
+        </p>
       )}
-      {tried && !error && (
+      <button
+        type="button"
+        class={any ? 'add-new-devices' : 'add-devices'}
+        disabled={busy('add')}
+        onClick={() => {
+          setError('')
+          setAdded(null)
+          run('add', () => chat.addDevices([userId]))?.then(
+            (ids) => {
+              setAdded(ids.length)
+              if (ids.length > 0) onAdded()
+            },
+            (e: unknown) => setError(sayError(e)),
+          )
+        }}
+      >
+        {any ? `Add ${name}’s new devices` : `Add ${name}’s devices`}
+      </button>
+      {added !== null && !error && (
         <p class="hint" role="status">
-          {`None of ${name}’s devices is ready yet: they need to sign in first.`}
+          {added > 0
+            ? `Added ${added === 1 ? 'one device' : `${added} devices`} of ${name}’s: compare the number again.`
+            : any
+              ? `${name} has no new device ready: a new one shows once it has signed in.`
+              : `None of ${name}’s devices is ready yet: they need to sign in first.`}
         </p>
       )}
       {error && <p role="alert">{error}</p>}

@@ -1,4 +1,4 @@
-import { useState } from 'preact/hooks'
+import { useEffect, useRef, useState } from 'preact/hooks'
 import { useBusy } from '../busy.ts'
 import { useApp } from '../context.ts'
 import { sayError } from '../error-words.ts'
@@ -23,6 +23,7 @@ export function Sidebar({
   const myName = useName(names, me)
   const [error, setError] = useState('')
   const [showProfile, setShowProfile] = useState(false)
+  const [confirmSignOut, setConfirmSignOut] = useState(false)
   const [peer, setPeer] = useState('')
   const [peerEncrypted, setPeerEncrypted] = useState(false)
   const [group, setGroup] = useState<{ name: string; members: string; encrypted: boolean } | null>(null)
@@ -42,10 +43,29 @@ export function Sidebar({
           <Avatar userId={me} size={32} />
           <span id="me">{`Signed in as ${names.hasName(me) ? `${myName} (${me})` : me}`}</span>
         </button>
-        <button type="button" id="sign-out" onClick={onSignOut}>
+        <button
+          type="button"
+          id="sign-out"
+          aria-expanded={confirmSignOut}
+          onClick={() => {
+            // Signing out deletes this device's MLS keys (docs/e2ee.md §13): said before, not after.
+            if (client.chats().some((c) => c.encrypted)) setConfirmSignOut(!confirmSignOut)
+            else onSignOut()
+          }}
+        >
           Sign out
         </button>
       </div>
+      {confirmSignOut && (
+        <SignOutWarning
+          encryptedChats={client.chats().filter((c) => c.encrypted).length}
+          onSignOut={onSignOut}
+          onCancel={() => {
+            setConfirmSignOut(false)
+            document.getElementById('sign-out')?.focus()
+          }}
+        />
+      )}
       {showProfile && <ProfilePanel onClose={() => setShowProfile(false)} />}
       <form
         id="new-chat"
@@ -168,5 +188,50 @@ export function Sidebar({
       )}
       <ChatList current={current} onOpen={onOpen} />
     </aside>
+  )
+}
+
+/**
+ * What signing out does to end-to-end encrypted chats, asked before it is done: the tab's device
+ * is revoked and its MLS keys and decrypted messages deleted (web/session.ts `endSession`), and
+ * a sign-in again is a new device, which reads only what is sent after it is added (docs/e2ee.md
+ * §6). Escape or Cancel keeps the user signed in.
+ */
+function SignOutWarning({
+  encryptedChats,
+  onSignOut,
+  onCancel,
+}: {
+  encryptedChats: number
+  onSignOut: () => void
+  onCancel: () => void
+}) {
+  const cancel = useRef<HTMLButtonElement>(null)
+  useEffect(() => cancel.current?.focus(), [])
+  return (
+    <div
+      id="sign-out-warning"
+      role="alertdialog"
+      aria-labelledby="sign-out-title"
+      aria-describedby="sign-out-text"
+      onKeyDown={(e) => {
+        if (e.key === 'Escape') onCancel()
+      }}
+    >
+      <p id="sign-out-title">
+        <strong>Sign out of this browser?</strong>
+      </p>
+      <p id="sign-out-text" class="hint">
+        {`This deletes the keys of your ${encryptedChats === 1 ? 'encrypted chat' : `${encryptedChats} encrypted chats`} here, and the messages read with them: this browser cannot show them again. Signed in again, it is a new device that reads only what is sent after another device of yours, or someone in the chat, adds it. Chats that are not encrypted stay as they are.`}
+      </p>
+      <div class="sign-out-actions">
+        <button type="button" ref={cancel} onClick={onCancel}>
+          Stay signed in
+        </button>
+        <button type="button" id="sign-out-confirm" onClick={onSignOut}>
+          Sign out
+        </button>
+      </div>
+    </div>
   )
 }
