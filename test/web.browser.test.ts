@@ -299,8 +299,14 @@ describe('the web chat in a real browser', () => {
     assert.equal(await failed.locator('.text').textContent(), long)
     assert.match((await failed.locator('.failure').textContent()) ?? '', /4001 characters; the limit is 4000/)
     await shot(alice, 'refused-message')
-    // Retry sends the same text again: refused again, still there.
+    // Retry sends the same text again: refused again, still there. The failed state is on screen
+    // before and after, so the wait is for the SDK's second refusal, not for a selector.
+    await alice.evaluate(`{
+      window.refusedAgain = false
+      window.natter.on('status', (s) => { if (s.status === 'failed') window.refusedAgain = true })
+    }`)
     await failed.locator('button.retry').click()
+    await alice.waitForFunction('window.refusedAgain === true', undefined, WAIT)
     await alice.waitForSelector('#messages li.mine[data-status="failed"] button.retry', WAIT)
     // Edit puts its text in the composer; sent shorter, it goes (the same message: chat.retry).
     await failed.locator('button.edit-unsent').click()
