@@ -188,16 +188,30 @@ export async function wireServices(d: ServiceDeps) {
     log,
   })
   keyPackages.register(router)
-  new CommitService({
+  const commitService = new CommitService({
     commits: stores.commits,
     messages: stores.messages,
     chats: stores.chats,
     index,
+    // Revoked for good: a revocation applies (this node's list, else the store's: another node's
+    // announcement may not have come yet) and the device has no session (it did not sign in again).
+    revoked: async (userId, deviceId, fromStore) => {
+      const listed =
+        revocations.revokedBefore(userId, deviceId) > 0 ||
+        (fromStore &&
+          (await stores.delivery.revocations()).some(
+            (r) =>
+              r.userId === userId &&
+              (r.deviceId === deviceId || (r.deviceId === null && r.except !== deviceId)),
+          ))
+      return listed && !(await stores.delivery.session({ userId, deviceId }))
+    },
     inbox: wiring.sink,
     keyPackages: stores.keyPackages,
     ops,
     log,
-  }).register(router)
+  })
+  commitService.register(router)
   const deviceService = new DeviceService({
     delivery: stores.delivery,
     push: stores.push,
@@ -213,6 +227,7 @@ export async function wireServices(d: ServiceDeps) {
       'deviceId' in which
         ? keyPackages.forgetDevice(userId, which.deviceId)
         : keyPackages.forgetOtherDevices(userId, which.except),
+    leaveGroups: (userId, which, by, revokedAt) => commitService.devicesRevoked(userId, which, by, revokedAt),
     revocations,
     accounts: accounts.list,
     announce: d.announceRevocation,

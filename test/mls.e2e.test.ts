@@ -640,6 +640,7 @@ for (const backend of ['SQLite', 'MongoDB (FerretDB)'] as const) {
             { leaf: 2, userId: 'kit', deviceId: 'phone' },
           ],
           departed: [],
+          revoked: [],
         })
         await ivan.request('chat.remove', { chatId: room, userId: 'kit' })
         assert.deepEqual(
@@ -659,6 +660,7 @@ for (const backend of ['SQLite', 'MongoDB (FerretDB)'] as const) {
             { leaf: 1, userId: 'jo', deviceId: 'phone' },
           ],
           departed: [],
+          revoked: [],
         })
         await refused(kit.request('mls.group', { chatId: room }), 'chat_not_found')
       })

@@ -45,11 +45,23 @@ export function describeEvent(m: ChatMessage, nameOf: (userId: string) => string
     case 'mls_commit':
       // The first Commit (epoch 0) opens the group's encryption (docs/e2ee.md §3).
       return e.epoch === 0 ? 'End-to-end encryption set up' : 'Encryption keys changed'
+    case 'mls_device_revoked':
+      return `${nameOf(String(e.userId ?? ''))} signed out of a device`
     case 'chat_renamed':
       return `${who} renamed the group to “${typeof e.name === 'string' ? e.name : ''}”`
     default:
       return typeof e.type === 'string' ? e.type : 'event'
   }
+}
+
+/**
+ * Whether the message is an encrypted chat's key bookkeeping (a Commit, or a revoked device the
+ * next Commit removes: docs/e2ee.md §3, §5): shown only as the devices-changed notice the Commit
+ * brings, never as a line of its own or as a chat's last message.
+ */
+export function isKeyEvent(m: ChatMessage): boolean {
+  const type = m.event?.type
+  return type === 'mls_commit' || type === 'mls_device_revoked'
 }
 
 /** Users named in a membership event (for loading their names). */

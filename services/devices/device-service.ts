@@ -20,6 +20,17 @@ export type DeviceForgetter = (
   which: { deviceId: string } | { except: string },
 ) => Promise<unknown>
 
+/**
+ * Called after a revoke with the user, which devices (one, or every one but `except`), the
+ * revoking device and the revoke's time (ms since the epoch).
+ */
+export type RevokedHandler = (
+  userId: string,
+  which: { deviceId: string } | { except: string },
+  by: string,
+  revokedAt: number,
+) => Promise<unknown>
+
 export interface DeviceEntry {
   deviceId: string
   firstSeenAt: number
@@ -47,6 +58,7 @@ export class DeviceService {
   readonly #forgetPush: (userId: string, deviceId: string) => Promise<boolean>
   readonly #forgetSubscriptions: (d: DeviceRef) => Promise<void>
   readonly #forgetKeyPackages: DeviceForgetter | undefined
+  readonly #leaveGroups: RevokedHandler | undefined
   readonly #revocations: RevocationList
   readonly #accounts: { refusal(userId: string): 'banned' | 'erased' | null } | undefined
   readonly #announce: (r: Revocation) => void
@@ -66,6 +78,11 @@ export class DeviceService {
     forgetSubscriptions: (d: DeviceRef) => Promise<void>
     /** Removes MLS KeyPackages (services/mls/): of one device, or of every device but one. */
     forgetKeyPackages?: DeviceForgetter
+    /**
+     * Tells the encrypted chats whose MLS group holds a revoked device, for their members to
+     * remove it (services/mls/commit-service.ts devicesRevoked). A failure is logged: the revoke stands.
+     */
+    leaveGroups?: RevokedHandler
     revocations: RevocationList
     /** Banned and erased accounts (services/accounts/account-list.ts), refused before any device rule. */
     accounts?: { refusal(userId: string): 'banned' | 'erased' | null }
@@ -79,6 +96,7 @@ export class DeviceService {
     this.#forgetPush = d.forgetPush
     this.#forgetSubscriptions = d.forgetSubscriptions
     this.#forgetKeyPackages = d.forgetKeyPackages
+    this.#leaveGroups = d.leaveGroups
     this.#revocations = d.revocations
     this.#accounts = d.accounts
     this.#announce = d.announce
@@ -154,6 +172,7 @@ export class DeviceService {
     const revokedAt = Date.now()
     await this.#revoke({ userId: who.userId, deviceId, before: revokedAt, except: null })
     const removed = await this.#forget({ userId: who.userId, deviceId })
+    await this.#tellGroups(who, { deviceId }, revokedAt)
     this.#log.info({ event: 'device_revoked', userId: who.userId, deviceId, by: who.deviceId })
     return { deviceId, revokedAt, ...removed }
   }
@@ -176,6 +195,7 @@ export class DeviceService {
     for (const deviceId of revoked) await this.#forget({ userId, deviceId })
     // Also devices whose session is gone but whose KeyPackages are not.
     await this.#forgetKeyPackages?.(userId, { except: keep })
+    await this.#tellGroups(who, { except: keep }, revokedAt)
     this.#log.info({ event: 'devices_revoked', userId, kept: keep, count: revoked.length })
     return { kept: keep, revoked, revokedAt }
   }
@@ -226,6 +246,22 @@ export class DeviceService {
     await this.#delivery.revoke(r)
     this.#revocations.apply(r)
     this.#announce(r)
+  }
+
+  /** After the session is gone (so the device counts as revoked for good): its groups hear of it. */
+  async #tellGroups(
+    who: DeviceIdentity,
+    which: { deviceId: string } | { except: string },
+    revokedAt: number,
+  ): Promise<void> {
+    try {
+      await this.#leaveGroups?.(who.userId, which, who.deviceId, revokedAt)
+    } catch (err) {
+      this.#log.warn(
+        { event: 'mls_revoke_unannounced', userId: who.userId, err: (err as Error).message },
+        'a revoked device was not announced to its encrypted chats: the next Commit there may still remove it',
+      )
+    }
   }
 
   async #forget(d: DeviceRef): Promise<{ sessionRemoved: boolean; pushRemoved: boolean }> {

@@ -84,7 +84,7 @@ export const messageEventSchema = z
       .record(z.string(), z.unknown())
       .optional()
       .describe(
-        'For kind "event": {type: chat_created|members_added|member_removed|member_left|member_role|chat_renamed, …}',
+        'For kind "event": {type: chat_created|members_added|member_removed|member_left|member_role|chat_renamed|mls_commit|mls_device_revoked, …}',
       ),
     editedAt: z.number().int().nullable(),
     deletedAt: z.number().int().nullable().describe('Set on a tombstone: text is null and media gone'),

@@ -37,7 +37,8 @@ export class CommitService {
   readonly #commits: CommitStore
   readonly #messages: MessageStore
   readonly #chats: Pick<ChatStore, 'getChat'>
-  readonly #index: Pick<MembershipIndex, 'isMember' | 'role'>
+  readonly #index: Pick<MembershipIndex, 'isMember' | 'role' | 'chatsOf'>
+  readonly #revoked: (userId: string, deviceId: string, fromStore: boolean) => Promise<boolean>
   readonly #inbox: Pick<InboxSink, 'message'>
   readonly #keyPackages: Pick<KeyPackageStore, 'uploaded'>
   readonly #ops: Operations
@@ -47,7 +48,13 @@ export class CommitService {
     commits: CommitStore
     messages: MessageStore
     chats: Pick<ChatStore, 'getChat'>
-    index: Pick<MembershipIndex, 'isMember' | 'role'>
+    index: Pick<MembershipIndex, 'isMember' | 'role' | 'chatsOf'>
+    /**
+     * Whether a device is revoked for good (device.revoke, and not signed in again since): any
+     * member's device may then remove its leaf. `fromStore`: when this node has not heard of a
+     * revocation, the store is asked too (a Remove just after a revoke on another node). Absent: none is.
+     */
+    revoked?: (userId: string, deviceId: string, fromStore: boolean) => Promise<boolean>
     /** Where stored messages go to every member device, on every node. */
     inbox: Pick<InboxSink, 'message'>
     /** The KeyPackage directory: an Add carries a package its device uploaded. */
@@ -60,6 +67,7 @@ export class CommitService {
     this.#messages = d.messages
     this.#chats = d.chats
     this.#index = d.index
+    this.#revoked = d.revoked ?? (async () => false)
     this.#inbox = d.inbox
     this.#ops = d.ops
     this.#log = d.log
@@ -94,7 +102,7 @@ export class CommitService {
    * @throws NatterError not_allowed from a caller without an MQTT connection, for a first
    *   Commit (epoch 0) from someone other than the chat's creator (in a direct chat, either
    *   user opens it), in a chat that is not encrypted, or for a Remove of another member's device
-   *   by one who is not an admin (in a direct chat: by the other user); chat_not_found when the caller
+   *   that is not revoked by one who is not an admin (in a direct chat: by the other user); chat_not_found when the caller
    *   is not a member; invalid_commit when the bytes are not a PublicMessage Commit of the chat's
    *   group from the caller's leaf with proposals the Delivery Service accepts, whose UpdatePath
    *   gives the caller's leaf another identity, that adds a KeyPackage its device did not upload
@@ -146,7 +154,7 @@ export class CommitService {
         throw new NatterError('not_allowed', `the group of chat ${chatId} is opened by its creator`)
       leaves = [identity]
     }
-    const change = this.#change(chatId, read, leaves, identity)
+    const change = await this.#change(chatId, read, leaves, identity)
     let next: ReturnType<typeof applyCommit>
     try {
       next = applyCommit(leaves, change)
@@ -212,7 +220,8 @@ export class CommitService {
 
   /**
    * The chat's group as the Delivery Service keeps it: the epoch the next Commit is for, every
-   * device's leaf, and the leaves of users no longer members, which that Commit must remove.
+   * device's leaf, the leaves of users no longer members, which that Commit must remove, and the
+   * leaves of revoked devices (`revoked`), which any member's device may remove.
    *
    * @throws NatterError chat_not_found when the caller is not a member
    */
@@ -223,6 +232,7 @@ export class CommitService {
     epoch: number
     leaves: { leaf: number; userId: string; deviceId: string }[]
     departed: number[]
+    revoked: number[]
   }> {
     if (!this.#index.isMember(chatId, ctx.who.userId))
       throw new NatterError('chat_not_found', `no chat ${chatId}, or you are not a member`)
@@ -236,7 +246,61 @@ export class CommitService {
         return [{ leaf, userId: identity.slice(0, slash), deviceId: identity.slice(slash + 1) }]
       }),
       departed: this.#departed(chatId, leaves).map((d) => d.leaf),
+      revoked: (await this.#revokedLeaves(chatId, leaves)).map((d) => d.leaf),
     }
+  }
+
+  /** The leaves of devices revoked for good (their user still a member): any member's device may remove them. */
+  async #revokedLeaves(chatId: string, leaves: LeafMap): Promise<{ leaf: number; identity: string }[]> {
+    const out: { leaf: number; identity: string }[] = []
+    for (const [leaf, identity] of leaves.entries()) {
+      if (!identity) continue
+      const slash = identity.indexOf('/')
+      const user = identity.slice(0, slash)
+      if (this.#index.isMember(chatId, user) && (await this.#revoked(user, identity.slice(slash + 1), false)))
+        out.push({ leaf, identity })
+    }
+    return out
+  }
+
+  /**
+   * A user's devices were revoked (device.revoke: one device, or every one but `except`): in each
+   * of the user's encrypted chats whose group holds one of them, an `mls_device_revoked` event
+   * `{userId, deviceId}` is appended and fanned out, so that one member's device commits its
+   * Remove at once and devices offline catch up on it (docs/e2ee.md §5). `by` is the revoking
+   * device. Resolves with how many events were appended.
+   */
+  async devicesRevoked(
+    userId: string,
+    which: { deviceId: string } | { except: string },
+    by: string,
+    revokedAt: number,
+  ): Promise<number> {
+    let appended = 0
+    for (const chatId of this.#index.chatsOf(userId)) {
+      if (!isEncryptedChat(chatId)) continue
+      const latest = await this.#settle(await this.#commits.latest(chatId))
+      for (const identity of latest?.leaves ?? []) {
+        if (!identity || identity.slice(0, identity.indexOf('/')) !== userId) continue
+        const deviceId = identity.slice(identity.indexOf('/') + 1)
+        if ('deviceId' in which ? deviceId !== which.deviceId : deviceId === which.except) continue
+        const { message, duplicate } = await this.#messages.append({
+          chatId,
+          senderId: userId,
+          deviceId: by,
+          // One event per revoke of a device in a chat, also when the call is repeated.
+          clientMsgId: `mls-revoked:${deviceId}:${revokedAt}`,
+          kind: 'event',
+          text: null,
+          body: { event: { type: 'mls_device_revoked', userId, deviceId } },
+        })
+        if (duplicate) continue
+        this.#inbox.message(message)
+        appended++
+        this.#log.info({ event: 'mls_device_revoked', chatId, userId, deviceId, seq: message.seq })
+      }
+    }
+    return appended
   }
 
   /**
@@ -296,7 +360,7 @@ export class CommitService {
   }
 
   /** The Removes and Adds of the Commit, after the checks on its sender and proposals. */
-  #change(chatId: string, read: ReadCommit, leaves: LeafMap, identity: string) {
+  async #change(chatId: string, read: ReadCommit, leaves: LeafMap, identity: string) {
     if (read.senderLeaf === null)
       throw invalid(
         'not from a member: a new device is added by a member’s device, not by an external commit',
@@ -315,7 +379,7 @@ export class CommitService {
       if (p.type === 'other') throw invalid(`a ${p.proposalType} proposal: only add and remove are accepted`)
       if (p.type === 'remove') {
         if (p.leaf === read.senderLeaf) throw invalid('it removes its own sender (RFC 9420 §12.2)')
-        this.#mayRemove(chatId, leaves[p.leaf], identity)
+        await this.#mayRemove(chatId, leaves[p.leaf], identity)
         removes.push(p.leaf)
         continue
       }
@@ -335,20 +399,21 @@ export class CommitService {
 
   /**
    * Who may remove a leaf (docs/e2ee.md): a device of its own user, anyone once its user left the
-   * chat (the group catches up with the membership), and the chat's admins. A blank or missing
-   * leaf is left to applyCommit.
+   * chat (the group catches up with the membership) or once that device was revoked for good
+   * (its user signed it out), and the chat's admins. A blank or missing leaf is left to applyCommit.
    */
-  #mayRemove(chatId: string, target: string | null | undefined, committer: string): void {
+  async #mayRemove(chatId: string, target: string | null | undefined, committer: string): Promise<void> {
     if (!target) return
     const user = target.slice(0, target.indexOf('/'))
     const me = committer.slice(0, committer.indexOf('/'))
     if (user === me || !this.#index.isMember(chatId, user) || this.#index.role(chatId, me) === 'admin') return
+    if (await this.#revoked(user, target.slice(target.indexOf('/') + 1), true)) return
     // A direct chat has no admins (both are members): each user removes only their own devices.
     throw new NatterError(
       'not_allowed',
       isDirectChat(chatId)
-        ? `a Remove of ${target}: in a direct chat each user removes only their own devices`
-        : `a Remove of ${target}: only admins remove another member's devices while they are in the chat`,
+        ? `a Remove of ${target}: in a direct chat each user removes only their own devices, and the other's revoked ones`
+        : `a Remove of ${target}: only admins remove another member's devices while they are in the chat and not revoked`,
     )
   }
 

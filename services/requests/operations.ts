@@ -294,7 +294,7 @@ export function operations(l: OperationLimits) {
     },
     'mls.group': {
       summary:
-        "An encrypted chat's group as the server keeps it: the epoch the next Commit is for, each device's leaf, and the leaves of users no longer members, which that Commit must remove.",
+        "An encrypted chat's group as the server keeps it: the epoch the next Commit is for, each device's leaf, the leaves of users no longer members, which that Commit must remove, and the leaves of revoked devices, which any member may remove.",
       params: z.object({ chatId }).strict(),
     },
     'mls.welcome': {

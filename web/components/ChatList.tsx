@@ -3,7 +3,7 @@ import { useEffect, useMemo, useState } from 'preact/hooks'
 import type { ChatState } from '../../client-sdk/src/index.ts'
 import { useApp } from '../context.ts'
 import { sayError } from '../error-words.ts'
-import { previewOf, shortTimeOf } from '../format.ts'
+import { isKeyEvent, previewOf, shortTimeOf } from '../format.ts'
 import { memo } from '../memo.ts'
 import { useNames } from '../names.ts'
 import { Avatar, GroupAvatar } from './Avatar.tsx'
@@ -108,8 +108,8 @@ const ChatRow = memo(function ChatRow({
   // An encrypted chat's Commit says nothing to show in a list: the message before it does, when
   // held (the timeline of a chat opened in this tab).
   const last =
-    snap.lastMessage?.event?.type === 'mls_commit'
-      ? (snap.messages.findLast((m) => m.event?.type !== 'mls_commit') ?? snap.lastMessage)
+    snap.lastMessage && isKeyEvent(snap.lastMessage)
+      ? (snap.messages.findLast((m) => !isKeyEvent(m)) ?? snap.lastMessage)
       : snap.lastMessage
   const nameOf = useNames(names, last ? [last.senderId] : [])
   let preview = last ? previewOf(last, nameOf) : ''

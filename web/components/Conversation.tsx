@@ -340,6 +340,7 @@ export function Conversation({ chat, onBack }: { chat: ChatState; onBack: () => 
     }
     for (const m of messages) {
       if (m.undecryptable === BEFORE_JOINING && m.deletedAt === null) run.push(m)
+      else if (run.length && m.event?.type === 'mls_device_revoked') continue
       else if (run.length && m.event?.type === 'mls_commit' && !notices.has(Number(m.event.epoch))) continue
       else {
         flush()

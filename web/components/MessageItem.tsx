@@ -113,6 +113,7 @@ export const MessageItem = memo(function MessageItem(p: {
       return p.notices?.length ? (
         <DevicesChanged m={m} notices={p.notices} onVerify={p.readOnly ? null : p.actions.verify} />
       ) : null
+    if (m.event?.type === 'mls_device_revoked') return null
     return <EventItem m={m} />
   }
   const deleted = m.deletedAt !== null

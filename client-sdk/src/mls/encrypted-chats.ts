@@ -197,7 +197,7 @@ export class EncryptedChats {
           p.resolved.set(m.seq, tomb)
           await this.device.saveMessage(tomb)
           this.#host.deliver(tomb, live)
-        } else this.#host.deliver(known ?? opaque(m, 'before this device joined'), live)
+        } else this.#host.deliver(known ?? opaque(m, this.#unreadReason(m)), live)
         return
       }
       p.waiting.set(m.seq, { m, live })
@@ -306,6 +306,12 @@ export class EncryptedChats {
       await this.#onCommit(chatId, m, event as { epoch: number; commit: string; added?: string[] })
       return m
     }
+    if (m.kind === 'event' && event?.type === 'mls_device_revoked') {
+      const e = m.event as { userId?: unknown; deviceId?: unknown }
+      if (typeof e.userId === 'string' && typeof e.deviceId === 'string')
+        this.#onRevoked(chatId, `${e.userId}/${e.deviceId}`)
+      return m
+    }
     if (m.ciphertext === undefined) return m
     const { ciphertext: _, ...rest } = m
     if (m.deletedAt !== null) return { ...rest, encrypted: true }
@@ -316,7 +322,7 @@ export class EncryptedChats {
       return mine ? withBody(rest, mine) : opaque(m, 'sent by this device before it restarted')
     }
     const state = this.device.group(chatId)
-    if (!state) return opaque(m, 'this device is not in the group')
+    if (!state || this.#beforeJoining(m)) return opaque(m, NOT_IN_GROUP)
     try {
       const r = await decrypt(state, fromBase64(m.ciphertext))
       await this.device.setGroup(chatId, r.newState, m.seq)
@@ -325,6 +331,20 @@ export class EncryptedChats {
     } catch (err) {
       return opaque(m, `cannot decrypt: ${(err as Error).message}`)
     }
+  }
+
+  /** Whether the message came before this device was in the chat's group (known for groups joined since StoredGroup.joined). */
+  #beforeJoining(m: ChatMessage): boolean {
+    const joined = this.device.joinedSeq(m.chatId)
+    return joined !== undefined && m.seq < joined
+  }
+
+  /**
+   * Why a message processed before (seq up to what was processed) is not held: sent before this
+   * device joined (the same reason as when it came live), or not kept across a restart.
+   */
+  #unreadReason(m: ChatMessage): string {
+    return this.#beforeJoining(m) || !this.device.group(m.chatId) ? NOT_IN_GROUP : 'before this device joined'
   }
 
   async #onCommit(chatId: string, m: ChatMessage, e: { epoch: number; commit: string; added?: string[] }) {
@@ -337,7 +357,7 @@ export class EncryptedChats {
           epoch: e.epoch,
         })
         const joined = await this.device.join(fromBase64(w.welcome))
-        await this.device.setGroup(chatId, joined, m.seq)
+        await this.device.setGroup(chatId, joined, m.seq, m.seq)
         this.#joinedNow(chatId, joined)
         // A package of this device was just used: the server's stock may be low.
         this.topUp().catch(() => {})
@@ -375,6 +395,41 @@ export class EncryptedChats {
     await this.device.setGroup(chatId, next, m.seq)
     this.#changes(chatId, leavesOf(state), leavesOf(next), epochOf(next))
     this.#epochReached(chatId, epochOf(next))
+  }
+
+  /**
+   * Devices revoked (signed out) while in a chat's group, by chat, from `mls_device_revoked`
+   * events processed this run: any Commit of this device removes those still in the group.
+   */
+  readonly #revoked = new Map<string, Set<string>>()
+
+  /**
+   * A member's device was revoked (docs/e2ee.md §5): one device commits its Remove at once, the
+   * lowest leaf that is neither revoked nor of a user who left (each member's device finds the
+   * same one; the DS lets any member remove a revoked device). Others keep it in mind for their
+   * next Commit. Called on the chat's queue: the Commit is queued after it, not awaited.
+   */
+  #onRevoked(chatId: string, identity: string): void {
+    const set = this.#revoked.get(chatId) ?? new Set()
+    set.add(identity)
+    this.#revoked.set(chatId, set)
+    const state = this.device.group(chatId)
+    if (!state || !leavesOf(state).some((l) => l.identity === identity)) return
+    const departed = new Set(this.#departed(chatId, state))
+    const first = leavesOf(state).find((l) => !set.has(l.identity) && !departed.has(l.leaf))
+    if (first?.identity !== this.#identity) return
+    this.#commit(chatId, () => null).catch((err: Error) =>
+      this.#host.failed(new Error(`chat ${chatId}: removing revoked ${identity}: ${err.message}`)),
+    )
+  }
+
+  /** Leaves of devices revoked (as this device heard) that are still in the group. */
+  #revokedLeaves(chatId: string, state: ClientState): number[] {
+    const set = this.#revoked.get(chatId)
+    if (!set) return []
+    return leavesOf(state)
+      .filter((l) => set.has(l.identity) && l.identity !== this.#identity)
+      .map((l) => l.leaf)
   }
 
   #changes(chatId: string, before: Leaf[], after: Leaf[], epoch: number): void {
@@ -450,7 +505,8 @@ export class EncryptedChats {
     await this.#run(chatId, async () => {
       if (this.device.group(chatId)) return
       const state = await this.device.createGroup(chatId)
-      await this.device.setGroup(chatId, state, this.#pipe(chatId).done)
+      const done = this.#pipe(chatId).done
+      await this.device.setGroup(chatId, state, done, done)
       this.#joinedNow(chatId, state)
     })
     await this.add(chatId, [this.#host.userId, ...members.filter((u) => u !== this.#host.userId)])
@@ -492,7 +548,8 @@ export class EncryptedChats {
         if ((err as { code?: string }).code === 'stale_epoch') return 'joining'
         throw err
       }
-      await this.device.setGroup(chatId, made.newState, this.#pipe(chatId).done)
+      const done = this.#pipe(chatId).done
+      await this.device.setGroup(chatId, made.newState, done, done)
       this.#joinedNow(chatId, made.newState)
       this.#changes(chatId, leavesOf(fresh), leavesOf(made.newState), epochOf(made.newState))
       this.#epochReached(chatId, epochOf(made.newState))
@@ -620,10 +677,14 @@ export class EncryptedChats {
       const outcome = await this.#run(chatId, async () => {
         const state = this.#state(chatId)
         const built = build(state)
-        // Devices of users who left or were removed go with any Commit (the server requires it).
+        // Devices of users who left or were removed go with any Commit (the server requires it),
+        // and revoked devices (the server allows it).
         const departed = this.#departed(chatId, state).filter((l) => !built?.remove?.includes(l))
-        if (!built && departed.length === 0) return { kind: 'nothing' as const }
-        const change = { ...built, remove: [...(built?.remove ?? []), ...departed] }
+        const revoked = this.#revokedLeaves(chatId, state).filter(
+          (l) => !built?.remove?.includes(l) && !departed.includes(l),
+        )
+        if (!built && departed.length === 0 && revoked.length === 0) return { kind: 'nothing' as const }
+        const change = { ...built, remove: [...(built?.remove ?? []), ...departed, ...revoked] }
         const made = await makeCommit(state, change)
         try {
           await this.#host.request('mls.commit', {
@@ -634,6 +695,12 @@ export class EncryptedChats {
         } catch (err) {
           const e = err as { code?: string; epoch?: number }
           if (e.code === 'stale_epoch') return { kind: 'stale' as const, epoch: e.epoch }
+          // A device revoked then signed in again under its id is no longer removable by others:
+          // forget what was heard and commit without it.
+          if (e.code === 'not_allowed' && revoked.length) {
+            this.#revoked.delete(chatId)
+            return { kind: 'again' as const }
+          }
           throw err
         }
         await this.device.setGroup(chatId, made.newState, this.#pipe(chatId).done)
@@ -641,10 +708,10 @@ export class EncryptedChats {
         this.#epochReached(chatId, epochOf(made.newState))
         return { kind: 'done' as const }
       })
-      if (outcome.kind !== 'stale') return
+      if (outcome.kind !== 'stale' && outcome.kind !== 'again') return
       if (attempt >= COMMIT_TRIES)
         throw new Error(`chat ${chatId}: the Commit was refused as stale ${attempt} times`)
-      await this.#catchUp(chatId, outcome.epoch)
+      if (outcome.kind === 'stale') await this.#catchUp(chatId, outcome.epoch)
     }
   }
 
@@ -720,6 +787,12 @@ export class EncryptedChats {
     return safetyNumber(devices)
   }
 }
+
+/**
+ * The `undecryptable` of a message sent before this device was in the chat's group, live or read
+ * again after a restart (apps tell it apart from other reasons: the web chat folds such messages).
+ */
+export const NOT_IN_GROUP = 'this device is not in the group'
 
 /** An encrypted chat's message as delivered when it cannot be read on this device. */
 function opaque(m: ChatMessage, why: string): ChatMessage {

@@ -125,10 +125,23 @@ export class MlsDevice {
     return this.#record.groups[chatId]?.seq ?? 0
   }
 
-  /** Keeps a chat's new group state and the seq processed with it; resolves once saved. */
-  setGroup(chatId: string, state: ClientState, seq: number): Promise<void> {
+  /** The seq at which this device came into the chat's group (StoredGroup.joined), when known. */
+  joinedSeq(chatId: string): number | undefined {
+    return this.#record.groups[chatId]?.joined
+  }
+
+  /**
+   * Keeps a chat's new group state and the seq processed with it; resolves once saved. `joined`:
+   * the seq at which this device came into the group (given when it does; kept after).
+   */
+  setGroup(chatId: string, state: ClientState, seq: number, joined?: number): Promise<void> {
     this.#groups.set(chatId, state)
-    this.#record.groups[chatId] = { state: toBase64(stateBytes(state)), seq }
+    const at = joined ?? this.#record.groups[chatId]?.joined
+    this.#record.groups[chatId] = {
+      state: toBase64(stateBytes(state)),
+      seq,
+      ...(at === undefined ? {} : { joined: at }),
+    }
     return this.#save()
   }
 

@@ -24,6 +24,12 @@ export interface StoredGroup {
   state: string
   /** The chat seq up to which messages were processed with this state (in seq order). */
   seq: number
+  /**
+   * The seq at which this device came into the group (the Commit whose Welcome it joined from, or
+   * where it made the group): messages before it were never readable here. Absent in records
+   * saved by SDKs before it was kept.
+   */
+  joined?: number
 }
 
 /** Everything one device keeps for MLS: one record, written whole. */
