@@ -128,6 +128,96 @@ describe('SQLite message store: search terms written after the commit', () => {
     }
   })
 
+  it('drops the terms of an edit, a tombstone, an erasure and a retention delete committed just before a crash', async () => {
+    const path = join(dir, 'changes-killed.db')
+    const storeUrl = new URL('../services/messages/sqlite-message-store.ts', import.meta.url).href
+    // The child indexes its messages, then holds the index file's write lock on a connection of
+    // its own: the writer commits the four changes into messages.db, the indexer cannot commit
+    // them into its file, and the process dies there.
+    const script = join(dir, 'change-and-die.mjs')
+    writeFileSync(
+      script,
+      `const { DatabaseSync } = await import('node:sqlite')
+       const { SqliteMessageStore } = await import(${JSON.stringify(storeUrl)})
+       const store = new SqliteMessageStore(${JSON.stringify(path)})
+       const m = (chatId, senderId, clientMsgId, text) =>
+         ({ chatId, senderId, deviceId: 'phone', clientMsgId, kind: 'text', text, body: {} })
+       await store.append(m('x', 'alice', 'e', 'oldword stays'))
+       await store.append(m('x', 'alice', 't', 'tombword'))
+       await store.append(m('x', 'eve', 'r1', 'eraseword one'))
+       await store.append(m('x', 'eve', 'r2', 'eraseword two'))
+       await store.append(m('r', 'alice', 'old', 'retainword'), 1000)
+       await store.append(m('r', 'alice', 'new', 'keptword'))
+       for (const [chat, word] of [['x', 'oldword'], ['x', 'tombword'], ['x', 'eraseword'], ['r', 'retainword']])
+         if ((await store.search(chat, word, 10)).length === 0) throw new Error('not indexed: ' + word)
+       const lock = new DatabaseSync(${JSON.stringify(searchIndexPath(path))})
+       lock.exec('BEGIN IMMEDIATE')
+       // The edit waits for the indexer, which waits for the lock: the writer's requests that
+       // follow it answer once it is committed in messages.db.
+       store.edit('x', 1, 'newword stays', Date.now()).catch(() => {})
+       await store.tombstone('x', 2, Date.now())
+       if ((await store.eraseSender('x', 'eve', 10)) !== 2) throw new Error('erase')
+       if ((await store.deleteOlderThan(2000)) !== 1) throw new Error('retention')
+       process.kill(process.pid, 'SIGKILL')`,
+    )
+    const child = spawnSync(process.execPath, [script], { encoding: 'utf8' })
+    assert.equal(child.signal, 'SIGKILL', child.stderr)
+    const store = new SqliteMessageStore(path)
+    try {
+      // The log is applied again before the indexer serves a request.
+      await store.purgeErased()
+      const db = new DatabaseSync(searchIndexPath(path), { readOnly: true })
+      const count = (chatId: string, word: string) => {
+        const { num } = db.prepare('SELECT num FROM search_chats WHERE chat_id = ?').get(chatId) as {
+          num: number
+        }
+        const [term] = searchTerms(word)
+        return (
+          db
+            .prepare('SELECT count(*) AS n FROM message_search WHERE message_search MATCH ?')
+            .get(`"${chatTag(num)}${term}"`) as { n: number }
+        ).n
+      }
+      const counts = {
+        oldword: count('x', 'oldword'),
+        newword: count('x', 'newword'),
+        stays: count('x', 'stays'),
+        tombword: count('x', 'tombword'),
+        eraseword: count('x', 'eraseword'),
+        retainword: count('r', 'retainword'),
+        keptword: count('r', 'keptword'),
+      }
+      db.close()
+      assert.deepEqual(counts, {
+        oldword: 0,
+        newword: 1,
+        stays: 1,
+        tombword: 0,
+        eraseword: 0,
+        retainword: 0,
+        keptword: 1,
+      })
+      assert.deepEqual(await store.search('x', 'oldword', 10), [])
+      assert.deepEqual(
+        (await store.search('x', 'newword', 10)).map((m) => m.seq),
+        [1],
+      )
+      // The log's rows go with the writer's next change once the index file holds a later one
+      // (an edit resolves after the indexer wrote it and told the writer).
+      await store.edit('r', 2, 'keptword again', Date.now())
+      await store.edit('r', 2, 'keptword once more', Date.now())
+      const messagesDb = new DatabaseSync(path, { readOnly: true })
+      const left = messagesDb.prepare('SELECT chat_id, from_seq, to_seq FROM search_changes').all()
+      messagesDb.close()
+      assert.deepEqual(
+        left.map((r) => ({ ...r })),
+        [{ chat_id: 'r', from_seq: 2, to_seq: 2 }],
+      )
+    } finally {
+      await store.close()
+    }
+  })
+
   it('finds messages another connection added while it runs, and numbers its next append after them', async () => {
     const path = join(dir, 'other-writer.db')
     const store = new SqliteMessageStore(path)

@@ -20,6 +20,12 @@ import { openSearchSchema, searchDocument } from './sqlite-search-index.ts'
  * marks together, and the catch-up at start indexes, from messages.db (a read-only connection),
  * what is behind each mark, a slice at a time between other work.
  *
+ * Edits and deletes are logged in messages.db (search_changes) in the writer's transaction and
+ * carry the log row's id: this thread commits them with synchronous=FULL, then tells the writer
+ * the last id its file holds ({ applied }), and the writer deletes those rows. At start, and
+ * when the writer or this thread was started again, the rows left are applied again before any
+ * request is served, so a crash between the two files' commits leaves no old words here.
+ *
  * Requests from the main thread (IndexRequest) first take every update the writer has posted so
  * far (receiveMessageOnPort). 'indexed' (a search's handshake) then reads the chat's last seq
  * from messages.db and indexes from there whatever has not arrived yet (new messages the writer
@@ -31,10 +37,15 @@ import { openSearchSchema, searchDocument } from './sqlite-search-index.ts'
 export type IndexUpdate =
   /** New messages: rows is flat, (chatId, seq, text or null) per message, per chat in seq order. */
   | { op: 'add'; rows: Array<string | number | null> }
-  /** A message's text changed: its old terms go, the new text's come. */
-  | { op: 'edit'; chatId: string; seq: number; text: string }
-  /** Messages deleted, tombstoned or erased: their terms go. */
-  | { op: 'unterm'; chatId: string; seqs: number[] }
+  /**
+   * A message's text changed: its old terms go, the new text's come. change is the
+   * search_changes id the writer logged it under (messages.db), in the same transaction.
+   */
+  | { op: 'edit'; chatId: string; seq: number; text: string; change: number }
+  /** Messages deleted, tombstoned or erased: their terms go. change as for 'edit'. */
+  | { op: 'unterm'; chatId: string; seqs: number[]; change: number }
+  /** The writer's first update to an indexer started again: apply search_changes again. */
+  | { op: 'reapply' }
 
 /** What the main thread asks of the indexer; every one but 'writer' gets an IndexReply. */
 export type IndexRequest =
@@ -92,6 +103,74 @@ const statements = {
   lastOf: messages.prepare('SELECT coalesce((SELECT last FROM chat_seq WHERE chat_id = ?), 0) AS last'),
   lasts: messages.prepare('SELECT chat_id, last FROM chat_seq'),
   unindexed: messages.prepare('SELECT seq, text FROM messages WHERE chat_id = ? AND seq > ? ORDER BY seq'),
+  changes: messages.prepare('SELECT id, chat_id, from_seq, to_seq FROM search_changes ORDER BY id'),
+  textsIn: messages.prepare('SELECT seq, text FROM messages WHERE chat_id = ? AND seq BETWEEN ? AND ?'),
+}
+
+/**
+ * The search_changes id of the last edit or unterm update this file holds (committed), and the
+ * highest one the writer was told of. Updates come in the order of their ids; a re-application
+ * (reapplyChanges) moves neither: an update posted before it may still be on its way and write
+ * its message's older state, and only the updates after it bring each message to its last state.
+ * So the writer deletes log rows only up to an update this file holds, and a crash at any point
+ * leaves the rows that a re-application needs.
+ */
+let appliedChange = 0
+let ackedChange = 0
+
+/**
+ * Applies every row of messages.db's search_changes log again, inside the caller's transaction:
+ * each logged seq loses its terms, and gets those of its current text if it is at or behind its
+ * chat's mark (past it, the catch-up or the message's 'add' update writes them). Idempotent:
+ * the messages as they stand now are what the index then holds.
+ */
+function reapplyChanges(): void {
+  const marked = new Map<string, { num: number; indexed: number } | null>()
+  for (const row of statements.changes.iterate() as Iterable<{
+    id: number
+    chat_id: string
+    from_seq: number
+    to_seq: number
+  }>) {
+    let chat = marked.get(row.chat_id)
+    if (chat === undefined) {
+      const num = knownChatNum(row.chat_id)
+      // A chat without a number has no terms, and is indexed from its messages when it gets one.
+      chat =
+        num === undefined ? null : { num, indexed: (statements.mark.get(num) as { indexed: number }).indexed }
+      marked.set(row.chat_id, chat)
+    }
+    if (!chat) continue
+    for (let seq = row.from_seq; seq <= row.to_seq; seq++) statements.unterm.run(chat.num, seq)
+    const upto = Math.min(row.to_seq, chat.indexed)
+    if (upto < row.from_seq) continue
+    for (const m of statements.textsIn.iterate(row.chat_id, row.from_seq, upto) as Iterable<{
+      seq: number
+      text: string | null
+    }>)
+      addTerms(chat.num, m.seq, m.text)
+  }
+}
+
+/**
+ * Commits work with synchronous=FULL when it applies logged changes: the writer deletes the log
+ * rows this file is said to hold, so a power cut must not undo them here.
+ */
+function indexingChanges<T>(work: () => T, durable: boolean): T {
+  if (!durable) return indexing(work)
+  db.exec('PRAGMA synchronous = FULL')
+  try {
+    return indexing(work)
+  } finally {
+    db.exec('PRAGMA synchronous = NORMAL')
+  }
+}
+
+/** Tells the writers the highest search_changes id this file holds, once it is higher. */
+function acknowledge(): void {
+  if (appliedChange <= ackedChange) return
+  ackedChange = appliedChange
+  for (const writer of writers) writer.postMessage({ applied: ackedChange })
 }
 
 /**
@@ -173,8 +252,16 @@ function indexPending(): void {
     }
     return mark
   }
-  indexing(() => {
+  let durable = false
+  for (const update of pending) if (update.op !== 'add') durable = true
+  let top = appliedChange
+  indexingChanges(() => {
     for (const update of pending) {
+      if (update.op === 'reapply') {
+        reapplyChanges()
+        continue
+      }
+      if (update.op !== 'add') top = Math.max(top, update.change)
       if (update.op === 'add') {
         const { rows } = update
         for (let o = 0; o < rows.length; o += 3) {
@@ -199,8 +286,10 @@ function indexPending(): void {
       }
     }
     for (const { num, from, to } of marks.values()) if (to > from) statements.setIndexed.run(to, num)
-  })
+  }, durable)
   pending = []
+  appliedChange = top
+  acknowledge()
 }
 
 /** On a timer, nobody waits for the answer: a failure leaves the updates pending for the next try. */
@@ -243,7 +332,7 @@ function catchUpChat(chatId: string, limit: number): number {
   return count
 }
 
-/** Takes every update the writers have posted so far, ahead of the event loop's turn. */
+/** The ports from the message writers (one live at a time): updates come in, acknowledgements go out. */
 const writers = new Set<MessagePort>()
 
 function listen(writer: MessagePort): void {
@@ -312,6 +401,8 @@ async function purge(): Promise<void> {
 function handle(req: IndexRequest): IndexReply | Promise<IndexReply> | null {
   if (req.op === 'writer') {
     listen(req.port)
+    // A writer that died may have committed changes it never posted: the log has them.
+    received({ op: 'reapply' })
     return null
   }
   // What the writer committed before the main thread asked is taken first.
@@ -340,6 +431,11 @@ function failed(id: number, err: unknown): IndexReply {
 }
 
 listen(data.writer)
+// Changes messages.db committed and this file may not hold (a crash between the two commits)
+// are applied again before any request is served: a purge after a resumed erase finds no terms
+// of what was erased before the crash.
+received({ op: 'reapply' })
+indexPendingQuietly()
 catchUpAtStart().catch(() => {})
 
 parent.on('message', (req: IndexRequest) => {

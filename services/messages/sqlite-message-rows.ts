@@ -8,6 +8,15 @@ import type { StoredMessage } from './message-store.ts'
  * with messages has a chat_seq row), and the send path saves a B-tree insert per message.
  * The search index lives in a file of its own, written by its own thread
  * (sqlite-search-index.ts, sqlite-message-indexer.ts), so that an append never waits for it.
+ *
+ * search_changes is the search index's changes log: each edit, tombstone, erasure and retention
+ * delete adds, in its own transaction, the runs of seqs (from_seq..to_seq, one chat) whose terms
+ * it changed. Appends add nothing (the indexer's per-chat mark covers them). The indexer tells
+ * the writer which ids its file holds durably, and the writer deletes those rows in its next
+ * change; at start (or when either thread was started again) the indexer applies every row left
+ * again from the messages as they stand, so a crash between the two files' commits leaves no
+ * old words in the index (docs/decisions.md). AUTOINCREMENT: ids must keep growing once every
+ * row is deleted, or the writer would take a new row for one the index holds already.
  */
 export const SCHEMA = `
 CREATE TABLE IF NOT EXISTS messages (
@@ -30,6 +39,12 @@ CREATE INDEX IF NOT EXISTS messages_chat_at ON messages (chat_id, at);
 CREATE INDEX IF NOT EXISTS messages_changed ON messages (chat_id, coalesce(deleted_at, edited_at))
   WHERE deleted_at IS NOT NULL OR edited_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS chat_seq (chat_id TEXT PRIMARY KEY, last INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS search_changes (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  chat_id TEXT NOT NULL,
+  from_seq INTEGER NOT NULL,
+  to_seq INTEGER NOT NULL
+);
 `
 
 /**

@@ -1,5 +1,5 @@
 import { DatabaseSync } from 'node:sqlite'
-import { type MessagePort, parentPort, workerData } from 'node:worker_threads'
+import { type MessagePort, parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads'
 import { inTransaction } from '../storage/sqlite.ts'
 import { truncateWal } from '../storage/sqlite-checkpoint.ts'
 import type { IndexUpdate } from './sqlite-message-indexer.ts'
@@ -20,6 +20,12 @@ import { APPEND_FIELDS, type AppendRows, type MessageRow } from './sqlite-messag
  * tombstone, an erase or retention removed, at once, before it answers the main thread) to the
  * indexer thread (sqlite-message-indexer.ts), over a MessagePort of their own, in commit order.
  * The indexer writes the terms into its own file, so an append never waits for an FTS5 commit.
+ *
+ * Every change that takes terms away (an edit, a tombstone, an erasure, retention) also writes
+ * its runs of seqs to search_changes in its own transaction, and its update carries the log's
+ * id: the indexer's file commits later, and a crash in between would leave the old words in the
+ * index. The indexer answers on the same port with the highest id its file holds durably
+ * ({ applied }); those rows go in the next change's transaction. Appends write no log row.
  */
 
 export type WriteRequest =
@@ -67,6 +73,18 @@ if (!port) throw new Error('sqlite-message-writer runs as a worker thread')
 const data = workerData as { path: string; indexer: MessagePort }
 /** Where index updates go; replaced when the indexer is started again (a message 'indexer'). */
 let indexer = data.indexer
+/** The highest search_changes id the indexer's file holds durably, and the highest deleted. */
+let applied = 0
+let pruned = 0
+
+function acknowledged(m: { applied: number }): void {
+  if (m.applied > applied) applied = m.applied
+}
+
+function listenIndexer(port: MessagePort): void {
+  port.on('message', acknowledged)
+}
+listenIndexer(indexer)
 
 /**
  * New messages for the indexer, (chatId, seq, text) flat, posted together within
@@ -151,6 +169,33 @@ const statements = {
   chatsAfter: db.prepare('SELECT chat_id FROM chat_seq WHERE chat_id > ? ORDER BY chat_id LIMIT ?'),
   oldOfChat: db.prepare('SELECT seq FROM messages WHERE chat_id = ? AND at < ?'),
   deleteOldOfChat: db.prepare('DELETE FROM messages WHERE chat_id = ? AND at < ?'),
+  logChange: db.prepare(
+    'INSERT INTO search_changes (chat_id, from_seq, to_seq) VALUES (?, ?, ?) RETURNING id',
+  ),
+  pruneChanges: db.prepare('DELETE FROM search_changes WHERE id <= ?'),
+}
+
+/**
+ * Logs the chat's seqs (ascending) as runs in search_changes, inside the caller's transaction,
+ * and deletes the rows the indexer holds already; returns the last id written.
+ */
+function logChanges(chatId: string, seqs: readonly number[]): number {
+  // Acknowledgements already posted are taken first: the event loop may not have delivered them.
+  for (let m = receiveMessageOnPort(indexer); m; m = receiveMessageOnPort(indexer)) acknowledged(m.message)
+  if (applied > pruned) statements.pruneChanges.run(applied)
+  let id = 0
+  for (let i = 0; i < seqs.length; ) {
+    const from = seqs[i] as number
+    let to = from
+    for (i++; i < seqs.length && seqs[i] === to + 1; i++) to++
+    id = (statements.logChange.get(chatId, from, to) as { id: number }).id
+  }
+  return id
+}
+
+/** After a change's commit: the rows logChanges deleted are gone. */
+function logged(): void {
+  pruned = Math.max(pruned, applied)
 }
 
 /**
@@ -248,18 +293,21 @@ async function deleteOlderThan(cutoff: number): Promise<number> {
   let after = ''
   for (;;) {
     const chats = statements.chatsAfter.all(after, RETENTION_CHATS) as unknown as Array<{ chat_id: string }>
-    const gone: Array<{ chatId: string; seqs: number[] }> = []
+    const gone: Array<{ chatId: string; seqs: number[]; change: number }> = []
     removed += inTransaction(db, () => {
       let n = 0
       for (const { chat_id } of chats) {
         const old = statements.oldOfChat.all(chat_id, cutoff) as unknown as Array<{ seq: number }>
         if (old.length === 0) continue
-        gone.push({ chatId: chat_id, seqs: old.map((r) => r.seq) })
+        // messages_chat_at gives them in order of time: the log's runs want seq order.
+        const seqs = old.map((r) => r.seq).sort((a, b) => a - b)
+        gone.push({ chatId: chat_id, seqs, change: logChanges(chat_id, seqs) })
         n += Number(statements.deleteOldOfChat.run(chat_id, cutoff).changes)
       }
       return n
     })
-    for (const { chatId, seqs } of gone) toIndexer({ op: 'unterm', chatId, seqs })
+    if (gone.length) logged()
+    for (const { chatId, seqs, change } of gone) toIndexer({ op: 'unterm', chatId, seqs, change })
     const last = chats.at(-1)
     if (!last || chats.length < RETENTION_CHATS) return removed
     after = last.chat_id
@@ -273,15 +321,19 @@ async function deleteOlderThan(cutoff: number): Promise<number> {
  * how many.
  */
 function eraseSender(chatId: string, senderId: string, limit: number, at: number): number {
-  const seqs = inTransaction(db, () => {
+  const { seqs, change } = inTransaction(db, () => {
     const rows = statements.eraseCandidates.all(chatId, senderId, limit) as unknown as Array<{ seq: number }>
     for (const { seq } of rows) {
       statements.eraseAside.run(chatId, senderId, seq)
       statements.erase.run(chatId, seq, at)
     }
-    return rows.map((r) => r.seq)
+    const seqs = rows.map((r) => r.seq)
+    return { seqs, change: seqs.length ? logChanges(chatId, seqs) : 0 }
   })
-  if (seqs.length) toIndexer({ op: 'unterm', chatId, seqs })
+  if (seqs.length) {
+    logged()
+    toIndexer({ op: 'unterm', chatId, seqs, change })
+  }
   return seqs.length
 }
 
@@ -303,13 +355,25 @@ function handle(req: WriteRequest): WriteReply | Promise<WriteReply> | null {
     case 'append':
       return { id: req.id, ok: true, ...append(req.rows) }
     case 'edit': {
-      const changes = Number(statements.edit.run(req.text, req.at, req.chatId, req.seq).changes)
-      if (changes) toIndexer({ op: 'edit', chatId: req.chatId, seq: req.seq, text: req.text })
+      const { changes, change } = inTransaction(db, () => {
+        const changes = Number(statements.edit.run(req.text, req.at, req.chatId, req.seq).changes)
+        return { changes, change: changes ? logChanges(req.chatId, [req.seq]) : 0 }
+      })
+      if (changes) {
+        logged()
+        toIndexer({ op: 'edit', chatId: req.chatId, seq: req.seq, text: req.text, change })
+      }
       return { id: req.id, ok: true, changes }
     }
     case 'tombstone': {
-      const changes = Number(statements.tombstone.run(req.at, req.chatId, req.seq).changes)
-      if (changes) toIndexer({ op: 'unterm', chatId: req.chatId, seqs: [req.seq] })
+      const { changes, change } = inTransaction(db, () => {
+        const changes = Number(statements.tombstone.run(req.at, req.chatId, req.seq).changes)
+        return { changes, change: changes ? logChanges(req.chatId, [req.seq]) : 0 }
+      })
+      if (changes) {
+        logged()
+        toIndexer({ op: 'unterm', chatId: req.chatId, seqs: [req.seq], change })
+      }
       return { id: req.id, ok: true, changes }
     }
     case 'deleteOlderThan':
@@ -323,7 +387,11 @@ function handle(req: WriteRequest): WriteReply | Promise<WriteReply> | null {
       db.close()
       return { id: req.id, ok: true }
     case 'indexer':
+      // Updates posted since the indexer died went nowhere: the new one first applies the log
+      // again, which holds them all by now (they were committed before this message came).
       indexer = req.port
+      listenIndexer(indexer)
+      indexer.postMessage({ op: 'reapply' } satisfies IndexUpdate)
       return null
   }
 }
