@@ -1,32 +1,25 @@
 import assert from 'node:assert/strict'
 import { mkdirSync, readFileSync } from 'node:fs'
-import { createRequire } from 'node:module'
-import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
-import { type Browser, type BrowserContextOptions, chromium, type Page, type Route } from 'playwright-core'
+import type { Browser, BrowserContextOptions, Page, Route } from 'playwright-core'
 import sharp from 'sharp'
 import { startTestNode, type TestNode } from './helpers/node.ts'
-import { ROOT } from './helpers/processes.ts'
-
-const SHOTS = join(ROOT, 'test-output', 'browser')
-const WAIT = { timeout: 20_000 }
-const AXE = readFileSync(
-  createRequire(import.meta.url).resolve('axe-core/axe.min.js', { paths: [ROOT, join(ROOT, 'web')] }),
-  'utf8',
-)
-/** A safety number as the web chat shows it: 12 groups of 5 digits (docs/e2ee.md §9). */
-const SAFETY_NUMBER = /^(\d{5} ){11}\d{5}$/
-
-/** What axe-core finds serious or critical on the page (rule, impact, the elements). */
-async function accessibilityProblems(page: Page): Promise<string[]> {
-  if (!(await page.evaluate('typeof window.axe'))?.toString().includes('object')) {
-    await page.addScriptTag({ content: AXE })
-  }
-  return (await page.evaluate(`axe.run(document, { resultTypes: ['violations'] }).then((r) =>
-    r.violations
-      .filter((v) => v.impact === 'serious' || v.impact === 'critical')
-      .map((v) => v.id + ' (' + v.impact + '): ' + v.nodes.map((n) => n.target.join(' ') + ' ' + (n.failureSummary ?? '')).join('; ')))`)) as string[]
-}
+import {
+  accessibilityProblems,
+  connected,
+  launchChromium,
+  message,
+  newChatPage,
+  openChat,
+  SAFETY_NUMBER,
+  SHOTS,
+  safetyNumberOf,
+  send,
+  shot,
+  signIn,
+  storedHistory,
+  WAIT,
+} from './helpers/web-chat-pages.ts'
 
 /**
  * The web chat as an MLS client (docs/e2ee.md): in headless Chromium, Alice and Bob each in their
@@ -41,55 +34,15 @@ describe('the web chat in encrypted chats', () => {
   let bob: Page
   let chatId = ''
   const errors: string[] = []
-  const shot = (page: Page, name: string) => page.screenshot({ path: join(SHOTS, `${name}.png`) })
-  const newPage = async (o: BrowserContextOptions = {}) => {
-    const p = await (await browser.newContext({ viewport: { width: 1000, height: 700 }, ...o })).newPage()
-    p.on('pageerror', (e) => errors.push(e.message))
-    await p.goto(t.httpUrl)
-    return p
-  }
-  const connected = (page: Page) => page.waitForSelector('#connection[data-state="connected"]', WAIT)
-  const signIn = async (page: Page, name: string) => {
-    await page.fill('#name', name)
-    await page.click('#login button')
-    await connected(page)
-    // Its KeyPackages are on the server: others can add this device to encrypted chats.
-    await page.evaluate('window.natter.keyPackagesReady()')
-  }
-  const send = async (page: Page, text: string) => {
-    await page.fill('#text', text)
-    await page.press('#text', 'Enter')
-  }
-  const message = (page: Page, text: string) => page.locator('#messages li', { hasText: text })
-  const openChat = (page: Page, title: string) => page.locator('#chats li', { hasText: title }).click(WAIT)
-  /** The safety number a page shows for a member (opening the Verify panel). */
-  const safetyNumberOf = async (page: Page, userId: string): Promise<string> => {
-    // Verify, or on a phone (no room for it) the lock beside the chat's name.
-    if ((await page.locator('#safety-numbers').count()) === 0)
-      await page.locator('#verify-button:visible, #e2ee-badge:visible').first().click()
-    const shown = page.locator(`#safety-numbers li[data-user-id="${userId}"] > .safety-number`)
-    await shown.waitFor(WAIT)
-    return (await shown.getAttribute('data-number')) ?? ''
-  }
+  const newPage = (o: BrowserContextOptions = {}) => newChatPage(browser, t, errors, o)
   /** The chat as the server keeps it (history over HTTP, with a dev token). */
-  const stored = async (userId: string) => {
-    const { token } = (await (
-      await fetch(`${t.httpUrl}/dev/token`, { method: 'POST', body: JSON.stringify({ userId }) })
-    ).json()) as { token: string }
-    const res = await fetch(`${t.httpUrl}/v1/history`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ chatId, limit: 100 }),
-    })
-    return ((await res.json()) as { result: { messages: { text: string | null; ciphertext?: string }[] } })
-      .result.messages
-  }
+  const stored = (userId: string) => storedHistory(t, userId, chatId)
 
   before(async () => {
     mkdirSync(SHOTS, { recursive: true })
     // The embedded default: its generated secret signs dev tokens.
     t = await startTestNode({ NATTER_JWT_SECRET: '' })
-    browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox'] })
+    browser = await launchChromium()
     ;[alice, bob] = await Promise.all([newPage(), newPage()])
   })
   after(async () => {
@@ -443,7 +396,7 @@ describe('the web chat in encrypted chats', () => {
       assert.equal(await carol.locator('#messages li.devices-changed button').count(), 0)
       assert.equal(await carol.$eval('#e2ee-badge', (e) => e.tagName), 'SPAN')
       await message(carol, 'your new browser is in').waitFor(WAIT)
-      await shot(carol, 'e2ee-removed')
+      await shot(carol, 'e2ee-removed-second-browser')
       assert.deepEqual(await accessibilityProblems(carol), [])
 
       // No encrypted chat left to lose (the client forgot the one she was removed from): no question.

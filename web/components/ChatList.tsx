@@ -60,7 +60,12 @@ export function ChatList({ current, onOpen }: { current: string | null; onOpen: 
   return (
     <nav aria-label="Chats">
       {error && <p role="alert">{error}</p>}
-      {chats.length === 0 && !error && <p class="empty">No chats yet: start one above.</p>}
+      {chats.length === 0 && !error && (
+        // A chat open beside an empty list is one the user was removed from (the client forgot it).
+        <p class="empty">
+          {current ? 'You are in no chats now: start one above.' : 'No chats yet: start one above.'}
+        </p>
+      )}
       <ul id="chats">
         {chats.map((c) => (
           <ChatRow key={c.id} chat={c} active={c.id === current} onOpen={onOpen} />

@@ -450,16 +450,19 @@ export function Conversation({ chat, onBack }: { chat: ChatState; onBack: () => 
             )}
           </div>
         </div>
-        <button
-          type="button"
-          id="search-button"
-          aria-expanded={showSearch}
-          class="icon-button"
-          onClick={() => setShowSearch(!showSearch)}
-        >
-          <Icon d="M7 2a5 5 0 1 0 3.2 8.8l3.5 3.5 1-1-3.5-3.5A5 5 0 0 0 7 2Zm0 1.5a3.5 3.5 0 1 1 0 7 3.5 3.5 0 0 1 0-7Z" />
-          <span class="button-label">Search</span>
-        </button>
+        {/* Once removed there is nothing to search: the server refuses, and the device forgot the chat. */}
+        {!removed && (
+          <button
+            type="button"
+            id="search-button"
+            aria-expanded={showSearch}
+            class="icon-button"
+            onClick={() => setShowSearch(!showSearch)}
+          >
+            <Icon d="M7 2a5 5 0 1 0 3.2 8.8l3.5 3.5 1-1-3.5-3.5A5 5 0 0 0 7 2Zm0 1.5a3.5 3.5 0 1 1 0 7 3.5 3.5 0 0 1 0-7Z" />
+            <span class="button-label">Search</span>
+          </button>
+        )}
         {encrypted && !removed && (
           <button
             type="button"
@@ -485,7 +488,7 @@ export function Conversation({ chat, onBack }: { chat: ChatState; onBack: () => 
           </button>
         )}
       </header>
-      {showSearch && <Search chat={chat} onJump={jumpTo} onClose={() => setShowSearch(false)} />}
+      {showSearch && !removed && <Search chat={chat} onJump={jumpTo} onClose={() => setShowSearch(false)} />}
       {showInfo && chat.kind === 'group' && <GroupInfo chat={chat} removed={removed} onError={setError} />}
       {showSafety && encrypted && !removed && (
         <SafetyNumbers chat={chat} onClose={() => setShowSafety(false)} />
