@@ -24,6 +24,13 @@ const msg = (chatId: string, clientMsgId: string, text: string | null = 'hello')
   body: {},
 })
 
+/** The messages table and its client-id index as the layouts before the search index file had them. */
+const OLD_MESSAGES_TABLE = `
+  CREATE TABLE messages (chat_id TEXT NOT NULL, seq INTEGER NOT NULL, sender_id TEXT NOT NULL,
+    device_id TEXT NOT NULL, client_msg_id TEXT NOT NULL, kind TEXT NOT NULL, text TEXT, body TEXT NOT NULL,
+    at INTEGER NOT NULL, edited_at INTEGER, deleted_at INTEGER, PRIMARY KEY (chat_id, seq)) WITHOUT ROWID;
+  CREATE UNIQUE INDEX messages_client_id ON messages (chat_id, sender_id, client_msg_id);`
+
 /** Writes messages the way another connection would: rows and the chat's counter, no search terms. */
 function writeRaw(path: string, chatId: string, texts: string[], withTerms = false): void {
   const db = new DatabaseSync(path)
@@ -314,10 +321,7 @@ describe('SQLite message store: search terms written after the commit', () => {
     const db = new DatabaseSync(path)
     db.exec(`
       PRAGMA journal_mode = WAL;
-      CREATE TABLE messages (chat_id TEXT NOT NULL, seq INTEGER NOT NULL, sender_id TEXT NOT NULL,
-        device_id TEXT NOT NULL, client_msg_id TEXT NOT NULL, kind TEXT NOT NULL, text TEXT, body TEXT NOT NULL,
-        at INTEGER NOT NULL, edited_at INTEGER, deleted_at INTEGER, PRIMARY KEY (chat_id, seq)) WITHOUT ROWID;
-      CREATE UNIQUE INDEX messages_client_id ON messages (chat_id, sender_id, client_msg_id);
+      ${OLD_MESSAGES_TABLE}
       CREATE INDEX messages_at ON messages (at);
       CREATE INDEX messages_chat_at ON messages (chat_id, at);
       CREATE TABLE message_terms (chat_id TEXT NOT NULL, term TEXT NOT NULL, seq INTEGER NOT NULL,
@@ -355,10 +359,7 @@ describe('SQLite message store: search terms written after the commit', () => {
     const db = new DatabaseSync(path)
     db.exec(`
       PRAGMA journal_mode = WAL;
-      CREATE TABLE messages (chat_id TEXT NOT NULL, seq INTEGER NOT NULL, sender_id TEXT NOT NULL,
-        device_id TEXT NOT NULL, client_msg_id TEXT NOT NULL, kind TEXT NOT NULL, text TEXT, body TEXT NOT NULL,
-        at INTEGER NOT NULL, edited_at INTEGER, deleted_at INTEGER, PRIMARY KEY (chat_id, seq)) WITHOUT ROWID;
-      CREATE UNIQUE INDEX messages_client_id ON messages (chat_id, sender_id, client_msg_id);
+      ${OLD_MESSAGES_TABLE}
       CREATE INDEX messages_chat_at ON messages (chat_id, at);
       CREATE TABLE chat_seq (chat_id TEXT PRIMARY KEY, last INTEGER NOT NULL) WITHOUT ROWID;
       CREATE TABLE search_chats (num INTEGER PRIMARY KEY, chat_id TEXT NOT NULL UNIQUE, indexed INTEGER NOT NULL DEFAULT 0);

@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict'
-import { after, before, describe, it } from 'node:test'
-import { Device } from './helpers/device.ts'
-import { type FerretDb, startFerretDb } from './helpers/ferretdb.ts'
+import { describe, it } from 'node:test'
+import { STORE_BACKENDS, useBackendNode } from './helpers/backend-node.ts'
 import {
   base64,
   commitAdd,
@@ -13,7 +12,7 @@ import {
   type MlsMember,
   newKeyPackage,
 } from './helpers/mls.ts'
-import { startTestNode, type TestNode } from './helpers/node.ts'
+import { Devices, uploadedMember } from './helpers/mls-devices.ts'
 
 /**
  * Encrypted direct chats at the protocol level (docs/e2ee.md, "Encrypted direct chats"): the
@@ -26,36 +25,11 @@ type Claim = { keyPackages: { deviceId: string; keyPackage: string }[] }
 
 const bytesOf = (b64: string) => new Uint8Array(Buffer.from(b64, 'base64'))
 
-for (const backend of ['SQLite', 'MongoDB (FerretDB)'] as const) {
+for (const backend of STORE_BACKENDS) {
   describe(`encrypted direct chats on ${backend}`, () => {
-    let t: TestNode
-    let ferret: FerretDb | undefined
-    const devices: Device[] = []
-    const connect = async (userId: string, deviceId: string) => {
-      const d = await Device.connect(t.mqttUrl, userId, deviceId, await t.token(userId))
-      devices.push(d)
-      return d
-    }
-    /** An MLS member for a device, with one KeyPackage uploaded for others to claim. */
-    const member = async (d: Device): Promise<MlsMember> => {
-      const identity = `${d.userId}/${d.deviceId}`
-      const kp = await newKeyPackage(identity)
-      await d.request('mls.keypackages.upload', { keyPackages: [kp.base64] })
-      return { identity, kp }
-    }
-
-    before(async () => {
-      if (backend === 'SQLite') t = await startTestNode()
-      else {
-        ferret = await startFerretDb()
-        t = await startTestNode({ NATTER_MONGODB_URI: ferret.uri })
-      }
-    })
-    after(async () => {
-      for (const d of devices) await d.close().catch(() => {})
-      await t?.close()
-      await ferret?.stop()
-    })
+    const devices = new Devices(() => server.node)
+    const server = useBackendNode(backend, () => devices.closeAll())
+    const connect = (userId: string, deviceId: string) => devices.connect(userId, deviceId)
 
     it('chat.direct {with, encrypted: true} is the pair’s second direct chat: its own id (e_d.), found again from either side', async () => {
       const alice = await connect('alice', 'phone')
@@ -99,10 +73,10 @@ for (const backend of ['SQLite', 'MongoDB (FerretDB)'] as const) {
       const gina = await connect('gina', 'phone')
       const chatId = (await erin.request<Chat>('chat.direct', { with: 'frank', encrypted: true })).id
       // Both of Erin's devices have a KeyPackage for Frank to claim.
-      await member(erin)
-      const el = await member(erinLaptop)
-      const f = await member(frank)
-      const g = await member(gina)
+      await uploadedMember(erin)
+      const el = await uploadedMember(erinLaptop)
+      const f = await uploadedMember(frank)
+      const g = await uploadedMember(gina)
       // Frank did not create the chat, yet opens its group (a direct chat has no creator in charge).
       await createChatGroup(chatId, f)
       const claimed = await frank.request<Claim>('mls.keypackages.claim', { userId: 'erin' })
@@ -174,7 +148,7 @@ for (const backend of ['SQLite', 'MongoDB (FerretDB)'] as const) {
           message: `a direct chat with ${to} cannot be started`,
         })
       const chatId = (await hana.request<Chat>('chat.direct', { with: 'ivan', encrypted: true })).id
-      const h = await member(hana)
+      const h = await uploadedMember(hana)
       await createChatGroup(chatId, h)
       const opened = await commitAdd(h, [])
       await hana.request('mls.commit', commitParams(chatId, opened))

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
-import { after, before, describe, it } from 'node:test'
+import { describe, it } from 'node:test'
 import { encodeMlsMessage } from 'ts-mls'
 import { decodeMessage } from '../services/mls/mls-codec.ts'
+import { STORE_BACKENDS, useBackendNode } from './helpers/backend-node.ts'
 import { connectClient, nextMessage, subscribe } from './helpers/clients.ts'
-import { Device } from './helpers/device.ts'
-import { type FerretDb, startFerretDb } from './helpers/ferretdb.ts'
+import type { Device } from './helpers/device.ts'
 import {
   base64,
   commitAdd,
@@ -15,7 +15,7 @@ import {
   type MlsMember,
   newKeyPackage,
 } from './helpers/mls.ts'
-import { startTestNode, type TestNode } from './helpers/node.ts'
+import { Devices, uploadedMember } from './helpers/mls-devices.ts'
 
 /**
  * Encrypted chats against hostile or careless clients (docs/e2ee.md sections 2, 3, 4, 10, 12):
@@ -34,44 +34,20 @@ const failure = (p: Promise<unknown>): Promise<Failure> =>
     (err: Failure) => err,
   )
 
-for (const backend of ['SQLite', 'MongoDB (FerretDB)'] as const) {
+for (const backend of STORE_BACKENDS) {
   describe(`encrypted chats against hostile clients on ${backend}`, () => {
-    let t: TestNode
-    let ferret: FerretDb | undefined
-    const devices: Device[] = []
-    const connect = async (userId: string, deviceId: string) => {
-      const d = await Device.connect(t.mqttUrl, userId, deviceId, await t.token(userId))
-      devices.push(d)
-      return d
-    }
-    const member = async (d: Device): Promise<MlsMember> => {
-      const identity = `${d.userId}/${d.deviceId}`
-      const kp = await newKeyPackage(identity)
-      await d.request('mls.keypackages.upload', { keyPackages: [kp.base64] })
-      return { identity, kp }
-    }
+    const devices = new Devices(() => server.node)
+    const server = useBackendNode(backend, () => devices.closeAll())
+    const connect = (userId: string, deviceId: string) => devices.connect(userId, deviceId)
     const group = (d: Device, chatId: string) =>
       d.request<{ epoch: number; leaves: { userId: string; deviceId: string }[] }>('mls.group', { chatId })
-
-    before(async () => {
-      if (backend === 'SQLite') t = await startTestNode()
-      else {
-        ferret = await startFerretDb()
-        t = await startTestNode({ NATTER_MONGODB_URI: ferret.uri })
-      }
-    })
-    after(async () => {
-      for (const d of devices) await d.close().catch(() => {})
-      await t?.close()
-      await ferret?.stop()
-    })
 
     it('a Commit adds only KeyPackages their own device uploaded: no forged device of the other user, or of oneself', async () => {
       const alice = await connect('alice', 'phone')
       const bob = await connect('bob', 'phone')
       const chatId = (await alice.request<Chat>('chat.direct', { with: 'bob', encrypted: true })).id
-      const a = await member(alice)
-      await member(bob)
+      const a = await uploadedMember(alice)
+      await uploadedMember(bob)
       await createChatGroup(chatId, a)
       // Alice makes KeyPackages herself (she holds their private keys) naming devices of Bob's
       // and of her own: a ghost device, and Bob's real phone, whose own package is in the directory.
@@ -89,7 +65,7 @@ for (const backend of ['SQLite', 'MongoDB (FerretDB)'] as const) {
       assert.equal((await group(alice, chatId)).epoch, 0)
       // A package claimed before its device was revoked: the device is never added again.
       const tablet = await connect('bob', 'tablet')
-      await member(tablet)
+      await uploadedMember(tablet)
       const claimed = await alice.request<Claim>('mls.keypackages.claim', { userId: 'bob' })
       const of = (deviceId: string) => {
         const k = claimed.keyPackages.find((c) => c.deviceId === deviceId)
@@ -118,7 +94,7 @@ for (const backend of ['SQLite', 'MongoDB (FerretDB)'] as const) {
       const carol = await connect('carol', 'phone')
       await connect('dave', 'phone')
       const chatId = (await carol.request<Chat>('chat.direct', { with: 'dave', encrypted: true })).id
-      const c = await member(carol)
+      const c = await uploadedMember(carol)
       await createChatGroup(chatId, c)
       const made = await commitAdd(c, [])
       const m = decodeMessage(made.commit)
@@ -146,8 +122,8 @@ for (const backend of ['SQLite', 'MongoDB (FerretDB)'] as const) {
       const mallory = await connect('mallory', 'phone')
       const chatId = (await erin.request<Chat>('chat.direct', { with: 'frank', encrypted: true })).id
       const plain = (await erin.request<Chat>('chat.direct', { with: 'frank' })).id
-      const e = await member(erin)
-      await member(frank)
+      const e = await uploadedMember(erin)
+      await uploadedMember(frank)
       await createChatGroup(chatId, e)
       const open = await commitAdd(
         e,
@@ -161,7 +137,7 @@ for (const backend of ['SQLite', 'MongoDB (FerretDB)'] as const) {
       await erin.request('send', { chatId, clientMsgId: 'c1', ciphertext })
 
       // Mallory: not a member of anything of theirs.
-      await member(mallory)
+      await uploadedMember(mallory)
       for (const [op, params] of [
         ['send', { chatId, clientMsgId: 'm1', ciphertext }],
         ['mls.group', { chatId }],
@@ -178,9 +154,9 @@ for (const backend of ['SQLite', 'MongoDB (FerretDB)'] as const) {
       assert.deepEqual(await mallory.request('mls.keypackages.claim', { userId: 'frank' }), {
         keyPackages: [],
       })
-      const raw = await connectClient(t.mqttUrl, {
+      const raw = await connectClient(server.node.mqttUrl, {
         clientId: 'mallory/raw',
-        password: await t.token('mallory'),
+        password: await server.node.token('mallory'),
       })
       assert.deepEqual(await subscribe(raw, [`c/${chatId}/typing`], 0), [128])
       await raw.endAsync()
@@ -226,9 +202,12 @@ for (const backend of ['SQLite', 'MongoDB (FerretDB)'] as const) {
         { code: 'not_allowed', ref: 'raw1' },
       )
       // Text over HTTP too.
-      const http = await fetch(`${t.httpUrl}/v1/send`, {
+      const http = await fetch(`${server.node.httpUrl}/v1/send`, {
         method: 'POST',
-        headers: { authorization: `Bearer ${await t.token('erin')}`, 'content-type': 'application/json' },
+        headers: {
+          authorization: `Bearer ${await server.node.token('erin')}`,
+          'content-type': 'application/json',
+        },
         body: JSON.stringify({ chatId, clientMsgId: 'h1', text: 'hello' }),
       })
       assert.equal(((await http.json()) as { error: { code: string } }).error.code, 'not_allowed')
@@ -314,9 +293,9 @@ for (const backend of ['SQLite', 'MongoDB (FerretDB)'] as const) {
         ['chat.role', { chatId, userId: 'gina', role: 'admin' }],
       ] as const)
         assert.equal((await failure(gina.request(op, params))).code, 'not_allowed', op)
-      const g = await member(gina)
-      const h = await member(hugo)
-      await member(ivy)
+      const g = await uploadedMember(gina)
+      const h = await uploadedMember(hugo)
+      await uploadedMember(ivy)
       await createChatGroup(chatId, g)
       const open = await commitAdd(
         g,

@@ -1,83 +1,26 @@
 import assert from 'node:assert/strict'
-import { after, before, describe, it } from 'node:test'
-import {
-  createClient,
-  MemoryMlsStorage,
-  type MlsStorage,
-  type NatterClient,
-} from '../client-sdk/src/index.ts'
-import { type FerretDb, startFerretDb } from './helpers/ferretdb.ts'
-import { startTestNode, type TestNode } from './helpers/node.ts'
+import { before, describe, it } from 'node:test'
+import type { NatterClient } from '../client-sdk/src/index.ts'
+import { STORE_BACKENDS, useBackendNode } from './helpers/backend-node.ts'
+import { holdsText, MlsDevices, texts, within } from './helpers/sdk-mls-clients.ts'
 
 // The SDK gaps the web chat found (issue 20): a retry with new text in an encrypted chat, devices
 // of members added after their user, and own devices that had no KeyPackages at the first look.
 
-const texts = (c: NatterClient, chatId: string) =>
-  c.messages(chatId).flatMap((m) => (m.kind === 'text' && m.text !== null ? [m.text] : []))
+/** The gaps' messages wait longer than the other files' (30 s): `holds` as these tests call it. */
+const holds = (c: NatterClient, chatId: string, text: string) => holdsText(c, chatId, text, 30_000)
 
-/** Resolves once `c` holds `text` in chat `chatId` (now, or after message events). */
-function holds(c: NatterClient, chatId: string, text: string, ms = 30_000): Promise<void> {
-  if (texts(c, chatId).includes(text)) return Promise.resolve()
-  return new Promise((resolve, reject) => {
-    const off = c.on('message', () => {
-      if (!texts(c, chatId).includes(text)) return
-      clearTimeout(timer)
-      off()
-      resolve()
-    })
-    const timer = setTimeout(() => {
-      off()
-      reject(new Error(`${c.clientId}: "${text.slice(0, 40)}" never arrived in ${chatId}`))
-    }, ms)
-  })
-}
-
-/** `p`, or a rejection naming `what` after `ms` (a regression fails fast rather than at the test timeout). */
-async function within<T>(p: Promise<T>, what: string, ms = 20_000): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms)
-  })
-  try {
-    return await Promise.race([p, late])
-  } finally {
-    clearTimeout(timer)
-  }
-}
-
-for (const backend of ['SQLite', 'MongoDB (FerretDB)'] as const) {
+for (const backend of STORE_BACKENDS) {
   describe(`SDK gaps in encrypted chats on ${backend}`, () => {
-    let t: TestNode
-    let ferret: FerretDb | undefined
-    const clients: NatterClient[] = []
-    const storages = new Map<string, MlsStorage>()
+    const mls = new MlsDevices()
+    const server = useBackendNode(backend, () => mls.closeAll())
     let alice: NatterClient
     let bob: NatterClient
     let chatId: string
 
     /** A device with MLS keys kept across its clients (like a device's disk); `mls: false` signs in without. */
-    async function device(
-      userId: string,
-      deviceId: string,
-      o: { mls?: boolean } = {},
-    ): Promise<NatterClient> {
-      const key = `${userId}/${deviceId}`
-      let storage = storages.get(key)
-      if (!storage) {
-        storage = new MemoryMlsStorage()
-        storages.set(key, storage)
-      }
-      const c = await createClient({
-        url: t.mqttUrl,
-        userId,
-        deviceId,
-        getToken: () => t.token(userId),
-        ...(o.mls === false ? {} : { mls: { storage } }),
-      })
-      clients.push(c)
-      if (o.mls !== false) await c.keyPackagesReady()
-      return c
-    }
+    const device = (userId: string, deviceId: string, o: { mls?: boolean } = {}) =>
+      mls.connect(server.node, userId, deviceId, o)
 
     /** Whether devices.list names the device yet (it is written as the connection is set up). */
     async function listed(c: NatterClient, deviceId: string): Promise<void> {
@@ -89,22 +32,12 @@ for (const backend of ['SQLite', 'MongoDB (FerretDB)'] as const) {
     }
 
     before(async () => {
-      if (backend === 'SQLite') t = await startTestNode()
-      else {
-        ferret = await startFerretDb()
-        t = await startTestNode({ NATTER_MONGODB_URI: ferret.uri })
-      }
       alice = await device('alice', 'phone')
       bob = await device('bob', 'phone')
       // Dave is a member before he ever signed in: none of his devices has KeyPackages.
       chatId = (await alice.createGroup('gaps', ['bob', 'dave'], { encrypted: true })).id
       await bob.whenEncryptionReady(chatId)
       assert.deepEqual(bob.devicesOf(chatId, 'dave'), [])
-    })
-    after(async () => {
-      for (const c of clients) await c.close().catch(() => {})
-      await t?.close()
-      await ferret?.stop()
     })
 
     it('a refused message retried with new text is encrypted again: the other member reads the new text', async () => {

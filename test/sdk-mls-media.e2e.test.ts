@@ -7,7 +7,6 @@ import { after, before, describe, it } from 'node:test'
 import sharp from 'sharp'
 import {
   type ChatMessage,
-  createClient,
   MemoryMlsStorage,
   type NatterClient,
   NatterRequestError,
@@ -17,6 +16,7 @@ import { FileMlsStorage } from '../client-sdk/src/mls/file-storage.ts'
 import type { MlsStorage } from '../client-sdk/src/mls/storage.ts'
 import { type FerretDb, startFerretDb } from './helpers/ferretdb.ts'
 import { startTestNode, type TestNode } from './helpers/node.ts'
+import { MlsDevices, whenFound } from './helpers/sdk-mls-clients.ts'
 import { type S3Server, s3Env, startVersitygw } from './helpers/versitygw.ts'
 
 /**
@@ -35,41 +35,24 @@ function filesUnder(dir: string): string[] {
 }
 
 /** Resolves with the message of `c` in `chatId` that carries encrypted media `mediaId` (now, or once it arrives). */
-function withMedia(c: NatterClient, chatId: string, mediaId: string, ms = 30_000): Promise<ChatMessage> {
-  const find = () => c.messages(chatId).find((m) => m.encryptedMedia?.some((d) => d.id === mediaId))
-  const now = find()
-  if (now) return Promise.resolve(now)
-  return new Promise((resolve, reject) => {
-    const off = c.on('message.new', () => {
-      const m = find()
-      if (!m) return
-      clearTimeout(timer)
-      off()
-      resolve(m)
-    })
-    const timer = setTimeout(() => {
-      off()
-      reject(new Error(`${c.clientId}: no message with media ${mediaId} in ${chatId}`))
-    }, ms)
-  })
-}
+const withMedia = (c: NatterClient, chatId: string, mediaId: string, ms = 30_000): Promise<ChatMessage> =>
+  whenFound(
+    c,
+    'message.new',
+    () => c.messages(chatId).find((m) => m.encryptedMedia?.some((d) => d.id === mediaId)),
+    ms,
+    () => `${c.clientId}: no message with media ${mediaId} in ${chatId}`,
+  )
 
 /** Resolves once `c` holds a message of `chatId` with this text. */
-function holdsText(c: NatterClient, chatId: string, text: string, ms = 30_000): Promise<void> {
-  const has = () => c.messages(chatId).some((m) => m.text === text)
-  if (has()) return Promise.resolve()
-  return new Promise((resolve, reject) => {
-    const off = c.on('message.new', () => {
-      if (!has()) return
-      clearTimeout(timer)
-      off()
-      resolve()
-    })
-    const timer = setTimeout(() => {
-      off()
-      reject(new Error(`${c.clientId}: "${text}" never came in ${chatId}`))
-    }, ms)
-  })
+async function holdsText(c: NatterClient, chatId: string, text: string, ms = 30_000): Promise<void> {
+  await whenFound(
+    c,
+    'message.new',
+    () => c.messages(chatId).some((m) => m.text === text) || undefined,
+    ms,
+    () => `${c.clientId}: "${text}" never came in ${chatId}`,
+  )
 }
 
 const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex')
@@ -88,7 +71,6 @@ for (const backend of ['SQLite', 'MongoDB (FerretDB) and S3 (versitygw)'] as con
     let t: TestNode
     let ferret: FerretDb | undefined
     let s3: S3Server | undefined
-    const clients: NatterClient[] = []
     let alice: NatterClient
     let bobPhone: NatterClient
     let bobTablet: NatterClient
@@ -100,28 +82,16 @@ for (const backend of ['SQLite', 'MongoDB (FerretDB) and S3 (versitygw)'] as con
       secrets.push({ what, bytes: typeof bytes === 'string' ? Buffer.from(bytes) : bytes })
 
     let keysDir: string
-    const storages = new Map<string, MlsStorage>()
+    // Bob's tablet keeps its keys in files, as a Node app would; the others in memory.
+    const mls = new MlsDevices((userId, deviceId) =>
+      userId === 'bob' && deviceId === 'tablet'
+        ? new FileMlsStorage(keysDir, userId, deviceId)
+        : new MemoryMlsStorage(),
+    )
+    const { storages } = mls
 
-    /** A device with its MLS storage kept across its clients, like a disk: Bob's tablet in files, as a Node app would. */
-    async function device(userId: string, deviceId: string): Promise<NatterClient> {
-      const key = `${userId}/${deviceId}`
-      let storage = storages.get(key)
-      if (!storage) {
-        storage =
-          key === 'bob/tablet' ? new FileMlsStorage(keysDir, userId, deviceId) : new MemoryMlsStorage()
-        storages.set(key, storage)
-      }
-      const c = await createClient({
-        url: t.mqttUrl,
-        userId,
-        deviceId,
-        getToken: () => t.token(userId),
-        mls: { storage },
-      })
-      clients.push(c)
-      await c.keyPackagesReady()
-      return c
-    }
+    /** A device with its MLS storage kept across its clients, like a disk. */
+    const device = (userId: string, deviceId: string) => mls.connect(t, userId, deviceId)
 
     /** The files an operator holds: the node's data directory, and the database's and bucket's when apart. */
     const storeFiles = () => [t.dataDir, ferret?.dataDir, s3?.dir].flatMap((d) => (d ? filesUnder(d) : []))
@@ -141,7 +111,7 @@ for (const backend of ['SQLite', 'MongoDB (FerretDB) and S3 (versitygw)'] as con
       await Promise.all([bobPhone, bobTablet, carol].map((c) => c.whenEncryptionReady(chatId)))
     })
     after(async () => {
-      for (const c of clients) await c.close().catch(() => {})
+      await mls.closeAll()
       await t?.close()
       await ferret?.stop()
       await s3?.stop()

@@ -1,16 +1,14 @@
 import assert from 'node:assert/strict'
-import { after, before, describe, it } from 'node:test'
+import { before, describe, it } from 'node:test'
 import {
   type ChatMessage,
   createClient,
   type DevicesChangedEvent,
-  MemoryMlsStorage,
-  type MlsStorage,
   type NatterClient,
 } from '../client-sdk/src/index.ts'
 import { decrypt, fromBase64, stateFrom } from '../client-sdk/src/mls/codec.ts'
+import { STORE_BACKENDS, useBackendNode } from './helpers/backend-node.ts'
 import { Device } from './helpers/device.ts'
-import { type FerretDb, startFerretDb } from './helpers/ferretdb.ts'
 import {
   commitAdd,
   commitParams,
@@ -19,51 +17,20 @@ import {
   type MlsMember,
   newKeyPackage,
 } from './helpers/mls.ts'
-import { startTestNode, type TestNode } from './helpers/node.ts'
+import { holdsText, MlsDevices, within } from './helpers/sdk-mls-clients.ts'
 
 // Issue 20: a device revoked (signed out) leaves its encrypted chats' groups without any app
 // call: the server tells each chat (an mls_device_revoked event), one member's device commits the
 // Remove. And the reason given for messages from before a device joined, after a reload.
 
-const texts = (c: NatterClient, chatId: string) =>
-  c.messages(chatId).flatMap((m) => (m.kind === 'text' && m.text !== null ? [m.text] : []))
+/** `holds` as these tests call it: 20 s for a message to arrive. */
+const holds = (c: NatterClient, chatId: string, text: string) => holdsText(c, chatId, text, 20_000)
 
-/** Resolves once `c` holds `text` in chat `chatId` (now, or after message events). */
-function holds(c: NatterClient, chatId: string, text: string, ms = 20_000): Promise<void> {
-  if (texts(c, chatId).includes(text)) return Promise.resolve()
-  return new Promise((resolve, reject) => {
-    const off = c.on('message', () => {
-      if (!texts(c, chatId).includes(text)) return
-      clearTimeout(timer)
-      off()
-      resolve()
-    })
-    const timer = setTimeout(() => {
-      off()
-      reject(new Error(`${c.clientId}: "${text}" never arrived in ${chatId}`))
-    }, ms)
-  })
-}
-
-/** `p`, or a rejection naming `what` after `ms` (a regression fails fast rather than at the test timeout). */
-async function within<T>(p: Promise<T>, what: string, ms = 20_000): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms)
-  })
-  try {
-    return await Promise.race([p, late])
-  } finally {
-    clearTimeout(timer)
-  }
-}
-
-for (const backend of ['SQLite', 'MongoDB (FerretDB)'] as const) {
+for (const backend of STORE_BACKENDS) {
   describe(`a revoked device leaves its encrypted chats on ${backend}`, () => {
-    let t: TestNode
-    let ferret: FerretDb | undefined
-    const clients: NatterClient[] = []
-    const storages = new Map<string, MlsStorage>()
+    const mls = new MlsDevices()
+    const { clients, storages } = mls
+    const server = useBackendNode(backend, () => mls.closeAll())
     let alice: NatterClient
     let bobPhone: NatterClient
     let bobLaptop: NatterClient
@@ -72,31 +39,9 @@ for (const backend of ['SQLite', 'MongoDB (FerretDB)'] as const) {
     let direct: string
 
     /** A device with MLS keys kept across its clients (like a device's disk). */
-    async function device(userId: string, deviceId: string): Promise<NatterClient> {
-      const key = `${userId}/${deviceId}`
-      let storage = storages.get(key)
-      if (!storage) {
-        storage = new MemoryMlsStorage()
-        storages.set(key, storage)
-      }
-      const c = await createClient({
-        url: t.mqttUrl,
-        userId,
-        deviceId,
-        getToken: () => t.token(userId),
-        mls: { storage },
-      })
-      clients.push(c)
-      await c.keyPackagesReady()
-      return c
-    }
+    const device = (userId: string, deviceId: string) => mls.connect(server.node, userId, deviceId)
 
     before(async () => {
-      if (backend === 'SQLite') t = await startTestNode()
-      else {
-        ferret = await startFerretDb()
-        t = await startTestNode({ NATTER_MONGODB_URI: ferret.uri })
-      }
       alice = await device('alice', 'phone')
       bobPhone = await device('bob', 'phone')
       bobLaptop = await device('bob', 'laptop')
@@ -110,11 +55,6 @@ for (const backend of ['SQLite', 'MongoDB (FerretDB)'] as const) {
       await within(carol.whenEncryptionReady(group), 'carol in the group')
       assert.deepEqual(alice.devicesOf(group, 'bob'), ['laptop', 'phone'])
       assert.deepEqual(alice.devicesOf(direct, 'bob'), ['laptop', 'phone'])
-    })
-    after(async () => {
-      for (const c of clients) await c.close().catch(() => {})
-      await t?.close()
-      await ferret?.stop()
     })
 
     it('Bob revokes his laptop: a Commit removes it from the group and the direct chat, with no app call', async () => {
@@ -195,10 +135,10 @@ for (const backend of ['SQLite', 'MongoDB (FerretDB)'] as const) {
       assert.ok(carolStorage)
       const carolChanged: DevicesChangedEvent[] = []
       const back = await createClient({
-        url: t.mqttUrl,
+        url: server.node.mqttUrl,
         userId: 'carol',
         deviceId: 'phone',
-        getToken: () => t.token('carol'),
+        getToken: () => server.node.token('carol'),
         mls: { storage: carolStorage },
       })
       clients.push(back)
@@ -215,7 +155,7 @@ for (const backend of ['SQLite', 'MongoDB (FerretDB)'] as const) {
 
     it('the DS lets the other side of a direct chat remove a device only once it is revoked', async () => {
       const connect = async (userId: string, deviceId: string) => {
-        const d = await Device.connect(t.mqttUrl, userId, deviceId, await t.token(userId))
+        const d = await Device.connect(server.node.mqttUrl, userId, deviceId, await server.node.token(userId))
         const member: MlsMember = {
           identity: `${userId}/${deviceId}`,
           kp: await newKeyPackage(`${userId}/${deviceId}`),

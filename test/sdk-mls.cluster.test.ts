@@ -5,13 +5,7 @@ import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { BSON, MongoClient } from 'mongodb'
 import sharp from 'sharp'
-import {
-  type ChatMessage,
-  createClient,
-  MemoryMlsStorage,
-  type MlsStorage,
-  type NatterClient,
-} from '../client-sdk/src/index.ts'
+import type { ChatMessage, NatterClient } from '../client-sdk/src/index.ts'
 import { decrypt, fromBase64, stateFrom } from '../client-sdk/src/mls/codec.ts'
 import {
   type ClusterNode,
@@ -20,36 +14,15 @@ import {
   type TwoNodeCluster,
 } from './helpers/cluster.ts'
 import { FakeApns, makeCert, type TestCert } from './helpers/fake-push.ts'
+import { holdsTexts, MlsDevices, texts } from './helpers/sdk-mls-clients.ts'
 
 /** Commit races in the first test: each round both members commit at the same instant. */
 const ROUNDS = 5
 /** The catch-up of issue 20's "Done when": a device offline across 3 epochs and this many messages. */
 const OFFLINE_MESSAGES = 100
 
-const texts = (c: NatterClient, chatId: string) =>
-  c.messages(chatId).flatMap((m) => (m.kind === 'text' && m.text !== null ? [m.text] : []))
-
-/** Resolves once `c` holds every text of `wanted` in a chat (now, or after message events). */
-function holds(c: NatterClient, chatId: string, wanted: string[], ms = 60_000): Promise<void> {
-  const ok = () => {
-    const have = new Set(texts(c, chatId))
-    return wanted.every((t) => have.has(t))
-  }
-  if (ok()) return Promise.resolve()
-  return new Promise((resolve, reject) => {
-    const off = c.on('message', () => {
-      if (!ok()) return
-      clearTimeout(timer)
-      off()
-      resolve()
-    })
-    const timer = setTimeout(() => {
-      off()
-      const missing = wanted.filter((t) => !texts(c, chatId).includes(t))
-      reject(new Error(`${c.clientId}: ${missing.length} texts missing in ${chatId}, e.g. ${missing[0]}`))
-    }, ms)
-  })
-}
+/** `holds` as these tests call it: 60 s for every text to arrive. */
+const holds = (c: NatterClient, chatId: string, wanted: string[]) => holdsTexts(c, chatId, wanted, 60_000)
 
 /** The epochs of the mls_commit events a client holds in a chat, in its order. */
 const commitEpochs = (c: NatterClient, chatId: string) =>
@@ -72,29 +45,16 @@ describe('the SDK as an MLS client on two nodes (Redis, MongoDB-wire store)', ()
   const { secret, token } = clusterSecret()
   /** Open clients by `userId/deviceId`, and each device's keys, kept across its clients like its disk. */
   const open = new Map<string, NatterClient>()
-  const storages = new Map<string, MlsStorage>()
-  const all: NatterClient[] = []
+  const mls = new MlsDevices()
+  const { storages } = mls
 
   /** A device connected to `node` with MLS keys in its own storage (the same client while it stays open). */
   const device = async (node: ClusterNode, userId: string, deviceId: string) => {
     const key = `${userId}/${deviceId}`
     const known = open.get(key)
     if (known) return known
-    let storage = storages.get(key)
-    if (!storage) {
-      storage = new MemoryMlsStorage()
-      storages.set(key, storage)
-    }
-    const c = await createClient({
-      url: node.mqttUrl,
-      userId,
-      deviceId,
-      getToken: () => token(userId),
-      mls: { storage },
-    })
+    const c = await mls.connect({ mqttUrl: node.mqttUrl, token }, userId, deviceId)
     open.set(key, c)
-    all.push(c)
-    await c.keyPackagesReady()
     return c
   }
   const clusterOf = () => cluster as TwoNodeCluster
@@ -117,7 +77,7 @@ describe('the SDK as an MLS client on two nodes (Redis, MongoDB-wire store)', ()
     ;({ a, b } = cluster)
   })
   after(async () => {
-    for (const c of all) await c.close().catch(() => {})
+    await mls.closeAll()
     await cluster?.stop()
     await apns?.close()
     cert?.cleanup()

@@ -2,44 +2,21 @@ import assert from 'node:assert/strict'
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { after, before, describe, it } from 'node:test'
+import { before, describe, it } from 'node:test'
 import {
   type ChatMessage,
   createClient,
   type DevicesChangedEvent,
   MemoryMlsStorage,
-  type MlsStorage,
   type NatterClient,
 } from '../client-sdk/src/index.ts'
 import { decrypt, fromBase64, stateFrom } from '../client-sdk/src/mls/codec.ts'
 import { FileMlsStorage } from '../client-sdk/src/mls/file-storage.ts'
-import { type FerretDb, startFerretDb } from './helpers/ferretdb.ts'
-import { startTestNode, type TestNode } from './helpers/node.ts'
+import { STORE_BACKENDS, useBackendNode } from './helpers/backend-node.ts'
+import { holdsTexts, MlsDevices, texts } from './helpers/sdk-mls-clients.ts'
 
-const texts = (c: NatterClient, chatId: string) =>
-  c.messages(chatId).flatMap((m) => (m.kind === 'text' && m.text !== null ? [m.text] : []))
-
-/** Resolves once `c` holds every text of `wanted` in chat `chatId` (now, or after message events). */
-function holds(c: NatterClient, chatId: string, wanted: string[], ms = 60_000): Promise<void> {
-  const ok = () => {
-    const have = new Set(texts(c, chatId))
-    return wanted.every((t) => have.has(t))
-  }
-  if (ok()) return Promise.resolve()
-  return new Promise((resolve, reject) => {
-    const off = c.on('message', () => {
-      if (!ok()) return
-      clearTimeout(timer)
-      off()
-      resolve()
-    })
-    const timer = setTimeout(() => {
-      off()
-      const missing = wanted.filter((t) => !texts(c, chatId).includes(t))
-      reject(new Error(`${c.clientId}: ${missing.length} texts missing in ${chatId}, e.g. ${missing[0]}`))
-    }, ms)
-  })
-}
+/** `holds` as these tests call it: 60 s for every text to arrive. */
+const holds = (c: NatterClient, chatId: string, wanted: string[]) => holdsTexts(c, chatId, wanted, 60_000)
 
 /** The epoch of the last mls_commit event a client holds in a chat. */
 const lastCommitEpoch = (c: NatterClient, chatId: string) =>
@@ -56,13 +33,20 @@ function filesUnder(dir: string): string[] {
   })
 }
 
-for (const backend of ['SQLite', 'MongoDB (FerretDB)'] as const) {
+for (const backend of STORE_BACKENDS) {
   describe(`the SDK as an MLS client on ${backend}`, () => {
-    let t: TestNode
-    let ferret: FerretDb | undefined
     let keysDir: string
-    const clients: NatterClient[] = []
-    const storages = new Map<string, MlsStorage>()
+    // One device keeps its keys in a file, as a Node app would; the others in memory.
+    const mls = new MlsDevices((userId, deviceId) =>
+      userId === 'alice' && deviceId === 'phone'
+        ? new FileMlsStorage(keysDir, userId, deviceId)
+        : new MemoryMlsStorage(),
+    )
+    const { clients, storages } = mls
+    const server = useBackendNode(backend, async () => {
+      await mls.closeAll()
+      if (keysDir) rmSync(keysDir, { recursive: true, force: true })
+    })
     let alicePhone: NatterClient
     let aliceLaptop: NatterClient
     let bob: NatterClient
@@ -70,44 +54,14 @@ for (const backend of ['SQLite', 'MongoDB (FerretDB)'] as const) {
     let chatId: string
 
     /** A device with MLS keys in its own storage (kept across its clients, like a device's disk). */
-    async function device(userId: string, deviceId: string): Promise<NatterClient> {
-      const key = `${userId}/${deviceId}`
-      let storage = storages.get(key)
-      if (!storage) {
-        // One device keeps its keys in a file, as a Node app would; the others in memory.
-        storage =
-          key === 'alice/phone' ? new FileMlsStorage(keysDir, userId, deviceId) : new MemoryMlsStorage()
-        storages.set(key, storage)
-      }
-      const c = await createClient({
-        url: t.mqttUrl,
-        userId,
-        deviceId,
-        getToken: () => t.token(userId),
-        mls: { storage },
-      })
-      clients.push(c)
-      await c.keyPackagesReady()
-      return c
-    }
+    const device = (userId: string, deviceId: string) => mls.connect(server.node, userId, deviceId)
 
     before(async () => {
       keysDir = mkdtempSync(join(tmpdir(), 'natter-mls-keys-'))
-      if (backend === 'SQLite') t = await startTestNode()
-      else {
-        ferret = await startFerretDb()
-        t = await startTestNode({ NATTER_MONGODB_URI: ferret.uri })
-      }
       alicePhone = await device('alice', 'phone')
       aliceLaptop = await device('alice', 'laptop')
       bob = await device('bob', 'phone')
       carol = await device('carol', 'phone')
-    })
-    after(async () => {
-      for (const c of clients) await c.close().catch(() => {})
-      await t?.close()
-      await ferret?.stop()
-      rmSync(keysDir, { recursive: true, force: true })
     })
 
     it('uploads a batch of KeyPackages and a last-resort one at connect, keys in a 0600 file', async () => {
@@ -143,7 +97,7 @@ for (const backend of ['SQLite', 'MongoDB (FerretDB)'] as const) {
       await bob.loadChats()
       assert.equal(bob.chat(chatId).lastMessage?.text, 'delta from carol')
       if (backend === 'SQLite') {
-        const bytes = Buffer.concat(filesUnder(t.dataDir).map((f) => readFileSync(f)))
+        const bytes = Buffer.concat(filesUnder(server.node.dataDir).map((f) => readFileSync(f)))
         for (const text of said) assert.equal(bytes.includes(text), false, `"${text}" is in the store files`)
         assert.ok(
           bytes.includes('secret plans'),
@@ -240,10 +194,10 @@ for (const backend of ['SQLite', 'MongoDB (FerretDB)'] as const) {
 
     it('a device of the user without MLS is claimed for once, not at every call', async () => {
       const web = await createClient({
-        url: t.mqttUrl,
+        url: server.node.mqttUrl,
         userId: 'bob',
         deviceId: 'web',
-        getToken: () => t.token('bob'),
+        getToken: () => server.node.token('bob'),
       })
       clients.push(web)
       const tablet = clients.find((c) => c.clientId === 'bob/tablet') as NatterClient

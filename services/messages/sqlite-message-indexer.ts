@@ -4,6 +4,7 @@ import { inTransaction } from '../storage/sqlite.ts'
 import { truncateWal } from '../storage/sqlite-checkpoint.ts'
 import { searchTerms } from './search-terms.ts'
 import { openSearchSchema, searchDocument } from './sqlite-search-index.ts'
+import { answerRequests } from './worker-requests.ts'
 
 /**
  * The search indexer: the one connection that writes the search index file
@@ -425,11 +426,6 @@ function handle(req: IndexRequest): IndexReply | Promise<IndexReply> | null {
   }
 }
 
-function failed(id: number, err: unknown): IndexReply {
-  const e = err as Error & { code?: string }
-  return { id, ok: false, message: e.message, ...(e.code ? { code: e.code } : {}) }
-}
-
 listen(data.writer)
 // Changes messages.db committed and this file may not hold (a crash between the two commits)
 // are applied again before any request is served: a purge after a resumed erase finds no terms
@@ -438,17 +434,4 @@ received({ op: 'reapply' })
 indexPendingQuietly()
 catchUpAtStart().catch(() => {})
 
-parent.on('message', (req: IndexRequest) => {
-  let reply: IndexReply | Promise<IndexReply> | null
-  try {
-    reply = handle(req)
-  } catch (err) {
-    reply = failed(req.id, err)
-  }
-  if (reply instanceof Promise) {
-    reply.then(
-      (r) => parent.postMessage(r),
-      (err: unknown) => parent.postMessage(failed(req.id, err)),
-    )
-  } else if (reply) parent.postMessage(reply)
-})
+answerRequests(parent, handle)

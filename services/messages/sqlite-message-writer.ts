@@ -4,6 +4,7 @@ import { inTransaction } from '../storage/sqlite.ts'
 import { truncateWal } from '../storage/sqlite-checkpoint.ts'
 import type { IndexUpdate } from './sqlite-message-indexer.ts'
 import { APPEND_FIELDS, type AppendRows, type MessageRow } from './sqlite-message-rows.ts'
+import { answerRequests } from './worker-requests.ts'
 
 /**
  * The one connection that writes messages.db, on its own thread: a commit with
@@ -396,22 +397,4 @@ function handle(req: WriteRequest): WriteReply | Promise<WriteReply> | null {
   }
 }
 
-function failed(id: number, err: unknown): WriteReply {
-  const e = err as Error & { code?: string }
-  return { id, ok: false, message: e.message, ...(e.code ? { code: e.code } : {}) }
-}
-
-port.on('message', (req: WriteRequest) => {
-  let reply: WriteReply | Promise<WriteReply> | null
-  try {
-    reply = handle(req)
-  } catch (err) {
-    reply = failed(req.id, err)
-  }
-  if (reply instanceof Promise) {
-    reply.then(
-      (r) => port.postMessage(r),
-      (err: unknown) => port.postMessage(failed(req.id, err)),
-    )
-  } else if (reply) port.postMessage(reply)
-})
+answerRequests(port, handle)
