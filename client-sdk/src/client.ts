@@ -377,7 +377,7 @@ export class NatterClient extends Emitter<ClientEvents> {
       this.#mls = await openEncryptedChats(this.#mlsHost(), this.#o.mls.storage, this.clientId)
     }
     try {
-      this.#token = await firstToken(this.#o.getToken, Math.max(1, deadline - Date.now()))
+      this.#token = await firstToken(this.#o.getToken, Math.max(1, deadline - Date.now()), timeoutMs)
     } catch (err) {
       if (!offline) throw err
       // No token without a network, often: the reconnects ask getToken again.

@@ -21,20 +21,29 @@ export function connectTimeoutOf(value: number | undefined): number {
 }
 
 /**
- * The first token from the app's getToken, within `timeoutMs` (Infinity: no limit). Rejects with
+ * The first token from the app's getToken, within `timeoutMs` (Infinity: no limit): what is left
+ * of the connect timeout, `connectTimeoutMs` (ms, named in the error, since the app set that one
+ * and what is left depends on the work done before). Rejects with
  * a NatterRequestError: connect_timeout when getToken takes longer (a token endpoint that never
  * answers would otherwise hold createClient for ever), connect_failed when it throws or resolves
  * with anything but a non-empty string (a token endpoint's error body read as `.token` gives
  * undefined, which the server would only refuse as a bad token).
  */
-export async function firstToken(getToken: () => Promise<string>, timeoutMs: number): Promise<string> {
+export async function firstToken(
+  getToken: () => Promise<string>,
+  timeoutMs: number,
+  connectTimeoutMs = timeoutMs,
+): Promise<string> {
   let timer: ReturnType<typeof setTimeout> | undefined
   const timeout = new Promise<never>((_, reject) => {
     if (timeoutMs !== Number.POSITIVE_INFINITY)
       timer = setTimeout(
         () =>
           reject(
-            new NatterRequestError('connect_timeout', `getToken did not resolve within ${timeoutMs} ms`),
+            new NatterRequestError(
+              'connect_timeout',
+              `getToken did not resolve within ${connectTimeoutMs} ms`,
+            ),
           ),
         timeoutMs,
       )
