@@ -23,7 +23,8 @@ import { Workers } from './workers.ts'
  * scenarios against mosquitto, plain aedes and Natter in one run, targets interleaved at every
  * step, results in bench/results/ as Markdown, JSON and a PNG chart. Options: --only=idle,relay,…
  * (some parts, into partial.*), --seconds=N (measured part of a step), --idle=N (idle
- * connections), --rates=1000,0 (relay steps; 0 is "max"), --chat-rates=…, --cpu-prof=DIR.
+ * connections), --rates=1000,0 (relay steps; 0 is "max"), --chat-rates=…, --cpu-prof=DIR,
+ * --natter-node-options='…' (V8 or Node flags for Natter's node only, for experiments).
  */
 
 const full = process.argv.includes('--full')
@@ -32,6 +33,7 @@ const only = process.argv.find((a) => a.startsWith('--only='))?.slice(7)
 // A run of some parts (--only) must not replace the whole run the README shows.
 const OUT = only === undefined ? 'latest' : 'partial'
 const cpuProf = process.argv.find((a) => a.startsWith('--cpu-prof='))?.slice(11)
+const natterNodeOptions = process.argv.find((a) => a.startsWith('--natter-node-options='))?.slice(22)
 const P = full
   ? {
       pairs: 40,
@@ -569,9 +571,10 @@ async function floodPart(): Promise<{ rows: Row[]; note: string }> {
 
 async function main() {
   const started = Date.now()
-  const natterEnv: Record<string, string> = cpuProf
-    ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${cpuProf}` }
-    : {}
+  const nodeOptions = [cpuProf ? `--cpu-prof --cpu-prof-dir=${cpuProf}` : '', natterNodeOptions ?? '']
+    .filter(Boolean)
+    .join(' ')
+  const natterEnv: Record<string, string> = nodeOptions ? { NODE_OPTIONS: nodeOptions } : {}
   // The Node targets' inspector listens for the idle part's memory readings only; no session
   // stays attached (bench/heap.ts).
   const inspect = want('idle')
