@@ -111,6 +111,10 @@ describe('the web chat in encrypted chats', () => {
     await bob.waitForFunction(loaded, null, WAIT)
     await alice.waitForFunction(loaded, null, WAIT)
     assert.equal(await bob.getAttribute('#messages img.media', 'alt'), 'floor-plan.png')
+    // The chat list names it a photo: the kind is inside the encrypted message, not left unknown.
+    await bob
+      .locator(`#chats li[data-chat-id="${chatId}"] .preview`, { hasText: 'alice: Photo' })
+      .waitFor(WAIT)
     // A file: a card whose Download decrypts it.
     await alice.setInputFiles('#attach', {
       name: 'notes.txt',

@@ -1,40 +1,19 @@
-/**
- * What a picked file is sent as (docs/protocol.md#media, "Kinds, types and limits"): the image
- * types the server decodes and thumbnails, and the types it keeps as other kinds. A type the
- * server would refuse (an SVG, a Windows zip type, none at all) goes as
- * application/octet-stream: a file card, never a broken image.
- */
-const IMAGE = new Set(['image/jpeg', 'image/png', 'image/webp', 'image/gif', 'image/avif'])
-const OTHER = new Set([
-  'video/mp4',
-  'video/webm',
-  'video/quicktime',
-  'audio/mpeg',
-  'audio/mp4',
-  'audio/aac',
-  'audio/ogg',
-  'audio/webm',
-  'audio/wav',
-  'application/pdf',
-  'application/zip',
-  'application/octet-stream',
-  'text/plain',
-  'text/csv',
-  'application/msword',
-  'application/vnd.openxmlformats-officedocument.wordprocessingml.document',
-  'application/vnd.openxmlformats-officedocument.spreadsheetml.sheet',
-  'application/vnd.openxmlformats-officedocument.presentationml.presentation',
-])
+import { mediaKindOf } from '../client-sdk/src/media-types.ts'
 
-/** The type a file is uploaded with. */
+/**
+ * The type a picked file is uploaded with (docs/protocol.md#media, "Kinds, types and limits"):
+ * its own when the server accepts it (the SDK's list, client-sdk/src/media-types.ts, which the
+ * server uses too), else application/octet-stream. A type the server would refuse (an SVG, a
+ * Windows zip type, none at all) goes as a file card, never a broken image.
+ */
 export function uploadTypeOf(file: { type: string }): string {
   const type = file.type.toLowerCase()
-  return IMAGE.has(type) || OTHER.has(type) ? type : 'application/octet-stream'
+  return mediaKindOf(type) === undefined ? 'application/octet-stream' : type
 }
 
 /** Whether a file of this (upload) type is shown as an image. */
 export function isImageType(type: string): boolean {
-  return IMAGE.has(type)
+  return mediaKindOf(type) === 'image'
 }
 
 /** A size in bytes as people read it (B, KB, MB; 1 KB = 1,024 bytes). */

@@ -81,7 +81,12 @@ export function previewOf(m: ChatMessage, nameOf: (userId: string) => string): s
   if (m.deletedAt !== null) return 'Message deleted'
   if (m.kind === 'event') return describeEvent(m, nameOf)
   if (m.text) return m.text.replace(/\s+/g, ' ')
-  // A message holds media ids only: whether one is a photo or a file is known once it is loaded.
+  // An encrypted message names its files' kinds inside it; a plaintext one holds media ids only,
+  // whose kind is known once each is loaded.
+  const kinds = m.encryptedMedia?.map((e) => e.kind)
+  if (kinds?.length && kinds.every((k) => k === 'image'))
+    return kinds.length > 1 ? `${kinds.length} photos` : 'Photo'
+  if (kinds?.length === 1 && kinds[0] !== 'file') return kinds[0] === 'video' ? 'Video' : 'Audio'
   if (m.media?.length) return m.media.length > 1 ? `${m.media.length} attachments` : 'Attachment'
   // An encrypted chat's message this device has not read (or cannot: docs/e2ee.md §9).
   if (m.undecryptable === 'not read on this device yet') return 'Encrypted message'
