@@ -52,8 +52,13 @@ export type IndexUpdate =
 export type IndexRequest =
   /** Answers once every message of the chat stored so far has its terms. */
   | { id: number; op: 'indexed'; chatId: string }
-  /** Answers once every update the writer posted before this request is written (an edit waits for it). */
-  | { id: number; op: 'flush' }
+  /**
+   * Answers once every update the writer posted before this request is written (an edit waits
+   * for it). With `change` (an edit's search_changes id), also once this file holds that change:
+   * an update the writer posted to an indexer that died since went nowhere, and the log is
+   * applied again here for it.
+   */
+  | { id: number; op: 'flush'; change?: number }
   /** Merges the index into one segment, rebuilds the file and truncates its WAL (purgeErased). */
   | { id: number; op: 'purge' }
   | { id: number; op: 'close' }
@@ -402,8 +407,11 @@ async function purge(): Promise<void> {
 function handle(req: IndexRequest): IndexReply | Promise<IndexReply> | null {
   if (req.op === 'writer') {
     listen(req.port)
-    // A writer that died may have committed changes it never posted: the log has them.
+    // A writer that died may have committed changes it never posted: the log has them. Its new
+    // messages of the last 50 ms went too: the marks of their chats stay behind, and the
+    // catch-up indexes them from messages.db (a search in such a chat asks for it sooner).
     received({ op: 'reapply' })
+    catchUpAtStart().catch(() => {})
     return null
   }
   // What the writer committed before the main thread asked is taken first.
@@ -414,6 +422,12 @@ function handle(req: IndexRequest): IndexReply | Promise<IndexReply> | null {
       return { id: req.id, ok: true }
     case 'flush':
       indexPending()
+      if (req.change !== undefined && req.change > appliedChange) {
+        // Its update was posted to the indexer that died (this thread's own re-application at
+        // start may have run before its commit): the log holds it.
+        received({ op: 'reapply' })
+        indexPending()
+      }
       return { id: req.id, ok: true }
     case 'purge':
       return purge().then(() => ({ id: req.id, ok: true }))

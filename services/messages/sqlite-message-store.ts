@@ -33,6 +33,14 @@ const GATHER_MS = 1
 /** A batch this large goes at once, window or not. */
 const MAX_GATHER = 256
 
+/**
+ * Test-only (test/sqlite-store-threads.test.ts): the key of the store method that terminates its
+ * message writer or search indexer thread (`Worker.terminate()`, as a crash of that thread alone
+ * would stop it) and resolves once the thread has exited and a new one is starting. A symbol, so
+ * nothing but code that imports it can call it; no wire request leads to it.
+ */
+export const KILL_THREAD_FOR_TEST = Symbol('kill a SQLite message store thread (test only)')
+
 interface Pending {
   m: NewMessage
   at: number
@@ -70,6 +78,8 @@ export class SqliteMessageStore implements MessageStore {
   #writing: Promise<void> | null = null
   #gathering: NodeJS.Timeout | null = null
   #closed = false
+  /** Settles once the indexer has applied the change log again after the writer's restart. */
+  #reapplied: Promise<void> | null = null
 
   constructor(path: string) {
     mkdirSync(dirname(path), { recursive: true })
@@ -95,6 +105,7 @@ export class SqliteMessageStore implements MessageStore {
     const indexerUrl = new URL('./sqlite-message-indexer.ts', import.meta.url)
     this.#writer = new ThreadLane('message writer', (again) => {
       const { port1 } = again ? this.#newChannel((port) => ({ id: 0, op: 'writer', port }), 'indexer') : first
+      if (again) this.#reapplying()
       return new Worker(writerUrl, { workerData: { path, indexer: port1 }, transferList: [port1] })
     })
     this.#indexer = new ThreadLane('search indexer', (again) => {
@@ -116,6 +127,22 @@ export class SqliteMessageStore implements MessageStore {
     const lane = running === 'indexer' ? this.#indexer : this.#writer
     lane.post(message(port), [port])
     return channel
+  }
+
+  /**
+   * After the writer's restart: the indexer applies the change log again on the new port's
+   * arrival, posted just before this flush, so searches wait for the flush (a failed one too:
+   * an indexer started again applies the log before it answers anything).
+   */
+  #reapplying(): void {
+    const reapplied: Promise<void> = this.#indexer.request({ op: 'flush' }, RETRIED).then(
+      () => {},
+      () => {},
+    )
+    this.#reapplied = reapplied
+    reapplied.then(() => {
+      if (this.#reapplied === reapplied) this.#reapplied = null
+    })
   }
 
   append(m: NewMessage, at = Date.now()): Promise<AppendResult> {
@@ -203,10 +230,11 @@ export class SqliteMessageStore implements MessageStore {
   }
 
   async edit(chatId: string, seq: number, text: string, at: number): Promise<StoredMessage | null> {
-    await this.#writer.request({ op: 'edit', chatId, seq, text, at })
+    const { change } = await this.#writer.request({ op: 'edit', chatId, seq, text, at })
     // The old text's words must not find the message once this resolves: the indexer writes
-    // the new terms first (edits are rare; one more round-trip).
-    await this.#indexer.request({ op: 'flush' })
+    // the new terms first (edits are rare; one more round-trip). The change's id has it hold
+    // the edit even if its update went to an indexer that died meanwhile.
+    await this.#indexer.request({ op: 'flush', ...(change ? { change } : {}) }, RETRIED)
     const m = await this.get(chatId, seq)
     return m && m.deletedAt === null ? m : null
   }
@@ -227,9 +255,12 @@ export class SqliteMessageStore implements MessageStore {
                 coalesce((SELECT indexed FROM search.search_chats WHERE chat_id = ?1), 0)
                   < coalesce((SELECT last FROM main.chat_seq WHERE chat_id = ?1), 0) AS behind`,
       ).get(chatId) as { num: number | null; behind: number }
+    // Since the writer was started again: an edit it committed and never posted may have left old
+    // words in the index until the indexer applies the log again.
+    if (this.#reapplied) await this.#reapplied
     let state = read()
     if (state.behind) {
-      await this.#indexer.request({ op: 'indexed', chatId })
+      await this.#indexer.request({ op: 'indexed', chatId }, RETRIED)
       state = read()
     }
     if (state.num === null) return []
@@ -329,7 +360,12 @@ export class SqliteMessageStore implements MessageStore {
     // The writer first: it has posted the erased messages' term deletes before it answered, and
     // the indexer takes them before its purge.
     await this.#writer.request({ op: 'purge' })
-    await this.#indexer.request({ op: 'purge' })
+    await this.#indexer.request({ op: 'purge' }, RETRIED)
+  }
+
+  /** Test-only: see {@link KILL_THREAD_FOR_TEST}. */
+  [KILL_THREAD_FOR_TEST](thread: 'writer' | 'indexer'): Promise<void> {
+    return (thread === 'writer' ? this.#writer : this.#indexer).kill()
   }
 
   async close(): Promise<void> {
@@ -350,9 +386,18 @@ export class SqliteMessageStore implements MessageStore {
 }
 
 /**
+ * For {@link ThreadLane.request}: the request has the same effect sent twice (a flush, a search's
+ * handshake, a purge), so it is sent again to the thread started after one that died with it.
+ */
+const RETRIED = true
+
+/**
  * Requests to one worker thread, answered by id. A thread that dies (an error, an exit) rejects
- * every request waiting on it and is started again for the next one (start(true)): what was
- * committed is on disk, the rest was refused. An idle thread does not keep the process alive.
+ * every request waiting on it, but those sent with RETRIED (once each), and is started again
+ * (start(true)) for them and the next ones: a rejected write may have committed before the death
+ * (an append's retry then gets the stored message, de-duplicated by its clientMsgId), and what
+ * was not committed is refused, with an Error "<what> stopped (exit code N)" or
+ * "<what> failed: <error>". An idle thread does not keep the process alive.
  */
 class ThreadLane<Q extends object, R extends { id: number; ok: boolean }> {
   readonly #what: string
@@ -361,7 +406,7 @@ class ThreadLane<Q extends object, R extends { id: number; ok: boolean }> {
   #nextId = 1
   readonly #waiting = new Map<
     number,
-    { resolve: (r: Extract<R, { ok: true }>) => void; reject: (err: Error) => void }
+    { req: Q; retry: boolean; resolve: (r: Extract<R, { ok: true }>) => void; reject: (err: Error) => void }
   >()
   #closed = false
 
@@ -387,11 +432,20 @@ class ThreadLane<Q extends object, R extends { id: number; ok: boolean }> {
     })
     const fail = (err: Error) => {
       if (this.#worker !== worker) return
+      const again: Array<[number, Q]> = []
       for (const [id, waiter] of this.#waiting) {
+        if (waiter.retry && !this.#closed) {
+          waiter.retry = false
+          again.push([id, waiter.req])
+          continue
+        }
         this.#settled(id)
         waiter.reject(err)
       }
-      if (!this.#closed) this.#worker = this.#run(true)
+      if (this.#closed) return
+      this.#worker = this.#run(true)
+      if (this.#waiting.size) this.#worker.ref()
+      for (const [id, req] of again) this.#worker.postMessage({ ...req, id })
     }
     worker.on('error', (err) => fail(new Error(`${this.#what} failed: ${err.message}`)))
     worker.on('exit', (code) => fail(new Error(`${this.#what} stopped (exit code ${code})`)))
@@ -403,12 +457,15 @@ class ThreadLane<Q extends object, R extends { id: number; ok: boolean }> {
     if (this.#waiting.size === 0) this.#worker.unref()
   }
 
-  /** Sends req and resolves with the thread's reply; rejects with its error. */
-  request(req: Q): Promise<Extract<R, { ok: true }>> {
+  /**
+   * Sends req and resolves with the thread's reply; rejects with its error, or the thread's
+   * death (see the class). retry: RETRIED for a request safe to send twice.
+   */
+  request(req: Q, retry = false): Promise<Extract<R, { ok: true }>> {
     return new Promise((resolve, reject) => {
       const id = this.#nextId++
       if (this.#waiting.size === 0) this.#worker.ref()
-      this.#waiting.set(id, { resolve, reject })
+      this.#waiting.set(id, { req, retry, resolve, reject })
       this.#worker.postMessage({ ...req, id })
     })
   }
@@ -416,6 +473,11 @@ class ThreadLane<Q extends object, R extends { id: number; ok: boolean }> {
   /** Sends a message that gets no reply, handing over the transferred objects (a MessagePort). */
   post(message: object, transfer: TransferListItem[]): void {
     this.#worker.postMessage(message, transfer)
+  }
+
+  /** Test-only (KILL_THREAD_FOR_TEST): terminates the thread, which is then started again. */
+  async kill(): Promise<void> {
+    await this.#worker.terminate()
   }
 
   /** Stops the thread; it is not started again. */

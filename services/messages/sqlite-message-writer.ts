@@ -42,10 +42,11 @@ export type WriteRequest =
 
 /**
  * An append's reply: seqs[i] is the seq given to the i-th message, or 0 when its clientMsgId was
- * stored before; dups holds the stored rows of those, in order. Other writes give `changes`.
+ * stored before; dups holds the stored rows of those, in order. Other writes give `changes`; an
+ * edit also its search_changes id (`change`, 0 when nothing changed).
  */
 export type WriteReply =
-  | { id: number; ok: true; seqs?: number[]; dups?: MessageRow[]; changes?: number }
+  | { id: number; ok: true; seqs?: number[]; dups?: MessageRow[]; changes?: number; change?: number }
   | { id: number; ok: false; message: string; code?: string }
 
 /**
@@ -364,7 +365,8 @@ function handle(req: WriteRequest): WriteReply | Promise<WriteReply> | null {
         logged()
         toIndexer({ op: 'edit', chatId: req.chatId, seq: req.seq, text: req.text, change })
       }
-      return { id: req.id, ok: true, changes }
+      // The change's log id: the main thread has the indexer hold it before the edit resolves.
+      return { id: req.id, ok: true, changes, change }
     }
     case 'tombstone': {
       const { changes, change } = inTransaction(db, () => {
