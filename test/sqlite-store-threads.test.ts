@@ -124,6 +124,28 @@ async function verify(store: SqliteMessageStore, log: Attempt[]): Promise<number
   return searches
 }
 
+/**
+ * verify, then close: no file of the store stays open, and a second store on the same files
+ * passes verify too. Returns the first verify's count of checks by search.
+ */
+async function verifyThenReopen(
+  store: SqliteMessageStore,
+  dir: string,
+  path: string,
+  log: Attempt[],
+): Promise<number> {
+  const searched = await verify(store, log)
+  await store.close()
+  assert.deepEqual(openFilesIn(dir), [], 'close() leaves no file of the store open')
+  const second = new SqliteMessageStore(path)
+  try {
+    await verify(second, log)
+  } finally {
+    await second.close()
+  }
+  return searched
+}
+
 /** The message of a thread's death, as the store words it for the requests it rejects. */
 const DIED = /^(message writer|search indexer) (stopped \(exit code \d+\)|failed: .+)$/
 
@@ -195,15 +217,7 @@ describe('SQLite message store: one worker thread dies alone', () => {
         assert.equal(again.message.seq, log[1]?.result?.message.seq)
         assert.equal(log.filter((a) => a.error).length, 0)
 
-        await verify(store, log)
-        await store.close()
-        assert.deepEqual(openFilesIn(dir), [], 'close() leaves no file of the store open')
-        const second = new SqliteMessageStore(path)
-        try {
-          await verify(second, log)
-        } finally {
-          await second.close()
-        }
+        await verifyThenReopen(store, dir, path, log)
       } finally {
         await store.close()
         rmSync(dir, { recursive: true, force: true })
@@ -323,15 +337,7 @@ describe('SQLite message store: one worker thread dies alone', () => {
           assert.ok(retry.result, 'a retry after the restart is answered')
           if (retry.result.duplicate) storedBefore++
         }
-        const searched = await verify(store, log)
-        await store.close()
-        assert.deepEqual(openFilesIn(dir), [], 'close() leaves no file of the store open')
-        const second = new SqliteMessageStore(path)
-        try {
-          await verify(second, log)
-        } finally {
-          await second.close()
-        }
+        const searched = await verifyThenReopen(store, dir, path, log)
         t.diagnostic(
           `${thread}: ${log.length} appends (${rejected.length} refused, ${storedBefore} of them committed), ${edits.length} edits (${edits.filter((e) => !e.ok).length} refused), ${searches.length} searches (${searches.filter((s) => !s.ok).length} refused), ${searched} checks by search`,
         )
