@@ -142,7 +142,7 @@ describe('the web chat as encrypted group membership changes', () => {
 
     await removeMember(alice, 'carol')
     await carol
-      .locator('#conversation p.removed', { hasText: 'You are no longer a member of this chat.' })
+      .locator('#conversation p.removed', { hasText: 'alice removed you from this chat.' })
       .waitFor(WAIT)
     // Read-only: no composer, no safety numbers to open, no search; what she read stays.
     assert.equal(await carol.locator('#text').count(), 0)

@@ -1523,7 +1523,8 @@ describe('the web chat within the server’s device cap and URL lifetimes', () =
         timeout: 1500,
       })
       await kim.locator('#messages li.upload').waitFor({ state: 'detached', ...WAIT })
-      await kim.locator('.removed').waitFor(WAIT)
+      // Said with who did it: the kept timeline ends with the event.
+      await kim.locator('.removed', { hasText: 'jon removed you from this chat.' }).waitFor(WAIT)
       held?.()
       assert.equal(await jon.locator('#messages li.msg .file-card').count(), 0, 'nothing was sent')
     } finally {

@@ -64,6 +64,25 @@ export function isKeyEvent(m: ChatMessage): boolean {
   return type === 'mls_commit' || type === 'mls_device_revoked'
 }
 
+/**
+ * How the user came to be out of a chat, read from the timeline kept when they were
+ * (ChatState.messages once `removed`): the last member_removed or member_left event naming them,
+ * with who removed them (the event's sender), or null when the timeline holds none (a removal
+ * learnt from the chat list after a reconnect).
+ */
+export function departureOf(
+  messages: readonly ChatMessage[],
+  me: string,
+): { left: boolean; by: string } | null {
+  for (let i = messages.length - 1; i >= 0; i--) {
+    const m = messages[i] as ChatMessage
+    const type = m.event?.type
+    if (m.kind === 'event' && (type === 'member_removed' || type === 'member_left') && m.event?.userId === me)
+      return { left: type === 'member_left', by: m.senderId }
+  }
+  return null
+}
+
 /** Users named in a membership event (for loading their names). */
 export function usersOf(m: ChatMessage): string[] {
   const e = m.event ?? {}

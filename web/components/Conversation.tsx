@@ -4,6 +4,7 @@ import type { ChatMessage, ChatState, OutboxItem } from '../../client-sdk/src/in
 import { useApp } from '../context.ts'
 import { useDeviceNotices } from '../device-notices.ts'
 import { sayError } from '../error-words.ts'
+import { departureOf } from '../format.ts'
 import { useNames } from '../names.ts'
 import { useUploads } from '../uploads.ts'
 import { MediaResized } from './Attachment.tsx'
@@ -56,6 +57,9 @@ export function Conversation({ chat, onBack }: { chat: ChatState; onBack: () => 
   const title = useTitle(chat)
   const snap = useSyncExternalStore(chat.subscribe, chat.getSnapshot)
   const removed = snap.removed
+  // Who took the user out, said where the composer was (the kept timeline ends with the event).
+  const departure = removed ? departureOf(chat.messages, me) : null
+  const nameOfRemover = useNames(names, departure ? [departure.by] : [])
   // The client forgets a chat the user was removed from, its timeline with it: the messages seen
   // until then stay on screen, read-only. Its refused messages and changes stay in the outbox,
   // whose changes no longer reach the forgotten ChatState's snapshot: read directly, redrawn at
@@ -584,7 +588,13 @@ export function Conversation({ chat, onBack }: { chat: ChatState; onBack: () => 
         </p>
       )}
       {removed ? (
-        <p class="removed">You are no longer a member of this chat.</p>
+        <p class="removed">
+          {departure?.left
+            ? 'You left this chat.'
+            : departure
+              ? `${nameOfRemover(departure.by)} removed you from this chat.`
+              : 'You are no longer a member of this chat.'}
+        </p>
       ) : (
         <Composer
           chat={chat}
