@@ -276,7 +276,8 @@ describe('the web chat in a real browser', () => {
     // Alice's chat with Bob is open from the test before. One character over the limit: the
     // composer counts as the server does (graphemes: each family emoji is one) and does not send.
     const long = 'x'.repeat(4001)
-    const chatId = await alice.evaluate(`document.querySelector('#chats li.active').dataset.chatId`)
+    // The list redraws as the test before ends (a read receipt, a profile): wait for the row.
+    const chatId = await alice.getAttribute('#chats li.active', 'data-chat-id', WAIT)
     await alice.fill('#text', `${'x'.repeat(3998)}👨‍👩‍👧‍👦👨‍👩‍👧‍👦`)
     await textIs(alice, '#char-count', '4,000 of 4,000 characters')
     assert.equal(await alice.isEnabled('#composer button[type="submit"]'), true)

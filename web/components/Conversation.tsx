@@ -58,7 +58,7 @@ export function Conversation({ chat, onBack }: { chat: ChatState; onBack: () => 
   const snap = useSyncExternalStore(chat.subscribe, chat.getSnapshot)
   const removed = snap.removed
   // Who took the user out, said where the composer was (the kept timeline ends with the event).
-  const departure = removed ? departureOf(chat.messages, me) : null
+  const departure = removed ? departureOf(snap.messages, me) : null
   const nameOfRemover = useNames(names, departure ? [departure.by] : [])
   // The client forgets a chat the user was removed from, its timeline with it: the messages seen
   // until then stay on screen, read-only. Its refused messages and changes stay in the outbox,
