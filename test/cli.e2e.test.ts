@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import { mkdtempSync, rmSync, statSync } from 'node:fs'
+import { chmodSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
@@ -286,5 +286,28 @@ describe('natter command errors', () => {
       await first.stop()
       rmSync(dataDir, { recursive: true, force: true })
     }
+  })
+})
+
+describe('the node that bin/natter starts', () => {
+  // NATTER_NODE (scripts/node.sh) names the Node binary; a stand-in that prints its arguments
+  // shows what bin/natter hands to Node, without starting anything.
+  const dir = mkdtempSync(join(tmpdir(), 'natter-node-args-'))
+  const fakeNode = join(dir, 'node')
+  writeFileSync(fakeNode, '#!/bin/sh\necho "$@"\n')
+  chmodSync(fakeNode, 0o755)
+  after(() => rmSync(dir, { recursive: true, force: true }))
+
+  it('runs Node with 8 MB semi-spaces (unless NODE_OPTIONS sets its own) and no memory reducer', async () => {
+    const plain = await runToEnd('sh', ['bin/natter', 'start'], { NATTER_NODE: fakeNode, NODE_OPTIONS: '' })
+    assert.equal(plain.code, 0, plain.stderr)
+    assert.match(plain.stdout, /--max-semi-space-size=8 --no-memory-reducer \S*cli\/natter\.ts start/)
+    const own = await runToEnd('sh', ['bin/natter', 'start'], {
+      NATTER_NODE: fakeNode,
+      NODE_OPTIONS: '--max-semi-space-size=32',
+    })
+    assert.equal(own.code, 0, own.stderr)
+    assert.doesNotMatch(own.stdout, /--max-semi-space-size/)
+    assert.match(own.stdout, /--no-memory-reducer \S*cli\/natter\.ts start/)
   })
 })
