@@ -312,6 +312,12 @@ describe('the web chat in a real browser', () => {
     // Edit puts its text in the composer; sent shorter, it goes (the same message: chat.retry).
     await failed.locator('button.edit-unsent').click()
     await alice.locator('.composing[data-mode="fix"]').waitFor(WAIT)
+    // The composer takes the text in the render after the mode: wait for it, then compare.
+    await alice.waitForFunction(
+      `document.querySelector('#text')?.value.length === ${long.length}`,
+      undefined,
+      WAIT,
+    )
     assert.equal(await alice.inputValue('#text'), long)
     await send(alice, 'shorter now')
     await alice.waitForSelector('#messages li.mine[data-status="sent"] >> text=shorter now', WAIT)
