@@ -15,6 +15,7 @@ import {
 import type { DeviceService } from '../services/devices/device-service.ts'
 import { type InKind, outKind, type Telemetry } from '../services/metrics/metrics.ts'
 import type { ErrorNotice } from '../services/requests/envelope.ts'
+import { useFastPath } from './mqtt-fast-path.ts'
 import { PubackOrder } from './puback-order.ts'
 import type { RateLimitWiring } from './rate-limit-wiring.ts'
 import type { Sessions } from './sessions.ts'
@@ -67,14 +68,20 @@ function inKind(topic: string): InKind {
 }
 
 /**
- * mqtt-packet's parser keeps the CONNECT packet as its settings for the connection's life: the
- * token (password) and every field, on every idle connection. It needs only the protocol
- * version from it (aedes 1.2, mqtt-packet 9), and only reads it: every connection of one
- * version shares one frozen settings object.
+ * Fits a connection's parser once its CONNECT is accepted.
+ *
+ * - mqtt-packet's parser keeps the CONNECT packet as its settings for the connection's life: the
+ *   token (password) and every field, on every idle connection. It needs only the protocol
+ *   version from it (aedes 1.2, mqtt-packet 9), and only reads it: every connection of one
+ *   version shares one frozen settings object.
+ * - PUBLISH and PUBACK take the fast path (broker/mqtt-fast-path.ts).
  */
-function releaseConnectPacket(client: Client): void {
+function fitParser(client: Client): void {
   const c = client as Client & { version?: number; _parser?: { settings?: object } }
-  if (c._parser) c._parser.settings = parserSettings(c.version ?? 4)
+  if (!c._parser) return
+  const version = c.version ?? 4
+  c._parser.settings = parserSettings(version)
+  useFastPath(c._parser, version)
 }
 
 const sharedParserSettings = new Map<number, Readonly<{ protocolVersion: number }>>()
@@ -144,7 +151,7 @@ export function createHooks(d: HookDeps): HookSet {
                 return done(connectError(code, refusal.message), false)
               }
               d.sessions.start(client, { who, tokenExpiresAt: token.expiresAt, issuedAt: token.issuedAt })
-              releaseConnectPacket(client)
+              fitParser(client)
               done(null, true)
             },
             (err: unknown) => {
